@@ -1,0 +1,39 @@
+# The two commands of the quick start: `make run` and `make test`. Both install what is missing first.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
+
+.PHONY: deps lint test test-unit test-integration run bench fmt clean
+
+deps:
+	@bash scripts/bootstrap.sh
+
+lint: deps
+	ruff check .
+	ruff format --check .
+	mypy libs services tests bench
+	lint-imports
+
+fmt: deps
+	ruff format .
+	ruff check --fix .
+
+# The whole suite: lint, types, layer contracts, then every test (pytest exits 5 when it collects nothing,
+# which fails this target on purpose).
+test: lint
+	$(PY) -m pytest
+
+test-unit: deps
+	$(PY) -m pytest tests/unit
+
+test-integration: deps
+	$(PY) -m pytest -m integration
+
+run: deps
+	$(PY) -m flareport_cli.main dev
+
+bench: deps
+	$(PY) bench/stream_runtime.py
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Installs what the project needs on a fresh Debian machine, and nothing that is already there.
+# Idempotent: `make test` and `make run` call it every time, so it must be cheap when all is present.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+VENV=${VENV:-.venv}
+PYTHON=${PYTHON:-python3}
+
+apt_install() {
+    # Only root (CI, fresh machines) or passwordless sudo can install system packages.
+    local sudo=""
+    if [ "$(id -u)" -ne 0 ]; then
+        if command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then sudo="sudo -n"; else
+            echo "bootstrap: missing system packages: $* (install them, or run as root)" >&2; exit 1
+        fi
+    fi
+    if [ ! -f /tmp/.flareport-apt-updated ]; then
+        $sudo apt-get update -qq && touch /tmp/.flareport-apt-updated
+    fi
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+}
+
+need=()
+command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
+if [ "${FLAREPORT_NEED_PODMAN:-0}" = "1" ]; then
+    command -v podman >/dev/null 2>&1 || need+=(podman runc busybox-static)
+fi
+if [ ${#need[@]} -gt 0 ]; then
+    echo "bootstrap: installing ${need[*]}"
+    apt_install "${need[@]}"
+fi
+
+if [ ! -x "$VENV/bin/python" ]; then
+    echo "bootstrap: creating $VENV"
+    "$PYTHON" -m venv "$VENV"
+fi
+stamp="$VENV/.flareport-installed"
+if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+    echo "bootstrap: installing the project and its dev extras into $VENV"
+    "$VENV/bin/python" -m pip install -q --upgrade pip
+    "$VENV/bin/python" -m pip install -q -e '.[dev]'
+    touch "$stamp"
+fi

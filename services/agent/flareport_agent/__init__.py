@@ -1,0 +1,1 @@
+"""flareport_agent."""
