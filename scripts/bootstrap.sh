@@ -23,8 +23,12 @@ apt_install() {
 
 need=()
 command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
-if [ "${FLAREPORT_NEED_PODMAN:-0}" = "1" ]; then
-    command -v podman >/dev/null 2>&1 || need+=(podman runc busybox-static)
+# Podman stands in for Docker in the integration tests (no Docker engine runs on these machines); skip it with
+# FLAREPORT_NEED_PODMAN=0 when a Docker engine is reachable through DOCKER_HOST.
+if [ "${FLAREPORT_NEED_PODMAN:-1}" = "1" ]; then
+    command -v podman >/dev/null 2>&1 || need+=(podman)
+    command -v runc >/dev/null 2>&1 || need+=(runc)
+    [ -x /bin/busybox ] || need+=(busybox-static)
 fi
 if [ ${#need[@]} -gt 0 ]; then
     echo "bootstrap: installing ${need[*]}"

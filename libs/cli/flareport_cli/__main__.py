@@ -1,0 +1,3 @@
+from flareport_cli.main import main
+
+raise SystemExit(main())

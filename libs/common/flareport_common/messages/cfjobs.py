@@ -1,0 +1,111 @@
+"""The Cloudflare jobs stream: level-based work for the dns-worker.
+
+A job names one target (a tunnel, a zone, an Access app) and carries the complete desired state of that target
+with its ``version`` (a hash of the desired state). The worker makes Cloudflare match it and skips a job whose
+version is already applied, so duplicates and reordering are harmless.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+from flareport_common.messages.base import Message
+from flareport_common.messages.rules import AccessSpec, OriginOptions
+
+
+class IngressEntry(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """One desired ingress rule of a tunnel, in order."""
+
+    hostname: str
+    service: str
+    path: str | None = None
+    origin: OriginOptions = OriginOptions()
+    # Where the rule comes from, for results and errors: "agent:<id>/<container>" or "manual:<rule id>".
+    source: str = ""
+
+
+class DesiredRecord(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """A proxied CNAME ``name -> <tunnel_id>.cfargotunnel.com`` wanted in one zone."""
+
+    name: str
+    tunnel_id: str
+    adopt: bool = False
+    source: str = ""
+
+
+class DesiredAccessApp(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    hostname: str
+    path: str | None = None
+    spec: AccessSpec = AccessSpec()
+    # Access groups resolved by the reconciler: group id -> reusable policy definition.
+    groups: dict[str, dict[str, Any]] = msgspec.field(default_factory=dict)
+
+
+class EnsureTunnel(Message, frozen=True, kw_only=True, tag="ensure_tunnel"):
+    """Find (by id or name) or create a remotely managed tunnel, and fetch its token."""
+
+    agent_id: str
+    tunnel_name: str | None = None
+    tunnel_id: str | None = None
+    create: bool = True
+
+    @property
+    def target(self) -> str:
+        return f"agent:{self.agent_id}"
+
+
+class SyncTunnelIngress(Message, frozen=True, kw_only=True, tag="sync_tunnel_ingress"):
+    tunnel_id: str
+    version: str
+    rules: tuple[IngressEntry, ...] = ()
+
+    @property
+    def target(self) -> str:
+        return f"tunnel:{self.tunnel_id}"
+
+
+class SyncDnsZone(Message, frozen=True, kw_only=True, tag="sync_dns_zone"):
+    """The complete set of records Flareport wants in one zone (records it owns but not listed are removed)."""
+
+    zone_name: str
+    version: str
+    records: tuple[DesiredRecord, ...] = ()
+
+    @property
+    def target(self) -> str:
+        return f"zone:{self.zone_name}"
+
+
+class SyncAccessApp(Message, frozen=True, kw_only=True, tag="sync_access_app"):
+    """Make the Access app of ``hostname + path`` match ``app``; ``app=None`` deletes our app."""
+
+    hostname: str
+    path: str | None = None
+    version: str
+    app: DesiredAccessApp | None = None
+
+    @property
+    def target(self) -> str:
+        return f"access:{self.hostname}{self.path or ''}"
+
+
+class DeleteTunnel(Message, frozen=True, kw_only=True, tag="delete_tunnel"):
+    """Delete a tunnel Flareport created (never one it adopted)."""
+
+    tunnel_id: str
+    agent_id: str | None = None
+
+    @property
+    def target(self) -> str:
+        return f"tunnel:{self.tunnel_id}"
+
+
+class VerifyTarget(Message, frozen=True, kw_only=True, tag="verify_target"):
+    """Re-read a target from Cloudflare, report drift and repair it. ``target`` as in the other jobs."""
+
+    target: str
+
+
+CfJobMessage = EnsureTunnel | SyncTunnelIngress | SyncDnsZone | SyncAccessApp | DeleteTunnel | VerifyTarget

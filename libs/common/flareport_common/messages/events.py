@@ -1,0 +1,100 @@
+"""The events stream: what agents report (through the API, which stamps the authenticated agent id).
+
+Events that change an agent's inventory carry the agent's own sequence number ``seq`` (strictly increasing
+per agent). The reconciler ignores an inventory event whose ``seq`` is not newer than the last one it applied
+for that agent, so replicas consuming in any order converge on the same state.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import msgspec
+
+from flareport_common.messages.base import Message
+from flareport_common.messages.rules import ContainerInfo
+
+StopAction = Literal["stop", "die", "kill", "destroy", "pause"]
+
+
+class AgentRegistered(Message, frozen=True, kw_only=True, tag="agent_registered"):
+    agent_id: str
+    display_name: str
+    hostname: str = ""
+    version: str = ""
+    capabilities: tuple[str, ...] = ()
+
+
+class ContainerStart(Message, frozen=True, kw_only=True, tag="container_start"):
+    """A labelled container is running (started, unpaused, renamed or relabelled): its rules as they are now."""
+
+    agent_id: str
+    seq: int
+    container: ContainerInfo
+
+
+class ContainerStop(Message, frozen=True, kw_only=True, tag="container_stop"):
+    """A container stopped being served (stop, kill, destroy, pause): its rules start their grace period."""
+
+    agent_id: str
+    seq: int
+    container_id: str
+    name: str = ""
+    action: StopAction = "stop"
+
+
+class ContainerDie(Message, frozen=True, kw_only=True, tag="container_die"):
+    """A container exited on its own; treated like a stop, with the exit code kept for the operator."""
+
+    agent_id: str
+    seq: int
+    container_id: str
+    name: str = ""
+    exit_code: int | None = None
+
+
+class Inventory(Message, frozen=True, kw_only=True, tag="inventory"):
+    """A full snapshot of the agent's labelled running containers; replaces what the reconciler knew."""
+
+    agent_id: str
+    seq: int
+    containers: tuple[ContainerInfo, ...] = ()
+
+
+class TunnelState(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """The agent's local cloudflared container as the engine reports it."""
+
+    container_state: str = "absent"
+    image: str = ""
+    restarts: int = 0
+    tunnel_id: str | None = None
+
+
+class Heartbeat(Message, frozen=True, kw_only=True, tag="heartbeat"):
+    """Liveness; ``occurred_at`` is stamped by the API, the agent's clock is never trusted."""
+
+    agent_id: str
+    tunnel: TunnelState = TunnelState()
+    docker_reachable: bool = True
+    agent_version: str = ""
+
+
+class TunnelStatus(Message, frozen=True, kw_only=True, tag="tunnel_status"):
+    agent_id: str
+    tunnel: TunnelState
+
+
+class CommandAck(Message, frozen=True, kw_only=True, tag="command_ack"):
+    """The agent's answer to one command: done (``ok``) or failed with a reason."""
+
+    agent_id: str
+    command_id: str
+    command_type: str = ""
+    ok: bool
+    error: str | None = None
+    result: dict[str, Any] = msgspec.field(default_factory=dict)
+
+
+EventMessage = (
+    AgentRegistered | ContainerStart | ContainerStop | ContainerDie | Inventory | Heartbeat | TunnelStatus | CommandAck
+)

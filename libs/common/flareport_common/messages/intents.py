@@ -1,0 +1,104 @@
+"""The intents stream: what admins ask for through the API. The reconciler turns intents into state,
+Cloudflare jobs and agent commands; the API never acts on them itself.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import msgspec
+
+from flareport_common.messages.base import Message
+from flareport_common.messages.rules import Rule
+
+
+class AgentEnrolled(Message, frozen=True, kw_only=True, tag="agent_enrolled"):
+    """Enrol an agent: create a tunnel named ``tunnel_name``, or adopt the existing ``tunnel_id``."""
+
+    agent_id: str
+    tunnel_name: str | None = None
+    tunnel_id: str | None = None
+    # Zones / hostname suffixes this agent may publish (empty = no restriction).
+    allowed_zones: tuple[str, ...] = ()
+    allowed_suffixes: tuple[str, ...] = ()
+
+
+class AgentRenamed(Message, frozen=True, kw_only=True, tag="agent_renamed"):
+    agent_id: str
+    display_name: str
+
+
+class AgentDecommissioned(Message, frozen=True, kw_only=True, tag="agent_decommissioned"):
+    """Stop the agent's tunnel, remove its records and ingress, delete the tunnel if Flareport created it."""
+
+    agent_id: str
+
+
+class AgentRemoved(Message, frozen=True, kw_only=True, tag="agent_removed"):
+    """Forget an (offline) agent; its published rules are removed like a decommission."""
+
+    agent_id: str
+
+
+class KeyRolled(Message, frozen=True, kw_only=True, tag="key_rolled"):
+    """A new key was made for a bound agent; the reconciler delivers it with a ``rotate_key`` command.
+
+    The key travels in clear only through Redis (the control plane's own trust boundary); the API stores
+    nothing but its hash.
+    """
+
+    agent_id: str
+    key_id: str
+    new_key: str
+
+
+class ManualRuleUpserted(Message, frozen=True, kw_only=True, tag="manual_rule_upserted"):
+    """A rule created in the UI/API: never expires and is never touched by container events."""
+
+    rule_id: str
+    rule: Rule
+    # The tunnel that serves it: an agent's tunnel, or an explicit tunnel id.
+    agent_id: str | None = None
+    tunnel_id: str | None = None
+
+
+class ManualRuleDeleted(Message, frozen=True, kw_only=True, tag="manual_rule_deleted"):
+    rule_id: str
+
+
+class AccessGroupUpserted(Message, frozen=True, kw_only=True, tag="access_group_upserted"):
+    """A reusable Access policy referenced by ``access.group(s)`` labels."""
+
+    group_id: str
+    name: str
+    decision: Literal["allow", "deny", "bypass", "non_identity"] = "allow"
+    include: tuple[dict[str, Any], ...] = ()
+    exclude: tuple[dict[str, Any], ...] = ()
+    require: tuple[dict[str, Any], ...] = ()
+    session_duration: str | None = None
+
+
+class AccessGroupDeleted(Message, frozen=True, kw_only=True, tag="access_group_deleted"):
+    group_id: str
+
+
+class ReconcileRequested(Message, frozen=True, kw_only=True, tag="reconcile_requested"):
+    """Recompute and re-verify targets; ``scope`` is ``all`` or a target key such as ``zone:example.com``."""
+
+    scope: str = "all"
+    verify: bool = True
+    extra: dict[str, Any] = msgspec.field(default_factory=dict)
+
+
+IntentMessage = (
+    AgentEnrolled
+    | AgentRenamed
+    | AgentDecommissioned
+    | AgentRemoved
+    | KeyRolled
+    | ManualRuleUpserted
+    | ManualRuleDeleted
+    | AccessGroupUpserted
+    | AccessGroupDeleted
+    | ReconcileRequested
+)

@@ -1,0 +1,181 @@
+"""Settings of every service: parsed once from the environment into frozen structs and passed down.
+
+Names and DockFlare aliases follow DESIGN.md ("Configuration"). ``load(...)`` raises ``SettingsError`` with one
+line naming the variable; ``load_or_exit`` turns that into a clean process exit for the entry points.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import NoReturn, TypeVar
+
+from flareport_common.env import Env, validate_image
+from flareport_common.errors import SettingsError
+from flareport_common.keys import DEFAULT_PREFIX
+
+DEFAULT_CLOUDFLARED_IMAGE = "cloudflare/cloudflared:2025.9.0"
+DEFAULT_CLOUDFLARE_API_BASE_URL = "https://api.cloudflare.com/client/v4"
+
+
+@dataclass(frozen=True, slots=True)
+class CommonSettings:
+    redis_url: str
+    redis_db_index: int | None
+    key_prefix: str
+    log_level: str
+    log_format: str  # "json", "console" or "auto" (console when attached to a terminal)
+    tz: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class ApiSettings:
+    common: CommonSettings
+    host: str
+    port: int
+    master_api_key: str
+    max_body_bytes: int
+
+
+@dataclass(frozen=True, slots=True)
+class ReconcilerSettings:
+    common: CommonSettings
+    grace_period_seconds: int
+    agent_offline_seconds: int
+    drift_check_seconds: int
+    health_port: int
+
+
+@dataclass(frozen=True, slots=True)
+class CloudflareSettings:
+    api_token: str
+    account_id: str
+    default_zone_id: str | None
+    api_base_url: str
+    rate_limit_requests: int
+    rate_limit_window_seconds: int
+
+
+@dataclass(frozen=True, slots=True)
+class DnsWorkerSettings:
+    common: CommonSettings
+    cloudflare: CloudflareSettings
+    owner_id: str
+    health_port: int
+
+
+@dataclass(frozen=True, slots=True)
+class AgentSettings:
+    master_url: str
+    api_key: str
+    docker_host: str | None
+    cloudflared_image: str
+    data_dir: str
+    label_prefix: str | None
+    log_level: str
+    log_format: str
+    tz: str | None
+    health_port: int
+
+
+def _log(env: Env) -> tuple[str, str]:
+    level = env.choice("LOG_LEVEL", default="info", choices=("debug", "info", "warning", "error", "critical"))
+    fmt = env.choice("LOG_FORMAT", default="auto", choices=("auto", "json", "console"))
+    return level, fmt
+
+
+def load_common(env: Env) -> CommonSettings:
+    level, fmt = _log(env)
+    return CommonSettings(
+        redis_url=env.url("REDIS_URL", schemes=("redis", "rediss", "unix"), default="redis://127.0.0.1:6379"),
+        redis_db_index=env.optional_int("REDIS_DB_INDEX", minimum=0, maximum=15),
+        key_prefix=env.text("FLAREPORT_KEY_PREFIX", default=DEFAULT_PREFIX),
+        log_level=level,
+        log_format=fmt,
+        tz=env.optional("TZ"),
+    )
+
+
+def load_api(environ: Mapping[str, str]) -> ApiSettings:
+    env = Env(environ)
+    key = env.text("MASTER_API_KEY", required=True)
+    if len(key) < 16:
+        raise SettingsError("MASTER_API_KEY: must be at least 16 characters")
+    return ApiSettings(
+        common=load_common(env),
+        host=env.text("FLAREPORT_API_HOST", default="0.0.0.0"),
+        port=env.integer("FLAREPORT_API_PORT", default=8080, minimum=0, maximum=65535),
+        master_api_key=key,
+        max_body_bytes=env.integer("FLAREPORT_API_MAX_BODY_BYTES", default=1_048_576, minimum=1024),
+    )
+
+
+def load_reconciler(environ: Mapping[str, str]) -> ReconcilerSettings:
+    env = Env(environ)
+    return ReconcilerSettings(
+        common=load_common(env),
+        grace_period_seconds=env.integer("GRACE_PERIOD_SECONDS", default=600, minimum=0),
+        agent_offline_seconds=env.integer("AGENT_OFFLINE_SECONDS", default=60, minimum=5),
+        drift_check_seconds=env.integer("DRIFT_CHECK_SECONDS", default=600, minimum=10),
+        health_port=env.integer("FLAREPORT_HEALTH_PORT", default=9101, minimum=0, maximum=65535),
+    )
+
+
+def load_cloudflare(env: Env) -> CloudflareSettings:
+    return CloudflareSettings(
+        api_token=env.text("CLOUDFLARE_API_TOKEN", "CF_API_TOKEN", required=True),
+        account_id=env.text("CLOUDFLARE_ACCOUNT_ID", "CF_ACCOUNT_ID", required=True),
+        default_zone_id=env.optional("CLOUDFLARE_ZONE_ID", "CF_ZONE_ID"),
+        api_base_url=env.url(
+            "CLOUDFLARE_API_BASE_URL", schemes=("http", "https"), default=DEFAULT_CLOUDFLARE_API_BASE_URL
+        ),
+        rate_limit_requests=env.integer("CLOUDFLARE_RATE_LIMIT_REQUESTS", default=1200, minimum=1),
+        rate_limit_window_seconds=env.integer("CLOUDFLARE_RATE_LIMIT_WINDOW_SECONDS", default=300, minimum=1),
+    )
+
+
+def load_dns_worker(environ: Mapping[str, str]) -> DnsWorkerSettings:
+    env = Env(environ)
+    return DnsWorkerSettings(
+        common=load_common(env),
+        cloudflare=load_cloudflare(env),
+        owner_id=env.text("FLAREPORT_OWNER_ID", default="flareport"),
+        health_port=env.integer("FLAREPORT_HEALTH_PORT", default=9102, minimum=0, maximum=65535),
+    )
+
+
+def load_agent(environ: Mapping[str, str]) -> AgentSettings:
+    env = Env(environ)
+    level, fmt = _log(env)
+    image = env.text("CLOUDFLARED_IMAGE", default=DEFAULT_CLOUDFLARED_IMAGE)
+    name = (env.raw("CLOUDFLARED_IMAGE") or ("CLOUDFLARED_IMAGE", image))[0]
+    return AgentSettings(
+        master_url=env.url("FLAREPORT_MASTER_URL", "DOCKFLARE_MASTER_URL", schemes=("http", "https"), required=True),
+        api_key=env.text("FLAREPORT_API_KEY", "DOCKFLARE_API_KEY", required=True),
+        docker_host=env.optional("DOCKER_HOST"),
+        cloudflared_image=validate_image(name, image),
+        data_dir=env.text("AGENT_DATA_DIR", default="/app/data"),
+        label_prefix=env.optional("LABEL_PREFIX"),
+        log_level=level,
+        log_format=fmt,
+        tz=env.optional("TZ"),
+        health_port=env.integer("FLAREPORT_HEALTH_PORT", default=9103, minimum=0, maximum=65535),
+    )
+
+
+S = TypeVar("S")
+
+
+def load_or_exit(loader: Callable[[Mapping[str, str]], S], environ: Mapping[str, str] | None = None) -> S:
+    """Parse settings or stop the process with one line naming the bad variable (exit status 2)."""
+    try:
+        return loader(os.environ if environ is None else environ)
+    except SettingsError as exc:
+        _exit_with(f"flareport: invalid configuration: {exc}")
+
+
+def _exit_with(line: str) -> NoReturn:
+    print(line, file=sys.stderr)
+    raise SystemExit(2)

@@ -1,0 +1,490 @@
+"""The consumer-group loop every service uses to consume a stream, at least once.
+
+Why it looks the way it does:
+
+* A message is acknowledged (XACK) only after its handler returned, so a crash anywhere leaves it pending.
+  Pending messages idle for longer than ``claim_idle_ms`` are taken over by any live consumer (XAUTOCLAIM,
+  carrying the returned cursor so a long pending list is walked, not rescanned from the start each time).
+* While a handler runs, the runtime keeps its message "fresh" (XCLAIM ... JUSTID every third of the idle
+  timeout) so a slow handler is never mistaken for a dead one and run twice at once.
+* A handler retry re-claims the message (XCLAIM without JUSTID), which increments Redis' delivery counter;
+  that counter is the single source of truth for the delivery cap, across restarts and replicas.
+* Messages that cannot be decoded, that fail permanently, or that reach the delivery cap go to the
+  dead-letter stream with their original fields, the error, the source stream/id and the delivery count, and
+  are acknowledged in the same transaction: nothing is lost and nothing is retried forever.
+* Losing Redis is survived: the loop logs, backs off, and carries on when Redis is back; if the group vanished
+  (Redis restarted without its data) it is created again.
+* ``stop()`` (wired to SIGTERM/SIGINT by ``flareport_common.runtime``) stops reading, waits up to
+  ``grace_seconds`` for in-flight handlers, then cancels the rest; what was cancelled stays pending for another
+  replica.
+* ``run_burst()`` drains the stream (own pending, reclaimable, new) and returns: deterministic tests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+import msgspec
+import redis.asyncio as aioredis
+import structlog
+from redis.exceptions import BusyLoadingError, ResponseError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from flareport_common.backoff import Backoff
+from flareport_common.errors import PermanentError, TemporaryError
+from flareport_common.messages.deadletters import DeadLetter, DeadLetterReason
+from flareport_common.metrics import (
+    STREAM_DEAD_LETTERS,
+    STREAM_HANDLER_SECONDS,
+    STREAM_INFLIGHT,
+    STREAM_MESSAGES,
+    STREAM_RECLAIMED,
+    STREAM_REDIS_ERRORS,
+    STREAM_RETRIES,
+)
+from flareport_common.streams.codec import FIELD, display_fields, encode
+
+M = TypeVar("M")
+log = structlog.get_logger("flareport.streams")
+
+# Errors after which Redis is worth trying again (the server restarted, the network blipped, it is loading).
+REDIS_TRANSIENT = (RedisConnectionError, RedisTimeoutError, BusyLoadingError, OSError)
+
+
+@dataclass(frozen=True, slots=True)
+class ConsumerConfig:
+    stream: str
+    group: str
+    consumer: str
+    dead_letter_stream: str
+    count: int = 100
+    block_ms: int = 500
+    concurrency: int = 32
+    claim_idle_ms: int = 30_000
+    claim_interval_s: float = 5.0
+    max_deliveries: int = 5
+    grace_seconds: float = 10.0
+    # Upper bound on a handler-requested retry delay; kept below the idle timeout so a message being
+    # retried here is never reclaimed elsewhere meanwhile.
+    max_retry_delay: float = 10.0
+    # Short name for metrics labels (e.g. "events"); defaults to the stream name.
+    metrics_label: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """Where a message came from; handlers use it for logging and idempotency keys."""
+
+    stream: str
+    message_id: str
+    deliveries: int
+
+
+Handler = Callable[[M, Delivery], Awaitable[None]]
+
+
+class _KeySlot:
+    """Serialises handlers of one key (e.g. one agent); dropped when its last user is done."""
+
+    __slots__ = ("lock", "users")
+
+    def __init__(self) -> None:
+        self.lock = asyncio.Lock()
+        self.users = 0
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+class StreamConsumer(Generic[M]):
+    def __init__(
+        self,
+        redis: aioredis.Redis,
+        config: ConsumerConfig,
+        message_type: Any,
+        handler: Handler[M],
+        *,
+        key: Callable[[M], str] | None = None,
+    ) -> None:
+        self._redis = redis
+        self.config = config
+        self._decoder: msgspec.json.Decoder[M] = msgspec.json.Decoder(message_type)
+        self._handler = handler
+        self._key = key
+        self._key_locks: dict[str, _KeySlot] = {}
+        self._tasks: dict[asyncio.Task[None], str] = {}
+        self._stopping = asyncio.Event()
+        self._claim_cursor = "0-0"
+        self._labels = (config.metrics_label or config.stream, config.group)
+        self.processed = 0
+        self._ack_batch: list[str] = []
+        self._ack_done: asyncio.Future[None] | None = None
+        self._flushes: set[asyncio.Task[None]] = set()
+        self._m_acked = STREAM_MESSAGES.labels(*self._labels, "acked")
+        self._m_inflight = STREAM_INFLIGHT.labels(*self._labels)
+        self._m_seconds = STREAM_HANDLER_SECONDS.labels(*self._labels)
+        self._log = log.bind(stream=config.metrics_label or config.stream, group=config.group)
+
+    # ---- lifecycle -------------------------------------------------------------------------------------------
+
+    def stop(self) -> None:
+        """Stop reading; ``run()`` returns once in-flight handlers finished or the grace period ran out."""
+        self._stopping.set()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stopping.is_set()
+
+    async def run(self) -> None:
+        backoff = Backoff()
+        keepalive = asyncio.create_task(self._keepalive_loop(), name="stream-keepalive")
+        next_claim = 0.0
+        first = True
+        try:
+            while not self._stopping.is_set():
+                try:
+                    if first:
+                        await self.ensure_group()
+                        await self._consume_own_pending()
+                        first = False
+                    if time.monotonic() >= next_claim:
+                        await self._reclaim_once(self.config.claim_idle_ms)
+                        next_claim = time.monotonic() + self.config.claim_interval_s
+                    await self._read_new(block_ms=self.config.block_ms)
+                    backoff.reset()
+                except REDIS_TRANSIENT as exc:
+                    await self._on_redis_error(exc, backoff)
+                except ResponseError as exc:
+                    if "NOGROUP" not in str(exc):
+                        raise
+                    # Redis lost the stream or the group (restarted without data): make them again.
+                    STREAM_REDIS_ERRORS.labels(*self._labels).inc()
+                    self._log.warning("stream.group_missing", error=str(exc))
+                    first = True
+        finally:
+            keepalive.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await keepalive
+            await self._drain(self.config.grace_seconds)
+
+    async def run_burst(self, *, claim_idle_ms: int | None = None) -> int:
+        """Handle everything available now (own pending, reclaimable, new) and return how many were finished."""
+        before = self.processed
+        await self.ensure_group()
+        await self._consume_own_pending()
+        await self._wait_all()
+        self._claim_cursor = "0-0"
+        while True:
+            claimed = await self._reclaim_once(self.config.claim_idle_ms if claim_idle_ms is None else claim_idle_ms)
+            await self._wait_all()
+            if self._claim_cursor == "0-0" and claimed == 0:
+                break
+        while await self._read_new(block_ms=None) > 0:
+            pass
+        await self._wait_all()
+        return self.processed - before
+
+    async def ensure_group(self) -> None:
+        """Create the group (and the stream) if missing; only "already exists" is ignored."""
+        try:
+            await self._redis.xgroup_create(self.config.stream, self.config.group, id="0", mkstream=True)
+        except ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+
+    # ---- reading -----------------------------------------------------------------------------------------------
+
+    def _free_slots(self) -> int:
+        return self.config.concurrency - len(self._tasks)
+
+    async def _wait_for_slot(self, wait_s: float) -> bool:
+        if self._free_slots() > 0:
+            return True
+        await asyncio.wait(list(self._tasks), timeout=wait_s, return_when=asyncio.FIRST_COMPLETED)
+        return self._free_slots() > 0
+
+    async def _read_new(self, *, block_ms: int | None) -> int:
+        if not await self._wait_for_slot((block_ms or 0) / 1000 or 0.05):
+            return 0
+        response = await self._redis.xreadgroup(
+            self.config.group,
+            self.config.consumer,
+            {self.config.stream: ">"},
+            count=min(self.config.count, self._free_slots()),
+            block=block_ms,
+        )
+        entries = _entries(response)
+        for entry_id, fields in entries:
+            self._dispatch(_text(entry_id), fields, 1)
+        return len(entries)
+
+    async def _consume_own_pending(self) -> None:
+        """Messages this consumer name was given before a restart (same name = same pending list)."""
+        cursor = "0"
+        while not self._stopping.is_set():
+            response = await self._redis.xreadgroup(
+                self.config.group, self.config.consumer, {self.config.stream: cursor}, count=self.config.count
+            )
+            entries = _entries(response)
+            if not entries:
+                return
+            await self._dispatch_claimed(entries)
+            cursor = _text(entries[-1][0])
+            await self._wait_all()
+
+    async def _reclaim_once(self, min_idle_ms: int) -> int:
+        if self._free_slots() <= 0:
+            return 0
+        cursor, entries, deleted = await self._redis.xautoclaim(
+            self.config.stream,
+            self.config.group,
+            self.config.consumer,
+            min_idle_ms,
+            self._claim_cursor,
+            count=self._free_slots(),
+        )
+        self._claim_cursor = _text(cursor)
+        if deleted:
+            # Trimmed away while pending: Redis already dropped them from the pending list; say so loudly.
+            self._log.warning("stream.pending_trimmed", count=len(deleted))
+        if entries:
+            STREAM_RECLAIMED.labels(*self._labels).inc(len(entries))
+            self._log.info("stream.reclaimed", count=len(entries))
+            await self._dispatch_claimed(entries)
+        return len(entries)
+
+    async def _dispatch_claimed(self, entries: list[Any]) -> None:
+        ids = [_text(entry_id) for entry_id, _ in entries]
+        counts = await self._delivery_counts(ids)
+        inflight = set(self._tasks.values())
+        for entry_id, fields in entries:
+            text_id = _text(entry_id)
+            if text_id in inflight or text_id not in counts:
+                continue  # already being handled here, or acknowledged since it was claimed
+            if fields is None:
+                # A pending entry whose content was trimmed: nothing left to handle or dead-letter.
+                await self._redis.xack(self.config.stream, self.config.group, text_id)
+                continue
+            self._dispatch(text_id, fields, counts[text_id])
+
+    async def _delivery_counts(self, ids: list[str]) -> dict[str, int]:
+        if not ids:
+            return {}
+        rows = await self._redis.xpending_range(
+            self.config.stream,
+            self.config.group,
+            min=ids[0],
+            max=ids[-1],
+            count=len(ids) + len(self._tasks) + 1,
+            consumername=self.config.consumer,
+        )
+        return {_text(row["message_id"]): int(row["times_delivered"]) for row in rows}
+
+    # ---- handling ----------------------------------------------------------------------------------------------
+
+    def _dispatch(self, entry_id: str, fields: dict[Any, Any], deliveries: int) -> None:
+        task = asyncio.create_task(self._process(entry_id, fields, deliveries), name=f"stream-msg-{entry_id}")
+        self._tasks[task] = entry_id
+        self._m_inflight.inc()
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.pop(task, None)
+        self._m_inflight.dec()
+        if not task.cancelled() and task.exception() is not None:
+            self._log.error("stream.task_crashed", error=repr(task.exception()))
+
+    async def _process(self, entry_id: str, fields: dict[Any, Any], deliveries: int) -> None:
+        with structlog.contextvars.bound_contextvars(msg_id=entry_id, stream=self._labels[0]):
+            raw = fields.get(FIELD, fields.get(FIELD.decode()))
+            try:
+                if raw is None:
+                    raise msgspec.DecodeError(f"entry has no {FIELD.decode()!r} field")
+                message = self._decoder.decode(raw)
+            except msgspec.DecodeError as exc:
+                await self._dead_letter(entry_id, fields, "undecodable", str(exc), deliveries)
+                return
+            if deliveries > self.config.max_deliveries:
+                await self._dead_letter(entry_id, fields, "delivery_cap", "delivery cap reached", deliveries)
+                return
+            backoff = Backoff(initial=0.2, maximum=self.config.max_retry_delay)
+            while True:
+                try:
+                    await self._call_handler(message, Delivery(self.config.stream, entry_id, deliveries))
+                except PermanentError as exc:
+                    await self._dead_letter(entry_id, fields, "permanent_error", str(exc), deliveries)
+                    return
+                except Exception as exc:
+                    STREAM_RETRIES.labels(*self._labels).inc()
+                    if deliveries >= self.config.max_deliveries:
+                        await self._dead_letter(entry_id, fields, "delivery_cap", _describe(exc), deliveries)
+                        return
+                    delay = exc.delay if isinstance(exc, TemporaryError) else backoff.next()
+                    self._log.warning(
+                        "stream.handler_failed",
+                        error=_describe(exc),
+                        deliveries=deliveries,
+                        retry_in=round(delay, 3),
+                        exc_info=not isinstance(exc, TemporaryError),
+                    )
+                    if not await self._retry_after(entry_id, min(delay, self.config.max_retry_delay)):
+                        return  # stopping, or another consumer owns it now: it stays pending
+                    deliveries += 1
+                    continue
+                await self._ack(entry_id)
+                return
+
+    async def _call_handler(self, message: M, delivery: Delivery) -> None:
+        started = time.perf_counter()
+        try:
+            if self._key is None:
+                await self._handler(message, delivery)
+                return
+            key = self._key(message)
+            slot = self._key_locks.get(key)
+            if slot is None:
+                slot = self._key_locks[key] = _KeySlot()
+            slot.users += 1
+            try:
+                async with slot.lock:
+                    await self._handler(message, delivery)
+            finally:
+                slot.users -= 1
+                if slot.users == 0:
+                    del self._key_locks[key]
+        finally:
+            self._m_seconds.observe(time.perf_counter() - started)
+
+    async def _retry_after(self, entry_id: str, delay: float) -> bool:
+        """Wait, then take the message again in Redis (counting the delivery). False: give it up."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stopping.wait(), timeout=delay)
+        if self._stopping.is_set():
+            return False
+        claimed = await self._redis_retrying(
+            lambda: self._redis.xclaim(self.config.stream, self.config.group, self.config.consumer, 0, [entry_id])
+        )
+        return bool(claimed)
+
+    async def _ack(self, entry_id: str) -> None:
+        """Acknowledge after success. Handlers finishing in the same loop iteration share one XACK, which
+        roughly doubles throughput; each still returns only once its own ack is durable in Redis.
+        """
+        if self._ack_done is None:
+            self._ack_done = asyncio.get_running_loop().create_future()
+            flush = asyncio.create_task(self._flush_acks(), name="stream-ack-flush")
+            self._flushes.add(flush)
+            flush.add_done_callback(self._flushes.discard)
+        self._ack_batch.append(entry_id)
+        await asyncio.shield(self._ack_done)
+        self.processed += 1
+        self._m_acked.inc()
+
+    async def _flush_acks(self) -> None:
+        await asyncio.sleep(0)  # let every handler finishing in this iteration join the batch
+        batch, done = self._ack_batch, self._ack_done
+        self._ack_batch, self._ack_done = [], None
+        assert done is not None
+        try:
+            await self._redis_retrying(lambda: self._redis.xack(self.config.stream, self.config.group, *batch))
+        except BaseException as exc:
+            done.set_exception(exc)
+            raise
+        done.set_result(None)
+
+    async def _dead_letter(
+        self, entry_id: str, fields: dict[Any, Any], reason: DeadLetterReason, error: str, deliveries: int
+    ) -> None:
+        letter = DeadLetter(
+            source_stream=self.config.stream,
+            source_id=entry_id,
+            group=self.config.group,
+            consumer=self.config.consumer,
+            reason=reason,
+            error=error,
+            deliveries=deliveries,
+            payload=display_fields(fields),
+        )
+
+        async def write() -> None:
+            # Dead letter and ack in one transaction: the message is in exactly one of the two places.
+            pipe = self._redis.pipeline(transaction=True)
+            pipe.xadd(self.config.dead_letter_stream, encode(letter), maxlen=100_000, approximate=True)  # type: ignore[arg-type]
+            pipe.xack(self.config.stream, self.config.group, entry_id)
+            await pipe.execute()
+
+        await self._redis_retrying(write)
+        self.processed += 1
+        STREAM_MESSAGES.labels(*self._labels, "dead_lettered").inc()
+        STREAM_DEAD_LETTERS.labels(*self._labels, reason).inc()
+        self._log.error("stream.dead_lettered", reason=reason, error=error, deliveries=deliveries)
+
+    async def _redis_retrying(self, call: Callable[[], Awaitable[Any]]) -> Any:
+        """Run a Redis call until it succeeds; give up (returning None) only when stopping."""
+        backoff = Backoff()
+        while True:
+            try:
+                return await call()
+            except REDIS_TRANSIENT as exc:
+                STREAM_REDIS_ERRORS.labels(*self._labels).inc()
+                if self._stopping.is_set():
+                    self._log.warning("stream.redis_gave_up_on_stop", error=str(exc))
+                    return None
+                await asyncio.sleep(backoff.next())
+
+    # ---- background ----------------------------------------------------------------------------------------------
+
+    async def _keepalive_loop(self) -> None:
+        interval = max(self.config.claim_idle_ms / 3000, 0.05)
+        while True:
+            await asyncio.sleep(interval)
+            ids = list(self._tasks.values())
+            if not ids:
+                continue
+            with contextlib.suppress(*REDIS_TRANSIENT, ResponseError):
+                await self._redis.xclaim(
+                    self.config.stream, self.config.group, self.config.consumer, 0, list[Any](ids), justid=True
+                )
+
+    async def _on_redis_error(self, exc: BaseException, backoff: Backoff) -> None:
+        STREAM_REDIS_ERRORS.labels(*self._labels).inc()
+        delay = backoff.next()
+        self._log.warning("stream.redis_unavailable", error=str(exc) or type(exc).__name__, retry_in=round(delay, 3))
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stopping.wait(), timeout=delay)
+
+    async def _wait_all(self) -> None:
+        while self._tasks:
+            await asyncio.wait(list(self._tasks))
+
+    async def _drain(self, grace: float) -> None:
+        if not self._tasks:
+            return
+        self._log.info("stream.draining", inflight=len(self._tasks), grace_seconds=grace)
+        _, pending = await asyncio.wait(list(self._tasks), timeout=grace)
+        for task in pending:
+            task.cancel()
+        if pending:
+            await asyncio.wait(pending)
+            self._log.warning("stream.cancelled_on_stop", count=len(pending))
+
+
+def _entries(response: Any) -> list[Any]:
+    """Entries of a single-stream XREADGROUP reply (RESP2 list form or RESP3 map form)."""
+    if not response:
+        return []
+    if isinstance(response, dict):
+        return list(next(iter(response.values()))[0])
+    return list(response[0][1])
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

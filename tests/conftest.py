@@ -1,0 +1,70 @@
+"""Test harness: real redis-server processes, unique key prefixes per test, markers by directory.
+
+Tests never FLUSHALL a shared server: each test gets its own prefix (and so its own streams and groups), so
+tests can share one server and could run in parallel.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+
+import pytest
+import redis.asyncio as aioredis
+
+from flareport_cli.localredis import LocalRedis
+from flareport_common.keys import Keys
+
+TESTS = Path(__file__).parent
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        path = Path(str(item.fspath))
+        if TESTS / "integration" in path.parents:
+            item.add_marker(pytest.mark.integration)
+        elif TESTS / "e2e" in path.parents:
+            item.add_marker(pytest.mark.e2e)
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalRedis]:
+    """One redis-server (no persistence) for the whole session."""
+    server = LocalRedis(tmp_path_factory.mktemp("redis-session"))
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def redis_factory(tmp_path: Path) -> Iterator[Callable[..., LocalRedis]]:
+    """Private redis-server processes a test may restart, kill or run with AOF; all stopped at the end."""
+    servers: list[LocalRedis] = []
+
+    def make(*, aof: bool = False) -> LocalRedis:
+        server = LocalRedis(tmp_path / f"redis-{len(servers)}", aof=aof)
+        server.start()
+        servers.append(server)
+        return server
+
+    yield make
+    for server in servers:
+        server.stop(kill=True)
+
+
+@pytest.fixture
+def prefix() -> str:
+    return f"t{uuid.uuid4().hex[:12]}:"
+
+
+@pytest.fixture
+def keys(prefix: str) -> Keys:
+    return Keys(prefix)
+
+
+@pytest.fixture
+async def redis(redis_server: LocalRedis) -> AsyncIterator[aioredis.Redis]:
+    client = aioredis.Redis.from_url(redis_server.url)
+    yield client
+    await client.aclose()

@@ -1,0 +1,37 @@
+"""Waiting on conditions with a deadline: the only synchronisation tests use (never a bare sleep)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+T = TypeVar("T")
+
+
+async def wait_for(
+    condition: Callable[[], Awaitable[T]], *, timeout: float = 10.0, interval: float = 0.02, what: str = "condition"
+) -> T:
+    """Poll ``condition`` until it returns a truthy value; fail naming ``what`` when the deadline passes."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = await condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what} (last value: {value!r})")
+        await asyncio.sleep(interval)
+
+
+def wait_for_sync(
+    condition: Callable[[], T], *, timeout: float = 10.0, interval: float = 0.02, what: str = "condition"
+) -> T:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what} (last value: {value!r})")
+        time.sleep(interval)
