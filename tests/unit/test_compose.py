@@ -1,0 +1,83 @@
+"""compose.yaml and the Dockerfile, checked the way `docker compose config` would see them (no engine here)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).parents[2]
+CONTROL_PLANE = ("api", "reconciler", "dns-worker")
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict[str, Any]:
+    document: dict[str, Any] = yaml.safe_load((ROOT / "compose.yaml").read_text())
+    return document
+
+
+def test_control_plane_services_are_scalable_healthchecked_and_unprivileged(compose: dict[str, Any]) -> None:
+    services = compose["services"]
+    for name in CONTROL_PLANE:
+        service = services[name]
+        assert "container_name" not in service, f"{name} must not pin a container name (it breaks --scale)"
+        assert service["user"] == "65532:65532", f"{name} must run as UID/GID 65532"
+        assert service["healthcheck"]["test"], f"{name} needs a healthcheck"
+        assert service["depends_on"]["redis"]["condition"] == "service_healthy"
+        assert service["command"] == [name]
+        assert service["environment"]["REDIS_URL"].startswith("redis://:${REDIS_PASSWORD")
+
+
+def test_redis_is_durable_and_password_protected(compose: dict[str, Any]) -> None:
+    redis = compose["services"]["redis"]
+    command = " ".join(redis["command"])
+    assert "--appendonly yes" in command
+    assert "--requirepass" in command
+    assert redis["healthcheck"]["test"]
+    assert any(volume.endswith(":/data") for volume in redis["volumes"])
+
+
+def test_agent_profile_uses_a_restricted_socket_proxy_and_cloudflare_net(compose: dict[str, Any]) -> None:
+    services = compose["services"]
+    agent, proxy = services["agent"], services["docker-socket-proxy"]
+    assert agent["profiles"] == ["agent"] and proxy["profiles"] == ["agent"]
+    assert agent["environment"]["DOCKER_HOST"] == "tcp://docker-socket-proxy:2375"
+    assert "cloudflare-net" in agent["networks"]
+    assert agent["user"] == "65532:65532"
+    allowed = {key for key, value in proxy["environment"].items() if str(value) == "1"}
+    # What replacing cloudflared and watching containers needs, and nothing like exec or volumes.
+    assert {"CONTAINERS", "EVENTS", "NETWORKS", "IMAGES", "POST"} <= allowed
+    assert not {"EXEC", "VOLUMES", "SWARM", "SERVICES"} & allowed
+    assert all(volume.endswith(":ro") for volume in proxy["volumes"])
+    networks = compose["networks"]
+    assert networks["cloudflare-net"] == {"name": "cloudflare-net", "external": True}
+    assert networks["agent-internal"]["internal"] is True
+
+
+def test_every_network_and_volume_used_is_declared(compose: dict[str, Any]) -> None:
+    for name, service in compose["services"].items():
+        for network in service.get("networks", []):
+            assert network in compose["networks"], f"{name} uses undeclared network {network}"
+        for volume in service.get("volumes", []):
+            source = volume.split(":")[0]
+            if not source.startswith("/"):
+                assert source in compose["volumes"], f"{name} uses undeclared volume {source}"
+
+
+def test_required_variables_are_documented(compose: dict[str, Any]) -> None:
+    text = (ROOT / "compose.yaml").read_text()
+    documented = (ROOT / "docs" / "configuration.md").read_text()
+    internal = {"REDIS_PASSWORD", "FLAREPORT_IMAGE", "FLAREPORT_AGENT_IMAGE", "FLAREPORT_API_PORTS"}
+    for variable in set(re.findall(r"\$\{([A-Z_]+)", text)) - internal:
+        assert f"`{variable}`" in documented, f"{variable} is used in compose.yaml but not in docs/configuration.md"
+
+
+def test_control_plane_image_runs_unprivileged() -> None:
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    assert re.search(r"^ARG UID=65532$", dockerfile, re.M)
+    assert re.search(r"^ARG GID=65532$", dockerfile, re.M)
+    assert re.search(r"^USER \$\{UID\}:\$\{GID\}$", dockerfile, re.M)
+    assert 'ENTRYPOINT ["flareport"]' in dockerfile
