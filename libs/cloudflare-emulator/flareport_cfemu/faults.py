@@ -1,0 +1,140 @@
+"""Fault injection: make chosen endpoints slow, fail or hang up, deterministically.
+
+Flareport must survive Cloudflare's bad days (5xx, 429 storms, slow answers, resets), and the
+tests that prove it need those days on demand.  A :class:`FaultRule` targets an endpoint
+(``"POST /zones/{zone_id}/dns_records/batch"``, just the path template for every method, or
+``"*"``) and combines:
+
+* ``sequence`` - statuses served to the next matching requests in order, e.g.
+  ``[500, 429, 200]``: ``200`` (or ``0``) lets that request through to the real handler and
+  ``"drop"`` closes the connection without an answer; once exhausted the rule stops failing;
+* ``error_rate`` with ``error_status`` - probability of failing each matching request;
+* ``drop_rate`` - probability of closing the connection without answering;
+* ``latency_ms`` - added before the request is handled (or failed);
+* ``times`` - how many requests the rule may affect before it retires (``None`` = forever).
+
+Probabilities use a random generator seeded from the config, so a failing run can be replayed.
+Rules are evaluated in order; the first one that decides to fail wins, latencies add up.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+Action = Literal["pass", "status", "drop"]
+
+
+@dataclass
+class FaultRule:
+    endpoint: str = "*"
+    sequence: list[int | str] = field(default_factory=list)
+    error_rate: float = 0.0
+    error_status: int = 500
+    drop_rate: float = 0.0
+    latency_ms: float = 0.0
+    retry_after: int = 1
+    times: int | None = None
+    fired: int = 0
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> FaultRule:
+        allowed = {
+            "endpoint",
+            "sequence",
+            "error_rate",
+            "error_status",
+            "drop_rate",
+            "latency_ms",
+            "retry_after",
+            "times",
+        }
+        unknown = set(data) - allowed
+        if unknown:
+            raise ValueError(f"unknown fault fields: {', '.join(sorted(unknown))}")
+        rule = cls(**{k: data[k] for k in allowed if k in data})
+        for step in rule.sequence:
+            if step != "drop" and (isinstance(step, bool) or not isinstance(step, int) or not 0 <= step <= 599):
+                raise ValueError(f"sequence steps must be HTTP statuses or 'drop', got {step!r}")
+        for name in ("error_rate", "drop_rate"):
+            value = getattr(rule, name)
+            if not isinstance(value, int | float) or not 0.0 <= value <= 1.0:
+                raise ValueError(f"{name} must be between 0 and 1")
+        if not 400 <= rule.error_status <= 599:
+            raise ValueError("error_status must be a 4xx or 5xx status")
+        if rule.latency_ms < 0:
+            raise ValueError("latency_ms must not be negative")
+        return rule
+
+    def matches(self, method: str, template: str) -> bool:
+        if self.times is not None and self.fired >= self.times:
+            return False
+        return self.endpoint in {"*", template, f"{method} {template}"}
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "endpoint": self.endpoint,
+            "sequence": list(self.sequence),
+            "error_rate": self.error_rate,
+            "error_status": self.error_status,
+            "drop_rate": self.drop_rate,
+            "latency_ms": self.latency_ms,
+            "retry_after": self.retry_after,
+            "times": self.times,
+            "fired": self.fired,
+        }
+
+
+@dataclass(frozen=True)
+class FaultDecision:
+    action: Action = "pass"
+    status: int = 200
+    latency_ms: float = 0.0
+    retry_after: int = 1
+    label: str | None = None
+
+
+class FaultInjector:
+    def __init__(self, seed: int = 0) -> None:
+        self.rules: list[FaultRule] = []
+        self._random = random.Random(seed)
+
+    def set_rules(self, rules: list[FaultRule]) -> None:
+        self.rules = rules
+
+    def add(self, rule: FaultRule) -> None:
+        self.rules.append(rule)
+
+    def clear(self) -> None:
+        self.rules = []
+
+    def decide(self, method: str, template: str) -> FaultDecision:
+        latency = 0.0
+        chosen: FaultDecision | None = None
+        for rule in self.rules:
+            if not rule.matches(method, template):
+                continue
+            latency += rule.latency_ms
+            decision = self._rule_decision(rule) if chosen is None else None
+            if decision is not None:
+                chosen = decision
+            if rule.latency_ms or decision is not None:
+                rule.fired += 1
+        if chosen is None:
+            return FaultDecision(latency_ms=latency, label=f"latency {latency:g}ms" if latency else None)
+        return FaultDecision(chosen.action, chosen.status, latency, chosen.retry_after, chosen.label)
+
+    def _rule_decision(self, rule: FaultRule) -> FaultDecision | None:
+        if rule.sequence:
+            step = rule.sequence.pop(0)
+            if step == "drop":
+                return FaultDecision("drop", 0, label="sequence drop")
+            if isinstance(step, int) and step >= 400:
+                return FaultDecision("status", step, retry_after=rule.retry_after, label=f"sequence {step}")
+            return None
+        if rule.drop_rate and self._random.random() < rule.drop_rate:
+            return FaultDecision("drop", 0, label="drop_rate")
+        if rule.error_rate and self._random.random() < rule.error_rate:
+            return FaultDecision("status", rule.error_status, retry_after=rule.retry_after, label="error_rate")
+        return None

@@ -1,0 +1,49 @@
+"""The per-token fixed-window rate limit: 429 with Retry-After, then OK once the window ends."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import cloudflare
+import pytest
+
+from flareport_cfemu import EmulatorConfig
+from flareport_cfemu.testing import ZONE_ID
+
+
+async def test_budget_exhausted_gives_429_then_the_next_window_is_ok(emulator_factory: Any) -> None:
+    running = await emulator_factory(EmulatorConfig(rate_limit=3, rate_window_seconds=1.0))
+    async with running.async_client() as acf:
+        for _ in range(3):
+            await acf.zones.get(zone_id=ZONE_ID)
+        with pytest.raises(cloudflare.RateLimitError) as caught:
+            await acf.zones.get(zone_id=ZONE_ID)
+        assert caught.value.response.headers["Retry-After"] == "1"
+        body: Any = caught.value.body
+        assert body["errors"] == [{"code": 971, "message": "Please wait and consider throttling your request speed"}]
+
+        async with running.async_client(token="another-token") as other:
+            assert await other.zones.get(zone_id=ZONE_ID) is not None, "each token has its own budget"
+
+        deadline = time.monotonic() + 5
+        while True:
+            try:
+                zone = await acf.zones.get(zone_id=ZONE_ID)
+                break
+            except cloudflare.RateLimitError:
+                assert time.monotonic() < deadline, "the window never reopened"
+                await asyncio.sleep(0.05)
+    assert zone is not None and zone.id == ZONE_ID
+    assert running.emulator.log.status_counters["GET /zones/{zone_id} 429"] >= 1
+
+
+async def test_rate_limit_can_be_changed_at_runtime(emulator_factory: Any) -> None:
+    running = await emulator_factory()
+    running.emulator.configure(rate_limit=1, rate_window_seconds=60)
+    async with running.async_client() as acf:
+        await acf.zones.get(zone_id=ZONE_ID)
+        with pytest.raises(cloudflare.RateLimitError) as caught:
+            await acf.zones.get(zone_id=ZONE_ID)
+    assert 55 <= int(caught.value.response.headers["Retry-After"]) <= 60
