@@ -80,6 +80,19 @@ async def test_every_message_is_handled_once_and_acked(redis: aioredis.Redis, pr
     assert await pending_count(redis, config) == 0, "all handled messages should be acknowledged"
 
 
+async def test_burst_drains_everything_when_handlers_are_slower_than_reads(redis: aioredis.Redis, prefix: str) -> None:
+    config = make_config(prefix, concurrency=4, count=2)
+    seen: list[int] = []
+
+    async def handle(message: Work, delivery: Delivery) -> None:
+        await asyncio.sleep(0.06)  # longer than a read wait: every slot stays busy between reads
+        seen.append(message.n)
+
+    await Producer(redis).send_many(config.stream, [Work(n=i) for i in range(20)])
+    assert await consumer(redis, config, handle).run_burst() == 20
+    assert sorted(seen) == list(range(20)), "a busy consumer must not take its full slots for an empty stream"
+
+
 async def test_nothing_is_acked_before_the_handler_succeeds(redis: aioredis.Redis, prefix: str) -> None:
     config = make_config(prefix)
     entered = asyncio.Event()

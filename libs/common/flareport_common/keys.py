@@ -96,3 +96,97 @@ class Keys:
     @property
     def cf_pause_until(self) -> str:
         return f"{self.prefix}cf:pause-until"
+
+    # API-owned state (written only by the API).
+    def agent_last_seq(self, agent_id: str) -> str:
+        """The highest event sequence number the API accepted from this agent (a plain integer string)."""
+        return f"{self.prefix}{{agent:{agent_id}}}:last-seq"
+
+    def agent_api_keys(self, agent_id: str) -> str:
+        """Set of the key ids bound to this agent (so a roll or a removal finds every key of the agent)."""
+        return f"{self.prefix}{{agent:{agent_id}}}:api-keys"
+
+    @property
+    def api_manual_rules(self) -> str:
+        """Hash rule_id -> the admin's manual rule as last written (the reconciler gets it as an intent)."""
+        return f"{self.prefix}api:manual-rules"
+
+    @property
+    def api_access_groups(self) -> str:
+        """Hash group_id -> the admin's access group as last written (the reconciler gets it as an intent)."""
+        return f"{self.prefix}api:access-groups"
+
+    # dns-worker: the desired state last applied to a target (for verify_target) and what it observed there.
+    def target_desired(self, target: str) -> str:
+        return f"{self.prefix}{{target:{target}}}:desired"
+
+    def target_observed(self, target: str) -> str:
+        return f"{self.prefix}{{target:{target}}}:observed"
+
+    def cf_zone_records(self, zone_id: str) -> str:
+        """Hash: record name -> JSON list of the zone's A/AAAA/CNAME records on that name (observed cache)."""
+        return f"{self.prefix}cf:zone:{zone_id}:records"
+
+    @property
+    def cf_zones(self) -> str:
+        return f"{self.prefix}cf:zones"
+
+    @property
+    def cf_created_tunnels(self) -> str:
+        return f"{self.prefix}cf:created-tunnels"
+
+    # Reconciler state (written only by the reconciler; replicas share it).
+    def agent_inventory(self, agent_id: str) -> str:
+        """Hash container id -> inventory entry, plus the snapshot sequence number of the agent."""
+        return f"{self.prefix}{{agent:{agent_id}}}:inventory"
+
+    def agent_hostnames(self, agent_id: str) -> str:
+        """Set of hostnames the agent (its containers and manual rules pinned to it) has claimed."""
+        return f"{self.prefix}{{agent:{agent_id}}}:hostnames"
+
+    def hostname_claims(self, hostname: str) -> str:
+        """Hash claim id -> claim of every source (container or manual rule) that wants this hostname."""
+        return f"{self.prefix}claims:{hostname}"
+
+    def target_hostnames(self, target: str) -> str:
+        """Set of hostnames that may belong to a tunnel or zone target (cleaned lazily when planned)."""
+        return f"{self.prefix}{{target:{target}}}:hostnames"
+
+    def target_state(self, target: str) -> str:
+        """Coalescing state of a target: job in flight, pending flag, last emitted version and members."""
+        return f"{self.prefix}{{target:{target}}}:state"
+
+    @property
+    def targets_index(self) -> str:
+        return f"{self.prefix}targets"
+
+    @property
+    def dirty_hostnames(self) -> str:
+        """Sorted set hostname -> time it was marked; what a crashed replica left half done is redone from here."""
+        return f"{self.prefix}dirty-hostnames"
+
+    @property
+    def agents_last_seen(self) -> str:
+        return f"{self.prefix}agents-last-seen"
+
+    @property
+    def tunnel_agents(self) -> str:
+        """Hash tunnel id -> agent id."""
+        return f"{self.prefix}tunnel-agents"
+
+    @property
+    def access_groups(self) -> str:
+        return f"{self.prefix}access-groups"
+
+    @property
+    def drift_lease(self) -> str:
+        return f"{self.prefix}drift-lease"
+
+    def hostname_state(self, hostname: str) -> str:
+        """What the reconciler last derived from a hostname's claims: its targets and read-model documents."""
+        return f"{self.prefix}hostname:{hostname}"
+
+    @property
+    def reconciler_manual_claims(self) -> str:
+        """Hash manual rule id -> the claim the reconciler made for it (to withdraw it on change or delete)."""
+        return f"{self.prefix}reconciler:manual-claims"

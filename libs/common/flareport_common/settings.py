@@ -37,6 +37,14 @@ class ApiSettings:
     port: int
     master_api_key: str
     max_body_bytes: int
+    # Long-poll: a periodic re-check of every waiting agent, so a missed pub/sub notification costs at most this.
+    command_poll_seconds: float = 2.0
+    # A delivered command not acknowledged within this time is delivered again.
+    command_redeliver_seconds: float = 60.0
+    max_wait_seconds: float = 60.0
+    # Failed authentications allowed per client address within the window before answering 429.
+    auth_failure_limit: int = 20
+    auth_failure_window_seconds: float = 60.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +54,12 @@ class ReconcilerSettings:
     agent_offline_seconds: int
     drift_check_seconds: int
     health_port: int
+    # How long a stream message may sit unacknowledged with a dead replica before another takes it over.
+    claim_idle_seconds: float = 30.0
+    # How often background work runs (grace deletions, offline detection, leftovers of crashed replicas).
+    sweep_interval_seconds: float = 2.0
+    # A Cloudflare job without a result for this long is presumed lost and its target planned again.
+    job_timeout_seconds: int = 600
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +78,15 @@ class DnsWorkerSettings:
     cloudflare: CloudflareSettings
     owner_id: str
     health_port: int
+    # Operations per dns_records/batch call (Cloudflare Free allows 200, paid plans 3,500).
+    dns_batch_size: int = 200
+    request_timeout_seconds: float = 30.0
+    # Single-flight lease per Cloudflare target; renewed every third of it while a job runs.
+    target_lease_ms: int = 15_000
+    zone_refresh_seconds: int = 300
+    # Attempts of one Cloudflare call on 5xx/timeouts/connection errors before the job is retried later.
+    max_call_attempts: int = 5
+    access_tag: str = "flareport"
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,6 +132,11 @@ def load_api(environ: Mapping[str, str]) -> ApiSettings:
         port=env.integer("FLAREPORT_API_PORT", default=8080, minimum=0, maximum=65535),
         master_api_key=key,
         max_body_bytes=env.integer("FLAREPORT_API_MAX_BODY_BYTES", default=1_048_576, minimum=1024),
+        command_poll_seconds=env.number("FLAREPORT_API_COMMAND_POLL_SECONDS", default=2.0, minimum=0.05),
+        command_redeliver_seconds=env.number("FLAREPORT_API_COMMAND_REDELIVER_SECONDS", default=60.0, minimum=1.0),
+        max_wait_seconds=env.number("FLAREPORT_API_MAX_WAIT_SECONDS", default=60.0, minimum=0.0),
+        auth_failure_limit=env.integer("FLAREPORT_API_AUTH_FAILURE_LIMIT", default=20, minimum=1),
+        auth_failure_window_seconds=env.number("FLAREPORT_API_AUTH_FAILURE_WINDOW_SECONDS", default=60.0, minimum=1.0),
     )
 
 
@@ -120,6 +148,9 @@ def load_reconciler(environ: Mapping[str, str]) -> ReconcilerSettings:
         agent_offline_seconds=env.integer("AGENT_OFFLINE_SECONDS", default=60, minimum=5),
         drift_check_seconds=env.integer("DRIFT_CHECK_SECONDS", default=600, minimum=10),
         health_port=env.integer("FLAREPORT_HEALTH_PORT", default=9101, minimum=0, maximum=65535),
+        claim_idle_seconds=env.number("FLAREPORT_CLAIM_IDLE_SECONDS", default=30.0, minimum=0.1),
+        sweep_interval_seconds=env.number("FLAREPORT_SWEEP_INTERVAL_SECONDS", default=2.0, minimum=0.05),
+        job_timeout_seconds=env.integer("FLAREPORT_JOB_TIMEOUT_SECONDS", default=600, minimum=1),
     )
 
 
@@ -141,9 +172,23 @@ def load_dns_worker(environ: Mapping[str, str]) -> DnsWorkerSettings:
     return DnsWorkerSettings(
         common=load_common(env),
         cloudflare=load_cloudflare(env),
-        owner_id=env.text("FLAREPORT_OWNER_ID", default="flareport"),
+        owner_id=_owner_id(env),
         health_port=env.integer("FLAREPORT_HEALTH_PORT", default=9102, minimum=0, maximum=65535),
+        dns_batch_size=env.integer("CLOUDFLARE_DNS_BATCH_SIZE", default=200, minimum=1, maximum=3500),
+        request_timeout_seconds=float(env.integer("CLOUDFLARE_REQUEST_TIMEOUT_SECONDS", default=30, minimum=1)),
+        target_lease_ms=env.integer("FLAREPORT_TARGET_LEASE_MS", default=15_000, minimum=1000),
+        zone_refresh_seconds=env.integer("CLOUDFLARE_ZONE_REFRESH_SECONDS", default=300, minimum=10),
+        max_call_attempts=env.integer("CLOUDFLARE_MAX_CALL_ATTEMPTS", default=5, minimum=1, maximum=20),
+        access_tag=env.text("FLAREPORT_ACCESS_TAG", default="flareport"),
     )
+
+
+def _owner_id(env: Env) -> str:
+    # The owner id goes into a DNS comment "managed-by=flareport owner=<id>": Cloudflare Free allows 100 characters.
+    owner = env.text("FLAREPORT_OWNER_ID", default="flareport")
+    if len(owner) > 60 or not owner.replace("-", "").replace("_", "").replace(".", "").isalnum():
+        raise SettingsError("FLAREPORT_OWNER_ID: must be 1-60 letters, digits, '-', '_' or '.'")
+    return owner
 
 
 def load_agent(environ: Mapping[str, str]) -> AgentSettings:

@@ -204,14 +204,20 @@ class StreamConsumer(Generic[M]):
     def _free_slots(self) -> int:
         return self.config.concurrency - len(self._tasks)
 
-    async def _wait_for_slot(self, wait_s: float) -> bool:
-        if self._free_slots() > 0:
-            return True
-        await asyncio.wait(list(self._tasks), timeout=wait_s, return_when=asyncio.FIRST_COMPLETED)
+    async def _wait_for_slot(self, wait_s: float | None) -> bool:
+        """Wait until a handler slot is free (``None``: as long as it takes)."""
+        while self._free_slots() <= 0:
+            await asyncio.wait(list(self._tasks), timeout=wait_s, return_when=asyncio.FIRST_COMPLETED)
+            if wait_s is not None:
+                break
         return self._free_slots() > 0
 
     async def _read_new(self, *, block_ms: int | None) -> int:
-        if not await self._wait_for_slot((block_ms or 0) / 1000 or 0.05):
+        """Read what fits in the free slots. Blocking mode gives up waiting for a slot after ``block_ms`` (so the
+        loop can reclaim and notice a stop); burst mode (``block_ms=None``) waits for a slot, so a busy consumer
+        is never mistaken for an empty stream.
+        """
+        if not await self._wait_for_slot(None if block_ms is None else block_ms / 1000):
             return 0
         response = await self._redis.xreadgroup(
             self.config.group,
