@@ -1,0 +1,119 @@
+"""Applying a ``sync_access_app`` job: one self-hosted Access application per host+path, tagged as ours.
+
+The observed copy of the app (as Cloudflare answered our last write) is kept per target; a job whose
+desired app matches it costs no call. Otherwise the app is looked up by domain: a foreign app (without our
+tag) is a conflict and is never touched; ours is replaced (``PUT``) when it differs; a missing one is
+created. ``app=None`` deletes our app. Access groups become reusable policies named ``flareport group <id>``,
+created or updated as their definition changes and linked to the app after its own policy.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import redis.asyncio as aioredis
+
+from flareport_common.keys import Keys
+from flareport_common.messages.cfjobs import DesiredAccessApp, SyncAccessApp
+from flareport_dns_worker.access_plan import (
+    app_body,
+    app_domain,
+    app_matches,
+    foreign_app_conflict,
+    group_policy_name,
+    is_ours,
+    policy_matches,
+    reusable_policy_body,
+)
+from flareport_dns_worker.cfclient import CfApiError, CloudflareApi
+from flareport_dns_worker.metrics import CONFLICTS
+from flareport_dns_worker.outcome import Outcome
+from flareport_dns_worker.tunnels import JobFailed, api_error
+
+ACCESS = "/accounts/{account_id}/access"
+
+
+class AccessSync:
+    def __init__(self, api: CloudflareApi, redis: aioredis.Redis, keys: Keys, *, tag: str) -> None:
+        self._api = api
+        self._redis = redis
+        self._keys = keys
+        self._tag = tag
+        self._tag_ready = False
+
+    async def sync(self, job: SyncAccessApp, *, fresh: bool = False) -> Outcome:
+        key = self._keys.target_observed(job.target)
+        cached = await self._redis.get(key)
+        desired = job.app
+        # Apps linking group policies need the policies' ids, hence a read; plain apps compare offline.
+        offline = desired is not None and cached is not None and not fresh and not desired.groups
+        if (
+            offline
+            and desired is not None
+            and app_matches(json.loads(cached or "{}"), app_body(desired, self._tag, {}))
+        ):
+            return Outcome()
+        try:
+            return await self._sync(job, desired, key)
+        except CfApiError as error:
+            raise JobFailed(api_error(error, hostname=job.hostname)) from error
+
+    async def _sync(self, job: SyncAccessApp, desired: DesiredAccessApp | None, key: str) -> Outcome:
+        domain = app_domain(job.hostname, job.path)
+        found = await self._api.list_all(ACCESS + "/apps", per_page=1000, params={"domain": domain, "exact": "true"})
+        current = next((a for a in found if str(a.get("domain", "")).lower() == domain), None)
+        outcome = Outcome()
+        if current is not None and not is_ours(current, self._tag):
+            CONFLICTS.labels("access").inc()
+            outcome.errors.append(foreign_app_conflict(job.hostname, job.path, current, self._tag))
+            return outcome
+        if desired is None:
+            if current is not None:
+                outcome.writes += 1
+                try:
+                    await self._api.request("DELETE", ACCESS + "/apps/{app_id}", app_id=str(current["id"]))
+                except CfApiError as error:
+                    if error.status != 404:  # gone already (an earlier attempt got through): that is the goal
+                        raise
+            await self._redis.delete(key)
+            return outcome
+        group_ids = await self._group_policies(desired, outcome) if desired.groups else {}
+        wanted = app_body(desired, self._tag, group_ids)
+        if current is not None and app_matches(current, wanted):
+            await self._redis.set(key, json.dumps(current))
+            return outcome
+        await self._ensure_tag(outcome)
+        outcome.writes += 1
+        if current is None:
+            answer = await self._api.request("POST", ACCESS + "/apps", body=wanted)
+        else:
+            answer = await self._api.request("PUT", ACCESS + "/apps/{app_id}", body=wanted, app_id=str(current["id"]))
+        await self._redis.set(key, json.dumps(answer.get("result") or {}))
+        return outcome
+
+    async def _ensure_tag(self, outcome: Outcome) -> None:
+        if self._tag_ready:
+            return
+        try:
+            outcome.writes += 1
+            await self._api.request("POST", ACCESS + "/tags", body={"name": self._tag})
+        except CfApiError as error:
+            if "exist" not in error.message:
+                raise
+        self._tag_ready = True
+
+    async def _group_policies(self, desired: DesiredAccessApp, outcome: Outcome) -> dict[str, str]:
+        existing = {str(p.get("name")): p for p in await self._api.list_all(ACCESS + "/policies", per_page=1000)}
+        ids: dict[str, str] = {}
+        for group_id, definition in desired.groups.items():
+            body = reusable_policy_body(group_id, definition)
+            policy: dict[str, Any] | None = existing.get(group_policy_name(group_id))
+            if policy is None:
+                outcome.writes += 1
+                policy = (await self._api.request("POST", ACCESS + "/policies", body=body)).get("result") or {}
+            elif not policy_matches(policy, body):
+                outcome.writes += 1
+                await self._api.request("PUT", ACCESS + "/policies/{policy_id}", body=body, policy_id=str(policy["id"]))
+            ids[group_id] = str(policy["id"])
+        return ids

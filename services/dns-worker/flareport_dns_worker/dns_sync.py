@@ -1,0 +1,282 @@
+"""Applying a ``sync_dns_zone`` job: observed state, the pure plan, batched writes with a single-call fallback.
+
+Reads are the expensive part at scale (every read costs the same rate-limit budget as a write), so the
+worker keeps an observed copy of each zone's A/AAAA/CNAME records in Redis, updated from its own writes,
+and reads Cloudflare only when that copy is missing (one list call with the largest page size), when
+Cloudflare contradicts it (a conflict or an identical record we did not know about), after an ambiguous
+write, and in ``verify_target``. The names each target wrote are kept too, so a record this target no
+longer wants is removed — and only if it still carries our marker.
+
+Writes for a zone go in ``dns_records/batch`` calls of at most ``batch_size`` operations. Cloudflare runs
+a batch in one transaction, so a refused batch changed nothing; its operations are then re-done one call
+each, which isolates the offending record (reported per hostname) and lets every other record converge.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable
+from typing import Any
+
+import msgspec
+import redis.asyncio as aioredis
+import structlog
+
+from flareport_common.keys import Keys
+from flareport_common.messages.cfjobs import SyncDnsZone
+from flareport_common.messages.cfresults import CfError
+from flareport_dns_worker.cfclient import CfApiError, CfTransientError, CloudflareApi
+from flareport_dns_worker.dns_plan import (
+    COLLIDING_TYPES,
+    Delete,
+    DnsPlan,
+    DnsRecord,
+    Patch,
+    Post,
+    Wanted,
+    owner_of,
+    plan_dns,
+)
+from flareport_dns_worker.lease import Leases
+from flareport_dns_worker.metrics import BATCH_FALLBACKS, BATCH_SIZE, CONFLICTS
+from flareport_dns_worker.outcome import Outcome, Reread
+from flareport_dns_worker.zones import ZoneDirectory
+
+log = structlog.get_logger("flareport.dns_worker.dns")
+RECORDS = "/zones/{zone_id}/dns_records"
+MAX_PER_PAGE = 5_000_000  # Cloudflare's documented maximum for listing DNS records
+LOADED = "\x00loaded"  # field of the zone cache hash set once the whole zone has been read
+SYNCED = "\x00synced"  # field of a target's observed hash: its name list is known (even when empty)
+CONFLICT_CODES = frozenset({81053, 81054, 81058})
+_records = msgspec.json.Decoder(list[DnsRecord])
+Current = dict[str, list[DnsRecord]]
+
+
+class DnsSync:
+    def __init__(
+        self,
+        api: CloudflareApi,
+        redis: aioredis.Redis,
+        keys: Keys,
+        zones: ZoneDirectory,
+        leases: Leases,
+        *,
+        owner: str,
+        batch_size: int,
+    ) -> None:
+        self._leases = leases
+        self._api = api
+        self._redis = redis
+        self._keys = keys
+        self._zones = zones
+        self._owner = owner
+        self._batch_size = batch_size
+
+    async def sync(self, job: SyncDnsZone, *, fresh: bool = False) -> Outcome:
+        outcome = Outcome()
+        by_zone: dict[str, list[Wanted]] = defaultdict(list)
+        for record in job.records:
+            found = await self._zones.resolve(record.name, job.zone_name)
+            if found is None:
+                outcome.errors.append(
+                    CfError(
+                        message=f"no zone of this account contains {record.name}", hostname=record.name, kind="zone"
+                    )
+                )
+                continue
+            by_zone[found[1]].append(Wanted(record.name.lower().rstrip("."), record.tunnel_id, record.adopt))
+        # The names this target wrote before. Without that list (first sync, or Redis lost it) nothing beyond
+        # the wanted names is claimed: several targets can share one zone, and a record this target cannot
+        # prove it wrote may well belong to another. A lost list can leave a stale record behind (still
+        # marked, so it can be found); it can never delete someone else's.
+        managed = await self._managed(job.target) or {}
+        new_managed: dict[str, str] = {}
+        for zone_id in sorted(by_zone):
+            names = {n for n, z in managed.items() if z == zone_id}
+            zone_outcome, kept = await self._sync_zone(zone_id, by_zone[zone_id], names, fresh)
+            outcome.add(zone_outcome)
+            new_managed.update(dict.fromkeys(kept, zone_id))
+        # Names in zones that no longer hold any wanted record still need cleaning up.
+        orphans: dict[str, set[str]] = defaultdict(set)
+        for name, zone_id in managed.items():
+            if zone_id not in by_zone:
+                orphans[zone_id].add(name)
+        for zone_id, names in sorted(orphans.items()):
+            zone_outcome, kept = await self._sync_zone(zone_id, [], names, fresh)
+            outcome.add(zone_outcome)
+            new_managed.update(dict.fromkeys(kept, zone_id))
+        await self._save_managed(job.target, new_managed)
+        return outcome
+
+    async def _sync_zone(
+        self, zone_id: str, wanted: list[Wanted], names: set[str], fresh: bool
+    ) -> tuple[Outcome, set[str]]:
+        # Jobs are leased per target, but several targets (the reconciler's zone guesses) can land in one
+        # actual zone, whose observed copy they share: one writer per zone keeps that copy true.
+        zone_target = f"zone-id:{zone_id}"
+        async with self._leases.hold(self._keys.target_lease(zone_target), zone_target, wait=60.0):
+            return await self._sync_zone_locked(zone_id, wanted, names, fresh)
+
+    async def _sync_zone_locked(
+        self, zone_id: str, wanted: list[Wanted], names: set[str], fresh: bool
+    ) -> tuple[Outcome, set[str]]:
+        for attempt in range(3):
+            current = await self._current(zone_id, fresh=fresh or attempt > 0)
+            plan = plan_dns(current, wanted, self._owner, names)
+            outcome = Outcome(errors=list(plan.conflicts))
+            CONFLICTS.labels("dns").inc(len(plan.conflicts))
+            try:
+                await self._apply(zone_id, plan, current, outcome, final=attempt == 2)
+            except Reread as reason:
+                log.info("dns.reread", zone_id=zone_id, reason=str(reason))
+                await self._redis.hdel(self._keys.cf_zone_records(zone_id), LOADED)
+                continue
+            # Names whose cleanup failed stay managed, so a later job tries again.
+            left = {n for n in names if any(owner_of(r.comment) == self._owner for r in current.get(n, ()))}
+            return outcome, plan.managed | left
+        raise AssertionError("unreachable: the last attempt never rereads")
+
+    # ---- observed state ----------------------------------------------------------------------------------
+
+    async def _managed(self, target: str) -> dict[str, str] | None:
+        """Record name -> zone id of what this target wrote, or None when unknown."""
+        key = self._keys.target_observed(target)
+        raw: dict[Any, Any] = await self._redis.hgetall(key)
+        if not raw.get(SYNCED.encode()):
+            return None
+        return {_text(k): _text(v) for k, v in raw.items() if _text(k) != SYNCED}
+
+    async def _save_managed(self, target: str, names: dict[str, str]) -> None:
+        key = self._keys.target_observed(target)
+        pipe = self._redis.pipeline(transaction=True)
+        pipe.delete(key)
+        fields: dict[Any, Any] = {**names, SYNCED: "1"}
+        pipe.hset(key, mapping=fields)
+        await pipe.execute()
+
+    async def _current(self, zone_id: str, *, fresh: bool) -> Current:
+        key = self._keys.cf_zone_records(zone_id)
+        if not fresh:
+            raw: dict[Any, Any] = await self._redis.hgetall(key)
+            if raw.get(LOADED.encode()):
+                return {_text(k): _records.decode(v) for k, v in raw.items() if _text(k) != LOADED}
+        listed = await self._api.list_all(RECORDS, per_page=MAX_PER_PAGE, zone_id=zone_id)
+        current: Current = defaultdict(list)
+        for item in listed:
+            if str(item.get("type", "")).upper() in COLLIDING_TYPES:
+                record = DnsRecord.from_api(item)
+                current[record.name].append(record)
+        pipe = self._redis.pipeline(transaction=True)
+        pipe.delete(key)
+        mapping: dict[Any, Any] = {name: msgspec.json.encode(records) for name, records in current.items()}
+        mapping[LOADED] = b"1"
+        pipe.hset(key, mapping=mapping)
+        await pipe.execute()
+        return dict(current)
+
+    async def _store(self, zone_id: str, current: Current, names: Iterable[str]) -> None:
+        key = self._keys.cf_zone_records(zone_id)
+        pipe = self._redis.pipeline(transaction=False)
+        for name in set(names):
+            records = current.get(name) or []
+            if records:
+                pipe.hset(key, name, msgspec.json.encode(records))
+            else:
+                pipe.hdel(key, name)
+        await pipe.execute()
+
+    # ---- writes ----------------------------------------------------------------------------------------------
+
+    async def _apply(self, zone_id: str, plan: DnsPlan, current: Current, outcome: Outcome, *, final: bool) -> None:
+        for chunk in plan.batches(self._batch_size):
+            body: dict[str, Any] = {}
+            if chunk.deletes:
+                body["deletes"] = [{"id": d.record_id} for d in chunk.deletes]
+            if chunk.patches:
+                body["patches"] = [{"id": p.record_id, **p.body} for p in chunk.patches]
+            if chunk.posts:
+                body["posts"] = [p.body for p in chunk.posts]
+            touched = {d.name for d in chunk.deletes} | {p.name for p in chunk.patches} | {p.name for p in chunk.posts}
+            BATCH_SIZE.observe(chunk.writes)
+            outcome.writes += 1
+            try:
+                envelope = await self._api.request("POST", RECORDS + "/batch", body=body, zone_id=zone_id)
+            except CfTransientError as error:
+                # The batch may or may not have been applied: only a fresh read can tell.
+                if final:
+                    raise
+                raise Reread(str(error)) from error
+            except CfApiError as error:
+                BATCH_FALLBACKS.inc()
+                log.warning("dns.batch_refused", zone_id=zone_id, code=error.code, error=error.message)
+                await self._singles(zone_id, chunk, current, outcome, final=final)
+            else:
+                _absorb(current, envelope.get("result") or {}, chunk)
+            await self._store(zone_id, current, touched)
+
+    async def _singles(self, zone_id: str, chunk: DnsPlan, current: Current, outcome: Outcome, *, final: bool) -> None:
+        contradicted = False
+        ops: list[Delete | Patch | Post] = [*chunk.deletes, *chunk.patches, *chunk.posts]
+        for op in ops:
+            outcome.writes += 1
+            try:
+                if isinstance(op, Patch):
+                    res = await self._api.request(
+                        "PATCH", RECORDS + "/{record_id}", body=op.body, zone_id=zone_id, record_id=op.record_id
+                    )
+                    _replace(current, op.name, DnsRecord.from_api(res["result"]))
+                elif isinstance(op, Delete):
+                    try:
+                        await self._api.request(
+                            "DELETE", RECORDS + "/{record_id}", zone_id=zone_id, record_id=op.record_id
+                        )
+                    except CfApiError as error:
+                        if error.status != 404:  # already gone (an earlier attempt got through): fine
+                            raise
+                    _drop(current, op.name, op.record_id)
+                else:
+                    res = await self._api.request("POST", RECORDS, body=op.body, zone_id=zone_id)
+                    _replace(current, op.name, DnsRecord.from_api(res["result"]))
+            except CfTransientError as error:
+                if final:
+                    raise
+                raise Reread(str(error)) from error
+            except CfApiError as error:
+                conflict = error.code in CONFLICT_CODES
+                contradicted = contradicted or conflict
+                if conflict:
+                    CONFLICTS.labels("dns").inc()
+                outcome.errors.append(
+                    CfError(
+                        code=error.code,
+                        message=error.message,
+                        hostname=op.name,
+                        kind="conflict" if conflict else "invalid",
+                    )
+                )
+        if contradicted and not final:
+            # Cloudflare holds a record our observed copy does not know about: read again and re-plan.
+            raise Reread("Cloudflare reported a conflicting record the observed state did not show")
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _drop(current: Current, name: str, record_id: str) -> None:
+    current[name] = [r for r in current.get(name, []) if r.id != record_id]
+
+
+def _replace(current: Current, old_name: str, record: DnsRecord) -> None:
+    _drop(current, old_name, record.id)
+    _drop(current, record.name, record.id)
+    current[record.name].append(record)
+
+
+def _absorb(current: Current, result: dict[str, Any], chunk: DnsPlan) -> None:
+    """Fold a batch's answer into the observed copy (deletes by id; patches and posts as returned)."""
+    for delete in chunk.deletes:
+        _drop(current, delete.name, delete.record_id)
+    for raw in [*(result.get("patches") or []), *(result.get("puts") or []), *(result.get("posts") or [])]:
+        record = DnsRecord.from_api(raw)
+        _replace(current, record.name, record)

@@ -1,0 +1,130 @@
+"""Tunnel ingress planning: the configuration a tunnel should have, from what it has and what we want.
+
+cloudflared's ingress rules carry no field where an owner marker could live, so ownership is kept beside
+them: for every tunnel the worker remembers (in Redis, as observed state) the set of rule keys —
+``hostname + path`` — that it wrote. A rule in the current configuration whose key is not in that set was
+written by someone else (the dashboard, another tool) and is preserved, in its order. When that set is lost
+(Redis without its data) the worker only claims rules whose key it wants now: it never deletes a rule it
+cannot prove is its own, at the price of possibly leaving one stale rule behind until someone removes it.
+
+The configuration produced is: our rules in the desired order, then every foreign rule in its original
+order, then exactly one catch-all ``http_status:404``. Our rules come first so that a broad foreign rule
+(``*.example.com``) cannot shadow a specific one of ours. A foreign rule on a key we want is a conflict:
+it stays, ours is left out and reported. Top-level settings (``originRequest``, ``warp-routing``) are kept.
+
+Everything here is pure; ``changed`` tells the caller whether a PUT is needed at all.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from flareport_common.messages.cfjobs import IngressEntry
+from flareport_common.messages.cfresults import CfError
+from flareport_common.messages.rules import OriginOptions
+
+CATCH_ALL: dict[str, Any] = {"service": "http_status:404"}
+CONFLICT_CODE = 1055
+
+# Flareport's OriginOptions field -> cloudflared's originRequest key.
+ORIGIN_KEYS = (
+    ("no_tls_verify", "noTLSVerify"),
+    ("origin_server_name", "originServerName"),
+    ("http_host_header", "httpHostHeader"),
+    ("http2_origin", "http2Origin"),
+    ("disable_chunked_encoding", "disableChunkedEncoding"),
+    ("match_sni_to_host", "matchSNItoHost"),
+)
+
+
+def rule_key(hostname: str | None, path: str | None) -> str:
+    return (hostname or "").lower() + (path or "")
+
+
+def origin_request(origin: OriginOptions) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for ours, theirs in ORIGIN_KEYS:
+        value = getattr(origin, ours)
+        if value is not None:
+            out[theirs] = value
+    return out
+
+
+def entry_rule(entry: IngressEntry) -> dict[str, Any]:
+    rule: dict[str, Any] = {"hostname": entry.hostname.lower(), "service": entry.service}
+    if entry.path:
+        rule["path"] = entry.path
+    options = origin_request(entry.origin)
+    if options:
+        rule["originRequest"] = options
+    return rule
+
+
+def is_catch_all(rule: Mapping[str, Any]) -> bool:
+    return rule.get("hostname") in (None, "", "*") and not rule.get("path")
+
+
+def normalise(rule: Mapping[str, Any]) -> dict[str, Any]:
+    """A rule without the empty fields Cloudflare may echo back, so that equal rules compare equal."""
+    return {k: v for k, v in rule.items() if v not in (None, "", {}, [])}
+
+
+@dataclass(slots=True)
+class IngressPlan:
+    config: dict[str, Any]
+    changed: bool
+    owned: set[str] = field(default_factory=set)
+    conflicts: list[CfError] = field(default_factory=list)
+    foreign: int = 0
+
+
+def plan_ingress(
+    current: Mapping[str, Any] | None,
+    desired: Sequence[IngressEntry],
+    owned: Iterable[str] | None,
+) -> IngressPlan:
+    """The configuration to PUT (and whether it differs from ``current``).
+
+    ``owned`` is the set of rule keys we wrote to this tunnel, or None when that knowledge is lost.
+    """
+    config = dict(current or {})
+    rules: list[Mapping[str, Any]] = list(config.get("ingress") or [])
+    wanted = {rule_key(e.hostname, e.path): e for e in desired}
+    known = set(owned) if owned is not None else set(wanted)
+    foreign: list[dict[str, Any]] = []
+    conflicts: list[CfError] = []
+    blocked: set[str] = set()
+    for rule in rules:
+        if is_catch_all(rule):
+            continue
+        key = rule_key(rule.get("hostname"), rule.get("path"))
+        if key in known:
+            continue  # ours: rewritten below from the desired state (or dropped when no longer wanted)
+        foreign.append(normalise(rule))
+        if key in wanted:
+            blocked.add(key)
+            conflicts.append(
+                CfError(
+                    code=CONFLICT_CODE,
+                    message=(
+                        f"tunnel already routes {key} to {rule.get('service')!r} with a rule Flareport did not "
+                        "write; left untouched"
+                    ),
+                    hostname=wanted[key].hostname,
+                    path=wanted[key].path,
+                    kind="conflict",
+                )
+            )
+    ours: list[dict[str, Any]] = []
+    seen: set[str] = set()
+    for key, entry in wanted.items():
+        if key in blocked or key in seen:
+            continue
+        seen.add(key)
+        ours.append(entry_rule(entry))
+    new_rules = [*ours, *foreign, dict(CATCH_ALL)]
+    config["ingress"] = new_rules
+    changed = [normalise(r) for r in rules] != new_rules
+    return IngressPlan(config=config, changed=changed, owned=seen, conflicts=conflicts, foreign=len(foreign))

@@ -1,0 +1,72 @@
+"""Single flight per Cloudflare target: a short lease in Redis (``SET NX PX``), renewed while the job runs.
+
+Two replicas can be handed jobs for the same target (a reclaimed message, two jobs for one zone). Whoever
+holds ``{target:<t>}:lease`` writes; the other raises ``TemporaryError`` and its job comes back shortly. The
+lease is short (15 s by default) so a crashed worker blocks a target only briefly, and renewed every third
+of its length so a slow job keeps it. Renewal and release check the holder's token, so a worker whose lease
+expired can never extend or delete the lease someone else took meanwhile.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+import uuid
+from collections.abc import AsyncIterator
+
+import redis.asyncio as aioredis
+import structlog
+
+from flareport_common.errors import TemporaryError
+
+log = structlog.get_logger("flareport.dns_worker.lease")
+
+_RENEW = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+return 0
+"""
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+
+class Leases:
+    def __init__(self, redis: aioredis.Redis, *, lease_ms: int) -> None:
+        self._redis = redis
+        self.lease_ms = lease_ms
+        self._renew = redis.register_script(_RENEW)
+        self._release = redis.register_script(_RELEASE)
+
+    @contextlib.asynccontextmanager
+    async def hold(self, key: str, target: str, *, wait: float = 0.0) -> AsyncIterator[None]:
+        """Hold the lease for the block. ``wait`` > 0 polls for it that long (for short, shared sections such
+        as one zone's writes) before giving up with ``TemporaryError``.
+        """
+        token = uuid.uuid4().hex
+        deadline = time.monotonic() + wait
+        while not await self._redis.set(key, token, nx=True, px=self.lease_ms):
+            if time.monotonic() >= deadline:
+                raise TemporaryError(f"target {target} is being written by another worker", delay=self.lease_ms / 3000)
+            await asyncio.sleep(0.05)
+        renewer = asyncio.create_task(self._keep(key, token, target), name=f"lease-{target}")
+        try:
+            yield
+        finally:
+            renewer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await renewer
+            await self._release(keys=[key], args=[token])
+
+    async def _keep(self, key: str, token: str, target: str) -> None:
+        while True:
+            await asyncio.sleep(self.lease_ms / 3000)
+            try:
+                renewed = await self._renew(keys=[key], args=[token, self.lease_ms])
+            except Exception as exc:  # Redis blips: the next renewal may still make it in time
+                log.warning("lease.renew_failed", target=target, error=str(exc))
+                continue
+            if not renewed:
+                log.error("lease.lost", target=target)
+                return

@@ -1,0 +1,132 @@
+"""Wiring: settings -> SDK client, rate limiter, leases, syncs, worker and the cf-jobs consumer.
+
+``DnsWorkerService`` owns every client it makes (``close()`` releases them). Tests build it around their own
+Redis and emulator and drive the consumer with ``run_burst()`` or ``run()``; ``serve`` is the process: health
+server, signal handling, graceful stop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+import cloudflare
+import httpx
+import redis.asyncio as aioredis
+import structlog
+
+from flareport_common.health import start_health_server
+from flareport_common.keys import GROUP_DNS_WORKER, Keys
+from flareport_common.messages.cfjobs import CfJobMessage
+from flareport_common.redisconn import connect
+from flareport_common.runtime import consumer_name, install_stop_handlers
+from flareport_common.settings import DnsWorkerSettings
+from flareport_common.streams.consumer import ConsumerConfig, StreamConsumer
+from flareport_common.streams.producer import Producer
+from flareport_dns_worker.access import AccessSync
+from flareport_dns_worker.cfclient import CloudflareApi
+from flareport_dns_worker.dns_sync import DnsSync
+from flareport_dns_worker.lease import Leases
+from flareport_dns_worker.ratelimit import RateLimiter
+from flareport_dns_worker.tunnels import Tunnels
+from flareport_dns_worker.worker import Worker
+from flareport_dns_worker.zones import ZoneDirectory
+
+log = structlog.get_logger("flareport.dns_worker")
+
+
+def make_sdk(settings: DnsWorkerSettings) -> cloudflare.AsyncCloudflare:
+    # max_retries=0: retries, backoff and Retry-After are ours (see cfclient) — the SDK's would spend the
+    # shared budget behind the token bucket's back and wait on 429s for this caller only.
+    return cloudflare.AsyncCloudflare(
+        api_token=settings.cloudflare.api_token,
+        base_url=settings.cloudflare.api_base_url,
+        max_retries=0,
+        timeout=httpx.Timeout(settings.request_timeout_seconds, connect=min(10.0, settings.request_timeout_seconds)),
+    )
+
+
+class DnsWorkerService:
+    def __init__(
+        self,
+        settings: DnsWorkerSettings,
+        redis: aioredis.Redis,
+        *,
+        consumer: str | None = None,
+        consumer_config: ConsumerConfig | None = None,
+        backoff_initial: float = 0.2,
+    ) -> None:
+        keys = Keys(settings.common.key_prefix)
+        self.settings = settings
+        self.keys = keys
+        self.redis = redis
+        self.sdk = make_sdk(settings)
+        cf = settings.cloudflare
+        self.limiter = RateLimiter(
+            redis, keys, requests=cf.rate_limit_requests, window_seconds=cf.rate_limit_window_seconds
+        )
+        self.api = CloudflareApi(
+            self.sdk,
+            self.limiter,
+            account_id=cf.account_id,
+            max_attempts=settings.max_call_attempts,
+            backoff_initial=backoff_initial,
+        )
+        zones = ZoneDirectory(
+            self.api, redis, keys, refresh_seconds=settings.zone_refresh_seconds, default_zone_id=cf.default_zone_id
+        )
+        config = consumer_config or ConsumerConfig(
+            stream=keys.cf_jobs,
+            group=GROUP_DNS_WORKER,
+            consumer=consumer or consumer_name("dns-worker"),
+            dead_letter_stream=keys.dead_letters,
+            metrics_label="cf-jobs",
+            # Cloudflare calls may wait for the rate limit: give a job time before another replica reclaims it.
+            claim_idle_ms=120_000,
+        )
+        leases = Leases(redis, lease_ms=settings.target_lease_ms)
+        self.worker = Worker(
+            redis,
+            keys,
+            Producer(redis, metrics_label="cf-results"),
+            leases,
+            dns=DnsSync(
+                self.api, redis, keys, zones, leases, owner=settings.owner_id, batch_size=settings.dns_batch_size
+            ),
+            tunnels=Tunnels(self.api, redis, keys),
+            access=AccessSync(self.api, redis, keys, tag=settings.access_tag),
+            max_deliveries=config.max_deliveries,
+        )
+        # One target at a time per process (the lease covers other processes), so a burst of jobs for one zone
+        # queues here instead of bouncing off the lease.
+        self.consumer: StreamConsumer[CfJobMessage] = StreamConsumer(
+            redis, config, CfJobMessage, self.worker.handle, key=lambda job: job.target
+        )
+
+    async def close(self) -> None:
+        await self.sdk.close()
+
+
+async def serve(settings: DnsWorkerSettings) -> int:
+    redis = connect(settings.common)
+    service = DnsWorkerService(settings, redis)
+
+    async def ready() -> bool:
+        return bool(await redis.ping())
+
+    health = await start_health_server("0.0.0.0", settings.health_port, ready)
+    install_stop_handlers(service.consumer.stop)
+    log.info("dns_worker.started", consumer=service.consumer.config.consumer, base_url=settings.cloudflare.api_base_url)
+    try:
+        await service.consumer.run()
+    finally:
+        await service.close()
+        await health.cleanup()
+        with contextlib.suppress(Exception):
+            await redis.aclose()
+    log.info("dns_worker.stopped")
+    return 0
+
+
+def run(settings: DnsWorkerSettings) -> int:
+    return asyncio.run(serve(settings))

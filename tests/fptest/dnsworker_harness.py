@@ -1,0 +1,76 @@
+"""Helpers for dns-worker tests: settings pointing at an in-process emulator, jobs in, results out."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import msgspec
+import redis.asyncio as aioredis
+
+from flareport_cfemu.testing import RunningEmulator
+from flareport_common.keys import Keys
+from flareport_common.messages.cfjobs import CfJobMessage
+from flareport_common.messages.cfresults import CfResultMessage, JobResult
+from flareport_common.settings import DnsWorkerSettings, load_dns_worker
+from flareport_common.streams.codec import FIELD
+from flareport_common.streams.producer import Producer
+from flareport_dns_worker.service import DnsWorkerService
+
+TOKEN = "test-token"
+BATCH = "POST /zones/{zone_id}/dns_records/batch"
+PUT_CONFIG = "PUT /accounts/{account_id}/cfd_tunnel/{tunnel_id}/configurations"
+GET_CONFIG = "GET /accounts/{account_id}/cfd_tunnel/{tunnel_id}/configurations"
+LIST_RECORDS = "GET /zones/{zone_id}/dns_records"
+_results = msgspec.json.Decoder(CfResultMessage)
+
+
+def settings_for(redis_url: str, prefix: str, emu: RunningEmulator, **env: str | int | float) -> DnsWorkerSettings:
+    environ = {
+        "REDIS_URL": redis_url,
+        "FLAREPORT_KEY_PREFIX": prefix,
+        "CLOUDFLARE_API_TOKEN": TOKEN,
+        "CLOUDFLARE_ACCOUNT_ID": emu.account_id,
+        "CLOUDFLARE_API_BASE_URL": emu.base_url,
+        "FLAREPORT_OWNER_ID": "fp-test",
+        "LOG_FORMAT": "console",
+    }
+    environ.update({k: str(v) for k, v in env.items()})
+    return load_dns_worker(environ)
+
+
+def service(settings: DnsWorkerSettings, redis: aioredis.Redis, name: str = "w1") -> DnsWorkerService:
+    # Short backoffs keep fault tests quick; the policy (capped exponential with jitter) is the same.
+    return DnsWorkerService(settings, redis, consumer=name, backoff_initial=0.02)
+
+
+async def drain(svc: DnsWorkerService) -> int:
+    """Handle every job now in the stream. ``run_burst`` stops reading when all its handler slots stay busy for
+    a moment (it takes that for an empty stream), so repeat it until a pass finds nothing.
+    """
+    total = 0
+    while handled := await svc.consumer.run_burst():
+        total += handled
+    return total
+
+
+async def send(redis: aioredis.Redis, keys: Keys, jobs: Iterable[CfJobMessage]) -> None:
+    await Producer(redis).send_many(keys.cf_jobs, jobs)
+
+
+async def results(redis: aioredis.Redis, keys: Keys) -> list[CfResultMessage]:
+    entries: Any = await redis.xrange(keys.cf_results)
+    return [_results.decode(fields[FIELD]) for _, fields in entries]
+
+
+async def job_results(redis: aioredis.Redis, keys: Keys) -> list[JobResult]:
+    return [r for r in await results(redis, keys) if isinstance(r, JobResult)]
+
+
+def records_named(emu: RunningEmulator, name: str) -> list[dict[str, Any]]:
+    return [r for r in emu.emulator.state.records_of(emu.zone_id).values() if r["name"] == name]
+
+
+def ingress_of(emu: RunningEmulator, tunnel_id: str) -> list[dict[str, Any]]:
+    stored = emu.emulator.state.tunnel_configs.get(tunnel_id)
+    return list(stored["config"].get("ingress") or []) if stored else []

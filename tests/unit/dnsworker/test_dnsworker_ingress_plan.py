@@ -1,0 +1,106 @@
+"""The ingress plan: our rules, foreign rules preserved in order, one catch-all, no PUT when unchanged."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flareport_common.messages.cfjobs import IngressEntry
+from flareport_common.messages.rules import OriginOptions
+from flareport_dns_worker.ingress_plan import CATCH_ALL, plan_ingress
+
+DASHBOARD = {"hostname": "dash.example.com", "service": "http://10.0.0.9:80"}
+LEGACY = {"hostname": "legacy.example.com", "path": "/old", "service": "http://10.0.0.8:80"}
+
+
+def entry(host: str, service: str = "http://web:80", **kw: Any) -> IngressEntry:
+    return IngressEntry(hostname=host, service=service, **kw)
+
+
+def test_first_sync_writes_our_rules_and_a_single_catch_all() -> None:
+    plan = plan_ingress(None, [entry("a.example.com"), entry("b.example.com", path="/api")], set())
+    assert plan.changed
+    assert plan.config["ingress"] == [
+        {"hostname": "a.example.com", "service": "http://web:80"},
+        {"hostname": "b.example.com", "service": "http://web:80", "path": "/api"},
+        CATCH_ALL,
+    ]
+    assert plan.owned == {"a.example.com", "b.example.com/api"}
+
+
+def test_origin_options_map_to_cloudflared_keys() -> None:
+    origin = OriginOptions(
+        no_tls_verify=True,
+        origin_server_name="origin.internal",
+        http_host_header="app.internal",
+        http2_origin=True,
+        disable_chunked_encoding=False,
+        match_sni_to_host=True,
+    )
+    plan = plan_ingress(None, [entry("a.example.com", "https://web:443", origin=origin)], set())
+    assert plan.config["ingress"][0]["originRequest"] == {
+        "noTLSVerify": True,
+        "originServerName": "origin.internal",
+        "httpHostHeader": "app.internal",
+        "http2Origin": True,
+        "disableChunkedEncoding": False,
+        "matchSNItoHost": True,
+    }
+
+
+def test_foreign_rules_are_preserved_in_order_before_the_catch_all() -> None:
+    current = {
+        "ingress": [
+            DASHBOARD,
+            {"hostname": "a.example.com", "service": "http://old:80"},
+            LEGACY,
+            {"service": "http_status:503"},
+        ],
+        "warp-routing": {"enabled": True},
+    }
+    plan = plan_ingress(current, [entry("a.example.com")], {"a.example.com"})
+    assert plan.config["ingress"] == [
+        {"hostname": "a.example.com", "service": "http://web:80"},
+        DASHBOARD,
+        LEGACY,
+        CATCH_ALL,
+    ], "foreign rules must survive in their order, and exactly one http_status:404 catch-all comes last"
+    assert plan.config["warp-routing"] == {"enabled": True}
+    assert plan.foreign == 2
+
+
+def test_unchanged_configuration_needs_no_put() -> None:
+    first = plan_ingress({"ingress": [DASHBOARD, CATCH_ALL]}, [entry("a.example.com")], set())
+    again = plan_ingress(first.config, [entry("a.example.com")], first.owned)
+    assert not again.changed
+
+
+def test_cloudflare_echoing_empty_fields_does_not_count_as_change() -> None:
+    echoed = {
+        "ingress": [
+            {"hostname": "a.example.com", "service": "http://web:80", "path": "", "originRequest": {}},
+            {"service": "http_status:404", "originRequest": {}},
+        ]
+    }
+    assert not plan_ingress(echoed, [entry("a.example.com")], {"a.example.com"}).changed
+
+
+def test_rules_we_no_longer_want_are_removed_but_foreign_ones_stay() -> None:
+    current = {"ingress": [{"hostname": "a.example.com", "service": "http://web:80"}, DASHBOARD, CATCH_ALL]}
+    plan = plan_ingress(current, [], {"a.example.com"})
+    assert plan.config["ingress"] == [DASHBOARD, CATCH_ALL]
+    assert plan.changed and plan.owned == set()
+
+
+def test_foreign_rule_on_a_wanted_key_is_a_conflict_and_kept() -> None:
+    current = {"ingress": [DASHBOARD, CATCH_ALL]}
+    plan = plan_ingress(current, [entry("dash.example.com"), entry("b.example.com")], set())
+    assert [(c.kind, c.hostname) for c in plan.conflicts] == [("conflict", "dash.example.com")]
+    assert plan.config["ingress"] == [{"hostname": "b.example.com", "service": "http://web:80"}, DASHBOARD, CATCH_ALL]
+    assert plan.owned == {"b.example.com"}
+
+
+def test_lost_ownership_claims_only_wanted_rules() -> None:
+    current = {"ingress": [{"hostname": "a.example.com", "service": "http://old:80"}, DASHBOARD, CATCH_ALL]}
+    plan = plan_ingress(current, [entry("a.example.com")], None)
+    assert plan.config["ingress"] == [{"hostname": "a.example.com", "service": "http://web:80"}, DASHBOARD, CATCH_ALL]
+    assert not plan.conflicts
