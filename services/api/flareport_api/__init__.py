@@ -1,1 +1,1 @@
-"""flareport_api."""
+"""Flareport's HTTP API: the agent gateway and the admin API, over Redis Streams (see docs/api.md)."""

@@ -1,0 +1,248 @@
+"""The agent protocol (``flareport_common.protocol``): register, events, command long-poll, ack, heartbeat.
+
+Identity and time come from the server: the agent id is the key's binding and ``occurred_at`` is stamped
+here, whatever the body says. Event sequence numbers are checked and recorded by one Lua script together
+with the XADDs, so two API replicas receiving the same retried batch cannot both add it: an event whose
+``seq`` is at or below the last accepted one is answered as a duplicate and not added again.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import msgspec
+from aiohttp import web
+
+from flareport_api import readstore, validation
+from flareport_api.errors import ApiError, invalid, json_response, query_float, read_body
+from flareport_api.metrics import EVENTS
+from flareport_api.state import QueryParam, Route, context
+from flareport_common.keys import GROUP_AGENT
+from flareport_common.messages.base import new_id, utcnow
+from flareport_common.messages.commands import CommandMessage, RotateKey
+from flareport_common.messages.events import AgentRegistered, CommandAck, Heartbeat
+from flareport_common.protocol import (
+    CommandAckRequest,
+    CommandAckResponse,
+    CommandBatch,
+    EventBatch,
+    EventBatchResponse,
+    HeartbeatRequest,
+    HeartbeatResponse,
+    RegisterRequest,
+    RegisterResponse,
+)
+from flareport_common.readmodel import CommandRecord
+from flareport_common.streams.codec import FIELD
+from flareport_common.streams.producer import DEFAULT_MAXLEN
+
+MAX_EVENTS_PER_BATCH = 1000
+MAX_SEQ = 2**53  # Lua numbers are doubles: larger integers would compare wrongly
+HEARTBEAT_INTERVAL_S = 15.0
+HEARTBEAT_HISTORY = 20
+# A bound agent whose record the reconciler still lacks after this long is told to register again.
+REREGISTER_AFTER = timedelta(seconds=120)
+
+# KEYS[1] last accepted seq of the agent, KEYS[2] events stream; ARGV[1] MAXLEN, then (seq or "", payload) pairs.
+ACCEPT_EVENTS_LUA = """
+local last = tonumber(redis.call('GET', KEYS[1]) or '-1')
+local accepted = 0
+local dups = {}
+for i = 2, #ARGV, 2 do
+  local seq = ARGV[i]
+  if seq ~= '' and tonumber(seq) <= last then
+    table.insert(dups, seq)
+  else
+    redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[1], '*', 'm', ARGV[i + 1])
+    accepted = accepted + 1
+    if seq ~= '' then last = tonumber(seq) end
+  end
+end
+if last >= 0 then redis.call('SET', KEYS[1], string.format('%d', last)) end
+return {accepted, string.format('%d', last), dups}
+"""
+
+_encoder = msgspec.json.Encoder()
+_command_decoder = msgspec.json.Decoder(CommandMessage)
+
+
+def _agent_id(request: web.Request) -> str:
+    return validation.path_id(request.match_info["agent_id"], "agent_id")
+
+
+async def _last_seq(request: web.Request, agent_id: str) -> int:
+    ctx = context(request)
+    raw = await ctx.redis.get(ctx.keys.agent_last_seq(agent_id))
+    return max(int(raw), 0) if raw is not None else 0
+
+
+async def register(request: web.Request) -> web.StreamResponse:
+    ctx = context(request)
+    stored = await ctx.auth.agent(request)
+    body = await read_body(request, RegisterRequest)
+    display_name = validation.text(body.display_name, "display_name")
+    for field, value, limit in (("hostname", body.hostname, 253), ("version", body.version, 100)):
+        if len(value) > limit:
+            raise invalid(field, f"{field} must be at most {limit} characters")
+    if len(body.capabilities) > 64 or any(len(c) > 64 for c in body.capabilities):
+        raise invalid("capabilities", "at most 64 capabilities of at most 64 characters each")
+    agent_id = await ctx.store.bind(stored, stored.agent_id or "agt_" + new_id()[:20], display_name)
+    event = AgentRegistered(
+        agent_id=agent_id,
+        display_name=display_name,
+        hostname=body.hostname,
+        version=body.version,
+        capabilities=body.capabilities,
+    )
+    await ctx.producer.send(ctx.keys.events, event)
+    record = await readstore.agent(ctx.redis, ctx.keys, agent_id)
+    return json_response(
+        RegisterResponse(
+            agent_id=agent_id,
+            status=record.status if record is not None else "pending",
+            last_seq=await _last_seq(request, agent_id),
+            heartbeat_interval_seconds=HEARTBEAT_INTERVAL_S,
+            poll_wait_seconds=min(25.0, ctx.settings.max_wait_seconds),
+        )
+    )
+
+
+async def events(request: web.Request) -> web.StreamResponse:
+    ctx = context(request)
+    agent_id = _agent_id(request)
+    await ctx.auth.agent_for(request, agent_id)
+    batch = await read_body(request, EventBatch)
+    if len(batch.events) > MAX_EVENTS_PER_BATCH:
+        raise invalid("events", f"at most {MAX_EVENTS_PER_BATCH} events per batch")
+    now = utcnow()
+    args: list[Any] = [DEFAULT_MAXLEN]
+    for index, event in enumerate(batch.events):
+        seq = getattr(event, "seq", None)
+        if seq is not None and not 0 <= seq <= MAX_SEQ:
+            raise invalid(f"events[{index}].seq", f"seq must be between 0 and {MAX_SEQ}")
+        stamped = msgspec.structs.replace(event, agent_id=agent_id, occurred_at=now)
+        args += ["" if seq is None else str(seq), _encoder.encode(stamped)]
+    if not batch.events:
+        return json_response(EventBatchResponse(accepted=0, last_seq=await _last_seq(request, agent_id)))
+    accepted, last, dups = await ctx.scripts["accept_events"](
+        keys=[ctx.keys.agent_last_seq(agent_id), ctx.keys.events], args=args
+    )
+    duplicates = tuple(int(d) for d in dups)
+    EVENTS.labels("accepted").inc(int(accepted))
+    EVENTS.labels("duplicate").inc(len(duplicates))
+    return json_response(EventBatchResponse(accepted=int(accepted), duplicates=duplicates, last_seq=max(int(last), 0)))
+
+
+async def commands(request: web.Request) -> web.StreamResponse:
+    ctx = context(request)
+    agent_id = _agent_id(request)
+    stored = await ctx.auth.agent_for(request, agent_id)
+    wait = query_float(request, "wait", default=0.0, minimum=0.0, maximum=ctx.settings.max_wait_seconds)
+    if stored.redeliver:
+        await ctx.store.clear_redeliver(stored)
+    found = await ctx.hub.poll(agent_id, wait, from_start=stored.redeliver)
+    return json_response(CommandBatch(commands=tuple(found)))
+
+
+async def ack(request: web.Request) -> web.StreamResponse:
+    ctx = context(request)
+    agent_id = _agent_id(request)
+    await ctx.auth.agent_for(request, agent_id)
+    command_id = validation.entry_id(request.match_info["command_id"], "command_id")
+    body = await read_body(request, CommandAckRequest)
+    if body.error is not None and len(body.error) > 4000:
+        raise invalid("error", "error must be at most 4000 characters")
+    stream = ctx.keys.agent_commands(agent_id)
+    entries = await ctx.redis.xrange(stream, command_id, command_id, count=1)
+    if not entries:
+        raise ApiError(404, "unknown_command", f"no command {command_id} for this agent")
+    command = _decode_command(entries[0][1])
+    pending = await ctx.redis.xpending_range(stream, GROUP_AGENT, min=command_id, max=command_id, count=1)
+    if not pending:
+        return json_response(CommandAckResponse(acked=False))  # acknowledged before: nothing to do again
+    now = utcnow()
+    kind = "unknown" if command is None else str(type(command).__struct_config__.tag)
+    record = CommandRecord(
+        command_id=command_id,
+        command_type=kind,
+        issued_at=None if command is None else command.occurred_at,
+        acked_at=now,
+        ok=body.ok,
+        error=body.error,
+        result=body.result,
+    )
+    event = CommandAck(
+        agent_id=agent_id,
+        command_id=command_id,
+        command_type=kind,
+        ok=body.ok,
+        error=body.error,
+        result=body.result,
+        occurred_at=now,
+        correlation_id="" if command is None else command.correlation_id,
+    )
+    history = ctx.keys.agent_command_history(agent_id)
+    pipe = ctx.redis.pipeline(transaction=True)
+    pipe.xack(stream, GROUP_AGENT, command_id)
+    pipe.lpush(history, _encoder.encode(record))
+    pipe.ltrim(history, 0, readstore.HISTORY_LIMIT - 1)
+    pipe.xadd(ctx.keys.events, {FIELD: _encoder.encode(event)}, maxlen=DEFAULT_MAXLEN, approximate=True)
+    acked = (await pipe.execute())[0] == 1
+    if acked and body.ok and isinstance(command, RotateKey):
+        # The agent stored its new key: every other key of this agent stops working from now on.
+        await ctx.store.revoke_agent_keys(agent_id, keep=command.key_id)
+    return json_response(CommandAckResponse(acked=acked))
+
+
+def _decode_command(fields: Any) -> CommandMessage | None:
+    raw = fields.get(FIELD, fields.get(FIELD.decode()))
+    try:
+        return None if raw is None else _command_decoder.decode(raw)
+    except msgspec.DecodeError:
+        return None
+
+
+async def heartbeat(request: web.Request) -> web.StreamResponse:
+    ctx = context(request)
+    agent_id = _agent_id(request)
+    stored = await ctx.auth.agent_for(request, agent_id)
+    body = await read_body(request, HeartbeatRequest)
+    now = utcnow()
+    beat = Heartbeat(
+        agent_id=agent_id,
+        tunnel=body.tunnel,
+        docker_reachable=body.docker_reachable,
+        agent_version=body.agent_version[:100],
+        occurred_at=now,
+    )
+    history = ctx.keys.agent_heartbeats(agent_id)
+    summary = {"at": now, "tunnel": body.tunnel, "docker_reachable": body.docker_reachable}
+    pipe = ctx.redis.pipeline(transaction=False)
+    pipe.xadd(ctx.keys.events, {FIELD: _encoder.encode(beat)}, maxlen=DEFAULT_MAXLEN, approximate=True)
+    # A short history for the admin's agent page (the reconciler keeps only last_seen).
+    pipe.lpush(history, _encoder.encode(summary))
+    pipe.ltrim(history, 0, HEARTBEAT_HISTORY - 1)
+    await pipe.execute()
+    record = await readstore.agent(ctx.redis, ctx.keys, agent_id)
+    lost = record is None and stored.registered_at is not None and now - stored.registered_at > REREGISTER_AFTER
+    return json_response(
+        HeartbeatResponse(status=record.status if record else "pending", server_time=now, reregister=lost)
+    )
+
+
+_AGENT = (401, 403, 413, 422, 429)
+ROUTES = [
+    Route("POST", "/api/v1/agents/register", register, "Register this agent (binds the key on first use)",
+          "agent protocol", "agent", RegisterRequest, RegisterResponse, errors=(400, *_AGENT)),
+    Route("POST", "/api/v1/agents/{agent_id}/events", events, "Report a batch of container events",
+          "agent protocol", "agent", EventBatch, EventBatchResponse, errors=(400, *_AGENT)),
+    Route("GET", "/api/v1/agents/{agent_id}/commands", commands, "Long-poll this agent's commands",
+          "agent protocol", "agent", None, CommandBatch, errors=_AGENT,
+          query=(QueryParam("wait", {"type": "number", "minimum": 0, "maximum": 60},
+                            "seconds to wait for a command (0: answer at once)"),)),
+    Route("POST", "/api/v1/agents/{agent_id}/commands/{command_id}/ack", ack, "Acknowledge one command",
+          "agent protocol", "agent", CommandAckRequest, CommandAckResponse, errors=(400, 404, *_AGENT)),
+    Route("POST", "/api/v1/agents/{agent_id}/heartbeat", heartbeat, "Report liveness and tunnel state",
+          "agent protocol", "agent", HeartbeatRequest, HeartbeatResponse, errors=(400, *_AGENT)),
+]  # fmt: skip

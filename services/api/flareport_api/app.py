@@ -1,0 +1,120 @@
+"""The aiohttp application: routes from the modules' tables, middlewares, and the resources it owns.
+
+``cleanup_ctx`` owns the Redis client and the two background tasks of the command hub (the pub/sub listener
+and the fallback timer); ``on_shutdown`` releases open long-polls first so a stopping API answers its waiting
+agents at once instead of holding them until the shutdown timeout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any
+
+import redis.asyncio as aioredis
+import structlog
+from aiohttp import web
+from redis.exceptions import BusyLoadingError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from flareport_api import admin_agents, admin_ops, admin_rules, agent_routes, openapi
+from flareport_api.auth import Authenticator, FailureLimiter
+from flareport_api.errors import ApiError, error_response, json_response
+from flareport_api.keystore import KeyStore
+from flareport_api.longpoll import CommandHub
+from flareport_api.metrics import Handler, metrics_middleware
+from flareport_api.state import CONTEXT, ROUTES, SETTINGS, ApiContext, Route
+from flareport_common.keys import Keys
+from flareport_common.settings import ApiSettings
+from flareport_common.streams import Producer
+
+log = structlog.get_logger("flareport.api")
+OPENAPI = web.AppKey("openapi", dict[str, Any])
+REDIS_POOL_SIZE = 128
+_HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 413: "body_too_large"}
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except ApiError as exc:
+        return error_response(exc.status, exc.code, exc.message, field=exc.field, headers=exc.headers)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        headers = {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else None
+        return error_response(exc.status, _HTTP_CODES.get(exc.status, "http_error"), exc.reason, headers=headers)
+    except (RedisConnectionError, RedisTimeoutError, BusyLoadingError) as exc:
+        log.warning("api.redis_unavailable", error=str(exc), path=request.path)
+        return error_response(503, "redis_unavailable", "Redis is not reachable; retry later")
+    except Exception:
+        log.exception("api.unhandled_error", path=request.path, method=request.method)
+        return error_response(500, "internal_error", "internal error (logged)")
+
+
+async def serve_openapi(request: web.Request) -> web.StreamResponse:
+    return json_response(request.app[OPENAPI])
+
+
+def all_routes() -> list[Route]:
+    own = Route("GET", "/api/v1/openapi.json", serve_openapi, "This document", "health", "none")
+    return [*agent_routes.ROUTES, *admin_agents.ROUTES, *admin_rules.ROUTES, *admin_ops.ROUTES, own]
+
+
+def redis_client(settings: ApiSettings) -> aioredis.Redis:
+    """A pool that waits for a free connection instead of failing: 1,000 woken long-polls share it."""
+    kwargs: dict[str, Any] = {"max_connections": REDIS_POOL_SIZE, "timeout": 10, "socket_connect_timeout": 5}
+    if settings.common.redis_db_index is not None:
+        kwargs["db"] = settings.common.redis_db_index
+    pool = aioredis.BlockingConnectionPool.from_url(settings.common.redis_url, **kwargs)
+    return aioredis.Redis(connection_pool=pool)
+
+
+async def _resources(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    redis = redis_client(settings)
+    keys = Keys(settings.common.key_prefix)
+    store = KeyStore(redis, keys)
+    limiter = FailureLimiter(settings.auth_failure_limit, settings.auth_failure_window_seconds)
+    hub = CommandHub(redis, keys, poll_s=settings.command_poll_seconds, redeliver_s=settings.command_redeliver_seconds)
+    ctx = ApiContext(
+        settings=settings,
+        keys=keys,
+        redis=redis,
+        store=store,
+        auth=Authenticator(settings.master_api_key, store, limiter),
+        hub=hub,
+        producer=Producer(redis, metrics_label=None),
+    )
+    ctx.scripts["accept_events"] = redis.register_script(agent_routes.ACCEPT_EVENTS_LUA)
+    app[CONTEXT] = ctx
+    listener = asyncio.create_task(hub.listen(), name="api-command-notifications")
+    fallback = asyncio.create_task(hub.fallback(), name="api-command-fallback")
+    try:
+        yield
+    finally:
+        fallback.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await fallback
+        await hub.stop_listening(listener)
+        await redis.aclose()
+
+
+async def _release_long_polls(app: web.Application) -> None:
+    app[CONTEXT].hub.close()
+
+
+def create_app(settings: ApiSettings) -> web.Application:
+    app = web.Application(client_max_size=settings.max_body_bytes, middlewares=[metrics_middleware, error_middleware])
+    app[SETTINGS] = settings
+    routes = all_routes()
+    app[ROUTES] = routes
+    for route in routes:
+        app.router.add_route(route.method, route.path, route.handler)
+    app[OPENAPI] = openapi.build(routes, settings)
+    app.cleanup_ctx.append(_resources)
+    app.on_shutdown.append(_release_long_polls)
+    return app

@@ -1,0 +1,133 @@
+"""Errors as the API answers them: one JSON shape (``ErrorResponse``) for every 4xx/5xx, naming the field.
+
+Handlers raise ``ApiError`` (or one of its helpers); the error middleware turns it, aiohttp's own HTTP errors
+(unknown route, wrong method, oversize body) and unexpected exceptions into ``ErrorResponse`` bodies, so a
+client never has to parse HTML or guess which field was wrong. Bodies are decoded here, against the route's
+schema with unknown fields forbidden, *before* a handler touches Redis: a rejected request writes nothing.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, TypeVar
+
+import msgspec
+from aiohttp import web
+
+from flareport_common.protocol import ErrorDetail, ErrorResponse
+
+T = TypeVar("T")
+
+_encoder = msgspec.json.Encoder()
+_AT_PATH = re.compile(r" - at `\$(?P<path>[^`]*)`$")
+_NAMED_FIELD = re.compile(r"(?:unknown|required) field `(?P<name>[^`]+)`")
+
+
+class ApiError(Exception):
+    """An answer other than success; ``status`` is the HTTP status, ``code`` the machine-readable reason."""
+
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        *,
+        field: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.field = field
+        self.headers = headers or {}
+
+
+def invalid(field: str, message: str) -> ApiError:
+    return ApiError(422, "invalid_body", message, field=field)
+
+
+def not_found(what: str, ident: str) -> ApiError:
+    return ApiError(404, "not_found", f"unknown {what} {ident!r}")
+
+
+def error_response(
+    status: int, code: str, message: str, *, field: str | None = None, headers: dict[str, str] | None = None
+) -> web.Response:
+    body = ErrorResponse(error=ErrorDetail(code=code, message=message, field=field))
+    return web.Response(
+        body=_encoder.encode(body), status=status, content_type="application/json", headers=headers or None
+    )
+
+
+def json_response(body: Any, *, status: int = 200) -> web.Response:
+    return web.Response(body=_encoder.encode(body), status=status, content_type="application/json")
+
+
+def field_of(exc: msgspec.ValidationError) -> str | None:
+    """The offending field of a msgspec validation error, as a dotted path (``events[0].seq``)."""
+    text = str(exc)
+    path = ""
+    at = _AT_PATH.search(text)
+    if at:
+        path = at["path"].lstrip(".")
+    named = _NAMED_FIELD.search(text)
+    if named:
+        path = f"{path}.{named['name']}" if path else named["name"]
+    return path or None
+
+
+def _clean(text: str) -> str:
+    return _AT_PATH.sub("", text)
+
+
+async def read_body(request: web.Request, schema: type[T]) -> T:
+    """Decode the request body against ``schema``; 413 above the size limit, 422 naming the field otherwise."""
+    try:
+        raw = await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        limit = request.client_max_size
+        raise ApiError(413, "body_too_large", f"request body larger than {limit} bytes") from None
+    if not raw:
+        raise ApiError(422, "invalid_body", "request body is empty; a JSON object is required", field="$")
+    try:
+        return msgspec.json.decode(raw, type=schema)
+    except msgspec.ValidationError as exc:
+        raise ApiError(422, "invalid_body", _clean(str(exc)), field=field_of(exc)) from None
+    except msgspec.DecodeError as exc:
+        raise ApiError(400, "malformed_json", f"body is not valid JSON: {exc}", field="$") from None
+
+
+def query_float(request: web.Request, name: str, *, default: float, minimum: float, maximum: float) -> float:
+    raw = request.query.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ApiError(422, "invalid_query", f"{name} must be a number, got {raw!r}", field=name) from None
+    if not minimum <= value <= maximum:  # also rejects NaN
+        raise ApiError(422, "invalid_query", f"{name} must be between {minimum:g} and {maximum:g}", field=name)
+    return value
+
+
+def query_int(request: web.Request, name: str, *, default: int, minimum: int, maximum: int) -> int:
+    raw = request.query.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ApiError(422, "invalid_query", f"{name} must be an integer, got {raw!r}", field=name) from None
+    if not minimum <= value <= maximum:
+        raise ApiError(422, "invalid_query", f"{name} must be between {minimum} and {maximum}", field=name)
+    return value
+
+
+def query_choice(request: web.Request, name: str, choices: tuple[str, ...]) -> str | None:
+    raw = request.query.get(name)
+    if raw is None or raw == "":
+        return None
+    if raw not in choices:
+        raise ApiError(422, "invalid_query", f"{name} must be one of {', '.join(choices)}", field=name)
+    return raw

@@ -1,0 +1,192 @@
+"""Agent keys: created by an admin, shown once, stored only as a SHA-256 hash, bound to one agent on register.
+
+Why a plain SHA-256 and not bcrypt/argon2: those exist to slow down guessing of *low-entropy* secrets such as
+human passwords. Our keys are 256 bits from ``secrets``; a stolen hash is as hard to invert as the key is to
+guess (2^256 work), so a slow hash would only add CPU to every agent request without adding security. The
+hash is also the lookup key (``Keys.api_key(sha256)``), so checking a key is one HGETALL, with a constant-time
+comparison of the stored hash on top.
+
+Layout (all written by the API only):
+  ``Keys.api_key(hash)``        HASH key_id, label, hash, status, created_at, last_used_at, revoked_at,
+                                 agent_id (set once, HSETNX, at the first register), display_name, registered_at
+  ``Keys.api_keys_index``       HASH key_id -> hash (list, revoke and roll by id)
+  ``Keys.agent_api_keys(id)``   SET of key ids bound to the agent (roll, remove, revoke-after-rotation)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import redis.asyncio as aioredis
+
+from flareport_api.schemas import KeyInfo, KeyStatus
+from flareport_common.keys import Keys
+from flareport_common.messages.base import new_id, utcnow
+
+KEY_PREFIX = "fpk_"
+# Writing last_used_at on every request would turn each read into a write; once a minute is enough for an admin.
+_LAST_USED_EVERY_S = 60.0
+
+
+def hash_key(key: str) -> str:
+    return hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def new_key() -> str:
+    return KEY_PREFIX + secrets.token_urlsafe(32)
+
+
+def _text(value: bytes | str | None) -> str | None:
+    if value is None:
+        return None
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _time(value: str | None) -> datetime | None:
+    return datetime.fromisoformat(value) if value else None
+
+
+@dataclass(frozen=True, slots=True)
+class StoredKey:
+    key_id: str
+    key_hash: str
+    label: str
+    status: KeyStatus
+    created_at: datetime
+    last_used_at: datetime | None
+    revoked_at: datetime | None
+    agent_id: str | None
+    display_name: str | None
+    registered_at: datetime | None
+    # Set by a (re-)register: the agent's next poll re-reads everything delivered to it and not acknowledged.
+    redeliver: bool = False
+
+    @classmethod
+    def from_hash(cls, raw: Mapping[Any, Any]) -> StoredKey:
+        fields = {_text(k): _text(v) for k, v in raw.items()}
+        status: KeyStatus = "revoked" if fields.get("status") == "revoked" else "active"
+        return cls(
+            key_id=fields.get("key_id") or "",
+            key_hash=fields.get("hash") or "",
+            label=fields.get("label") or "",
+            status=status,
+            created_at=_time(fields.get("created_at")) or datetime.fromtimestamp(0, UTC),
+            last_used_at=_time(fields.get("last_used_at")),
+            revoked_at=_time(fields.get("revoked_at")),
+            agent_id=fields.get("agent_id") or None,
+            display_name=fields.get("display_name"),
+            registered_at=_time(fields.get("registered_at")),
+            redeliver=fields.get("redeliver") == "1",
+        )
+
+    def info(self) -> KeyInfo:
+        return KeyInfo(
+            key_id=self.key_id,
+            label=self.label,
+            status=self.status,
+            created_at=self.created_at,
+            last_used_at=self.last_used_at,
+            revoked_at=self.revoked_at,
+            agent_id=self.agent_id,
+        )
+
+
+class KeyStore:
+    def __init__(self, redis: aioredis.Redis, keys: Keys) -> None:
+        self._redis = redis
+        self._keys = keys
+        self._last_used: dict[str, float] = {}
+
+    async def create(self, label: str, *, agent_id: str | None = None) -> tuple[str, StoredKey]:
+        """A new key (returned in clear once) and its stored record; ``agent_id`` pre-binds it (key roll)."""
+        key, key_id, now = new_key(), "key_" + new_id()[:16], utcnow().isoformat()
+        digest = hash_key(key)
+        fields = {"key_id": key_id, "label": label, "hash": digest, "status": "active", "created_at": now}
+        pipe = self._redis.pipeline(transaction=True)
+        if agent_id is not None:
+            fields["agent_id"] = agent_id
+            fields["registered_at"] = now
+            pipe.sadd(self._keys.agent_api_keys(agent_id), key_id)
+        pipe.hset(self._keys.api_key(digest), mapping=fields)  # type: ignore[arg-type]
+        pipe.hset(self._keys.api_keys_index, key_id, digest)
+        await pipe.execute()
+        stored = await self.get(key_id)
+        assert stored is not None
+        return key, stored
+
+    async def lookup(self, presented: str) -> StoredKey | None:
+        """The record of a presented key, or None. The hash comparison is constant-time."""
+        digest = hash_key(presented)
+        raw = await self._redis.hgetall(self._keys.api_key(digest))
+        if not raw:
+            return None
+        stored = StoredKey.from_hash(raw)
+        if not hmac.compare_digest(stored.key_hash.encode(), digest.encode()):
+            return None
+        return stored
+
+    async def touch(self, stored: StoredKey) -> None:
+        now = time.monotonic()
+        if now - self._last_used.get(stored.key_id, -_LAST_USED_EVERY_S) < _LAST_USED_EVERY_S:
+            return
+        self._last_used[stored.key_id] = now
+        await self._redis.hset(self._keys.api_key(stored.key_hash), "last_used_at", utcnow().isoformat())
+
+    async def get(self, key_id: str) -> StoredKey | None:
+        digest = await self._redis.hget(self._keys.api_keys_index, key_id)
+        if digest is None:
+            return None
+        raw = await self._redis.hgetall(self._keys.api_key(_text(digest) or ""))
+        return StoredKey.from_hash(raw) if raw else None
+
+    async def all(self) -> list[StoredKey]:
+        index = await self._redis.hgetall(self._keys.api_keys_index)
+        pipe = self._redis.pipeline(transaction=False)
+        for digest in index.values():
+            pipe.hgetall(self._keys.api_key(_text(digest) or ""))
+        rows = await pipe.execute() if index else []
+        found = [StoredKey.from_hash(raw) for raw in rows if raw]
+        return sorted(found, key=lambda k: (k.created_at, k.key_id))
+
+    async def of_agent(self, agent_id: str) -> list[StoredKey]:
+        ids = await self._redis.smembers(self._keys.agent_api_keys(agent_id))
+        found = [await self.get(_text(i) or "") for i in ids]
+        return sorted((k for k in found if k is not None), key=lambda k: (k.created_at, k.key_id))
+
+    async def bind(self, stored: StoredKey, agent_id: str, display_name: str) -> str:
+        """Bind an unbound key to ``agent_id`` (first register wins); returns the agent the key is bound to."""
+        record = self._keys.api_key(stored.key_hash)
+        won = await self._redis.hsetnx(record, "agent_id", agent_id)
+        bound = agent_id if won else _text(await self._redis.hget(record, "agent_id")) or agent_id
+        pipe = self._redis.pipeline(transaction=True)
+        pipe.sadd(self._keys.agent_api_keys(bound), stored.key_id)
+        pipe.hset(
+            record, mapping={"display_name": display_name, "registered_at": utcnow().isoformat(), "redeliver": "1"}
+        )
+        await pipe.execute()
+        return bound
+
+    async def clear_redeliver(self, stored: StoredKey) -> None:
+        await self._redis.hdel(self._keys.api_key(stored.key_hash), "redeliver")
+
+    async def revoke(self, stored: StoredKey) -> None:
+        if stored.status == "revoked":
+            return
+        await self._redis.hset(
+            self._keys.api_key(stored.key_hash), mapping={"status": "revoked", "revoked_at": utcnow().isoformat()}
+        )
+
+    async def revoke_agent_keys(self, agent_id: str, *, keep: str | None = None) -> int:
+        revoked = 0
+        for stored in await self.of_agent(agent_id):
+            if stored.key_id != keep and stored.status == "active":
+                await self.revoke(stored)
+                revoked += 1
+        return revoked

@@ -1,0 +1,271 @@
+"""Command long-polls without a Redis connection per waiting agent (DESIGN.md, "Scaling traps").
+
+Each agent's commands are a stream (``Keys.agent_commands``) read through the consumer group ``GROUP_AGENT``
+with the agent id as consumer name, so Redis keeps, per agent, what was delivered and not yet acknowledged.
+
+* Waiting costs no Redis connection: the process keeps ONE pub/sub subscription on
+  ``Keys.command_notifications``; the reconciler PUBLISHes an agent id after XADDing to its stream, and the
+  hub wakes that agent's waiters, which then do a short non-blocking XREADGROUP.
+* Notifications are best-effort (pub/sub drops messages while disconnected), so a fallback timer checks every
+  waiting agent's stream each ``command_poll_seconds`` (one pipelined XINFO GROUPS for all of them) and wakes
+  those with undelivered entries: a lost notification costs at most one interval, never a command.
+* A waiter registers *before* it reads, so a notification that lands between an empty read and the wait
+  still wakes it.
+* Redelivery: every poll first claims (XAUTOCLAIM) entries delivered more than ``command_redeliver_seconds``
+  ago without an ack; after a (re-)register the next poll re-reads the agent's whole pending list (ID 0), so
+  an agent that restarted gets again what it had fetched but not acknowledged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from typing import Any
+
+import msgspec
+import redis.asyncio as aioredis
+import structlog
+from redis.asyncio.client import PubSub
+from redis.exceptions import ResponseError
+
+from flareport_api.metrics import COMMANDS_DELIVERED, LONGPOLLS_OPEN, NOTIFICATIONS, NOTIFY_ERRORS
+from flareport_common.backoff import Backoff
+from flareport_common.keys import GROUP_AGENT, Keys
+from flareport_common.messages.commands import CommandMessage
+from flareport_common.messages.deadletters import DeadLetter
+from flareport_common.protocol import CommandEnvelope
+from flareport_common.streams.codec import FIELD, display_fields, encode
+
+log = structlog.get_logger("flareport.api.longpoll")
+BATCH = 20
+_decoder = msgspec.json.Decoder(CommandMessage)
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+class CommandHub:
+    def __init__(self, redis: aioredis.Redis, keys: Keys, *, poll_s: float, redeliver_s: float) -> None:
+        self._redis = redis
+        self._keys = keys
+        self._poll_s = poll_s
+        self._redeliver_ms = int(redeliver_s * 1000)
+        self._waiters: dict[str, set[asyncio.Event]] = {}
+        self._groups: set[str] = set()
+        self._closing = False
+        self._pubsub: PubSub | None = None
+
+    # ---- background: notifications and the fallback timer ---------------------------------------------------
+
+    async def listen(self) -> None:
+        """Keep one subscription open for the life of the process, re-subscribing after Redis errors."""
+        backoff = Backoff()
+        while not self._closing:
+            pubsub = self._pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
+            try:
+                await pubsub.subscribe(self._keys.command_notifications)
+                backoff.reset()
+                async for message in pubsub.listen():
+                    if message.get("type") == "message":
+                        NOTIFICATIONS.inc()
+                        self.wake(_text(message["data"]))
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                if self._closing:
+                    return
+                NOTIFY_ERRORS.inc()
+                log.warning("longpoll.subscription_lost", error=str(exc) or type(exc).__name__)
+                self.wake_all()  # anything published meanwhile was lost: let every waiter look once
+                await asyncio.sleep(backoff.next())
+            finally:
+                self._pubsub = None
+                with contextlib.suppress(Exception):
+                    await pubsub.aclose()  # type: ignore[no-untyped-call]
+
+    async def stop_listening(self, task: asyncio.Task[None]) -> None:
+        """End the listener. redis-py's blocking pub/sub read can swallow a task cancellation, so the
+        subscription's connection is closed under it first; cancelling stays as the last resort."""
+        self.close()
+        for _ in range(20):  # again and again: a (re)subscribe in progress may open a new connection
+            pubsub = self._pubsub
+            if pubsub is not None and pubsub.connection is not None:
+                with contextlib.suppress(Exception):
+                    await pubsub.connection.disconnect(nowait=True)
+            done, _ = await asyncio.wait([task], timeout=0.1)
+            if done:
+                return
+        task.cancel()
+        await asyncio.wait([task], timeout=2.0)
+
+    async def fallback(self) -> None:
+        while True:
+            await asyncio.sleep(self._poll_s)
+            try:
+                await self._fallback_once()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # Redis away: let everyone look for themselves once it is back
+                log.warning("longpoll.fallback_failed", error=str(exc) or type(exc).__name__)
+                self.wake_all()
+
+    async def _fallback_once(self) -> None:
+        """Wake only the waiters whose stream has undelivered entries: one pipelined XINFO GROUPS round trip for
+        every waiting agent, instead of one XREADGROUP each (1,000 reads at once would delay real deliveries)."""
+        agents = list(self._waiters)
+        if not agents:
+            return
+        pipe = self._redis.pipeline(transaction=False)
+        for agent_id in agents:
+            pipe.xinfo_groups(self._keys.agent_commands(agent_id))
+        replies = await pipe.execute(raise_on_error=False)
+        for agent_id, groups in zip(agents, replies, strict=True):
+            if isinstance(groups, Exception):
+                self.wake(agent_id)
+                continue
+            group = next((g for g in groups if _text(g.get("name")) == GROUP_AGENT), None)
+            # lag is None when Redis cannot tell (entries deleted or trimmed): look rather than guess.
+            if group is None or group.get("lag") is None or int(group["lag"]) > 0:
+                self.wake(agent_id)
+
+    def wake(self, agent_id: str) -> None:
+        for event in self._waiters.get(agent_id, ()):
+            event.set()
+
+    def wake_all(self) -> None:
+        for events in self._waiters.values():
+            for event in events:
+                event.set()
+
+    def close(self) -> None:
+        """On shutdown: every open long-poll returns now (empty) instead of holding the process."""
+        self._closing = True
+        self.wake_all()
+
+    @property
+    def waiting(self) -> int:
+        return sum(len(events) for events in self._waiters.values())
+
+    # ---- the long-poll -------------------------------------------------------------------------------------
+
+    async def poll(self, agent_id: str, wait_s: float, *, from_start: bool = False) -> list[CommandEnvelope]:
+        event = asyncio.Event()
+        self._waiters.setdefault(agent_id, set()).add(event)
+        LONGPOLLS_OPEN.inc()
+        deadline = time.monotonic() + wait_s
+        try:
+            found = await self._read(agent_id, pending=from_start, claim=True)
+            while not found and not self._closing:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                try:
+                    await asyncio.wait_for(event.wait(), remaining)
+                except TimeoutError:
+                    break
+                event.clear()
+                found = await self._read(agent_id, pending=False, claim=False)
+            for envelope in found:
+                COMMANDS_DELIVERED.labels(type(envelope.command).__name__).inc()
+            return found
+        finally:
+            LONGPOLLS_OPEN.dec()
+            waiters = self._waiters.get(agent_id)
+            if waiters is not None:
+                waiters.discard(event)
+                if not waiters:
+                    del self._waiters[agent_id]
+
+    async def ensure_group(self, agent_id: str) -> None:
+        if agent_id in self._groups:
+            return
+        try:
+            await self._redis.xgroup_create(self._keys.agent_commands(agent_id), GROUP_AGENT, id="0", mkstream=True)
+        except ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+        self._groups.add(agent_id)
+
+    async def _read(self, agent_id: str, *, pending: bool, claim: bool) -> list[CommandEnvelope]:
+        try:
+            return await self._read_once(agent_id, pending=pending, claim=claim)
+        except ResponseError as exc:
+            if "NOGROUP" not in str(exc):
+                raise
+            # The stream or group vanished (Redis lost its data): make them again and read once more.
+            self._groups.discard(agent_id)
+            return await self._read_once(agent_id, pending=pending, claim=claim)
+
+    async def _read_once(self, agent_id: str, *, pending: bool, claim: bool) -> list[CommandEnvelope]:
+        await self.ensure_group(agent_id)
+        stream = self._keys.agent_commands(agent_id)
+        again: list[Any] = []
+        if pending:
+            again += _entries(await self._redis.xreadgroup(GROUP_AGENT, agent_id, {stream: "0"}, count=BATCH))
+        if claim:
+            reply = await self._redis.xautoclaim(stream, GROUP_AGENT, agent_id, self._redeliver_ms, "0-0", count=BATCH)
+            again += list(reply[1])
+        fresh = _entries(await self._redis.xreadgroup(GROUP_AGENT, agent_id, {stream: ">"}, count=BATCH))
+        counts = await self._delivery_counts(stream, agent_id, [_text(entry_id) for entry_id, _ in again])
+        out: list[CommandEnvelope] = []
+        seen: set[str] = set()
+        for (entry_id, fields), deliveries in [*((e, None) for e in again), *((e, 1) for e in fresh)]:
+            text_id = _text(entry_id)
+            if text_id in seen:
+                continue
+            seen.add(text_id)
+            envelope = await self._envelope(stream, text_id, fields, deliveries or counts.get(text_id, 1))
+            if envelope is not None:
+                out.append(envelope)
+        return out
+
+    async def _delivery_counts(self, stream: str, agent_id: str, ids: list[str]) -> dict[str, int]:
+        if not ids:
+            return {}
+        ordered = sorted(ids, key=lambda i: tuple(int(p) for p in i.split("-")))
+        rows = await self._redis.xpending_range(
+            stream, GROUP_AGENT, min=ordered[0], max=ordered[-1], count=len(ids) + BATCH, consumername=agent_id
+        )
+        return {_text(row["message_id"]): int(row["times_delivered"]) for row in rows}
+
+    async def _envelope(self, stream: str, entry_id: str, fields: Any, deliveries: int) -> CommandEnvelope | None:
+        if fields is None:  # trimmed while pending: nothing left to deliver
+            await self._redis.xack(stream, GROUP_AGENT, entry_id)
+            return None
+        raw = fields.get(FIELD, fields.get(FIELD.decode()))
+        try:
+            if raw is None:
+                raise msgspec.DecodeError(f"entry has no {FIELD.decode()!r} field")
+            command = _decoder.decode(raw)
+        except msgspec.DecodeError as exc:
+            await self._dead_letter(stream, entry_id, fields, str(exc), deliveries)
+            return None
+        return CommandEnvelope(command_id=entry_id, command=command, deliveries=deliveries)
+
+    async def _dead_letter(self, stream: str, entry_id: str, fields: Any, error: str, deliveries: int) -> None:
+        """An agent could never run a command it cannot decode: keep it for the operator, do not hand it out."""
+        letter = DeadLetter(
+            source_stream=stream,
+            source_id=entry_id,
+            group=GROUP_AGENT,
+            consumer="api",
+            reason="undecodable",
+            error=error,
+            deliveries=deliveries,
+            payload=display_fields(fields),
+        )
+        pipe = self._redis.pipeline(transaction=True)
+        pipe.xadd(self._keys.dead_letters, encode(letter), maxlen=100_000, approximate=True)  # type: ignore[arg-type]
+        pipe.xack(stream, GROUP_AGENT, entry_id)
+        await pipe.execute()
+        log.error("longpoll.undecodable_command", stream=stream, entry_id=entry_id, error=error)
+
+
+def _entries(response: Any) -> list[Any]:
+    if not response:
+        return []
+    if isinstance(response, dict):
+        return list(next(iter(response.values()))[0])
+    return list(response[0][1])

@@ -1,0 +1,44 @@
+"""``flareport api``: settings -> logging -> serve until SIGTERM/SIGINT, then stop gracefully."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import Sequence
+
+import structlog
+from aiohttp import web
+
+from flareport_api.app import create_app
+from flareport_common.logs import setup_logging
+from flareport_common.runtime import install_stop_handlers
+from flareport_common.settings import ApiSettings, load_api, load_or_exit
+
+log = structlog.get_logger("flareport.api")
+SHUTDOWN_TIMEOUT_S = 10.0
+
+
+async def serve(settings: ApiSettings) -> None:
+    runner = web.AppRunner(create_app(settings), access_log=None, shutdown_timeout=SHUTDOWN_TIMEOUT_S)
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, settings.host, settings.port, shutdown_timeout=SHUTDOWN_TIMEOUT_S)
+        await site.start()
+        log.info("api.listening", host=settings.host, port=settings.port)
+        stop = asyncio.Event()
+        install_stop_handlers(stop.set)
+        await stop.wait()
+        log.info("api.stopping")
+    finally:
+        await runner.cleanup()
+    log.info("api.stopped")
+
+
+def main(argv: Sequence[str]) -> int:
+    if argv:
+        print("usage: flareport api  (configured through the environment; see docs/api.md)", file=sys.stderr)
+        return 2
+    settings = load_or_exit(load_api)
+    setup_logging(settings.common.log_level, settings.common.log_format, service="api")
+    asyncio.run(serve(settings))
+    return 0

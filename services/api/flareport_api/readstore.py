@@ -1,0 +1,99 @@
+"""Reads of the read model the reconciler writes (``AgentRecord``, ``RuleRecord``) plus the API's own history.
+
+The API never writes these documents. A document that does not decode (a newer writer, a bug) is logged and
+skipped rather than failing a whole listing: one bad record must not hide every other agent or rule.
+Index keys are read whatever Redis type the writer chose (set, sorted set, hash or list), since the
+index is a detail of the reconciler's storage, not of the contract.
+"""
+
+from __future__ import annotations
+
+from typing import Any, TypeVar
+
+import msgspec
+import redis.asyncio as aioredis
+import structlog
+
+from flareport_common.keys import Keys
+from flareport_common.readmodel import AgentRecord, CommandRecord, RuleRecord
+
+log = structlog.get_logger("flareport.api.readstore")
+T = TypeVar("T")
+HISTORY_LIMIT = 200
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+async def index_members(redis: aioredis.Redis, key: str) -> list[str]:
+    kind = _text(await redis.type(key))
+    if kind == "set":
+        members: Any = await redis.smembers(key)
+    elif kind == "zset":
+        members = await redis.zrange(key, 0, -1)
+    elif kind == "hash":
+        members = await redis.hkeys(key)
+    elif kind == "list":
+        members = await redis.lrange(key, 0, -1)
+    else:
+        return []
+    return sorted({_text(m) for m in members})
+
+
+def _decode(raw: Any, kind: type[T], where: str) -> T | None:
+    if raw is None:
+        return None
+    try:
+        return msgspec.json.decode(raw, type=kind)
+    except msgspec.DecodeError as exc:
+        log.warning("readstore.undecodable", key=where, error=str(exc))
+        return None
+
+
+async def agent(redis: aioredis.Redis, keys: Keys, agent_id: str) -> AgentRecord | None:
+    key = keys.agent(agent_id)
+    return _decode(await redis.get(key), AgentRecord, key)
+
+
+async def agents(redis: aioredis.Redis, keys: Keys) -> list[AgentRecord]:
+    ids = await index_members(redis, keys.agents_index)
+    if not ids:
+        return []
+    raws = await _get_many(redis, [keys.agent(i) for i in ids])
+    found = (_decode(raw, AgentRecord, keys.agent(i)) for i, raw in zip(ids, raws, strict=True))
+    return [record for record in found if record is not None]
+
+
+async def rules(redis: aioredis.Redis, keys: Keys) -> list[RuleRecord]:
+    rule_keys = await index_members(redis, keys.rules_index)
+    if not rule_keys:
+        return []
+    raws = await _get_many(redis, [keys.rule(k) for k in rule_keys])
+    found = (_decode(raw, RuleRecord, keys.rule(k)) for k, raw in zip(rule_keys, raws, strict=True))
+    return [record for record in found if record is not None]
+
+
+async def _get_many(redis: aioredis.Redis, names: list[str]) -> list[Any]:
+    # One pipeline of GETs rather than MGET: the keys may live in different Redis Cluster slots.
+    pipe = redis.pipeline(transaction=False)
+    for name in names:
+        pipe.get(name)
+    return list(await pipe.execute())
+
+
+async def command_history(redis: aioredis.Redis, keys: Keys, agent_id: str, limit: int = 50) -> list[CommandRecord]:
+    key = keys.agent_command_history(agent_id)
+    raws = await redis.lrange(key, 0, limit - 1)
+    found = (_decode(raw, CommandRecord, key) for raw in raws)
+    return [record for record in found if record is not None]
+
+
+async def heartbeats(redis: aioredis.Redis, keys: Keys, agent_id: str, limit: int = 20) -> list[dict[str, Any]]:
+    """Recent heartbeats if a writer keeps them (a capped list of JSON objects, newest first)."""
+    key = keys.agent_heartbeats(agent_id)
+    if _text(await redis.type(key)) != "list":
+        return []
+    raws = await redis.lrange(key, 0, limit - 1)
+    found = (_decode(raw, dict[str, Any], key) for raw in raws)
+    return [item for item in found if item is not None]

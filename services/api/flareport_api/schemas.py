@@ -1,0 +1,266 @@
+"""Request and response bodies of the admin API (the agent's are in ``flareport_common.protocol``).
+
+Requests forbid unknown fields so a typo is a 422 naming the field, never a silently ignored setting.
+Responses reuse the read-model structs as they are stored, so what an admin sees is what the reconciler wrote.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Literal
+
+import msgspec
+
+from flareport_common.messages.rules import AccessPolicy, Rule
+from flareport_common.readmodel import AgentRecord, CommandRecord, RuleRecord
+
+KeyStatus = Literal["active", "revoked"]
+
+
+def _with_defaults(source: type[msgspec.Struct], name: str) -> Any:
+    """A copy of a read-model struct that writes every field: the stored documents omit defaults to stay small,
+    but an admin reading ``status`` should not have to know that a missing one means "pending"."""
+    fields: list[Any] = []
+    for field in msgspec.structs.fields(source):
+        if field.required:
+            fields.append((field.name, field.type))
+        elif field.default_factory is not msgspec.NODEFAULT:
+            fields.append((field.name, field.type, msgspec.field(default_factory=field.default_factory)))
+        else:
+            fields.append((field.name, field.type, field.default))
+    return msgspec.defstruct(name, fields, kw_only=True, frozen=True, module=__name__)
+
+
+if TYPE_CHECKING:
+    AgentView = AgentRecord
+    RuleView = RuleRecord
+    CommandView = CommandRecord
+else:
+    AgentView = _with_defaults(AgentRecord, "AgentView")
+    RuleView = _with_defaults(RuleRecord, "RuleView")
+    CommandView = _with_defaults(CommandRecord, "CommandView")
+
+
+def view(record: msgspec.Struct, kind: Any) -> Any:
+    return msgspec.convert(msgspec.structs.asdict(record), kind)
+
+
+# ---- keys ----------------------------------------------------------------------------------------------------
+
+
+class KeyCreateRequest(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    label: str
+
+
+class KeyInfo(msgspec.Struct, frozen=True, kw_only=True):
+    key_id: str
+    label: str
+    status: KeyStatus
+    created_at: datetime
+    last_used_at: datetime | None = None
+    revoked_at: datetime | None = None
+    agent_id: str | None = None
+
+
+class KeyCreated(msgspec.Struct, frozen=True, kw_only=True):
+    """The only time the key itself is shown; the server keeps nothing but its SHA-256."""
+
+    key: str
+    info: KeyInfo
+
+
+class KeyList(msgspec.Struct, frozen=True, kw_only=True):
+    keys: tuple[KeyInfo, ...]
+
+
+class KeyRolledResponse(msgspec.Struct, frozen=True, kw_only=True):
+    """The new key is delivered to the running agent by a ``rotate_key`` command; it is not shown here."""
+
+    agent_id: str
+    new_key_id: str
+    intent_id: str
+
+
+# ---- agents --------------------------------------------------------------------------------------------------
+
+
+class AgentList(msgspec.Struct, frozen=True, kw_only=True):
+    agents: tuple[AgentView, ...]
+
+
+class AgentDetail(msgspec.Struct, frozen=True, kw_only=True):
+    agent: AgentView
+    keys: tuple[KeyInfo, ...] = ()
+    heartbeats: tuple[dict[str, Any], ...] = ()
+    commands: tuple[CommandView, ...] = ()
+
+
+class EnrollRequest(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Create a tunnel named ``tunnel_name`` or adopt ``tunnel_id`` (neither: a tunnel named after the agent)."""
+
+    tunnel_name: str | None = None
+    tunnel_id: str | None = None
+    allowed_zones: tuple[str, ...] = ()
+    allowed_suffixes: tuple[str, ...] = ()
+
+
+class RenameRequest(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    display_name: str
+
+
+class Accepted(msgspec.Struct, frozen=True, kw_only=True):
+    """An intent was written; the reconciler acts on it asynchronously."""
+
+    intent_id: str
+    stream_id: str
+
+
+# ---- rules ---------------------------------------------------------------------------------------------------
+
+
+class RuleList(msgspec.Struct, frozen=True, kw_only=True):
+    rules: tuple[RuleView, ...]
+
+
+class OriginInput(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """``OriginOptions`` as an admin sends it (unknown fields refused)."""
+
+    no_tls_verify: bool | None = None
+    origin_server_name: str | None = None
+    http_host_header: str | None = None
+    http2_origin: bool | None = None
+    disable_chunked_encoding: bool | None = None
+    match_sni_to_host: bool | None = None
+
+
+class AccessInput(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """``AccessSpec`` as an admin sends it (unknown fields refused)."""
+
+    policy: AccessPolicy | None = None
+    groups: tuple[str, ...] = ()
+    name: str | None = None
+    session_duration: str | None = None
+    app_launcher_visible: bool | None = None
+    allowed_idps: tuple[str, ...] = ()
+    auto_redirect_to_identity: bool | None = None
+    custom_rules: tuple[dict[str, Any], ...] = ()
+
+
+class RuleInput(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """``Rule`` as an admin sends it: the shared struct tolerates unknown fields (schema evolution between
+    services), an admin's request must not (a typo would silently drop a setting)."""
+
+    hostname: str
+    service: str
+    path: str | None = None
+    zone_name: str | None = None
+    origin: OriginInput = OriginInput()
+    access: AccessInput | None = None
+    adopt: bool = False
+
+    def to_rule(self) -> Rule:
+        return msgspec.convert(msgspec.to_builtins(self), Rule)
+
+
+class ManualRuleRequest(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    rule: RuleInput
+    agent_id: str | None = None
+    tunnel_id: str | None = None
+
+
+class ManualRule(msgspec.Struct, frozen=True, kw_only=True):
+    rule_id: str
+    rule: Rule
+    agent_id: str | None = None
+    tunnel_id: str | None = None
+    updated_at: datetime
+
+
+class ManualRuleList(msgspec.Struct, frozen=True, kw_only=True):
+    rules: tuple[ManualRule, ...]
+
+
+class AccessGroupRequest(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    name: str
+    decision: Literal["allow", "deny", "bypass", "non_identity"] = "allow"
+    include: tuple[dict[str, Any], ...] = ()
+    exclude: tuple[dict[str, Any], ...] = ()
+    require: tuple[dict[str, Any], ...] = ()
+    session_duration: str | None = None
+
+
+class AccessGroup(msgspec.Struct, frozen=True, kw_only=True):
+    group_id: str
+    name: str
+    decision: Literal["allow", "deny", "bypass", "non_identity"] = "allow"
+    include: tuple[dict[str, Any], ...] = ()
+    exclude: tuple[dict[str, Any], ...] = ()
+    require: tuple[dict[str, Any], ...] = ()
+    session_duration: str | None = None
+    updated_at: datetime
+
+
+class AccessGroupList(msgspec.Struct, frozen=True, kw_only=True):
+    groups: tuple[AccessGroup, ...]
+
+
+# ---- operations ----------------------------------------------------------------------------------------------
+
+
+class ReconcileRequest(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    scope: str = "all"
+    verify: bool = True
+
+
+class DeadLetterEntry(msgspec.Struct, frozen=True, kw_only=True):
+    entry_id: str
+    source_stream: str
+    source_id: str
+    group: str
+    consumer: str
+    reason: str
+    error: str
+    deliveries: int
+    occurred_at: datetime
+    payload: dict[str, str]
+
+
+class DeadLetterList(msgspec.Struct, frozen=True, kw_only=True):
+    dead_letters: tuple[DeadLetterEntry, ...]
+    # Pass as ``after`` to get the next page (None: no more).
+    next_after: str | None = None
+
+
+class Replayed(msgspec.Struct, frozen=True, kw_only=True):
+    source_stream: str
+    new_id: str
+
+
+class GroupStatus(msgspec.Struct, frozen=True, kw_only=True):
+    name: str
+    consumers: int
+    pending: int
+    lag: int | None = None
+
+
+class StreamStatus(msgspec.Struct, frozen=True, kw_only=True):
+    stream: str
+    length: int
+    groups: tuple[GroupStatus, ...] = ()
+
+
+class Status(msgspec.Struct, frozen=True, kw_only=True):
+    streams: tuple[StreamStatus, ...]
+    agents: int
+    rules: int
+    # The dns-worker's shared Cloudflare token bucket as it last wrote it (tokens left at that time; it refills
+    # continuously) and, after a 429 from Cloudflare, when every replica may call again.
+    cloudflare_tokens: float | None = None
+    cloudflare_tokens_at: datetime | None = None
+    cloudflare_paused_until: datetime | None = None
+    server_time: datetime
+
+
+class HealthStatus(msgspec.Struct, frozen=True, kw_only=True):
+    status: str
+    error: str | None = None
