@@ -30,6 +30,10 @@ if [ "${FLAREPORT_NEED_PODMAN:-1}" = "1" ]; then
     command -v runc >/dev/null 2>&1 || need+=(runc)
     [ -x /bin/busybox ] || need+=(busybox-static)
 fi
+# Debian's Chromium drives the web UI tests (Playwright must never download a browser of its own here).
+if [ "${FLAREPORT_NEED_BROWSER:-1}" = "1" ]; then
+    [ -x /usr/bin/chromium ] || need+=(chromium)
+fi
 if [ ${#need[@]} -gt 0 ]; then
     echo "bootstrap: installing ${need[*]}"
     apt_install "${need[@]}"
