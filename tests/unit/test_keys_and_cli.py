@@ -44,3 +44,10 @@ def test_unknown_subcommand_is_a_usage_error(capsys: pytest.CaptureFixture[str])
         main(["bogus"])
     assert exited.value.code == 2
     assert "invalid choice" in capsys.readouterr().err
+
+
+def test_subcommand_options_reach_the_command(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["dev", "--help"])
+    assert exited.value.code == 0
+    assert "--data-dir" in capsys.readouterr().out, "options after the subcommand belong to the subcommand"

@@ -46,12 +46,18 @@ def resolve(command: str) -> Callable[[Sequence[str]], int] | None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    entry = resolve(args.command)
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    # A known subcommand gets every later argument untouched (argparse's REMAINDER drops leading options).
+    if arguments and arguments[0] in COMMANDS:
+        command, rest = arguments[0], arguments[1:]
+    else:
+        parsed = build_parser().parse_args(arguments)
+        command, rest = parsed.command, parsed.args
+    entry = resolve(command)
     if entry is None:
-        print(f"flareport {args.command}: not built yet", file=sys.stderr)
+        print(f"flareport {command}: not built yet", file=sys.stderr)
         return 2
-    return entry(args.args)
+    return entry(rest)
 
 
 if __name__ == "__main__":
