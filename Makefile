@@ -30,7 +30,7 @@ test-integration: deps
 	$(PY) -m pytest -m integration
 
 run: deps
-	$(PY) -m flareport_cli.main dev
+	$(PY) -m flareport_cli dev
 
 bench: deps
 	$(PY) bench/stream_runtime.py

@@ -61,6 +61,8 @@ class LocalRedis:
                 ],
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
+                # Its own session: a Ctrl-C meant for `flareport dev` must not stop Redis before the services.
+                start_new_session=True,
             )  # fmt: skip
             if self._wait_ready(chosen, timeout):
                 self.port = chosen
