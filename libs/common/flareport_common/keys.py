@@ -190,3 +190,15 @@ class Keys:
     def reconciler_manual_claims(self) -> str:
         """Hash manual rule id -> the claim the reconciler made for it (to withdraw it on change or delete)."""
         return f"{self.prefix}reconciler:manual-claims"
+
+    def agent_container(self, agent_id: str, container_id: str) -> str:
+        """One container's inventory entry (its own key, so events of different containers never contend)."""
+        return f"{self.prefix}{{agent:{agent_id}}}:container:{container_id}"
+
+    def agent_containers(self, agent_id: str) -> str:
+        """Set of the container ids the reconciler knows for an agent (what a snapshot must compare against)."""
+        return f"{self.prefix}{{agent:{agent_id}}}:containers"
+
+    def agent_snapshot(self, agent_id: str) -> str:
+        """The newest inventory snapshot applied for an agent (sequence number, time, container ids)."""
+        return f"{self.prefix}{{agent:{agent_id}}}:snapshot"

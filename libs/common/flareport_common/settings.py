@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import NoReturn, TypeVar
 
 from flareport_common.env import Env, validate_image
@@ -45,6 +45,15 @@ class ApiSettings:
     # Failed authentications allowed per client address within the window before answering 429.
     auth_failure_limit: int = 20
     auth_failure_window_seconds: float = 60.0
+    # Web UI (flareport_api.ui): the admin login, sessions, login brake and live updates.
+    admin_user: str = "admin"
+    admin_password: str | None = field(default=None, repr=False)
+    admin_password_hash: str | None = field(default=None, repr=False)
+    ui_session_hours: float = 12.0
+    ui_login_limit: int = 5
+    ui_login_window_seconds: float = 300.0
+    ui_secure_cookie: str = "auto"  # "auto" (Secure when the request came over https), "always", "never"
+    ui_events_seconds: float = 2.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,7 +146,21 @@ def load_api(environ: Mapping[str, str]) -> ApiSettings:
         max_wait_seconds=env.number("FLAREPORT_API_MAX_WAIT_SECONDS", default=60.0, minimum=0.0),
         auth_failure_limit=env.integer("FLAREPORT_API_AUTH_FAILURE_LIMIT", default=20, minimum=1),
         auth_failure_window_seconds=env.number("FLAREPORT_API_AUTH_FAILURE_WINDOW_SECONDS", default=60.0, minimum=1.0),
+        admin_user=env.text("FLAREPORT_ADMIN_USER", default="admin"),
+        admin_password=env.optional("FLAREPORT_ADMIN_PASSWORD"),
+        admin_password_hash=_argon2_hash(env.optional("FLAREPORT_ADMIN_PASSWORD_HASH")),
+        ui_session_hours=env.number("FLAREPORT_UI_SESSION_HOURS", default=12.0, minimum=0.01),
+        ui_login_limit=env.integer("FLAREPORT_UI_LOGIN_LIMIT", default=5, minimum=1),
+        ui_login_window_seconds=env.number("FLAREPORT_UI_LOGIN_WINDOW_SECONDS", default=300.0, minimum=1.0),
+        ui_secure_cookie=env.choice("FLAREPORT_UI_SECURE_COOKIE", default="auto", choices=("auto", "always", "never")),
+        ui_events_seconds=env.number("FLAREPORT_UI_EVENTS_SECONDS", default=2.0, minimum=0.1),
     )
+
+
+def _argon2_hash(value: str | None) -> str | None:
+    if value is not None and not value.startswith("$argon2"):
+        raise SettingsError("FLAREPORT_ADMIN_PASSWORD_HASH: must be an argon2 hash ($argon2id$...)")
+    return value
 
 
 def load_reconciler(environ: Mapping[str, str]) -> ReconcilerSettings:
