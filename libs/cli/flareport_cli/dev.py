@@ -1,0 +1,232 @@
+"""``flareport dev`` (what ``make run`` starts): the whole stack on this machine, each service its own process.
+
+Embedded defaults, all overridable by the usual environment variables:
+- a local ``redis-server`` with AOF, data under ``./.flareport/redis`` (``REDIS_URL`` set = use that Redis);
+- the Cloudflare emulator seeded with an example account and zone ``example.test``, its state kept in
+  ``./.flareport/cloudflare-emulator.json`` (``CLOUDFLARE_API_TOKEN`` set = real Cloudflare instead);
+- the API on http://127.0.0.1:8080 (``FLAREPORT_API_PORT``), the reconciler and the dns-worker;
+- an agent for the local engine: ``DOCKER_HOST`` if set, else /var/run/docker.sock if present, else a Podman
+  API service started here (its socket under ``./.flareport/podman``).
+The master key is generated once and kept in ``./.flareport/master-key`` (mode 0600). Ctrl-C stops everything.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import secrets
+import shutil
+import signal
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from flareport_cli.localredis import LocalRedis, free_port
+from flareport_cli.supervisor import Supervisor
+
+DEMO_ACCOUNT_ID = "0f1e2d3c4b5a69788796a5b4c3d2e1f0"
+DEMO_ZONE_ID = "a1b2c3d4e5f60718293a4b5c6d7e8f90"
+DEMO_ZONE = "example.test"
+DEMO_TOKEN = "flareport-dev-token"  # noqa: S105 - the local emulator accepts only this token
+
+
+def _secret_file(path: Path) -> str:
+    if path.exists():
+        return path.read_text().strip()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    value = secrets.token_urlsafe(32)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(value + "\n")
+    return value
+
+
+def _http_json(method: str, url: str, key: str, body: Any = None, timeout: float = 10.0) -> Any:
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(url, data=data, method=method)  # noqa: S310 - our own local URL
+    request.add_header("Authorization", f"Bearer {key}")
+    request.add_header("Content-Type", "application/json")
+    with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310
+        return json.loads(response.read() or b"null")
+
+
+def _wait_http(url: str, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=2):  # noqa: S310
+                return
+        except (urllib.error.URLError, OSError):
+            time.sleep(0.1)
+    raise TimeoutError(f"{url} did not answer within {timeout}s")
+
+
+def _seed(path: Path) -> Path:
+    seed = {
+        "accounts": [{"id": DEMO_ACCOUNT_ID, "name": "Flareport demo account"}],
+        "zones": [{"id": DEMO_ZONE_ID, "name": DEMO_ZONE, "account_id": DEMO_ACCOUNT_ID, "status": "active"}],
+    }
+    path.write_text(json.dumps(seed, indent=2))
+    return path
+
+
+class DevStack:
+    def __init__(
+        self, data_dir: Path, *, api_port: int, echo: bool = True, environ: dict[str, str] | None = None
+    ) -> None:
+        self.data_dir = data_dir
+        self.environ = dict(os.environ if environ is None else environ)
+        self.api_port = api_port
+        self.supervisor = Supervisor(echo=echo)
+        self.redis: LocalRedis | None = None
+        self.podman: Any = None
+        self.env: dict[str, str] = {}
+        self.master_key = ""
+        self.api_url = f"http://127.0.0.1:{api_port}"
+
+    def _python(self, *args: str) -> list[str]:
+        return [sys.executable, *args]
+
+    def start(self, *, agent: bool = True) -> None:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        env = dict(self.environ)
+        env.setdefault("LOG_FORMAT", "console")
+        self.master_key = env.get("MASTER_API_KEY") or _secret_file(self.data_dir / "master-key")
+        env["MASTER_API_KEY"] = self.master_key
+        if not env.get("REDIS_URL"):
+            self.redis = LocalRedis(self.data_dir / "redis", aof=True)
+            self.redis.start()
+            env["REDIS_URL"] = self.redis.url
+        if not env.get("CLOUDFLARE_API_TOKEN"):
+            self._start_emulator(env)
+        env["FLAREPORT_API_HOST"] = "127.0.0.1"
+        env["FLAREPORT_API_PORT"] = str(self.api_port)
+        self.env = env
+        self.supervisor.start("api", self._python("-m", "flareport_cli", "api"), env)
+        _wait_http(f"{self.api_url}/healthz", 30)
+        for service in ("reconciler", "dns-worker"):
+            self.supervisor.start(
+                service,
+                self._python("-m", "flareport_cli", service),
+                {**env, "FLAREPORT_HEALTH_PORT": str(free_port())},
+            )
+        if agent:
+            self._start_agent(env)
+
+    def _start_emulator(self, env: dict[str, str]) -> None:
+        child = self.supervisor.start(
+            "cloudflare",
+            self._python(
+                "-m", "flareport_cfemu", "--port", "0",
+                "--seed", str(_seed(self.data_dir / "cloudflare-seed.json")),
+                "--state-file", str(self.data_dir / "cloudflare-emulator.json"),
+                "--token", DEMO_TOKEN,
+            ),
+            env,
+        )  # fmt: skip
+        line = self.supervisor.wait_for_line(child, lambda text: "listening on" in text, 30)
+        env["CLOUDFLARE_API_BASE_URL"] = line.rsplit(" ", 1)[-1]
+        env["CLOUDFLARE_API_TOKEN"] = DEMO_TOKEN
+        env["CLOUDFLARE_ACCOUNT_ID"] = DEMO_ACCOUNT_ID
+        env["CLOUDFLARE_ZONE_ID"] = DEMO_ZONE_ID
+
+    def _docker_host(self) -> str:
+        if self.environ.get("DOCKER_HOST"):
+            return self.environ["DOCKER_HOST"]
+        if Path("/var/run/docker.sock").exists():
+            return "unix:///var/run/docker.sock"
+        from flareport_cli.localpodman import LocalPodman
+
+        self.podman = LocalPodman(self.data_dir / "podman")
+        self.podman.start()
+        return str(self.podman.docker_host)
+
+    def _start_agent(self, env: dict[str, str]) -> None:
+        key_file = self.data_dir / "agent-key"
+        if key_file.exists():
+            agent_key = key_file.read_text().strip()
+        else:
+            created = _http_json("POST", f"{self.api_url}/api/v1/keys", self.master_key, {"label": "local agent"})
+            agent_key = created["key"]
+            fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as handle:
+                handle.write(agent_key + "\n")
+        agent_env = {
+            **env,
+            "FLAREPORT_MASTER_URL": self.api_url,
+            "FLAREPORT_API_KEY": agent_key,
+            "DOCKER_HOST": self._docker_host(),
+            "AGENT_DATA_DIR": str(self.data_dir / "agent"),
+            "FLAREPORT_HEALTH_PORT": str(free_port()),
+        }
+        self.supervisor.start("agent", self._python("-m", "flareport_cli", "agent"), agent_env)
+
+    def stop(self) -> None:
+        self.supervisor.stop_all()
+        if self.podman is not None:
+            self.podman.stop()
+        if self.redis is not None:
+            self.redis.stop()
+
+    def banner(self) -> str:
+        cloudflare = self.env.get("CLOUDFLARE_API_BASE_URL", "")
+        return "\n".join(
+            [
+                "",
+                "Flareport is running.",
+                f"  API          {self.api_url}/api/v1   (health /healthz, metrics /metrics)",
+                f"  Master key   {self.master_key}   (kept in {self.data_dir / 'master-key'})",
+                f"  Redis        {self.env.get('REDIS_URL', '')}",
+                f"  Cloudflare   {cloudflare}"
+                + ("   (emulator; state: /__emulator/state)" if "127.0.0.1" in cloudflare else ""),
+                "",
+                "Enrol the local agent, then publish a container:",
+                f"  curl -s -H 'Authorization: Bearer {self.master_key}' {self.api_url}/api/v1/agents",
+                f"  docker run -d -l flareport.enable=true -l flareport.hostname=app.{DEMO_ZONE} "
+                "-l flareport.service=http://app:80 busybox sleep 3600",
+                "Press Ctrl-C to stop everything.",
+                "",
+            ]
+        )
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def main(argv: Sequence[str]) -> int:
+    parser = argparse.ArgumentParser(prog="flareport dev", description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--data-dir", type=Path, default=Path(os.environ.get("FLAREPORT_DATA_DIR", ".flareport")))
+    parser.add_argument("--api-port", type=int, default=int(os.environ.get("FLAREPORT_API_PORT", "8080")))
+    parser.add_argument("--no-agent", action="store_true", help="start the control plane only")
+    args = parser.parse_args(list(argv))
+    if shutil.which("redis-server") is None and not os.environ.get("REDIS_URL"):
+        print(
+            "flareport dev: redis-server not found; run `make run` (it installs it) or set REDIS_URL", file=sys.stderr
+        )
+        return 2
+    stack = DevStack(args.data_dir.resolve(), api_port=args.api_port)
+    # SIGTERM/SIGHUP (a closed terminal, `kill`, a supervisor) stop the stack like Ctrl-C: no orphaned children.
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, _interrupt)
+    try:
+        stack.start(agent=not args.no_agent)
+        print(stack.banner(), flush=True)
+        while not stack.supervisor.exited():
+            time.sleep(0.5)
+        for child in stack.supervisor.exited():
+            print(f"flareport dev: {child.name} exited with status {child.process.returncode}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("\nflareport dev: stopping", flush=True)
+        return 0
+    except (RuntimeError, TimeoutError, OSError, urllib.error.URLError) as exc:
+        print(f"flareport dev: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        stack.stop()

@@ -1,0 +1,247 @@
+"""Container labels -> typed rules: the pure core of the agent, with no I/O.
+
+Prefixes are tried in order for every label on its own — the custom ``LABEL_PREFIX``, then ``flareport.``,
+``dockflare.``, ``cloudflare.tunnel.`` — and the first one present wins, so DockFlare's labels work unchanged and a
+``flareport.`` label overrides a ``dockflare.`` one on the same container.
+
+Rules: the base labels describe one rule (when ``hostname`` is set); indexed labels ``N.<label>`` describe more,
+N counting from 0 and stopping at the first missing ``N.hostname``; each indexed label falls back to its base label
+(``0.service`` missing -> ``service``). A label that does not parse drops only the rule it belongs to and yields a
+``RuleError`` naming the label exactly as written; the container's other rules stay. DockFlare silently dropped an
+indexed hostname containing a path (its issue #313); here it is an error telling the user to use the path label.
+
+``parse_container`` never raises: every problem becomes a ``RuleError`` (hypothesis checks this).
+Per-container label ``<prefix>grace_period`` (whole seconds) overrides the control plane's GRACE_PERIOD_SECONDS.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
+
+from flareport_agent import values
+from flareport_common.messages.rules import AccessPolicy, AccessSpec, ContainerInfo, OriginOptions, Rule, RuleError
+
+BUILTIN_PREFIXES = ("flareport.", "dockflare.", "cloudflare.tunnel.")
+MAX_INDEXED_RULES = 100
+_POLICIES: dict[str, AccessPolicy] = {"bypass": "bypass", "authenticate": "authenticate", "default_tld": "default_tld"}
+T = TypeVar("T")
+
+
+class _Invalid(Exception):
+    """One label failed; carries the error that the rule being built will report."""
+
+    def __init__(self, error: RuleError) -> None:
+        super().__init__(error.reason)
+        self.error = error
+
+
+def prefixes(custom: str | None) -> tuple[str, ...]:
+    """The lookup order; a custom prefix gets its trailing dot added when missing."""
+    if not custom:
+        return BUILTIN_PREFIXES
+    custom = custom if custom.endswith(".") else custom + "."
+    return (custom, *(p for p in BUILTIN_PREFIXES if p != custom))
+
+
+class LabelView:
+    """Looks labels up by short name across the prefixes, remembering the full name that matched."""
+
+    def __init__(self, labels: Mapping[str, str], label_prefix: str | None = None) -> None:
+        self.labels = labels
+        self.order = prefixes(label_prefix)
+
+    def find(self, name: str) -> tuple[str, str] | None:
+        for prefix in self.order:
+            full = prefix + name
+            if full in self.labels:
+                return full, self.labels[full]
+        return None
+
+
+def _convert(found: tuple[str, str] | None, convert: Callable[[str], T]) -> T | None:
+    if found is None:
+        return None
+    label, raw = found
+    try:
+        return convert(raw)
+    except ValueError as exc:
+        raise _Invalid(RuleError(label=label, reason=str(exc))) from None
+
+
+class _RuleLabels:
+    """The labels of one rule: ``N.<name>`` first (when indexed), then the base ``<name>``."""
+
+    def __init__(self, view: LabelView, index: int | None) -> None:
+        self.view = view
+        self.index = index
+
+    def find(self, name: str) -> tuple[str, str] | None:
+        if self.index is not None:
+            found = self.view.find(f"{self.index}.{name}")
+            if found is not None:
+                return found
+        return self.view.find(name)
+
+    def get(self, name: str, convert: Callable[[str], T]) -> T | None:
+        return _convert(self.find(name), convert)
+
+    def text(self, name: str) -> str | None:
+        found = self.find(name)
+        return found[1].strip() or None if found else None
+
+
+def _custom_rules(raw: str) -> tuple[dict[str, Any], ...]:
+    try:
+        decoded = json.loads(raw)
+    except (ValueError, RecursionError) as exc:
+        raise ValueError(f"is not valid JSON: {exc}") from None
+    if isinstance(decoded, dict):
+        decoded = [decoded]
+    if not isinstance(decoded, list) or not all(isinstance(item, dict) and item for item in decoded):
+        raise ValueError('must be a JSON array of Cloudflare policy rule objects, e.g. [{"email": {...}}]')
+    return tuple(decoded)
+
+
+def _policy(raw: str) -> AccessPolicy:
+    policy = _POLICIES.get(raw.strip().lower())
+    if policy is None:
+        raise ValueError(f"expected bypass, authenticate or default_tld, got {raw!r}")
+    return policy
+
+
+def _access(rl: _RuleLabels) -> AccessSpec | None:
+    groups = rl.get("access.groups", values.parse_list) or rl.get("access.group", values.parse_list) or ()
+    policy = rl.get("access.policy", _policy)
+    # DockFlare's legacy spelling: group "bypass" means the public bypass policy, not a group of that name.
+    if "bypass" in (g.lower() for g in groups):
+        groups = tuple(g for g in groups if g.lower() != "bypass")
+        policy = policy or "bypass"
+    spec = AccessSpec(
+        policy=policy,
+        groups=groups,
+        name=rl.text("access.name"),
+        session_duration=rl.get("access.session_duration", values.parse_duration),
+        app_launcher_visible=rl.get("access.app_launcher_visible", values.parse_bool),
+        allowed_idps=rl.get("access.allowed_idps", values.parse_list) or (),
+        auto_redirect_to_identity=rl.get("access.auto_redirect_to_identity", values.parse_bool),
+        custom_rules=rl.get("access.custom_rules", _custom_rules) or (),
+    )
+    return None if spec == AccessSpec() else spec
+
+
+def _path(raw: str) -> str:
+    path = raw.strip()
+    if not path:
+        raise ValueError("is empty")
+    if not path.startswith(("/", "^")) or any(c.isspace() for c in path) or len(path) > 1024:
+        raise ValueError(f"must start with '/' (or '^' for a regular expression) and contain no spaces, got {raw!r}")
+    return path
+
+
+def _zone_for(hostname: str, zone: str | None, found: tuple[str, str] | None) -> str | None:
+    if zone is None:
+        return None
+    bare = hostname.removeprefix("*.")
+    if bare != zone and not bare.endswith("." + zone):
+        label = found[0] if found else "zonename"
+        raise _Invalid(RuleError(label=label, reason=f"hostname {hostname!r} is not in zone {zone!r}"))
+    return zone
+
+
+def _rule(view: LabelView, index: int | None) -> Rule:
+    rl = _RuleLabels(view, index)
+    host_found = view.find(f"{index}.hostname") if index is not None else view.find("hostname")
+    hostname = _convert(host_found, values.parse_hostname)
+    assert hostname is not None and host_found is not None  # callers only build rules that have a hostname
+    service = rl.get("service", values.parse_service)
+    if service is None:
+        label = host_found[0].removesuffix("hostname") + "service"
+        raise _Invalid(RuleError(label=label, reason=f"required: no service for hostname {hostname!r}"))
+    zone_found = rl.find("zonename")
+    zone = _zone_for(hostname, _convert(zone_found, lambda z: values.parse_hostname(z, wildcard=False)), zone_found)
+    origin = OriginOptions(
+        no_tls_verify=rl.get("no_tls_verify", values.parse_bool),
+        origin_server_name=rl.text("originsrvname"),
+        http_host_header=rl.text("httpHostHeader"),
+        http2_origin=rl.get("http2_origin", values.parse_bool),
+        disable_chunked_encoding=rl.get("disable_chunked_encoding", values.parse_bool),
+        match_sni_to_host=rl.get("match_sni_to_host", values.parse_bool),
+    )
+    return Rule(
+        hostname=hostname,
+        service=service,
+        path=rl.get("path", _path),
+        zone_name=zone,
+        origin=origin,
+        access=_access(rl),
+    )
+
+
+def parse_rules(view: LabelView) -> tuple[list[Rule], list[RuleError]]:
+    rules: list[Rule] = []
+    errors: list[RuleError] = []
+    indexes: list[int | None] = [None] if view.find("hostname") else []
+    for n in range(MAX_INDEXED_RULES):
+        if view.find(f"{n}.hostname") is None:
+            break
+        indexes.append(n)
+    seen: dict[str, str] = {}
+    for index in indexes:
+        try:
+            rule = _rule(view, index)
+        except _Invalid as exc:
+            errors.append(exc.error)
+            continue
+        label = (view.find(f"{index}.hostname") if index is not None else view.find("hostname")) or ("", "")
+        if rule.key in seen:
+            errors.append(RuleError(label=label[0], reason=f"duplicate of {seen[rule.key]} ({rule.key})"))
+            continue
+        seen[rule.key] = label[0]
+        rules.append(rule)
+    return rules, errors
+
+
+def parse_container(
+    labels: Mapping[str, str],
+    *,
+    container_id: str,
+    name: str,
+    image: str = "",
+    state: str = "running",
+    health: str | None = None,
+    label_prefix: str | None = None,
+) -> ContainerInfo | None:
+    """The container as the agent reports it, or None when it does not ask to be published (no true ``enable``)."""
+    view = LabelView(labels, label_prefix)
+    enable = view.find("enable")
+    if enable is None:
+        return None
+    errors: list[RuleError] = []
+    try:
+        if not values.parse_bool(enable[1]):
+            return None
+    except ValueError as exc:
+        # A typo in ``enable`` is reported rather than silently ignored: the user meant something.
+        errors.append(RuleError(label=enable[0], reason=str(exc)))
+        return ContainerInfo(
+            container_id=container_id, name=name, image=image, state=state, health=health, errors=tuple(errors)
+        )
+    rules, rule_errors = parse_rules(view)
+    errors.extend(rule_errors)
+    grace: int | None = None
+    try:
+        grace = _convert(view.find("grace_period"), values.parse_seconds)
+    except _Invalid as exc:
+        errors.append(exc.error)
+    return ContainerInfo(
+        container_id=container_id,
+        name=name,
+        image=image,
+        state=state,
+        health=health,
+        rules=tuple(rules),
+        errors=tuple(errors),
+        grace_period_seconds=grace,
+    )

@@ -1,0 +1,29 @@
+"""``flareport agent``: settings -> logging -> run the agent until SIGTERM/SIGINT (or a decommission command)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+from collections.abc import Sequence
+
+from flareport_agent.agent import Agent
+from flareport_common.logs import setup_logging
+from flareport_common.runtime import install_stop_handlers
+from flareport_common.settings import AgentSettings, load_agent, load_or_exit
+
+
+async def serve(settings: AgentSettings) -> int:
+    agent = Agent(settings)
+    install_stop_handlers(agent.stop)
+    return await agent.run()
+
+
+def main(argv: Sequence[str]) -> int:
+    argparse.ArgumentParser(
+        prog="flareport agent",
+        description="Watch this host's containers, report them to the master and run its cloudflared. "
+        "Configured by environment variables (see docs/agent.md).",
+    ).parse_args(list(argv))
+    settings = load_or_exit(load_agent)
+    setup_logging(settings.log_level, settings.log_format, service="agent")
+    return asyncio.run(serve(settings))

@@ -1,0 +1,26 @@
+"""The agent's Prometheus metrics (served on FLAREPORT_HEALTH_PORT with /healthz), one counter per failure path."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge
+
+EVENTS_SENT = Counter("flareport_agent_events_sent_total", "Events the master accepted, by type.", ["type"])
+EVENT_BATCHES = Counter("flareport_agent_event_batches_total", "Event batches sent, by outcome.", ["outcome"])
+BUFFER_OVERFLOWS = Counter(
+    "flareport_agent_buffer_overflows_total",
+    "Times the event buffer filled up while the master was away and was replaced by one inventory snapshot.",
+)
+BUFFERED_EVENTS = Gauge("flareport_agent_buffered_events", "Events waiting to be sent to the master.")
+DOCKER_EVENTS = Counter(
+    "flareport_agent_docker_events_total", "Container events read from Docker, by action.", ["action"]
+)
+DOCKER_RECONNECTS = Counter(
+    "flareport_agent_docker_reconnects_total", "Times the Docker event stream ended or failed and was reopened."
+)
+COMMANDS = Counter("flareport_agent_commands_total", "Commands executed, by type and outcome.", ["type", "outcome"])
+MASTER_ERRORS = Counter(
+    "flareport_agent_master_errors_total",
+    "Failed calls to the master, by call and kind (unavailable, rejected, key_rejected).",
+    ["call", "kind"],
+)
+HEARTBEATS = Counter("flareport_agent_heartbeats_total", "Heartbeats the master accepted.")

@@ -1,0 +1,146 @@
+"""The bounded event buffer between Docker watching and the master, and the loop that sends it in batches.
+
+Watching never waits for the master: ``put`` only appends. Each event gets the next per-agent sequence number
+when it is buffered, so the master sees them in the order Docker produced them. When the buffer is full (the master
+has been away for a long time) its content is thrown away and replaced by one ``inventory`` snapshot of what is
+running now — the master loses no state, only the history in between, which it does not need (rules are
+level-based). The sender removes events from the buffer only after the master accepted them, retries with capped
+backoff, honours ``Retry-After``, and persists the last accepted sequence number (through ``on_accepted``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import Awaitable, Callable
+
+import msgspec
+
+from flareport_agent.client import KeyRejected, MasterUnavailable, RequestRejected
+from flareport_agent.metrics import BUFFER_OVERFLOWS, BUFFERED_EVENTS, EVENT_BATCHES, EVENTS_SENT, MASTER_ERRORS
+from flareport_common.backoff import Backoff
+from flareport_common.logs import get_logger
+from flareport_common.messages.events import TunnelStatus
+from flareport_common.protocol import AgentEvent, EventBatchResponse
+
+log = get_logger("flareport.agent.outbox")
+
+SendBatch = Callable[[tuple[AgentEvent, ...]], Awaitable[EventBatchResponse]]
+
+
+class Outbox:
+    def __init__(self, *, capacity: int, last_seq: int, snapshot: Callable[[], AgentEvent]) -> None:
+        self.capacity = capacity
+        self.seq = last_seq
+        self.agent_id = ""
+        self._snapshot = snapshot
+        self._buffer: deque[AgentEvent] = deque()
+        self._ready = asyncio.Event()
+        # Bumped whenever the buffer is replaced, so a batch in flight is not popped from a different buffer.
+        self._generation = 0
+
+    def __len__(self) -> int:
+        return len(self._buffer)
+
+    def put(self, event: AgentEvent) -> None:
+        if len(self._buffer) >= self.capacity:
+            BUFFER_OVERFLOWS.inc()
+            log.warning("event buffer full; replacing it with an inventory snapshot", dropped=len(self._buffer))
+            self._buffer.clear()
+            self._generation += 1
+            event = self._snapshot()
+        self._buffer.append(self._stamp(event))
+        BUFFERED_EVENTS.set(len(self._buffer))
+        self._ready.set()
+
+    def put_snapshot(self) -> None:
+        self.put(self._snapshot())
+
+    def _stamp(self, event: AgentEvent) -> AgentEvent:
+        # Tunnel status reports are not inventory changes and carry no sequence number.
+        if isinstance(event, TunnelStatus):
+            return msgspec.structs.replace(event, agent_id=self.agent_id)
+        self.seq += 1
+        return msgspec.structs.replace(event, seq=self.seq, agent_id=self.agent_id)
+
+    def rebase(self, last_seq: int, agent_id: str) -> None:
+        """After registering: continue after the master's last accepted number, renumbering what is buffered
+        (an agent that lost its data directory would otherwise have its events ignored as stale)."""
+        self.agent_id = agent_id
+        pending = list(self._buffer)
+        first = min((e.seq for e in pending if not isinstance(e, TunnelStatus)), default=self.seq + 1)
+        self.seq = max(last_seq, first - 1)
+        self._buffer = deque(self._stamp(event) for event in pending)
+        self._generation += 1
+
+    async def wait_ready(self) -> None:
+        await self._ready.wait()
+
+    def peek(self, limit: int) -> tuple[int, tuple[AgentEvent, ...]]:
+        return self._generation, tuple(self._buffer[i] for i in range(min(limit, len(self._buffer))))
+
+    def done(self, generation: int, count: int) -> None:
+        if generation == self._generation:
+            for _ in range(min(count, len(self._buffer))):
+                self._buffer.popleft()
+        if not self._buffer:
+            self._ready.clear()
+        BUFFERED_EVENTS.set(len(self._buffer))
+
+
+async def send_loop(
+    outbox: Outbox,
+    send: SendBatch,
+    *,
+    max_batch: int,
+    linger: float,
+    on_accepted: Callable[[int], None],
+    on_key_rejected: Callable[[KeyRejected], Awaitable[None]],
+    on_sent: Callable[[tuple[AgentEvent, ...]], None] | None = None,
+    backoff: Backoff | None = None,
+) -> None:
+    """Send until cancelled. ``on_key_rejected`` returns once the agent may call the master again."""
+    backoff = backoff or Backoff(initial=0.2, maximum=30.0)
+    while True:
+        await outbox.wait_ready()
+        if linger:
+            await asyncio.sleep(linger)  # let a burst gather into one batch
+        generation, batch = outbox.peek(max_batch)
+        if not batch:
+            outbox.done(generation, 0)
+            continue
+        try:
+            response = await send(batch)
+        except MasterUnavailable as exc:
+            MASTER_ERRORS.labels(call="events", kind="unavailable").inc()
+            EVENT_BATCHES.labels(outcome="retry").inc()
+            delay = exc.retry_after if exc.retry_after is not None else backoff.next()
+            log.warning("sending events failed; will retry", error=str(exc), retry_in=round(delay, 2))
+            await asyncio.sleep(delay)
+            continue
+        except KeyRejected as exc:
+            MASTER_ERRORS.labels(call="events", kind="key_rejected").inc()
+            await on_key_rejected(exc)
+            continue
+        except RequestRejected as exc:
+            MASTER_ERRORS.labels(call="events", kind="rejected").inc()
+            EVENT_BATCHES.labels(outcome="rejected").inc()
+            if exc.status == 413 and max_batch > 1:
+                max_batch = max(1, max_batch // 2)
+                log.warning("event batch too large; halving it", max_batch=max_batch)
+                continue
+            # Retrying the same body cannot succeed: drop it, and send a snapshot so nothing the master needs is lost.
+            log.error("master rejected an event batch; replacing it with an inventory snapshot", error=str(exc))
+            outbox.done(generation, len(batch))
+            outbox.put_snapshot()
+            # A snapshot the master rejects as well (e.g. too large for its body limit) must not become a hot loop.
+            await asyncio.sleep(backoff.next())
+            continue
+        backoff.reset()
+        EVENT_BATCHES.labels(outcome="accepted").inc()
+        for event in batch:
+            EVENTS_SENT.labels(type=type(event).__struct_config__.tag).inc()
+        outbox.done(generation, len(batch))
+        on_accepted(max([response.last_seq, *(e.seq for e in batch if not isinstance(e, TunnelStatus))]))
+        if on_sent is not None:
+            on_sent(batch)

@@ -1,0 +1,125 @@
+"""Docker events and snapshots -> agent events, keeping the set of labelled running containers the master knows.
+
+The tracker is pure (no I/O) so its rules are unit-tested without an engine:
+
+- ``start`` / ``unpause``: the container is running; if its labels enable it, report ``container_start`` with the
+  parsed rules. ``rename`` and ``health_status`` of a tracked container report ``container_start`` again with the
+  new name or health (the rules are level-based: the newest report wins).
+- ``kill`` is remembered, not reported: a signal need not end the container. The ``die`` that follows reports
+  ``container_stop`` with action ``kill`` when a kill signal preceded it, else ``container_die`` with the exit code
+  (Podman reports a plain stop as ``die`` without a ``stop`` event; Docker's later ``stop`` then finds nothing
+  tracked and adds nothing). ``pause`` and ``destroy`` (Podman: ``remove``) of a tracked container report
+  ``container_stop``.
+- A snapshot replaces everything: it yields one ``inventory`` event and becomes the tracked set.
+
+Labels come from the event's ``Actor.Attributes`` (Docker and Podman put every label there, next to ``name``,
+``image`` and ``exitCode``); only prefixed keys are read by the parser, so the extra attributes do no harm.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from flareport_agent.labels import parse_container
+from flareport_common.messages.events import ContainerDie, ContainerStart, ContainerStop, Inventory, StopAction
+from flareport_common.messages.rules import ContainerInfo
+from flareport_common.protocol import AgentEvent
+
+_HEALTH = re.compile(r"\((healthy|unhealthy|health: starting)\)")
+_TERM_SIGNALS = {"15", "SIGTERM", "TERM"}
+_STOPS: dict[str, StopAction] = {"pause": "pause", "destroy": "destroy", "remove": "destroy", "stop": "stop"}
+
+
+class Tracker:
+    def __init__(self, *, label_prefix: str | None = None, ignore_label: tuple[str, str] | None = None) -> None:
+        self.label_prefix = label_prefix
+        # The agent's own cloudflared is never reported as a user container.
+        self.ignore_label = ignore_label
+        self.known: dict[str, ContainerInfo] = {}
+        self._killed: set[str] = set()
+
+    def inventory(self) -> Inventory:
+        return Inventory(agent_id="", seq=0, containers=tuple(self.known.values()))
+
+    def _info(self, labels: dict[str, str], **fields: Any) -> ContainerInfo | None:
+        if self.ignore_label and labels.get(self.ignore_label[0]) == self.ignore_label[1]:
+            return None
+        return parse_container(labels, label_prefix=self.label_prefix, **fields)
+
+    def snapshot(self, containers: list[dict[str, Any]]) -> Inventory:
+        known: dict[str, ContainerInfo] = {}
+        for item in containers:
+            labels = {str(k): str(v) for k, v in (item.get("Labels") or {}).items()}
+            names = item.get("Names") or []
+            name = str(names[0]).lstrip("/") if names else str(item.get("Id", ""))[:12]
+            status = str(item.get("Status") or "")
+            match = _HEALTH.search(status)
+            info = self._info(
+                labels,
+                container_id=str(item.get("Id", "")),
+                name=name,
+                image=str(item.get("Image") or ""),
+                state=str(item.get("State") or "running"),
+                health=match.group(1).removeprefix("health: ") if match else None,
+            )
+            if info is not None and info.container_id:
+                known[info.container_id] = info
+        self.known = known
+        self._killed.clear()
+        return self.inventory()
+
+    def event(self, raw: dict[str, Any]) -> AgentEvent | None:
+        action_text = str(raw.get("Action") or raw.get("status") or "")
+        action, _, detail = action_text.partition(":")
+        actor = raw.get("Actor") or {}
+        attrs = {str(k): str(v) for k, v in (actor.get("Attributes") or {}).items()}
+        cid = str(actor.get("ID") or raw.get("id") or "")
+        if not cid:
+            return None
+        name = attrs.get("name", "")
+        if action in ("start", "unpause"):
+            self._killed.discard(cid)
+            return self._started(cid, attrs, name, health=self.known[cid].health if cid in self.known else None)
+        if action in ("rename", "health_status") and cid in self.known:
+            previous = self.known[cid]
+            health = (detail.strip() or attrs.get("health_status") or previous.health) if action != "rename" else None
+            return self._started(cid, attrs, name or previous.name, health=health or previous.health)
+        if action == "kill":
+            if cid in self.known and attrs.get("signal", "9") not in _TERM_SIGNALS:
+                self._killed.add(cid)
+            return None
+        if action == "die":
+            info = self.known.pop(cid, None)
+            if info is None:
+                return None
+            if cid in self._killed:
+                self._killed.discard(cid)
+                return ContainerStop(agent_id="", seq=0, container_id=cid, name=name or info.name, action="kill")
+            return ContainerDie(agent_id="", seq=0, container_id=cid, name=name or info.name, exit_code=_exit(attrs))
+        if action in _STOPS:
+            self._killed.discard(cid)
+            info = self.known.pop(cid, None)
+            if info is None:
+                return None
+            return ContainerStop(agent_id="", seq=0, container_id=cid, name=name or info.name, action=_STOPS[action])
+        return None
+
+    def _started(self, cid: str, attrs: dict[str, str], name: str, *, health: str | None) -> AgentEvent | None:
+        info = self._info(
+            attrs, container_id=cid, name=name, image=attrs.get("image", ""), state="running", health=health
+        )
+        if info is None:
+            # Relabelled (recreated) without enable, or never enabled: if the master knew it, it is gone now.
+            if self.known.pop(cid, None) is not None:
+                return ContainerStop(agent_id="", seq=0, container_id=cid, name=name, action="stop")
+            return None
+        self.known[cid] = info
+        return ContainerStart(agent_id="", seq=0, container=info)
+
+
+def _exit(attrs: dict[str, str]) -> int | None:
+    raw = attrs.get("exitCode") or attrs.get("containerExitCode")
+    if raw is None or not raw.lstrip("-").isdigit():
+        return None
+    return int(raw)

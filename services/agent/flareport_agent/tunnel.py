@@ -1,0 +1,165 @@
+"""The host's ``cloudflared`` container: create, replace, stop and inspect it (blocking Docker calls; run in threads).
+
+The container is found by its ownership label ``flareport.managed=cloudflared`` (never by name alone, so a user's
+own container called ``cloudflared`` is never touched). It runs ``tunnel --no-autoupdate run`` with the tunnel token
+only in the ``TUNNEL_TOKEN`` environment variable — never on the command line, where ``ps`` and ``docker inspect``'s
+``Args`` would show it — on the ``cloudflare-net`` network (created when missing) with restart policy
+``unless-stopped``, so the engine brings it back after a reboot even while the agent is down.
+
+``ensure`` is idempotent: a running container with the same image and token (compared through a hash label, the
+token itself is not stored in a label) is kept as is; anything else is replaced.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import docker
+import docker.errors
+
+from flareport_common.messages.events import TunnelState
+
+MANAGED_LABEL = "flareport.managed"
+MANAGED_VALUE = "cloudflared"
+TUNNEL_ID_LABEL = "flareport.tunnel_id"
+CONFIG_LABEL = "flareport.config_hash"
+CONTAINER_NAME = "flareport-cloudflared"
+NETWORK = "cloudflare-net"
+COMMAND = ("tunnel", "--no-autoupdate", "run")
+
+
+@dataclass(frozen=True, slots=True)
+class TunnelResult:
+    action: str  # "created", "replaced", "unchanged", "started", "stopped", "absent"
+    container_id: str | None = None
+    image: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"action": self.action, "container_id": self.container_id, "image": self.image}
+
+
+def config_hash(tunnel_id: str, token: str, image: str) -> str:
+    return hashlib.sha256(f"{tunnel_id}\0{token}\0{image}".encode()).hexdigest()[:32]
+
+
+class TunnelManager:
+    def __init__(
+        self,
+        client_factory: Callable[[], docker.DockerClient],
+        *,
+        container_name: str = CONTAINER_NAME,
+        network: str = NETWORK,
+    ) -> None:
+        self._factory = client_factory
+        self._client: docker.DockerClient | None = None
+        self.container_name = container_name
+        self.network = network
+
+    @property
+    def client(self) -> docker.DockerClient:
+        # Created on first use, i.e. in the worker thread: making a client asks the engine for its API version, a
+        # blocking call that must never run on the event loop.
+        if self._client is None:
+            self._client = self._factory()
+        return self._client
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
+    def find(self) -> Any | None:
+        found = self.client.containers.list(all=True, filters={"label": f"{MANAGED_LABEL}={MANAGED_VALUE}"})
+        # Podman's label filter is a substring-safe key=value match, but check again: ownership must be exact.
+        owned = [c for c in found if c.labels.get(MANAGED_LABEL) == MANAGED_VALUE]
+        return owned[0] if owned else None
+
+    def ensure(self, tunnel_id: str, token: str, image: str, *, force: bool = False) -> TunnelResult:
+        wanted = config_hash(tunnel_id, token, image)
+        current = self.find()
+        if current is not None and not force and current.labels.get(CONFIG_LABEL) == wanted:
+            if current.status == "running":
+                return TunnelResult("unchanged", current.id, image)
+            current.start()
+            return TunnelResult("started", current.id, image)
+        replaced = current is not None
+        if current is not None:
+            self._remove(current)
+        self._ensure_image(image)
+        self._ensure_network()
+        container = self.client.containers.run(
+            image,
+            list(COMMAND),
+            name=self.container_name,
+            detach=True,
+            environment={"TUNNEL_TOKEN": token},
+            labels={MANAGED_LABEL: MANAGED_VALUE, TUNNEL_ID_LABEL: tunnel_id, CONFIG_LABEL: wanted},
+            network=self.network,
+            restart_policy={"Name": "unless-stopped"},
+        )
+        return TunnelResult("replaced" if replaced else "created", container.id, image)
+
+    def stop(self) -> TunnelResult:
+        current = self.find()
+        if current is None:
+            return TunnelResult("absent")
+        self._remove(current)
+        return TunnelResult("stopped", current.id)
+
+    def state(self, tunnel_id: str | None = None) -> TunnelState:
+        current = self.find()
+        if current is None:
+            return TunnelState(container_state="absent", tunnel_id=tunnel_id)
+        attrs = current.attrs
+        return TunnelState(
+            container_state=str(attrs.get("State", {}).get("Status") or current.status),
+            image=str(attrs.get("Config", {}).get("Image") or ""),
+            restarts=int(attrs.get("RestartCount") or 0),
+            tunnel_id=current.labels.get(TUNNEL_ID_LABEL) or tunnel_id,
+        )
+
+    def _remove(self, container: Any) -> None:
+        try:
+            container.stop(timeout=10)
+        except docker.errors.NotFound:
+            return
+        except docker.errors.APIError:
+            pass  # already stopped or stopping: removal below forces it
+        try:
+            container.remove(force=True)
+        except docker.errors.NotFound:
+            return
+
+    def _ensure_image(self, image: str) -> None:
+        try:
+            self.client.images.get(image)
+        except docker.errors.ImageNotFound:
+            repo, tag = _split_image(image)
+            self.client.images.pull(repo, tag=tag)
+
+    def _network_exists(self) -> bool:
+        # The engine's name filter matches substrings ("net" finds "cloudflare-net"): compare exactly.
+        return any(n.name == self.network for n in self.client.networks.list(names=[self.network]))
+
+    def _ensure_network(self) -> None:
+        if not self._network_exists():
+            try:
+                self.client.networks.create(self.network, driver="bridge")
+            except docker.errors.APIError as exc:
+                # Another process may have created it in the meantime; only that conflict is fine.
+                if not self._network_exists():
+                    raise RuntimeError(f"cannot create network {self.network}: {exc}") from exc
+
+
+def _split_image(image: str) -> tuple[str, str | None]:
+    if "@" in image:
+        repo, digest = image.split("@", 1)
+        return repo, digest
+    slash = image.rfind("/")
+    colon = image.rfind(":")
+    if colon > slash:
+        return image[:colon], image[colon + 1 :]
+    return image, "latest"

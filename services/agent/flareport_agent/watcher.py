@@ -1,0 +1,135 @@
+"""Watching Docker: a thread reads the container event stream and lists containers; the event loop never blocks.
+
+The ``docker`` SDK is blocking, and its event stream ends *silently* when the connection drops (socket proxies cut
+it periodically), so one daemon thread runs this loop:
+
+1. subscribe to ``/events`` (type=container) **first**,
+2. then list the running containers and hand that snapshot over,
+3. then hand over every event as it arrives, until the stream ends or fails,
+4. wait with capped backoff and start again at 1.
+
+Subscribing before listing leaves no gap: an event that happens while the list is being taken is in the stream and
+is applied on top of the snapshot (re-applying a start the snapshot already shows is harmless). No ``since=`` is
+passed on reconnect on purpose: the fresh snapshot after every (re)connect already covers whatever happened while
+disconnected, and replaying old events after it would only add noise.
+
+Events are not filtered by label on the engine: Podman 4.3 matches key-only label filters to nothing, and the
+agent must see ``dockflare.`` and ``cloudflare.tunnel.`` labels too; ``tracker.py`` decides what matters.
+Items reach the event loop through ``loop.call_soon_threadsafe`` onto an ``asyncio.Queue``, in stream order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import docker
+
+from flareport_agent.metrics import DOCKER_EVENTS, DOCKER_RECONNECTS
+from flareport_common.backoff import Backoff
+from flareport_common.logs import get_logger
+
+log = get_logger("flareport.agent.watcher")
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """The running containers as ``GET /containers/json`` lists them, taken right after (re)subscribing."""
+
+    containers: list[dict[str, Any]]
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    raw: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Disconnected:
+    reason: str
+
+
+WatchItem = Snapshot | Event | Disconnected
+
+
+@dataclass(slots=True)
+class DockerWatcher:
+    client_factory: Callable[[], docker.DockerClient]
+    queue: asyncio.Queue[WatchItem]
+    loop: asyncio.AbstractEventLoop
+    backoff: Backoff = field(default_factory=lambda: Backoff(initial=0.2, maximum=10.0))
+    connected: bool = False
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _stream: Any = None
+    _thread: threading.Thread | None = None
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="docker-events", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._close_stream()
+
+    def join(self, timeout: float = 5.0) -> None:
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def resync(self) -> None:
+        """Drop the current stream so the thread resubscribes and takes a fresh snapshot (resync_inventory)."""
+        self._close_stream()
+
+    def _close_stream(self) -> None:
+        with self._lock:
+            stream, self._stream = self._stream, None
+        if stream is not None:
+            try:
+                stream.close()
+            except Exception as exc:  # closing a half-dead socket may fail in many ways; the thread reconnects
+                log.debug("closing the event stream failed", error=str(exc))
+
+    def _put(self, item: WatchItem) -> None:
+        try:
+            self.loop.call_soon_threadsafe(self.queue.put_nowait, item)
+        except RuntimeError:
+            self._stop.set()  # the event loop is closed: the agent is gone
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            reason = "event stream ended"
+            client: docker.DockerClient | None = None
+            try:
+                client = self.client_factory()
+                stream = client.events(decode=True, filters={"type": "container"})
+                with self._lock:
+                    self._stream = stream
+                containers = client.api.containers(filters={"status": "running"})
+                self.connected = True
+                self.backoff.reset()
+                self._put(Snapshot(containers))
+                for raw in stream:
+                    if isinstance(raw, dict):
+                        DOCKER_EVENTS.labels(action=str(raw.get("Action", "")).split(":", 1)[0]).inc()
+                        self._put(Event(raw))
+            except Exception as exc:  # any failure of the engine or the socket: reconnect, never give up
+                reason = f"{type(exc).__name__}: {exc}"
+            finally:
+                self.connected = False
+                with self._lock:
+                    self._stream = None
+                if client is not None:
+                    try:
+                        client.close()
+                    except Exception as exc:  # the engine may already be gone; nothing to clean up then
+                        log.debug("closing the docker client failed", error=str(exc))
+            if self._stop.is_set():
+                break
+            DOCKER_RECONNECTS.inc()
+            self._put(Disconnected(reason))
+            delay = self.backoff.next()
+            log.warning("docker event stream lost; reconnecting", reason=reason, retry_in=round(delay, 2))
+            self._stop.wait(delay)

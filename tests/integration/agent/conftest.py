@@ -1,0 +1,100 @@
+"""Agent integration harness: a real Podman engine (one per session), the master double, and running agents.
+
+On a developer machine with Docker, set FLAREPORT_TEST_DOCKER_HOST to use that engine instead of starting Podman
+(the busybox stand-in image must then exist there). Every container a test creates carries the label
+``fptest.run=<id>`` and is removed at the end of the test, together with the agent's cloudflared.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import docker
+import pytest
+
+from flareport_agent.agent import Agent, Tuning
+from flareport_agent.tunnel import NETWORK
+from flareport_cli.localpodman import BUSYBOX_IMAGE, LocalPodman, podman_available
+from flareport_common.settings import AgentSettings
+from fptest.agent_harness import FAST, KEY, Containers, RunningAgent
+from fptest.agent_master_double import MasterDouble
+
+
+@pytest.fixture(scope="session")
+def podman(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalPodman]:
+    if not podman_available():
+        pytest.fail("podman and runc are required for the agent integration tests (make deps installs them)")
+    engine = LocalPodman(tmp_path_factory.mktemp("podman"))
+    engine.start()
+    engine.build_busybox_image()
+    yield engine
+    engine.stop()
+
+
+@pytest.fixture(scope="session")
+def docker_host(podman: LocalPodman) -> str:
+    return os.environ.get("FLAREPORT_TEST_DOCKER_HOST") or podman.docker_host
+
+
+@pytest.fixture
+def dclient(docker_host: str) -> Iterator[docker.DockerClient]:
+    client = docker.DockerClient(base_url=docker_host)
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def containers(dclient: docker.DockerClient) -> Iterator[Containers]:
+    made = Containers(dclient)
+    yield made
+    made.cleanup()
+    for network in dclient.networks.list(names=[NETWORK]):
+        if network.name == NETWORK:
+            network.remove()
+
+
+@pytest.fixture
+async def master() -> AsyncIterator[MasterDouble]:
+    double = MasterDouble(keys={KEY})
+    await double.start()
+    yield double
+    await double.stop()
+
+
+@pytest.fixture
+def agent_settings(master: MasterDouble, docker_host: str, tmp_path: Path) -> AgentSettings:
+    return AgentSettings(
+        master_url=master.url,
+        api_key=KEY,
+        docker_host=docker_host,
+        cloudflared_image=BUSYBOX_IMAGE,
+        data_dir=str(tmp_path / "agent-data"),
+        label_prefix=None,
+        log_level="info",
+        log_format="console",
+        tz=None,
+        health_port=0,
+    )
+
+
+@pytest.fixture
+async def start_agent(
+    agent_settings: AgentSettings,
+) -> AsyncIterator[Callable[..., RunningAgent]]:
+    running: list[RunningAgent] = []
+
+    def start(tuning: Tuning = FAST, **overrides: Any) -> RunningAgent:
+        agent = Agent(replace(agent_settings, **overrides), tuning)
+        handle = RunningAgent(agent, asyncio.create_task(agent.run()))
+        running.append(handle)
+        return handle
+
+    yield start
+    for handle in running:
+        if not handle.task.done():
+            await handle.stop()
