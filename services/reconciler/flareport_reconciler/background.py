@@ -1,0 +1,158 @@
+"""Time-driven work, run by every replica; each item is taken by whichever replica gets there first.
+
+* Grace deletions: due members of the time-ordered set are claimed by ZREM inside a Lua script that also
+  removes the claim (only if it is still due: a restart in between cancelled it) and marks the hostname dirty,
+  all atomically — so a deletion happens exactly once in effect and survives the replica dying right after.
+* Dirty hostnames older than the plan timeout (left by a replica that died between writing claims and
+  finishing their refresh) are refreshed again.
+* Offline detection: agents whose last contact is older than AGENT_OFFLINE_SECONDS become ``offline``;
+  nothing is removed (their cloudflared may still be serving).
+* Drift check: every DRIFT_CHECK_SECONDS one replica (a lease) plans every known target again and sends a
+  ``verify_target`` job for each, so drift made in the Cloudflare dashboard is found and repaired.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+
+import structlog
+from prometheus_client import Counter
+
+from flareport_common.readmodel import AgentRecord
+from flareport_reconciler.claims import pending_member
+from flareport_reconciler.handlers import Reconciler
+from flareport_reconciler.records import text, update_agent
+
+log = structlog.get_logger("flareport.reconciler.background")
+
+GRACE_DELETIONS = Counter("flareport_reconciler_grace_deletions_total", "Rules removed after their grace period.")
+OFFLINE = Counter("flareport_reconciler_agents_offline_total", "Agents marked offline after missing heartbeats.")
+SWEPT = Counter("flareport_reconciler_swept_hostnames_total", "Hostnames refreshed by the sweeper (left by a crash).")
+BACKGROUND_ERRORS = Counter("flareport_reconciler_background_errors_total", "Failed background passes.", ["task"])
+
+DELETE_DUE = """
+if redis.call('ZREM', KEYS[1], ARGV[1]) == 0 then return 0 end
+local raw = redis.call('HGET', KEYS[2], ARGV[2])
+if not raw then return 0 end
+local claim = cjson.decode(raw)
+local due = claim['delete_at']
+if due == nil or due == cjson.null then return 0 end
+if tonumber(due) > tonumber(ARGV[3]) then
+  redis.call('ZADD', KEYS[1], due, ARGV[1])
+  return 0
+end
+redis.call('HDEL', KEYS[2], ARGV[2])
+redis.call('ZADD', KEYS[3], ARGV[4], ARGV[5])
+return 1
+"""
+
+BATCH = 200
+
+
+class Background:
+    def __init__(self, reconciler: Reconciler) -> None:
+        self.r = reconciler
+        self._delete_due = reconciler.redis.register_script(DELETE_DUE)
+        self._stopping = asyncio.Event()
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+    async def run(self) -> None:
+        settings = self.r.settings
+        next_drift = time.monotonic() + settings.drift_check_seconds
+        while not self._stopping.is_set():
+            await self.pass_once()
+            if time.monotonic() >= next_drift:
+                await self._guard("drift", self.drift_check())
+                next_drift = time.monotonic() + settings.drift_check_seconds
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), timeout=settings.sweep_interval_seconds)
+
+    async def pass_once(self) -> None:
+        await self._guard("grace", self.process_due_deletions())
+        await self._guard("sweep", self.sweep_dirty())
+        await self._guard("offline", self.detect_offline())
+
+    async def _guard(self, task: str, work: object) -> None:
+        try:
+            await work  # type: ignore[misc]
+        except Exception as exc:  # one failing pass must not stop the loop; the next pass retries
+            BACKGROUND_ERRORS.labels(task).inc()
+            log.warning("background.failed", task=task, error=repr(exc))
+
+    async def process_due_deletions(self, now: float | None = None) -> int:
+        keys, redis = self.r.keys, self.r.redis
+        now = time.time() if now is None else now
+        deleted = 0
+        while True:
+            due = await redis.zrangebyscore(keys.pending_deletions, "-inf", now, start=0, num=BATCH)
+            if not due:
+                return deleted
+            marks: dict[str, int] = {}
+            for raw in due:
+                member = text(raw)
+                hostname, _, claim_id = member.partition("\x1f")
+                mark = int(time.time() * 1000)
+                args: list[bytes | str | int | float] = [
+                    pending_member(hostname, claim_id),
+                    claim_id,
+                    now,
+                    mark,
+                    hostname,
+                ]
+                claim_keys = [keys.pending_deletions, keys.hostname_claims(hostname), keys.dirty_hostnames]
+                if int(await self._delete_due(keys=claim_keys, args=args)) == 1:
+                    marks[hostname] = mark
+                    GRACE_DELETIONS.inc()
+            deleted += len(marks)
+            await self.r.claims.refresh(marks)
+            if len(due) < BATCH:
+                return deleted
+
+    async def sweep_dirty(self) -> int:
+        keys, redis = self.r.keys, self.r.redis
+        older_than = int(time.time() * 1000) - 2 * self.r.coalescer.stale_plan_ms
+        rows = await redis.zrangebyscore(keys.dirty_hostnames, "-inf", older_than, start=0, num=BATCH, withscores=True)
+        marks = {text(row[0]): int(row[1]) for row in rows}
+        if marks:
+            SWEPT.inc(len(marks))
+            log.info("background.sweeping", hostnames=len(marks))
+            await self.r.claims.refresh(marks)
+        return len(marks)
+
+    async def detect_offline(self) -> int:
+        keys, redis = self.r.keys, self.r.redis
+        cutoff = time.time() - self.r.settings.agent_offline_seconds
+        stale = await redis.zrangebyscore(keys.agents_last_seen, "-inf", cutoff)
+        count = 0
+        for raw in stale:
+            agent_id = text(raw)
+
+            def change(record: AgentRecord | None) -> AgentRecord | None:
+                if record is None or record.status not in ("active", "pending"):
+                    return None
+                if record.last_seen is not None and record.last_seen.timestamp() > cutoff:
+                    return None  # it came back meanwhile
+                record.status = "offline"
+                return record
+
+            record = await update_agent(redis, keys, agent_id, change)
+            if record is not None and record.status == "offline":
+                count += 1
+                OFFLINE.inc()
+        # Handled agents leave the set (by score, so one whose heartbeat just raised its score stays);
+        # the next heartbeat puts an offline agent back.
+        await redis.zremrangebyscore(keys.agents_last_seen, "-inf", cutoff)
+        return count
+
+    async def drift_check(self) -> bool:
+        keys, redis = self.r.keys, self.r.redis
+        lease_ms = int(self.r.settings.drift_check_seconds * 900)
+        if not await redis.set(keys.drift_lease, "1", nx=True, px=lease_ms):
+            return False
+        log.info("background.drift_check")
+        await self.r.reconcile("all", verify=True, force=False)
+        return True

@@ -1,0 +1,370 @@
+"""Handlers of the three streams the reconciler consumes: events (agents), intents (admins), cf-results.
+
+Every handler is idempotent (messages arrive at least once, and in any order across replicas): inventory
+events are merged by sequence number, agent records are updated under WATCH, claims are keyed by source, and
+jobs are versioned. Agent commands go to the agent's command stream followed by a PUBLISH of the agent id on
+the notifications channel, which wakes the API's long-poll for that agent.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import msgspec
+import redis.asyncio as aioredis
+import structlog
+from prometheus_client import Counter
+
+from flareport_common.keys import Keys
+from flareport_common.messages import (
+    AccessGroupDeleted,
+    AccessGroupUpserted,
+    AgentDecommissioned,
+    AgentEnrolled,
+    AgentRegistered,
+    AgentRemoved,
+    AgentRenamed,
+    CommandAck,
+    CommandMessage,
+    ContainerDie,
+    ContainerStart,
+    ContainerStop,
+    Decommission,
+    DeleteTunnel,
+    EnsureTunnel,
+    EventMessage,
+    Heartbeat,
+    IntentMessage,
+    Inventory,
+    KeyRolled,
+    ManualRuleDeleted,
+    ManualRuleUpserted,
+    ReconcileRequested,
+    RotateKey,
+    StartTunnel,
+    StopTunnel,
+    TunnelEnsured,
+    TunnelStatus,
+    VerifyTarget,
+)
+from flareport_common.messages.base import new_id
+from flareport_common.messages.cfresults import CfResultMessage, JobResult
+from flareport_common.protocol import AgentStatus
+from flareport_common.readmodel import AgentRecord
+from flareport_common.settings import ReconcilerSettings
+from flareport_common.streams import Delivery, Producer
+from flareport_common.streams.codec import encode
+from flareport_reconciler.claims import Claims
+from flareport_reconciler.coalesce import Coalescer
+from flareport_reconciler.planner import Planner
+from flareport_reconciler.records import RETIRED, AgentUpdate, get_agent, text, update_agent
+from flareport_reconciler.statuses import apply_result_to_rules
+
+log = structlog.get_logger("flareport.reconciler")
+
+COMMANDS = Counter("flareport_reconciler_commands_total", "Commands sent to agents, by type.", ["type"])
+IGNORED = Counter("flareport_reconciler_ignored_events_total", "Events ignored, by reason.", ["reason"])
+COMMAND_STREAM_MAXLEN = 1_000
+
+
+class Reconciler:
+    def __init__(self, redis: aioredis.Redis, keys: Keys, settings: ReconcilerSettings) -> None:
+        self.redis = redis
+        self.keys = keys
+        self.settings = settings
+        self.coalescer = Coalescer(
+            redis,
+            keys,
+            stale_plan_ms=int(settings.claim_idle_seconds * 1000),
+            stale_job_ms=settings.job_timeout_seconds * 1000,
+        )
+        self.planner = Planner(redis, keys, self.coalescer)
+        self.claims = Claims(redis, keys, self.planner, grace_seconds=settings.grace_period_seconds)
+        self.producer = Producer(redis, metrics_label="cf-jobs")
+
+    # ---- events ------------------------------------------------------------------------------------------------
+
+    async def on_event(self, message: EventMessage, delivery: Delivery) -> None:
+        with structlog.contextvars.bound_contextvars(agent_id=message.agent_id):
+            if isinstance(message, ContainerStart | ContainerStop | ContainerDie | Inventory):
+                record = await get_agent(self.redis, self.keys, message.agent_id)
+                if record is None or _contact_worth_recording(record, message.occurred_at):
+                    record = await self._seen(message.agent_id, message.occurred_at, seq=message.seq)
+                if record is not None and record.status in RETIRED:
+                    IGNORED.labels("agent_retired").inc()
+                    return
+                marks = await self.claims.apply_inventory(message.agent_id, message)
+                if not marks:
+                    IGNORED.labels("stale_or_duplicate").inc()
+                await self.claims.refresh(marks)
+            elif isinstance(message, AgentRegistered):
+                await self._registered(message)
+            elif isinstance(message, Heartbeat):
+                await self._seen(
+                    message.agent_id,
+                    message.occurred_at,
+                    tunnel=message.tunnel,
+                    docker_reachable=message.docker_reachable,
+                    version=message.agent_version or None,
+                )
+            elif isinstance(message, TunnelStatus):
+                await self._seen(message.agent_id, message.occurred_at, tunnel=message.tunnel)
+            elif isinstance(message, CommandAck):
+                await self._seen(message.agent_id, message.occurred_at)
+
+    async def _registered(self, message: AgentRegistered) -> None:
+        def change(record: AgentRecord | None) -> AgentRecord:
+            if record is None:
+                record = AgentRecord(agent_id=message.agent_id, display_name=message.display_name)
+                record.registered_at = message.occurred_at
+            record.display_name = message.display_name
+            record.hostname = message.hostname
+            record.version = message.version
+            record.capabilities = message.capabilities
+            record.last_seen = max(record.last_seen or message.occurred_at, message.occurred_at)
+            return record
+
+        await update_agent(self.redis, self.keys, message.agent_id, change)
+        await self.redis.zadd(self.keys.agents_last_seen, {message.agent_id: message.occurred_at.timestamp()})
+
+    async def _seen(
+        self,
+        agent_id: str,
+        at: datetime,
+        *,
+        seq: int | None = None,
+        version: str | None = None,
+        **fields: object,
+    ) -> AgentRecord | None:
+        """Record contact from the agent (server time); an offline agent comes back. Skips writes that
+        would change nothing but a timestamp less than a second newer, which bursts are made of.
+        """
+
+        def change(record: AgentRecord | None) -> AgentRecord | None:
+            fresh = record is None
+            if record is None:
+                record = AgentRecord(agent_id=agent_id, display_name=agent_id, registered_at=at)
+            previous = msgspec.structs.replace(record)
+            if record.last_seen is None or at > record.last_seen:
+                record.last_seen = at
+            if seq is not None:
+                record.last_seq = max(record.last_seq, seq)
+            if version:
+                record.version = version
+            for name, value in fields.items():
+                setattr(record, name, value)
+            if record.status == "offline":
+                record.status = "active" if record.tunnel_id else "pending"
+            if not fresh and _only_time_moved(previous, record):
+                return None
+            return record
+
+        record = await update_agent(self.redis, self.keys, agent_id, change)
+        await self.redis.zadd(self.keys.agents_last_seen, {agent_id: at.timestamp()}, gt=True)
+        return record
+
+    # ---- intents -------------------------------------------------------------------------------------------
+
+    async def on_intent(self, message: IntentMessage, delivery: Delivery) -> None:
+        if isinstance(message, AgentEnrolled):
+            await self._enrolled(message)
+        elif isinstance(message, AgentRenamed):
+            await update_agent(self.redis, self.keys, message.agent_id, _rename(message.display_name))
+        elif isinstance(message, AgentDecommissioned | AgentRemoved):
+            await self._decommission(message.agent_id)
+        elif isinstance(message, KeyRolled):
+            await self.send_command(message.agent_id, RotateKey(key_id=message.key_id, new_key=message.new_key))
+        elif isinstance(message, ManualRuleUpserted):
+            marks = await self.claims.upsert_manual(message.rule_id, message.rule, message.agent_id, message.tunnel_id)
+            await self.claims.refresh(marks)
+        elif isinstance(message, ManualRuleDeleted):
+            await self.claims.refresh(await self.claims.delete_manual(message.rule_id))
+        elif isinstance(message, AccessGroupUpserted | AccessGroupDeleted):
+            await self._access_group(message)
+        elif isinstance(message, ReconcileRequested):
+            await self.reconcile(message.scope, verify=message.verify)
+
+    async def _enrolled(self, message: AgentEnrolled) -> None:
+        def change(record: AgentRecord | None) -> AgentRecord:
+            if record is None:
+                record = AgentRecord(agent_id=message.agent_id, display_name=message.agent_id)
+            record.allowed_zones = message.allowed_zones
+            record.allowed_suffixes = message.allowed_suffixes
+            record.tunnel_name = message.tunnel_name or record.tunnel_name
+            if record.status in RETIRED:
+                record.status = "pending"
+            record.error = None
+            return record
+
+        await update_agent(self.redis, self.keys, message.agent_id, change)
+        job = EnsureTunnel(
+            agent_id=message.agent_id,
+            tunnel_name=message.tunnel_name or (None if message.tunnel_id else f"flareport-{message.agent_id}"),
+            tunnel_id=message.tunnel_id,
+            create=message.tunnel_id is None,
+            correlation_id=message.correlation_id or message.id,
+        )
+        await self.producer.send(self.keys.cf_jobs, job)
+        # The allow-lists may have changed what the agent may publish.
+        await self.claims.refresh(await self.claims.mark_agent_hostnames(message.agent_id))
+
+    async def _decommission(self, agent_id: str) -> None:
+        def change(record: AgentRecord | None) -> AgentRecord | None:
+            if record is None or record.status == "removed":
+                return None
+            record.status = "decommissioning"
+            return record
+
+        record = await update_agent(self.redis, self.keys, agent_id, change)
+        if record is None or record.status != "decommissioning":
+            return
+        await self.send_command(agent_id, StopTunnel())
+        await self.send_command(agent_id, Decommission())
+        await self.claims.refresh(await self.claims.withdraw_agent(agent_id))
+        if record.tunnel_id and record.tunnel_created_by_flareport:
+            await self.producer.send(self.keys.cf_jobs, DeleteTunnel(tunnel_id=record.tunnel_id, agent_id=agent_id))
+        else:
+            await update_agent(self.redis, self.keys, agent_id, _set_status("removed"))
+
+    async def _access_group(self, message: AccessGroupUpserted | AccessGroupDeleted) -> None:
+        if isinstance(message, AccessGroupUpserted):
+            policy = msgspec.to_builtins(message)
+            for name in ("type", "id", "occurred_at", "schema_version", "correlation_id"):
+                policy.pop(name, None)
+            await self.redis.hset(self.keys.access_groups, message.group_id, msgspec.json.encode(policy))
+        else:
+            await self.redis.hdel(self.keys.access_groups, message.group_id)
+        targets = [text(t) for t in await self.redis.smembers(self.keys.targets_index)]
+        await self.planner.touch(t for t in targets if t.startswith("access:"))
+
+    async def reconcile(self, scope: str, *, verify: bool, force: bool = True) -> None:
+        """Plan targets again (``force``: forgetting their last version) and, if asked, have the worker verify
+        them. The drift check does not force: unchanged targets send no job, ``verify_target`` finds drift.
+        """
+        if scope == "all":
+            targets = sorted(text(t) for t in await self.redis.smembers(self.keys.targets_index))
+        else:
+            targets = [scope]
+        await self.planner.touch(targets, force=force)
+        if verify:
+            await self.producer.send_many(self.keys.cf_jobs, (VerifyTarget(target=t) for t in targets))
+
+    # ---- results -------------------------------------------------------------------------------------------
+
+    async def on_result(self, message: CfResultMessage, delivery: Delivery) -> None:
+        if isinstance(message, TunnelEnsured):
+            await self._tunnel_ensured(message)
+            return
+        if message.job_type == "delete_tunnel":
+            await self._tunnel_deleted(message)
+            return
+        if message.job_type == "verify_target":
+            if message.errors or message.drift_repaired:
+                log.warning("reconciler.drift", target=message.target, errors=len(message.errors))
+            return
+        token = new_id()
+        outcome = await self.coalescer.result(
+            message.target, message.job_id, message.ok, token, int(message.occurred_at.timestamp() * 1000)
+        )
+        if not outcome.current:
+            return
+        members = msgspec.json.decode(outcome.members, type=list[str]) if outcome.members else []
+        await apply_result_to_rules(self.redis, self.keys, message, members)
+        if outcome.plan_again:
+            await self.planner.plan(message.target, token)
+
+    async def _tunnel_ensured(self, message: TunnelEnsured) -> None:
+        if not message.ok or not message.tunnel_id or not message.token:
+            reason = message.error.message if message.error else "the tunnel could not be ensured"
+            await update_agent(self.redis, self.keys, message.agent_id, _set_error(reason))
+            return
+
+        def change(record: AgentRecord | None) -> AgentRecord | None:
+            if record is None or record.status in RETIRED:
+                return None
+            record.tunnel_id = message.tunnel_id
+            record.tunnel_name = message.tunnel_name or record.tunnel_name
+            record.tunnel_created_by_flareport = record.tunnel_created_by_flareport or message.created
+            record.status = "active"
+            record.error = None
+            return record
+
+        record = await update_agent(self.redis, self.keys, message.agent_id, change)
+        if record is None or record.status in RETIRED:
+            return
+        await self.redis.hset(self.keys.tunnel_agents, message.tunnel_id, message.agent_id)
+        await self.send_command(message.agent_id, StartTunnel(tunnel_id=message.tunnel_id, token=message.token))
+        # Every hostname of the agent now has a tunnel: its zones and its tunnel need planning.
+        await self.claims.refresh(await self.claims.mark_agent_hostnames(message.agent_id))
+
+    async def _tunnel_deleted(self, message: JobResult) -> None:
+        tunnel_id = message.target.partition(":")[2]
+        agent = await self.redis.hget(self.keys.tunnel_agents, tunnel_id)
+        if agent is None:
+            return
+        agent_id = text(agent)
+        if not message.ok:
+            reason = "; ".join(e.message for e in message.errors) or "tunnel deletion failed"
+            await update_agent(self.redis, self.keys, agent_id, _set_error(reason))
+            return
+        await update_agent(self.redis, self.keys, agent_id, _set_status("removed"))
+        await self.redis.hdel(self.keys.tunnel_agents, tunnel_id)
+
+    # ---- commands ------------------------------------------------------------------------------------------
+
+    async def send_command(self, agent_id: str, command: CommandMessage) -> None:
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.xadd(
+            self.keys.agent_commands(agent_id),
+            encode(command),  # type: ignore[arg-type]
+            maxlen=COMMAND_STREAM_MAXLEN,
+            approximate=True,
+        )
+        pipe.publish(self.keys.command_notifications, agent_id)
+        await pipe.execute()
+        COMMANDS.labels(type(command).__name__).inc()
+        log.info("reconciler.command_sent", agent_id=agent_id, command=type(command).__name__)
+
+
+def _contact_worth_recording(record: AgentRecord, at: datetime) -> bool:
+    """Inside a burst, an event a second after the last recorded contact changes nothing worth a write."""
+    if record.status == "offline" or record.last_seen is None:
+        return True
+    return (at - record.last_seen).total_seconds() >= 1.0
+
+
+def _only_time_moved(before: AgentRecord, after: AgentRecord) -> bool:
+    if before.last_seen is None or after.last_seen is None:
+        return False
+    recent = (after.last_seen - before.last_seen).total_seconds() < 1.0
+    return recent and msgspec.structs.replace(before, last_seen=after.last_seen, last_seq=after.last_seq) == after
+
+
+def _rename(name: str) -> AgentUpdate:
+    def change(record: AgentRecord | None) -> AgentRecord | None:
+        if record is None:
+            return None
+        record.display_name = name
+        return record
+
+    return change
+
+
+def _set_status(status: AgentStatus) -> AgentUpdate:
+    def change(record: AgentRecord | None) -> AgentRecord | None:
+        if record is None:
+            return None
+        record.status = status
+        return record
+
+    return change
+
+
+def _set_error(reason: str) -> AgentUpdate:
+    def change(record: AgentRecord | None) -> AgentRecord | None:
+        if record is None:
+            return None
+        record.error = reason
+        return record
+
+    return change

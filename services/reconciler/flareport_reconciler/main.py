@@ -1,0 +1,53 @@
+"""``flareport reconciler``: settings -> logging -> one replica with its health server, until SIGTERM.
+
+On SIGTERM the replica stops reading, lets in-flight handlers finish (what does not finish stays pending in
+its stream for another replica), stops the background loop and exits 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+from collections.abc import Sequence
+
+import structlog
+
+from flareport_common.health import start_health_server
+from flareport_common.logs import setup_logging
+from flareport_common.redisconn import connect
+from flareport_common.runtime import consumer_name, install_stop_handlers
+from flareport_common.settings import ReconcilerSettings, load_or_exit, load_reconciler
+from flareport_reconciler.service import Replica
+
+log = structlog.get_logger("flareport.reconciler")
+
+
+async def serve(settings: ReconcilerSettings) -> int:
+    redis = connect(settings.common)
+    replica = Replica(redis, settings, consumer_name("reconciler"))
+    install_stop_handlers(replica.stop)
+
+    async def ready() -> bool:
+        return bool(await redis.ping())
+
+    runner = await start_health_server("0.0.0.0", settings.health_port, ready)
+    log.info("reconciler.started", health_port=settings.health_port)
+    try:
+        await replica.run()
+    finally:
+        await runner.cleanup()
+        await redis.aclose()
+        log.info("reconciler.stopped")
+    return 0
+
+
+def main(argv: Sequence[str]) -> int:
+    parser = argparse.ArgumentParser(
+        prog="flareport reconciler",
+        description="Turn agent events and admin intents into desired Cloudflare state, jobs and agent commands. "
+        "Configured by environment variables (see docs/configuration.md and docs/reconciler.md).",
+    )
+    parser.parse_args(list(argv))
+    settings = load_or_exit(load_reconciler)
+    setup_logging(settings.common.log_level, settings.common.log_format, service="reconciler")
+    return asyncio.run(serve(settings))

@@ -1,0 +1,150 @@
+"""From a dirty target to its Cloudflare job: read the target's hostnames and claims, plan, commit.
+
+This is the I/O edge around ``planning``: it reads only the hostnames indexed under the target (a zone's
+hostnames, a tunnel's agent's hostnames), never the whole state, and hands the job to ``Coalescer.commit``,
+which sends it only if its version differs from the last one sent.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import msgspec
+import redis.asyncio as aioredis
+import structlog
+from prometheus_client import Counter
+
+from flareport_common.keys import Keys
+from flareport_common.messages.base import new_id
+from flareport_common.messages.cfjobs import CfJobMessage, SyncAccessApp, SyncDnsZone, SyncTunnelIngress
+from flareport_common.streams.codec import FIELD, encode
+from flareport_reconciler.coalesce import AGAIN, SENT, Coalescer
+from flareport_reconciler.planning import (
+    Claim,
+    Decision,
+    access_app,
+    hostname_of_target,
+    resolve_hostname,
+    tunnel_ingress,
+    version_of,
+    zone_records,
+)
+from flareport_reconciler.records import agent_views, text
+
+log = structlog.get_logger("flareport.reconciler.planner")
+
+JOBS = Counter("flareport_reconciler_jobs_total", "Cloudflare jobs emitted, by job type.", ["type"])
+PLANS = Counter("flareport_reconciler_plans_total", "Target plans computed, by outcome.", ["outcome"])
+
+_claim_decoder = msgspec.json.Decoder(Claim)
+_members_encoder = msgspec.json.Encoder()
+
+
+def decode_claims(raw: dict[Any, Any]) -> list[Claim]:
+    return [_claim_decoder.decode(value) for value in raw.values()]
+
+
+@dataclass(frozen=True, slots=True)
+class Built:
+    version: str
+    job: CfJobMessage | None
+    members: tuple[str, ...] = ()
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+class Planner:
+    def __init__(self, redis: aioredis.Redis, keys: Keys, coalescer: Coalescer) -> None:
+        self._redis = redis
+        self._keys = keys
+        self._co = coalescer
+
+    async def touch(self, targets: Iterable[str], *, force: bool = False) -> None:
+        """Targets a change may affect: plan each at once, or fold the change into its next job."""
+        ordered = sorted(set(targets))
+        tokens = [new_id() for _ in ordered]
+        held = await self._co.mark_many(ordered, tokens, now_ms(), force=force)
+        for target, token, mine in zip(ordered, tokens, held, strict=True):
+            if mine:
+                await self.plan(target, token)
+            else:
+                PLANS.labels("folded").inc()
+
+    async def plan(self, target: str, token: str) -> None:
+        """Plan a target this caller holds (``token``) until no change is pending."""
+        while True:
+            built = await self.build(target)
+            payload = encode(built.job)[FIELD] if built.job is not None else b""
+            job_id = built.job.id if built.job is not None else ""
+            members = _members_encoder.encode(built.members)
+            code = await self._co.commit(target, token, job_id, built.version, payload, members, now_ms())
+            if code == SENT and built.job is not None:
+                JOBS.labels(type(built.job).__name__).inc()
+                PLANS.labels("sent").inc()
+                log.debug("planner.job_sent", target=target, version=built.version, job_id=job_id)
+            elif code != AGAIN:
+                PLANS.labels("unchanged" if code == 0 else "lost").inc()
+            if code != AGAIN:
+                return
+
+    async def decisions_for(self, hostnames: Iterable[str]) -> list[Decision]:
+        names = sorted(set(hostnames))
+        if not names:
+            return []
+        pipe = self._redis.pipeline(transaction=False)
+        for name in names:
+            pipe.hgetall(self._keys.hostname_claims(name))
+        per_host = [decode_claims(raw) for raw in await pipe.execute()]
+        agents = await agent_views(self._redis, self._keys, (c.agent_id for cs in per_host for c in cs if c.agent_id))
+        decisions: list[Decision] = []
+        for claims in per_host:
+            decisions.extend(resolve_hostname(claims, agents))
+        return decisions
+
+    async def build(self, target: str) -> Built:
+        kind, _, name = target.partition(":")
+        stored = await self._redis.hget(self._keys.target_state(target), "version")
+        if kind == "tunnel":
+            agent = await self._redis.hget(self._keys.tunnel_agents, name)
+            sources = [self._keys.target_hostnames(target)]
+            if agent is not None:
+                sources.append(self._keys.agent_hostnames(text(agent)))
+            hostnames = {text(h) for h in await self._redis.sunion(sources)}
+            rules = tunnel_ingress(name, await self.decisions_for(hostnames))
+            members = tuple(e.hostname + (e.path or "") for e in rules)
+            if not rules and not stored:
+                return Built("", None)
+            version = version_of(rules)
+            return Built(version, SyncTunnelIngress(tunnel_id=name, version=version, rules=rules), members)
+        if kind == "zone":
+            hostnames = {text(h) for h in await self._redis.smembers(self._keys.target_hostnames(target))}
+            decisions = await self.decisions_for(hostnames)
+            records = zone_records(name, decisions)
+            names = {r.name for r in records}
+            members = tuple(
+                d.claim.rule.key for d in decisions if d.verdict == "winner" and d.claim.rule.hostname in names
+            )
+            if not records and not stored:
+                return Built("", None)
+            version = version_of(records)
+            return Built(version, SyncDnsZone(zone_name=name, version=version, records=records), members)
+        if kind == "access":
+            hostname = hostname_of_target(target)
+            groups = await self._access_groups()
+            app = access_app(name, await self.decisions_for([hostname]), groups)
+            if app is None and not stored:
+                return Built("", None)
+            version = version_of(app) if app is not None else "absent"
+            path = name[len(hostname) :] or None
+            return Built(version, SyncAccessApp(hostname=hostname, path=path, version=version, app=app), (name,))
+        log.error("planner.unknown_target", target=target)
+        return Built("", None)
+
+    async def _access_groups(self) -> dict[str, dict[str, Any]]:
+        raw = await self._redis.hgetall(self._keys.access_groups)
+        return {text(k): msgspec.json.decode(v) for k, v in raw.items()}

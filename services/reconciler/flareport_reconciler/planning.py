@@ -1,0 +1,215 @@
+"""The planning core: from claims on hostnames to the desired state of each Cloudflare target. Pure, no I/O.
+
+A *claim* is one source (a container's rule, or a manual rule) wanting ``hostname + path`` routed through a
+tunnel. Claims are grouped by hostname, because a hostname is one DNS record and so can point at one tunnel:
+
+* claims whose agent may not publish the hostname (per-agent allow-lists of zones / suffixes) are *denied*;
+* the earliest claim (``claimed_at``, then claim id for a stable tie-break) decides the hostname's *owner*
+  (an agent, or an explicit tunnel for manual rules). Claims of another owner are *conflicts* — "first claim
+  wins" — and so is a second claim of the same ``hostname + path`` by the same owner;
+* the winners make the desired state of three kinds of target:
+  ``tunnel:<id>`` (the ordered ingress rules), ``zone:<name>`` (the CNAME set), ``access:<host><path>`` (one app).
+
+Each target's desired state is built only from its own hostnames, and its version is a hash of it, so an
+unchanged target produces the same version and no job. The dns-worker resolves the real Cloudflare zone of a
+hostname; here the zone is the ``zonename`` label or, failing that, the last two labels of the hostname.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import msgspec
+
+from flareport_common.messages.cfjobs import DesiredAccessApp, DesiredRecord, IngressEntry
+from flareport_common.messages.rules import AccessSpec, Rule
+
+EMPTY_ACCESS = AccessSpec()
+
+
+class Claim(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """One source's wish for ``rule.hostname + rule.path``, as stored in the hostname's claims hash."""
+
+    source: str  # "agent:<agent id>/<container id>" or "manual:<rule id>"
+    rule: Rule
+    claimed_at: float  # server time of the first claim: the earliest claim of a hostname wins
+    agent_id: str | None = None  # served through this agent's tunnel
+    tunnel_id: str | None = None  # or through this explicit tunnel (manual rules)
+    container_id: str | None = None
+    container_name: str | None = None
+    manual_rule_id: str | None = None
+    delete_at: float | None = None  # set while the container is stopped (grace period)
+
+    @property
+    def claim_id(self) -> str:
+        return f"{self.source}#{self.rule.path or ''}"
+
+    @property
+    def owner(self) -> str:
+        return f"agent:{self.agent_id}" if self.agent_id else f"tunnel:{self.tunnel_id}"
+
+
+@dataclass(frozen=True, slots=True)
+class AgentView:
+    """What planning needs to know about an agent."""
+
+    agent_id: str
+    tunnel_id: str | None = None
+    allowed_zones: tuple[str, ...] = ()
+    allowed_suffixes: tuple[str, ...] = ()
+
+
+Verdict = Literal["winner", "conflict", "denied"]
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    claim: Claim
+    verdict: Verdict
+    reason: str | None = None
+    tunnel_id: str | None = None  # the tunnel serving it (None until the agent has one)
+
+
+def zone_of(rule: Rule) -> str:
+    """The ``zonename`` label if given, else the last two labels of the hostname (a heuristic; see module doc)."""
+    if rule.zone_name:
+        return rule.zone_name.strip(".").lower()
+    labels = rule.hostname.strip(".").lower().split(".")
+    return ".".join(labels[-2:])
+
+
+def allowed(hostname: str, zone: str, agent: AgentView) -> bool:
+    """Empty lists allow everything; otherwise the zone must be listed or the hostname end with a suffix."""
+    if not agent.allowed_zones and not agent.allowed_suffixes:
+        return True
+    host = hostname.lower()
+    if zone in {z.strip(".").lower() for z in agent.allowed_zones}:
+        return True
+    for suffix in agent.allowed_suffixes:
+        bare = suffix.strip(".").lower()
+        if host == bare or host.endswith("." + bare):
+            return True
+    return False
+
+
+def tunnel_for(claim: Claim, agents: Mapping[str, AgentView]) -> str | None:
+    if claim.agent_id is not None:
+        agent = agents.get(claim.agent_id)
+        return agent.tunnel_id if agent else None
+    return claim.tunnel_id
+
+
+def resolve_hostname(claims: Iterable[Claim], agents: Mapping[str, AgentView]) -> list[Decision]:
+    """Decide every claim on one hostname: winner, conflict (first claim wins) or denied (allow-list)."""
+    ordered = sorted(claims, key=lambda c: (c.claimed_at, c.claim_id))
+    decisions: list[Decision] = []
+    owner: Claim | None = None
+    by_path: dict[str, Claim] = {}
+    for claim in ordered:
+        agent = agents.get(claim.agent_id) if claim.agent_id else None
+        if claim.agent_id is not None and agent is None:
+            decisions.append(Decision(claim, "denied", f"agent {claim.agent_id} is not known"))
+            continue
+        zone = zone_of(claim.rule)
+        if agent is not None and not allowed(claim.rule.hostname, zone, agent):
+            zones = ", ".join(agent.allowed_zones) or "-"
+            suffixes = ", ".join(agent.allowed_suffixes) or "-"
+            reason = (
+                f"hostname {claim.rule.hostname} is outside what agent {agent.agent_id} may publish "
+                f"(zones: {zones}; suffixes: {suffixes})"
+            )
+            decisions.append(Decision(claim, "denied", reason))
+            continue
+        if owner is None:
+            owner = claim
+        if claim.owner != owner.owner:
+            reason = f"hostname {claim.rule.hostname} is already published by {owner.source}"
+            decisions.append(Decision(claim, "conflict", reason))
+            continue
+        path = claim.rule.path or ""
+        first = by_path.get(path)
+        if first is not None:
+            decisions.append(Decision(claim, "conflict", f"{claim.rule.key} is already published by {first.source}"))
+            continue
+        by_path[path] = claim
+        decisions.append(Decision(claim, "winner", None, tunnel_for(claim, agents)))
+    return decisions
+
+
+def winners(decisions: Iterable[Decision]) -> list[Decision]:
+    return [d for d in decisions if d.verdict == "winner"]
+
+
+def _ingress_order(entry: IngressEntry) -> tuple[bool, str, bool, int, str]:
+    # cloudflared takes the first matching rule: exact hostnames before wildcards, longer paths before shorter
+    # ones and a rule without a path last for its hostname.
+    path = entry.path or ""
+    return (entry.hostname.startswith("*"), entry.hostname, not path, -len(path), path)
+
+
+def tunnel_ingress(tunnel_id: str, decisions: Iterable[Decision]) -> tuple[IngressEntry, ...]:
+    """The ordered ingress rules of one tunnel, from the decisions of its hostnames."""
+    entries = [
+        IngressEntry(
+            hostname=d.claim.rule.hostname,
+            service=d.claim.rule.service,
+            path=d.claim.rule.path,
+            origin=d.claim.rule.origin,
+            source=d.claim.source,
+        )
+        for d in decisions
+        if d.verdict == "winner" and d.tunnel_id == tunnel_id
+    ]
+    return tuple(sorted(entries, key=_ingress_order))
+
+
+def zone_records(zone: str, decisions: Iterable[Decision]) -> tuple[DesiredRecord, ...]:
+    """One proxied CNAME per hostname of the zone that has a winner with a tunnel."""
+    records: dict[str, DesiredRecord] = {}
+    for d in decisions:
+        if d.verdict != "winner" or d.tunnel_id is None or zone_of(d.claim.rule) != zone:
+            continue
+        name = d.claim.rule.hostname.lower()
+        current = records.get(name)
+        adopt = d.claim.rule.adopt or (current is not None and current.adopt)
+        source = current.source if current is not None else d.claim.source
+        records[name] = DesiredRecord(name=name, tunnel_id=d.tunnel_id, adopt=adopt, source=source)
+    return tuple(records[name] for name in sorted(records))
+
+
+def access_app(
+    rule_key: str, decisions: Iterable[Decision], groups: Mapping[str, dict[str, Any]]
+) -> DesiredAccessApp | None:
+    """The Access app wanted for ``rule_key`` (hostname + path), or None when no winner asks for one."""
+    for d in decisions:
+        rule = d.claim.rule
+        if d.verdict != "winner" or d.tunnel_id is None or rule.key != rule_key:
+            continue
+        if not wants_access(rule):
+            return None
+        assert rule.access is not None
+        resolved = {gid: groups[gid] for gid in sorted(rule.access.groups) if gid in groups}
+        return DesiredAccessApp(hostname=rule.hostname, path=rule.path, spec=rule.access, groups=resolved)
+    return None
+
+
+def wants_access(rule: Rule) -> bool:
+    return rule.access is not None and rule.access != EMPTY_ACCESS
+
+
+def version_of(desired: Any) -> str:
+    """A stable hash of a target's desired state; equal state, equal version."""
+    encoded = msgspec.json.encode(desired, order="deterministic")
+    return hashlib.sha256(encoded).hexdigest()[:20]
+
+
+def access_target(rule: Rule) -> str:
+    return f"access:{rule.key}"
+
+
+def hostname_of_target(target: str) -> str:
+    """The hostname an ``access:`` target is about (its key is hostname + path)."""
+    return target.split(":", 1)[1].split("/", 1)[0]

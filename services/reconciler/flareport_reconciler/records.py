@@ -1,0 +1,163 @@
+"""The read model the reconciler writes (``AgentRecord``, ``RuleRecord``), with optimistic transactions.
+
+Several replicas (and several handlers in one replica) update the same documents: a heartbeat and an enrolment
+of one agent, a hostname refresh and a job result of one rule. Every update is a read-modify-write under WATCH,
+retried when another writer got there first, so no update is lost and no lock can be left behind by a crash.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+import msgspec
+import redis.asyncio as aioredis
+from prometheus_client import Counter
+from redis.exceptions import WatchError
+
+from flareport_common.keys import Keys
+from flareport_common.readmodel import AgentRecord, RuleRecord, RuleStatus
+from flareport_reconciler.planning import EMPTY_ACCESS, AgentView
+
+TX_RETRIES = Counter(
+    "flareport_reconciler_transaction_retries_total",
+    "Optimistic transactions retried because another writer changed a watched key, by what was written.",
+    ["what"],
+)
+
+_agent_decoder = msgspec.json.Decoder(AgentRecord)
+_rule_decoder = msgspec.json.Decoder(RuleRecord)
+_encoder = msgspec.json.Encoder()
+
+# Agents whose rules are no longer served (planning treats their claims as gone).
+RETIRED = ("decommissioning", "decommissioned", "removed")
+
+
+def text(value: Any) -> str:
+    """A Redis reply as text (replies are bytes; the typing says bytes or str)."""
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def raw_bytes(value: Any) -> bytes | None:
+    if value is None or isinstance(value, bytes):
+        return value
+    return str(value).encode()
+
+
+def to_datetime(epoch: float | None) -> datetime | None:
+    return None if epoch is None else datetime.fromtimestamp(epoch, UTC)
+
+
+def decode_agent(raw: bytes | None) -> AgentRecord | None:
+    return None if raw is None else _agent_decoder.decode(raw)
+
+
+def decode_rule(raw: bytes | None) -> RuleRecord | None:
+    return None if raw is None else _rule_decoder.decode(raw)
+
+
+def encode(doc: msgspec.Struct) -> bytes:
+    return _encoder.encode(doc)
+
+
+def view_of(record: AgentRecord) -> AgentView | None:
+    if record.status in RETIRED:
+        return None
+    return AgentView(
+        agent_id=record.agent_id,
+        tunnel_id=record.tunnel_id,
+        allowed_zones=record.allowed_zones,
+        allowed_suffixes=record.allowed_suffixes,
+    )
+
+
+async def agent_views(redis: aioredis.Redis, keys: Keys, agent_ids: Iterable[str]) -> dict[str, AgentView]:
+    ids = sorted(set(agent_ids))
+    if not ids:
+        return {}
+    raws = await redis.mget([keys.agent(a) for a in ids])
+    views: dict[str, AgentView] = {}
+    for raw in raws:
+        record = decode_agent(raw_bytes(raw))
+        view = view_of(record) if record is not None else None
+        if view is not None:
+            views[view.agent_id] = view
+    return views
+
+
+async def get_agent(redis: aioredis.Redis, keys: Keys, agent_id: str) -> AgentRecord | None:
+    return decode_agent(raw_bytes(await redis.get(keys.agent(agent_id))))
+
+
+AgentUpdate = Callable[[AgentRecord | None], AgentRecord | None]
+
+
+async def update_agent(redis: aioredis.Redis, keys: Keys, agent_id: str, change: AgentUpdate) -> AgentRecord | None:
+    """Apply ``change`` to the agent's record atomically; ``change`` returns None to leave it as it is."""
+    key = keys.agent(agent_id)
+    async with redis.pipeline(transaction=True) as pipe:
+        while True:
+            try:
+                await pipe.watch(key)
+                current = decode_agent(raw_bytes(await pipe.get(key)))
+                new = change(current)
+                if new is None:
+                    await pipe.reset()  # type: ignore[no-untyped-call]
+                    return current
+                pipe.multi()  # type: ignore[no-untyped-call]
+                pipe.set(key, encode(new))
+                pipe.sadd(keys.agents_index, agent_id)
+                await pipe.execute()
+                return new
+            except WatchError:
+                TX_RETRIES.labels("agent").inc()
+                continue
+
+
+def rule_status(doc: RuleRecord) -> tuple[RuleStatus, str | None]:
+    """The status the API shows, derived from the rule's parts (a conflict or denial is decided before)."""
+    if doc.delete_at is not None:
+        return "pending_deletion", doc.error
+    states = [doc.dns_state, doc.ingress_state]
+    if doc.access is not None and doc.access != EMPTY_ACCESS:
+        states.append(doc.access_state)
+    if "conflict" in states:
+        return "conflict", doc.error
+    if "error" in states:
+        return "error", doc.error
+    if all(s == "active" for s in states):
+        return "active", None
+    return "pending", None
+
+
+RuleUpdate = Callable[[Mapping[str, RuleRecord | None]], Mapping[str, RuleRecord | None]]
+
+
+async def update_rules(redis: aioredis.Redis, keys: Keys, rule_keys: Iterable[str], change: RuleUpdate) -> None:
+    """Atomically replace the documents of ``rule_keys``: ``change`` maps current docs to new ones (None deletes)."""
+    names = sorted(set(rule_keys))
+    if not names:
+        return
+    doc_keys = [keys.rule(k) for k in names]
+    async with redis.pipeline(transaction=True) as pipe:
+        while True:
+            try:
+                await pipe.watch(*doc_keys)
+                raws = await pipe.mget(doc_keys)
+                current = {k: decode_rule(raw_bytes(r)) for k, r in zip(names, raws, strict=True)}
+                new = change(current)
+                pipe.multi()  # type: ignore[no-untyped-call]
+                for name, doc in new.items():
+                    if doc is None:
+                        if current.get(name) is not None:
+                            pipe.delete(keys.rule(name))
+                            pipe.srem(keys.rules_index, name)
+                    elif doc != current.get(name):
+                        pipe.set(keys.rule(name), encode(doc))
+                        pipe.sadd(keys.rules_index, name)
+                await pipe.execute()
+                return
+            except WatchError:
+                TX_RETRIES.labels("rules").inc()
+                continue

@@ -1,0 +1,70 @@
+"""One reconciler replica: three consumer groups (events, intents, cf-results) and the background loop.
+
+Events are serialised per agent inside a replica (``key=agent_id``) so one agent's burst does not fight
+itself over the agent's inventory; across replicas the inventory's optimistic transaction and the
+sequence-number merge make the order irrelevant.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import redis.asyncio as aioredis
+
+from flareport_common.keys import GROUP_RECONCILER, Keys
+from flareport_common.messages import CfResultMessage, EventMessage, IntentMessage
+from flareport_common.settings import ReconcilerSettings
+from flareport_common.streams import ConsumerConfig, StreamConsumer
+from flareport_reconciler.background import Background
+from flareport_reconciler.handlers import Reconciler
+
+
+class Replica:
+    def __init__(self, redis: aioredis.Redis, settings: ReconcilerSettings, consumer: str) -> None:
+        self.keys = Keys(settings.common.key_prefix)
+        self.reconciler = Reconciler(redis, self.keys, settings)
+        self.background = Background(self.reconciler)
+        idle_ms = int(settings.claim_idle_seconds * 1000)
+
+        def config(stream: str, label: str, concurrency: int) -> ConsumerConfig:
+            return ConsumerConfig(
+                stream=stream,
+                group=GROUP_RECONCILER,
+                consumer=consumer,
+                dead_letter_stream=self.keys.dead_letters,
+                block_ms=200,
+                concurrency=concurrency,
+                claim_idle_ms=idle_ms,
+                claim_interval_s=max(min(idle_ms / 2000, 5.0), 0.1),
+                metrics_label=label,
+            )
+
+        r = self.reconciler
+        self.events: StreamConsumer[EventMessage] = StreamConsumer(
+            redis, config(self.keys.events, "events", 32), EventMessage, r.on_event, key=lambda m: m.agent_id
+        )
+        self.intents: StreamConsumer[IntentMessage] = StreamConsumer(
+            redis, config(self.keys.intents, "intents", 8), IntentMessage, r.on_intent
+        )
+        self.results: StreamConsumer[CfResultMessage] = StreamConsumer(
+            redis, config(self.keys.cf_results, "cf-results", 16), CfResultMessage, r.on_result
+        )
+
+    @property
+    def consumers(
+        self,
+    ) -> tuple[StreamConsumer[EventMessage], StreamConsumer[IntentMessage], StreamConsumer[CfResultMessage]]:
+        return (self.events, self.intents, self.results)
+
+    async def ensure_groups(self) -> None:
+        for consumer in self.consumers:
+            await consumer.ensure_group()
+
+    async def run(self) -> None:
+        await self.ensure_groups()
+        await asyncio.gather(*(c.run() for c in self.consumers), self.background.run())
+
+    def stop(self) -> None:
+        for consumer in self.consumers:
+            consumer.stop()
+        self.background.stop()
