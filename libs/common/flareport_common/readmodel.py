@@ -16,11 +16,19 @@ from typing import Any, Literal
 import msgspec
 
 from flareport_common.messages.events import TunnelState
-from flareport_common.messages.rules import AccessSpec, OriginOptions
+from flareport_common.messages.rules import AccessSpec, OriginOptions, RuleError
 from flareport_common.protocol import AgentStatus
 
 RuleStatus = Literal["pending", "active", "error", "pending_deletion", "conflict"]
 RuleSourceKind = Literal["container", "manual"]
+
+
+class ContainerLabelErrors(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """Labels of one running container that did not parse (its valid rules are published regardless)."""
+
+    container_id: str
+    container_name: str = ""
+    errors: tuple[RuleError, ...] = ()
 
 
 class AgentRecord(msgspec.Struct, kw_only=True, omit_defaults=True):
@@ -41,6 +49,8 @@ class AgentRecord(msgspec.Struct, kw_only=True, omit_defaults=True):
     allowed_zones: tuple[str, ...] = ()
     allowed_suffixes: tuple[str, ...] = ()
     error: str | None = None
+    # Running containers of this agent whose labels have errors, as the agent last reported them.
+    label_errors: tuple[ContainerLabelErrors, ...] = ()
 
 
 class RuleRecord(msgspec.Struct, kw_only=True, omit_defaults=True):
