@@ -46,7 +46,12 @@ fi
 stamp="$VENV/.flareport-installed"
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
     echo "bootstrap: installing the project and its dev extras into $VENV"
-    "$VENV/bin/python" -m pip install -q --upgrade pip
-    "$VENV/bin/python" -m pip install -q -e '.[dev]'
+    # Build-backend chatter goes to a log; it is shown only when the install fails.
+    if ! { "$VENV/bin/python" -m pip install -q --upgrade pip && "$VENV/bin/python" -m pip install -q -e '.[dev]'; } \
+        >"$VENV/install.log" 2>&1; then
+        cat "$VENV/install.log" >&2
+        echo "bootstrap: installing the project failed (log above, also in $VENV/install.log)" >&2
+        exit 1
+    fi
     touch "$stamp"
 fi

@@ -18,6 +18,7 @@ import os
 import secrets
 import shutil
 import signal
+import socket
 import sys
 import time
 import urllib.error
@@ -87,6 +88,9 @@ class DevStack:
         self.podman: Any = None
         self.env: dict[str, str] = {}
         self.master_key = ""
+        self.agent_key_id = ""
+        self.agent_id: str | None = None
+        self.docker_host = ""
         self.api_url = f"http://127.0.0.1:{api_port}"
 
     def _python(self, *args: str) -> list[str]:
@@ -149,22 +153,45 @@ class DevStack:
     def _start_agent(self, env: dict[str, str]) -> None:
         key_file = self.data_dir / "agent-key"
         if key_file.exists():
-            agent_key = key_file.read_text().strip()
+            self.agent_key_id, agent_key = key_file.read_text().split()
         else:
             created = _http_json("POST", f"{self.api_url}/api/v1/keys", self.master_key, {"label": "local agent"})
-            agent_key = created["key"]
+            self.agent_key_id, agent_key = created["info"]["key_id"], created["key"]
             fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             with os.fdopen(fd, "w") as handle:
-                handle.write(agent_key + "\n")
+                handle.write(f"{self.agent_key_id} {agent_key}\n")
+        self.docker_host = self._docker_host()
         agent_env = {
             **env,
             "FLAREPORT_MASTER_URL": self.api_url,
             "FLAREPORT_API_KEY": agent_key,
-            "DOCKER_HOST": self._docker_host(),
+            "DOCKER_HOST": self.docker_host,
             "AGENT_DATA_DIR": str(self.data_dir / "agent"),
             "FLAREPORT_HEALTH_PORT": str(free_port()),
         }
         self.supervisor.start("agent", self._python("-m", "flareport_cli", "agent"), agent_env)
+
+    def enroll_local_agent(self, timeout: float = 60.0) -> str:
+        """Wait for the local agent to register, then enrol it (once) with a tunnel of its own."""
+        deadline = time.monotonic() + timeout
+        agent_id: str | None = None
+        while agent_id is None:
+            info = _http_json("GET", f"{self.api_url}/api/v1/keys/{self.agent_key_id}", self.master_key)
+            agent_id = info.get("agent_id") or info.get("info", {}).get("agent_id")
+            if agent_id is None:
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"the local agent did not register within {timeout}s")
+                time.sleep(0.2)
+        detail = _http_json("GET", f"{self.api_url}/api/v1/agents/{agent_id}", self.master_key)
+        if detail["agent"]["status"] == "pending":
+            _http_json(
+                "POST",
+                f"{self.api_url}/api/v1/agents/{agent_id}/enroll",
+                self.master_key,
+                {"tunnel_name": f"flareport-dev-{socket.gethostname()}"},
+            )
+        self.agent_id = agent_id
+        return agent_id
 
     def stop(self) -> None:
         self.supervisor.stop_all()
@@ -185,10 +212,18 @@ class DevStack:
                 f"  Cloudflare   {cloudflare}"
                 + ("   (emulator; state: /__emulator/state)" if "127.0.0.1" in cloudflare else ""),
                 "",
-                "Enrol the local agent, then publish a container:",
-                f"  curl -s -H 'Authorization: Bearer {self.master_key}' {self.api_url}/api/v1/agents",
-                f"  docker run -d -l flareport.enable=true -l flareport.hostname=app.{DEMO_ZONE} "
-                "-l flareport.service=http://app:80 busybox sleep 3600",
+                f"  Local agent  {self.agent_id or 'not started'}"
+                + ("   (enrolled with its own tunnel)" if self.agent_id else ""),
+                f"  Docker       {self.docker_host or 'not used'}",
+                "",
+                "Publish a container, then watch its rule become active:",
+                f"  DOCKER_HOST={self.docker_host or 'unix:///var/run/docker.sock'} docker run -d "
+                f"-l flareport.enable=true -l flareport.hostname=app.{DEMO_ZONE} -l flareport.service=http://app:80 "
+                "<image>",
+                f"  curl -s -H 'Authorization: Bearer {self.master_key}' {self.api_url}/api/v1/rules",
+                f"  curl -s {cloudflare.removesuffix('/client/v4')}/__emulator/state   # the emulator's DNS and tunnels"
+                if "127.0.0.1" in cloudflare
+                else "",
                 "Press Ctrl-C to stop everything.",
                 "",
             ]
@@ -204,6 +239,7 @@ def main(argv: Sequence[str]) -> int:
     parser.add_argument("--data-dir", type=Path, default=Path(os.environ.get("FLAREPORT_DATA_DIR", ".flareport")))
     parser.add_argument("--api-port", type=int, default=int(os.environ.get("FLAREPORT_API_PORT", "8080")))
     parser.add_argument("--no-agent", action="store_true", help="start the control plane only")
+    parser.add_argument("--no-enroll", action="store_true", help="leave the local agent pending (enrol it yourself)")
     args = parser.parse_args(list(argv))
     if shutil.which("redis-server") is None and not os.environ.get("REDIS_URL"):
         print(
@@ -216,6 +252,8 @@ def main(argv: Sequence[str]) -> int:
         signal.signal(signum, _interrupt)
     try:
         stack.start(agent=not args.no_agent)
+        if not args.no_agent and not args.no_enroll:
+            stack.enroll_local_agent()
         print(stack.banner(), flush=True)
         while not stack.supervisor.exited():
             time.sleep(0.5)

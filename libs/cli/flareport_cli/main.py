@@ -1,7 +1,8 @@
-"""The ``flareport`` command: one entry point for every service and, later, the admin commands.
+"""The ``flareport`` command: one entry point for every service and for the admin commands.
 
-Each subcommand names the module that implements it and is imported only when chosen, so ``flareport agent``
-never loads the API's dependencies and a service's import error never breaks the others' commands.
+Each subcommand names the module (and optionally ``:function``) that implements it and is imported only when
+chosen, so ``flareport agent`` never loads the API's dependencies and a service's import error never breaks the
+others' commands. The admin commands (``keys``, ``agents``, ...) talk to the API over HTTP; see docs/cli.md.
 """
 
 from __future__ import annotations
@@ -11,20 +12,34 @@ import importlib
 import sys
 from collections.abc import Callable, Sequence
 
-# subcommand -> (module with a ``main(argv) -> int`` function, help line)
-COMMANDS: dict[str, tuple[str, str]] = {
+# subcommand -> (module with a ``main(argv) -> int`` function, or "module:function", help line)
+SERVICES: dict[str, tuple[str, str]] = {
     "api": ("flareport_api.main", "HTTP API for admins and agents (never calls Cloudflare)"),
     "reconciler": ("flareport_reconciler.main", "turn events and intents into desired state, jobs and commands"),
     "dns-worker": ("flareport_dns_worker.main", "the only Cloudflare client: DNS, tunnels, Access"),
     "agent": ("flareport_agent.main", "watch this host's containers and run its cloudflared"),
     "dev": ("flareport_cli.dev", "run the whole stack locally (redis, emulator, services, agent)"),
 }
+ADMIN: dict[str, tuple[str, str]] = {
+    "keys": ("flareport_cli.admin.keys", "agent keys: create, ls, show, revoke, roll"),
+    "agents": ("flareport_cli.admin.agents", "agents: ls, show, enroll, rename, decommission, rm"),
+    "rules": ("flareport_cli.admin.rules", "published rules and their Cloudflare state: ls, show"),
+    "manual-rules": ("flareport_cli.admin.manual_rules", "rules without a container: ls, show, create, update, rm"),
+    "access-groups": ("flareport_cli.admin.access_groups", "Access groups: ls, show, create, update, rm"),
+    "status": ("flareport_cli.admin.ops:status_main", "streams, consumer groups, lag and counts"),
+    "reconcile": ("flareport_cli.admin.ops:reconcile_main", "ask the reconciler to recompute and re-apply"),
+    "dlq": ("flareport_cli.admin.ops:dlq_main", "dead letters: ls, replay"),
+}
+COMMANDS: dict[str, tuple[str, str]] = {**SERVICES, **ADMIN}
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="flareport",
         description="Keep Cloudflare Tunnel ingress, DNS and Access in sync with Docker labels across many hosts.",
+        epilog="Admin commands talk to the API at $FLAREPORT_URL (default http://127.0.0.1:8080) with "
+        "$MASTER_API_KEY; `flareport COMMAND --help` for details. Exit codes: 0 ok, 1 API error, 2 usage, "
+        "3 cannot reach the API, 4 authentication refused, 5 not found.",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, (_, help_line) in COMMANDS.items():
@@ -34,14 +49,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def resolve(command: str) -> Callable[[Sequence[str]], int] | None:
-    module_name, _ = COMMANDS[command]
+    target, _ = COMMANDS[command]
+    module_name, _, function = target.partition(":")
     try:
         module = importlib.import_module(module_name)
     except ModuleNotFoundError as exc:
         if exc.name != module_name:
             raise
         return None
-    entry: Callable[[Sequence[str]], int] = module.main
+    entry: Callable[[Sequence[str]], int] = getattr(module, function or "main")
     return entry
 
 

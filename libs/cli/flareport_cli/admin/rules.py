@@ -1,0 +1,93 @@
+"""``flareport rules``: every published hostname (+ path) with its Cloudflare state, from the read model.
+
+Filters are passed to the API (``--status``, ``--source``, ``--agent``, ``--zone``, ``--search``), so ``--json``
+returns exactly what the table shows. ``show`` lists every path of one hostname with the state of each part
+(DNS, tunnel ingress, Access) and the reason when Cloudflare or a conflict stopped it.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+from typing import Any
+
+from flareport_cli.admin import render
+from flareport_cli.admin.base import Context, action, group_parser, run
+from flareport_cli.admin.client import quote
+
+STATUSES = ("pending", "active", "error", "pending_deletion", "conflict")
+HEADERS = ("HOSTNAME", "SERVICE", "STATUS", "SOURCE", "ZONE", "DETAIL")
+
+
+def source(rule: dict[str, Any]) -> str:
+    if rule.get("source") == "manual":
+        return f"manual {rule.get('manual_rule_id') or ''}".strip()
+    container = rule.get("container_name") or rule.get("container_id")
+    return f"{rule.get('agent_id') or '?'}/{container or '?'}"
+
+
+def detail(rule: dict[str, Any]) -> str | None:
+    """Why a rule is not active, or when a pending deletion happens."""
+    if rule.get("status") == "pending_deletion":
+        return f"deleted {render.age(rule.get('delete_at'))}"
+    reason = rule.get("error")
+    if reason and rule.get("error_code"):
+        return f"{reason} (Cloudflare {rule['error_code']})"
+    return str(reason) if reason else None
+
+
+def rule_row(rule: dict[str, Any]) -> list[Any]:
+    return [rule["key"], rule["service"], rule["status"], source(rule), rule.get("zone_name"), detail(rule)]
+
+
+def _list(ctx: Context, args: argparse.Namespace) -> int:
+    query = {"status": args.status, "source": args.source, "agent_id": args.agent, "zone": args.zone, "q": args.search}
+
+    def human(body: dict[str, Any]) -> None:
+        render.table(HEADERS, (rule_row(r) for r in body["rules"]))
+
+    return ctx.emit(ctx.client.get("/api/v1/rules", query), human)
+
+
+def show_rules(body: dict[str, Any]) -> None:
+    for index, rule in enumerate(body["rules"]):
+        if index:
+            print()
+        access = rule.get("access") or {}
+        render.fields(
+            [
+                ("rule", rule["key"]),
+                ("service", rule["service"]),
+                ("status", rule["status"]),
+                ("reason", detail(rule)),
+                ("source", source(rule)),
+                ("zone", rule.get("zone_name")),
+                ("tunnel", rule.get("tunnel_id")),
+                ("dns", rule.get("dns_state")),
+                ("ingress", rule.get("ingress_state")),
+                ("access", f"{access.get('policy') or 'groups'}: {rule.get('access_state')}" if access else None),
+                ("delete at", render.when(rule.get("delete_at"))),
+                ("updated", render.when(rule.get("updated_at"))),
+            ]
+        )
+
+
+def _show(ctx: Context, args: argparse.Namespace) -> int:
+    return ctx.emit(ctx.client.get(f"/api/v1/rules/{quote(args.hostname)}"), show_rules)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser, actions = group_parser("rules", "Published rules (from containers and manual rules) and their state.")
+    ls = action(actions, "ls", "list rules", _list, aliases=["list"])
+    ls.add_argument("--status", choices=STATUSES, help="only rules with this status")
+    ls.add_argument("--source", choices=("container", "manual"), help="only rules from this source")
+    ls.add_argument("--agent", help="only rules published by this agent id")
+    ls.add_argument("--zone", help="only rules in this zone")
+    ls.add_argument("--search", "-q", help="only hostnames containing this text")
+    show = action(actions, "show", "every rule (path) of one hostname", _show)
+    show.add_argument("hostname")
+    return parser
+
+
+def main(argv: Sequence[str]) -> int:
+    return run(build_parser(), argv)
