@@ -5,7 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from flareport_common.messages.events import TunnelState
-from flareport_common.readmodel import AgentRecord
+from flareport_common.messages.rules import RuleError
+from flareport_common.readmodel import AgentRecord, ContainerLabelErrors
 from fptest.cli_helpers import ApiProcess, ReadModel, register_agent, row, run_cli
 
 
@@ -22,6 +23,13 @@ def _active_agent(agent_id: str = "agt-web") -> AgentRecord:
         tunnel_name="edge",
         tunnel=TunnelState(container_state="running", restarts=2),
         allowed_zones=("example.com",),
+        label_errors=(
+            ContainerLabelErrors(
+                container_id="c" * 64,
+                container_name="web-1",
+                errors=(RuleError(label="flareport.service", reason="needs a port (host:port)"),),
+            ),
+        ),
     )
 
 
@@ -52,6 +60,7 @@ def test_show_gives_the_record_keys_and_command_history(api: ApiProcess, readmod
     assert "allowed zones:    example.com" in shown.out
     assert "registered:       2026-01-02 03:04:05" in shown.out
     assert "\nKeys\n(none)\n" in shown.out
+    assert "web-1" in shown.out and "flareport.service" in shown.out and "needs a port (host:port)" in shown.out
 
     detail = run_cli("agents", "show", "agt-web", "--json").json()
     assert detail["agent"]["agent_id"] == "agt-web" and detail["keys"] == [] and detail["commands"] == []

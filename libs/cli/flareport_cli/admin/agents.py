@@ -69,6 +69,17 @@ def show_agent(detail: dict[str, Any]) -> None:
             ("error", agent.get("error")),
         ]
     )
+    label_errors = agent.get("label_errors") or ()
+    if label_errors:
+        print("\nLabel errors (these rules are not published; the containers' other rules are)")
+        render.table(
+            ("CONTAINER", "LABEL", "REASON"),
+            (
+                [entry.get("container_name") or entry["container_id"][:12], error["label"], error["reason"]]
+                for entry in label_errors
+                for error in entry.get("errors", ())
+            ),
+        )
     print("\nKeys")
     render.table(KEY_HEADERS, (key_row(k) for k in detail.get("keys", ())))
     print("\nRecent commands")
