@@ -10,7 +10,7 @@ import os
 import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import NoReturn, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 from flareport_common.env import Env, validate_image
 from flareport_common.errors import SettingsError
@@ -54,6 +54,14 @@ class ApiSettings:
     ui_login_window_seconds: float = 300.0
     ui_secure_cookie: str = "auto"  # "auto" (Secure when the request came over https), "always", "never"
     ui_events_seconds: float = 2.0
+    # Optional OpenID Connect single sign-on for the web UI (see docs/web-ui.md).
+    oidc_issuer: str | None = None
+    oidc_client_id: str | None = None
+    oidc_client_secret: str | None = field(default=None, repr=False)
+    oidc_allowed_emails: tuple[str, ...] = ()
+    oidc_allowed_domains: tuple[str, ...] = ()
+    oidc_redirect_url: str | None = None
+    ui_password_login: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,7 +162,37 @@ def load_api(environ: Mapping[str, str]) -> ApiSettings:
         ui_login_window_seconds=env.number("FLAREPORT_UI_LOGIN_WINDOW_SECONDS", default=300.0, minimum=1.0),
         ui_secure_cookie=env.choice("FLAREPORT_UI_SECURE_COOKIE", default="auto", choices=("auto", "always", "never")),
         ui_events_seconds=env.number("FLAREPORT_UI_EVENTS_SECONDS", default=2.0, minimum=0.1),
+        **_load_oidc(env),
     )
+
+
+def _words(env: Env, name: str) -> tuple[str, ...]:
+    return tuple(w.strip().lower() for w in (env.optional(name) or "").replace(",", " ").split() if w.strip())
+
+
+def _load_oidc(env: Env) -> dict[str, Any]:
+    issuer = env.optional("FLAREPORT_OIDC_ISSUER")
+    password_login = env.flag("FLAREPORT_UI_PASSWORD_LOGIN", default=True)
+    if issuer is None:
+        if not password_login:
+            raise SettingsError("FLAREPORT_UI_PASSWORD_LOGIN: can be false only when FLAREPORT_OIDC_ISSUER is set")
+        return {}
+    issuer = env.url("FLAREPORT_OIDC_ISSUER", schemes=("https", "http")).rstrip("/")
+    emails = _words(env, "FLAREPORT_OIDC_ALLOWED_EMAILS")
+    domains = tuple(d.lstrip("@") for d in _words(env, "FLAREPORT_OIDC_ALLOWED_DOMAINS"))
+    if not emails and not domains:
+        # Without an allow-list every account at the provider (all of Google, say) would be the admin.
+        raise SettingsError("FLAREPORT_OIDC_ALLOWED_EMAILS or FLAREPORT_OIDC_ALLOWED_DOMAINS: required with OIDC")
+    redirect = env.optional("FLAREPORT_OIDC_REDIRECT_URL")
+    return {
+        "oidc_issuer": issuer,
+        "oidc_client_id": env.text("FLAREPORT_OIDC_CLIENT_ID", required=True),
+        "oidc_client_secret": env.text("FLAREPORT_OIDC_CLIENT_SECRET", required=True),
+        "oidc_allowed_emails": emails,
+        "oidc_allowed_domains": domains,
+        "oidc_redirect_url": env.url("FLAREPORT_OIDC_REDIRECT_URL", schemes=("https", "http")) if redirect else None,
+        "ui_password_login": password_login,
+    }
 
 
 def _argon2_hash(value: str | None) -> str | None:

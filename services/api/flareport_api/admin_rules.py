@@ -106,8 +106,13 @@ async def list_manual(request: web.Request) -> web.StreamResponse:
 
 
 async def _upsert_manual(request: web.Request, rule_id: str, *, creating: bool) -> web.StreamResponse:
-    ctx = context(request)
     body = await read_body(request, ManualRuleRequest)
+    stored = await save_manual(context(request), rule_id, body, creating=creating)
+    return json_response(stored, status=201 if creating else 200)
+
+
+async def save_manual(ctx: ApiContext, rule_id: str, body: ManualRuleRequest, *, creating: bool) -> ManualRule:
+    """Validate and store a manual rule with its intent (shared by this route and the web UI's form)."""
     rule = validation.rule(body.rule.to_rule())
     if body.agent_id is not None:
         validation.path_id(body.agent_id, "agent_id")
@@ -124,7 +129,7 @@ async def _upsert_manual(request: web.Request, rule_id: str, *, creating: bool) 
     )
     intent = ManualRuleUpserted(rule_id=rule_id, rule=rule, agent_id=body.agent_id, tunnel_id=body.tunnel_id)
     await _store_with_intent(ctx, ctx.keys.api_manual_rules, rule_id, _encoder.encode(stored), intent)
-    return json_response(stored, status=201 if creating else 200)
+    return stored
 
 
 async def create_manual(request: web.Request) -> web.StreamResponse:
@@ -171,8 +176,13 @@ async def list_groups(request: web.Request) -> web.StreamResponse:
 
 
 async def _upsert_group(request: web.Request, group_id: str, *, creating: bool) -> web.StreamResponse:
-    ctx = context(request)
     body = await read_body(request, AccessGroupRequest)
+    stored = await save_group(context(request), group_id, body, creating=creating)
+    return json_response(stored, status=201 if creating else 200)
+
+
+async def save_group(ctx: ApiContext, group_id: str, body: AccessGroupRequest, *, creating: bool) -> AccessGroup:
+    """Validate and store an access group with its intent (shared by this route and the web UI's form)."""
     name = validation.text(body.name, "name", maximum=100)
     if body.session_duration is not None:
         validation.duration(body.session_duration, "session_duration")
@@ -183,7 +193,7 @@ async def _upsert_group(request: web.Request, group_id: str, *, creating: bool) 
     stored = AccessGroup(group_id=group_id, updated_at=utcnow(), **fields)
     intent = AccessGroupUpserted(group_id=group_id, **fields)
     await _store_with_intent(ctx, ctx.keys.api_access_groups, group_id, _encoder.encode(stored), intent)
-    return json_response(stored, status=201 if creating else 200)
+    return stored
 
 
 async def create_group(request: web.Request) -> web.StreamResponse:

@@ -19,7 +19,7 @@ from redis.exceptions import BusyLoadingError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from flareport_api import admin_agents, admin_ops, admin_rules, agent_routes, openapi
+from flareport_api import admin_agents, admin_ops, admin_rules, agent_routes, openapi, ui
 from flareport_api.auth import Authenticator, FailureLimiter
 from flareport_api.errors import ApiError, error_response, json_response
 from flareport_api.keystore import KeyStore
@@ -117,4 +117,7 @@ def create_app(settings: ApiSettings) -> web.Application:
     app[OPENAPI] = openapi.build(routes, settings)
     app.cleanup_ctx.append(_resources)
     app.on_shutdown.append(_release_long_polls)
+    # The web UI (flareport_api.ui): its own routes (named ui-*, outside the OpenAPI document) and resources,
+    # set up after the API's so that it can use the API's Redis client and key store.
+    ui.setup(app)
     return app

@@ -1,0 +1,144 @@
+"""Live updates: ``GET /ui/events`` is a server-sent event stream that says "changed" when the read model changes.
+
+One watcher per API process (not per browser) fingerprints the read model every ``FLAREPORT_UI_EVENTS_SECONDS``
+while at least one browser listens: a SHA-256 over the agent and rule documents, the key records and the
+dead-letter stream's last id. Fifty open dashboards therefore cost one scan, and no open dashboard costs none.
+The event carries only the new fingerprint; the page's script then re-fetches itself and swaps its ``<main>``,
+so what is shown always comes from the same server-side rendering as a reload (progressive enhancement: without
+JavaScript the pages are simply static).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+from collections.abc import AsyncIterator
+
+import structlog
+from aiohttp import web
+
+from flareport_api.readstore import index_members
+from flareport_api.state import CONTEXT, ApiContext
+from flareport_api.ui.guards import UI
+
+log = structlog.get_logger("flareport.api.ui")
+KEEPALIVE_S = 15.0
+
+
+async def fingerprint(ctx: ApiContext) -> str:
+    keys = ctx.keys
+    agent_ids = await index_members(ctx.redis, keys.agents_index)
+    rule_keys = await index_members(ctx.redis, keys.rules_index)
+    pipe = ctx.redis.pipeline(transaction=False)
+    for agent_id in agent_ids:
+        pipe.get(keys.agent(agent_id))
+    for rule_key in rule_keys:
+        pipe.get(keys.rule(rule_key))
+    pipe.xrevrange(keys.dead_letters, "+", "-", count=1)
+    pipe.xlen(keys.dead_letters)
+    digest = hashlib.sha256()
+    for value in await pipe.execute():
+        digest.update(repr(value).encode())
+    for index in (agent_ids, rule_keys):
+        digest.update(repr(index).encode())
+    key_index = await ctx.redis.hgetall(keys.api_keys_index)
+    pipe = ctx.redis.pipeline(transaction=False)
+    for key_hash in sorted(key_index.values()):
+        pipe.hmget(keys.api_key(key_hash.decode() if isinstance(key_hash, bytes) else key_hash), "status", "agent_id")
+    for value in await pipe.execute():
+        digest.update(repr(value).encode())
+    return digest.hexdigest()[:16]
+
+
+class Watcher:
+    def __init__(self, ctx: ApiContext, period_s: float) -> None:
+        self._ctx = ctx
+        self._period = period_s
+        self._listeners: set[asyncio.Queue[str]] = set()
+        self._wake = asyncio.Event()
+        self.version = ""
+        self.closed = False
+
+    def subscribe(self) -> asyncio.Queue[str]:
+        """A queue of versions; its first item is the version current when subscribing (the page's baseline)."""
+        queue: asyncio.Queue[str] = asyncio.Queue(maxsize=1)
+        if self.version:
+            queue.put_nowait(self.version)
+        self._listeners.add(queue)
+        self._wake.set()
+        return queue
+
+    def close(self) -> None:
+        """End every open stream now (API shutdown) instead of holding the process until the shutdown timeout."""
+        self.closed = True
+        for queue in list(self._listeners):
+            if queue.full():
+                queue.get_nowait()
+            queue.put_nowait("")
+
+    def unsubscribe(self, queue: asyncio.Queue[str]) -> None:
+        self._listeners.discard(queue)
+
+    async def run(self) -> None:
+        while True:
+            if not self._listeners:
+                self._wake.clear()
+                await self._wake.wait()
+            try:
+                version = await fingerprint(self._ctx)
+            except Exception as exc:  # Redis away: the pages say so on their own; keep the stream open
+                log.warning("ui.live_fingerprint_failed", error=str(exc))
+                version = self.version
+            if version != self.version:
+                self.version = version
+                for queue in list(self._listeners):
+                    if queue.full():
+                        queue.get_nowait()  # only the newest version matters
+                    queue.put_nowait(version)
+            await asyncio.sleep(self._period)
+
+
+WATCHER = web.AppKey("ui_watcher", Watcher)
+
+
+async def watcher_ctx(app: web.Application) -> AsyncIterator[None]:
+    watcher = Watcher(app[CONTEXT], app[CONTEXT].settings.ui_events_seconds)
+    app[WATCHER] = watcher
+    task = asyncio.create_task(watcher.run(), name="ui-live-watcher")
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+async def close_streams(app: web.Application) -> None:
+    app[WATCHER].close()
+
+
+async def events(request: web.Request) -> web.StreamResponse:
+    if await request.app[UI].sessions.load(request) is None:
+        raise web.HTTPUnauthorized(text="log in first")
+    watcher = request.app[WATCHER]
+    response = web.StreamResponse(
+        headers={"Content-Type": "text/event-stream", "Cache-Control": "no-store", "X-Accel-Buffering": "no"}
+    )
+    await response.prepare(request)
+    queue = watcher.subscribe()
+    try:
+        while not watcher.closed:
+            try:
+                version = await asyncio.wait_for(queue.get(), timeout=KEEPALIVE_S)
+            except TimeoutError:
+                await response.write(b": keepalive\n\n")
+                continue
+            if not version:
+                break
+            await response.write(f'event: changed\ndata: {{"version": "{version}"}}\n\n'.encode())
+    except (ConnectionResetError, asyncio.CancelledError):
+        pass
+    finally:
+        watcher.unsubscribe(queue)
+    return response

@@ -1,0 +1,129 @@
+"""Read-only pages, rendered on the server from the same reads the admin API serves (no JavaScript needed).
+
+Filters travel in the query string (``/ui/?status=error&q=shop``), so a filtered view is a link one can share.
+Agents come from the read model plus keys that registered before the reconciler recorded them, exactly as
+``GET /api/v1/agents`` lists them.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+import msgspec
+from aiohttp import web
+
+from flareport_api import readstore
+from flareport_api.admin_agents import STATUSES, _agent, _known_agents
+from flareport_api.admin_ops import _letter
+from flareport_api.admin_rules import RULE_STATUSES, _manual_rules
+from flareport_api.schemas import AccessGroup
+from flareport_api.state import ApiContext
+from flareport_api.ui.guards import UI, page, render
+from flareport_api.ui.sessions import Session
+from flareport_api.validation import path_id
+
+DEAD_LETTER_PAGE = 200
+
+
+async def _common(request: web.Request, session: Session) -> dict[str, Any]:
+    return {"session": session, "flash": await request.app[UI].sessions.pop_flash(session)}
+
+
+@page
+async def dashboard(request: web.Request, ctx: ApiContext, session: Session) -> web.StreamResponse:
+    status = request.query.get("status", "")
+    status = status if status in RULE_STATUSES else ""
+    text = request.query.get("q", "").strip().lower()[:200]
+    rules = sorted(await readstore.rules(ctx.redis, ctx.keys), key=lambda r: r.key)
+    counts = Counter(r.status for r in rules)
+
+    def matches(rule: Any) -> bool:
+        haystack = " ".join(
+            str(v or "") for v in (rule.hostname, rule.service, rule.agent_id, rule.container_name, rule.zone_name)
+        ).lower()
+        return (not status or rule.status == status) and text in haystack
+
+    agents = await _known_agents(ctx)
+    return render(
+        request,
+        "dashboard.html",
+        rules=[r for r in rules if matches(r)],
+        total=len(rules),
+        counts=counts,
+        statuses=RULE_STATUSES,
+        status=status,
+        q=text,
+        agent_names={a.agent_id: a.display_name for a in agents.values()},
+        **await _common(request, session),
+    )
+
+
+@page
+async def agents_page(request: web.Request, ctx: ApiContext, session: Session) -> web.StreamResponse:
+    agents = sorted((await _known_agents(ctx)).values(), key=lambda a: (a.display_name.lower(), a.agent_id))
+    status = request.query.get("status", "")
+    status = status if status in STATUSES else ""
+    shown = [a for a in agents if not status or a.status == status]
+    beats = {a.agent_id: await readstore.heartbeats(ctx.redis, ctx.keys, a.agent_id, limit=20) for a in shown}
+    return render(
+        request,
+        "agents.html",
+        agents=shown,
+        statuses=STATUSES,
+        status=status,
+        heartbeats=beats,
+        **await _common(request, session),
+    )
+
+
+@page
+async def agent_page(request: web.Request, ctx: ApiContext, session: Session) -> web.StreamResponse:
+    agent_id = path_id(request.match_info["agent_id"], "agent_id")
+    try:
+        record = await _agent(ctx, agent_id)
+    except Exception as exc:
+        raise web.HTTPNotFound(text=f"no agent {agent_id}") from exc
+    rules = [r for r in await readstore.rules(ctx.redis, ctx.keys) if r.agent_id == agent_id]
+    return render(
+        request,
+        "agent.html",
+        agent=record,
+        keys=await ctx.store.of_agent(agent_id),
+        heartbeats=await readstore.heartbeats(ctx.redis, ctx.keys, agent_id, limit=40),
+        commands=await readstore.command_history(ctx.redis, ctx.keys, agent_id),
+        rules=sorted(rules, key=lambda r: r.key),
+        **await _common(request, session),
+    )
+
+
+@page
+async def keys_page(request: web.Request, ctx: ApiContext, session: Session) -> web.StreamResponse:
+    return render(
+        request,
+        "keys.html",
+        keys=list(reversed(await ctx.store.all())),
+        created=None,
+        **await _common(request, session),
+    )
+
+
+@page
+async def manual_rules_page(request: web.Request, ctx: ApiContext, session: Session) -> web.StreamResponse:
+    manual = sorted((await _manual_rules(ctx)).values(), key=lambda r: r.rule.key)
+    published = {r.manual_rule_id: r for r in await readstore.rules(ctx.redis, ctx.keys) if r.source == "manual"}
+    return render(request, "manual_rules.html", rules=manual, published=published, **await _common(request, session))
+
+
+@page
+async def access_groups_page(request: web.Request, ctx: ApiContext, session: Session) -> web.StreamResponse:
+    raw = await ctx.redis.hgetall(ctx.keys.api_access_groups)
+    groups = sorted((msgspec.json.decode(v, type=AccessGroup) for v in raw.values()), key=lambda g: g.name)
+    return render(request, "access_groups.html", groups=groups, **await _common(request, session))
+
+
+@page
+async def dead_letters_page(request: web.Request, ctx: ApiContext, session: Session) -> web.StreamResponse:
+    entries = await ctx.redis.xrevrange(ctx.keys.dead_letters, "+", "-", count=DEAD_LETTER_PAGE) or []
+    letters = [letter for entry_id, fields in entries if (letter := _letter(entry_id, fields)) is not None]
+    return render(request, "dead_letters.html", letters=letters, **await _common(request, session))

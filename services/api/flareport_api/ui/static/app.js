@@ -1,0 +1,62 @@
+// Flareport web UI: progressive enhancement only. Every page works without this file.
+// - live updates: listen to /ui/events (server-sent events); on "changed", re-fetch this page and swap <main>
+// - copy buttons, confirmation of destructive forms, ticking pending-deletion countdowns
+"use strict";
+
+function copyFrom(id, button) {
+  const text = document.getElementById(id).textContent.trim();
+  const done = () => { const old = button.textContent; button.textContent = "Copied"; setTimeout(() => { button.textContent = old; }, 1500); };
+  if (navigator.clipboard && window.isSecureContext) {
+    navigator.clipboard.writeText(text).then(done);
+  } else {
+    const area = document.createElement("textarea");
+    area.value = text; document.body.appendChild(area); area.select();
+    document.execCommand("copy"); area.remove(); done();
+  }
+}
+
+function tickCountdowns() {
+  for (const el of document.querySelectorAll(".countdown[data-at]")) {
+    const left = Math.round((Date.parse(el.dataset.at) - Date.now()) / 1000);
+    el.textContent = left <= 0 ? "deleted due now" : "deleted in " + (left >= 60 ? Math.floor(left / 60) + "m " : "") + String(left % 60).padStart(2, "0") + "s";
+  }
+}
+
+async function refreshMain() {
+  // Do not throw away what the admin is typing.
+  const active = document.activeElement;
+  if (active && (active.tagName === "INPUT" || active.tagName === "TEXTAREA" || active.tagName === "SELECT") && active.value) return;
+  const response = await fetch(location.href, { credentials: "same-origin", headers: { "X-Requested-With": "live" } });
+  if (!response.ok || response.redirected) return;
+  const doc = new DOMParser().parseFromString(await response.text(), "text/html");
+  const fresh = doc.getElementById("main");
+  if (fresh) {
+    fresh.querySelectorAll(".flash").forEach((el) => el.remove());
+    document.getElementById("main").replaceWith(fresh);
+    tickCountdowns();
+  }
+}
+
+function live() {
+  if (document.body.dataset.live !== "1" || !window.EventSource) return;
+  const status = document.getElementById("live-status");
+  const source = new EventSource("/ui/events");
+  let baseline = null;
+  source.addEventListener("changed", (event) => {
+    const version = JSON.parse(event.data).version;
+    if (baseline === null) { baseline = version; return; }  // the first event is the state this page shows
+    if (version !== baseline) { baseline = version; refreshMain(); }
+  });
+  source.onopen = () => { if (status) { status.hidden = false; status.textContent = "live"; } };
+  source.onerror = () => { if (status) { status.textContent = "reconnecting…"; } };
+}
+
+document.addEventListener("click", (event) => {
+  const button = event.target.closest("button.copy[data-copy]");
+  if (button) copyFrom(button.dataset.copy, button);
+});
+document.addEventListener("submit", (event) => {
+  const form = event.target.closest("form[data-confirm]");
+  if (form && !window.confirm(form.dataset.confirm)) event.preventDefault();
+});
+document.addEventListener("DOMContentLoaded", () => { live(); tickCountdowns(); setInterval(tickCountdowns, 1000); });
