@@ -102,6 +102,8 @@ class DevStack:
         env.setdefault("LOG_FORMAT", "console")
         self.master_key = env.get("MASTER_API_KEY") or _secret_file(self.data_dir / "master-key")
         env["MASTER_API_KEY"] = self.master_key
+        if not env.get("FLAREPORT_ADMIN_PASSWORD_HASH"):
+            env.setdefault("FLAREPORT_ADMIN_PASSWORD", _secret_file(self.data_dir / "admin-password"))
         if not env.get("REDIS_URL"):
             self.redis = LocalRedis(self.data_dir / "redis", aof=True)
             self.redis.start()
@@ -207,6 +209,12 @@ class DevStack:
                 "",
                 "Flareport is running.",
                 f"  API          {self.api_url}/api/v1   (health /healthz, metrics /metrics)",
+                f"  Web UI       {self.api_url}/   (user {self.env.get('FLAREPORT_ADMIN_USER', 'admin')}, password "
+                + (
+                    f"{self.env['FLAREPORT_ADMIN_PASSWORD']}, kept in {self.data_dir / 'admin-password'})"
+                    if self.env.get("FLAREPORT_ADMIN_PASSWORD")
+                    else "from FLAREPORT_ADMIN_PASSWORD_HASH)"
+                ),
                 f"  Master key   {self.master_key}   (kept in {self.data_dir / 'master-key'})",
                 f"  Redis        {self.env.get('REDIS_URL', '')}",
                 f"  Cloudflare   {cloudflare}"
