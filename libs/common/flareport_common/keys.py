@@ -137,7 +137,7 @@ class Keys:
 
     # Reconciler state (written only by the reconciler; replicas share it).
     def agent_inventory(self, agent_id: str) -> str:
-        """Hash container id -> inventory entry, plus the snapshot sequence number of the agent."""
+        """The agent's pruning floor: the newest sequence number of its pruned (long stopped) container entries."""
         return f"{self.prefix}{{agent:{agent_id}}}:inventory"
 
     def agent_hostnames(self, agent_id: str) -> str:
@@ -149,7 +149,7 @@ class Keys:
         return f"{self.prefix}claims:{hostname}"
 
     def target_hostnames(self, target: str) -> str:
-        """Set of hostnames that may belong to a tunnel or zone target (cleaned lazily when planned)."""
+        """Set of hostnames that may belong to a tunnel or zone target; planning removes those without claims."""
         return f"{self.prefix}{{target:{target}}}:hostnames"
 
     def target_state(self, target: str) -> str:
@@ -202,3 +202,20 @@ class Keys:
     def agent_snapshot(self, agent_id: str) -> str:
         """The newest inventory snapshot applied for an agent (sequence number, time, container ids)."""
         return f"{self.prefix}{{agent:{agent_id}}}:snapshot"
+
+    def ui_session(self, session_hash: str) -> str:
+        """Hash user, csrf, created_at of one web UI session, keyed by the SHA-256 of its cookie (with a TTL)."""
+        return f"{self.prefix}ui:session:{session_hash}"
+
+    @property
+    def ui_admin_password_hash(self) -> str:
+        """The argon2 hash of the generated admin password (first start without a configured password)."""
+        return f"{self.prefix}ui:admin-password-hash"
+
+    def ui_login_failures(self, address: str) -> str:
+        """Counter of failed web UI logins from one client address (expires with the window)."""
+        return f"{self.prefix}ui:login-failures:{address}"
+
+    def ui_oidc_state(self, state: str) -> str:
+        """One pending single sign-on (nonce, PKCE verifier, next page), taken back once with GETDEL (with a TTL)."""
+        return f"{self.prefix}ui:oidc-state:{state}"
