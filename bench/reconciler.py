@@ -6,7 +6,8 @@ Starts its own redis-server and N reconciler processes, enrols the agents, then:
 2. a burst of single ``container_start`` events from 20 agents (containers restarted with a new service).
 A stand-in dns-worker answers jobs in rounds (every ``--worker-period`` seconds, like a worker whose Cloudflare
 calls take that long). Prints events/s and hostnames/s processed (until the events stream is drained), Cloudflare
-jobs emitted per 1,000 events, the reconcilers' resident memory and Redis' memory at 20,000 hostnames.
+jobs emitted per 1,000 events (counted once everything the burst caused was emitted and answered), the
+reconcilers' resident memory and Redis' memory at 20,000 hostnames.
 Usage: python bench/reconciler.py [--agents 200] [--per-agent 100] [--updates 2000] [--replicas 1]
 """
 
@@ -28,7 +29,7 @@ import redis.asyncio as aioredis
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
 from flareport_cli.localredis import LocalRedis
-from flareport_common.keys import Keys
+from flareport_common.keys import GROUP_DNS_WORKER, Keys
 from flareport_common.messages import AgentEnrolled, ContainerInfo, ContainerStart, Inventory, Rule
 from flareport_common.streams import Producer
 from fptest.reconciler_harness import FakeDnsWorker, all_drained, drained
@@ -43,13 +44,31 @@ def rss_mb(pid: int) -> float:
     return 0.0
 
 
+# The stand-in worker's activity: "busy" while it holds pulled jobs not answered yet, and how many rounds answered.
+ACTIVITY = {"busy": 0, "rounds": 0}
+
+
 async def answer_forever(worker: FakeDnsWorker, stop: asyncio.Event, period: float) -> None:
     while not stop.is_set():
-        jobs = await worker.pull()
-        if jobs:
-            await worker.answer(jobs)
+        ACTIVITY["busy"] = 1
+        try:
+            jobs = await worker.pull()
+            if jobs:
+                await worker.answer(jobs)
+                ACTIVITY["rounds"] += 1
+        finally:
+            ACTIVITY["busy"] = 0
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), timeout=period)
+
+
+async def quiet(redis: aioredis.Redis, keys: Keys) -> bool:
+    """Everything caused so far was emitted and answered: the reconciler's streams are drained and the worker has
+    pulled and answered every job (a result can make a pending target plan again, hence the whole chain)."""
+    rounds = ACTIVITY["rounds"]
+    idle = not ACTIVITY["busy"] and await all_drained(redis, keys)
+    idle = idle and await drained(redis, keys.cf_jobs, GROUP_DNS_WORKER)
+    return idle and not ACTIVITY["busy"] and ACTIVITY["rounds"] == rounds
 
 
 async def wait(condition: object, limit: float) -> None:
@@ -100,7 +119,8 @@ async def burst(
         await producer.send_many(keys.events, events[chunk : chunk + 1000])
     await wait(lambda: drained(redis, keys.events), limit=300)
     seconds = time.perf_counter() - started
-    await wait(lambda: all_drained(redis, keys), limit=60)
+
+    await wait(lambda: quiet(redis, keys), limit=120)
     jobs = len(worker.jobs) - before
     return {
         "events": len(events),
@@ -133,7 +153,7 @@ async def measure(url: str, prefix: str, pids: list[int], args: argparse.Namespa
     answering = asyncio.create_task(answer_forever(worker, stop, args.worker_period))
     try:
         await Producer(redis).send_many(keys.intents, [AgentEnrolled(agent_id=f"agent-{a}") for a in range(agents)])
-        await wait(lambda: all_drained(redis, keys), limit=60)
+        await wait(lambda: quiet(redis, keys), limit=60)
         first = await burst(redis, keys, worker, snapshots(agents, per_agent), agents * per_agent)
         rss = [rss_mb(pid) for pid in pids]
         used = (await redis.info("memory"))["used_memory"]

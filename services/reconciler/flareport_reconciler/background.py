@@ -7,6 +7,10 @@
   finishing their refresh) are refreshed again.
 * Offline detection: agents whose last contact is older than AGENT_OFFLINE_SECONDS become ``offline``;
   nothing is removed (their cloudflared may still be serving).
+* Pruning: inventory entries of containers stopped longer than the retention period (``max(grace period, 1 h)``
+  and past their own grace label) are deleted and the agent's pruning floor (``Keys.agent_inventory``) raised
+  to their newest sequence number, in one transaction watching the entries and the floor; late messages about
+  them are then recognised as stale by the floor (see ``inventory``).
 * Drift check: every DRIFT_CHECK_SECONDS one replica (a lease) plans every known target again and sends a
   ``verify_target`` job for each, so drift made in the Cloudflare dashboard is found and repaired.
 """
@@ -17,19 +21,23 @@ import asyncio
 import contextlib
 import time
 
+import msgspec
 import structlog
 from prometheus_client import Counter
+from redis.exceptions import WatchError
 
 from flareport_common.readmodel import AgentRecord
 from flareport_reconciler.claims import pending_member
 from flareport_reconciler.handlers import Reconciler
-from flareport_reconciler.records import text, update_agent
+from flareport_reconciler.inventory import ContainerEntry, newest_seq, prunable
+from flareport_reconciler.records import TX_RETRIES, text, update_agent
 
 log = structlog.get_logger("flareport.reconciler.background")
 
 GRACE_DELETIONS = Counter("flareport_reconciler_grace_deletions_total", "Rules removed after their grace period.")
 OFFLINE = Counter("flareport_reconciler_agents_offline_total", "Agents marked offline after missing heartbeats.")
 SWEPT = Counter("flareport_reconciler_swept_hostnames_total", "Hostnames refreshed by the sweeper (left by a crash).")
+PRUNED = Counter("flareport_reconciler_pruned_containers_total", "Inventory entries of long-stopped containers pruned.")
 BACKGROUND_ERRORS = Counter("flareport_reconciler_background_errors_total", "Failed background passes.", ["task"])
 
 DELETE_DUE = """
@@ -49,6 +57,11 @@ return 1
 """
 
 BATCH = 200
+# Stopped containers are remembered at least this long (and at least the grace period) to recognise late events.
+PRUNE_AFTER_SECONDS = 3600.0
+PRUNE_INTERVAL_SECONDS = 300.0
+
+_entry_decoder = msgspec.json.Decoder(ContainerEntry)
 
 
 class Background:
@@ -63,8 +76,12 @@ class Background:
     async def run(self) -> None:
         settings = self.r.settings
         next_drift = time.monotonic() + settings.drift_check_seconds
+        next_prune = time.monotonic() + PRUNE_INTERVAL_SECONDS
         while not self._stopping.is_set():
             await self.pass_once()
+            if time.monotonic() >= next_prune:
+                await self._guard("prune", self.prune_stopped())
+                next_prune = time.monotonic() + PRUNE_INTERVAL_SECONDS
             if time.monotonic() >= next_drift:
                 await self._guard("drift", self.drift_check())
                 next_drift = time.monotonic() + settings.drift_check_seconds
@@ -147,6 +164,58 @@ class Background:
         # the next heartbeat puts an offline agent back.
         await redis.zremrangebyscore(keys.agents_last_seen, "-inf", cutoff)
         return count
+
+    async def prune_stopped(self, now: float | None = None) -> int:
+        """Forget containers stopped longer than the retention period; returns how many entries were pruned."""
+        now = time.time() if now is None else now
+        grace = float(self.r.settings.grace_period_seconds)
+        retention = max(grace, PRUNE_AFTER_SECONDS)
+        agents = sorted(text(a) for a in await self.r.redis.smembers(self.r.keys.agents_index))
+        pruned = 0
+        for agent_id in agents:
+            pruned += await self._prune_agent(agent_id, now, retention, grace)
+        PRUNED.inc(pruned)
+        return pruned
+
+    async def _prune_agent(self, agent_id: str, now: float, retention: float, grace: float) -> int:
+        keys, redis = self.r.keys, self.r.redis
+        ids = sorted(text(c) for c in await redis.smembers(keys.agent_containers(agent_id)))
+        if not ids:
+            return 0
+        raws = await redis.mget([keys.agent_container(agent_id, cid) for cid in ids])
+        candidates = [
+            cid
+            for cid, raw in zip(ids, raws, strict=True)
+            if raw is not None and prunable(_entry_decoder.decode(raw), now, retention, grace)
+        ]
+        if not candidates:
+            return 0
+        entry_keys = [keys.agent_container(agent_id, cid) for cid in candidates]
+        floor_key = keys.agent_inventory(agent_id)
+        async with redis.pipeline(transaction=True) as pipe:
+            while True:
+                try:
+                    # An event applied meanwhile changes an entry or the floor: the check is made again.
+                    await pipe.watch(*entry_keys, floor_key)
+                    values = await pipe.mget([*entry_keys, floor_key])
+                    gone = {
+                        cid: entry
+                        for cid, raw in zip(candidates, values, strict=False)
+                        if raw is not None and prunable(entry := _entry_decoder.decode(raw), now, retention, grace)
+                    }
+                    if not gone:
+                        await pipe.reset()  # type: ignore[no-untyped-call]
+                        return 0
+                    floor = max(int(values[-1] or 0), *(newest_seq(e) for e in gone.values()))
+                    pipe.multi()  # type: ignore[no-untyped-call]
+                    pipe.delete(*(keys.agent_container(agent_id, cid) for cid in gone))
+                    pipe.srem(keys.agent_containers(agent_id), *gone)
+                    pipe.set(floor_key, floor)
+                    await pipe.execute()
+                    return len(gone)
+                except WatchError:
+                    TX_RETRIES.labels("prune").inc()
+                    continue
 
     async def drift_check(self) -> bool:
         keys, redis = self.r.keys, self.r.redis

@@ -13,25 +13,30 @@ Every change follows the same two steps, so that a replica killed between them l
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
 
 import msgspec
 import redis.asyncio as aioredis
 from redis.exceptions import WatchError
 
 from flareport_common.keys import Keys
-from flareport_common.messages.events import ContainerStart, Inventory
+from flareport_common.messages.events import Inventory
 from flareport_common.messages.rules import Rule
-from flareport_common.readmodel import RuleRecord
+from flareport_common.readmodel import AgentRecord, RuleRecord
 from flareport_reconciler.inventory import (
     AgentInventory,
     ContainerEntry,
     InventoryEvent,
     Snapshot,
     apply_event,
+    event_container_ids,
+    label_errors,
 )
-from flareport_reconciler.planner import Planner, decode_claims
+from flareport_reconciler.planner import Planner, decode_claims, read_claims
 from flareport_reconciler.planning import (
+    AgentView,
     Claim,
     Decision,
     access_app,
@@ -42,25 +47,34 @@ from flareport_reconciler.planning import (
     zone_of,
     zone_records,
 )
-from flareport_reconciler.records import TX_RETRIES, agent_views, text, update_rules
+from flareport_reconciler.records import (
+    RETIRED,
+    TX_RETRIES,
+    agent_views,
+    decode_agent,
+    raw_bytes,
+    text,
+    update_rules,
+    view_of,
+)
+from flareport_reconciler.records import encode as encode_doc
 from flareport_reconciler.ruledocs import doc_key, merge_docs, template
+from flareport_reconciler.scripts import CLEAR_DIRTY, HGETALL_MANY, WRITE_CLAIMS
 
 _entry_decoder = msgspec.json.Decoder(ContainerEntry)
 _snapshot_decoder = msgspec.json.Decoder(Snapshot)
 _claim_decoder = msgspec.json.Decoder(Claim)
 _encoder = msgspec.json.Encoder()
 
-# ARGV: hostname, mark, hostname, mark, ... — each removed only if its mark is still the one given.
-CLEAR_DIRTY = """
-local removed = 0
-for i = 1, #ARGV, 2 do
-  local score = redis.call('ZSCORE', KEYS[1], ARGV[i])
-  if score and tonumber(score) == tonumber(ARGV[i + 1]) then
-    removed = removed + redis.call('ZREM', KEYS[1], ARGV[i])
-  end
-end
-return removed
-"""
+
+@dataclass(frozen=True, slots=True)
+class Applied:
+    """What ``apply_inventory`` did: dirty marks, the agent record it saw, the hostname data it read back."""
+
+    marks: dict[str, int] = field(default_factory=dict)
+    record: AgentRecord | None = None
+    retired: bool = False
+    read: dict[str, tuple[Any, Any]] = field(default_factory=dict)
 
 
 class HostnameState(msgspec.Struct, kw_only=True):
@@ -111,83 +125,89 @@ class Claims:
         self._keys = keys
         self._planner = planner
         self.grace_seconds = grace_seconds
-        self._clear_dirty = redis.register_script(CLEAR_DIRTY)
 
     # ---- step 1: write sources and claims ----------------------------------------------------------------------
 
-    async def apply_inventory(self, agent_id: str, event: InventoryEvent) -> dict[str, int]:
-        """Apply one inventory event; returns the hostnames it marked dirty (with their mark)."""
+    async def apply_inventory(self, agent_id: str, events: Sequence[InventoryEvent]) -> Applied:
+        """Apply an agent's inventory events (one, or a batch that arrived together): entries, claims, the agent's
+        label errors and dirty marks in one transaction.
+
+        Three round trips: WATCH, one MGET of everything the events depend on (entries, snapshot, pruning floor,
+        agent record), and the MULTI/EXEC, which also reads back what ``refresh`` needs next (so the refresh does
+        not read again what was just written). Claims keep their first claim time inside the transaction (a Lua
+        script), so the claims hashes need no WATCH.
+        """
         k = self._keys
         async with self._redis.pipeline(transaction=True) as pipe:
             while True:
                 try:
-                    before = await self._load_inventory(pipe, agent_id, event)
-                    after, changed = apply_event(before, event)
+                    before, record = await self._load_inventory(pipe, agent_id, events)
+                    if record is not None and record.status in RETIRED:
+                        await pipe.reset()  # type: ignore[no-untyped-call]
+                        return Applied(record=record, retired=True)
+                    after, changed = before, set()
+                    for event in events:  # the merge is order-independent; applying in turn is merging
+                        after, touched = apply_event(after, event)
+                        changed |= touched
+                    changed = {cid for cid in changed if after.containers.get(cid) != before.containers.get(cid)}
                     if not changed and after.snapshot == before.snapshot:
                         await pipe.reset()  # type: ignore[no-untyped-call]
-                        return {}
+                        return Applied(record=record)
                     now = time.time()
                     old: dict[tuple[str, str], Claim] = {}
                     new: dict[tuple[str, str], Claim] = {}
                     for cid in changed:
                         old.update(container_claims(agent_id, cid, before.containers.get(cid), now, self.grace_seconds))
                         new.update(container_claims(agent_id, cid, after.containers.get(cid), now, self.grace_seconds))
-                    new = await self._keep_claimed_at(pipe, new)
+                    errors = label_errors(record.label_errors if record else (), after, changed)
                     pipe.multi()  # type: ignore[no-untyped-call]
-                    for cid in changed:
-                        pipe.set(k.agent_container(agent_id, cid), _encoder.encode(after.containers[cid]))
                     if changed:
+                        pipe.mset(
+                            {k.agent_container(agent_id, c): _encoder.encode(after.containers[c]) for c in changed}
+                        )
                         pipe.sadd(k.agent_containers(agent_id), *changed)
                     if after.snapshot is not None and after.snapshot != before.snapshot:
                         pipe.set(k.agent_snapshot(agent_id), _encoder.encode(after.snapshot))
+                    if errors != (record.label_errors if record else ()):
+                        if record is None:
+                            record = AgentRecord(agent_id=agent_id, display_name=agent_id)
+                        record = msgspec.structs.replace(record, label_errors=errors)
+                        pipe.set(k.agent(agent_id), encode_doc(record))
+                        pipe.sadd(k.agents_index, agent_id)
                     marks = self._write_claims(pipe, old, new, agent_id=agent_id)
-                    await pipe.execute()
-                    return marks
+                    hostnames = sorted(marks)
+                    if hostnames:
+                        pipe.eval(HGETALL_MANY, len(hostnames), *(k.hostname_claims(h) for h in hostnames))
+                        pipe.mget([k.hostname_state(h) for h in hostnames])
+                    replies = await pipe.execute()
+                    claims, states = replies[-2:] if hostnames else ([], [])
+                    read = {h: (claims[i], states[i]) for i, h in enumerate(hostnames)}
+                    return Applied(marks=marks, record=record, read=read)
                 except WatchError:
                     TX_RETRIES.labels("claims").inc()
                     continue
 
     async def _load_inventory(
-        self, pipe: aioredis.client.Pipeline, agent_id: str, event: InventoryEvent
-    ) -> AgentInventory:
-        """Watch and read what the event depends on: a single container's event only that container's entry and
-        the snapshot (so events of different containers of one agent never make each other retry); a snapshot
-        every known container.
+        self, pipe: aioredis.client.Pipeline, agent_id: str, events: Sequence[InventoryEvent]
+    ) -> tuple[AgentInventory, AgentRecord | None]:
+        """Watch and read what the events depend on: a container's event only that container's entry (so events
+        of different containers of one agent never make each other retry); a snapshot every known container.
+        All also depend on the snapshot, the pruning floor and the agent record (retired or not, label errors).
         """
         k = self._keys
-        snapshot_key = k.agent_snapshot(agent_id)
-        if isinstance(event, Inventory):
-            await pipe.watch(k.agent_containers(agent_id), snapshot_key)
-            ids = sorted(text(c) for c in await pipe.smembers(k.agent_containers(agent_id)))
-        else:
-            ids = [event.container.container_id if isinstance(event, ContainerStart) else event.container_id]
+        shared = [k.agent_snapshot(agent_id), k.agent_inventory(agent_id), k.agent(agent_id)]
+        ids = sorted({c for event in events for c in event_container_ids(event, ())})
+        if any(isinstance(event, Inventory) for event in events):
+            await pipe.watch(k.agent_containers(agent_id), *shared)
+            ids = sorted({*ids, *(text(c) for c in await pipe.smembers(k.agent_containers(agent_id)))})
         entry_keys = [k.agent_container(agent_id, cid) for cid in ids]
-        await pipe.watch(*entry_keys, snapshot_key)
-        raws = await pipe.mget([*entry_keys, snapshot_key])
-        containers = {
-            cid: _entry_decoder.decode(raw) for cid, raw in zip(ids, raws[:-1], strict=True) if raw is not None
-        }
-        snapshot = _snapshot_decoder.decode(raws[-1]) if raws[-1] is not None else None
-        return AgentInventory(containers=containers, snapshot=snapshot)
-
-    async def _keep_claimed_at(
-        self, pipe: aioredis.client.Pipeline, claims: dict[tuple[str, str], Claim]
-    ) -> dict[tuple[str, str], Claim]:
-        """A claim that already exists keeps its first claim time: a restart does not lose a hostname."""
-        if not claims:
-            return claims
-        keys = [self._keys.hostname_claims(h) for h, _ in claims]
-        await pipe.watch(*keys)
-        # Read through another connection in one round trip; the WATCH above still guards these keys.
-        reads = self._redis.pipeline(transaction=False)
-        for hostname, claim_id in claims:
-            reads.hget(self._keys.hostname_claims(hostname), claim_id)
-        kept: dict[tuple[str, str], Claim] = {}
-        for ((hostname, claim_id), claim), raw in zip(claims.items(), await reads.execute(), strict=True):
-            if raw is not None:
-                claim = msgspec.structs.replace(claim, claimed_at=_claim_decoder.decode(raw).claimed_at)
-            kept[(hostname, claim_id)] = claim
-        return kept
+        await pipe.watch(*entry_keys, *shared)
+        raws = await pipe.mget([*entry_keys, *shared])
+        containers = {cid: _entry_decoder.decode(raw) for cid, raw in zip(ids, raws, strict=False) if raw is not None}
+        snapshot_raw, floor_raw, record_raw = raws[len(ids) :]
+        snapshot = _snapshot_decoder.decode(snapshot_raw) if snapshot_raw is not None else None
+        inventory = AgentInventory(containers=containers, snapshot=snapshot, pruned_seq=int(floor_raw or 0))
+        return inventory, decode_agent(raw_bytes(record_raw))
 
     def _write_claims(
         self,
@@ -199,21 +219,27 @@ class Claims:
         tunnel_id: str | None = None,
     ) -> dict[str, int]:
         k = self._keys
-        for hostname, claim_id in old.keys() - new.keys():
-            pipe.hdel(k.hostname_claims(hostname), claim_id)
-            pipe.zrem(k.pending_deletions, pending_member(hostname, claim_id))
-        for (hostname, claim_id), claim in new.items():
-            pipe.hset(k.hostname_claims(hostname), claim_id, _encoder.encode(claim))
-            member = pending_member(hostname, claim_id)
-            if claim.delete_at is not None:
-                pipe.zadd(k.pending_deletions, {member: claim.delete_at})
-            else:
-                pipe.zrem(k.pending_deletions, member)
-            pipe.sadd(k.target_hostnames(f"zone:{zone_of(claim.rule)}"), hostname)
-            if agent_id is not None:
-                pipe.sadd(k.agent_hostnames(agent_id), hostname)
-            if tunnel_id is not None:
-                pipe.sadd(k.target_hostnames(f"tunnel:{tunnel_id}"), hostname)
+        removed = sorted(old.keys() - new.keys())
+        if removed or new:
+            keys = [
+                k.pending_deletions,
+                k.agent_hostnames(agent_id) if agent_id is not None else k.pending_deletions,
+                k.target_hostnames(f"tunnel:{tunnel_id}") if tunnel_id is not None else k.pending_deletions,
+            ]
+            args: list[str | bytes | float] = [
+                len(removed),
+                len(new),
+                int(agent_id is not None),
+                int(tunnel_id is not None),
+            ]
+            for hostname, claim_id in removed:
+                keys.append(k.hostname_claims(hostname))
+                args += [hostname, claim_id]
+            for (hostname, claim_id), claim in new.items():
+                keys += [k.hostname_claims(hostname), k.target_hostnames(f"zone:{zone_of(claim.rule)}")]
+                args += [hostname, claim_id, _encoder.encode(claim), "" if claim.delete_at is None else claim.delete_at]
+            # EVAL rather than EVALSHA: inside MULTI a missing script would fail alone, after the other writes.
+            pipe.eval(WRITE_CLAIMS, len(keys), *keys, *args)
         return self.mark_dirty(pipe, {h for h, _ in old} | {h for h, _ in new})
 
     def mark_dirty(self, pipe: aioredis.client.Pipeline, hostnames: Iterable[str]) -> dict[str, int]:
@@ -268,14 +294,10 @@ class Claims:
     async def withdraw_agent(self, agent_id: str) -> dict[str, int]:
         """Remove every claim of an agent (decommission): its hostnames are refreshed without them."""
         hostnames = [text(h) for h in await self._redis.smembers(self._keys.agent_hostnames(agent_id))]
-        pipe = self._redis.pipeline(transaction=False)
-        for hostname in hostnames:
-            pipe.hgetall(self._keys.hostname_claims(hostname))
-        results = await pipe.execute() if hostnames else []
         old = {
             (hostname, claim.claim_id): claim
-            for hostname, raw in zip(hostnames, results, strict=True)
-            for claim in decode_claims(raw)
+            for hostname, claims in zip(hostnames, await read_claims(self._redis, self._keys, hostnames), strict=True)
+            for claim in claims
             if claim.agent_id == agent_id
         }
         tx = self._redis.pipeline(transaction=True)
@@ -294,23 +316,34 @@ class Claims:
 
     # ---- step 2: resolve hostnames, write documents, touch targets -------------------------------------------
 
-    async def refresh(self, marks: Mapping[str, int]) -> None:
+    async def refresh(
+        self,
+        marks: Mapping[str, int],
+        read: Mapping[str, tuple[Any, Any]] | None = None,
+        record: AgentRecord | None = None,
+    ) -> None:
+        """Resolve the dirty ``marks``; ``read`` holds their claims and state if the caller just read them in
+        its transaction, and ``record`` an agent record read there too (no need to read either again).
+        """
         hostnames = sorted(marks)
         if not hostnames:
             return
-        pipe = self._redis.pipeline(transaction=False)
-        for hostname in hostnames:
-            pipe.hgetall(self._keys.hostname_claims(hostname))
-            pipe.get(self._keys.hostname_state(hostname))
-        raw = await pipe.execute()
-        per_host = {h: decode_claims(raw[2 * i]) for i, h in enumerate(hostnames)}
-        previous = {
-            h: _state_decoder.decode(raw[2 * i + 1]) if raw[2 * i + 1] else HostnameState()
-            for i, h in enumerate(hostnames)
-        }
-        agents = await agent_views(
-            self._redis, self._keys, (c.agent_id for cs in per_host.values() for c in cs if c.agent_id)
-        )
+        if read is None or not all(h in read for h in hostnames):
+            pipe = self._redis.pipeline(transaction=False)
+            pipe.eval(HGETALL_MANY, len(hostnames), *(self._keys.hostname_claims(h) for h in hostnames))
+            pipe.mget([self._keys.hostname_state(h) for h in hostnames])
+            claims_replies, state_replies = await pipe.execute()
+            read = {h: (claims_replies[i], state_replies[i]) for i, h in enumerate(hostnames)}
+        per_host = {h: decode_claims(read[h][0]) for h in hostnames}
+        previous = {h: _state_decoder.decode(read[h][1]) if read[h][1] else HostnameState() for h in hostnames}
+        wanted = {c.agent_id for cs in per_host.values() for c in cs if c.agent_id}
+        known: dict[str, AgentView] = {}
+        if record is not None and record.agent_id in wanted:
+            wanted.discard(record.agent_id)
+            view = view_of(record)
+            if view is not None:
+                known[record.agent_id] = view
+        agents = {**await agent_views(self._redis, self._keys, wanted), **known}
         targets: set[str] = set()
         states: dict[str, HostnameState] = {}
         all_docs: dict[str, RuleRecord] = {}
@@ -333,7 +366,8 @@ class Claims:
             else:
                 pipe.delete(self._keys.hostname_state(hostname))
         args: list[str | int] = [item for hostname in hostnames for item in (hostname, marks[hostname])]
-        await self._clear_dirty(keys=[self._keys.dirty_hostnames], args=args, client=pipe)
+        # EVAL in the pipeline: a registered script would cost a SCRIPT EXISTS round trip per pipeline.
+        pipe.eval(CLEAR_DIRTY, 1, self._keys.dirty_hostnames, *args)
         await pipe.execute()
 
 

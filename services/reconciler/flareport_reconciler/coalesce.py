@@ -110,7 +110,8 @@ class Coalescer:
         pipe = self._redis.pipeline(transaction=False)
         for target, token in zip(targets, tokens, strict=True):
             args: list[Arg] = [now_ms, token, self.stale_plan_ms, self.stale_job_ms, "1" if force else "0"]
-            await self._mark(keys=[self._keys.target_state(target)], args=args, client=pipe)
+            # EVAL, not the registered script: that would add a SCRIPT EXISTS round trip to every pipeline.
+            pipe.eval(MARK, 1, self._keys.target_state(target), *args)
         return [int(held) == 1 for held in await pipe.execute()] if targets else []
 
     async def commit(

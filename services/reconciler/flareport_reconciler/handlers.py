@@ -8,6 +8,7 @@ the notifications channel, which wakes the API's long-poll for that agent.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 
 import msgspec
@@ -54,10 +55,12 @@ from flareport_common.readmodel import AgentRecord
 from flareport_common.settings import ReconcilerSettings
 from flareport_common.streams import Delivery, Producer
 from flareport_common.streams.codec import encode
+from flareport_reconciler.batching import AgentBatches
 from flareport_reconciler.claims import Claims
 from flareport_reconciler.coalesce import Coalescer
+from flareport_reconciler.inventory import InventoryEvent
 from flareport_reconciler.planner import Planner
-from flareport_reconciler.records import RETIRED, AgentUpdate, get_agent, text, update_agent
+from flareport_reconciler.records import RETIRED, AgentUpdate, text, update_agent
 from flareport_reconciler.statuses import apply_result_to_rules
 
 log = structlog.get_logger("flareport.reconciler")
@@ -81,22 +84,14 @@ class Reconciler:
         self.planner = Planner(redis, keys, self.coalescer)
         self.claims = Claims(redis, keys, self.planner, grace_seconds=settings.grace_period_seconds)
         self.producer = Producer(redis, metrics_label="cf-jobs")
+        self.batches = AgentBatches(self._apply_inventory)
 
     # ---- events ------------------------------------------------------------------------------------------------
 
     async def on_event(self, message: EventMessage, delivery: Delivery) -> None:
         with structlog.contextvars.bound_contextvars(agent_id=message.agent_id):
             if isinstance(message, ContainerStart | ContainerStop | ContainerDie | Inventory):
-                record = await get_agent(self.redis, self.keys, message.agent_id)
-                if record is None or _contact_worth_recording(record, message.occurred_at):
-                    record = await self._seen(message.agent_id, message.occurred_at, seq=message.seq)
-                if record is not None and record.status in RETIRED:
-                    IGNORED.labels("agent_retired").inc()
-                    return
-                marks = await self.claims.apply_inventory(message.agent_id, message)
-                if not marks:
-                    IGNORED.labels("stale_or_duplicate").inc()
-                await self.claims.refresh(marks)
+                await self.batches.submit(message.agent_id, message)
             elif isinstance(message, AgentRegistered):
                 await self._registered(message)
             elif isinstance(message, Heartbeat):
@@ -111,6 +106,22 @@ class Reconciler:
                 await self._seen(message.agent_id, message.occurred_at, tunnel=message.tunnel)
             elif isinstance(message, CommandAck):
                 await self._seen(message.agent_id, message.occurred_at)
+
+    async def _apply_inventory(self, agent_id: str, events: Sequence[InventoryEvent]) -> None:
+        """A batch of one agent's inventory events (see ``batching``)."""
+        # The inventory transaction reads the agent record too (retired? label errors?): one read for
+        # everything, and contact is recorded afterwards only when worth a write.
+        applied = await self.claims.apply_inventory(agent_id, events)
+        record = applied.record
+        newest = max(event.occurred_at for event in events)
+        if record is None or _contact_worth_recording(record, newest):
+            await self._seen(agent_id, newest, seq=max(event.seq for event in events))
+        if applied.retired:
+            IGNORED.labels("agent_retired").inc(len(events))
+            return
+        if not applied.marks:
+            IGNORED.labels("stale_or_duplicate").inc(len(events))
+        await self.claims.refresh(applied.marks, applied.read, record)
 
     async def _registered(self, message: AgentRegistered) -> None:
         def change(record: AgentRecord | None) -> AgentRecord:

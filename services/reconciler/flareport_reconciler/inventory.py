@@ -15,6 +15,13 @@ therefore built so that *the set of messages seen* decides it, not their order:
 
 Stale messages are thereby "ignored" exactly where they must be: an old start never resurrects a container a
 newer stop or snapshot removed, and an old stop never removes a container a newer start brought back.
+
+Pruning: a container stopped longer than the retention period (longer than any grace period) loses its entry, and
+the agent's ``pruned_seq`` rises to the newest sequence number of the pruned entries. A message about a container
+without an entry whose ``seq`` is at most ``pruned_seq`` is stale and ignored: it may be a late start of a pruned
+container (older than its stop, which was dropped with the entry). Since an agent numbers its messages in order,
+such a message is older than a stop heard at least the retention period ago; a container it would have been news
+about is corrected by the agent's next snapshot.
 """
 
 from __future__ import annotations
@@ -25,6 +32,7 @@ import msgspec
 
 from flareport_common.messages.events import ContainerDie, ContainerStart, ContainerStop, Inventory
 from flareport_common.messages.rules import ContainerInfo
+from flareport_common.readmodel import ContainerLabelErrors
 
 InventoryEvent = ContainerStart | ContainerStop | ContainerDie | Inventory
 
@@ -72,6 +80,7 @@ class Snapshot(msgspec.Struct, frozen=True, kw_only=True):
 class AgentInventory(msgspec.Struct, frozen=True, kw_only=True):
     containers: dict[str, ContainerEntry] = msgspec.field(default_factory=dict)
     snapshot: Snapshot | None = None
+    pruned_seq: int = 0  # messages about unknown containers up to this seq are stale (see the module docstring)
 
 
 def _raise_running(entry: ContainerEntry | None, mark: RunningMark) -> ContainerEntry:
@@ -114,6 +123,11 @@ def apply_event(inventory: AgentInventory, event: InventoryEvent) -> tuple[Agent
     containers = dict(inventory.containers)
     snapshot = inventory.snapshot
     touched: dict[str, ContainerEntry] = {}
+    stale = event.seq <= inventory.pruned_seq
+    if isinstance(event, ContainerStart | ContainerStop | ContainerDie) and stale:
+        cid = event.container.container_id if isinstance(event, ContainerStart) else event.container_id
+        if cid not in containers:
+            return inventory, set()
     if isinstance(event, ContainerStart):
         cid = event.container.container_id
         entry = _raise_running(containers.get(cid), RunningMark(seq=event.seq, at=at, info=event.container))
@@ -126,6 +140,8 @@ def apply_event(inventory: AgentInventory, event: InventoryEvent) -> tuple[Agent
         listed = {c.container_id: c for c in event.containers}
         stopped = StoppedMark(seq=event.seq, at=at)
         for cid, info in listed.items():
+            if stale and cid not in containers:
+                continue
             entry = _raise_running(containers.get(cid), RunningMark(seq=event.seq, at=at, info=info))
             touched[cid] = _first_heard(containers, cid, entry, snapshot)
         for cid, entry in containers.items():
@@ -135,10 +151,35 @@ def apply_event(inventory: AgentInventory, event: InventoryEvent) -> tuple[Agent
             snapshot = Snapshot(seq=event.seq, at=at, container_ids=frozenset(listed))
     changed = {cid for cid, entry in touched.items() if containers.get(cid) != entry}
     containers.update(touched)
-    return AgentInventory(containers=containers, snapshot=snapshot), changed
+    return AgentInventory(containers=containers, snapshot=snapshot, pruned_seq=inventory.pruned_seq), changed
 
 
 def apply_all(inventory: AgentInventory, events: Iterable[InventoryEvent]) -> AgentInventory:
     for event in events:
         inventory, _ = apply_event(inventory, event)
     return inventory
+
+
+def prunable(entry: ContainerEntry, now: float, retention: float, default_grace: float) -> bool:
+    """A container stopped more than ``retention`` ago whose rules are no longer published can be forgotten."""
+    if entry.is_running or entry.stopped is None or entry.published(now, default_grace):
+        return False
+    return entry.stopped.at < now - retention
+
+
+def newest_seq(entry: ContainerEntry) -> int:
+    return max(entry.running.seq if entry.running else 0, entry.stopped.seq if entry.stopped else 0)
+
+
+def label_errors(
+    current: Iterable[ContainerLabelErrors], inventory: AgentInventory, changed: Iterable[str]
+) -> tuple[ContainerLabelErrors, ...]:
+    """The agent's label errors after ``changed`` containers changed: those of its running containers only."""
+    ids = set(changed)
+    kept = {e.container_id: e for e in current if e.container_id not in ids}
+    for cid in ids:
+        entry = inventory.containers.get(cid)
+        if entry is not None and entry.is_running and entry.running is not None and entry.running.info.errors:
+            info = entry.running.info
+            kept[cid] = ContainerLabelErrors(container_id=cid, container_name=info.name, errors=info.errors)
+    return tuple(sorted(kept.values(), key=lambda e: (e.container_name, e.container_id)))

@@ -23,7 +23,9 @@ log = structlog.get_logger("flareport.reconciler")
 
 
 async def serve(settings: ReconcilerSettings) -> int:
-    redis = connect(settings.common)
+    # Up to MAX_RUNNING event batches, 16 result and 8 intent handlers, three blocking reads and the background
+    # loop hold connections at once; the default pool (64) would be too tight under a burst.
+    redis = connect(settings.common, max_connections=128)
     replica = Replica(redis, settings, consumer_name("reconciler"))
     install_stop_handlers(replica.stop)
 

@@ -8,7 +8,7 @@ which sends it only if its version differs from the last one sent.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,6 +33,7 @@ from flareport_reconciler.planning import (
     zone_records,
 )
 from flareport_reconciler.records import agent_views, text
+from flareport_reconciler.scripts import FORGET_UNCLAIMED, HGETALL_MANY
 
 log = structlog.get_logger("flareport.reconciler.planner")
 
@@ -43,8 +44,18 @@ _claim_decoder = msgspec.json.Decoder(Claim)
 _members_encoder = msgspec.json.Encoder()
 
 
-def decode_claims(raw: dict[Any, Any]) -> list[Claim]:
-    return [_claim_decoder.decode(value) for value in raw.values()]
+def decode_claims(raw: dict[Any, Any] | list[Any]) -> list[Claim]:
+    """A claims hash as HGETALL returns it (a dict), or as HGETALL_MANY does (a flat field, value list)."""
+    values = raw.values() if isinstance(raw, dict) else raw[1::2]
+    return [_claim_decoder.decode(value) for value in values]
+
+
+async def read_claims(redis: aioredis.Redis, keys: Keys, hostnames: list[str]) -> list[list[Claim]]:
+    """The claims of each hostname, in order, in one round trip and one command."""
+    if not hostnames:
+        return []
+    replies = await redis.eval(HGETALL_MANY, len(hostnames), *(keys.hostname_claims(h) for h in hostnames))
+    return [decode_claims(reply) for reply in replies]
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,14 +103,19 @@ class Planner:
             if code != AGAIN:
                 return
 
-    async def decisions_for(self, hostnames: Iterable[str]) -> list[Decision]:
+    async def decisions_for(self, hostnames: Iterable[str], *, index_keys: Sequence[str] = ()) -> list[Decision]:
+        """Resolve ``hostnames``; those without any claim left are removed from ``index_keys`` (the sets they
+        were found in), atomically and only if still unclaimed, so indexes do not grow forever.
+        """
         names = sorted(set(hostnames))
         if not names:
             return []
-        pipe = self._redis.pipeline(transaction=False)
-        for name in names:
-            pipe.hgetall(self._keys.hostname_claims(name))
-        per_host = [decode_claims(raw) for raw in await pipe.execute()]
+        per_host = await read_claims(self._redis, self._keys, names)
+        unclaimed = [name for name, claims in zip(names, per_host, strict=True) if not claims]
+        if unclaimed and index_keys:
+            claim_keys = [self._keys.hostname_claims(h) for h in unclaimed]
+            numkeys = len(index_keys) + len(claim_keys)
+            await self._redis.eval(FORGET_UNCLAIMED, numkeys, *index_keys, *claim_keys, len(index_keys), *unclaimed)
         agents = await agent_views(self._redis, self._keys, (c.agent_id for cs in per_host for c in cs if c.agent_id))
         decisions: list[Decision] = []
         for claims in per_host:
@@ -108,22 +124,25 @@ class Planner:
 
     async def build(self, target: str) -> Built:
         kind, _, name = target.partition(":")
-        stored = await self._redis.hget(self._keys.target_state(target), "version")
+        reads = self._redis.pipeline(transaction=False)
+        reads.hget(self._keys.target_state(target), "version")
+        reads.hget(self._keys.tunnel_agents, name)
+        stored, agent = await reads.execute()
         if kind == "tunnel":
-            agent = await self._redis.hget(self._keys.tunnel_agents, name)
             sources = [self._keys.target_hostnames(target)]
             if agent is not None:
                 sources.append(self._keys.agent_hostnames(text(agent)))
             hostnames = {text(h) for h in await self._redis.sunion(sources)}
-            rules = tunnel_ingress(name, await self.decisions_for(hostnames))
+            rules = tunnel_ingress(name, await self.decisions_for(hostnames, index_keys=sources))
             members = tuple(e.hostname + (e.path or "") for e in rules)
             if not rules and not stored:
                 return Built("", None)
             version = version_of(rules)
             return Built(version, SyncTunnelIngress(tunnel_id=name, version=version, rules=rules), members)
         if kind == "zone":
-            hostnames = {text(h) for h in await self._redis.smembers(self._keys.target_hostnames(target))}
-            decisions = await self.decisions_for(hostnames)
+            index = self._keys.target_hostnames(target)
+            hostnames = {text(h) for h in await self._redis.smembers(index)}
+            decisions = await self.decisions_for(hostnames, index_keys=[index])
             records = zone_records(name, decisions)
             names = {r.name for r in records}
             members = tuple(

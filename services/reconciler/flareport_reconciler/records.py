@@ -131,6 +131,26 @@ def rule_status(doc: RuleRecord) -> tuple[RuleStatus, str | None]:
     return "pending", None
 
 
+# KEYS: rules index, then n document keys. ARGV: n rule keys, n expected values ('' = absent), n writes
+# ('' = leave as is, '-' = delete, else the new document). Nothing is written unless every document is as expected.
+COMPARE_AND_SET = """
+local n = #KEYS - 1
+for i = 1, n do
+  if (redis.call('GET', KEYS[i + 1]) or '') ~= ARGV[n + i] then return 0 end
+end
+for i = 1, n do
+  local w = ARGV[2 * n + i]
+  if w == '-' then
+    redis.call('DEL', KEYS[i + 1])
+    redis.call('SREM', KEYS[1], ARGV[i])
+  elseif w ~= '' then
+    redis.call('SET', KEYS[i + 1], w)
+    redis.call('SADD', KEYS[1], ARGV[i])
+  end
+end
+return 1
+"""
+
 RuleUpdate = Callable[[Mapping[str, RuleRecord | None]], Mapping[str, RuleRecord | None]]
 
 
@@ -140,24 +160,22 @@ async def update_rules(redis: aioredis.Redis, keys: Keys, rule_keys: Iterable[st
     if not names:
         return
     doc_keys = [keys.rule(k) for k in names]
-    async with redis.pipeline(transaction=True) as pipe:
-        while True:
-            try:
-                await pipe.watch(*doc_keys)
-                raws = await pipe.mget(doc_keys)
-                current = {k: decode_rule(raw_bytes(r)) for k, r in zip(names, raws, strict=True)}
-                new = change(current)
-                pipe.multi()  # type: ignore[no-untyped-call]
-                for name, doc in new.items():
-                    if doc is None:
-                        if current.get(name) is not None:
-                            pipe.delete(keys.rule(name))
-                            pipe.srem(keys.rules_index, name)
-                    elif doc != current.get(name):
-                        pipe.set(keys.rule(name), encode(doc))
-                        pipe.sadd(keys.rules_index, name)
-                await pipe.execute()
-                return
-            except WatchError:
-                TX_RETRIES.labels("rules").inc()
-                continue
+    # Optimistic, two round trips per attempt: read, then a compare-and-set script applies the writes only if every
+    # document is still as read (as WATCH would, without WATCH's extra round trip and per-key commands).
+    while True:
+        raws = await redis.mget(doc_keys)
+        current = {k: decode_rule(raw_bytes(r)) for k, r in zip(names, raws, strict=True)}
+        new = change(current)
+        writes: list[str | bytes] = []
+        for name in names:
+            doc = new.get(name, current[name])
+            if doc is None:
+                writes.append(b"-" if current[name] is not None else b"")
+            else:
+                writes.append(encode(doc) if doc != current[name] else b"")
+        if not any(writes):
+            return
+        expected = [raw_bytes(r) or b"" for r in raws]
+        if await redis.eval(COMPARE_AND_SET, len(names) + 1, keys.rules_index, *doc_keys, *names, *expected, *writes):
+            return
+        TX_RETRIES.labels("rules").inc()
