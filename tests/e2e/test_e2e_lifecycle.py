@@ -1,0 +1,120 @@
+"""A fresh stack from key to published hostnames and back (issue 8, system test 1)."""
+
+from __future__ import annotations
+
+import base64
+import json
+from typing import Any
+
+import pytest
+
+from fptest.e2e_stack import E2EStack, Host
+from fptest.waiting import wait_for_sync
+
+from .conftest import StackFactory
+
+pytestmark = pytest.mark.timeout(300)
+
+
+@pytest.fixture(scope="module")
+def stack(stack_factory: StackFactory) -> E2EStack:
+    return stack_factory(GRACE_PERIOD_SECONDS="2")
+
+
+def _cloudflared(host: Host) -> Any:
+    found = host.docker.containers.list(filters={"label": "flareport.managed=cloudflared"})
+    return found[0] if found else None
+
+
+def test_enrolled_agent_publishes_containers_and_unpublishes_them_after_the_grace_period(stack: E2EStack) -> None:
+    host = stack.hosts["host1"]
+    # The agent DevStack started registered with its fresh key and waits, pending, for an admin.
+    agent = stack.wait_new_agent(set())
+    assert agent["status"] == "pending"
+    assert _cloudflared(host) is None
+
+    tunnel_id = stack.enroll(agent["agent_id"], "demo")
+    tunnels = stack.cf_state()["tunnels"]
+    assert tunnels[tunnel_id]["name"] == "demo"
+
+    cloudflared = wait_for_sync(lambda: _cloudflared(host), timeout=60, interval=0.2, what="cloudflared container")
+    cloudflared.reload()
+    assert cloudflared.status == "running"
+    environment = [item for item in cloudflared.attrs["Config"]["Env"] if item.startswith("TUNNEL_TOKEN=")]
+    assert len(environment) == 1
+    token = environment[0].split("=", 1)[1]
+    assert json.loads(base64.b64decode(token))["t"] == tunnel_id
+    # The token is in the environment only: not on the command line, not in a label.
+    assert token not in json.dumps(cloudflared.attrs["Config"].get("Cmd") or [])
+    assert token not in json.dumps(cloudflared.attrs["Config"].get("Labels") or {})
+
+    host.labelled("web1", "web1.example.test", stack.image)
+    host.labelled("web2", "web2.example.test", stack.image)
+    host.labelled("web3", "web3.example.test", stack.image, access__policy="bypass")
+    wanted = {f"web{n}.example.test": f"http://web{n}:80" for n in (1, 2, 3)}
+    stack.wait_published(tunnel_id, wanted)
+    stack.wait_rules_active(set(wanted))
+
+    state = stack.cf_state()
+    for record in stack.dns_records(state):
+        assert "managed-by=flareport" in (record.get("comment") or ""), record
+    assert stack.ingress(tunnel_id, state)[-1] == {"service": "http_status:404"}
+    apps = stack.access_apps(state)
+    assert [app["domain"] for app in apps] == ["web3.example.test"]
+    policies = [p for p in state["access_policies"].values() if p.get("_app_id") == apps[0]["id"]]
+    assert [p["decision"] for p in policies] == ["bypass"]
+
+    for name in ("web1", "web2", "web3"):
+        host.docker.containers.get(name).stop(timeout=1)
+    # While the grace period runs the rules stay published and say when they go.
+    pending = wait_for_sync(
+        lambda: [r for r in stack.rules() if r["hostname"] in wanted and r["status"] == "pending_deletion"],
+        timeout=60,
+        interval=0.2,
+        what="rules pending deletion",
+    )
+    assert all(rule["delete_at"] for rule in pending)
+    stack.wait_published(tunnel_id, {})
+    state = stack.cf_state()
+    assert stack.access_apps(state) == []
+    assert stack.ingress(tunnel_id, state) == [{"service": "http_status:404"}]
+    wait_for_sync(
+        lambda: not any(r["hostname"] in wanted for r in stack.rules()), timeout=60, interval=0.3, what="rules gone"
+    )
+    for name in ("web1", "web2", "web3"):
+        host.docker.containers.get(name).remove(force=True)
+
+
+def test_a_container_restarted_within_its_grace_period_keeps_its_hostname(stack: E2EStack) -> None:
+    host = stack.hosts["host1"]
+    agent_id = stack.agents()[0]["agent_id"]
+    tunnel_id = stack.agent(agent_id)["tunnel_id"]
+    assert tunnel_id, "the first test enrols the agent"
+    kept = host.labelled("kept", "kept.example.test", stack.image, grace_period="6")
+    stack.wait_published(tunnel_id, {"kept.example.test": "http://kept:80"})
+    record_id = next(r["id"] for r in stack.dns_records() if r["name"] == "kept.example.test")
+
+    kept.stop(timeout=1)
+    wait_for_sync(
+        lambda: [r for r in stack.rules_of("kept.example.test") if r["status"] == "pending_deletion"],
+        timeout=60,
+        interval=0.2,
+        what="kept.example.test pending deletion",
+    )
+    kept.start()
+    wait_for_sync(
+        lambda: [r for r in stack.rules_of("kept.example.test") if r["status"] == "active" and not r["delete_at"]],
+        timeout=60,
+        interval=0.2,
+        what="kept.example.test active again",
+    )
+    # A later container with a shorter grace period, stopped afterwards, is deleted after the kept one's grace
+    # period would have run out: once it is gone, a deletion of the kept one would have happened too.
+    later = host.labelled("later", "later.example.test", stack.image, grace_period="7")
+    wanted = {"kept.example.test": "http://kept:80", "later.example.test": "http://later:80"}
+    stack.wait_published(tunnel_id, wanted)
+    later.stop(timeout=1)
+    stack.wait_published(tunnel_id, {"kept.example.test": "http://kept:80"})
+    assert [r["id"] for r in stack.dns_records() if r["name"] == "kept.example.test"] == [record_id]
+    kept.remove(force=True)
+    later.remove(force=True)
