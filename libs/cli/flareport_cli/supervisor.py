@@ -25,6 +25,8 @@ class Child:
     process: subprocess.Popen[str]
     lines: list[str] = field(default_factory=list)
     relay: threading.Thread | None = None
+    # Lines dropped from the front of ``lines`` (the kept window is bounded), so readers can keep absolute positions.
+    dropped: int = 0
 
 
 class Supervisor:
@@ -56,7 +58,10 @@ class Supervisor:
         for line in child.process.stdout:
             with self._lock:
                 child.lines.append(line.rstrip("\n"))
-                del child.lines[: -self._keep]
+                excess = len(child.lines) - self._keep
+                if excess > 0:
+                    del child.lines[:excess]
+                    child.dropped += excess
                 if self._echo:
                     self._out.write(f"{child.name:>11} | {line}")
                     self._out.flush()
@@ -64,10 +69,11 @@ class Supervisor:
     def wait_for_line(self, child: Child, predicate: Callable[[str], bool], timeout: float) -> str:
         """The first output line of ``child`` matching ``predicate``; fails if it exits or time runs out."""
         deadline = time.monotonic() + timeout
-        seen = 0
+        seen = 0  # absolute line number: survives the window moving on
         while time.monotonic() < deadline:
             with self._lock:
-                fresh, seen = child.lines[seen:], len(child.lines)
+                fresh = child.lines[max(seen - child.dropped, 0) :]
+                seen = child.dropped + len(child.lines)
             for line in fresh:
                 if predicate(line):
                     return line
