@@ -104,6 +104,8 @@ class DnsWorkerSettings:
     # Attempts of one Cloudflare call on 5xx/timeouts/connection errors before the job is retried later.
     max_call_attempts: int = 5
     access_tag: str = "flareport"
+    # How long a job may sit unacknowledged with a dead replica before another takes it over.
+    claim_idle_seconds: float = 30.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -241,6 +243,7 @@ def load_dns_worker(environ: Mapping[str, str]) -> DnsWorkerSettings:
         zone_refresh_seconds=env.integer("CLOUDFLARE_ZONE_REFRESH_SECONDS", default=300, minimum=10),
         max_call_attempts=env.integer("CLOUDFLARE_MAX_CALL_ATTEMPTS", default=5, minimum=1, maximum=20),
         access_tag=env.text("FLAREPORT_ACCESS_TAG", default="flareport"),
+        claim_idle_seconds=env.number("FLAREPORT_CLAIM_IDLE_SECONDS", default=30.0, minimum=0.1),
     )
 
 

@@ -81,8 +81,10 @@ class DnsWorkerService:
             consumer=consumer or consumer_name("dns-worker"),
             dead_letter_stream=keys.dead_letters,
             metrics_label="cf-jobs",
-            # Cloudflare calls may wait for the rate limit: give a job time before another replica reclaims it.
-            claim_idle_ms=120_000,
+            # A job waiting for the rate limit is kept fresh by the runtime's keepalive, so this only bounds how long
+            # the job of a dead replica waits before another takes it over.
+            claim_idle_ms=int(settings.claim_idle_seconds * 1000),
+            claim_interval_s=min(5.0, settings.claim_idle_seconds / 3),
         )
         leases = Leases(redis, lease_ms=settings.target_lease_ms)
         self.worker = Worker(
