@@ -21,6 +21,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from flareport_cli.localredis import end_process
+
 BUSYBOX_IMAGE = "localhost/flareport-test-busybox:latest"
 BUSYBOX_APPLETS = ("sh", "sleep", "httpd", "echo", "cat", "ls", "env", "true")
 
@@ -126,17 +128,7 @@ class LocalPodman:
 
     def stop(self, *, kill: bool = False) -> None:
         process, self._process = self._process, None
-        if process is None or process.poll() is not None:
-            return
-        if kill:
-            process.kill()
-        else:
-            process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        end_process(process, kill=kill, timeout=15)
 
     def restart(self, *, kill: bool = False) -> None:
         """Stop and start again on the same socket: clients' event streams end, containers keep running."""

@@ -84,23 +84,28 @@ class LocalRedis:
 
     def stop(self, *, kill: bool = False) -> None:
         process, self._process = self._process, None
-        if process is None or process.poll() is not None:
-            return
-        if kill:
-            process.kill()
-        else:
-            process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        end_process(process, kill=kill, timeout=10)
 
     def restart(self, *, kill: bool = False) -> None:
         """Stop and start again on the same port (clients reconnect to the same URL)."""
         port = self.port
         self.stop(kill=kill)
         self.start(port)
+
+
+def end_process(process: subprocess.Popen[bytes] | None, *, kill: bool = False, timeout: float = 10.0) -> None:
+    """Stop a child server: SIGTERM (or SIGKILL when asked), and SIGKILL if it outlives ``timeout``."""
+    if process is None or process.poll() is not None:
+        return
+    if kill:
+        process.kill()
+    else:
+        process.terminate()
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
 
 
 def _ping(port: int) -> bool:
