@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: deps lint test test-unit test-integration run bench fmt clean
+.PHONY: deps lint test test-unit test-integration run bench bench-smoke fmt clean
 
 deps:
 	@bash scripts/bootstrap.sh
@@ -32,8 +32,14 @@ test-integration: deps
 run: deps
 	$(PY) -m flareport_cli dev
 
+# The benchmark suite against real processes on loopback (< 15 min on 2 cores): writes bench/results/latest.json,
+# docs/benchmarks.md and the plots under docs/img/.
 bench: deps
-	$(PY) bench/stream_runtime.py
+	$(PY) bench/run_all.py
+
+# A small run that only checks the harness works and produces numbers (also part of `make test`).
+bench-smoke: deps
+	$(PY) -m pytest tests/e2e/test_bench_smoke.py -q
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

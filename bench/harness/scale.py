@@ -1,0 +1,115 @@
+"""Issue 9, items 3 and 6: a fleet from cold start to converged under Cloudflare's rate limit, and memory.
+
+A fresh stack whose emulator enforces the rate limit (the window is time-compressed: the same number of requests
+per window, a shorter window; the dns-worker is told the same limit and window). ``agents`` simulated agents each
+register, send their inventory of ``per_agent`` containers (one hostname each) and are enrolled, which creates one
+tunnel per agent. Converged = every hostname has its CNAME and every tunnel its ingress rules. The time is from the
+first registration to the last write that was needed; calls and 429s are counted by the emulator. The services'
+resident memory is read from /proc once everything is published (item 6).
+
+The minimum number of calls: one tunnel create and one configuration PUT per agent, plus ceil(hostnames / DNS batch
+size) batches; the rate-limit-bound minimum time is the windows that many calls need: (ceil(calls / limit) - 1)
+whole windows (the last window is not waited out).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from typing import Any
+
+import aiohttp
+
+from . import cfwatch
+from .agents import SimAgent, container
+from .stack import BenchStack
+
+
+async def run(
+    stack: BenchStack, *, agents: int, per_agent: int, within: float, batch_size: int = 200
+) -> dict[str, Any]:
+    hostnames = agents * per_agent
+    minimum_calls = 2 * agents + math.ceil(hostnames / batch_size)
+    result: dict[str, Any] = {
+        "agents": agents,
+        "per_agent": per_agent,
+        "hostnames": hostnames,
+        "rate_limit": stack.rate_limit,
+        "rate_window_s": stack.rate_window,
+        "minimum_calls": minimum_calls,
+        "minimum_seconds": (math.ceil(minimum_calls / stack.rate_limit) - 1) * stack.rate_window,
+    }
+    connector = aiohttp.TCPConnector(limit=0)
+    async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=120)) as session:
+        fleet = [SimAgent(session, stack.api_url, i) for i in range(agents)]
+        semaphore = asyncio.Semaphore(50)
+
+        async def come_up(agent: SimAgent) -> None:
+            async with semaphore:  # a fleet booting together, at the pace one bench process can drive
+                await agent.register()
+                agent.start_polling()
+                infos = [container(agent.index, n) for n in range(per_agent)]
+                await agent.send([agent.inventory_event(infos)])
+                await agent.enroll()
+
+        before = await cfwatch.counters(session, stack.emulator_url)
+        started = time.time()
+        try:
+            await asyncio.gather(*(come_up(a) for a in fleet))
+            result["registered_s"] = round(time.time() - started, 2)
+            converged, progress = await _wait_converged(session, stack, fleet, per_agent, started + within)
+            result.update(progress)
+            result["converged"] = converged
+            after = await cfwatch.counters(session, stack.emulator_url)
+            result.update(cfwatch.summarise(before, after))
+            by_endpoint = {k: v - before["counters"].get(k, 0) for k, v in after["counters"].items()}
+            result["calls_by_endpoint"] = dict(sorted(by_endpoint.items(), key=lambda kv: -kv[1])[:12])
+            if not converged:
+                result["agents_behind"] = dict(list(progress.get("agents_behind", {}).items())[:20])
+            else:
+                result.pop("agents_behind", None)
+            if converged:
+                result["seconds"] = round(await _last_write(session, stack.emulator_url) - started, 2)
+                result["calls_over_minimum"] = round(result["calls"] / minimum_calls, 3)
+                # What the calls actually made cost in rate-limit windows alone (the minimum counts minimum calls).
+                windows = math.ceil(result["calls"] / stack.rate_limit) - 1
+                result["rate_bound_seconds_for_calls_made"] = windows * stack.rate_window
+            result["rss_mb"] = stack.rss()
+            result["dead_processes"] = stack.dead()
+        finally:
+            for agent in fleet:
+                await agent.stop_polling()
+    return result
+
+
+async def _wait_converged(
+    session: aiohttp.ClientSession, stack: BenchStack, fleet: list[SimAgent], per_agent: int, deadline: float
+) -> tuple[bool, dict[str, Any]]:
+    wanted = len(fleet) * per_agent
+    progress: dict[str, Any] = {}
+    while True:
+        # The state is megabytes at this size: poll it rarely, the end time comes from the request log anyway.
+        state = await cfwatch.control(session, stack.emulator_url + "/__emulator/state")
+        names, rules = cfwatch.published(state)
+        tunnels = {a.tunnel_id for a in fleet if a.tunnel_id}
+        ingress = sum(1 for tunnel_id, _ in rules if tunnel_id in tunnels)
+        progress = {"cnames_published": len(names), "ingress_rules_published": ingress, "tunnels": len(tunnels)}
+        per_tunnel = {a.agent_id: sum(1 for t, _ in rules if t == a.tunnel_id) for a in fleet}
+        # Which agents are behind, for the report and for whoever debugs a run that did not converge.
+        progress["agents_behind"] = {k: v for k, v in sorted(per_tunnel.items()) if v < per_agent}
+        if len(names) >= wanted and ingress >= wanted and len(tunnels) == len(fleet):
+            return True, progress
+        if time.time() > deadline:
+            return False, progress
+        await asyncio.sleep(3)
+
+
+async def _last_write(session: aiohttp.ClientSession, emulator: str) -> float:
+    log = await cfwatch.control(session, emulator + "/__emulator/requests?limit=100000")
+    times = [
+        cfwatch.epoch(e["timestamp"])
+        for e in log["requests"]
+        if e["method"] in cfwatch.WRITES and 200 <= e["status"] < 300
+    ]
+    return float(max(times))

@@ -1,0 +1,194 @@
+"""The control plane as real processes on loopback, for the benchmarks.
+
+``BenchStack`` starts a private redis-server, the Cloudflare emulator (its own process, seeded with one account and
+the zone ``example.test``, with the rate limit and window the scenario asks for), one API, N reconcilers and one
+dns-worker, each with its log in the work directory. Agents are not started here: the scenarios simulate them over
+HTTP (``harness.agents``), which is what lets a 2-core machine stand in for 1,000 hosts.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from typing import IO, Any
+
+import redis.asyncio as aioredis
+
+from flareport_cli.localredis import LocalRedis, free_port
+from flareport_common.keys import GROUP_DNS_WORKER, GROUP_RECONCILER, Keys
+
+ACCOUNT_ID = "0f1e2d3c4b5a69788796a5b4c3d2e1f0"
+ZONE_ID = "a1b2c3d4e5f60718293a4b5c6d7e8f90"
+ZONE = "example.test"
+TOKEN = "flareport-bench-token"  # noqa: S105 - the emulator accepts only this token
+MASTER = "bench-master-key-0123456789abcdef"
+PREFIX = "fpbench:"
+
+
+def rss_mb(pid: int) -> float | None:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return round(int(line.split()[1]) / 1024, 1)
+    except OSError:
+        return None
+    return None
+
+
+class BenchStack:
+    def __init__(
+        self,
+        workdir: Path,
+        *,
+        reconcilers: int = 1,
+        rate_limit: int = 10**9,
+        rate_window: float = 300.0,
+        extra_env: dict[str, str] | None = None,
+    ) -> None:
+        self.workdir = workdir
+        self.reconcilers = reconcilers
+        self.rate_limit = rate_limit
+        self.rate_window = rate_window
+        self.extra_env = extra_env or {}
+        self.redis_server: LocalRedis | None = None
+        self.processes: dict[str, subprocess.Popen[bytes]] = {}
+        self._logs: list[IO[bytes]] = []
+        self.env: dict[str, str] = {}
+        self.api_url = ""
+        self.emulator_url = ""  # without /client/v4
+        self.keys = Keys(PREFIX)
+
+    # ------------------------------------------------------------------ lifecycle
+    def start(self) -> BenchStack:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.redis_server = LocalRedis(self.workdir / "redis")
+        self.redis_server.start()
+        port = free_port()
+        # Only our own variables: a developer's shell must not point the bench at another Redis or Cloudflare.
+        base = {k: v for k, v in os.environ.items() if not k.startswith(("FLAREPORT_", "CLOUDFLARE_", "REDIS_"))}
+        self.env = {
+            **base,
+            "REDIS_URL": self.redis_server.url,
+            "FLAREPORT_KEY_PREFIX": PREFIX,
+            "MASTER_API_KEY": MASTER,
+            "LOG_LEVEL": "warning",
+            "LOG_FORMAT": "json",
+            "FLAREPORT_API_HOST": "127.0.0.1",
+            "FLAREPORT_API_PORT": str(port),
+            "CLOUDFLARE_API_TOKEN": TOKEN,
+            "CLOUDFLARE_ACCOUNT_ID": ACCOUNT_ID,
+            "CLOUDFLARE_ZONE_ID": ZONE_ID,
+            "CLOUDFLARE_RATE_LIMIT_REQUESTS": str(self.rate_limit),
+            "CLOUDFLARE_RATE_LIMIT_WINDOW_SECONDS": str(max(1, round(self.rate_window))),
+            **self.extra_env,
+        }
+        self._start_emulator()
+        self.api_url = f"http://127.0.0.1:{port}"
+        self._spawn("api", "api")
+        _wait_http(self.api_url + "/readyz", 60)
+        for i in range(self.reconcilers):
+            self._spawn(f"reconciler-{i + 1}", "reconciler", FLAREPORT_HEALTH_PORT=str(free_port()))
+        self._spawn("dns-worker", "dns-worker", FLAREPORT_HEALTH_PORT=str(free_port()))
+        return self
+
+    def _start_emulator(self) -> None:
+        seed = self.workdir / "cloudflare-seed.json"
+        seed.write_text(
+            json.dumps(
+                {
+                    "accounts": [{"id": ACCOUNT_ID, "name": "bench"}],
+                    "zones": [{"id": ZONE_ID, "name": ZONE, "account_id": ACCOUNT_ID, "status": "active"}],
+                }
+            )
+        )
+        command = [
+            sys.executable, "-m", "flareport_cfemu", "--port", "0", "--seed", str(seed), "--token", TOKEN,
+            "--rate-limit", str(self.rate_limit), "--rate-window", str(self.rate_window),
+        ]  # fmt: skip
+        log = open(self.workdir / "cloudflare.err", "wb")  # noqa: SIM115 - open as long as the process
+        self._logs.append(log)
+        process = subprocess.Popen(command, env=self.env, stdout=subprocess.PIPE, stderr=log)
+        self.processes["cloudflare"] = process
+        assert process.stdout is not None
+        line = process.stdout.readline().decode()
+        if "listening on" not in line:
+            raise RuntimeError(f"the emulator did not start: {line!r}; see {self.workdir / 'cloudflare.err'}")
+        url = line.strip().rsplit(" ", 1)[-1]
+        self.env["CLOUDFLARE_API_BASE_URL"] = url
+        self.emulator_url = url.removesuffix("/client/v4")
+
+    def _spawn(self, name: str, service: str, **extra: str) -> None:
+        log = open(self.workdir / f"{name}.log", "wb")  # noqa: SIM115 - open as long as the process
+        self._logs.append(log)
+        command = [sys.executable, "-m", "flareport_cli", service]
+        self.processes[name] = subprocess.Popen(command, env={**self.env, **extra}, stdout=log, stderr=log)
+
+    def stop(self) -> None:
+        for process in self.processes.values():
+            if process.poll() is None:
+                process.terminate()
+        for process in self.processes.values():
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        for log in self._logs:
+            log.close()
+        if self.redis_server is not None:
+            self.redis_server.stop()
+
+    def __enter__(self) -> BenchStack:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # ------------------------------------------------------------------ measurements
+    def dead(self) -> list[str]:
+        return [name for name, p in self.processes.items() if p.poll() is not None]
+
+    def rss(self) -> dict[str, float | None]:
+        result = {name: rss_mb(p.pid) for name, p in self.processes.items()}
+        process = getattr(self.redis_server, "_process", None)  # LocalRedis keeps its process private
+        if process is not None:
+            result["redis-server"] = rss_mb(process.pid)
+        return result
+
+    def redis(self) -> aioredis.Redis:
+        assert self.redis_server is not None
+        return aioredis.Redis.from_url(self.redis_server.url)
+
+    async def idle(self, redis: aioredis.Redis) -> bool:
+        """Every stream of the control plane delivered and acknowledged: nothing is being worked on."""
+        streams = [(self.keys.events, GROUP_RECONCILER), (self.keys.intents, GROUP_RECONCILER)]
+        streams += [(self.keys.cf_results, GROUP_RECONCILER), (self.keys.cf_jobs, GROUP_DNS_WORKER)]
+        for stream, group in streams:
+            if not await redis.exists(stream):
+                continue
+            groups = {_text(g["name"]): g for g in await redis.xinfo_groups(stream)}
+            info = groups.get(group)
+            if info is None or int(info["pending"]) or int(info.get("lag") or 0):
+                return False
+        return True
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _wait_http(url: str, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=2):  # noqa: S310 - our own loopback URL
+                return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{url} did not answer within {timeout}s") from None
+            time.sleep(0.05)

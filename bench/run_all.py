@@ -1,0 +1,165 @@
+"""The benchmark suite of issue 9: every measurement against real processes on loopback, one report.
+
+Runs, each section with its own processes and redis-server, bounded in count and time:
+1. convergence latency and whole-stack Cloudflare calls (harness.convergence);
+2. Cloudflare calls per rule at the dns-worker for bursts up to 20,000 rules, with and without Access
+   (harness.calls, reusing bench/cloudflare_calls.py);
+3. + 6. a fleet of simulated agents from cold start to converged under the rate limit, and every service's RSS
+   (harness.scale);
+4. + 5. command delivery and API ingest (bench/api_ingest.py), reconciler throughput with 1 and 2 replicas
+   (bench/reconciler.py), the engine's part of a container start with Podman (bench/agent_events.py).
+Writes the results as JSON (``--output``), the markdown report (``--markdown``) and its plots (``--img-dir``).
+A section that fails is recorded with its error and the run goes on; the exit status is 1 then.
+
+Usage: python bench/run_all.py            (full: about 10-15 minutes on 2 cores)
+       python bench/run_all.py --smoke    (small sizes, under 2 minutes: proves the harness works, not speed)
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+import tempfile
+import time
+import traceback
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+BENCH = Path(__file__).resolve().parent
+ROOT = BENCH.parent
+sys.path.insert(0, str(ROOT))  # bench.harness and bench.cloudflare_calls
+
+from bench.harness import calls, convergence, external, report, scale  # noqa: E402
+from bench.harness.stack import BenchStack  # noqa: E402
+
+from flareport_cli.localredis import LocalRedis  # noqa: E402
+from flareport_common.logs import setup_logging  # noqa: E402
+
+FULL: dict[str, Any] = {
+    "singles": 5, "rate": 50.0, "seconds": 20.0, "big_burst": 1000,
+    "call_sizes": [1, 100, 1000, 20000], "access_sizes": [1, 100, 1000],
+    "agents": 1000, "per_agent": 20, "rate_limit": 1200, "rate_window": 10, "scale_timeout": 300.0,
+    "api_agents": 1000, "commands": 500, "ingest_seconds": 5.0,
+    "rec_agents": 200, "rec_per_agent": 100, "rec_updates": 2000, "engine_containers": 20,
+}  # fmt: skip
+SMOKE: dict[str, Any] = {
+    "singles": 1, "rate": 20.0, "seconds": 1.0, "big_burst": 50,
+    "call_sizes": [1, 100], "access_sizes": [1],
+    "agents": 20, "per_agent": 5, "rate_limit": 60, "rate_window": 2, "scale_timeout": 60.0,
+    "api_agents": 20, "commands": 20, "ingest_seconds": 1.0,
+    "rec_agents": 10, "rec_per_agent": 10, "rec_updates": 50, "engine_containers": 0,
+}  # fmt: skip
+
+
+def section(results: dict[str, Any], name: str, work: Callable[[], Any]) -> None:
+    started = time.monotonic()
+    print(f"bench: {name} ...", file=sys.stderr, flush=True)
+    try:
+        results[name] = work()
+    except Exception as exc:  # one broken section must not lose the others' numbers
+        traceback.print_exc()
+        results[name] = {"error": f"{type(exc).__name__}: {exc}"}
+    print(f"bench: {name} done in {time.monotonic() - started:.0f} s", file=sys.stderr, flush=True)
+
+
+def run(size: dict[str, Any], workdir: Path) -> dict[str, Any]:
+    results: dict[str, Any] = {}
+
+    def whole_stack() -> Any:
+        with BenchStack(workdir / "convergence") as stack:
+            return asyncio.run(convergence.run(stack, singles=size["singles"], rate=size["rate"],
+                                               seconds=size["seconds"], big_burst=size["big_burst"]))  # fmt: skip
+
+    def dns_worker_calls() -> Any:
+        server = LocalRedis(workdir / "calls-redis")
+        server.start()
+        try:
+            return calls.main_sync(server.url, size["call_sizes"], size["access_sizes"])
+        finally:
+            server.stop()
+
+    def fleet() -> Any:
+        limits = {"rate_limit": size["rate_limit"], "rate_window": size["rate_window"]}
+        with BenchStack(workdir / "scale", **limits) as stack:
+            return asyncio.run(scale.run(stack, agents=size["agents"], per_agent=size["per_agent"],
+                                         within=size["scale_timeout"]))  # fmt: skip
+
+    section(results, "convergence", whole_stack)
+    section(results, "cloudflare_calls", dns_worker_calls)
+    section(results, "scale", fleet)
+    results["memory"] = {
+        "hostnames": (results["scale"] or {}).get("hostnames"),
+        **(results["scale"].get("rss_mb") or {}),
+    }
+    section(results, "api", lambda: external.api(size["api_agents"], size["commands"], size["ingest_seconds"], 300))
+    reconciler_runs: list[dict[str, Any]] = []
+    for replicas in (1, 2):
+        section(results, f"reconciler_{replicas}", lambda r=replicas: external.reconciler(  # type: ignore[misc]
+            r, size["rec_agents"], size["rec_per_agent"], size["rec_updates"], 300))  # fmt: skip
+        reconciler_runs.append(results.pop(f"reconciler_{replicas}"))
+    results["reconciler"] = reconciler_runs
+    if size["engine_containers"]:
+        section(results, "agent_engine", lambda: external.agent_engine(size["engine_containers"], 5000, 300))
+    else:
+        results["agent_engine"] = {"error": "skipped in smoke mode (needs Podman)"}
+    return results
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--smoke", action="store_true", help="small sizes: checks the harness, not the speed")
+    parser.add_argument(
+        "--output", type=Path, help="results JSON (default bench/results/latest.json; smoke: .../smoke.json)"
+    )
+    parser.add_argument("--markdown", type=Path, help="report (default docs/benchmarks.md; smoke: none)")
+    parser.add_argument("--img-dir", type=Path, help="plots (default docs/img; smoke: next to the output)")
+    parser.add_argument("--report-only", type=Path, metavar="JSON", help="only render the report of earlier results")
+    args = parser.parse_args()
+    setup_logging("error", "console")
+    size = SMOKE if args.smoke else FULL
+    output = args.output or BENCH / "results" / ("smoke.json" if args.smoke else "latest.json")
+    markdown = args.markdown or (None if args.smoke else ROOT / "docs" / "benchmarks.md")
+    img_dir = args.img_dir or (output.parent if args.smoke else ROOT / "docs" / "img")
+    if args.report_only is not None:  # the same numbers, rendered again (e.g. after a change of wording)
+        results = json.loads(args.report_only.read_text())
+        results["targets"] = report.evaluate_targets(results)
+        args.report_only.write_text(json.dumps(results, indent=1) + "\n")
+        report.plots(results, img_dir)
+        if markdown is not None:
+            markdown.write_text(report.markdown(results, os.path.relpath(img_dir, markdown.parent)) + "\n")
+        return 0
+    started = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="fp-bench-") as tmp:
+        results = run(size, Path(tmp))
+    command = "python bench/run_all.py" + (" --smoke" if args.smoke else "")
+    results["meta"] = {
+        "mode": "smoke" if args.smoke else "full", "command": command, "cpus": os.cpu_count(),
+        "seconds": round(time.monotonic() - started, 1),
+        "finished_at": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "sizes": size, "output": os.path.relpath(output, ROOT),
+    }  # fmt: skip
+    results["targets"] = report.evaluate_targets(results)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(json.dumps(results, indent=1) + "\n")
+    try:
+        report.plots(results, img_dir)
+    except ImportError as exc:  # matplotlib is a dev dependency: numbers matter more than pictures
+        results["meta"]["plots"] = f"not drawn: {exc}"
+        output.write_text(json.dumps(results, indent=1) + "\n")
+    if markdown is not None:
+        relative = os.path.relpath(img_dir, markdown.parent)
+        markdown.write_text(report.markdown(results, relative) + "\n")
+    failed = [k for k, v in results.items() if isinstance(v, dict) and v.get("error") and k != "agent_engine"]
+    print(
+        f"bench: wrote {output}" + (f" and {markdown}" if markdown else "") + f"; failed sections: {failed or 'none'}"
+    )
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,95 @@
+"""``make bench-smoke``: the benchmark harness runs end to end at small sizes and produces numbers.
+
+It runs ``bench/run_all.py --smoke`` as a user would (a subprocess starting its own redis-server, emulator and
+services) and checks the JSON it wrote: every section is there, without an error, with numbers in it. It asserts
+nothing about speed: the numbers of a loaded CI machine say nothing, the full ``make bench`` run is the report.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+pytestmark = pytest.mark.timeout(300)
+
+
+def _number(data: Any, *path: str | int) -> float:
+    for step in path:
+        data = data[step]
+    assert isinstance(data, int | float) and not isinstance(data, bool), f"{'/'.join(map(str, path))}: {data!r}"
+    return float(data)
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    out = tmp_path_factory.mktemp("bench")
+    command = [sys.executable, str(ROOT / "bench" / "run_all.py"), "--smoke", "--output", str(out / "smoke.json"),
+               "--markdown", str(out / "benchmarks.md"), "--img-dir", str(out / "img")]  # fmt: skip
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=280, check=False)
+    assert done.returncode == 0, f"run_all.py --smoke failed:\n{done.stdout[-3000:]}\n{done.stderr[-5000:]}"
+    assert (out / "benchmarks.md").read_text().startswith("# Benchmarks")
+    loaded: dict[str, Any] = json.loads((out / "smoke.json").read_text())
+    plots = sorted(p.name for p in (out / "img").glob("bench-*.png"))
+    if importlib.util.find_spec("matplotlib") is None:  # a dev dependency: without it the run says so, and no plots
+        assert "matplotlib" in loaded["meta"]["plots"]
+    else:
+        assert plots == ["bench-calls-vs-minimum.png", "bench-latency-cdf.png", "bench-throughput-replicas.png"]
+    return loaded
+
+
+def test_every_section_ran_without_an_error(results: dict[str, Any]) -> None:
+    for section in ("convergence", "cloudflare_calls", "scale", "memory", "api", "reconciler", "targets", "meta"):
+        assert section in results, section
+        value = results[section]
+        errors = [v.get("error") for v in (value if isinstance(value, list) else [value]) if isinstance(v, dict)]
+        assert not any(errors), f"{section}: {errors}"
+
+
+def test_convergence_latencies_and_calls_are_numbers(results: dict[str, Any]) -> None:
+    conv = results["convergence"]
+    for latency in (0, 100):
+        assert _number(conv, f"single_{latency}ms", "median_ms") > 0
+        assert _number(conv, f"burst20_{latency}ms", "calls") > 0
+    steady = conv["steady"]
+    assert steady["converged"] == steady["events"] > 0
+    for key in ("p50_ms", "p95_ms", "p99_ms"):
+        assert _number(steady, key) > 0
+    assert _number(conv, "restart_50_unchanged", "writes") >= 0
+
+
+def test_calls_per_rule_are_counted_against_the_minimum(results: dict[str, Any]) -> None:
+    bursts = results["cloudflare_calls"]["bursts"]
+    assert {b["access"] for b in bursts} == {True, False}
+    for burst in bursts:
+        assert _number(burst, "calls") >= _number(burst, "writes") >= 1
+        assert _number(burst, "minimum") >= 1
+
+
+def test_fleet_converged_and_memory_was_read(results: dict[str, Any]) -> None:
+    scale = results["scale"]
+    assert scale["converged"] is True
+    assert _number(scale, "seconds") > 0 and _number(scale, "calls") > 0
+    for service in ("api", "reconciler-1", "dns-worker", "cloudflare", "redis-server"):
+        assert _number(results["memory"], service) > 0
+
+
+def test_api_and_reconciler_throughput_are_numbers(results: dict[str, Any]) -> None:
+    assert _number(results["api"], "ingest", "events_per_s") > 0
+    assert _number(results["api"], "long_poll", "p99_ms") > 0
+    assert [run["replicas"] for run in results["reconciler"]] == [1, 2]
+    for run in results["reconciler"]:
+        assert _number(run, "snapshots", "events_per_s") > 0
+
+
+def test_every_target_has_a_verdict_or_says_it_was_not_measured(results: dict[str, Any]) -> None:
+    targets = results["targets"]
+    assert len(targets) >= 10
+    assert all(t["met"] in (True, False, None) and t["target"] for t in targets)
