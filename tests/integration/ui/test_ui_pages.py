@@ -275,3 +275,46 @@ async def test_manual_rule_and_access_group_forms_store_and_send_intents(ui: Ui)
 
     tags = [type(i).__name__ for i in await stream_messages(ui.redis, ui.keys.intents, IntentMessage)]
     assert tags == ["ManualRuleUpserted", "AccessGroupUpserted"], "the invalid rule wrote nothing"
+
+
+async def test_manual_rules_and_access_groups_are_edited_in_place(ui: Ui) -> None:
+    await ui.logged_in()
+    await ui.post("/ui/manual-rules", hostname="wiki.example.com", service="http://10.0.0.9:3000", agent_id="ag-one")
+    [rule] = (await (await ui.client.get("/api/v1/manual-rules", headers=ADMIN)).json())["rules"]
+    form = await ui.html(f"/ui/manual-rules?edit={rule['rule_id']}")
+    assert f'name="rule_id" value="{rule["rule_id"]}"' in form and 'value="http://10.0.0.9:3000"' in form
+    await ui.post(
+        "/ui/manual-rules", rule_id=rule["rule_id"], hostname="wiki.example.com", service="http://10.0.0.9:4000",
+        agent_id="ag-one", access_policy="bypass",
+    )  # fmt: skip
+    [edited] = (await (await ui.client.get("/api/v1/manual-rules", headers=ADMIN)).json())["rules"]
+    assert edited["rule_id"] == rule["rule_id"], "an edit keeps the rule's id instead of adding a rule"
+    assert edited["rule"]["service"] == "http://10.0.0.9:4000"
+    assert edited["rule"]["access"]["policy"] == "bypass"
+
+    # A rule with settings the form has no field for (origin options) is not editable here: nothing is dropped.
+    api_rule = {
+        "rule": {"hostname": "api.example.com", "service": "https://api:8443", "origin": {"no_tls_verify": True}}
+    }
+    created = await (await ui.client.post("/api/v1/manual-rules", json=api_rule, headers=ADMIN)).json()
+    assert f"/ui/manual-rules?edit={created['rule_id']}" not in await ui.html("/ui/manual-rules")
+    await ui.post(
+        "/ui/manual-rules", rule_id=created["rule_id"], hostname="api.example.com", service="https://api:8443"
+    )
+    kept = await (await ui.client.get(f"/api/v1/manual-rules/{created['rule_id']}", headers=ADMIN)).json()
+    assert kept["rule"]["origin"] == {"no_tls_verify": True}
+
+    await ui.post("/ui/access-groups", name="staff", include="alice@example.com")
+    [group] = (await (await ui.client.get("/api/v1/access-groups", headers=ADMIN)).json())["groups"]
+    assert 'value="alice@example.com"' in await ui.html(f"/ui/access-groups?edit={group['group_id']}")
+    await ui.post(
+        "/ui/access-groups", group_id=group["group_id"], name="staff", include="alice@example.com, @example.org"
+    )
+    [updated] = (await (await ui.client.get("/api/v1/access-groups", headers=ADMIN)).json())["groups"]
+    assert updated["group_id"] == group["group_id"]
+    assert updated["include"] == [
+        {"email": {"email": "alice@example.com"}},
+        {"email_domain": {"domain": "example.org"}},
+    ]
+    tags = [type(i).__name__ for i in await stream_messages(ui.redis, ui.keys.intents, IntentMessage)]
+    assert tags.count("ManualRuleUpserted") == 3 and tags.count("AccessGroupUpserted") == 2

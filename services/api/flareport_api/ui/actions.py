@@ -17,10 +17,11 @@ from multidict import MultiDictProxy
 from flareport_api import validation
 from flareport_api.admin_agents import _REMOVABLE, _agent
 from flareport_api.admin_ops import _letter
-from flareport_api.admin_rules import _store_with_intent, save_group, save_manual
-from flareport_api.schemas import AccessGroupRequest, ManualRuleRequest
+from flareport_api.admin_rules import _manual_rules, _store_with_intent, save_group, save_manual
+from flareport_api.schemas import AccessGroup, AccessGroupRequest, ManualRuleRequest
 from flareport_api.state import ApiContext
 from flareport_api.ui.guards import FormError, done, field, form, render
+from flareport_api.ui.pages import form_can_edit_group, form_can_edit_rule
 from flareport_api.ui.sessions import Session
 from flareport_common.messages.base import Message, new_id
 from flareport_common.messages.intents import (
@@ -217,7 +218,12 @@ async def create_manual(request: web.Request, ctx: ApiContext, session: Session,
         rule["access"] = {"policy": policy, "groups": list(_listed(data, "access_groups"))}
     raw = {"rule": rule, "agent_id": _optional(data, "agent_id"), "tunnel_id": _optional(data, "tunnel_id")}
     body = _convert(raw, ManualRuleRequest)
-    stored = await save_manual(ctx, "mr_" + new_id()[:16], body, creating=True)
+    rule_id = _optional(data, "rule_id")  # present when the form edits an existing rule
+    if rule_id is not None:
+        existing = (await _manual_rules(ctx)).get(rule_id)
+        if existing is not None and not form_can_edit_rule(existing):
+            raise FormError("Not saved: this rule has settings the form cannot show; edit it with the API or CLI.")
+    stored = await save_manual(ctx, rule_id or "mr_" + new_id()[:16], body, creating=rule_id is None)
     raise await done(request, session, f"Manual rule for {stored.rule.key} saved.", data, "/ui/manual-rules")
 
 
@@ -242,5 +248,10 @@ async def create_group(request: web.Request, ctx: ApiContext, session: Session, 
         "session_duration": _optional(data, "session_duration"),
     }
     body = _convert(raw, AccessGroupRequest)
-    stored = await save_group(ctx, "ag_" + new_id()[:16], body, creating=True)
+    group_id = _optional(data, "group_id")  # present when the form edits an existing group
+    if group_id is not None:
+        raw_group = await ctx.redis.hget(ctx.keys.api_access_groups, group_id)
+        if raw_group is not None and not form_can_edit_group(msgspec.json.decode(raw_group, type=AccessGroup)):
+            raise FormError("Not saved: this group has rules the form cannot show; edit it with the API or CLI.")
+    stored = await save_group(ctx, group_id or "ag_" + new_id()[:16], body, creating=group_id is None)
     raise await done(request, session, f"Access group {stored.name!r} saved.", data, "/ui/access-groups")

@@ -17,11 +17,12 @@ from flareport_api import readstore
 from flareport_api.admin_agents import STATUSES, _agent, _known_agents
 from flareport_api.admin_ops import _letter
 from flareport_api.admin_rules import RULE_STATUSES, _manual_rules
-from flareport_api.schemas import AccessGroup
+from flareport_api.schemas import AccessGroup, ManualRule
 from flareport_api.state import ApiContext
 from flareport_api.ui.guards import UI, page, render
 from flareport_api.ui.sessions import Session
 from flareport_api.validation import path_id
+from flareport_common.messages.rules import AccessSpec, OriginOptions
 
 DEAD_LETTER_PAGE = 200
 
@@ -110,16 +111,51 @@ async def keys_page(request: web.Request, ctx: ApiContext, session: Session) -> 
 
 @page
 async def manual_rules_page(request: web.Request, ctx: ApiContext, session: Session) -> web.StreamResponse:
-    manual = sorted((await _manual_rules(ctx)).values(), key=lambda r: r.rule.key)
+    stored = await _manual_rules(ctx)
+    manual = sorted(stored.values(), key=lambda r: r.rule.key)
     published = {r.manual_rule_id: r for r in await readstore.rules(ctx.redis, ctx.keys) if r.source == "manual"}
-    return render(request, "manual_rules.html", rules=manual, published=published, **await _common(request, session))
+    # ?edit=<rule id> fills the form with that rule; saving it updates the rule in place (same id). Only rules
+    # the form can express fully are editable here, so an edit never drops a setting made through the API.
+    editable = {m.rule_id for m in manual if form_can_edit_rule(m)}
+    editing = stored.get(request.query.get("edit", ""))
+    return render(
+        request,
+        "manual_rules.html",
+        rules=manual,
+        published=published,
+        editable=editable,
+        editing=editing if editing is not None and editing.rule_id in editable else None,
+        **await _common(request, session),
+    )
 
 
 @page
 async def access_groups_page(request: web.Request, ctx: ApiContext, session: Session) -> web.StreamResponse:
     raw = await ctx.redis.hgetall(ctx.keys.api_access_groups)
     groups = sorted((msgspec.json.decode(v, type=AccessGroup) for v in raw.values()), key=lambda g: g.name)
-    return render(request, "access_groups.html", groups=groups, **await _common(request, session))
+    editable = {g.group_id for g in groups if form_can_edit_group(g)}
+    editing = next((g for g in groups if g.group_id == request.query.get("edit") and g.group_id in editable), None)
+    return render(
+        request,
+        "access_groups.html",
+        groups=groups,
+        editable=editable,
+        editing=editing,
+        **await _common(request, session),
+    )
+
+
+def form_can_edit_rule(manual: ManualRule) -> bool:
+    """The form has fields for hostname, path, service, zone, agent/tunnel, Access policy and groups only."""
+    rule = manual.rule
+    access_ok = rule.access is None or rule.access == AccessSpec(policy=rule.access.policy, groups=rule.access.groups)
+    return rule.origin == OriginOptions() and access_ok and not rule.adopt
+
+
+def form_can_edit_group(group: AccessGroup) -> bool:
+    """The form expresses include/exclude as emails and email domains only, and no require rules."""
+    selectors = (*group.include, *group.exclude)
+    return not group.require and all(set(s) <= {"email", "email_domain"} for s in selectors)
 
 
 @page
