@@ -1,4 +1,8 @@
-"""Waiting on conditions with a deadline: the only synchronisation tests use (never a bare sleep)."""
+"""Waiting on conditions with a deadline: the only synchronisation tests use (never a bare sleep).
+
+The default deadline is generous (30 s): CI shares 2 cores between the suite, redis-server, Podman and the
+services, and a deadline only costs time when the behaviour is really broken.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +15,7 @@ T = TypeVar("T")
 
 
 async def wait_for(
-    condition: Callable[[], Awaitable[T]], *, timeout: float = 10.0, interval: float = 0.02, what: str = "condition"
+    condition: Callable[[], Awaitable[T]], *, timeout: float = 30.0, interval: float = 0.02, what: str = "condition"
 ) -> T:
     """Poll ``condition`` until it returns a truthy value; fail naming ``what`` when the deadline passes."""
     deadline = time.monotonic() + timeout
@@ -25,7 +29,7 @@ async def wait_for(
 
 
 def wait_for_sync(
-    condition: Callable[[], T], *, timeout: float = 10.0, interval: float = 0.02, what: str = "condition"
+    condition: Callable[[], T], *, timeout: float = 30.0, interval: float = 0.02, what: str = "condition"
 ) -> T:
     deadline = time.monotonic() + timeout
     while True:
