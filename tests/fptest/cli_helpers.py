@@ -71,7 +71,10 @@ class ApiProcess:
 
 
 @contextlib.contextmanager
-def api_process(redis_url: str, prefix: str, log_path: Path) -> Iterator[ApiProcess]:
+def api_process(
+    redis_url: str, prefix: str, log_path: Path, extra_env: dict[str, str] | None = None
+) -> Iterator[ApiProcess]:
+    """``flareport api`` as its own process on a free port, configured only through the environment."""
     port = free_port()
     env = {
         **os.environ,
@@ -82,6 +85,7 @@ def api_process(redis_url: str, prefix: str, log_path: Path) -> Iterator[ApiProc
         "FLAREPORT_KEY_PREFIX": prefix,
         "LOG_FORMAT": "json",
         "LOG_LEVEL": "warning",
+        **(extra_env or {}),
     }
     with open(log_path, "wb") as log:
         process = subprocess.Popen([sys.executable, "-m", "flareport_cli", "api"], env=env, stdout=log, stderr=log)

@@ -5,11 +5,9 @@ Both talk to the session redis-server under a per-test key prefix, so tests neve
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -18,11 +16,12 @@ import redis.asyncio as aioredis
 from aiohttp.test_utils import TestClient, TestServer
 
 from flareport_api.app import create_app
-from flareport_cli.localredis import LocalRedis, free_port
+from flareport_cli.localredis import LocalRedis
 from flareport_common.keys import Keys
 from flareport_common.settings import ApiSettings, CommonSettings
 from fptest.api_helpers import MASTER
-from fptest.waiting import wait_for_sync
+from fptest.cli_helpers import ApiProcess
+from fptest.cli_helpers import api_process as start_api_process
 
 
 def make_settings(url: str, prefix: str, **overrides: Any) -> ApiSettings:
@@ -85,57 +84,17 @@ async def api(api_settings: ApiSettings, keys: Keys, redis: aioredis.Redis) -> A
         await client.close()
 
 
-@dataclass
-class ApiProcess:
-    url: str
-    process: subprocess.Popen[bytes]
-
-
 @pytest.fixture
-def api_process(redis_server: LocalRedis, prefix: str, tmp_path: Any) -> Iterator[ApiProcess]:
+def api_process(redis_server: LocalRedis, prefix: str, tmp_path: Path) -> Iterator[ApiProcess]:
     """``flareport api`` as its own process, configured only through the environment."""
-    port = free_port()
-    env = {
-        **os.environ,
-        "REDIS_URL": redis_server.url,
-        "MASTER_API_KEY": MASTER,
-        "FLAREPORT_API_HOST": "127.0.0.1",
-        "FLAREPORT_API_PORT": str(port),
-        "FLAREPORT_KEY_PREFIX": prefix,
+    extra = {
         "FLAREPORT_API_MAX_BODY_BYTES": "65536",
         "FLAREPORT_API_COMMAND_POLL_SECONDS": "5",
         # schemathesis sends many requests without a valid key on purpose; the brake is tested in-process.
         "FLAREPORT_API_AUTH_FAILURE_LIMIT": "1000000",
-        "LOG_FORMAT": "json",
-        "LOG_LEVEL": "warning",
     }
-    log = open(tmp_path / "api.log", "wb")  # noqa: SIM115 - closed below, after the process
-    process = subprocess.Popen([sys.executable, "-m", "flareport_cli", "api"], env=env, stdout=log, stderr=log)
-    url = f"http://127.0.0.1:{port}"
-
-    def ready() -> bool:
-        if process.poll() is not None:
-            raise AssertionError(f"api exited with {process.returncode}: {(tmp_path / 'api.log').read_text()}")
-        try:
-            import urllib.request
-
-            with urllib.request.urlopen(url + "/readyz", timeout=1) as response:  # noqa: S310 - loopback only
-                return bool(response.status == 200)
-        except OSError:
-            return False
-
-    try:
-        wait_for_sync(ready, timeout=20, what="the api process to answer /readyz")
-        yield ApiProcess(url=url, process=process)
-    finally:
-        if process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-        log.close()
+    with start_api_process(redis_server.url, prefix, tmp_path / "api.log", extra) as process:
+        yield process
 
 
 @pytest.fixture

@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import os
 import re
-import subprocess
-import sys
 from collections.abc import AsyncIterator, Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -19,7 +17,7 @@ import pytest
 import redis.asyncio as aioredis
 from playwright.async_api import Browser, Page, async_playwright, expect
 
-from flareport_cli.localredis import LocalRedis, free_port
+from flareport_cli.localredis import LocalRedis
 from flareport_common.keys import Keys
 from flareport_common.messages.base import utcnow
 from flareport_common.messages.deadletters import DeadLetter
@@ -29,7 +27,7 @@ from flareport_common.messages.rules import AccessSpec
 from flareport_common.readmodel import AgentRecord, RuleRecord
 from flareport_common.streams.codec import encode
 from fptest.api_helpers import MASTER, stream_messages
-from fptest.waiting import wait_for_sync
+from fptest.cli_helpers import api_process
 
 from .conftest import PASSWORD
 
@@ -51,46 +49,9 @@ pytestmark = pytest.mark.skipif(
 
 @pytest.fixture
 def api_url(redis_server: LocalRedis, prefix: str, tmp_path: Path) -> Iterator[str]:
-    port = free_port()
-    env = {
-        **os.environ,
-        "REDIS_URL": redis_server.url,
-        "MASTER_API_KEY": MASTER,
-        "FLAREPORT_API_HOST": "127.0.0.1",
-        "FLAREPORT_API_PORT": str(port),
-        "FLAREPORT_KEY_PREFIX": prefix,
-        "FLAREPORT_ADMIN_PASSWORD": PASSWORD,
-        "FLAREPORT_UI_EVENTS_SECONDS": "0.3",
-        "LOG_FORMAT": "json",
-        "LOG_LEVEL": "warning",
-    }
-    log_path = tmp_path / "api.log"
-    log = open(log_path, "wb")  # noqa: SIM115 - closed below, after the process
-    process = subprocess.Popen([sys.executable, "-m", "flareport_cli", "api"], env=env, stdout=log, stderr=log)
-    url = f"http://127.0.0.1:{port}"
-
-    def ready() -> bool:
-        if process.poll() is not None:
-            raise AssertionError(f"api exited with {process.returncode}: {log_path.read_text()}")
-        try:
-            import urllib.request
-
-            with urllib.request.urlopen(url + "/readyz", timeout=1) as response:  # noqa: S310 - loopback only
-                return bool(response.status == 200)
-        except OSError:
-            return False
-
-    try:
-        wait_for_sync(ready, timeout=20, what="the api process to answer /readyz")
-        yield url
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        log.close()
+    extra = {"FLAREPORT_ADMIN_PASSWORD": PASSWORD, "FLAREPORT_UI_EVENTS_SECONDS": "0.3"}
+    with api_process(redis_server.url, prefix, tmp_path / "api.log", extra) as process:
+        yield process.url
 
 
 @pytest.fixture
