@@ -15,6 +15,7 @@ from typing import Any
 import msgspec
 import pytest
 import redis.asyncio as aioredis
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from flareport_cli.localredis import LocalRedis
 from flareport_common.errors import PermanentError, TemporaryError
@@ -337,7 +338,15 @@ async def test_consumer_survives_redis_restart(redis_factory: Callable[..., Loca
             await producer.send_many(config.stream, [Work(n=i) for i in range(50)])
             await wait_for(lambda: _true(len(seen) == 50), what="the first 50 messages")
             await asyncio.to_thread(server.restart, kill=True)
-            await producer.send_many(config.stream, [Work(n=i) for i in range(50, 100)])
+
+            async def sent() -> bool:
+                try:  # the first command after the restart may meet a dead pooled connection
+                    await producer.send_many(config.stream, [Work(n=i) for i in range(50, 100)])
+                except RedisConnectionError:
+                    return False
+                return True
+
+            await wait_for(sent, what="the second half accepted by the restarted Redis")
             await wait_for(lambda: _true(len(seen) == 100), timeout=30, what="messages sent after the restart")
             assert not task.done(), "the consumer loop must keep running through a Redis restart"
     finally:
@@ -365,7 +374,15 @@ async def test_consumer_recreates_its_group_after_redis_lost_its_data(
 
             # Whether the consumer recreates its group before or after this XADD, the group is created at "0",
             # so the message is delivered either way.
-            await Producer(client).send(config.stream, Work(n=2))
+            async def sent() -> bool:
+                # The client's pooled connection died with the server: the first command may fail, a retry reconnects.
+                try:
+                    await Producer(client).send(config.stream, Work(n=2))
+                except RedisConnectionError:
+                    return False
+                return True
+
+            await wait_for(sent, what="a message accepted by the restarted Redis")
             await wait_for(lambda: _true(2 in seen), timeout=30, what="a message sent after the data loss")
             assert not task.done()
     finally:
