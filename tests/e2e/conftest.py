@@ -11,6 +11,23 @@ from flareport_cli.localpodman import podman_available
 from fptest.e2e_stack import E2EStack
 
 StackFactory = Callable[..., E2EStack]
+# Stacks of the running module, so a failing test's report can show what the services said.
+_LIVE: list[E2EStack] = []
+TAIL_LINES = 80
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    outcome = yield
+    report: pytest.TestReport = outcome.get_result()  # type: ignore[attr-defined]
+    if report.when != "call" or not report.failed:
+        return
+    for stack in _LIVE:
+        if stack.dev is None:
+            continue
+        for child in stack.supervisor.children:
+            tail = "\n".join(child.lines[-TAIL_LINES:])
+            report.sections.append((f"last {TAIL_LINES} lines of {child.name}", tail))
 
 
 @pytest.fixture(scope="module")
@@ -23,10 +40,12 @@ def stack_factory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StackFac
         workdir: Path = tmp_path_factory.mktemp("e2e")
         stack = E2EStack(workdir, settings)
         stacks.append(stack)
+        _LIVE.append(stack)
         return stack.start()
 
     try:
         yield make
     finally:
         for stack in reversed(stacks):
+            _LIVE.remove(stack)
             stack.close()

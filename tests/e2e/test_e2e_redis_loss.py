@@ -17,12 +17,6 @@ from .conftest import StackFactory
 pytestmark = pytest.mark.timeout(300)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="after FLUSHALL the agent keys are gone with everything else: the API answers the agent 401 unknown_key, "
-    "the agent stops calling (re-register attempt only every 60 s, refused too), so agents and rules are never "
-    "rebuilt; nothing in the design restores keys or enrolments after a total loss of Redis data",
-)
 def test_flushed_redis_is_rebuilt_from_the_agents_without_deleting_anything(stack_factory: StackFactory) -> None:
     stack: E2EStack = stack_factory(GRACE_PERIOD_SECONDS="2", FLAREPORT_CLAIM_IDLE_SECONDS="3")
     host = stack.hosts["host1"]

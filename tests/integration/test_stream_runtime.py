@@ -387,3 +387,35 @@ async def test_consumer_recreates_its_group_after_redis_lost_its_data(
             assert not task.done()
     finally:
         await client.aclose()
+
+
+async def test_consumer_survives_a_flushall_while_it_is_blocked_reading(
+    redis_factory: Callable[..., LocalRedis], prefix: str
+) -> None:
+    server = redis_factory(aof=False)
+    client = aioredis.Redis.from_url(server.url)
+    admin = aioredis.Redis.from_url(server.url)
+    config = make_config(prefix, block_ms=5_000)
+    seen: set[int] = set()
+
+    async def handle(message: Work, delivery: Delivery) -> None:
+        seen.add(message.n)
+
+    async def blocked_in_xreadgroup() -> bool:
+        clients = await admin.client_list()
+        return any(c.get("cmd") == "xreadgroup" and "b" in c.get("flags", "") for c in clients)
+
+    runtime = consumer(client, config, handle)
+    try:
+        async with running(runtime) as task:
+            await Producer(client).send(config.stream, Work(n=1))
+            await wait_for(lambda: _true(seen == {1}), what="the first message")
+            await wait_for(blocked_in_xreadgroup, what="the consumer blocked in XREADGROUP")
+            # Redis answers the blocked read "UNBLOCKED the stream key no longer exists".
+            await admin.flushall()
+            await Producer(admin).send(config.stream, Work(n=2))
+            await wait_for(lambda: _true(2 in seen), timeout=30, what="a message sent after the FLUSHALL")
+            assert not task.done(), "the consumer kept running"
+    finally:
+        await client.aclose()
+        await admin.aclose()

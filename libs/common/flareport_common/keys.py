@@ -107,6 +107,17 @@ class Keys:
         return f"{self.prefix}{{agent:{agent_id}}}:api-keys"
 
     @property
+    def keys_recovered_at(self) -> str:
+        """Epoch seconds of the newest agent key the API recovered from its proof (the store had lost it): evidence
+        that Redis lost its data, which holds back the removal of records while the agents report again."""
+        return f"{self.prefix}recovery:keys-recovered-at"
+
+    @property
+    def recovery_released(self) -> str:
+        """The ``keys_recovered_at`` value whose hold has ended and been followed by a full re-plan (reconciler)."""
+        return f"{self.prefix}recovery:released"
+
+    @property
     def api_manual_rules(self) -> str:
         """Hash rule_id -> the admin's manual rule as last written (the reconciler gets it as an intent)."""
         return f"{self.prefix}api:manual-rules"

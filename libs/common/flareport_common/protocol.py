@@ -44,6 +44,11 @@ class RegisterRequest(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_
     hostname: str = ""
     version: str = ""
     capabilities: tuple[str, ...] = ()
+    # The tunnel this agent was told to run and the SHA-256 (hex) of its token, from the agent's saved state. A
+    # control plane that lost its record of the agent restores the enrolment from them, after the dns-worker has
+    # checked that the hash matches that tunnel's token (so the claim cannot obtain another tunnel's token).
+    tunnel_id: str | None = None
+    tunnel_token_sha256: str | None = None
 
 
 class RegisterResponse(msgspec.Struct, frozen=True, kw_only=True):

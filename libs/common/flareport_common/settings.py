@@ -6,6 +6,8 @@ line naming the variable; ``load_or_exit`` turns that into a clean process exit 
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import os
 import sys
 from collections.abc import Callable, Mapping
@@ -62,6 +64,10 @@ class ApiSettings:
     oidc_allowed_domains: tuple[str, ...] = ()
     oidc_redirect_url: str | None = None
     ui_password_login: bool = True
+    # Agent keys carry an HMAC of their id under this secret, so a key whose record Redis lost (a total loss of
+    # data) can be recognised and restored without the admin issuing new keys; see docs/security.md.
+    agent_key_secret: str = field(default="", repr=False)
+    agent_key_recovery: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +83,9 @@ class ReconcilerSettings:
     sweep_interval_seconds: float = 2.0
     # A Cloudflare job without a result for this long is presumed lost and its target planned again.
     job_timeout_seconds: int = 600
+    # After the API recovered an agent key (Redis had lost its data), owned DNS records and ingress rules that no
+    # known rule lists are kept this long, so agents that have not reported again yet lose nothing.
+    recovery_hold_seconds: int = 600
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,8 +173,21 @@ def load_api(environ: Mapping[str, str]) -> ApiSettings:
         ui_login_window_seconds=env.number("FLAREPORT_UI_LOGIN_WINDOW_SECONDS", default=300.0, minimum=1.0),
         ui_secure_cookie=env.choice("FLAREPORT_UI_SECURE_COOKIE", default="auto", choices=("auto", "always", "never")),
         ui_events_seconds=env.number("FLAREPORT_UI_EVENTS_SECONDS", default=2.0, minimum=0.1),
+        agent_key_secret=_agent_key_secret(env, key),
+        agent_key_recovery=env.flag("FLAREPORT_AGENT_KEY_RECOVERY", default=True),
         **_load_oidc(env),
     )
+
+
+def _agent_key_secret(env: Env, master_key: str) -> str:
+    secret = env.optional("FLAREPORT_AGENT_KEY_SECRET")
+    if secret is None:
+        # Derived rather than random: every API replica must agree on it and it must survive the loss of Redis,
+        # which the master key (configuration, not data) does. A separate secret lets the master key rotate alone.
+        return hmac.new(master_key.encode(), b"flareport agent key secret", hashlib.sha256).hexdigest()
+    if len(secret) < 32:
+        raise SettingsError("FLAREPORT_AGENT_KEY_SECRET: must be at least 32 characters")
+    return secret
 
 
 def _words(env: Env, name: str) -> tuple[str, ...]:
@@ -214,6 +236,7 @@ def load_reconciler(environ: Mapping[str, str]) -> ReconcilerSettings:
         claim_idle_seconds=env.number("FLAREPORT_CLAIM_IDLE_SECONDS", default=30.0, minimum=0.1),
         sweep_interval_seconds=env.number("FLAREPORT_SWEEP_INTERVAL_SECONDS", default=2.0, minimum=0.05),
         job_timeout_seconds=env.integer("FLAREPORT_JOB_TIMEOUT_SECONDS", default=600, minimum=1),
+        recovery_hold_seconds=env.integer("FLAREPORT_RECOVERY_HOLD_SECONDS", default=600, minimum=0),
     )
 
 

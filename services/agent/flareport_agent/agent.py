@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import socket
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
@@ -220,11 +221,16 @@ class Agent:
 
     async def _register(self) -> bool:
         """One registration attempt; True when the gate is open afterwards."""
+        st = self.state
+        token = st.tunnel_token if st.tunnel_wanted and st.tunnel_id else None
         request = RegisterRequest(
             display_name=socket.gethostname(),
             hostname=socket.gethostname(),
             version=agent_version(),
             capabilities=CAPABILITIES,
+            # Lets a control plane that lost its data restore this agent's enrolment (see RegisterRequest).
+            tunnel_id=st.tunnel_id if token else None,
+            tunnel_token_sha256=hashlib.sha256(token.encode()).hexdigest() if token else None,
         )
         response = await self.client.register(request)
         if response.agent_id != self.state.agent_id:

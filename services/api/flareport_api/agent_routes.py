@@ -19,7 +19,7 @@ from flareport_api.errors import ApiError, invalid, json_response, query_float, 
 from flareport_api.metrics import EVENTS
 from flareport_api.state import QueryParam, Route, context
 from flareport_common.keys import GROUP_AGENT
-from flareport_common.messages.base import new_id, utcnow
+from flareport_common.messages.base import utcnow
 from flareport_common.messages.commands import CommandMessage, RotateKey
 from flareport_common.messages.events import AgentRegistered, CommandAck, Heartbeat
 from flareport_common.protocol import (
@@ -87,13 +87,18 @@ async def register(request: web.Request) -> web.StreamResponse:
             raise invalid(field, f"{field} must be at most {limit} characters")
     if len(body.capabilities) > 64 or any(len(c) > 64 for c in body.capabilities):
         raise invalid("capabilities", "at most 64 capabilities of at most 64 characters each")
-    agent_id = await ctx.store.bind(stored, stored.agent_id or "agt_" + new_id()[:20], display_name)
+    tunnel_id, token_sha256 = _tunnel_claim(body)
+    # Derived from the key id (not random), so a key restored after a loss of data is bound to the same agent.
+    wanted_id = stored.agent_id or ctx.store.minter.agent_id_for(stored.key_id)
+    agent_id = await ctx.store.bind(stored, wanted_id, display_name)
     event = AgentRegistered(
         agent_id=agent_id,
         display_name=display_name,
         hostname=body.hostname,
         version=body.version,
         capabilities=body.capabilities,
+        tunnel_id=tunnel_id,
+        tunnel_token_sha256=token_sha256,
     )
     await ctx.producer.send(ctx.keys.events, event)
     record = await readstore.agent(ctx.redis, ctx.keys, agent_id)
@@ -106,6 +111,19 @@ async def register(request: web.Request) -> web.StreamResponse:
             poll_wait_seconds=min(25.0, ctx.settings.max_wait_seconds),
         )
     )
+
+
+def _tunnel_claim(body: RegisterRequest) -> tuple[str | None, str | None]:
+    """The agent's saved tunnel (id, token hash): both or neither, each well formed."""
+    if (body.tunnel_id is None) != (body.tunnel_token_sha256 is None):
+        field = "tunnel_token_sha256" if body.tunnel_token_sha256 is None else "tunnel_id"
+        raise invalid(field, "tunnel_id and tunnel_token_sha256 come together")
+    if body.tunnel_id is not None:
+        validation.path_id(body.tunnel_id, "tunnel_id")
+    digest = body.tunnel_token_sha256
+    if digest is not None and (len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest)):
+        raise invalid("tunnel_token_sha256", "must be 64 lowercase hexadecimal characters (a SHA-256)")
+    return body.tunnel_id, digest
 
 
 async def events(request: web.Request) -> web.StreamResponse:
@@ -225,7 +243,9 @@ async def heartbeat(request: web.Request) -> web.StreamResponse:
     pipe.ltrim(history, 0, HEARTBEAT_HISTORY - 1)
     await pipe.execute()
     record = await readstore.agent(ctx.redis, ctx.keys, agent_id)
-    lost = record is None and stored.registered_at is not None and now - stored.registered_at > REREGISTER_AFTER
+    # A restored key means the reconciler lost the agent too: register again at once, not after the usual wait.
+    waited = stored.registered_at is not None and now - stored.registered_at > REREGISTER_AFTER
+    lost = record is None and (waited or stored.recovered_at is not None)
     return json_response(
         HeartbeatResponse(status=record.status if record else "pending", server_time=now, reregister=lost)
     )

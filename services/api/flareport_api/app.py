@@ -22,6 +22,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from flareport_api import admin_agents, admin_ops, admin_rules, agent_routes, openapi, ui
 from flareport_api.auth import Authenticator, FailureLimiter
 from flareport_api.errors import ApiError, error_response, json_response
+from flareport_api.keyproof import KeyMinter
 from flareport_api.keystore import KeyStore
 from flareport_api.longpoll import CommandHub
 from flareport_api.metrics import Handler, metrics_middleware
@@ -77,7 +78,9 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     redis = redis_client(settings)
     keys = Keys(settings.common.key_prefix)
-    store = KeyStore(redis, keys)
+    # Settings built in code (tests, embedding) may leave the secret empty: the master key is the fallback.
+    minter = KeyMinter(settings.agent_key_secret or settings.master_api_key)
+    store = KeyStore(redis, keys, minter, recovery=settings.agent_key_recovery)
     limiter = FailureLimiter(settings.auth_failure_limit, settings.auth_failure_window_seconds)
     hub = CommandHub(redis, keys, poll_s=settings.command_poll_seconds, redeliver_s=settings.command_redeliver_seconds)
     ctx = ApiContext(

@@ -11,13 +11,16 @@ Layout (all written by the API only):
                                  agent_id (set once, HSETNX, at the first register), display_name, registered_at
   ``Keys.api_keys_index``       HASH key_id -> hash (list, revoke and roll by id)
   ``Keys.agent_api_keys(id)``   SET of key ids bound to the agent (roll, remove, revoke-after-rotation)
+
+A presented key without a record is checked against its proof (``keyproof``): a key this API issued whose record
+Redis lost is restored, bound to its agent, with ``recovered_at`` set, and ``Keys.keys_recovered_at`` tells the
+reconciler that Redis lost its data (it then keeps records while the agents report again).
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
-import secrets
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -25,22 +28,25 @@ from datetime import UTC, datetime
 from typing import Any
 
 import redis.asyncio as aioredis
+import structlog
+from prometheus_client import Counter
 
+from flareport_api.keyproof import KeyMinter
 from flareport_api.schemas import KeyInfo, KeyStatus
 from flareport_common.keys import Keys
-from flareport_common.messages.base import new_id, utcnow
+from flareport_common.messages.base import utcnow
 
-KEY_PREFIX = "fpk_"
+log = structlog.get_logger("flareport.api.keys")
+
+KEYS_RECOVERED = Counter(
+    "flareport_api_agent_keys_recovered_total", "Agent keys restored from their proof after Redis lost their records."
+)
 # Writing last_used_at on every request would turn each read into a write; once a minute is enough for an admin.
 _LAST_USED_EVERY_S = 60.0
 
 
 def hash_key(key: str) -> str:
     return hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()
-
-
-def new_key() -> str:
-    return KEY_PREFIX + secrets.token_urlsafe(32)
 
 
 def _text(value: bytes | str | None) -> str | None:
@@ -67,6 +73,8 @@ class StoredKey:
     registered_at: datetime | None
     # Set by a (re-)register: the agent's next poll re-reads everything delivered to it and not acknowledged.
     redeliver: bool = False
+    # When the record was restored from the key's proof after Redis lost it (None for a key issued normally).
+    recovered_at: datetime | None = None
 
     @classmethod
     def from_hash(cls, raw: Mapping[Any, Any]) -> StoredKey:
@@ -84,6 +92,7 @@ class StoredKey:
             display_name=fields.get("display_name"),
             registered_at=_time(fields.get("registered_at")),
             redeliver=fields.get("redeliver") == "1",
+            recovered_at=_time(fields.get("recovered_at")),
         )
 
     def info(self) -> KeyInfo:
@@ -99,14 +108,17 @@ class StoredKey:
 
 
 class KeyStore:
-    def __init__(self, redis: aioredis.Redis, keys: Keys) -> None:
+    def __init__(self, redis: aioredis.Redis, keys: Keys, minter: KeyMinter, *, recovery: bool = True) -> None:
         self._redis = redis
         self._keys = keys
+        self.minter = minter
+        self._recovery = recovery
         self._last_used: dict[str, float] = {}
 
     async def create(self, label: str, *, agent_id: str | None = None) -> tuple[str, StoredKey]:
         """A new key (returned in clear once) and its stored record; ``agent_id`` pre-binds it (key roll)."""
-        key, key_id, now = new_key(), "key_" + new_id()[:16], utcnow().isoformat()
+        key, key_id = self.minter.mint(agent_id)
+        now = utcnow().isoformat()
         digest = hash_key(key)
         fields = {"key_id": key_id, "label": label, "hash": digest, "status": "active", "created_at": now}
         pipe = self._redis.pipeline(transaction=True)
@@ -126,11 +138,48 @@ class KeyStore:
         digest = hash_key(presented)
         raw = await self._redis.hgetall(self._keys.api_key(digest))
         if not raw:
-            return None
+            return await self._recover(presented, digest) if self._recovery else None
         stored = StoredKey.from_hash(raw)
         if not hmac.compare_digest(stored.key_hash.encode(), digest.encode()):
             return None
         return stored
+
+    async def _recover(self, presented: str, digest: str) -> StoredKey | None:
+        """Restore the record of a key this API issued and Redis lost (see the module docstring)."""
+        proof = self.minter.verify(presented)
+        if proof is None:
+            return None
+        now = utcnow()
+        fields = {
+            "key_id": proof.key_id,
+            "label": "restored after a loss of data",
+            "hash": digest,
+            "status": "active",
+            "created_at": now.isoformat(),
+            "agent_id": proof.agent_id,
+            "registered_at": now.isoformat(),
+            "recovered_at": now.isoformat(),
+            "redeliver": "1",
+        }
+        record = self._keys.api_key(digest)
+        pipe = self._redis.pipeline(transaction=True)
+        # HSETNX on the hash field: of two replicas restoring the same key at once, the second changes nothing.
+        pipe.hsetnx(record, "hash", digest)
+        pipe.hset(self._keys.api_keys_index, proof.key_id, digest)
+        pipe.sadd(self._keys.agent_api_keys(proof.agent_id), proof.key_id)
+        pipe.set(self._keys.keys_recovered_at, f"{now.timestamp():.3f}")
+        won = (await pipe.execute())[0]
+        if won:
+            await self._redis.hset(record, mapping=fields)  # type: ignore[arg-type]
+            KEYS_RECOVERED.inc()
+            log.warning(
+                "restored an agent key whose record was lost (Redis lost its data?); the agent registers again and "
+                "resends its containers",
+                key_id=proof.key_id,
+                agent_id=proof.agent_id,
+            )
+        raw = await self._redis.hgetall(record)
+        return StoredKey.from_hash(raw) if raw.get(b"key_id") or raw.get("key_id") else None
 
     async def touch(self, stored: StoredKey) -> None:
         now = time.monotonic()

@@ -12,7 +12,9 @@ Ownership is explicit and conservative:
 * a foreign record (no marker, or another owner's) on a wanted name is a conflict reported per hostname,
   never overwritten — unless the wanted record says ``adopt``, which takes it over explicitly;
 * names we no longer want are cleaned up only if this target wrote them (``managed``) and the record
-  still carries our marker; a foreign record on such a name is left alone.
+  still carries our marker; a foreign record on such a name is left alone;
+* with ``prune=False`` (the control plane is rebuilding after a loss of its data and may not know every rule
+  yet) such names are kept instead, and stay managed, so the first plan with ``prune=True`` removes them.
 
 Only A, AAAA and CNAME records can collide with a proxied CNAME (Cloudflare's 81053/81054), so only those
 types are looked at; TXT, MX and friends on the same name are not ours and not in the way.
@@ -107,7 +109,8 @@ class DnsPlan:
     patches: list[Patch] = field(default_factory=list)
     posts: list[Post] = field(default_factory=list)
     conflicts: list[CfError] = field(default_factory=list)
-    # Names this target manages after the plan is applied (wanted names it holds, plus names it could not clean).
+    # Names this target manages after the plan is applied: wanted names it holds, names it could not clean, and
+    # names it kept because the plan does not prune.
     managed: set[str] = field(default_factory=set)
 
     @property
@@ -210,11 +213,14 @@ def plan_dns(
     desired: Iterable[Wanted],
     owner: str,
     managed: Iterable[str] = (),
+    *,
+    prune: bool = True,
 ) -> DnsPlan:
     """Changes that make ``current`` hold exactly ``desired`` among the records this target owns.
 
     ``current`` maps a (lower-case) name to the records on it; names missing from it are taken as empty.
-    ``managed`` names the records this target wrote before: ours among them that are no longer wanted go.
+    ``managed`` names the records this target wrote before: ours among them that are no longer wanted go,
+    unless ``prune`` is False, in which case they are kept and remain in ``plan.managed``.
     """
     plan = DnsPlan()
     wanted_by_name: dict[str, Wanted] = {}
@@ -227,5 +233,9 @@ def plan_dns(
     for name in sorted(set(managed) - set(wanted_by_name)):
         for record in current.get(name, ()):
             if record.type in COLLIDING_TYPES and owner_of(record.comment) == owner:
-                plan.deletes.append(Delete(record.id, record.name))
+                if prune:
+                    plan.deletes.append(Delete(record.id, record.name))
+                else:
+                    # Kept, and still this target's: the next pruning plan must find it to remove it.
+                    plan.managed.add(name)
     return plan

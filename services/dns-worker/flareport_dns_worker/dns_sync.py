@@ -5,7 +5,9 @@ worker keeps an observed copy of each zone's A/AAAA/CNAME records in Redis, upda
 and reads Cloudflare only when that copy is missing (one list call with the largest page size), when
 Cloudflare contradicts it (a conflict or an identical record we did not know about), after an ambiguous
 write, and in ``verify_target``. The names each target wrote are kept too, so a record this target no
-longer wants is removed — and only if it still carries our marker.
+longer wants is removed — and only if it still carries our marker. A job with ``prune=False`` (sent while the
+control plane rebuilds after a loss of its data) keeps such records instead, and they stay in the target's
+names, so the next job that prunes removes them.
 
 Writes for a zone go in ``dns_records/batch`` calls of at most ``batch_size`` operations. Cloudflare runs
 a batch in one transaction, so a refused batch changed nothing; its operations are then re-done one call
@@ -93,7 +95,7 @@ class DnsSync:
         new_managed: dict[str, str] = {}
         for zone_id in sorted(by_zone):
             names = {n for n, z in managed.items() if z == zone_id}
-            zone_outcome, kept = await self._sync_zone(zone_id, by_zone[zone_id], names, fresh)
+            zone_outcome, kept = await self._sync_zone(zone_id, by_zone[zone_id], names, fresh, job.prune)
             outcome.add(zone_outcome)
             new_managed.update(dict.fromkeys(kept, zone_id))
         # Names in zones that no longer hold any wanted record still need cleaning up.
@@ -102,27 +104,31 @@ class DnsSync:
             if zone_id not in by_zone:
                 orphans[zone_id].add(name)
         for zone_id, names in sorted(orphans.items()):
-            zone_outcome, kept = await self._sync_zone(zone_id, [], names, fresh)
+            if not job.prune:
+                # Nothing to write there: the names stay this target's, for the next pruning job to clean up.
+                new_managed.update(dict.fromkeys(names, zone_id))
+                continue
+            zone_outcome, kept = await self._sync_zone(zone_id, [], names, fresh, job.prune)
             outcome.add(zone_outcome)
             new_managed.update(dict.fromkeys(kept, zone_id))
         await self._save_managed(job.target, new_managed)
         return outcome
 
     async def _sync_zone(
-        self, zone_id: str, wanted: list[Wanted], names: set[str], fresh: bool
+        self, zone_id: str, wanted: list[Wanted], names: set[str], fresh: bool, prune: bool
     ) -> tuple[Outcome, set[str]]:
         # Jobs are leased per target, but several targets (the reconciler's zone guesses) can land in one
         # actual zone, whose observed copy they share: one writer per zone keeps that copy true.
         zone_target = f"zone-id:{zone_id}"
         async with self._leases.hold(self._keys.target_lease(zone_target), zone_target, wait=60.0):
-            return await self._sync_zone_locked(zone_id, wanted, names, fresh)
+            return await self._sync_zone_locked(zone_id, wanted, names, fresh, prune)
 
     async def _sync_zone_locked(
-        self, zone_id: str, wanted: list[Wanted], names: set[str], fresh: bool
+        self, zone_id: str, wanted: list[Wanted], names: set[str], fresh: bool, prune: bool
     ) -> tuple[Outcome, set[str]]:
         for attempt in range(3):
             current = await self._current(zone_id, fresh=fresh or attempt > 0)
-            plan = plan_dns(current, wanted, self._owner, names)
+            plan = plan_dns(current, wanted, self._owner, names, prune=prune)
             outcome = Outcome(errors=list(plan.conflicts))
             CONFLICTS.labels("dns").inc(len(plan.conflicts))
             try:
@@ -131,7 +137,7 @@ class DnsSync:
                 log.info("dns.reread", zone_id=zone_id, reason=str(reason))
                 await self._redis.hdel(self._keys.cf_zone_records(zone_id), LOADED)
                 continue
-            # Names whose cleanup failed stay managed, so a later job tries again.
+            # Names whose cleanup failed (or that were kept, without pruning) stay managed: a later job removes them.
             left = {n for n in names if any(owner_of(r.comment) == self._owner for r in current.get(n, ()))}
             return outcome, plan.managed | left
         raise AssertionError("unreachable: the last attempt never rereads")

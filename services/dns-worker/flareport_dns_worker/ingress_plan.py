@@ -12,6 +12,10 @@ order, then exactly one catch-all ``http_status:404``. Our rules come first so t
 (``*.example.com``) cannot shadow a specific one of ours. A foreign rule on a key we want is a conflict:
 it stays, ours is left out and reported. Top-level settings (``originRequest``, ``warp-routing``) are kept.
 
+With ``prune=False`` (the control plane is rebuilding after a loss of its data and may not know every rule
+yet) a rule of ours that is no longer wanted is kept like a foreign one, in its original order among them,
+and stays owned, so that the next plan that prunes removes it.
+
 Everything here is pure; ``changed`` tells the caller whether a PUT is needed at all.
 """
 
@@ -78,22 +82,30 @@ class IngressPlan:
     owned: set[str] = field(default_factory=set)
     conflicts: list[CfError] = field(default_factory=list)
     foreign: int = 0
+    # Rules of ours no longer wanted but kept because the plan does not prune (their keys are in ``owned``).
+    kept: int = 0
 
 
 def plan_ingress(
     current: Mapping[str, Any] | None,
     desired: Sequence[IngressEntry],
     owned: Iterable[str] | None,
+    *,
+    prune: bool = True,
 ) -> IngressPlan:
     """The configuration to PUT (and whether it differs from ``current``).
 
     ``owned`` is the set of rule keys we wrote to this tunnel, or None when that knowledge is lost.
+    ``prune=False`` keeps our rules that are not in ``desired`` (after the desired ones) instead of removing them.
     """
     config = dict(current or {})
     rules: list[Mapping[str, Any]] = list(config.get("ingress") or [])
     wanted = {rule_key(e.hostname, e.path): e for e in desired}
     known = set(owned) if owned is not None else set(wanted)
-    foreign: list[dict[str, Any]] = []
+    # Every rule that stays as it is, foreign or kept, in its original order after ours.
+    others: list[dict[str, Any]] = []
+    kept: set[str] = set()
+    foreign = 0
     conflicts: list[CfError] = []
     blocked: set[str] = set()
     for rule in rules:
@@ -101,8 +113,12 @@ def plan_ingress(
             continue
         key = rule_key(rule.get("hostname"), rule.get("path"))
         if key in known:
+            if key not in wanted and not prune and key not in kept:
+                kept.add(key)
+                others.append(normalise(rule))
             continue  # ours: rewritten below from the desired state (or dropped when no longer wanted)
-        foreign.append(normalise(rule))
+        foreign += 1
+        others.append(normalise(rule))
         if key in wanted:
             blocked.add(key)
             conflicts.append(
@@ -124,7 +140,9 @@ def plan_ingress(
             continue
         seen.add(key)
         ours.append(entry_rule(entry))
-    new_rules = [*ours, *foreign, dict(CATCH_ALL)]
+    new_rules = [*ours, *others, dict(CATCH_ALL)]
     config["ingress"] = new_rules
     changed = [normalise(r) for r in rules] != new_rules
-    return IngressPlan(config=config, changed=changed, owned=seen, conflicts=conflicts, foreign=len(foreign))
+    return IngressPlan(
+        config=config, changed=changed, owned=seen | kept, conflicts=conflicts, foreign=foreign, kept=len(kept)
+    )

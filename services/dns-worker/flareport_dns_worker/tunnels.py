@@ -14,11 +14,14 @@ kept in a Redis set: ``delete_tunnel`` removes only those, never a tunnel it mer
 from __future__ import annotations
 
 import base64
+import hashlib
+import hmac
 import json
 import secrets
 from typing import Any
 
 import redis.asyncio as aioredis
+import structlog
 
 from flareport_common.keys import Keys
 from flareport_common.messages.cfjobs import DeleteTunnel, EnsureTunnel, SyncTunnelIngress
@@ -31,6 +34,9 @@ from flareport_dns_worker.outcome import Outcome
 TUNNELS = "/accounts/{account_id}/cfd_tunnel"
 TUNNEL = TUNNELS + "/{tunnel_id}"
 CONFIG = TUNNEL + "/configurations"
+# Error kind of an ``ensure_tunnel`` claim whose token hash is not that of the tunnel's token.
+TOKEN_MISMATCH = "token_mismatch"  # noqa: S105 - an error kind, not a secret
+log = structlog.get_logger("flareport.dns_worker.tunnels")
 
 
 class JobFailed(Exception):
@@ -60,7 +66,7 @@ class Tunnels:
         owned = set(json.loads(owned_raw)) if owned_raw is not None else None
         cached = observed.get(b"config")
         if cached is not None and not fresh:
-            plan = plan_ingress(json.loads(cached), job.rules, owned)
+            plan = plan_ingress(json.loads(cached), job.rules, owned, prune=job.prune)
             if not plan.changed:
                 return Outcome(errors=list(plan.conflicts))
         try:
@@ -68,7 +74,7 @@ class Tunnels:
         except CfApiError as error:
             raise JobFailed(api_error(error)) from error
         current = (envelope.get("result") or {}).get("config") or {}
-        plan = plan_ingress(current, job.rules, owned)
+        plan = plan_ingress(current, job.rules, owned, prune=job.prune)
         CONFLICTS.labels("ingress").inc(len(plan.conflicts))
         outcome = Outcome(errors=list(plan.conflicts))
         config = current
@@ -86,31 +92,35 @@ class Tunnels:
 
     async def ensure(self, job: EnsureTunnel) -> TunnelEnsured:
         name = job.tunnel_name or f"flareport-{job.agent_id}"
+        # A claim (``token_sha256``) re-establishes a tunnel the agent already runs: it never creates one (a new
+        # tunnel's token could not match anyway) and, given an id, never falls back to another tunnel by name.
+        claim = job.token_sha256 is not None
         tunnel: dict[str, Any] | None = None
         created = False
         try:
             if job.tunnel_id:
                 tunnel = await self._get(job.tunnel_id)
-            if tunnel is None:
+            if tunnel is None and not (claim and job.tunnel_id):
                 tunnel = await self._by_name(name)
-            if tunnel is None and job.create:
+            if tunnel is None and job.create and not claim:
                 tunnel, created = await self._create(name)
             if tunnel is None:
-                return TunnelEnsured(
-                    job_id=job.id,
-                    agent_id=job.agent_id,
-                    ok=False,
-                    correlation_id=job.correlation_id,
-                    error=CfError(message=f"no tunnel {job.tunnel_id or name!r} and create=false", kind="missing"),
+                why = "a claim never creates one" if claim else "create=false"
+                return self._refused(
+                    job, CfError(message=f"no tunnel {job.tunnel_id or name!r} and {why}", kind="missing")
                 )
-            token = await self._api.request("GET", TUNNEL + "/token", tunnel_id=str(tunnel["id"]))
+            answer = await self._api.request("GET", TUNNEL + "/token", tunnel_id=str(tunnel["id"]))
         except CfApiError as error:
-            return TunnelEnsured(
-                job_id=job.id,
-                agent_id=job.agent_id,
-                ok=False,
-                correlation_id=job.correlation_id,
-                error=api_error(error),
+            return self._refused(job, api_error(error))
+        token = str(answer.get("result"))
+        if job.token_sha256 is not None and not _token_matches(token, job.token_sha256):
+            log.warning("tunnel.claim_refused", agent_id=job.agent_id, tunnel_id=str(tunnel["id"]))
+            return self._refused(
+                job,
+                CfError(
+                    message=f"the agent's token does not match tunnel {tunnel['id']}; token not handed out",
+                    kind=TOKEN_MISMATCH,
+                ),
             )
         return TunnelEnsured(
             job_id=job.id,
@@ -119,8 +129,14 @@ class Tunnels:
             correlation_id=job.correlation_id,
             tunnel_id=str(tunnel["id"]),
             tunnel_name=str(tunnel["name"]),
-            token=str(token.get("result")),
+            token=token,
             created=created,
+        )
+
+    @staticmethod
+    def _refused(job: EnsureTunnel, error: CfError) -> TunnelEnsured:
+        return TunnelEnsured(
+            job_id=job.id, agent_id=job.agent_id, ok=False, correlation_id=job.correlation_id, error=error
         )
 
     async def _get(self, tunnel_id: str) -> dict[str, Any] | None:
@@ -172,3 +188,9 @@ class Tunnels:
         pipe.delete(self._keys.target_observed(job.target))
         await pipe.execute()
         return Outcome(writes=1)
+
+
+def _token_matches(token: str, token_sha256: str) -> bool:
+    digest = hashlib.sha256(token.encode()).hexdigest()
+    # Bytes, not str: compare_digest refuses non-ASCII text, and the claimed hash comes from the agent.
+    return hmac.compare_digest(digest.encode(), token_sha256.encode("utf-8", "surrogatepass"))

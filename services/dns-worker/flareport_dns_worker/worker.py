@@ -4,7 +4,8 @@ For every job the worker
 
 1. skips it (no call, still an ``ok`` result) when its version is already applied to the target, or when it
    is older than the job that was applied last — jobs are level-based, so a stale redelivery must not undo
-   a newer state;
+   a newer state. A job that prunes is not skipped for a same-version job applied without pruning: the
+   leftovers that one kept are still there to remove;
 2. takes the target's lease (single flight across replicas; busy -> ``TemporaryError``, retried later);
 3. runs the target's sync, which reads Cloudflare only where its observed state cannot answer;
 4. records the applied version and the desired state (``verify_target`` re-applies it from a fresh read),
@@ -188,7 +189,7 @@ class Worker:
         version = str(applied.decode())
         state = _applied_codec.decode(desired) if desired is not None else None
         errors = state.errors if state is not None else ()
-        if version == job.version:
+        if version == job.version and not _prunes_what_was_kept(job, state):
             return version, errors
         if state is not None and state.job.occurred_at > job.occurred_at:
             return version, errors
@@ -224,6 +225,13 @@ class Worker:
                 correlation_id=job.correlation_id,
             )
         await self._producer.send(self._keys.cf_results, failed)
+
+
+def _prunes_what_was_kept(job: VersionedJob, state: Applied | None) -> bool:
+    """True when ``job`` prunes and the job applied last did not, so the same version still has work to do."""
+    if state is None or isinstance(job, SyncAccessApp) or isinstance(state.job, SyncAccessApp):
+        return False
+    return job.prune and not state.job.prune
 
 
 def _tag(job: CfJobMessage) -> str:

@@ -11,6 +11,8 @@
   and past their own grace label) are deleted and the agent's pruning floor (``Keys.agent_inventory``) raised
   to their newest sequence number, in one transaction watching the entries and the floor; late messages about
   them are then recognised as stale by the floor (see ``inventory``).
+* Recovery hold: after the API restored an agent key (Redis lost its data), jobs keep what they do not list
+  (``planner.pruning``); when FLAREPORT_RECOVERY_HOLD_SECONDS have passed one replica plans every target again.
 * Drift check: every DRIFT_CHECK_SECONDS one replica (a lease) plans every known target again and sends a
   ``verify_target`` job for each, so drift made in the Cloudflare dashboard is found and repaired.
 """
@@ -30,6 +32,7 @@ from flareport_common.readmodel import AgentRecord
 from flareport_reconciler.claims import pending_member
 from flareport_reconciler.handlers import Reconciler
 from flareport_reconciler.inventory import ContainerEntry, newest_seq, prunable
+from flareport_reconciler.planner import pruning
 from flareport_reconciler.records import TX_RETRIES, text, update_agent
 
 log = structlog.get_logger("flareport.reconciler.background")
@@ -92,6 +95,23 @@ class Background:
         await self._guard("grace", self.process_due_deletions())
         await self._guard("sweep", self.sweep_dirty())
         await self._guard("offline", self.detect_offline())
+        await self._guard("recovery", self.end_recovery_hold())
+
+    async def end_recovery_hold(self, now: float | None = None) -> bool:
+        """Once the hold after a loss of data is over, plan every target again (one replica), so records and
+        rules kept for agents that never came back are removed now. True when this replica did it.
+        """
+        keys, redis = self.r.keys, self.r.redis
+        recovered_at = await redis.get(keys.keys_recovered_at)
+        now = time.time() if now is None else now
+        if recovered_at is None or not pruning(recovered_at, self.r.settings.recovery_hold_seconds, now):
+            return False
+        # GETSET: of the replicas that see the hold over, only the first finds another value there.
+        if await redis.getset(keys.recovery_released, recovered_at) == recovered_at:
+            return False
+        log.info("background.recovery_hold_over", recovered_at=text(recovered_at))
+        await self.r.reconcile("all", verify=False, force=True)
+        return True
 
     async def _guard(self, task: str, work: object) -> None:
         try:

@@ -81,7 +81,7 @@ class Reconciler:
             stale_plan_ms=int(settings.claim_idle_seconds * 1000),
             stale_job_ms=settings.job_timeout_seconds * 1000,
         )
-        self.planner = Planner(redis, keys, self.coalescer)
+        self.planner = Planner(redis, keys, self.coalescer, hold_seconds=settings.recovery_hold_seconds)
         self.claims = Claims(redis, keys, self.planner, grace_seconds=settings.grace_period_seconds)
         self.producer = Producer(redis, metrics_label="cf-jobs")
         self.batches = AgentBatches(self._apply_inventory)
@@ -124,7 +124,10 @@ class Reconciler:
         await self.claims.refresh(applied.marks, applied.read, record)
 
     async def _registered(self, message: AgentRegistered) -> None:
+        restore = False
+
         def change(record: AgentRecord | None) -> AgentRecord:
+            nonlocal restore
             if record is None:
                 record = AgentRecord(agent_id=message.agent_id, display_name=message.display_name)
                 record.registered_at = message.occurred_at
@@ -133,10 +136,25 @@ class Reconciler:
             record.version = message.version
             record.capabilities = message.capabilities
             record.last_seen = max(record.last_seen or message.occurred_at, message.occurred_at)
+            # An agent that runs a tunnel we have no record of: our data was lost (an enrolment is never
+            # forgotten otherwise, and a decommissioned agent keeps its record). Its enrolment is restored.
+            restore = bool(message.tunnel_id and message.tunnel_token_sha256) and (
+                record.tunnel_id is None and record.status == "pending"
+            )
             return record
 
         await update_agent(self.redis, self.keys, message.agent_id, change)
         await self.redis.zadd(self.keys.agents_last_seen, {message.agent_id: message.occurred_at.timestamp()})
+        if restore:
+            log.warning("reconciler.enrolment_restoring", tunnel_id=message.tunnel_id)
+            job = EnsureTunnel(
+                agent_id=message.agent_id,
+                tunnel_id=message.tunnel_id,
+                create=False,
+                token_sha256=message.tunnel_token_sha256,
+                correlation_id=message.correlation_id or message.id,
+            )
+            await self.producer.send(self.keys.cf_jobs, job)
 
     async def _seen(
         self,

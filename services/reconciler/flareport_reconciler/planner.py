@@ -69,11 +69,22 @@ def now_ms() -> int:
     return int(time.time() * 1000)
 
 
+def pruning(recovered_at: bytes | str | None, hold_seconds: float, now: float) -> bool:
+    """Whether jobs may remove what they do not list: not while the recovery hold after a loss of data lasts."""
+    if recovered_at is None:
+        return True
+    try:
+        return now >= float(recovered_at) + hold_seconds
+    except ValueError:
+        return True
+
+
 class Planner:
-    def __init__(self, redis: aioredis.Redis, keys: Keys, coalescer: Coalescer) -> None:
+    def __init__(self, redis: aioredis.Redis, keys: Keys, coalescer: Coalescer, *, hold_seconds: float = 600) -> None:
         self._redis = redis
         self._keys = keys
         self._co = coalescer
+        self._hold_seconds = hold_seconds
 
     async def touch(self, targets: Iterable[str], *, force: bool = False) -> None:
         """Targets a change may affect: plan each at once, or fold the change into its next job."""
@@ -127,7 +138,11 @@ class Planner:
         reads = self._redis.pipeline(transaction=False)
         reads.hget(self._keys.target_state(target), "version")
         reads.hget(self._keys.tunnel_agents, name)
-        stored, agent = await reads.execute()
+        reads.get(self._keys.keys_recovered_at)
+        stored, agent, recovered_at = await reads.execute()
+        prune = pruning(recovered_at, self._hold_seconds, time.time())
+        # A held job differs from the pruning one, so the first plan after the hold sends a job again.
+        held = "" if prune else ":held"
         if kind == "tunnel":
             sources = [self._keys.target_hostnames(target)]
             if agent is not None:
@@ -137,8 +152,9 @@ class Planner:
             members = tuple(e.hostname + (e.path or "") for e in rules)
             if not rules and not stored:
                 return Built("", None)
-            version = version_of(rules)
-            return Built(version, SyncTunnelIngress(tunnel_id=name, version=version, rules=rules), members)
+            version = version_of(rules) + held
+            job = SyncTunnelIngress(tunnel_id=name, version=version, rules=rules, prune=prune)
+            return Built(version, job, members)
         if kind == "zone":
             index = self._keys.target_hostnames(target)
             hostnames = {text(h) for h in await self._redis.smembers(index)}
@@ -150,8 +166,8 @@ class Planner:
             )
             if not records and not stored:
                 return Built("", None)
-            version = version_of(records)
-            return Built(version, SyncDnsZone(zone_name=name, version=version, records=records), members)
+            version = version_of(records) + held
+            return Built(version, SyncDnsZone(zone_name=name, version=version, records=records, prune=prune), members)
         if kind == "access":
             hostname = hostname_of_target(target)
             groups = await self._access_groups()

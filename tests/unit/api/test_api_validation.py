@@ -8,7 +8,8 @@ import pytest
 from flareport_api import validation
 from flareport_api.auth import FailureLimiter
 from flareport_api.errors import ApiError, field_of
-from flareport_api.keystore import hash_key, new_key
+from flareport_api.keyproof import KeyMinter
+from flareport_api.keystore import hash_key
 from flareport_api.schemas import ManualRuleRequest, RuleInput
 from flareport_common.protocol import EventBatch
 
@@ -88,7 +89,9 @@ def test_failure_limiter_blocks_after_the_limit_until_the_window_passes() -> Non
 
 
 def test_keys_are_random_and_stored_only_as_their_digest() -> None:
-    first, second = new_key(), new_key()
+    minter = KeyMinter("secret" * 8)
+    (first, first_id), (second, second_id) = minter.mint(), minter.mint()
+    assert first_id != second_id
     assert first != second and len(first) >= 43
     assert hash_key(first) != hash_key(second) and first not in hash_key(first)
     assert len(hash_key(first)) == 64

@@ -127,3 +127,36 @@ def test_from_api_normalises_cloudflare_fields() -> None:
         "t.cfargotunnel.com",
         None,
     )
+
+
+def test_without_prune_names_no_longer_wanted_are_kept_and_stay_managed() -> None:
+    current = {
+        "app.example.com": [ours("app.example.com", T2, rid="a1")],
+        "old.example.com": [ours("old.example.com", rid="o1")],
+        "gone.example.com": [DnsRecord(id="g1", name="gone.example.com", type="CNAME", content="x.example.net")],
+    }
+    managed = {"app.example.com", "old.example.com", "gone.example.com"}
+    wanted = [Wanted("app.example.com", T1), Wanted("new.example.com", T1)]
+
+    kept = plan_dns(current, wanted, OWNER, managed, prune=False)
+    assert not kept.deletes, "without prune, a record of ours that is no longer listed must not be deleted"
+    assert [p.record_id for p in kept.patches] == ["a1"] and [p.name for p in kept.posts] == ["new.example.com"], (
+        "listed records are still created and updated without prune"
+    )
+    assert kept.managed == {"app.example.com", "new.example.com", "old.example.com"}, (
+        "a kept record must stay managed so that a later pruning job removes it; a name we hold nothing on is dropped"
+    )
+
+    # The next job prunes: the name kept above is in the target's managed names, so its record goes.
+    pruned = plan_dns(current, wanted, OWNER, kept.managed, prune=True)
+    assert [d.record_id for d in pruned.deletes] == ["o1"]
+    assert "old.example.com" not in pruned.managed
+
+
+def test_without_prune_conflicts_and_foreign_records_are_unaffected() -> None:
+    foreign = DnsRecord(id="f1", name="mail.example.com", type="A", content="192.0.2.1")
+    plan = plan_dns({"mail.example.com": [foreign]}, [Wanted("mail.example.com", T1)], OWNER, prune=False)
+    assert plan.writes == 0 and [c.hostname for c in plan.conflicts] == ["mail.example.com"]
+    theirs = {"x.example.com": [ours("x.example.com", owner="someone-else")]}
+    plan = plan_dns(theirs, [], OWNER, {"x.example.com"}, prune=False)
+    assert plan.writes == 0 and not plan.managed, "another owner's record is neither written nor claimed"

@@ -104,3 +104,48 @@ def test_lost_ownership_claims_only_wanted_rules() -> None:
     plan = plan_ingress(current, [entry("a.example.com")], None)
     assert plan.config["ingress"] == [{"hostname": "a.example.com", "service": "http://web:80"}, DASHBOARD, CATCH_ALL]
     assert not plan.conflicts
+
+
+def test_without_prune_rules_we_no_longer_want_are_kept_after_ours_and_stay_owned() -> None:
+    old = {"hostname": "old.example.com", "service": "http://old:80"}
+    current = {
+        "ingress": [
+            {"hostname": "a.example.com", "service": "http://web:80"},
+            old,
+            DASHBOARD,
+            {"hostname": "b.example.com", "path": "/api", "service": "http://api:80"},
+            CATCH_ALL,
+        ]
+    }
+    owned = {"a.example.com", "old.example.com", "b.example.com/api"}
+    plan = plan_ingress(current, [entry("new.example.com"), entry("a.example.com")], owned, prune=False)
+    assert plan.config["ingress"] == [
+        {"hostname": "new.example.com", "service": "http://web:80"},
+        {"hostname": "a.example.com", "service": "http://web:80"},
+        old,
+        DASHBOARD,
+        {"hostname": "b.example.com", "path": "/api", "service": "http://api:80"},
+        CATCH_ALL,
+    ], "kept rules of ours must stay as they are, in their order among the foreign ones, before the catch-all"
+    assert plan.owned == {"new.example.com", "a.example.com", "old.example.com", "b.example.com/api"}
+    assert (plan.kept, plan.foreign) == (2, 1)
+
+    # Applied and planned again without prune: nothing to write. Then with prune: our leftovers go, foreign stays.
+    assert not plan_ingress(
+        plan.config, [entry("new.example.com"), entry("a.example.com")], plan.owned, prune=False
+    ).changed
+    pruned = plan_ingress(plan.config, [entry("new.example.com"), entry("a.example.com")], plan.owned)
+    assert pruned.changed
+    assert pruned.config["ingress"] == [
+        {"hostname": "new.example.com", "service": "http://web:80"},
+        {"hostname": "a.example.com", "service": "http://web:80"},
+        DASHBOARD,
+        CATCH_ALL,
+    ]
+    assert pruned.owned == {"new.example.com", "a.example.com"}
+
+
+def test_without_prune_a_foreign_rule_on_a_wanted_key_is_still_a_conflict() -> None:
+    plan = plan_ingress({"ingress": [DASHBOARD, CATCH_ALL]}, [entry("dash.example.com")], set(), prune=False)
+    assert [(c.kind, c.hostname) for c in plan.conflicts] == [("conflict", "dash.example.com")]
+    assert plan.config["ingress"] == [DASHBOARD, CATCH_ALL] and not plan.changed

@@ -50,6 +50,10 @@ class EnsureTunnel(Message, frozen=True, kw_only=True, tag="ensure_tunnel"):
     tunnel_name: str | None = None
     tunnel_id: str | None = None
     create: bool = True
+    # Set when an agent re-claims its tunnel after the control plane lost its record (total loss of Redis data):
+    # the SHA-256 (hex) of the token the agent runs with. The worker hands out the token only if it matches, so a
+    # claim proves the agent already held that tunnel's token and cannot be used to obtain another tunnel's token.
+    token_sha256: str | None = None
 
     @property
     def target(self) -> str:
@@ -60,6 +64,9 @@ class SyncTunnelIngress(Message, frozen=True, kw_only=True, tag="sync_tunnel_ing
     tunnel_id: str
     version: str
     rules: tuple[IngressEntry, ...] = ()
+    # False while the control plane rebuilds after a loss of its data: rules already in the tunnel's configuration
+    # and not listed are kept (after the listed ones, ahead of the catch-all) instead of removed.
+    prune: bool = True
 
     @property
     def target(self) -> str:
@@ -72,6 +79,9 @@ class SyncDnsZone(Message, frozen=True, kw_only=True, tag="sync_dns_zone"):
     zone_name: str
     version: str
     records: tuple[DesiredRecord, ...] = ()
+    # False while the control plane rebuilds after a loss of its data: owned records not listed are kept, because
+    # the agents that want them may not have reported yet.
+    prune: bool = True
 
     @property
     def target(self) -> str:

@@ -23,6 +23,9 @@ class AgentRegistered(Message, frozen=True, kw_only=True, tag="agent_registered"
     hostname: str = ""
     version: str = ""
     capabilities: tuple[str, ...] = ()
+    # The agent's claim to an enrolment the control plane may have lost (see ``RegisterRequest``).
+    tunnel_id: str | None = None
+    tunnel_token_sha256: str | None = None
 
 
 class ContainerStart(Message, frozen=True, kw_only=True, tag="container_start"):

@@ -55,6 +55,8 @@ log = structlog.get_logger("flareport.streams")
 
 # Errors after which Redis is worth trying again (the server restarted, the network blipped, it is loading).
 REDIS_TRANSIENT = (RedisConnectionError, RedisTimeoutError, BusyLoadingError, OSError)
+# Replies meaning the stream or its group is gone (Redis lost its data): recreate them and go on.
+_STREAM_LOST = ("NOGROUP", "UNBLOCKED")
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,9 +164,14 @@ class StreamConsumer(Generic[M]):
                 except REDIS_TRANSIENT as exc:
                     await self._on_redis_error(exc, backoff)
                 except ResponseError as exc:
-                    if "NOGROUP" not in str(exc):
-                        raise
-                    # Redis lost the stream or the group (restarted without data): make them again.
+                    if not any(code in str(exc) for code in _STREAM_LOST):
+                        # Not ours to fix (a key of the wrong type, a script error): say so, wait, try again,
+                        # but never let one Redis reply end the service.
+                        self._log.error("stream.redis_error", error=str(exc))
+                        await self._on_redis_error(exc, backoff)
+                        continue
+                    # Redis lost the stream or the group (restarted without data, FLUSHALL while we were blocked
+                    # reading: UNBLOCKED): make them again.
                     STREAM_REDIS_ERRORS.labels(*self._labels).inc()
                     self._log.warning("stream.group_missing", error=str(exc))
                     first = True

@@ -1,0 +1,72 @@
+"""Agent keys that prove they were issued here, so they outlive a total loss of Redis data.
+
+A key is ``fpk_<key id>.<mac>`` (``fpk_<key id>.<agent id>.<mac>`` when it is issued for one agent, as a key roll
+does), where ``mac`` is an HMAC-SHA256 under the API's agent-key secret (FLAREPORT_AGENT_KEY_SECRET, by default
+derived from MASTER_API_KEY: configuration, not data) over the key id and the agent id. The store still keeps
+every key's record in Redis and checks that first, so revocation works as before; the proof matters only when
+the record is gone. Then the key is recognised as ours and its record restored, bound to the same agent:
+
+* an unbound key's agent id is derived from its key id under the same secret (``agent_id_for``), so binding it
+  at the first register and restoring it after a loss both give the agent the id it had;
+* a key issued for an agent names that agent inside the MAC, so nobody can move it to another agent.
+
+The MAC is 256 bits, as unguessable as the random keys it replaces. Keys from before this format carry no proof:
+they keep working while Redis has their records and cannot be restored after a loss.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import re
+import secrets
+from dataclasses import dataclass
+
+KEY_PREFIX = "fpk_"
+_KEY_ID_HEX = 16
+_MAC_CHARS = 43  # 32 bytes in unpadded base64url
+_KEY_LABEL = b"flareport agent key\x00"
+_AGENT_LABEL = b"flareport agent id\x00"
+_HEX = re.compile(r"^[0-9a-f]{16}$")
+_AGENT = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+
+
+@dataclass(frozen=True, slots=True)
+class KeyProof:
+    key_id: str
+    agent_id: str  # the agent the key is (or will be, at its first register) bound to
+
+
+class KeyMinter:
+    def __init__(self, secret: str) -> None:
+        self._secret = secret.encode()
+
+    def _mac(self, hex_id: str, agent_id: str) -> str:
+        digest = hmac.new(self._secret, _KEY_LABEL + f"{hex_id}\x00{agent_id}".encode(), hashlib.sha256).digest()
+        return base64.urlsafe_b64encode(digest).decode().rstrip("=")
+
+    def agent_id_for(self, key_id: str) -> str:
+        """The agent id an unbound key gets at its first register (stable, so a restored key gets it again)."""
+        digest = hmac.new(self._secret, _AGENT_LABEL + key_id.encode(), hashlib.sha256).hexdigest()
+        return "agt_" + digest[:20]
+
+    def mint(self, agent_id: str | None = None) -> tuple[str, str]:
+        """A new key and its key id; ``agent_id`` issues it for that agent (the agent id is part of the key)."""
+        hex_id = secrets.token_hex(_KEY_ID_HEX // 2)
+        middle = f".{agent_id}" if agent_id is not None else ""
+        return f"{KEY_PREFIX}{hex_id}{middle}.{self._mac(hex_id, agent_id or '')}", "key_" + hex_id
+
+    def verify(self, presented: str) -> KeyProof | None:
+        """The key id and agent of a key minted under this secret, or None (another format, or forged)."""
+        head, dot, mac = presented.rpartition(".")
+        if not dot or len(mac) != _MAC_CHARS or not head.startswith(KEY_PREFIX):
+            return None
+        hex_id, rest = head[len(KEY_PREFIX) : len(KEY_PREFIX) + _KEY_ID_HEX], head[len(KEY_PREFIX) + _KEY_ID_HEX :]
+        if not _HEX.match(hex_id) or (rest and (not rest.startswith(".") or not _AGENT.match(rest[1:]))):
+            return None
+        bound = rest[1:]
+        if not hmac.compare_digest(self._mac(hex_id, bound).encode(), mac.encode()):
+            return None
+        key_id = "key_" + hex_id
+        return KeyProof(key_id=key_id, agent_id=bound or self.agent_id_for(key_id))

@@ -1,0 +1,183 @@
+"""Jobs sent while the control plane rebuilds after a loss of its data: no pruning, and tunnel claims by token hash."""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+
+import redis.asyncio as aioredis
+
+from flareport_cfemu.testing import RunningEmulator
+from flareport_cfemu.tunnels_store import token_for
+from flareport_cli.localredis import LocalRedis
+from flareport_common.keys import Keys
+from flareport_common.messages.cfjobs import DesiredRecord, EnsureTunnel, IngressEntry, SyncDnsZone, SyncTunnelIngress
+from flareport_common.messages.cfresults import TunnelEnsured
+from fptest.dnsworker_harness import (
+    BATCH,
+    drain,
+    ingress_of,
+    job_results,
+    records_named,
+    results,
+    send,
+    service,
+    settings_for,
+)
+
+from .conftest import DASHBOARD_RULE, TUNNEL_ID
+
+CREATE_TUNNEL = "POST /accounts/{account_id}/cfd_tunnel"
+
+
+def zone_job(names: list[str], version: str, *, prune: bool = True) -> SyncDnsZone:
+    records = tuple(DesiredRecord(name=n, tunnel_id=TUNNEL_ID) for n in names)
+    return SyncDnsZone(zone_name="example.com", version=version, records=records, prune=prune)
+
+
+def ingress_job(names: list[str], version: str, *, prune: bool = True) -> SyncTunnelIngress:
+    rules = tuple(IngressEntry(hostname=n, service="http://web:8080") for n in names)
+    return SyncTunnelIngress(tunnel_id=TUNNEL_ID, version=version, rules=rules, prune=prune)
+
+
+def sha256(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+async def ensured(redis: aioredis.Redis, keys: Keys) -> list[TunnelEnsured]:
+    return [r for r in await results(redis, keys) if isinstance(r, TunnelEnsured)]
+
+
+async def test_zone_sync_without_prune_keeps_our_unlisted_record_until_a_pruning_job(
+    emu: RunningEmulator, redis: aioredis.Redis, redis_server: LocalRedis, keys: Keys, prefix: str
+) -> None:
+    svc = service(settings_for(redis_server.url, prefix, emu), redis)
+    try:
+        await send(redis, keys, [zone_job(["app.example.com", "old.example.com"], "v1")])
+        await drain(svc)
+        assert records_named(emu, "old.example.com")
+
+        emu.emulator.clear_requests()
+        await send(redis, keys, [zone_job(["app.example.com", "new.example.com"], "v2", prune=False)])
+        await drain(svc)
+        assert records_named(emu, "old.example.com"), "a record of ours not listed must be kept without prune"
+        assert records_named(emu, "new.example.com"), "listed records are still created without prune"
+        assert emu.emulator.count(BATCH) == 1
+
+        await send(redis, keys, [zone_job(["app.example.com", "new.example.com"], "v3")])
+        await drain(svc)
+        assert not records_named(emu, "old.example.com"), "the next pruning job must remove the record kept before"
+        assert records_named(emu, "app.example.com") and records_named(emu, "new.example.com")
+        assert records_named(emu, "mail.example.com"), "a record Flareport did not create survives either way"
+        assert [(r.version, r.ok, r.errors) for r in await job_results(redis, keys)] == [
+            ("v1", True, ()),
+            ("v2", True, ()),
+            ("v3", True, ()),
+        ]
+    finally:
+        await svc.close()
+
+
+async def test_a_pruning_job_is_not_skipped_for_the_same_version_applied_without_prune(
+    emu: RunningEmulator, redis: aioredis.Redis, redis_server: LocalRedis, keys: Keys, prefix: str
+) -> None:
+    svc = service(settings_for(redis_server.url, prefix, emu), redis)
+    try:
+        await send(redis, keys, [zone_job(["app.example.com", "old.example.com"], "v1")])
+        await drain(svc)
+        await send(redis, keys, [zone_job(["app.example.com"], "v2", prune=False)])
+        await drain(svc)
+        assert records_named(emu, "old.example.com")
+        # Same version, now pruning (a version hash that left ``prune`` out): the kept record still has to go.
+        await send(redis, keys, [zone_job(["app.example.com"], "v2")])
+        await drain(svc)
+        assert not records_named(emu, "old.example.com")
+        assert (await job_results(redis, keys))[-1].writes == 1
+    finally:
+        await svc.close()
+
+
+async def test_ingress_sync_without_prune_keeps_our_unlisted_rule_until_a_pruning_job(
+    emu: RunningEmulator, redis: aioredis.Redis, redis_server: LocalRedis, keys: Keys, prefix: str
+) -> None:
+    svc = service(settings_for(redis_server.url, prefix, emu), redis)
+    app = {"hostname": "app.example.com", "service": "http://web:8080"}
+    old = {"hostname": "old.example.com", "service": "http://web:8080"}
+    new = {"hostname": "new.example.com", "service": "http://web:8080"}
+    try:
+        await send(redis, keys, [ingress_job(["app.example.com", "old.example.com"], "v1")])
+        await drain(svc)
+        await send(redis, keys, [ingress_job(["new.example.com", "app.example.com"], "v2", prune=False)])
+        await drain(svc)
+        assert ingress_of(emu, TUNNEL_ID) == [new, app, old, DASHBOARD_RULE, {"service": "http_status:404"}], (
+            "without prune our unlisted rule stays, after the listed ones and before the catch-all"
+        )
+        await send(redis, keys, [ingress_job(["new.example.com", "app.example.com"], "v3")])
+        await drain(svc)
+        assert ingress_of(emu, TUNNEL_ID) == [new, app, DASHBOARD_RULE, {"service": "http_status:404"}]
+        assert all(r.ok and not r.errors for r in await job_results(redis, keys))
+    finally:
+        await svc.close()
+
+
+async def test_claim_with_the_tunnels_token_hash_gets_the_token(
+    emu: RunningEmulator, redis: aioredis.Redis, redis_server: LocalRedis, keys: Keys, prefix: str
+) -> None:
+    svc = service(settings_for(redis_server.url, prefix, emu), redis)
+    token = token_for(emu.emulator.state.tunnels[TUNNEL_ID])
+    try:
+        claim = EnsureTunnel(agent_id="a1", tunnel_id=TUNNEL_ID, create=False, token_sha256=sha256(token))
+        await send(redis, keys, [claim])
+        await drain(svc)
+        [result] = await ensured(redis, keys)
+        assert result.ok and result.error is None
+        assert (result.tunnel_id, result.token, result.created) == (TUNNEL_ID, token, False)
+    finally:
+        await svc.close()
+
+
+async def test_claim_with_a_wrong_token_hash_gets_no_token_and_creates_nothing(
+    emu: RunningEmulator, redis: aioredis.Redis, redis_server: LocalRedis, keys: Keys, prefix: str
+) -> None:
+    svc = service(settings_for(redis_server.url, prefix, emu), redis)
+    try:
+        wrong = sha256("a token of some other tunnel")
+        await send(
+            redis,
+            keys,
+            [
+                EnsureTunnel(agent_id="a1", tunnel_id=TUNNEL_ID, create=False, token_sha256=wrong),
+                # Not hex at all (the hash comes from an agent): refused the same way, not a crash.
+                EnsureTunnel(agent_id="a2", tunnel_id=TUNNEL_ID, create=False, token_sha256="né"),
+            ],
+        )
+        await drain(svc)
+        for result in await ensured(redis, keys):
+            assert not result.ok and result.token is None, "a claim whose hash does not match must not get the token"
+            assert result.error is not None and result.error.kind == "token_mismatch"
+            assert f"does not match tunnel {TUNNEL_ID}" in result.error.message
+        assert emu.emulator.count(CREATE_TUNNEL) == 0 and list(emu.emulator.state.tunnels) == [TUNNEL_ID]
+    finally:
+        await svc.close()
+
+
+async def test_claim_of_a_missing_tunnel_fails_without_creating_or_falling_back_by_name(
+    emu: RunningEmulator, redis: aioredis.Redis, redis_server: LocalRedis, keys: Keys, prefix: str
+) -> None:
+    svc = service(settings_for(redis_server.url, prefix, emu), redis)
+    token = token_for(emu.emulator.state.tunnels[TUNNEL_ID])
+    missing = str(uuid.uuid4())
+    try:
+        # Even asked to create, and naming an existing tunnel whose token it does hold, a claim of an unknown id
+        # must not create a tunnel nor hand out another tunnel's token.
+        claim = EnsureTunnel(
+            agent_id="a1", tunnel_id=missing, tunnel_name="dashboard-tunnel", create=True, token_sha256=sha256(token)
+        )
+        await send(redis, keys, [claim])
+        await drain(svc)
+        [result] = await ensured(redis, keys)
+        assert not result.ok and result.token is None and result.tunnel_id is None
+        assert result.error is not None and result.error.kind == "missing" and missing in result.error.message
+        assert emu.emulator.count(CREATE_TUNNEL) == 0 and list(emu.emulator.state.tunnels) == [TUNNEL_ID]
+    finally:
+        await svc.close()
