@@ -8,6 +8,9 @@ in the rules read model, written by the reconciler.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import msgspec
 from aiohttp import web
 
@@ -143,25 +146,40 @@ async def update_manual(request: web.Request) -> web.StreamResponse:
     return await _upsert_manual(request, rule_id, creating=False)
 
 
-async def get_manual(request: web.Request) -> web.StreamResponse:
+async def _get_one(request: web.Request, param: str, what: str, store: str, kind: type[Any]) -> web.StreamResponse:
+    """One stored manual rule or access group (``store``: its hash), or 404 naming it."""
     ctx = context(request)
     ctx.auth.admin(request)
-    rule_id = validation.path_id(request.match_info["rule_id"], "rule_id")
-    raw = await ctx.redis.hget(ctx.keys.api_manual_rules, rule_id)
+    item_id = validation.path_id(request.match_info[param], param)
+    raw = await ctx.redis.hget(store, item_id)
     if raw is None:
-        raise not_found("manual rule", rule_id)
-    return json_response(msgspec.json.decode(raw, type=ManualRule))
+        raise not_found(what, item_id)
+    return json_response(msgspec.json.decode(raw, type=kind))
+
+
+async def _delete_one(
+    request: web.Request, param: str, what: str, store: str, intent_type: Callable[..., Message]
+) -> web.StreamResponse:
+    """Remove a stored manual rule or access group and tell the reconciler, in one transaction (202).
+    ``param`` names both the path parameter and the intent's id field (``rule_id``, ``group_id``)."""
+    ctx = context(request)
+    ctx.auth.admin(request)
+    item_id = validation.path_id(request.match_info[param], param)
+    if not await ctx.redis.hexists(store, item_id):
+        raise not_found(what, item_id)
+    intent = intent_type(**{param: item_id})
+    stream_id = await _store_with_intent(ctx, store, item_id, None, intent)
+    return json_response(Accepted(intent_id=intent.id, stream_id=stream_id), status=202)
+
+
+async def get_manual(request: web.Request) -> web.StreamResponse:
+    keys = context(request).keys
+    return await _get_one(request, "rule_id", "manual rule", keys.api_manual_rules, ManualRule)
 
 
 async def delete_manual(request: web.Request) -> web.StreamResponse:
-    ctx = context(request)
-    ctx.auth.admin(request)
-    rule_id = validation.path_id(request.match_info["rule_id"], "rule_id")
-    if not await ctx.redis.hexists(ctx.keys.api_manual_rules, rule_id):
-        raise not_found("manual rule", rule_id)
-    intent = ManualRuleDeleted(rule_id=rule_id)
-    stream_id = await _store_with_intent(ctx, ctx.keys.api_manual_rules, rule_id, None, intent)
-    return json_response(Accepted(intent_id=intent.id, stream_id=stream_id), status=202)
+    keys = context(request).keys
+    return await _delete_one(request, "rule_id", "manual rule", keys.api_manual_rules, ManualRuleDeleted)
 
 
 # ---- access groups -------------------------------------------------------------------------------------------
@@ -208,24 +226,13 @@ async def update_group(request: web.Request) -> web.StreamResponse:
 
 
 async def get_group(request: web.Request) -> web.StreamResponse:
-    ctx = context(request)
-    ctx.auth.admin(request)
-    group_id = validation.path_id(request.match_info["group_id"], "group_id")
-    raw = await ctx.redis.hget(ctx.keys.api_access_groups, group_id)
-    if raw is None:
-        raise not_found("access group", group_id)
-    return json_response(msgspec.json.decode(raw, type=AccessGroup))
+    keys = context(request).keys
+    return await _get_one(request, "group_id", "access group", keys.api_access_groups, AccessGroup)
 
 
 async def delete_group(request: web.Request) -> web.StreamResponse:
-    ctx = context(request)
-    ctx.auth.admin(request)
-    group_id = validation.path_id(request.match_info["group_id"], "group_id")
-    if not await ctx.redis.hexists(ctx.keys.api_access_groups, group_id):
-        raise not_found("access group", group_id)
-    intent = AccessGroupDeleted(group_id=group_id)
-    stream_id = await _store_with_intent(ctx, ctx.keys.api_access_groups, group_id, None, intent)
-    return json_response(Accepted(intent_id=intent.id, stream_id=stream_id), status=202)
+    keys = context(request).keys
+    return await _delete_one(request, "group_id", "access group", keys.api_access_groups, AccessGroupDeleted)
 
 
 _ADMIN = (401, 422, 429)
