@@ -163,14 +163,16 @@ class KeyStore:
         }
         record = self._keys.api_key(digest)
         pipe = self._redis.pipeline(transaction=True)
-        # HSETNX on the hash field: of two replicas restoring the same key at once, the second changes nothing.
-        pipe.hsetnx(record, "hash", digest)
+        # One transaction writes the whole record, so a concurrent request never sees half of it; of two replicas
+        # restoring the same key at once, only the first one's HSETNX succeeds (it logs and counts), and the
+        # second rewrites the same fields.
+        pipe.hsetnx(record, "key_id", proof.key_id)
+        pipe.hset(record, mapping=fields)  # type: ignore[arg-type]
         pipe.hset(self._keys.api_keys_index, proof.key_id, digest)
         pipe.sadd(self._keys.agent_api_keys(proof.agent_id), proof.key_id)
         pipe.set(self._keys.keys_recovered_at, f"{now.timestamp():.3f}")
-        won = (await pipe.execute())[0]
-        if won:
-            await self._redis.hset(record, mapping=fields)  # type: ignore[arg-type]
+        first = (await pipe.execute())[0]
+        if first:
             KEYS_RECOVERED.inc()
             log.warning(
                 "restored an agent key whose record was lost (Redis lost its data?); the agent registers again and "
@@ -178,8 +180,7 @@ class KeyStore:
                 key_id=proof.key_id,
                 agent_id=proof.agent_id,
             )
-        raw = await self._redis.hgetall(record)
-        return StoredKey.from_hash(raw) if raw.get(b"key_id") or raw.get("key_id") else None
+        return StoredKey.from_hash(fields)
 
     async def touch(self, stored: StoredKey) -> None:
         now = time.monotonic()

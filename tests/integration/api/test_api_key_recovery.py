@@ -5,6 +5,7 @@ loss). Revocation still works while Redis has the record; a forged key or recove
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import replace
 from typing import Any
 
@@ -118,3 +119,11 @@ async def test_a_malformed_tunnel_claim_names_the_field(api: Api) -> None:
         )
         error = (await response.json())["error"]
         assert (response.status, error.get("field")) == (422, field), error
+
+
+async def test_concurrent_requests_after_the_loss_all_get_through(api: Api, prefix: str) -> None:
+    key = await api.new_key()
+    agent_id = (await api.register(key))["agent_id"]
+    await lose_everything(api.redis, prefix)
+    answers = await asyncio.gather(*(heartbeat(api, key, agent_id) for _ in range(8)))
+    assert [status for status, _ in answers] == [200] * 8, "no request sees a half-restored key record"
