@@ -153,13 +153,6 @@ def _restart_agent_and_wait(stack: E2EStack, host: Host) -> None:
     stack.wait_idle()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="reconciler: an agent's inventory snapshot re-stamps the stop time of a container that stopped long ago "
-    "and whose rules were already deleted after the grace period; the rules come back as pending_deletion and the "
-    "dns-worker creates the CNAME again (deleted again one grace period later): 2 Cloudflare writes per such "
-    "container at every agent restart, and with the default 600 s grace a gone hostname is live for 10 minutes",
-)
 def test_a_container_unpublished_before_an_agent_restart_is_not_published_again(enrolled: Enrolled) -> None:
     stack, host = enrolled.stack, enrolled.host
     gone = host.labelled("gone", f"gone.{ZONE}", stack.image)

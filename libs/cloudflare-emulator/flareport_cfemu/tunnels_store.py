@@ -1,7 +1,7 @@
 """Cloudflare Tunnel (``cfd_tunnel``) objects, their tokens and remote configurations.
 
 A tunnel belongs to an account, has a unique name among the account's non-deleted tunnels
-(Cloudflare answers 1013 otherwise), and is soft-deleted: ``DELETE`` sets ``deleted_at`` and the
+(Cloudflare answers 409 with code 1013 otherwise), and is soft-deleted: ``DELETE`` sets ``deleted_at`` and the
 tunnel stays listable with ``is_deleted=true``.  The token is what ``cloudflared tunnel run``
 takes in ``TUNNEL_TOKEN``: base64 of the JSON ``{"a": account, "t": tunnel id, "s": secret}``,
 exactly cloudflared's format, so an agent under test can decode it.  The configuration is
@@ -51,7 +51,10 @@ def _check_unique(state: EmulatorState, account_id: str, name: str, self_id: str
             and tunnel["deleted_at"] is None
             and tunnel["id"] != self_id
         ):
-            raise bad_request(
+            # 409, not 400: cloudflared's own API client (cfapi.CreateTunnel) maps a 409 answer to a create to
+            # "tunnel with name already exists".
+            raise ApiError(
+                409,
                 errors.TUNNEL_NAME_TAKEN,
                 "You already have a tunnel with this name. Delete the existing tunnel, or choose a different "
                 "name for your new tunnel",

@@ -5,10 +5,15 @@ desired app matches it costs no call. Otherwise the app is looked up by domain: 
 tag) is a conflict and is never touched; ours is replaced (``PUT``) when it differs; a missing one is
 created. ``app=None`` deletes our app. Access groups become reusable policies named ``flareport group <id>``,
 created or updated as their definition changes and linked to the app after its own policy.
+
+The tag is created once per process, before the first app write: concurrent jobs of a fresh worker wait
+on one lock instead of each sending its own ``POST /access/tags``, and a refused create is checked by reading
+the tag: one that already exists (another replica, an earlier run) counts as created.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
@@ -41,6 +46,7 @@ class AccessSync:
         self._keys = keys
         self._tag = tag
         self._tag_ready = False
+        self._tag_lock = asyncio.Lock()
 
     async def sync(self, job: SyncAccessApp, *, fresh: bool = False) -> Outcome:
         key = self._keys.target_observed(job.target)
@@ -95,13 +101,19 @@ class AccessSync:
     async def _ensure_tag(self, outcome: Outcome) -> None:
         if self._tag_ready:
             return
-        try:
-            outcome.writes += 1
-            await self._api.request("POST", ACCESS + "/tags", body={"name": self._tag})
-        except CfApiError as error:
-            if "exist" not in error.message:
-                raise
-        self._tag_ready = True
+        async with self._tag_lock:  # single flight: the jobs that waited find it ready
+            if self._tag_ready:
+                return
+            try:
+                outcome.writes += 1
+                await self._api.request("POST", ACCESS + "/tags", body={"name": self._tag})
+            except CfApiError as refused:
+                # Most likely it exists already; rather than trusting the wording of the refusal, look.
+                try:
+                    await self._api.request("GET", ACCESS + "/tags/{tag_name}", tag_name=self._tag)
+                except CfApiError:
+                    raise refused from None
+            self._tag_ready = True
 
     async def _group_policies(self, desired: DesiredAccessApp, outcome: Outcome) -> dict[str, str]:
         existing = {str(p.get("name")): p for p in await self._api.list_all(ACCESS + "/policies", per_page=1000)}

@@ -47,12 +47,14 @@ class CfApiError(Exception):
 
 class CfTransientError(Exception):
     """Cloudflare did not answer usefully (5xx, timeout, connection) after every attempt we allow.
-    ``ambiguous`` means a non-idempotent write may or may not have been applied.
+    ``ambiguous`` means a non-idempotent write may or may not have been applied; ``status`` is Cloudflare's
+    last HTTP status, if it answered at all (a ``409`` to a tunnel create means the name is taken).
     """
 
-    def __init__(self, message: str, *, ambiguous: bool) -> None:
+    def __init__(self, message: str, *, ambiguous: bool, status: int | None = None) -> None:
         super().__init__(message)
         self.ambiguous = ambiguous
+        self.status = status
 
 
 def _first_error(body: object) -> tuple[int, str]:
@@ -106,6 +108,7 @@ class CloudflareApi:
         attempts = 0
         limited = 0
         while True:
+            status: int | None = None
             await self._limiter.acquire()
             self.calls[endpoint] += 1
             try:
@@ -139,9 +142,9 @@ class CloudflareApi:
                 return response if isinstance(response, dict) else {"result": response}
             attempts += 1
             if method not in IDEMPOTENT:
-                raise CfTransientError(reason, ambiguous=True)
+                raise CfTransientError(reason, ambiguous=True, status=status)
             if attempts >= self._max_attempts:
-                raise CfTransientError(reason, ambiguous=False)
+                raise CfTransientError(reason, ambiguous=False, status=status)
             delay = backoff.next()
             log.warning("cloudflare.retrying", endpoint=endpoint, reason=reason, attempt=attempts, retry_in=delay)
             await asyncio.sleep(delay)

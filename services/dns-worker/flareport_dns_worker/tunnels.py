@@ -6,9 +6,19 @@ Redis. When the desired rules already match that copy, nothing is sent. When the
 the live configuration first — a PUT replaces the whole ingress, so writing from a stale copy could drop a
 rule someone added in the dashboard since — plans against it and PUTs only if it still differs.
 
+One exception to "read before PUT": a tunnel this worker has just created. Its configuration is known (it
+has none), so ``ensure`` records that as the observed copy with a short trust window
+(``FRESH_TUNNEL_TRUST_SECONDS``); the first ingress sync within it PUTs without the GET. A tunnel found by
+name, a create whose answer was lost, or a window that has passed all get the GET as usual, so rules someone
+else added are kept. Any later sync reads first again: the mark is dropped with the first PUT.
+
 Tunnels are created remotely managed (``config_src: cloudflare``) so that ingress lives in Cloudflare and
-the agent only runs ``cloudflared tunnel run`` with the token. The ids of tunnels Flareport created are
-kept in a Redis set: ``delete_tunnel`` removes only those, never a tunnel it merely adopted by name.
+the agent only runs ``cloudflared tunnel run`` with the token. A new tunnel costs one call: the create is
+sent without looking the name up first — names are unique among an account's live tunnels, so Cloudflare
+refuses a duplicate (``409``, code 1013) and only then is the tunnel looked up by name and adopted — and
+the token comes from the create's answer (``token``), with ``GET .../token`` only for a tunnel the worker
+did not just create. The ids of tunnels Flareport created are kept in a Redis set: ``delete_tunnel``
+removes only those, never a tunnel it merely adopted by name.
 """
 
 from __future__ import annotations
@@ -18,6 +28,7 @@ import hashlib
 import hmac
 import json
 import secrets
+import time
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -36,6 +47,15 @@ TUNNEL = TUNNELS + "/{tunnel_id}"
 CONFIG = TUNNEL + "/configurations"
 # Error kind of an ``ensure_tunnel`` claim whose token hash is not that of the tunnel's token.
 TOKEN_MISMATCH = "token_mismatch"  # noqa: S105 - an error kind, not a secret
+# Cloudflare's code for "You already have a tunnel with this name" (answered with HTTP 409).
+TUNNEL_NAME_TAKEN = 1013
+# How long the empty configuration of a tunnel we just created is trusted without a GET. The first ingress
+# job normally follows the create within a second (result -> reconciler -> job); the bound keeps a tunnel
+# whose first rules come much later (an agent without containers) from being written over a dashboard edit.
+FRESH_TUNNEL_TRUST_SECONDS = 120.0
+# Field of a tunnel's observed hash: until when (epoch seconds) its cached configuration is known to be the
+# one Cloudflare has, because this worker created the tunnel and nothing has been written to it since.
+PRISTINE_UNTIL = "pristine_until"
 log = structlog.get_logger("flareport.dns_worker.tunnels")
 
 
@@ -65,15 +85,20 @@ class Tunnels:
         owned_raw = observed.get(b"owned")
         owned = set(json.loads(owned_raw)) if owned_raw is not None else None
         cached = observed.get(b"config")
+        current: dict[str, Any] | None = None
         if cached is not None and not fresh:
-            plan = plan_ingress(json.loads(cached), job.rules, owned, prune=job.prune)
+            cached_config: dict[str, Any] = json.loads(cached)
+            plan = plan_ingress(cached_config, job.rules, owned, prune=job.prune)
             if not plan.changed:
                 return Outcome(errors=list(plan.conflicts))
-        try:
-            envelope = await self._api.request("GET", CONFIG, tunnel_id=job.tunnel_id)
-        except CfApiError as error:
-            raise JobFailed(api_error(error)) from error
-        current = (envelope.get("result") or {}).get("config") or {}
+            if _pristine(observed):
+                current = cached_config  # a tunnel we just created: its configuration is known without a GET
+        if current is None:
+            try:
+                envelope = await self._api.request("GET", CONFIG, tunnel_id=job.tunnel_id)
+            except CfApiError as error:
+                raise JobFailed(api_error(error)) from error
+            current = (envelope.get("result") or {}).get("config") or {}
         plan = plan_ingress(current, job.rules, owned, prune=job.prune)
         CONFLICTS.labels("ingress").inc(len(plan.conflicts))
         outcome = Outcome(errors=list(plan.conflicts))
@@ -85,7 +110,12 @@ class Tunnels:
             except CfApiError as error:
                 raise JobFailed(api_error(error)) from error
             config = (answer.get("result") or {}).get("config") or plan.config
-        await self._redis.hset(key, mapping={"owned": json.dumps(sorted(plan.owned)), "config": json.dumps(config)})
+        pipe = self._redis.pipeline(transaction=True)
+        pipe.hset(key, mapping={"owned": json.dumps(sorted(plan.owned)), "config": json.dumps(config)})
+        if plan.changed:
+            # From now on others may have seen (and edited) what we wrote: later syncs read before writing.
+            pipe.hdel(key, PRISTINE_UNTIL)
+        await pipe.execute()
         return outcome
 
     # ---- lifecycle -----------------------------------------------------------------------------------------
@@ -100,19 +130,21 @@ class Tunnels:
         try:
             if job.tunnel_id:
                 tunnel = await self._get(job.tunnel_id)
-            if tunnel is None and not (claim and job.tunnel_id):
-                tunnel = await self._by_name(name)
             if tunnel is None and job.create and not claim:
-                tunnel, created = await self._create(name)
+                tunnel, created = await self._create_or_adopt(name)
+            elif tunnel is None and not (claim and job.tunnel_id):
+                tunnel = await self._by_name(name)
             if tunnel is None:
                 why = "a claim never creates one" if claim else "create=false"
                 return self._refused(
                     job, CfError(message=f"no tunnel {job.tunnel_id or name!r} and {why}", kind="missing")
                 )
-            answer = await self._api.request("GET", TUNNEL + "/token", tunnel_id=str(tunnel["id"]))
+            token = tunnel.get("token")  # only in the answer to our own create
+            if not isinstance(token, str) or not token:
+                answer = await self._api.request("GET", TUNNEL + "/token", tunnel_id=str(tunnel["id"]))
+                token = str(answer.get("result"))
         except CfApiError as error:
             return self._refused(job, api_error(error))
-        token = str(answer.get("result"))
         if job.token_sha256 is not None and not _token_matches(token, job.token_sha256):
             log.warning("tunnel.claim_refused", agent_id=job.agent_id, tunnel_id=str(tunnel["id"]))
             return self._refused(
@@ -153,7 +185,14 @@ class Tunnels:
         found = await self._api.list_all(TUNNELS, per_page=1000, params={"name": name, "is_deleted": "false"})
         return found[0] if found else None
 
-    async def _create(self, name: str) -> tuple[dict[str, Any], bool]:
+    async def _create_or_adopt(self, name: str) -> tuple[dict[str, Any], bool]:
+        """Create the tunnel, or adopt the live one of that name: ``(tunnel, created)``.
+
+        The create goes first, without a lookup: Cloudflare keeps names unique among live tunnels, so when
+        one exists (made by someone else, or by an attempt of ours whose result was lost) the create is
+        refused and changes nothing, and the tunnel is looked up by name and adopted, as a lookup first
+        would have done — at the cost of one call more in that rare case, one call less for every new tunnel.
+        """
         body = {
             "name": name,
             "config_src": "cloudflare",
@@ -161,16 +200,36 @@ class Tunnels:
         }
         try:
             envelope = await self._api.request("POST", TUNNELS, body=body)
+        except CfApiError as error:
+            if error.code != TUNNEL_NAME_TAKEN:
+                raise
+            return await self._adopt(name), False
         except CfTransientError as error:
+            if error.status == 409:  # the name is taken: refused, nothing was created
+                return await self._adopt(name), False
             # The create may have gone through before the answer was lost: look before anything else (a second
             # create would fail on the name). The lease on this agent's target means it was ours.
             found = await self._by_name(name) if error.ambiguous else None
             if found is None:
                 raise
-            envelope = {"result": found}
+            await self._redis.sadd(self._keys.cf_created_tunnels, str(found["id"]))
+            return found, True  # without the answer's token; its configuration is not trusted either
         tunnel: dict[str, Any] = envelope.get("result") or {}
-        await self._redis.sadd(self._keys.cf_created_tunnels, str(tunnel["id"]))
+        tunnel_id = str(tunnel["id"])
+        pipe = self._redis.pipeline(transaction=True)
+        pipe.sadd(self._keys.cf_created_tunnels, tunnel_id)
+        # The ingress target of this tunnel (``SyncTunnelIngress.target``): a new tunnel has no configuration.
+        observed = self._keys.target_observed(f"tunnel:{tunnel_id}")
+        pipe.hset(observed, mapping={"config": "{}", PRISTINE_UNTIL: str(time.time() + FRESH_TUNNEL_TRUST_SECONDS)})
+        await pipe.execute()
         return tunnel, True
+
+    async def _adopt(self, name: str) -> dict[str, Any]:
+        found = await self._by_name(name)
+        if found is None:
+            # Taken a moment ago, gone now (deleted in between): the job comes back and creates it then.
+            raise CfTransientError(f"tunnel name {name!r} is taken but no live tunnel has it", ambiguous=False)
+        return found
 
     async def delete(self, job: DeleteTunnel) -> Outcome:
         created = await self._redis.sismember(self._keys.cf_created_tunnels, job.tunnel_id)
@@ -188,6 +247,12 @@ class Tunnels:
         pipe.delete(self._keys.target_observed(job.target))
         await pipe.execute()
         return Outcome(writes=1)
+
+
+def _pristine(observed: dict[Any, Any]) -> bool:
+    """True while a tunnel's cached configuration is still the empty one it was created with (see above)."""
+    until = observed.get(PRISTINE_UNTIL.encode())
+    return until is not None and float(until) > time.time()
 
 
 def _token_matches(token: str, token_sha256: str) -> bool:

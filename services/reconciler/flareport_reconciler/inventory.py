@@ -8,10 +8,27 @@ therefore built so that *the set of messages seen* decides it, not their order:
   the newest message saying it does not (``stopped``: seq, time). A message only ever raises a mark, so
   applying messages in any order, or twice, gives the same marks (a max is commutative and idempotent);
 * a full snapshot (``inventory``) is a "running" mark for every container it lists and a "stopped" mark for
-  every container it does not list; the newest snapshot is kept so that a container first heard of later,
-  through an older event, still learns that the snapshot had it gone;
+  every container it does not list; the agent's newest snapshots are kept so that a container first heard of
+  later, through an older event, still learns that they had it gone. Only their seq and time are kept (they
+  are read with every event): a container without an entry was listed by none of them with a seq above the
+  pruning floor (listing it made its entry; pruning that entry raised the floor to at least that seq), and
+  events at or below the floor about containers without an entry are ignored (see Pruning);
 * the container runs when its running mark is newer than its stopped mark. A container that ran and then
-  stopped keeps its rules published until ``stopped.at + grace`` (the grace period; a label may override it).
+  stopped keeps its rules published until ``first stop + grace`` (the grace period; a label may override it),
+  where the first stop is the oldest stop message above the running mark — when it actually stopped. Every
+  snapshot sent later (an agent restart) is one more stop of a gone container; counting from the newest stop
+  would publish a container whose grace period ended long ago again for one more grace period. So an entry
+  also keeps ``stops``, the stops above its running mark by seq: a late start whose seq lies between them (a
+  reclaimed message) drops those below it, and the first stop after *that* start is still known.
+
+Bounds: an entry keeps at most ``MAX_STOPS`` stops (the oldest) and an agent at most ``MAX_SNAPSHOTS`` snapshots
+(the newest). A gone container collects one stop per snapshot, and agents send snapshots only when they
+(re)start or reconnect, so a bound matters only for a message delivered after that many restarts of its agent
+(a long-gone container that collects more stops keeps the oldest ones, its first stop among them). Inside the
+bounds the state is exactly that of the set of messages seen. Beyond them the newest stop is always kept, so
+whether a container runs is still exact, and the first stop known is a real stop at or after the true one: its
+grace period may count from a later stop (as if counted from the newest), never from an earlier one, so rules
+are never removed early.
 
 Stale messages are thereby "ignored" exactly where they must be: an old start never resurrects a container a
 newer stop or snapshot removed, and an old stop never removes a container a newer start brought back.
@@ -36,6 +53,10 @@ from flareport_common.readmodel import ContainerLabelErrors
 
 InventoryEvent = ContainerStart | ContainerStop | ContainerDie | Inventory
 
+# Bounds of the history kept (see the module docstring for why they suffice and what happens beyond them).
+MAX_STOPS = 16
+MAX_SNAPSHOTS = 16
+
 
 class RunningMark(msgspec.Struct, frozen=True, kw_only=True):
     seq: int
@@ -48,20 +69,34 @@ class StoppedMark(msgspec.Struct, frozen=True, kw_only=True):
     at: float
 
 
+def _seq(mark: StoppedMark) -> int:
+    return mark.seq
+
+
 class ContainerEntry(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     running: RunningMark | None = None
-    stopped: StoppedMark | None = None
+    stopped: StoppedMark | None = None  # the newest stop: decides whether it runs
+    # The earliest stops above the running mark, by seq (at most MAX_STOPS): the first one is when it stopped.
+    # Empty in entries written before it existed; ``stopped`` stands in for it then.
+    stops: tuple[StoppedMark, ...] = ()
 
     @property
     def is_running(self) -> bool:
         return self.running is not None and (self.stopped is None or self.running.seq > self.stopped.seq)
 
+    @property
+    def first_stop(self) -> StoppedMark | None:
+        """The first stop after the running mark (the moment it stopped); None while it runs."""
+        above = _stops_above(self)
+        return above[0] if above and not self.is_running else None
+
     def delete_at(self, default_grace: float) -> float | None:
         """When a stopped container's rules are removed; None while it runs (or if it never ran)."""
-        if self.running is None or self.is_running or self.stopped is None:
+        first = self.first_stop
+        if self.running is None or first is None:
             return None
         grace = self.running.info.grace_period_seconds
-        return self.stopped.at + (default_grace if grace is None else grace)
+        return first.at + (default_grace if grace is None else grace)
 
     def published(self, now: float, default_grace: float) -> bool:
         """Whether its rules are (still) wanted at ``now``: running, or stopped but inside the grace period."""
@@ -72,9 +107,23 @@ class ContainerEntry(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=Tr
 
 
 class Snapshot(msgspec.Struct, frozen=True, kw_only=True):
+    """The agent's newest snapshot and up to ``MAX_SNAPSHOTS - 1`` before it (``earlier``, newest first).
+
+    Only sequence numbers and times: a container without an entry was listed by none of them (see the module
+    docstring), and this is read with every event.
+    """
+
     seq: int
     at: float
-    container_ids: frozenset[str]
+    earlier: tuple[StoppedMark, ...] = ()
+    # Not read. The version before this history required it (the newest snapshot's ids); it is written empty so
+    # that replicas of that version still decode the value during a rolling upgrade, and to them empty means the
+    # same (a container they hear of first was not listed).
+    container_ids: frozenset[str] = frozenset()
+
+    @property
+    def marks(self) -> tuple[StoppedMark, ...]:
+        return (StoppedMark(seq=self.seq, at=self.at), *self.earlier)
 
 
 class AgentInventory(msgspec.Struct, frozen=True, kw_only=True):
@@ -83,29 +132,51 @@ class AgentInventory(msgspec.Struct, frozen=True, kw_only=True):
     pruned_seq: int = 0  # messages about unknown containers up to this seq are stale (see the module docstring)
 
 
+def _stops_above(entry: ContainerEntry) -> tuple[StoppedMark, ...]:
+    """The stops known above the running mark; an entry from before ``stops`` existed has only its newest."""
+    if entry.stops:
+        return entry.stops
+    above = entry.stopped is not None and (entry.running is None or entry.stopped.seq > entry.running.seq)
+    return (entry.stopped,) if entry.stopped is not None and above else ()
+
+
 def _raise_running(entry: ContainerEntry | None, mark: RunningMark) -> ContainerEntry:
     if entry is None:
         return ContainerEntry(running=mark)
     if entry.running is None or mark.seq > entry.running.seq:
-        return ContainerEntry(running=mark, stopped=entry.stopped)
+        stops = tuple(s for s in _stops_above(entry) if s.seq > mark.seq)
+        return ContainerEntry(running=mark, stopped=entry.stopped, stops=stops)
     return entry
 
 
 def _raise_stopped(entry: ContainerEntry | None, mark: StoppedMark) -> ContainerEntry:
     if entry is None:
-        return ContainerEntry(stopped=mark)
-    if entry.stopped is None or mark.seq > entry.stopped.seq:
-        return ContainerEntry(running=entry.running, stopped=mark)
-    return entry
+        return ContainerEntry(stopped=mark, stops=(mark,))
+    newest = mark if entry.stopped is None or mark.seq > entry.stopped.seq else entry.stopped
+    stops = entry.stops
+    if entry.running is None or mark.seq > entry.running.seq:
+        above = _stops_above(entry)
+        if all(s.seq != mark.seq for s in above):
+            stops = tuple(sorted((*above, mark), key=_seq)[:MAX_STOPS])
+    if newest == entry.stopped and stops == entry.stops:
+        return entry
+    return ContainerEntry(running=entry.running, stopped=newest, stops=stops)
 
 
 def _first_heard(
     known: dict[str, ContainerEntry], cid: str, entry: ContainerEntry, snapshot: Snapshot | None
 ) -> ContainerEntry:
-    """A container heard of for the first time learns that the newest snapshot did not list it."""
-    if cid not in known and snapshot is not None and cid not in snapshot.container_ids:
-        return _raise_stopped(entry, StoppedMark(seq=snapshot.seq, at=snapshot.at))
+    """A container heard of for the first time learns that the kept snapshots did not list it."""
+    if cid not in known and snapshot is not None:
+        for mark in snapshot.marks:
+            entry = _raise_stopped(entry, mark)
     return entry
+
+
+def _add_snapshot(snapshot: Snapshot | None, mark: StoppedMark) -> Snapshot:
+    marks = sorted({m.seq: m for m in (*(snapshot.marks if snapshot else ()), mark)}.values(), key=_seq)
+    newest, *earlier = reversed(marks[-MAX_SNAPSHOTS:])
+    return Snapshot(seq=newest.seq, at=newest.at, earlier=tuple(earlier))
 
 
 def event_container_ids(event: InventoryEvent, known: Iterable[str]) -> set[str]:
@@ -147,8 +218,7 @@ def apply_event(inventory: AgentInventory, event: InventoryEvent) -> tuple[Agent
         for cid, entry in containers.items():
             if cid not in listed:
                 touched[cid] = _raise_stopped(entry, stopped)
-        if snapshot is None or event.seq > snapshot.seq:
-            snapshot = Snapshot(seq=event.seq, at=at, container_ids=frozenset(listed))
+        snapshot = _add_snapshot(snapshot, stopped)
     changed = {cid for cid, entry in touched.items() if containers.get(cid) != entry}
     containers.update(touched)
     return AgentInventory(containers=containers, snapshot=snapshot, pruned_seq=inventory.pruned_seq), changed

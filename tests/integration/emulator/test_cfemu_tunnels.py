@@ -45,10 +45,12 @@ async def test_tunnel_lifecycle_token_and_soft_delete(acf: cloudflare.AsyncCloud
         await tunnels.token.get(tunnel_id, account_id=ACCOUNT_ID)
 
 
-async def test_duplicate_live_tunnel_name_is_1013_but_a_deleted_name_is_free(acf: cloudflare.AsyncCloudflare) -> None:
+async def test_duplicate_live_tunnel_name_is_409_1013_but_a_deleted_name_is_free(
+    acf: cloudflare.AsyncCloudflare,
+) -> None:
     tunnels = acf.zero_trust.tunnels.cloudflared
     first = await tunnels.create(account_id=ACCOUNT_ID, name="dup", config_src="cloudflare")
-    with pytest.raises(cloudflare.BadRequestError) as caught:
+    with pytest.raises(cloudflare.ConflictError) as caught:
         await tunnels.create(account_id=ACCOUNT_ID, name="dup", config_src="cloudflare")
     body: Any = caught.value.body
     assert body["errors"][0]["code"] == 1013

@@ -107,3 +107,30 @@ async def test_pruned_container_ignores_late_old_events_but_a_new_start_publishe
     await producer.send(keys.events, ContainerStart(agent_id="a1", seq=4, container=app))
     await settle(redis, keys, worker)
     assert set(await rule_records(redis, keys)) == {"app.example.com", "kept.example.com"}
+
+
+async def test_a_snapshot_after_the_grace_period_does_not_publish_a_long_stopped_container_again(
+    redis: aioredis.Redis, keys: Keys, replicas: Replicas, worker: FakeDnsWorker
+) -> None:
+    # c1 stopped 11 minutes ago (grace 600 s, retention 1 h: its entry is kept, its rules are gone); then the
+    # agent restarts and sends a snapshot without it, which must not count the grace period again from now.
+    await enrol(redis, keys, worker, "a1")
+    producer = Producer(redis)
+    now = datetime.now(UTC)
+    app, kept = container("c1", "app.example.com"), container("c2", "kept.example.com")
+    long_ago = now - timedelta(minutes=20)
+    await producer.send(keys.events, ContainerStart(agent_id="a1", seq=1, container=app, occurred_at=long_ago))
+    await producer.send(keys.events, ContainerStart(agent_id="a1", seq=2, container=kept, occurred_at=long_ago))
+    await settle(redis, keys, worker)
+    stopped_at = now - timedelta(minutes=11)
+    await producer.send(keys.events, ContainerStop(agent_id="a1", seq=3, container_id="c1", occurred_at=stopped_at))
+    await settle(redis, keys, worker)
+    assert set(await rule_records(redis, keys)) == {"kept.example.com"}
+
+    await producer.send(keys.events, Inventory(agent_id="a1", seq=4, containers=(kept,)))
+    jobs = await settle(redis, keys, worker)
+    assert set(await rule_records(redis, keys)) == {"kept.example.com"}, "the gone container came back"
+    assert not await redis.exists(keys.hostname_claims("app.example.com"))
+    assert await redis.zcard(keys.pending_deletions) == 0, "nothing is to be deleted again later"
+    assert jobs == [], "no Cloudflare job: nothing changed"
+    assert await redis.exists(keys.agent_container("a1", "c1")), "the entry is kept (not pruned) meanwhile"
