@@ -243,9 +243,10 @@ async def heartbeat(request: web.Request) -> web.StreamResponse:
     pipe.ltrim(history, 0, HEARTBEAT_HISTORY - 1)
     await pipe.execute()
     record = await readstore.agent(ctx.redis, ctx.keys, agent_id)
-    # A restored key means the reconciler lost the agent too: register again at once, not after the usual wait.
     waited = stored.registered_at is not None and now - stored.registered_at > REREGISTER_AFTER
-    lost = record is None and (waited or stored.recovered_at is not None)
+    # A restored key means the reconciler lost the agent too (a record it made since, from a heartbeat or an ack,
+    # lacks the enrolment and the inventory): register again now, whatever the read model shows.
+    lost = (record is None and waited) or stored.must_register
     return json_response(
         HeartbeatResponse(status=record.status if record else "pending", server_time=now, reregister=lost)
     )

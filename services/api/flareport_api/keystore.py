@@ -75,6 +75,8 @@ class StoredKey:
     redeliver: bool = False
     # When the record was restored from the key's proof after Redis lost it (None for a key issued normally).
     recovered_at: datetime | None = None
+    # Restored and not registered since: the agent's next heartbeat tells it to register (and resend everything).
+    must_register: bool = False
 
     @classmethod
     def from_hash(cls, raw: Mapping[Any, Any]) -> StoredKey:
@@ -93,6 +95,7 @@ class StoredKey:
             registered_at=_time(fields.get("registered_at")),
             redeliver=fields.get("redeliver") == "1",
             recovered_at=_time(fields.get("recovered_at")),
+            must_register=fields.get("must_register") == "1",
         )
 
     def info(self) -> KeyInfo:
@@ -160,6 +163,7 @@ class KeyStore:
             "registered_at": now.isoformat(),
             "recovered_at": now.isoformat(),
             "redeliver": "1",
+            "must_register": "1",
         }
         record = self._keys.api_key(digest)
         pipe = self._redis.pipeline(transaction=True)
@@ -220,6 +224,7 @@ class KeyStore:
         pipe.hset(
             record, mapping={"display_name": display_name, "registered_at": utcnow().isoformat(), "redeliver": "1"}
         )
+        pipe.hdel(record, "must_register")
         await pipe.execute()
         return bound
 

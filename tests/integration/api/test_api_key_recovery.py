@@ -9,11 +9,13 @@ import asyncio
 from dataclasses import replace
 from typing import Any
 
+import msgspec
 import redis.asyncio as aioredis
 from aiohttp.test_utils import TestClient, TestServer
 
 from flareport_api.app import create_app
 from flareport_common.messages import EventMessage, IntentMessage, KeyRolled
+from flareport_common.readmodel import AgentRecord
 from flareport_common.settings import ApiSettings
 from fptest.api_helpers import stream_messages, tag
 
@@ -43,6 +45,7 @@ async def test_a_key_lost_with_the_data_is_restored_for_the_same_agent(api: Api,
     assert status == 200, f"the agent's own key still works after the loss: {body}"
     assert body["reregister"] is True, "the reconciler has no record of it: register again at once"
     assert (await api.register(key))["agent_id"] == agent_id, "registering again keeps the agent's identity"
+    assert (await heartbeat(api, key, agent_id))[1]["reregister"] is False, "registered: no need to say it again"
     assert await api.redis.get(api.keys.keys_recovered_at) is not None, "the loss is recorded for the reconciler"
     keys = (await (await api.client.get("/api/v1/keys", headers=api.admin)).json())["keys"]
     assert [(k["agent_id"], k["status"]) for k in keys] == [(agent_id, "active")]
@@ -127,3 +130,17 @@ async def test_concurrent_requests_after_the_loss_all_get_through(api: Api, pref
     await lose_everything(api.redis, prefix)
     answers = await asyncio.gather(*(heartbeat(api, key, agent_id) for _ in range(8)))
     assert [status for status, _ in answers] == [200] * 8, "no request sees a half-restored key record"
+
+
+async def test_the_agent_is_told_to_register_even_if_the_reconciler_recorded_it_meanwhile(
+    api: Api, prefix: str
+) -> None:
+    key = await api.new_key()
+    agent_id = (await api.register(key))["agent_id"]
+    await lose_everything(api.redis, prefix)
+    assert (await heartbeat(api, key, agent_id))[0] == 200  # restores the key
+    # The reconciler makes a bare record from that heartbeat: no enrolment, no inventory.
+    record = AgentRecord(agent_id=agent_id, display_name=agent_id)
+    await api.redis.set(api.keys.agent(agent_id), msgspec.json.encode(record))
+    await api.redis.sadd(api.keys.agents_index, agent_id)
+    assert (await heartbeat(api, key, agent_id))[1]["reregister"] is True
