@@ -41,12 +41,12 @@ NOTES: dict[str, str] = {
     "loops' turn-around (p50 is a few ms). Fewer polls per API process (more replicas), or a machine where the "
     "simulated agents do not share the cores, would tell the API's own share.",
     "ingest": "One API process validates and XADDs every event; pipelining the XADDs of a request would raise it.",
-    "scale": "Two causes. The calls above the minimum are reads - per tunnel a lookup by name before the create, a "
-    "token GET and a configuration GET before the PUT (endpoint table below) - and they cost rate-limit windows "
-    "too (the calls made need the windows stated here; with Cloudflare's real 300 s window each one is 5 minutes). "
-    "Taking the token from the create response, skipping the lookup when the reconciler knows the tunnel is new and "
-    "the GET before the first PUT of a new tunnel would bring the calls to the minimum. The rest of the time is "
-    "processing: registrations, enrolments and 1,000 tunnel jobs on 2 cores shared with the simulated fleet.",
+    "scale": "A new tunnel costs its create and its first configuration PUT: the token comes with the create, the "
+    "name is looked up only when the create is refused, and a tunnel this worker just created is not read before "
+    "its first PUT. The calls above the minimum are the few cold-cache reads (endpoint table below); every call "
+    "costs rate-limit budget (the calls made need the windows stated here; with Cloudflare's real 300 s window each "
+    "one is 5 minutes). The rest of the time is processing: registrations, enrolments and 1,000 tunnel jobs on "
+    "2 cores shared with the simulated fleet.",
     "reconciler_rss": "The reconciler keeps inventories in Redis, not in memory; a high RSS would be caches.",
 }
 
@@ -197,8 +197,8 @@ def _calls(results: dict[str, Any]) -> list[str]:
         largest = access[-1]
         calls = ", ".join(f"`{k}` {v}" for k, v in largest["by_endpoint"].items())
         out += [f"Calls of the largest Access burst at the dns-worker ({largest['rules']:,} apps): {calls}. Each app "
-                "is looked up by domain before it is created (the reads), and concurrent jobs of a fresh worker race "
-                "to create the `flareport` Access tag (the extra writes).", ""]  # fmt: skip
+                "is looked up by domain before it is created (the reads: they find a foreign app, or our own app "
+                "whose create result was lost); the `flareport` Access tag is made once per worker.", ""]  # fmt: skip
     return out
 
 
