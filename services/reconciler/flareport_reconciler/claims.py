@@ -5,9 +5,10 @@ Every change follows the same two steps, so that a replica killed between them l
 1. one transaction writes the new source state (an agent's inventory entries, or a manual rule), the claims it
    implies, the indexes (agent -> hostnames, zone -> hostnames, grace deletions) and marks the hostnames dirty
    (a sorted set scored by time);
-2. ``refresh`` re-resolves each dirty hostname (first claim wins, allow-lists), rewrites its rule documents,
-   touches every target it was or is part of, and only then clears the dirty mark — if its score is unchanged,
-   so a newer change by another replica keeps its mark. A sweeper refreshes marks left by dead replicas.
+2. ``refresh`` (``refresh.py``) re-resolves each dirty hostname (first claim wins, allow-lists), rewrites its
+   rule documents if nothing it resolved from changed meanwhile (else it resolves again), touches every target
+   it was or is part of, and only then clears the dirty mark — if its score is unchanged, so a newer change by
+   another replica keeps its mark. A sweeper refreshes marks left by dead replicas.
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 import msgspec
 import redis.asyncio as aioredis
@@ -24,7 +24,7 @@ from redis.exceptions import WatchError
 from flareport_common.keys import Keys
 from flareport_common.messages.events import Inventory
 from flareport_common.messages.rules import Rule
-from flareport_common.readmodel import AgentRecord, RuleRecord
+from flareport_common.readmodel import AgentRecord
 from flareport_reconciler.inventory import (
     AgentInventory,
     ContainerEntry,
@@ -34,32 +34,12 @@ from flareport_reconciler.inventory import (
     event_container_ids,
     label_errors,
 )
-from flareport_reconciler.planner import Planner, decode_claims, read_claims
-from flareport_reconciler.planning import (
-    AgentView,
-    Claim,
-    Decision,
-    access_app,
-    resolve_hostname,
-    tunnel_ingress,
-    version_of,
-    wants_access,
-    zone_of,
-    zone_records,
-)
-from flareport_reconciler.records import (
-    RETIRED,
-    TX_RETRIES,
-    agent_views,
-    decode_agent,
-    raw_bytes,
-    text,
-    update_rules,
-    view_of,
-)
+from flareport_reconciler.planner import Planner, read_claims
+from flareport_reconciler.planning import Claim, zone_of
+from flareport_reconciler.records import RETIRED, TX_RETRIES, decode_agent, raw_bytes, text
 from flareport_reconciler.records import encode as encode_doc
-from flareport_reconciler.ruledocs import doc_key, merge_docs, template
-from flareport_reconciler.scripts import CLEAR_DIRTY, HGETALL_MANY, WRITE_CLAIMS
+from flareport_reconciler.refresh import HostnameRead, Refresher, parse_read, read_hostnames_command
+from flareport_reconciler.scripts import MARK_DIRTY, WRITE_CLAIMS
 
 _entry_decoder = msgspec.json.Decoder(ContainerEntry)
 _snapshot_decoder = msgspec.json.Decoder(Snapshot)
@@ -74,16 +54,7 @@ class Applied:
     marks: dict[str, int] = field(default_factory=dict)
     record: AgentRecord | None = None
     retired: bool = False
-    read: dict[str, tuple[Any, Any]] = field(default_factory=dict)
-
-
-class HostnameState(msgspec.Struct, kw_only=True):
-    # target -> fingerprint of this hostname's part of it: a change touches only targets whose part changed.
-    targets: dict[str, str] = msgspec.field(default_factory=dict)
-    docs: tuple[str, ...] = ()
-
-
-_state_decoder = msgspec.json.Decoder(HostnameState)
+    read: dict[str, HostnameRead] = field(default_factory=dict)
 
 
 def container_claims(
@@ -123,7 +94,7 @@ class Claims:
     def __init__(self, redis: aioredis.Redis, keys: Keys, planner: Planner, *, grace_seconds: float) -> None:
         self._redis = redis
         self._keys = keys
-        self._planner = planner
+        self._refresher = Refresher(redis, keys, planner)
         self.grace_seconds = grace_seconds
 
     # ---- step 1: write sources and claims ----------------------------------------------------------------------
@@ -177,11 +148,9 @@ class Claims:
                     marks = self._write_claims(pipe, old, new, agent_id=agent_id)
                     hostnames = sorted(marks)
                     if hostnames:
-                        pipe.eval(HGETALL_MANY, len(hostnames), *(k.hostname_claims(h) for h in hostnames))
-                        pipe.mget([k.hostname_state(h) for h in hostnames])
+                        read_hostnames_command(pipe, k, hostnames)
                     replies = await pipe.execute()
-                    claims, states = replies[-2:] if hostnames else ([], [])
-                    read = {h: (claims[i], states[i]) for i, h in enumerate(hostnames)}
+                    read = parse_read(hostnames, replies[-1]) if hostnames else {}
                     return Applied(marks=marks, record=record, read=read)
                 except WatchError:
                     TX_RETRIES.labels("claims").inc()
@@ -243,10 +212,13 @@ class Claims:
         return self.mark_dirty(pipe, {h for h, _ in old} | {h for h, _ in new})
 
     def mark_dirty(self, pipe: aioredis.client.Pipeline, hostnames: Iterable[str]) -> dict[str, int]:
+        """Mark ``hostnames`` dirty in ``pipe``; returns the marks (the mark of a hostname marked in the same
+        millisecond already is one higher: refreshes read the actual mark).
+        """
         mark = int(time.time() * 1000)
-        marks = dict.fromkeys(hostnames, mark)
+        marks = dict.fromkeys(sorted(set(hostnames)), mark)
         if marks:
-            pipe.zadd(self._keys.dirty_hostnames, marks)  # type: ignore[arg-type,unused-ignore]
+            pipe.eval(MARK_DIRTY, 1, self._keys.dirty_hostnames, mark, *marks)
         return marks
 
     async def upsert_manual(
@@ -319,69 +291,10 @@ class Claims:
     async def refresh(
         self,
         marks: Mapping[str, int],
-        read: Mapping[str, tuple[Any, Any]] | None = None,
+        read: Mapping[str, HostnameRead] | None = None,
         record: AgentRecord | None = None,
     ) -> None:
-        """Resolve the dirty ``marks``; ``read`` holds their claims and state if the caller just read them in
-        its transaction, and ``record`` an agent record read there too (no need to read either again).
+        """Resolve the dirty ``marks`` (see ``refresh``); ``read`` holds what they resolve from if the caller just
+        read it in its transaction, and ``record`` an agent record read there too.
         """
-        hostnames = sorted(marks)
-        if not hostnames:
-            return
-        if read is None or not all(h in read for h in hostnames):
-            pipe = self._redis.pipeline(transaction=False)
-            pipe.eval(HGETALL_MANY, len(hostnames), *(self._keys.hostname_claims(h) for h in hostnames))
-            pipe.mget([self._keys.hostname_state(h) for h in hostnames])
-            claims_replies, state_replies = await pipe.execute()
-            read = {h: (claims_replies[i], state_replies[i]) for i, h in enumerate(hostnames)}
-        per_host = {h: decode_claims(read[h][0]) for h in hostnames}
-        previous = {h: _state_decoder.decode(read[h][1]) if read[h][1] else HostnameState() for h in hostnames}
-        wanted = {c.agent_id for cs in per_host.values() for c in cs if c.agent_id}
-        known: dict[str, AgentView] = {}
-        if record is not None and record.agent_id in wanted:
-            wanted.discard(record.agent_id)
-            view = view_of(record)
-            if view is not None:
-                known[record.agent_id] = view
-        agents = {**await agent_views(self._redis, self._keys, wanted), **known}
-        targets: set[str] = set()
-        states: dict[str, HostnameState] = {}
-        all_docs: dict[str, RuleRecord] = {}
-        stale: set[str] = set()
-        for hostname in hostnames:
-            decisions = resolve_hostname(per_host[hostname], agents)
-            docs = {doc_key(d): template(d) for d in decisions}
-            all_docs.update(docs)
-            stale |= set(previous[hostname].docs) - docs.keys()
-            now_targets = targets_of(decisions)
-            before = previous[hostname].targets
-            targets |= {t for t in now_targets.keys() | before.keys() if now_targets.get(t) != before.get(t)}
-            states[hostname] = HostnameState(targets=now_targets, docs=tuple(sorted(docs)))
-        await update_rules(self._redis, self._keys, all_docs.keys() | stale, merge_docs(all_docs))
-        await self._planner.touch(targets)
-        pipe = self._redis.pipeline(transaction=False)
-        for hostname, state in states.items():
-            if state.docs:
-                pipe.set(self._keys.hostname_state(hostname), _encoder.encode(state))
-            else:
-                pipe.delete(self._keys.hostname_state(hostname))
-        args: list[str | int] = [item for hostname in hostnames for item in (hostname, marks[hostname])]
-        # EVAL in the pipeline: a registered script would cost a SCRIPT EXISTS round trip per pipeline.
-        pipe.eval(CLEAR_DIRTY, 1, self._keys.dirty_hostnames, *args)
-        await pipe.execute()
-
-
-def targets_of(decisions: list[Decision]) -> dict[str, str]:
-    """The targets a hostname's winners are part of, each with a fingerprint of that part."""
-    targets: dict[str, str] = {}
-    for d in decisions:
-        if d.verdict != "winner":
-            continue
-        zone = zone_of(d.claim.rule)
-        targets[f"zone:{zone}"] = version_of(zone_records(zone, decisions))
-        if d.tunnel_id is not None:
-            targets[f"tunnel:{d.tunnel_id}"] = version_of(tunnel_ingress(d.tunnel_id, decisions))
-        if wants_access(d.claim.rule):
-            key = d.claim.rule.key
-            targets[f"access:{key}"] = version_of(access_app(key, decisions, {}))
-    return targets
+        await self._refresher.refresh(marks, read, record)

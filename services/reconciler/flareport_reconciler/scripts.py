@@ -1,4 +1,4 @@
-"""Lua scripts of the claims and planning steps.
+"""Lua scripts of the claims, refresh and planning steps.
 
 They are sent with EVAL (not EVALSHA) from pipelines and transactions: inside MULTI a script missing from the
 server's cache would fail alone after the other writes had been applied, and a registered script object costs
@@ -7,17 +7,123 @@ a SCRIPT EXISTS round trip per pipeline. Redis caches the compiled script by its
 
 from __future__ import annotations
 
-# ARGV: hostname, mark, hostname, mark, ... — each removed only if its mark is still the one given.
-CLEAR_DIRTY = """
-local removed = 0
-for i = 1, #ARGV, 2 do
-  local score = redis.call('ZSCORE', KEYS[1], ARGV[i])
-  if score and tonumber(score) == tonumber(ARGV[i + 1]) then
-    removed = removed + redis.call('ZREM', KEYS[1], ARGV[i])
+# Marks hostnames dirty (KEYS: the dirty set; ARGV: the time in ms, then the hostnames). A mark always moves
+# (one above the current score if that is not older), so a refresh that read a mark sees any change made after,
+# even within the same millisecond: its compare-and-set (``WRITE_REFRESH``) relies on it for agents' changes.
+MARK_DIRTY = """
+local mark = tonumber(ARGV[1])
+for i = 2, #ARGV do
+  local score = tonumber(redis.call('ZSCORE', KEYS[1], ARGV[i]))
+  if score and score >= mark then
+    redis.call('ZADD', KEYS[1], score + 1, ARGV[i])
+  else
+    redis.call('ZADD', KEYS[1], mark, ARGV[i])
   end
 end
-return removed
+return 1
 """
+
+# Per hostname (KEYS: the dirty set, then the claims hash and the state key of each hostname; ARGV: the hostnames):
+# its claims (HGETALL), its state and its dirty mark's score, which is everything a refresh resolves from.
+READ_HOSTNAMES = """
+local replies = {}
+for i, hostname in ipairs(ARGV) do
+  replies[i] = {
+    redis.call('HGETALL', KEYS[2 * i]),
+    redis.call('GET', KEYS[2 * i + 1]),
+    redis.call('ZSCORE', KEYS[1], hostname),
+  }
+end
+return replies
+"""
+
+# The check shared by the refresh's two scripts: a claims hash holds exactly the claims a refresh resolved.
+# ARGV[a]: the number of claims n, then (claim id, SHA-1 of the claim's JSON) per claim. Returns the verdict and
+# the index of the next argument.
+_CLAIMS_MATCH = """
+local function claims_match(key, a)
+  local n = tonumber(ARGV[a])
+  local ok = redis.call('HLEN', key) == n
+  for i = 1, n do
+    if ok then
+      local value = redis.call('HGET', key, ARGV[a + 2 * i - 1])
+      ok = value ~= false and redis.sha1hex(value) == ARGV[a + 2 * i]
+    end
+  end
+  return ok, a + 1 + 2 * n
+end
+"""
+
+# A refresh's writes, applied only if nothing it resolved from changed since it read it: per hostname the claims,
+# the state and the dirty mark's score (any change of claims or of an agent the hostname's claims name marks it
+# again), and every rule document it read. Without the check a refresh that read the claims before another
+# replica changed them could write its documents after that replica's refresh, and nothing would correct them.
+# KEYS: rules index, dirty set, (claims hash, state key) per hostname, then the document keys.
+# ARGV: number of hostnames H, number of documents D; per hostname: hostname, score read ('' = none), state read
+# ('' = none), state to write ('' = leave as is, '-' = delete), then the claims (see claims_match); per document:
+# rule key, value read ('' = none), value to write ('' = leave as is, '-' = delete). Returns 1 if written, else 0.
+WRITE_REFRESH = (
+    _CLAIMS_MATCH
+    + """
+local H, D = tonumber(ARGV[1]), tonumber(ARGV[2])
+local a, states = 3, {}
+for h = 1, H do
+  local claims, state = KEYS[1 + 2 * h], KEYS[2 + 2 * h]
+  if (redis.call('ZSCORE', KEYS[2], ARGV[a]) or '') ~= ARGV[a + 1] then return 0 end
+  if (redis.call('GET', state) or '') ~= ARGV[a + 2] then return 0 end
+  states[h] = ARGV[a + 3]
+  local ok
+  ok, a = claims_match(claims, a + 4)
+  if not ok then return 0 end
+end
+local k = 2 + 2 * H
+for d = 1, D do
+  if (redis.call('GET', KEYS[k + d]) or '') ~= ARGV[a + 3 * d - 2] then return 0 end
+end
+for h = 1, H do
+  local w = states[h]
+  if w == '-' then redis.call('DEL', KEYS[2 + 2 * h]) elseif w ~= '' then redis.call('SET', KEYS[2 + 2 * h], w) end
+end
+for d = 1, D do
+  local name, w = ARGV[a + 3 * d - 3], ARGV[a + 3 * d - 1]
+  if w == '-' then
+    redis.call('DEL', KEYS[k + d])
+    redis.call('SREM', KEYS[1], name)
+  elseif w ~= '' then
+    redis.call('SET', KEYS[k + d], w)
+    redis.call('SADD', KEYS[1], name)
+  end
+end
+return 1
+"""
+)
+
+# After the targets were touched: a state still as the refresh wrote it drops its pending targets, and the dirty
+# mark is removed if the claims, the mark and the state are still what the refresh resolved (so a newer change
+# keeps its mark, and so does a state another refresh wrote and has not finished).
+# KEYS: dirty set, (claims hash, state key) per hostname. ARGV: number of hostnames; per hostname: hostname,
+# score read ('' = leave the mark alone), state written ('' = none), state when done ('' = none), the claims.
+FINISH_REFRESH = (
+    _CLAIMS_MATCH
+    + """
+local a, cleared = 2, 0
+for h = 1, tonumber(ARGV[1]) do
+  local claims, state = KEYS[2 * h], KEYS[2 * h + 1]
+  local hostname, score, written, final = ARGV[a], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3]
+  local ok
+  ok, a = claims_match(claims, a + 4)
+  local current = redis.call('GET', state) or ''
+  if current == written and written ~= final then
+    if final == '' then redis.call('DEL', state) else redis.call('SET', state, final) end
+    current = final
+  end
+  if ok and current == final and score ~= '' and (redis.call('ZSCORE', KEYS[1], hostname) or '') == score then
+    cleared = cleared + redis.call('ZREM', KEYS[1], hostname)
+  end
+end
+return cleared
+"""
+)
 
 # Writes a change's claims in one command (a snapshot changes hundreds). KEYS: pending deletions, agent hostnames,
 # tunnel hostnames (the last two used only if ARGV[3] / ARGV[4] is '1'), then per removed claim its claims hash,

@@ -1,0 +1,248 @@
+"""Step 2 of every change: dirty hostnames resolved into rule documents, touched targets and a cleared mark.
+
+A refresh reads, per hostname, its claims, its state (the targets it was part of and the documents it wrote
+last) and its dirty mark, resolves the claims, and writes the documents and the new state. Several replicas may
+refresh one hostname at once (the replica that wrote a start and the one that wrote the stop a moment later,
+each right after its own transaction), so the writes are a compare-and-set over everything the refresh read
+(``WRITE_REFRESH``): the claims, the state, the mark and the documents. Were they not, a refresh that read the
+claims before the stop could write its document after the stop's refresh had removed it and cleared the mark,
+and that document would stay with no claim and no mark to correct it. A lost race reads again and resolves
+again; agents' views (tunnel, allow-lists) are covered by the mark, which every change of them sets again.
+
+Crash safety: the state is written with the documents (so the next refresh knows which documents to delete)
+and carries the targets whose part changed as ``pending`` until they were touched; only then does
+``FINISH_REFRESH`` drop ``pending`` and the mark. A replica dying in between leaves the mark, and the sweeper's
+refresh touches the pending targets.
+
+Round trips: the read (none when the caller read it in its transaction), the agents not at hand, the documents,
+the compare-and-set, the touches (``Planner.touch``), the finish.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgspec
+import redis.asyncio as aioredis
+
+from flareport_common.keys import Keys
+from flareport_common.readmodel import AgentRecord, RuleRecord
+from flareport_reconciler.planner import Planner, decode_claims
+from flareport_reconciler.planning import (
+    AgentView,
+    Decision,
+    access_app,
+    resolve_hostname,
+    tunnel_ingress,
+    version_of,
+    wants_access,
+    zone_of,
+    zone_records,
+)
+from flareport_reconciler.records import TX_RETRIES, agent_views, decode_rule, raw_bytes, view_of
+from flareport_reconciler.records import encode as encode_doc
+from flareport_reconciler.ruledocs import doc_key, merge_docs, template
+from flareport_reconciler.scripts import FINISH_REFRESH, READ_HOSTNAMES, WRITE_REFRESH
+
+_encoder = msgspec.json.Encoder()
+
+
+class HostnameState(msgspec.Struct, kw_only=True):
+    # target -> fingerprint of this hostname's part of it: a change touches only targets whose part changed.
+    targets: dict[str, str] = msgspec.field(default_factory=dict)
+    docs: tuple[str, ...] = ()
+    # Targets whose part changed and which may not have been touched yet (the refresh is not finished).
+    pending: tuple[str, ...] = ()
+
+
+_state_decoder = msgspec.json.Decoder(HostnameState)
+
+
+@dataclass(frozen=True, slots=True)
+class HostnameRead:
+    """What a refresh resolves a hostname from, as Redis returned it (see ``READ_HOSTNAMES``)."""
+
+    claims: list[Any]  # flat field, value list
+    state: bytes | None
+    score: bytes | None
+
+
+def read_hostnames_command(pipe: aioredis.client.Pipeline, keys: Keys, hostnames: Sequence[str]) -> None:
+    """Queue the read of ``hostnames`` (in a transaction, or in a pipeline); decode its reply with ``parse_read``."""
+    pipe.eval(READ_HOSTNAMES, 1 + 2 * len(hostnames), *_hostname_keys(keys, hostnames), *hostnames)
+
+
+def parse_read(hostnames: Sequence[str], reply: list[Any]) -> dict[str, HostnameRead]:
+    return {h: HostnameRead(r[0], raw_bytes(r[1]), raw_bytes(r[2])) for h, r in zip(hostnames, reply, strict=True)}
+
+
+async def read_hostnames(redis: aioredis.Redis, keys: Keys, hostnames: Sequence[str]) -> dict[str, HostnameRead]:
+    reply = await redis.eval(READ_HOSTNAMES, 1 + 2 * len(hostnames), *_hostname_keys(keys, hostnames), *hostnames)
+    return parse_read(hostnames, reply)
+
+
+def _hostname_keys(keys: Keys, hostnames: Sequence[str]) -> list[str]:
+    pairs = ((keys.hostname_claims(h), keys.hostname_state(h)) for h in hostnames)
+    return [keys.dirty_hostnames, *(key for pair in pairs for key in pair)]
+
+
+def claims_args(read: HostnameRead) -> list[bytes | str | int]:
+    """The claims a refresh resolved, as ``claims_match`` checks them: their number, then (id, SHA-1) each."""
+    fields, values = read.claims[0::2], read.claims[1::2]
+    args: list[bytes | str | int] = [len(fields)]
+    for name, value in zip(fields, values, strict=True):
+        args += [name, hashlib.sha1(raw_bytes(value) or b"", usedforsecurity=False).hexdigest()]
+    return args
+
+
+@dataclass
+class _Outcome:
+    """One resolution of the hostnames: the writes, the targets to touch, and what finishing expects."""
+
+    touch: set[str] = field(default_factory=set)
+    written: dict[str, bytes | None] = field(default_factory=dict)
+    final: dict[str, bytes | None] = field(default_factory=dict)
+    state_writes: dict[str, bytes] = field(default_factory=dict)
+    doc_names: list[str] = field(default_factory=list)
+    doc_expected: list[bytes] = field(default_factory=list)
+    doc_writes: list[bytes] = field(default_factory=list)
+
+    def writes_anything(self) -> bool:
+        return any(self.state_writes.values()) or any(self.doc_writes)
+
+
+class Refresher:
+    def __init__(self, redis: aioredis.Redis, keys: Keys, planner: Planner) -> None:
+        self._redis = redis
+        self._keys = keys
+        self._planner = planner
+
+    async def refresh(
+        self,
+        hostnames: Iterable[str],
+        read: Mapping[str, HostnameRead] | None = None,
+        record: AgentRecord | None = None,
+    ) -> None:
+        """Resolve ``hostnames``; ``read`` holds what they resolve from if the caller just read it in its
+        transaction, and ``record`` an agent record read there too (no need to read either again).
+        """
+        names = sorted(set(hostnames))
+        if not names:
+            return
+        if read is None or not all(h in read for h in names):
+            read = await read_hostnames(self._redis, self._keys, names)
+        while True:
+            outcome = await self._resolve(names, read, record)
+            if not outcome.writes_anything() or await self._write(names, read, outcome):
+                break
+            TX_RETRIES.labels("refresh").inc()
+            # Something changed since the read: read it all again, agents too.
+            read, record = await read_hostnames(self._redis, self._keys, names), None
+        await self._planner.touch(outcome.touch)
+        await self._finish(names, read, outcome)
+
+    async def _resolve(
+        self, names: list[str], read: Mapping[str, HostnameRead], record: AgentRecord | None
+    ) -> _Outcome:
+        per_host = {h: decode_claims(read[h].claims) for h in names}
+        previous = {h: _decode_state(read[h].state) for h in names}
+        wanted = {c.agent_id for cs in per_host.values() for c in cs if c.agent_id}
+        known: dict[str, AgentView] = {}
+        if record is not None and record.agent_id in wanted:
+            wanted.discard(record.agent_id)
+            view = view_of(record)
+            if view is not None:
+                known[record.agent_id] = view
+        agents = {**await agent_views(self._redis, self._keys, wanted), **known}
+        outcome = _Outcome()
+        all_docs: dict[str, RuleRecord] = {}
+        stale: set[str] = set()
+        for hostname in names:
+            decisions = resolve_hostname(per_host[hostname], agents)
+            docs = {doc_key(d): template(d) for d in decisions}
+            all_docs.update(docs)
+            before = previous[hostname]
+            stale |= set(before.docs) - docs.keys()
+            now_targets = targets_of(decisions)
+            parts = now_targets.keys() | before.targets.keys()
+            changed = {t for t in parts if now_targets.get(t) != before.targets.get(t)}
+            pending = changed | set(before.pending)
+            outcome.touch |= pending
+            final = HostnameState(targets=now_targets, docs=tuple(sorted(docs)))
+            written = msgspec.structs.replace(final, pending=tuple(sorted(pending)))
+            outcome.final[hostname] = _encode_state(final)
+            outcome.written[hostname] = _encode_state(written)
+            new_raw = outcome.written[hostname]
+            if new_raw != read[hostname].state:
+                outcome.state_writes[hostname] = b"-" if new_raw is None else new_raw
+        names_docs = sorted(all_docs.keys() | stale)
+        if names_docs:
+            raws = await self._redis.mget([self._keys.rule(n) for n in names_docs])
+            current = {n: decode_rule(raw_bytes(r)) for n, r in zip(names_docs, raws, strict=True)}
+            new = merge_docs(all_docs)(current)
+            for name, raw in zip(names_docs, raws, strict=True):
+                doc = new.get(name, current[name])
+                if doc is None:
+                    write = b"-" if current[name] is not None else b""
+                else:
+                    write = encode_doc(doc) if doc != current[name] else b""
+                outcome.doc_names.append(name)
+                outcome.doc_expected.append(raw_bytes(raw) or b"")
+                outcome.doc_writes.append(write)
+        return outcome
+
+    async def _write(self, names: list[str], read: Mapping[str, HostnameRead], outcome: _Outcome) -> bool:
+        k = self._keys
+        keys: list[str] = [k.rules_index, k.dirty_hostnames]
+        args: list[bytes | str | int] = [len(names), len(outcome.doc_names)]
+        for h in names:
+            keys += [k.hostname_claims(h), k.hostname_state(h)]
+            r = read[h]
+            args += [h, r.score or b"", r.state or b"", outcome.state_writes.get(h, b""), *claims_args(r)]
+        keys += [k.rule(n) for n in outcome.doc_names]
+        for name, expected, write in zip(outcome.doc_names, outcome.doc_expected, outcome.doc_writes, strict=True):
+            args += [name, expected, write]
+        return bool(await self._redis.eval(WRITE_REFRESH, len(keys), *keys, *args))
+
+    async def _finish(self, names: list[str], read: Mapping[str, HostnameRead], outcome: _Outcome) -> None:
+        """Drop the pending targets (touched now) and the marks, where nobody changed anything meanwhile."""
+        k = self._keys
+        todo = [h for h in names if read[h].score is not None or outcome.written[h] != outcome.final[h]]
+        if not todo:
+            return
+        keys: list[str] = [k.dirty_hostnames]
+        args: list[bytes | str | int] = [len(todo)]
+        for h in todo:
+            keys += [k.hostname_claims(h), k.hostname_state(h)]
+            r = read[h]
+            args += [h, r.score or b"", outcome.written[h] or b"", outcome.final[h] or b"", *claims_args(r)]
+        await self._redis.eval(FINISH_REFRESH, len(keys), *keys, *args)
+
+
+def _decode_state(raw: bytes | None) -> HostnameState:
+    return _state_decoder.decode(raw) if raw else HostnameState()
+
+
+def _encode_state(state: HostnameState) -> bytes | None:
+    """A state worth keeping, encoded; None when there is nothing in it (the key is deleted)."""
+    return _encoder.encode(state) if state.docs or state.targets or state.pending else None
+
+
+def targets_of(decisions: list[Decision]) -> dict[str, str]:
+    """The targets a hostname's winners are part of, each with a fingerprint of that part (sorted by target, so
+    that equal states encode equally whatever order the claims were read in)."""
+    targets: dict[str, str] = {}
+    for d in decisions:
+        if d.verdict != "winner":
+            continue
+        zone = zone_of(d.claim.rule)
+        targets[f"zone:{zone}"] = version_of(zone_records(zone, decisions))
+        if d.tunnel_id is not None:
+            targets[f"tunnel:{d.tunnel_id}"] = version_of(tunnel_ingress(d.tunnel_id, decisions))
+        if wants_access(d.claim.rule):
+            key = d.claim.rule.key
+            targets[f"access:{key}"] = version_of(access_app(key, decisions, {}))
+    return dict(sorted(targets.items()))
