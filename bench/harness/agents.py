@@ -43,6 +43,9 @@ class SimAgent:
         self.tunnel_id: str | None = None
         self.has_tunnel = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
+        # One request at a time, in the order the events were numbered, as a real agent's outbox sends: two
+        # requests in flight could arrive out of order, and the later-numbered one would make the other stale.
+        self._sending = asyncio.Lock()
 
     async def _json(self, method: str, path: str, body: Any = None, headers: dict[str, str] | None = None) -> Any:
         for attempt in range(20):
@@ -111,7 +114,8 @@ class SimAgent:
         return self.seq
 
     async def send(self, events: list[dict[str, Any]]) -> None:
-        answer = await self._json("POST", f"/api/v1/agents/{self.agent_id}/events", {"events": events})
+        async with self._sending:  # FIFO: tasks created in seq order acquire it in that order
+            answer = await self._json("POST", f"/api/v1/agents/{self.agent_id}/events", {"events": events})
         if answer["accepted"] != len(events):
             raise RuntimeError(f"agent {self.index}: {answer['accepted']} of {len(events)} events accepted")
 
