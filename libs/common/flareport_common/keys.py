@@ -58,6 +58,14 @@ class Keys:
     def agents_index(self) -> str:
         return f"{self.prefix}agents"
 
+    @property
+    def readmodel_version(self) -> str:
+        """Counter raised by every write of what the web UI shows (agent and rule documents, agent key records, the
+        admin's manual rules and access groups), in the same transaction or script as the write, so the UI's live
+        updates compare one number instead of reading every document. Its first writer starts it at a random value
+        (SET NX before INCR): after a loss of data it does not count back up to a value a page has already seen."""
+        return f"{self.prefix}readmodel-version"
+
     def api_key(self, key_hash: str) -> str:
         return f"{self.prefix}apikey:{key_hash}"
 

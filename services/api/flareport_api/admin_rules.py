@@ -16,6 +16,7 @@ from aiohttp import web
 
 from flareport_api import readstore, validation
 from flareport_api.errors import ApiError, json_response, not_found, query_choice, read_body
+from flareport_api.keystore import bump_version
 from flareport_api.schemas import (
     Accepted,
     AccessGroup,
@@ -89,6 +90,7 @@ async def _store_with_intent(ctx: ApiContext, hash_key: str, field: str, value: 
         pipe.hdel(hash_key, field)
     else:
         pipe.hset(hash_key, field, value)
+    bump_version(pipe, ctx.keys)  # the manual rules and access groups pages show these hashes
     pipe.xadd(ctx.keys.intents, encode(intent), maxlen=DEFAULT_MAXLEN, approximate=True)  # type: ignore[arg-type]
     results = await pipe.execute()
     entry = results[-1]

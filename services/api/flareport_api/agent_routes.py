@@ -16,6 +16,7 @@ from aiohttp import web
 
 from flareport_api import readstore, validation
 from flareport_api.errors import ApiError, invalid, json_response, query_float, read_body
+from flareport_api.keystore import bump_version
 from flareport_api.metrics import EVENTS
 from flareport_api.state import QueryParam, Route, context
 from flareport_common.keys import GROUP_AGENT
@@ -206,6 +207,7 @@ async def ack(request: web.Request) -> web.StreamResponse:
     pipe.lpush(history, _encoder.encode(record))
     pipe.ltrim(history, 0, readstore.HISTORY_LIMIT - 1)
     pipe.xadd(ctx.keys.events, {FIELD: _encoder.encode(event)}, maxlen=DEFAULT_MAXLEN, approximate=True)
+    bump_version(pipe, ctx.keys)  # the command history is on the agent's page
     acked = (await pipe.execute())[0] == 1
     if acked and body.ok and isinstance(command, RotateKey):
         # The agent stored its new key: every other key of this agent stops working from now on.

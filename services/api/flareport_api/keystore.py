@@ -15,12 +15,16 @@ Layout (all written by the API only):
 A presented key without a record is checked against its proof (``keyproof``): a key this API issued whose record
 Redis lost is restored, bound to its agent, with ``recovered_at`` set, and ``Keys.keys_recovered_at`` tells the
 reconciler that Redis lost its data (it then keeps records while the agents report again).
+
+Every write of a field the web UI shows also raises the read-model counter (``Keys.readmodel_version``) in the same
+transaction, so the UI's live updates notice it (``bump_version``); only ``redeliver`` (never shown) does not.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import secrets
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -43,6 +47,13 @@ KEYS_RECOVERED = Counter(
 )
 # Writing last_used_at on every request would turn each read into a write; once a minute is enough for an admin.
 _LAST_USED_EVERY_S = 60.0
+
+
+def bump_version(pipe: aioredis.client.Pipeline, keys: Keys) -> None:
+    """Queue the rise of the read-model counter in ``pipe``'s transaction (it starts at a random value, see
+    ``Keys.readmodel_version``), next to a write the web UI must notice."""
+    pipe.set(keys.readmodel_version, secrets.randbits(52), nx=True)
+    pipe.incr(keys.readmodel_version)
 
 
 def hash_key(key: str) -> str:
@@ -131,6 +142,7 @@ class KeyStore:
             pipe.sadd(self._keys.agent_api_keys(agent_id), key_id)
         pipe.hset(self._keys.api_key(digest), mapping=fields)  # type: ignore[arg-type]
         pipe.hset(self._keys.api_keys_index, key_id, digest)
+        bump_version(pipe, self._keys)
         await pipe.execute()
         stored = await self.get(key_id)
         assert stored is not None
@@ -175,6 +187,7 @@ class KeyStore:
         pipe.hset(self._keys.api_keys_index, proof.key_id, digest)
         pipe.sadd(self._keys.agent_api_keys(proof.agent_id), proof.key_id)
         pipe.set(self._keys.keys_recovered_at, f"{now.timestamp():.3f}")
+        bump_version(pipe, self._keys)
         first = (await pipe.execute())[0]
         if first:
             KEYS_RECOVERED.inc()
@@ -191,7 +204,10 @@ class KeyStore:
         if now - self._last_used.get(stored.key_id, -_LAST_USED_EVERY_S) < _LAST_USED_EVERY_S:
             return
         self._last_used[stored.key_id] = now
-        await self._redis.hset(self._keys.api_key(stored.key_hash), "last_used_at", utcnow().isoformat())
+        pipe = self._redis.pipeline(transaction=True)
+        pipe.hset(self._keys.api_key(stored.key_hash), "last_used_at", utcnow().isoformat())
+        bump_version(pipe, self._keys)  # "last used" is on the keys page (at most once a minute per key and process)
+        await pipe.execute()
 
     async def get(self, key_id: str) -> StoredKey | None:
         digest = await self._redis.hget(self._keys.api_keys_index, key_id)
@@ -217,14 +233,19 @@ class KeyStore:
     async def bind(self, stored: StoredKey, agent_id: str, display_name: str) -> str:
         """Bind an unbound key to ``agent_id`` (first register wins); returns the agent the key is bound to."""
         record = self._keys.api_key(stored.key_hash)
-        won = await self._redis.hsetnx(record, "agent_id", agent_id)
-        bound = agent_id if won else _text(await self._redis.hget(record, "agent_id")) or agent_id
+        claim = self._redis.pipeline(transaction=True)
+        claim.hsetnx(record, "agent_id", agent_id)
+        claim.hget(record, "agent_id")
+        bump_version(claim, self._keys)
+        won, current, *_ = await claim.execute()
+        bound = agent_id if won else _text(current) or agent_id
         pipe = self._redis.pipeline(transaction=True)
         pipe.sadd(self._keys.agent_api_keys(bound), stored.key_id)
         pipe.hset(
             record, mapping={"display_name": display_name, "registered_at": utcnow().isoformat(), "redeliver": "1"}
         )
         pipe.hdel(record, "must_register")
+        bump_version(pipe, self._keys)
         await pipe.execute()
         return bound
 
@@ -234,9 +255,12 @@ class KeyStore:
     async def revoke(self, stored: StoredKey) -> None:
         if stored.status == "revoked":
             return
-        await self._redis.hset(
+        pipe = self._redis.pipeline(transaction=True)
+        pipe.hset(
             self._keys.api_key(stored.key_hash), mapping={"status": "revoked", "revoked_at": utcnow().isoformat()}
         )
+        bump_version(pipe, self._keys)
+        await pipe.execute()
 
     async def revoke_agent_keys(self, agent_id: str, *, keep: str | None = None) -> int:
         revoked = 0

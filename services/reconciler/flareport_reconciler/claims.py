@@ -36,7 +36,7 @@ from flareport_reconciler.inventory import (
 )
 from flareport_reconciler.planner import Planner, read_claims
 from flareport_reconciler.planning import Claim, zone_of
-from flareport_reconciler.records import RETIRED, TX_RETRIES, decode_agent, raw_bytes, text
+from flareport_reconciler.records import RETIRED, TX_RETRIES, bump_version, decode_agent, raw_bytes, text
 from flareport_reconciler.records import encode as encode_doc
 from flareport_reconciler.refresh import HostnameRead, Refresher, parse_read, read_hostnames_command
 from flareport_reconciler.scripts import MARK_DIRTY, WRITE_CLAIMS
@@ -145,6 +145,7 @@ class Claims:
                         record = msgspec.structs.replace(record, label_errors=errors)
                         pipe.set(k.agent(agent_id), encode_doc(record))
                         pipe.sadd(k.agents_index, agent_id)
+                        bump_version(pipe, k)
                     marks = self._write_claims(pipe, old, new, agent_id=agent_id)
                     hostnames = sorted(marks)
                     if hostnames:

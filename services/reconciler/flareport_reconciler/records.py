@@ -3,10 +3,13 @@
 Several replicas (and several handlers in one replica) update the same documents: a heartbeat and an enrolment
 of one agent, a hostname refresh and a job result of one rule. Every update is a read-modify-write under WATCH,
 retried when another writer got there first, so no update is lost and no lock can be left behind by a crash.
+Every write of a document also raises the read-model counter (``Keys.readmodel_version``) in the same transaction
+or script, which is all the web UI's live updates read to notice a change.
 """
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -19,6 +22,7 @@ from redis.exceptions import WatchError
 from flareport_common.keys import Keys
 from flareport_common.readmodel import AgentRecord, RuleRecord, RuleStatus
 from flareport_reconciler.planning import EMPTY_ACCESS, AgentView
+from flareport_reconciler.scripts import BUMP_VERSION
 
 TX_RETRIES = Counter(
     "flareport_reconciler_transaction_retries_total",
@@ -90,6 +94,17 @@ async def get_agent(redis: aioredis.Redis, keys: Keys, agent_id: str) -> AgentRe
     return decode_agent(raw_bytes(await redis.get(keys.agent(agent_id))))
 
 
+def version_seed() -> int:
+    """A random start for the read-model counter, used only by the write creating it (``Keys.readmodel_version``)."""
+    return secrets.randbits(52)
+
+
+def bump_version(pipe: aioredis.client.Pipeline, keys: Keys) -> None:
+    """Queue the rise of the read-model counter in ``pipe``'s transaction, next to the write the UI must notice."""
+    pipe.set(keys.readmodel_version, version_seed(), nx=True)
+    pipe.incr(keys.readmodel_version)
+
+
 AgentUpdate = Callable[[AgentRecord | None], AgentRecord | None]
 
 
@@ -108,6 +123,7 @@ async def update_agent(redis: aioredis.Redis, keys: Keys, agent_id: str, change:
                 pipe.multi()  # type: ignore[no-untyped-call]
                 pipe.set(key, encode(new))
                 pipe.sadd(keys.agents_index, agent_id)
+                bump_version(pipe, keys)
                 await pipe.execute()
                 return new
             except WatchError:
@@ -131,25 +147,33 @@ def rule_status(doc: RuleRecord) -> tuple[RuleStatus, str | None]:
     return "pending", None
 
 
-# KEYS: rules index, then n document keys. ARGV: n rule keys, n expected values ('' = absent), n writes
-# ('' = leave as is, '-' = delete, else the new document). Nothing is written unless every document is as expected.
-COMPARE_AND_SET = """
-local n = #KEYS - 1
+# KEYS: rules index, read-model counter, then n document keys. ARGV: n rule keys, n expected values ('' = absent),
+# n writes ('' = leave as is, '-' = delete, else the new document), the counter's seed. Nothing is written unless
+# every document is as expected; the counter rises with the writes.
+COMPARE_AND_SET = (
+    BUMP_VERSION
+    + """
+local n = #KEYS - 2
 for i = 1, n do
-  if (redis.call('GET', KEYS[i + 1]) or '') ~= ARGV[n + i] then return 0 end
+  if (redis.call('GET', KEYS[i + 2]) or '') ~= ARGV[n + i] then return 0 end
 end
+local changed = false
 for i = 1, n do
   local w = ARGV[2 * n + i]
   if w == '-' then
-    redis.call('DEL', KEYS[i + 1])
+    redis.call('DEL', KEYS[i + 2])
     redis.call('SREM', KEYS[1], ARGV[i])
+    changed = true
   elseif w ~= '' then
-    redis.call('SET', KEYS[i + 1], w)
+    redis.call('SET', KEYS[i + 2], w)
     redis.call('SADD', KEYS[1], ARGV[i])
+    changed = true
   end
 end
+if changed then bump(KEYS[2], ARGV[3 * n + 1]) end
 return 1
 """
+)
 
 RuleUpdate = Callable[[Mapping[str, RuleRecord | None]], Mapping[str, RuleRecord | None]]
 
@@ -176,6 +200,8 @@ async def update_rules(redis: aioredis.Redis, keys: Keys, rule_keys: Iterable[st
         if not any(writes):
             return
         expected = [raw_bytes(r) or b"" for r in raws]
-        if await redis.eval(COMPARE_AND_SET, len(names) + 1, keys.rules_index, *doc_keys, *names, *expected, *writes):
+        index = (keys.rules_index, keys.readmodel_version)
+        seed = version_seed()
+        if await redis.eval(COMPARE_AND_SET, len(names) + 2, *index, *doc_keys, *names, *expected, *writes, seed):
             return
         TX_RETRIES.labels("rules").inc()

@@ -4,7 +4,8 @@ A refresh reads, per hostname, its claims, its state (the targets it was part of
 last) and its dirty mark, resolves the claims, and writes the documents and the new state. Several replicas may
 refresh one hostname at once (the replica that wrote a start and the one that wrote the stop a moment later,
 each right after its own transaction), so the writes are a compare-and-set over everything the refresh read
-(``WRITE_REFRESH``): the claims, the state, the mark and the documents. Were they not, a refresh that read the
+(``WRITE_REFRESH``): the claims, the state, the mark and the documents (a write of a document also raises the
+read-model counter the web UI watches, ``Keys.readmodel_version``). Were they not, a refresh that read the
 claims before the stop could write its document after the stop's refresh had removed it and cleared the mark,
 and that document would stay with no claim and no mark to correct it. A lost race reads again and resolves
 again; agents' views (tunnel, allow-lists) are covered by the mark, which every change of them sets again.
@@ -42,7 +43,7 @@ from flareport_reconciler.planning import (
     zone_of,
     zone_records,
 )
-from flareport_reconciler.records import TX_RETRIES, agent_views, decode_rule, raw_bytes, view_of
+from flareport_reconciler.records import TX_RETRIES, agent_views, decode_rule, raw_bytes, version_seed, view_of
 from flareport_reconciler.records import encode as encode_doc
 from flareport_reconciler.ruledocs import doc_key, merge_docs, template
 from flareport_reconciler.scripts import FINISH_REFRESH, READ_HOSTNAMES, WRITE_REFRESH
@@ -205,6 +206,8 @@ class Refresher:
         keys += [k.rule(n) for n in outcome.doc_names]
         for name, expected, write in zip(outcome.doc_names, outcome.doc_expected, outcome.doc_writes, strict=True):
             args += [name, expected, write]
+        keys.append(k.readmodel_version)
+        args.append(version_seed())
         return bool(await self._redis.eval(WRITE_REFRESH, len(keys), *keys, *args))
 
     async def _finish(self, names: list[str], read: Mapping[str, HostnameRead], outcome: _Outcome) -> None:

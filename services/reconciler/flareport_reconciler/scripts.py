@@ -7,6 +7,15 @@ a SCRIPT EXISTS round trip per pipeline. Redis caches the compiled script by its
 
 from __future__ import annotations
 
+# Raises the read-model counter (``Keys.readmodel_version``) after a script wrote a document the web UI shows;
+# ``seed`` (random) starts it only if it is absent, as ``records.bump_version`` does in transactions.
+BUMP_VERSION = """
+local function bump(key, seed)
+  redis.call('SET', key, seed, 'NX')
+  redis.call('INCR', key)
+end
+"""
+
 # Marks hostnames dirty (KEYS: the dirty set; ARGV: the time in ms, then the hostnames). A mark always moves
 # (one above the current score if that is not older), so a refresh that read a mark sees any change made after,
 # even within the same millisecond: its compare-and-set (``WRITE_REFRESH``) relies on it for agents' changes.
@@ -58,12 +67,14 @@ end
 # the state and the dirty mark's score (any change of claims or of an agent the hostname's claims name marks it
 # again), and every rule document it read. Without the check a refresh that read the claims before another
 # replica changed them could write its documents after that replica's refresh, and nothing would correct them.
-# KEYS: rules index, dirty set, (claims hash, state key) per hostname, then the document keys.
+# KEYS: rules index, dirty set, (claims hash, state key) per hostname, the document keys, the read-model counter.
 # ARGV: number of hostnames H, number of documents D; per hostname: hostname, score read ('' = none), state read
 # ('' = none), state to write ('' = leave as is, '-' = delete), then the claims (see claims_match); per document:
-# rule key, value read ('' = none), value to write ('' = leave as is, '-' = delete). Returns 1 if written, else 0.
+# rule key, value read ('' = none), value to write ('' = leave as is, '-' = delete); the counter's seed. Returns 1
+# if written, else 0. The counter rises only when a document changed (the states are not shown anywhere).
 WRITE_REFRESH = (
     _CLAIMS_MATCH
+    + BUMP_VERSION
     + """
 local H, D = tonumber(ARGV[1]), tonumber(ARGV[2])
 local a, states = 3, {}
@@ -84,16 +95,20 @@ for h = 1, H do
   local w = states[h]
   if w == '-' then redis.call('DEL', KEYS[2 + 2 * h]) elseif w ~= '' then redis.call('SET', KEYS[2 + 2 * h], w) end
 end
+local changed = false
 for d = 1, D do
   local name, w = ARGV[a + 3 * d - 3], ARGV[a + 3 * d - 1]
   if w == '-' then
     redis.call('DEL', KEYS[k + d])
     redis.call('SREM', KEYS[1], name)
+    changed = true
   elseif w ~= '' then
     redis.call('SET', KEYS[k + d], w)
     redis.call('SADD', KEYS[1], name)
+    changed = true
   end
 end
+if changed then bump(KEYS[#KEYS], ARGV[#ARGV]) end
 return 1
 """
 )

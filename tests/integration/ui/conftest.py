@@ -75,12 +75,28 @@ class Ui:
         return str(await response.text())
 
     async def put_agent(self, record: AgentRecord) -> None:
-        await self.redis.set(self.keys.agent(record.agent_id), msgspec.json.encode(record))
-        await self.redis.sadd(self.keys.agents_index, record.agent_id)
+        await put_agent(self.redis, self.keys, record)
 
     async def put_rule(self, record: RuleRecord) -> None:
-        await self.redis.set(self.keys.rule(record.key), msgspec.json.encode(record))
-        await self.redis.sadd(self.keys.rules_index, record.key)
+        await put_rule(self.redis, self.keys, record)
+
+
+async def put_agent(redis: aioredis.Redis, keys: Keys, record: AgentRecord) -> None:
+    """As ``records.update_agent`` writes: the document, its index entry and the read-model counter, atomically."""
+    await _put(redis, keys, keys.agent(record.agent_id), keys.agents_index, record.agent_id, record)
+
+
+async def put_rule(redis: aioredis.Redis, keys: Keys, record: RuleRecord) -> None:
+    """As the reconciler's rule scripts write: the document, its index entry and the read-model counter."""
+    await _put(redis, keys, keys.rule(record.key), keys.rules_index, record.key, record)
+
+
+async def _put(redis: aioredis.Redis, keys: Keys, key: str, index: str, member: str, record: msgspec.Struct) -> None:
+    pipe = redis.pipeline(transaction=True)
+    pipe.set(key, msgspec.json.encode(record))
+    pipe.sadd(index, member)
+    pipe.incr(keys.readmodel_version)
+    await pipe.execute()
 
 
 @pytest.fixture

@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-import msgspec
 import pytest
 import redis.asyncio as aioredis
 from playwright.async_api import Browser, Page, async_playwright, expect
@@ -29,7 +28,7 @@ from flareport_common.streams.codec import encode
 from fptest.api_helpers import MASTER, stream_messages
 from fptest.cli_helpers import api_process
 
-from .conftest import PASSWORD
+from .conftest import PASSWORD, put_agent, put_rule
 
 SHOTS = Path(__file__).resolve().parents[3] / "docs" / "img"
 CHROMIUM = "/usr/bin/chromium"
@@ -88,8 +87,7 @@ async def _seed_read_model(redis: aioredis.Redis, keys: Keys, agent_id: str) -> 
                    source="manual", manual_rule_id="mr_demo", zone_name="example.com", status="active"),
     ]  # fmt: skip
     for rule in rules:
-        await redis.set(keys.rule(rule.key), msgspec.json.encode(rule))
-        await redis.sadd(keys.rules_index, rule.key)
+        await put_rule(redis, keys, rule)
     letter = DeadLetter(source_stream=keys.cf_jobs, source_id="1700000000000-0", group="dns-worker", consumer="w1",
                         reason="delivery_cap", error="Cloudflare 10000: authentication error", deliveries=5,
                         payload={"m": '{"type":"sync_dns_zone"}'})  # fmt: skip
@@ -154,8 +152,7 @@ async def test_admin_journey_in_a_real_browser(
             tunnel_name="edge-docker-host-1",
             tunnel=TunnelState(container_state="running"),
         )
-        await redis.set(keys.agent(agent_id), msgspec.json.encode(record))
-        await redis.sadd(keys.agents_index, agent_id)
+        await put_agent(redis, keys, record)
         async with agent.post(
             f"{api_url}/api/v1/agents/{agent_id}/heartbeat", json={"tunnel": {"container_state": "running"}}
         ) as r:

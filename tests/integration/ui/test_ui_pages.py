@@ -4,10 +4,15 @@ key changes) as the matching admin API route."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 import re
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any
 
+from flareport_api.state import CONTEXT
+from flareport_api.ui.live import fingerprint
 from flareport_common.messages.base import utcnow
 from flareport_common.messages.deadletters import DeadLetter
 from flareport_common.messages.events import TunnelState
@@ -318,3 +323,72 @@ async def test_manual_rules_and_access_groups_are_edited_in_place(ui: Ui) -> Non
     ]
     tags = [type(i).__name__ for i in await stream_messages(ui.redis, ui.keys.intents, IntentMessage)]
     assert tags.count("ManualRuleUpserted") == 3 and tags.count("AccessGroupUpserted") == 2
+
+
+async def test_live_stream_reports_every_change_the_api_itself_makes(ui: Ui) -> None:
+    """Keys, their binding and revocation, manual rules, access groups and dead letters move the fingerprint (it no
+    longer reads every document, so each of these writers must raise the read-model counter or be read directly)."""
+    await ui.logged_in()
+    ctx = ui.client.app[CONTEXT]
+    response = await ui.client.get("/ui/events")
+    versions: list[str] = []
+
+    async def read_stream() -> None:
+        while line := (await response.content.readline()).decode():
+            if line.startswith("data:"):
+                versions.append(json.loads(line.removeprefix("data:"))["version"])
+
+    reader = asyncio.ensure_future(read_stream())
+
+    async def changes(what: str, act: Callable[[], Awaitable[object]]) -> None:
+        before = await fingerprint(ctx)
+        await act()
+        after = await fingerprint(ctx)
+        assert after != before, f"{what} changes the live-update fingerprint"
+
+        async def delivered() -> bool:
+            return after in versions
+
+        await wait_for(delivered, timeout=10, what=f"a 'changed' event after {what}")
+
+    created: list[Any] = []
+
+    async def generate() -> None:
+        created.append(await (await ui.post("/ui/keys", label="host-7")).text())
+
+    await changes("generating a key", generate)
+    key = re.search(r'<code id="new-key">(fpk_[^<]+)</code>', created[0])
+    assert key, "the new key is on the page"
+    agent = {"Authorization": f"Bearer {key.group(1)}"}
+    await changes(
+        "an agent registering with it",
+        lambda: ui.client.post("/api/v1/agents/register", json={"display_name": "h7"}, headers=agent),
+    )
+    key_id = re.search(r"<code>(key_[^<]+)</code>", await ui.html("/ui/keys"))
+    assert key_id
+    await changes("revoking it", lambda: ui.post("/ui/keys/revoke", key_id=key_id.group(1)))
+    await changes(
+        "saving a manual rule", lambda: ui.post("/ui/manual-rules", hostname="w.example.com", service="http://w:1")
+    )
+    await changes("saving an access group", lambda: ui.post("/ui/access-groups", name="ops", include="o@example.com"))
+    letter = DeadLetter(
+        source_stream=ui.keys.events,
+        source_id="1-1",
+        group="reconciler",
+        consumer="r1",
+        reason="permanent_error",
+        error="boom",
+        deliveries=5,
+        payload={"m": '{"type":"x"}'},
+    )
+    entries: list[Any] = []
+
+    async def dead_letter() -> None:
+        entries.append(await ui.redis.xadd(ui.keys.dead_letters, encode(letter)))  # type: ignore[arg-type]
+
+    await changes("a message being dead-lettered", dead_letter)
+    await changes("replaying it", lambda: ui.post("/ui/dead-letters/replay", entry_id=entries[0].decode()))
+    reader.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await reader
+    response.close()

@@ -1,8 +1,14 @@
 """Live updates: ``GET /ui/events`` is a server-sent event stream that says "changed" when the read model changes.
 
 One watcher per API process (not per browser) fingerprints the read model every ``FLAREPORT_UI_EVENTS_SECONDS``
-while at least one browser listens: a SHA-256 over the agent and rule documents, the key records and the
-dead-letter stream's last id. Fifty open dashboards therefore cost one scan, and no open dashboard costs none.
+while at least one browser listens. The fingerprint does not read the documents: every writer of what the pages
+show (the reconciler's agent and rule documents, the API's key records, manual rules and access groups) raises one
+counter, ``Keys.readmodel_version``, in the same transaction or script as its write, so a change is never visible
+without the counter having moved. The fingerprint is a SHA-256 over that counter and what is cheap to read whole:
+the dead-letter stream's last entry and length (several services dead-letter without a transaction of ours) and
+the number of keys. Four small reads whatever the number of agents and rules; fifty open dashboards still cost
+one check, and no open dashboard costs none.
+
 The event carries only the new fingerprint; the page's script then re-fetches itself and swaps its ``<main>``,
 so what is shown always comes from the same server-side rendering as a reload (progressive enhancement: without
 JavaScript the pages are simply static).
@@ -18,7 +24,6 @@ from collections.abc import AsyncIterator
 import structlog
 from aiohttp import web
 
-from flareport_api.readstore import index_members
 from flareport_api.state import CONTEXT, ApiContext
 from flareport_api.ui.guards import UI
 
@@ -28,24 +33,12 @@ KEEPALIVE_S = 15.0
 
 async def fingerprint(ctx: ApiContext) -> str:
     keys = ctx.keys
-    agent_ids = await index_members(ctx.redis, keys.agents_index)
-    rule_keys = await index_members(ctx.redis, keys.rules_index)
     pipe = ctx.redis.pipeline(transaction=False)
-    for agent_id in agent_ids:
-        pipe.get(keys.agent(agent_id))
-    for rule_key in rule_keys:
-        pipe.get(keys.rule(rule_key))
+    pipe.get(keys.readmodel_version)
     pipe.xrevrange(keys.dead_letters, "+", "-", count=1)
-    pipe.xlen(keys.dead_letters)
+    pipe.xlen(keys.dead_letters)  # a replayed letter leaves the stream without a new last entry
+    pipe.hlen(keys.api_keys_index)
     digest = hashlib.sha256()
-    for value in await pipe.execute():
-        digest.update(repr(value).encode())
-    for index in (agent_ids, rule_keys):
-        digest.update(repr(index).encode())
-    key_index = await ctx.redis.hgetall(keys.api_keys_index)
-    pipe = ctx.redis.pipeline(transaction=False)
-    for key_hash in sorted(key_index.values()):
-        pipe.hmget(keys.api_key(key_hash.decode() if isinstance(key_hash, bytes) else key_hash), "status", "agent_id")
     for value in await pipe.execute():
         digest.update(repr(value).encode())
     return digest.hexdigest()[:16]
