@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import re
+import tempfile
 from collections.abc import AsyncIterator, Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -30,7 +31,12 @@ from fptest.cli_helpers import api_process
 
 from .conftest import PASSWORD, put_agent, put_rule
 
-SHOTS = Path(__file__).resolve().parents[3] / "docs" / "img"
+# The documentation's screenshots are rewritten only on request, so a test run leaves the work tree as it was.
+SHOTS = (
+    Path(__file__).resolve().parents[3] / "docs" / "img"
+    if os.environ.get("FLAREPORT_UPDATE_SCREENSHOTS") == "1"
+    else Path(tempfile.gettempdir()) / "flareport-screenshots"
+)
 CHROMIUM = "/usr/bin/chromium"
 ARGS = [
     "--headless",
