@@ -3,14 +3,33 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from flareport_cli.localpodman import podman_available
-from fptest.e2e_stack import E2EStack
+from fptest.e2e_stack import E2EStack, Host
 
 StackFactory = Callable[..., E2EStack]
+
+
+@dataclass
+class Enrolled:
+    """A module's stack with its first agent registered and enrolled (its cloudflared running)."""
+
+    stack: E2EStack
+    host: Host
+    agent_id: str
+    tunnel_id: str
+
+
+def enrol_first_agent(stack: E2EStack, tunnel_name: str) -> Enrolled:
+    agent_id = stack.wait_new_agent(set())["agent_id"]
+    tunnel_id = stack.enroll(agent_id, tunnel_name)
+    return Enrolled(stack, stack.hosts["host1"], agent_id, tunnel_id)
+
+
 # Stacks of the running module, so a failing test's report can show what the services said.
 _LIVE: list[E2EStack] = []
 TAIL_LINES = 80

@@ -7,33 +7,21 @@ reported precisely, and the stack goes on publishing what is valid.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import pytest
 
-from fptest.e2e_stack import ZONE, E2EStack, Host, http
+from fptest.e2e_stack import ZONE, E2EStack, http
 from fptest.waiting import wait_for_sync
 
-from .conftest import StackFactory
+from .conftest import Enrolled, StackFactory, enrol_first_agent
 
 pytestmark = pytest.mark.timeout(300)
 
 
-@dataclass
-class Enrolled:
-    stack: E2EStack
-    host: Host
-    agent_id: str
-    tunnel_id: str
-
-
 @pytest.fixture(scope="module")
 def enrolled(stack_factory: StackFactory) -> Enrolled:
-    stack = stack_factory(GRACE_PERIOD_SECONDS="2")
-    agent_id = stack.wait_new_agent(set())["agent_id"]
-    tunnel_id = stack.enroll(agent_id, "boundary")
-    return Enrolled(stack, stack.hosts["host1"], agent_id, tunnel_id)
+    return enrol_first_agent(stack_factory(GRACE_PERIOD_SECONDS="2"), "boundary")
 
 
 def _label_errors(stack: E2EStack, agent_id: str, container: str) -> list[dict[str, Any]]:

@@ -8,24 +8,16 @@ ingress rules before the catch-all), and removes them again.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
 
 import pytest
 
-from fptest.e2e_stack import CONVERGE_TIMEOUT, E2EStack, Host
+from flareport_cli.localredis import free_port
+from fptest.e2e_stack import CONVERGE_TIMEOUT, Host
 from fptest.waiting import wait_for_sync
 
-from .conftest import StackFactory
+from .conftest import Enrolled, StackFactory, enrol_first_agent
 
 pytestmark = pytest.mark.timeout(300)
-
-
-@dataclass
-class Enrolled:
-    stack: E2EStack
-    host: Host
-    agent_id: str
-    tunnel_id: str
 
 
 @pytest.fixture(scope="module")
@@ -37,18 +29,11 @@ def enrolled(stack_factory: StackFactory) -> Enrolled:
         FLAREPORT_TARGET_LEASE_MS="3000",
         CLOUDFLARE_REQUEST_TIMEOUT_SECONDS="2",
     )
-    agent_id = stack.wait_new_agent(set())["agent_id"]
-    tunnel_id = stack.enroll(agent_id, "faults")
+    enrolled = enrol_first_agent(stack, "faults")
     stack.start_service("reconciler", "reconciler-2")
     stack.start_service("dns-worker", "dns-worker-2")
-    stack.start_service("api", "api-2", FLAREPORT_API_PORT=str(_free_port()))
-    return Enrolled(stack, stack.hosts["host1"], agent_id, tunnel_id)
-
-
-def _free_port() -> int:
-    from flareport_cli.localredis import free_port
-
-    return free_port()
+    stack.start_service("api", "api-2", FLAREPORT_API_PORT=str(free_port()))
+    return enrolled
 
 
 @pytest.fixture
@@ -142,7 +127,7 @@ def test_containers_changing_while_the_master_is_down_are_published_when_it_is_b
     during = _burst(host, stack.image, "offline", 3, {})
     assert stack.api("GET", "/healthz")[0] == 0, "the master is down while the containers change"
     stack.restart_api()
-    stack.start_service("api", "api-2", FLAREPORT_API_PORT=str(_free_port()))
+    stack.start_service("api", "api-2", FLAREPORT_API_PORT=str(free_port()))
 
     wanted = {**{h: s for h, s in before.items() if not h.startswith("early0.")}, **during}
     _converged(enrolled, wanted)
