@@ -179,12 +179,17 @@ def load_api(environ: Mapping[str, str]) -> ApiSettings:
     )
 
 
+def derived_agent_key_secret(master_key: str) -> str:
+    """The agent-key secret when FLAREPORT_AGENT_KEY_SECRET is not set. Derived rather than random: every API
+    replica must agree on it and it must survive the loss of Redis, which the master key (configuration, not data)
+    does. A separate secret lets the master key rotate alone."""
+    return hmac.new(master_key.encode(), b"flareport agent key secret", hashlib.sha256).hexdigest()
+
+
 def _agent_key_secret(env: Env, master_key: str) -> str:
     secret = env.optional("FLAREPORT_AGENT_KEY_SECRET")
     if secret is None:
-        # Derived rather than random: every API replica must agree on it and it must survive the loss of Redis,
-        # which the master key (configuration, not data) does. A separate secret lets the master key rotate alone.
-        return hmac.new(master_key.encode(), b"flareport agent key secret", hashlib.sha256).hexdigest()
+        return derived_agent_key_secret(master_key)
     if len(secret) < 32:
         raise SettingsError("FLAREPORT_AGENT_KEY_SECRET: must be at least 32 characters")
     return secret

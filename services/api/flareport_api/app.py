@@ -28,7 +28,7 @@ from flareport_api.longpoll import CommandHub
 from flareport_api.metrics import Handler, metrics_middleware
 from flareport_api.state import CONTEXT, ROUTES, SETTINGS, ApiContext, Route
 from flareport_common.keys import Keys
-from flareport_common.settings import ApiSettings
+from flareport_common.settings import ApiSettings, derived_agent_key_secret
 from flareport_common.streams import Producer
 
 log = structlog.get_logger("flareport.api")
@@ -78,8 +78,9 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     redis = redis_client(settings)
     keys = Keys(settings.common.key_prefix)
-    # Settings built in code (tests, embedding) may leave the secret empty: the master key is the fallback.
-    minter = KeyMinter(settings.agent_key_secret or settings.master_api_key)
+    # Settings built in code (tests, embedding) may leave the secret empty: derive it as loading from the
+    # environment does, so both mint and verify the same keys.
+    minter = KeyMinter(settings.agent_key_secret or derived_agent_key_secret(settings.master_api_key))
     store = KeyStore(redis, keys, minter, recovery=settings.agent_key_recovery)
     limiter = FailureLimiter(settings.auth_failure_limit, settings.auth_failure_window_seconds)
     hub = CommandHub(redis, keys, poll_s=settings.command_poll_seconds, redeliver_s=settings.command_redeliver_seconds)
