@@ -15,13 +15,14 @@ from flareport_cli.localpodman import CONTAINERS_CONF, LocalPodman
 
 
 class IsolatedPodman(LocalPodman):
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, *, engine_conf: str = "") -> None:
+        """``engine_conf``: more lines for the ``[engine]`` table of containers.conf."""
         super().__init__(workdir)
         self._isolated_conf = workdir / "isolated-containers.conf"
         self._storage_conf = workdir / "storage.conf"
         workdir.mkdir(parents=True, exist_ok=True)
         (workdir / "tmp").mkdir(exist_ok=True)
-        self._isolated_conf.write_text(CONTAINERS_CONF + f'tmp_dir = "{workdir / "tmp"}"\n')
+        self._isolated_conf.write_text(CONTAINERS_CONF + f'tmp_dir = "{workdir / "tmp"}"\n' + engine_conf)
         self._storage_conf.write_text(
             f'[storage]\ndriver = "overlay"\ngraphroot = "{workdir / "graph"}"\nrunroot = "{workdir / "run"}"\n'
         )

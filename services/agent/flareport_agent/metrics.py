@@ -14,6 +14,11 @@ BUFFERED_EVENTS = Gauge("flareport_agent_buffered_events", "Events waiting to be
 DOCKER_EVENTS = Counter(
     "flareport_agent_docker_events_total", "Container events read from Docker, by action.", ["action"]
 )
+DOCKER_EVENTS_REPEATED = Counter(
+    "flareport_agent_docker_events_repeated_total",
+    "Times the Docker event stream repeated events it had delivered (Podman truncating its events file); each one "
+    "makes the agent subscribe again and list the containers afresh.",
+)
 DOCKER_RECONNECTS = Counter(
     "flareport_agent_docker_reconnects_total", "Times the Docker event stream ended or failed and was reopened."
 )

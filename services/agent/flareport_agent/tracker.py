@@ -10,7 +10,8 @@ The tracker is pure (no I/O) so its rules are unit-tested without an engine:
   (Podman reports a plain stop as ``die`` without a ``stop`` event; Docker's later ``stop`` then finds nothing
   tracked and adds nothing). ``pause`` and ``destroy`` (Podman: ``remove``) of a tracked container report
   ``container_stop``.
-- A snapshot replaces everything: it yields one ``inventory`` event and becomes the tracked set.
+- A snapshot replaces everything: it yields one ``inventory`` event and becomes the tracked set (a kill remembered
+  for a container the snapshot still lists stays remembered).
 
 Labels come from the event's ``Actor.Attributes`` (Docker and Podman put every label there, next to ``name``,
 ``image`` and ``exitCode``); only prefixed keys are read by the parser, so the extra attributes do no harm.
@@ -66,7 +67,8 @@ class Tracker:
             if info is not None and info.container_id:
                 known[info.container_id] = info
         self.known = known
-        self._killed.clear()
+        # A kill signalled just before the list keeps its meaning for the ``die`` that follows it.
+        self._killed &= known.keys()
         return self.inventory()
 
     def event(self, raw: dict[str, Any]) -> AgentEvent | None:

@@ -8,6 +8,9 @@ it periodically), so one daemon thread runs this loop:
 3. then hand over every event as it arrives, until the stream ends or fails,
 4. wait with capped backoff and start again at 1.
 
+A stream that repeats events it already delivered (Podman truncating its events file, see ``replay.py``) is
+dropped and subscribed to again at once, without the backoff: the engine is fine, the stream's past is not.
+
 Subscribing before listing leaves no gap: an event that happens while the list is being taken is in the stream and
 is applied on top of the snapshot (re-applying a start the snapshot already shows is harmless). No ``since=`` is
 passed on reconnect on purpose: the fresh snapshot after every (re)connect already covers whatever happened while
@@ -28,7 +31,8 @@ from typing import Any
 
 import docker
 
-from flareport_agent.metrics import DOCKER_EVENTS, DOCKER_RECONNECTS
+from flareport_agent.metrics import DOCKER_EVENTS, DOCKER_EVENTS_REPEATED, DOCKER_RECONNECTS
+from flareport_agent.replay import ReplayGuard, rfc3339_ns
 from flareport_common.backoff import Backoff
 from flareport_common.logs import get_logger
 
@@ -101,9 +105,11 @@ class DockerWatcher:
     def _run(self) -> None:
         while not self._stop.is_set():
             reason = "event stream ended"
+            repeated = False
             client: docker.DockerClient | None = None
             try:
                 client = self.client_factory()
+                guard = ReplayGuard(floor_ns=_engine_time_ns(client))
                 stream = client.events(decode=True, filters={"type": "container"})
                 with self._lock:
                     self._stream = stream
@@ -112,9 +118,14 @@ class DockerWatcher:
                 self.backoff.reset()
                 self._put(Snapshot(containers))
                 for raw in stream:
-                    if isinstance(raw, dict):
-                        DOCKER_EVENTS.labels(action=str(raw.get("Action", "")).split(":", 1)[0]).inc()
-                        self._put(Event(raw))
+                    if not isinstance(raw, dict):
+                        continue
+                    if not guard.fresh(raw):
+                        repeated = True
+                        self._close_stream()
+                        break
+                    DOCKER_EVENTS.labels(action=str(raw.get("Action", "")).split(":", 1)[0]).inc()
+                    self._put(Event(raw))
             except Exception as exc:  # any failure of the engine or the socket: reconnect, never give up
                 reason = f"{type(exc).__name__}: {exc}"
             finally:
@@ -128,8 +139,21 @@ class DockerWatcher:
                         log.debug("closing the docker client failed", error=str(exc))
             if self._stop.is_set():
                 break
+            if repeated:
+                DOCKER_EVENTS_REPEATED.inc()
+                log.warning("docker event stream repeated events it had delivered; subscribing again")
+                continue
             DOCKER_RECONNECTS.inc()
             self._put(Disconnected(reason))
             delay = self.backoff.next()
             log.warning("docker event stream lost; reconnecting", reason=reason, retry_in=round(delay, 2))
             self._stop.wait(delay)
+
+
+def _engine_time_ns(client: docker.DockerClient) -> int | None:
+    """The engine's clock, or None when it will not tell (a socket proxy that refuses ``/info``)."""
+    try:
+        return rfc3339_ns(client.info().get("SystemTime"))
+    except Exception as exc:  # refused or failed: the replay guard then works from the stream alone
+        log.debug("the engine did not tell its time", error=str(exc))
+        return None

@@ -1,5 +1,10 @@
 """Agent integration harness: a real Podman engine (one per session), the master double, and running agents.
 
+The engine has storage of its own, so containers of other test suites on the machine never show up, and an events
+file large enough that Podman never truncates it during the session: a truncation makes the agent subscribe again
+(``replay.py``), which changes which events it reports, and the lifecycle tests assert exact event sequences.
+``test_agent_event_replay.py`` tests the truncation itself on an engine of its own.
+
 On a developer machine with Docker, set FLAREPORT_TEST_DOCKER_HOST to use that engine instead of starting Podman
 (the busybox stand-in image must then exist there). Every container a test creates carries the label
 ``fptest.run=<id>`` and is removed at the end of the test, together with the agent's cloudflared.
@@ -23,17 +28,18 @@ from flareport_cli.localpodman import BUSYBOX_IMAGE, LocalPodman, podman_availab
 from flareport_common.settings import AgentSettings
 from fptest.agent_harness import FAST, KEY, Containers, RunningAgent
 from fptest.agent_master_double import MasterDouble
+from fptest.e2e_podman import IsolatedPodman
 
 
 @pytest.fixture(scope="session")
 def podman(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalPodman]:
     if not podman_available():
         pytest.fail("podman and runc are required for the agent integration tests (make deps installs them)")
-    engine = LocalPodman(tmp_path_factory.mktemp("podman"))
+    engine = IsolatedPodman(tmp_path_factory.mktemp("podman"), engine_conf='events_logfile_max_size = "256m"\n')
     engine.start()
     engine.build_busybox_image()
     yield engine
-    engine.stop()
+    engine.close()
 
 
 @pytest.fixture(scope="session")

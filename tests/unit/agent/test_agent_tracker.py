@@ -82,3 +82,17 @@ def test_relabelled_container_without_enable_is_reported_gone() -> None:
     tracker.event(ev("start"))
     gone = tracker.event({"Type": "container", "Action": "start", "Actor": {"ID": "c1", "Attributes": {"name": "web"}}})
     assert isinstance(gone, ContainerStop)
+
+
+def test_a_kill_before_a_snapshot_that_still_lists_the_container_is_a_stop_at_the_die() -> None:
+    tracker = Tracker()
+    tracker.event(ev("start", "a"))
+    tracker.event(ev("start", "b"))
+    tracker.event(ev("kill", "a"))
+    tracker.event(ev("kill", "b"))
+    # The list is taken between the signal and the exit of "a"; "b" has already gone.
+    tracker.snapshot([{"Id": "a", "Names": ["/web"], "Labels": LABELS}])
+    stopped = tracker.event(ev("die", "a", exitCode="137"))
+    assert isinstance(stopped, ContainerStop) and stopped.action == "kill"
+    tracker.event(ev("start", "b"))
+    assert isinstance(tracker.event(ev("die", "b", exitCode="1")), ContainerDie), "b's old kill was forgotten"
