@@ -12,7 +12,7 @@ from datetime import timedelta
 from typing import Any
 
 from flareport_api.state import CONTEXT
-from flareport_api.ui.live import fingerprint
+from flareport_api.ui.fingerprint import fingerprint
 from flareport_common.messages.base import utcnow
 from flareport_common.messages.deadletters import DeadLetter
 from flareport_common.messages.events import TunnelState
@@ -248,6 +248,41 @@ async def test_live_stream_says_changed_when_the_read_model_changes(ui: Ui) -> N
     await wait_for(lambda: _done(reader), timeout=10, what="a 'changed' event after a rule appeared")
     assert seen[0] != seen[1]
     response.close()
+
+
+async def test_a_page_is_stamped_with_the_version_it_shows_so_a_change_before_subscribing_is_not_missed(
+    ui: Ui,
+) -> None:
+    """The page's script refreshes whenever the stream's version is not the page's ``data-version``."""
+    await ui.logged_in()
+
+    def stamp(html: str) -> str:
+        match = re.search(r'data-version="([0-9a-f]{16})"', html)
+        assert match, "every page carries the read-model version it was rendered from"
+        return match.group(1)
+
+    async def versions_until(done: Callable[[str], bool]) -> str:
+        """Read the stream until a version satisfies ``done``; return that version."""
+        response = await ui.client.get("/ui/events")
+        try:
+            while True:
+                line = (await asyncio.wait_for(response.content.readline(), 10)).decode()
+                if line.startswith("data:"):
+                    version = str(json.loads(line.removeprefix("data:"))["version"])
+                    if done(version):
+                        return version
+        finally:
+            response.close()
+
+    unchanged = stamp(await ui.html("/ui/"))
+    first = await versions_until(lambda _: True)
+    assert first == unchanged, "nothing changed: the stream's first version is the page's, so it does not refresh"
+
+    stale = stamp(await ui.html("/ui/"))
+    # A rule appears after the page was rendered but before its script subscribes: the stream must say so.
+    await ui.put_rule(RuleRecord(key="late.example.com", hostname="late.example.com", service="http://l:1"))
+    assert await versions_until(lambda v: v != stale) != stale
+    assert "late.example.com" in await ui.html("/ui/")
 
 
 async def _done(task: asyncio.Task[Any]) -> bool:

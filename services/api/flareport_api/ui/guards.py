@@ -22,6 +22,7 @@ from multidict import MultiDictProxy
 
 from flareport_api.errors import ApiError
 from flareport_api.state import ApiContext, context
+from flareport_api.ui.fingerprint import fingerprint
 from flareport_api.ui.sessions import LoginBrake, Session, Sessions, same
 from flareport_common.messages.base import utcnow
 
@@ -34,6 +35,7 @@ class UiContext:
 
 
 UI = web.AppKey("ui", UiContext)
+VERSION = web.RequestKey("ui_version", str)  # the read model's fingerprint a page was rendered from
 JINJA = web.AppKey("ui_jinja", jinja2.Environment)
 PageHandler = Callable[[web.Request, ApiContext, Session], Awaitable[web.StreamResponse]]
 FormHandler = Callable[[web.Request, ApiContext, Session, MultiDictProxy[Any]], Awaitable[web.StreamResponse]]
@@ -83,7 +85,7 @@ def render(request: web.Request, template: str, http_status: int = 200, **values
     html = (
         request.app[JINJA]
         .get_template(template)
-        .render(path=request.path, settings=context(request).settings, **values)
+        .render(path=request.path, settings=context(request).settings, live_version=request.get(VERSION, ""), **values)
     )
     # Pages show keys and internal state: never cache them, never frame them.
     headers = {
@@ -106,7 +108,10 @@ def page(handler: PageHandler) -> Callable[[web.Request], Awaitable[web.StreamRe
         session = await request.app[UI].sessions.load(request)
         if session is None:
             raise login_redirect(request)
-        return await handler(request, context(request), session)
+        ctx = context(request)
+        # Read before the page reads what it shows (see fingerprint.py).
+        request[VERSION] = await fingerprint(ctx)
+        return await handler(request, ctx, session)
 
     return guarded
 

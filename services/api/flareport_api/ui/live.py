@@ -1,47 +1,31 @@
 """Live updates: ``GET /ui/events`` is a server-sent event stream that says "changed" when the read model changes.
 
-One watcher per API process (not per browser) fingerprints the read model every ``FLAREPORT_UI_EVENTS_SECONDS``
-while at least one browser listens. The fingerprint does not read the documents: every writer of what the pages
-show (the reconciler's agent and rule documents, the API's key records, manual rules and access groups) raises one
-counter, ``Keys.readmodel_version``, in the same transaction or script as its write, so a change is never visible
-without the counter having moved. The fingerprint is a SHA-256 over that counter and what is cheap to read whole:
-the dead-letter stream's last entry and length (several services dead-letter without a transaction of ours) and
-the number of keys. Four small reads whatever the number of agents and rules; fifty open dashboards still cost
-one check, and no open dashboard costs none.
+One watcher per API process (not per browser) reads the read model's fingerprint (``fingerprint.py``: four small
+reads whatever the number of agents and rules) every ``FLAREPORT_UI_EVENTS_SECONDS`` while at least one browser
+listens; fifty open dashboards still cost one check, and no open dashboard costs none.
 
-The event carries only the new fingerprint; the page's script then re-fetches itself and swaps its ``<main>``,
-so what is shown always comes from the same server-side rendering as a reload (progressive enhancement: without
-JavaScript the pages are simply static).
+The event carries only the fingerprint. Each page carries the fingerprint it was rendered from (``<body
+data-version>``); the page's script re-fetches the page and swaps its ``<main>`` whenever the stream's version is
+not the one the page shows, so a change made between rendering and subscribing is not missed, and what is shown
+always comes from the same server-side rendering as a reload (progressive enhancement: without JavaScript the
+pages are simply static).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 from collections.abc import AsyncIterator
 
 import structlog
 from aiohttp import web
 
 from flareport_api.state import CONTEXT, ApiContext
+from flareport_api.ui.fingerprint import fingerprint
 from flareport_api.ui.guards import UI
 
 log = structlog.get_logger("flareport.api.ui")
 KEEPALIVE_S = 15.0
-
-
-async def fingerprint(ctx: ApiContext) -> str:
-    keys = ctx.keys
-    pipe = ctx.redis.pipeline(transaction=False)
-    pipe.get(keys.readmodel_version)
-    pipe.xrevrange(keys.dead_letters, "+", "-", count=1)
-    pipe.xlen(keys.dead_letters)  # a replayed letter leaves the stream without a new last entry
-    pipe.hlen(keys.api_keys_index)
-    digest = hashlib.sha256()
-    for value in await pipe.execute():
-        digest.update(repr(value).encode())
-    return digest.hexdigest()[:16]
 
 
 class Watcher:
@@ -54,7 +38,8 @@ class Watcher:
         self.closed = False
 
     def subscribe(self) -> asyncio.Queue[str]:
-        """A queue of versions; its first item is the version current when subscribing (the page's baseline)."""
+        """A queue of versions; its first item is the current version (at once while the watcher is running, else
+        as soon as it has read one: a version kept from an earlier, idle period would be stale)."""
         queue: asyncio.Queue[str] = asyncio.Queue(maxsize=1)
         if self.version:
             queue.put_nowait(self.version)
@@ -76,6 +61,7 @@ class Watcher:
     async def run(self) -> None:
         while True:
             if not self._listeners:
+                self.version = ""  # unwatched changes may come now; the next listener must not get this one
                 self._wake.clear()
                 await self._wake.wait()
             try:

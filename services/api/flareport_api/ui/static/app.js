@@ -41,11 +41,12 @@ function live() {
   if (document.body.dataset.live !== "1" || !window.EventSource) return;
   const status = document.getElementById("live-status");
   const source = new EventSource("/ui/events");
-  let baseline = null;
+  // The read model's version this page was rendered from; a page without one takes the stream's first version.
+  let shown = document.body.dataset.version || null;
   source.addEventListener("changed", (event) => {
     const version = JSON.parse(event.data).version;
-    if (baseline === null) { baseline = version; return; }  // the first event is the state this page shows
-    if (version !== baseline) { baseline = version; refreshMain(); }
+    if (shown === null) { shown = version; return; }
+    if (version !== shown) { shown = version; refreshMain(); }
   });
   source.onopen = () => { if (status) { status.hidden = false; status.textContent = "live"; } };
   source.onerror = () => { if (status) { status.textContent = "reconnecting…"; } };
