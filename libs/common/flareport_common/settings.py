@@ -39,6 +39,9 @@ class ApiSettings:
     port: int
     master_api_key: str
     max_body_bytes: int
+    # An agent's event batch may carry its whole inventory (about 400 bytes per labelled container), so it gets a
+    # limit of its own: 16 MiB is some 40,000 containers, more than one engine runs.
+    max_events_body_bytes: int = 16 * 1_048_576
     # Long-poll: a periodic re-check of every waiting agent, so a missed pub/sub notification costs at most this.
     command_poll_seconds: float = 2.0
     # A delivered command not acknowledged within this time is delivered again.
@@ -160,6 +163,7 @@ def load_api(environ: Mapping[str, str]) -> ApiSettings:
         port=env.integer("FLAREPORT_API_PORT", default=8080, minimum=0, maximum=65535),
         master_api_key=key,
         max_body_bytes=env.integer("FLAREPORT_API_MAX_BODY_BYTES", default=1_048_576, minimum=1024),
+        max_events_body_bytes=env.integer("FLAREPORT_API_MAX_EVENTS_BODY_BYTES", default=16 * 1_048_576, minimum=1024),
         command_poll_seconds=env.number("FLAREPORT_API_COMMAND_POLL_SECONDS", default=2.0, minimum=0.05),
         command_redeliver_seconds=env.number("FLAREPORT_API_COMMAND_REDELIVER_SECONDS", default=60.0, minimum=1.0),
         max_wait_seconds=env.number("FLAREPORT_API_MAX_WAIT_SECONDS", default=60.0, minimum=0.0),

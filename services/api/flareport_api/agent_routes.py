@@ -131,6 +131,8 @@ async def events(request: web.Request) -> web.StreamResponse:
     ctx = context(request)
     agent_id = _agent_id(request)
     await ctx.auth.agent_for(request, agent_id)
+    # Only an authenticated agent gets the larger limit its inventory snapshots need.
+    request = request.clone(client_max_size=ctx.settings.max_events_body_bytes)
     batch = await read_body(request, EventBatch)
     if len(batch.events) > MAX_EVENTS_PER_BATCH:
         raise invalid("events", f"at most {MAX_EVENTS_PER_BATCH} events per batch")

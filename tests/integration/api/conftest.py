@@ -34,6 +34,7 @@ def make_settings(url: str, prefix: str, **overrides: Any) -> ApiSettings:
         port=0,
         master_api_key=MASTER,
         max_body_bytes=64 * 1024,
+        max_events_body_bytes=256 * 1024,
         command_poll_seconds=0.5,
         command_redeliver_seconds=2.0,
         max_wait_seconds=30.0,

@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import msgspec
 import pytest
 
 from flareport_api.app import create_app
@@ -18,6 +19,7 @@ from flareport_common.messages import (
     RotateKey,
     StartTunnel,
 )
+from flareport_common.messages.events import Inventory
 from flareport_common.settings import ApiSettings
 from flareport_common.streams.codec import encode
 from fptest.api_helpers import stream_messages, tag
@@ -168,6 +170,28 @@ async def test_malformed_event_batches_are_rejected_naming_the_field(
     assert await api.redis.xlen(api.keys.events) == before, "nothing is written for a rejected request"
 
 
+async def test_an_inventory_larger_than_the_general_body_limit_is_accepted(api: Api) -> None:
+    """A host with many labelled containers sends them all in one snapshot; it must not be refused forever."""
+    key = await api.new_key()
+    agent_id = (await api.register(key))["agent_id"]
+    containers = [
+        {"container_id": f"{i:064x}", "name": f"app-{i}", "image": "registry.example.com/team/app:1.2.3",
+         "rules": [{"hostname": f"app-{i}.example.com", "service": f"http://app-{i}:8080"}]}
+        for i in range(1000)
+    ]  # fmt: skip
+    body = msgspec.json.encode({"events": [{"type": "inventory", "agent_id": "", "seq": 1, "containers": containers}]})
+    assert 64 * 1024 < len(body) < 256 * 1024
+    response = await api.client.post(
+        f"/api/v1/agents/{agent_id}/events", data=body, headers={**api.bearer(key), "Content-Type": "application/json"}
+    )
+    assert response.status == 200, await response.text()
+    [inventory] = [
+        e for e in await stream_messages(api.redis, api.keys.events, EventMessage) if isinstance(e, Inventory)
+    ]
+    assert len(inventory.containers) == 1000
+    assert inventory.agent_id == agent_id
+
+
 async def test_not_json_oversize_and_bad_query_are_rejected(api: Api) -> None:
     key = await api.new_key()
     agent_id = (await api.register(key))["agent_id"]
@@ -177,6 +201,11 @@ async def test_not_json_oversize_and_bad_query_are_rejected(api: Api) -> None:
     huge = {"events": [stop_event(i) for i in range(3000)]}
     too_big = await api.client.post(path, json=huge, headers=api.bearer(key))
     assert (too_big.status, (await too_big.json())["error"]["code"]) == (413, "body_too_large")
+    assert "262144 bytes" in (await too_big.json())["error"]["message"], "the events limit is named"
+    padded = await api.client.post(
+        f"/api/v1/agents/{agent_id}/heartbeat", json={"padding": "x" * 70_000}, headers=api.bearer(key)
+    )
+    assert padded.status == 413, "other agent routes keep the general limit"
     wait = await api.client.get(f"/api/v1/agents/{agent_id}/commands?wait=999", headers=api.bearer(key))
     assert (wait.status, (await wait.json())["error"]["field"]) == (422, "wait")
     bad_id = await api.client.post("/api/v1/agents/bad%20id/heartbeat", json={}, headers=api.bearer(key))
