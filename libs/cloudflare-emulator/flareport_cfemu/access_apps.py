@@ -10,6 +10,7 @@ from __future__ import annotations
 import secrets
 from typing import Any
 
+from flareport_cfemu import errors
 from flareport_cfemu.access_store import (
     APP_DEFAULTS,
     APP_TYPES,
@@ -21,6 +22,7 @@ from flareport_cfemu.access_store import (
     reusable_policy,
     tags_of,
 )
+from flareport_cfemu.errors import ApiError
 from flareport_cfemu.state import EmulatorState, new_uuid, now_iso, public
 
 Json = dict[str, Any]
@@ -85,7 +87,7 @@ def _app_fields(state: EmulatorState, account_id: str, app_id: str, body: Json) 
     domain = str(domain or "").strip().lower()
     for other in state.access_apps.values():
         if other["_account_id"] == account_id and other["id"] != app_id and domain and other.get("domain") == domain:
-            raise invalid(f"an application with domain {domain!r} already exists")
+            raise ApiError(409, errors.ACCESS_APP_EXISTS, "access.api.error.application_already_exists")
     duration = body.get("session_duration", "24h")
     if not isinstance(duration, str) or not DURATION_RE.match(duration):
         raise invalid(f"session_duration {duration!r} is not a duration like '24h' or '30m'")

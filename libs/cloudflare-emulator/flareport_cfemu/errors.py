@@ -27,6 +27,7 @@ DNS_A_ON_CNAME = 81054  # "A CNAME record with that host already exists."
 DNS_IDENTICAL = 81058  # "An identical record already exists."
 TUNNEL_NAME_TAKEN = 1013  # "You already have a tunnel with this name. ..."
 ACCESS_ERROR = 12130  # "access.api.error.not_found" and other Access errors
+ACCESS_APP_EXISTS = 11010  # 409 "access.api.error.application_already_exists" (another app has the domain)
 
 # Emulator choices: Cloudflare's exact code for these cases is not documented publicly.
 METHOD_NOT_ALLOWED = 7001  # known route, wrong HTTP method

@@ -1,9 +1,12 @@
 """Applying a ``sync_access_app`` job: one self-hosted Access application per host+path, tagged as ours.
 
 The observed copy of the app (as Cloudflare answered our last write) is kept per target; a job whose
-desired app matches it costs no call. Otherwise the app is looked up by domain: a foreign app (without our
-tag) is a conflict and is never touched; ours is replaced (``PUT``) when it differs; a missing one is
-created. ``app=None`` deletes our app. Access groups become reusable policies named ``flareport group <id>``,
+desired app matches it costs no call. A target with no observed copy is most likely new, so its app is created
+at once: Cloudflare refuses a second application on a domain (409, code 11010
+``access.api.error.application_already_exists``), so the create can never shadow an app that is already there.
+Otherwise, and after such a refusal, the app is looked up by domain: a foreign app (without our tag) is a
+conflict and is never touched; ours is replaced (``PUT``) when it differs; a missing one is created.
+``app=None`` deletes our app. Access groups become reusable policies named ``flareport group <id>``,
 created or updated as their definition changes and linked to the app after its own policy.
 
 The tag is created once per process, before the first app write: concurrent jobs of a fresh worker wait
@@ -31,12 +34,15 @@ from flareport_dns_worker.access_plan import (
     policy_matches,
     reusable_policy_body,
 )
-from flareport_dns_worker.cfclient import CfApiError, CloudflareApi
-from flareport_dns_worker.metrics import CONFLICTS
+from flareport_dns_worker.cfclient import CfApiError, CfTransientError, CloudflareApi
+from flareport_dns_worker.metrics import APP_CREATE_REFUSED, CONFLICTS
 from flareport_dns_worker.outcome import Outcome
 from flareport_dns_worker.tunnels import JobFailed, api_error
 
 ACCESS = "/accounts/{account_id}/access"
+# Cloudflare's answer to a create on a domain that has an app (code 11010); the client counts 409 as retryable,
+# so it arrives as a non-retried ``CfTransientError`` of a POST.
+APP_EXISTS_STATUS = 409
 
 
 class AccessSync:
@@ -61,15 +67,32 @@ class AccessSync:
         ):
             return Outcome()
         try:
-            return await self._sync(job, desired, key)
+            outcome = Outcome()
+            if desired is not None and cached is None and not fresh and await self._create(desired, key, outcome):
+                return outcome
+            return await self._sync(job, desired, key, outcome)
         except CfApiError as error:
             raise JobFailed(api_error(error, hostname=job.hostname)) from error
 
-    async def _sync(self, job: SyncAccessApp, desired: DesiredAccessApp | None, key: str) -> Outcome:
+    async def _create(self, desired: DesiredAccessApp, key: str, outcome: Outcome) -> bool:
+        """Create the app of a target never written before; False when its domain already has an app."""
+        group_ids = await self._group_policies(desired, outcome) if desired.groups else {}
+        await self._ensure_tag(outcome)
+        try:
+            answer = await self._api.request("POST", ACCESS + "/apps", body=app_body(desired, self._tag, group_ids))
+        except CfTransientError as error:
+            if error.status == APP_EXISTS_STATUS:
+                APP_CREATE_REFUSED.inc()
+                return False  # ours from a lost cache, or foreign: the lookup decides
+            raise
+        outcome.writes += 1
+        await self._redis.set(key, json.dumps(answer.get("result") or {}))
+        return True
+
+    async def _sync(self, job: SyncAccessApp, desired: DesiredAccessApp | None, key: str, outcome: Outcome) -> Outcome:
         domain = app_domain(job.hostname, job.path)
         found = await self._api.list_all(ACCESS + "/apps", per_page=1000, params={"domain": domain, "exact": "true"})
         current = next((a for a in found if str(a.get("domain", "")).lower() == domain), None)
-        outcome = Outcome()
         if current is not None and not is_ours(current, self._tag):
             CONFLICTS.labels("access").inc()
             outcome.errors.append(foreign_app_conflict(job.hostname, job.path, current, self._tag))

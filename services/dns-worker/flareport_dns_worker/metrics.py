@@ -37,6 +37,11 @@ JOBS = Counter(
     "Jobs finished, by type and outcome (applied, unchanged, skipped, failed, lease_busy).",
     ["job_type", "outcome"],
 )
+APP_CREATE_REFUSED = Counter(
+    "flareport_dnsworker_access_create_refused_total",
+    "Access app creates Cloudflare refused because the domain already had an app (then looked up: adopted if ours, "
+    "a conflict if foreign).",
+)
 CONFLICTS = Counter(
     "flareport_dnsworker_conflicts_total",
     "Foreign DNS records, ingress rules or Access apps on a wanted name, by kind (dns, ingress, access).",

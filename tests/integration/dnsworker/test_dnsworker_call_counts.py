@@ -192,8 +192,8 @@ async def test_a_fresh_worker_creates_the_access_tag_once_for_many_concurrent_ap
         await drain(svc)
         assert all(r.ok and not r.errors for r in await job_results(redis, keys))
         assert sorted(a["domain"] for a in emu.emulator.state.access_apps.values()) == names
-        # Each app is still looked up by domain before its create: a foreign app there must not be shadowed.
-        assert calls(emu) == {CREATE_TAG: 1, LIST_APPS: 20, CREATE_APP: 20}, "the tag is created once"
+        # A new app is created without a lookup: Cloudflare refuses a second app on a domain.
+        assert calls(emu) == {CREATE_TAG: 1, CREATE_APP: 20}, "the tag is created once, each app with one call"
     finally:
         await svc.close()
 
@@ -211,7 +211,30 @@ async def test_an_access_tag_made_earlier_is_used_after_one_check(
         await drain(svc)
         assert all(r.ok and not r.errors for r in await job_results(redis, keys))
         assert len(emu.emulator.state.access_apps) == 2
-        assert calls(emu) == {CREATE_TAG: 1, GET_TAG: 1, LIST_APPS: 2, CREATE_APP: 2}
+        assert calls(emu) == {CREATE_TAG: 1, GET_TAG: 1, CREATE_APP: 2}
     finally:
         await svc.close()
         await client.close()
+
+
+async def test_an_app_of_ours_whose_observed_copy_was_lost_is_adopted_after_one_refused_create(
+    emu: RunningEmulator, redis: aioredis.Redis, redis_server: LocalRedis, keys: Keys, prefix: str
+) -> None:
+    svc = service(settings_for(redis_server.url, prefix, emu), redis)
+    try:
+        await send(redis, keys, [access_job("kept.example.com")])
+        await drain(svc)
+        [app] = emu.emulator.state.access_apps.values()
+        await redis.delete(keys.target_observed(access_job("kept.example.com").target))  # as after a Redis loss
+        emu.emulator.clear_requests()
+
+        again = SyncAccessApp(hostname="kept.example.com", version="v2", app=access_job("kept.example.com").app)
+        await send(redis, keys, [again])
+        await drain(svc)
+        assert all(r.ok and not r.errors for r in await job_results(redis, keys))
+        assert list(emu.emulator.state.access_apps.values()) == [app], "the same app, unchanged, and no second one"
+        # The create is refused (the domain has an app), the lookup finds it tagged as ours and equal: no write.
+        assert calls(emu) == {CREATE_APP: 1, LIST_APPS: 1}
+        assert await redis.get(keys.target_observed(access_job("kept.example.com").target)), "observed again"
+    finally:
+        await svc.close()

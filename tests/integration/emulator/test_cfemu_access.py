@@ -149,8 +149,10 @@ async def test_invalid_applications_are_rejected(
 async def test_duplicate_domain_is_rejected_and_unknown_app_is_404(acf: cloudflare.AsyncCloudflare) -> None:
     apps: Any = acf.zero_trust.access.applications
     await apps.create(account_id=ACCOUNT_ID, type="self_hosted", domain="d.example.com")
-    with pytest.raises(cloudflare.BadRequestError, match="already exists"):
-        await apps.create(account_id=ACCOUNT_ID, type="self_hosted", domain="d.example.com")
+    with pytest.raises(cloudflare.ConflictError) as caught:
+        await apps.create(account_id=ACCOUNT_ID, type="self_hosted", domain="D.example.com")
+    body: Any = caught.value.body
+    assert body["errors"][0] == {"code": 11010, "message": "access.api.error.application_already_exists"}
     with pytest.raises(cloudflare.NotFoundError):
         await apps.get("00000000-0000-4000-8000-000000000000", account_id=ACCOUNT_ID)
 
