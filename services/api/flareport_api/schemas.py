@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import msgspec
 
-from flareport_common.messages.rules import AccessPolicy, Rule
+from flareport_common.messages.rules import AccessSpec, OriginOptions, Rule
 from flareport_common.readmodel import AgentRecord, CommandRecord, RuleRecord
 
 KeyStatus = Literal["active", "revoked"]
@@ -122,28 +122,12 @@ class RuleList(msgspec.Struct, frozen=True, kw_only=True):
     rules: tuple[RuleView, ...]
 
 
-class OriginInput(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+class OriginInput(OriginOptions, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """``OriginOptions`` as an admin sends it (unknown fields refused)."""
 
-    no_tls_verify: bool | None = None
-    origin_server_name: str | None = None
-    http_host_header: str | None = None
-    http2_origin: bool | None = None
-    disable_chunked_encoding: bool | None = None
-    match_sni_to_host: bool | None = None
 
-
-class AccessInput(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+class AccessInput(AccessSpec, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """``AccessSpec`` as an admin sends it (unknown fields refused)."""
-
-    policy: AccessPolicy | None = None
-    groups: tuple[str, ...] = ()
-    name: str | None = None
-    session_duration: str | None = None
-    app_launcher_visible: bool | None = None
-    allowed_idps: tuple[str, ...] = ()
-    auto_redirect_to_identity: bool | None = None
-    custom_rules: tuple[dict[str, Any], ...] = ()
 
 
 class RuleInput(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):

@@ -165,6 +165,11 @@ async def test_manual_rules_reject_bad_hostnames_and_services(api: Api) -> None:
         ({"hostname": "a.example.com", "service": "http://a:99999"}, "rule.service"),
         ({"hostname": "a.example.com", "service": "http://a", "zone_name": "other.com"}, "rule.zone_name"),
         ({"hostname": "a.example.com", "service": "http://a", "bogus": 1}, "rule.bogus"),
+        (
+            {"hostname": "a.example.com", "service": "http://a", "origin": {"no_tls_verifyy": True}},
+            "rule.origin.no_tls_verifyy",
+        ),
+        ({"hostname": "a.example.com", "service": "http://a", "access": {"polcy": "bypass"}}, "rule.access.polcy"),
         ({"hostname": "a.example.com"}, "rule.service"),
     ]
     for rule, field in cases:
