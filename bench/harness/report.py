@@ -196,9 +196,9 @@ def _calls(results: dict[str, Any]) -> list[str]:
     if access:
         largest = access[-1]
         calls = ", ".join(f"`{k}` {v}" for k, v in largest["by_endpoint"].items())
-        out += [f"Calls of the largest Access burst at the dns-worker ({largest['rules']:,} apps): {calls}. Each app "
-                "is looked up by domain before it is created (the reads: they find a foreign app, or our own app "
-                "whose create result was lost); the `flareport` Access tag is made once per worker.", ""]  # fmt: skip
+        out += [f"Calls of the largest Access burst at the dns-worker ({largest['rules']:,} apps): {calls}. A new "
+                "app is created at once (Cloudflare refuses a second app on a domain, and only then is the domain "
+                "looked up); the `flareport` Access tag is made once per worker.", ""]  # fmt: skip
     return out
 
 
