@@ -11,8 +11,14 @@ from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any
 
+import redis.asyncio as aioredis
+from aiohttp.test_utils import TestClient, TestServer
+
+from flareport_api.app import create_app
 from flareport_api.state import CONTEXT
 from flareport_api.ui.fingerprint import fingerprint
+from flareport_cli.localredis import LocalRedis
+from flareport_common.keys import Keys
 from flareport_common.messages.base import utcnow
 from flareport_common.messages.deadletters import DeadLetter
 from flareport_common.messages.events import TunnelState
@@ -29,7 +35,7 @@ from flareport_common.streams.codec import encode
 from fptest.api_helpers import MASTER, stream_messages
 from fptest.waiting import wait_for
 
-from .conftest import PASSWORD, Ui
+from .conftest import PASSWORD, Ui, ui_settings
 
 ADMIN = {"Authorization": f"Bearer {MASTER}"}
 
@@ -250,39 +256,66 @@ async def test_live_stream_says_changed_when_the_read_model_changes(ui: Ui) -> N
     response.close()
 
 
+def stamp(html: str) -> str:
+    match = re.search(r'data-version="([0-9a-f]{16})"', html)
+    assert match, "every page carries the read-model version it was rendered from"
+    return match.group(1)
+
+
+async def version_event(response: Any) -> str:
+    """The next version a ``/ui/events`` stream sends."""
+    while True:
+        line = (await asyncio.wait_for(response.content.readline(), 10)).decode()
+        if line.startswith("data:"):
+            return str(json.loads(line.removeprefix("data:"))["version"])
+
+
+async def versions_until(ui: Ui, done: Callable[[str], bool]) -> str:
+    """Open a stream and read it until a version satisfies ``done``; return that version."""
+    response = await ui.client.get("/ui/events")
+    try:
+        while not done(version := await version_event(response)):
+            pass
+        return version
+    finally:
+        response.close()
+
+
 async def test_a_page_is_stamped_with_the_version_it_shows_so_a_change_before_subscribing_is_not_missed(
     ui: Ui,
 ) -> None:
     """The page's script refreshes whenever the stream's version is not the page's ``data-version``."""
     await ui.logged_in()
-
-    def stamp(html: str) -> str:
-        match = re.search(r'data-version="([0-9a-f]{16})"', html)
-        assert match, "every page carries the read-model version it was rendered from"
-        return match.group(1)
-
-    async def versions_until(done: Callable[[str], bool]) -> str:
-        """Read the stream until a version satisfies ``done``; return that version."""
-        response = await ui.client.get("/ui/events")
-        try:
-            while True:
-                line = (await asyncio.wait_for(response.content.readline(), 10)).decode()
-                if line.startswith("data:"):
-                    version = str(json.loads(line.removeprefix("data:"))["version"])
-                    if done(version):
-                        return version
-        finally:
-            response.close()
-
     unchanged = stamp(await ui.html("/ui/"))
-    first = await versions_until(lambda _: True)
+    first = await versions_until(ui, lambda _: True)
     assert first == unchanged, "nothing changed: the stream's first version is the page's, so it does not refresh"
 
     stale = stamp(await ui.html("/ui/"))
     # A rule appears after the page was rendered but before its script subscribes: the stream must say so.
     await ui.put_rule(RuleRecord(key="late.example.com", hostname="late.example.com", service="http://l:1"))
-    assert await versions_until(lambda v: v != stale) != stale
+    assert await versions_until(ui, lambda v: v != stale) != stale
     assert "late.example.com" in await ui.html("/ui/")
+
+
+async def test_a_new_stream_starts_with_the_current_version_while_the_watcher_still_holds_an_older_one(
+    redis_server: LocalRedis, prefix: str, keys: Keys, redis: aioredis.Redis
+) -> None:
+    """An open dashboard keeps the watcher running between its reads; a page loaded after a change (a form's
+    redirect) must not be told the watcher's older version, or it refreshes at once and loses its notice."""
+    settings = ui_settings(redis_server.url, prefix, ui_events_seconds=3600)  # one read, then a long sleep
+    client: TestClient[Any, Any] = TestClient(TestServer(create_app(settings)))
+    await client.start_server()
+    ui = Ui(client=client, keys=keys, redis=redis)
+    try:
+        await ui.logged_in()
+        other_tab = await client.get("/ui/events")
+        await version_event(other_tab)
+        await ui.put_rule(RuleRecord(key="new.example.com", hostname="new.example.com", service="http://n:1"))
+        page = stamp(await ui.html("/ui/"))
+        assert await versions_until(ui, lambda _: True) == page
+        other_tab.close()
+    finally:
+        await client.close()
 
 
 async def _done(task: asyncio.Task[Any]) -> bool:

@@ -38,11 +38,9 @@ class Watcher:
         self.closed = False
 
     def subscribe(self) -> asyncio.Queue[str]:
-        """A queue of versions; its first item is the current version (at once while the watcher is running, else
-        as soon as it has read one: a version kept from an earlier, idle period would be stale)."""
+        """A queue of the versions the watcher reads from now on. Its own last version is not handed over: it may
+        be up to one period old, older than the page (the stream reads a fresh one for its first event)."""
         queue: asyncio.Queue[str] = asyncio.Queue(maxsize=1)
-        if self.version:
-            queue.put_nowait(self.version)
         self._listeners.add(queue)
         self._wake.set()
         return queue
@@ -61,7 +59,6 @@ class Watcher:
     async def run(self) -> None:
         while True:
             if not self._listeners:
-                self.version = ""  # unwatched changes may come now; the next listener must not get this one
                 self._wake.clear()
                 await self._wake.wait()
             try:
@@ -107,6 +104,14 @@ async def events(request: web.Request) -> web.StreamResponse:
     await response.prepare(request)
     queue = watcher.subscribe()
     try:
+        # Subscribed first, then read: a change after this read reaches the queue, none falls in between.
+        sent = ""
+        try:
+            sent = await fingerprint(request.app[CONTEXT])
+        except Exception as exc:  # Redis away: the page keeps its own version until the watcher reads one
+            log.warning("ui.live_fingerprint_failed", error=str(exc))
+        else:
+            await response.write(f'event: changed\ndata: {{"version": "{sent}"}}\n\n'.encode())
         while not watcher.closed:
             try:
                 version = await asyncio.wait_for(queue.get(), timeout=KEEPALIVE_S)
@@ -115,7 +120,9 @@ async def events(request: web.Request) -> web.StreamResponse:
                 continue
             if not version:
                 break
-            await response.write(f'event: changed\ndata: {{"version": "{version}"}}\n\n'.encode())
+            if version != sent:  # the watcher's first read after this subscription is usually the same
+                sent = version
+                await response.write(f'event: changed\ndata: {{"version": "{version}"}}\n\n'.encode())
     except (ConnectionResetError, asyncio.CancelledError):
         pass
     finally:

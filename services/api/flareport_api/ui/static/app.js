@@ -31,7 +31,9 @@ async function refreshMain() {
   const doc = new DOMParser().parseFromString(await response.text(), "text/html");
   const fresh = doc.getElementById("main");
   if (fresh) {
+    // The notice on screen (e.g. "Key revoked") stays: it answers what the admin just did.
     fresh.querySelectorAll(".flash").forEach((el) => el.remove());
+    document.querySelectorAll("#main > .flash").forEach((el) => fresh.prepend(el));
     document.getElementById("main").replaceWith(fresh);
     tickCountdowns();
   }
