@@ -61,6 +61,11 @@ def test_dockflare_aliases_are_accepted_and_flareport_names_win() -> None:
             {"MASTER_API_KEY": "x" * 20, "REDIS_URL": "http://r"},
             "REDIS_URL: expected a redis/rediss/unix URL",
         ),
+        (
+            load_api,
+            {"MASTER_API_KEY": "x" * 20, "FLAREPORT_REVOKED_AGENT_KEYS": "key_0123456789abcdef, fpk_0123456789abcdef"},
+            "FLAREPORT_REVOKED_AGENT_KEYS: 'fpk_0123456789abcdef' is not a key id",
+        ),
         (load_reconciler, {"GRACE_PERIOD_SECONDS": "-1"}, "GRACE_PERIOD_SECONDS: must be at least 0"),
         (load_reconciler, {"LOG_LEVEL": "loud"}, "LOG_LEVEL: expected one of debug, info"),
         (load_dns_worker, {"CLOUDFLARE_API_TOKEN": "t"}, "CLOUDFLARE_ACCOUNT_ID (or CF_ACCOUNT_ID): required"),
@@ -70,6 +75,12 @@ def test_bad_values_name_the_variable(loader: object, env: dict[str, str], messa
     with pytest.raises(SettingsError) as caught:
         loader(env)  # type: ignore[operator]
     assert str(caught.value).startswith(message)
+
+
+def test_revoked_agent_keys_are_read_as_a_set_of_key_ids() -> None:
+    env = {"MASTER_API_KEY": "x" * 20, "FLAREPORT_REVOKED_AGENT_KEYS": "key_0123456789abcdef,  KEY_fedcba9876543210"}
+    assert load_api(env).revoked_agent_keys == {"key_0123456789abcdef", "key_fedcba9876543210"}
+    assert load_api({"MASTER_API_KEY": "x" * 20}).revoked_agent_keys == frozenset()
 
 
 def test_image_references_with_tag_or_digest_are_valid() -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import os
+import re
 import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -20,6 +21,7 @@ from flareport_common.keys import DEFAULT_PREFIX
 
 DEFAULT_CLOUDFLARED_IMAGE = "cloudflare/cloudflared:2025.9.0"
 DEFAULT_CLOUDFLARE_API_BASE_URL = "https://api.cloudflare.com/client/v4"
+_KEY_ID = re.compile(r"key_[0-9a-f]{16}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +73,9 @@ class ApiSettings:
     # data) can be recognised and restored without the admin issuing new keys; see docs/security.md.
     agent_key_secret: str = field(default="", repr=False)
     agent_key_recovery: bool = True
+    # Key ids refused whatever Redis holds: a revocation kept in configuration outlives a total loss of Redis data,
+    # after which a key revoked only in Redis would prove itself and be restored.
+    revoked_agent_keys: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,6 +184,7 @@ def load_api(environ: Mapping[str, str]) -> ApiSettings:
         ui_events_seconds=env.number("FLAREPORT_UI_EVENTS_SECONDS", default=2.0, minimum=0.1),
         agent_key_secret=_agent_key_secret(env, key),
         agent_key_recovery=env.flag("FLAREPORT_AGENT_KEY_RECOVERY", default=True),
+        revoked_agent_keys=_key_ids(env, "FLAREPORT_REVOKED_AGENT_KEYS"),
         **_load_oidc(env),
     )
 
@@ -201,6 +207,14 @@ def _agent_key_secret(env: Env, master_key: str) -> str:
 
 def _words(env: Env, name: str) -> tuple[str, ...]:
     return tuple(w.strip().lower() for w in (env.optional(name) or "").replace(",", " ").split() if w.strip())
+
+
+def _key_ids(env: Env, name: str) -> frozenset[str]:
+    ids = _words(env, name)
+    for key_id in ids:
+        if not _KEY_ID.fullmatch(key_id):
+            raise SettingsError(f"{name}: {key_id!r} is not a key id (key_ and 16 hex digits, as the keys page shows)")
+    return frozenset(ids)
 
 
 def _load_oidc(env: Env) -> dict[str, Any]:

@@ -27,7 +27,7 @@ import hmac
 import secrets
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -122,11 +122,21 @@ class StoredKey:
 
 
 class KeyStore:
-    def __init__(self, redis: aioredis.Redis, keys: Keys, minter: KeyMinter, *, recovery: bool = True) -> None:
+    def __init__(
+        self,
+        redis: aioredis.Redis,
+        keys: Keys,
+        minter: KeyMinter,
+        *,
+        recovery: bool = True,
+        revoked: frozenset[str] = frozenset(),
+    ) -> None:
         self._redis = redis
         self._keys = keys
         self.minter = minter
         self._recovery = recovery
+        # FLAREPORT_REVOKED_AGENT_KEYS: refused whatever Redis holds, and never restored from their proof.
+        self._revoked = revoked
         self._last_used: dict[str, float] = {}
 
     async def create(self, label: str, *, agent_id: str | None = None) -> tuple[str, StoredKey]:
@@ -157,6 +167,11 @@ class KeyStore:
         stored = StoredKey.from_hash(raw)
         if not hmac.compare_digest(stored.key_hash.encode(), digest.encode()):
             return None
+        return self._configured_revocation(stored)
+
+    def _configured_revocation(self, stored: StoredKey) -> StoredKey:
+        if stored.key_id in self._revoked and stored.status != "revoked":
+            return replace(stored, status="revoked")
         return stored
 
     async def _recover(self, presented: str, digest: str) -> StoredKey | None:
@@ -165,6 +180,11 @@ class KeyStore:
         if proof is None:
             return None
         now = utcnow()
+        if proof.key_id in self._revoked:
+            log.warning("refused to restore an agent key listed in FLAREPORT_REVOKED_AGENT_KEYS", key_id=proof.key_id)
+            return StoredKey.from_hash(
+                {"key_id": proof.key_id, "hash": digest, "status": "revoked", "created_at": now.isoformat()}
+            )
         fields = {
             "key_id": proof.key_id,
             "label": "restored after a loss of data",
@@ -214,7 +234,7 @@ class KeyStore:
         if digest is None:
             return None
         raw = await self._redis.hgetall(self._keys.api_key(_text(digest) or ""))
-        return StoredKey.from_hash(raw) if raw else None
+        return self._configured_revocation(StoredKey.from_hash(raw)) if raw else None
 
     async def all(self) -> list[StoredKey]:
         index = await self._redis.hgetall(self._keys.api_keys_index)
@@ -222,7 +242,7 @@ class KeyStore:
         for digest in index.values():
             pipe.hgetall(self._keys.api_key(_text(digest) or ""))
         rows = await pipe.execute() if index else []
-        found = [StoredKey.from_hash(raw) for raw in rows if raw]
+        found = [self._configured_revocation(StoredKey.from_hash(raw)) for raw in rows if raw]
         return sorted(found, key=lambda k: (k.created_at, k.key_id))
 
     async def of_agent(self, agent_id: str) -> list[StoredKey]:

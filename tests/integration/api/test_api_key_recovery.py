@@ -97,6 +97,55 @@ async def test_with_recovery_off_a_lost_key_is_refused(api_settings: ApiSettings
         await client.close()
 
 
+async def test_a_key_listed_as_revoked_in_the_configuration_stays_refused_after_the_loss(
+    api_settings: ApiSettings, api: Api, prefix: str
+) -> None:
+    key, other = await api.new_key(), await api.new_key()
+    agent_id = (await api.register(key))["agent_id"]
+    other_agent = (await api.register(other))["agent_id"]
+    listed = await (await api.client.get("/api/v1/keys", headers=api.admin)).json()
+    key_id = next(k["key_id"] for k in listed["keys"] if k["agent_id"] == agent_id)
+    await api.client.post(f"/api/v1/keys/{key_id}/revoke", headers=api.admin)
+    await lose_everything(api.redis, prefix)
+
+    configured = replace(api_settings, revoked_agent_keys=frozenset({key_id}))
+    client: TestClient[Any, Any] = TestClient(TestServer(create_app(configured)))
+    await client.start_server()
+    try:
+        refused = await client.post(
+            f"/api/v1/agents/{agent_id}/heartbeat", json={"docker_reachable": True}, headers=api.bearer(key)
+        )
+        assert (refused.status, (await refused.json())["error"]["code"]) == (401, "key_revoked")
+        assert await api.redis.hget(api.keys.api_keys_index, key_id) is None, "nothing of it is restored"
+        kept = await client.post(
+            f"/api/v1/agents/{other_agent}/heartbeat", json={"docker_reachable": True}, headers=api.bearer(other)
+        )
+        assert kept.status == 200, "every other key is restored as usual"
+    finally:
+        await client.close()
+
+
+async def test_a_key_listed_as_revoked_in_the_configuration_is_refused_although_redis_says_active(
+    api_settings: ApiSettings, api: Api
+) -> None:
+    key = await api.new_key()
+    agent_id = (await api.register(key))["agent_id"]
+    key_id = (await (await api.client.get("/api/v1/keys", headers=api.admin)).json())["keys"][0]["key_id"]
+    client: TestClient[Any, Any] = TestClient(
+        TestServer(create_app(replace(api_settings, revoked_agent_keys=frozenset({key_id}))))
+    )
+    await client.start_server()
+    try:
+        refused = await client.post(
+            f"/api/v1/agents/{agent_id}/heartbeat", json={"docker_reachable": True}, headers=api.bearer(key)
+        )
+        assert (refused.status, (await refused.json())["error"]["code"]) == (401, "key_revoked")
+        keys = (await (await client.get("/api/v1/keys", headers=api.admin)).json())["keys"]
+        assert [(k["key_id"], k["status"]) for k in keys] == [(key_id, "revoked")], "the keys list says so too"
+    finally:
+        await client.close()
+
+
 async def test_register_carries_the_agents_tunnel_claim_to_the_reconciler(api: Api) -> None:
     key = await api.new_key()
     claim = {"tunnel_id": "6f0a1b2c-0000-4000-8000-000000000001", "tunnel_token_sha256": "ab" * 32}

@@ -78,7 +78,14 @@ async def _stored(ctx: ApiContext, data: Form) -> Any:
 async def revoke_key(request: web.Request, ctx: ApiContext, session: Session, data: Form) -> web.StreamResponse:
     stored = await _stored(ctx, data)
     await ctx.store.revoke(stored)
-    raise await done(request, session, f"Key {stored.key_id} ({stored.label}) revoked.", data, "/ui/keys")
+    raise await done(
+        request,
+        session,
+        f"Key {stored.key_id} ({stored.label}) revoked. To keep it refused even after a loss of Redis data, add "
+        f"{stored.key_id} to FLAREPORT_REVOKED_AGENT_KEYS.",
+        data,
+        "/ui/keys",
+    )
 
 
 @form("/ui/keys")
