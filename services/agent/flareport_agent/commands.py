@@ -15,8 +15,10 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+import docker.errors
+
 from flareport_agent.state import AgentState, key_hash
-from flareport_agent.tunnel import TunnelManager, TunnelResult
+from flareport_agent.tunnel import EngineRefused, TunnelManager, TunnelResult
 from flareport_common.logs import get_logger
 from flareport_common.messages.commands import (
     CommandMessage,
@@ -72,7 +74,10 @@ class CommandExecutor:
             result, after = await self._run(command)
         except CommandFailed as exc:
             return Outcome(CommandAckRequest(ok=False, error=str(exc)))
-        except Exception as exc:  # the engine failed (image pull, API error): report it, the master may retry
+        except (EngineRefused, docker.errors.APIError) as exc:  # an answer from the engine, not a bug here
+            log.error("command failed", command=type(command).__name__, error=str(exc))
+            return Outcome(CommandAckRequest(ok=False, error=str(exc)))
+        except Exception as exc:  # anything else: report it with its traceback, the master may retry
             log.exception("command failed", command=type(command).__name__)
             return Outcome(CommandAckRequest(ok=False, error=f"{type(exc).__name__}: {exc}"))
         return Outcome(CommandAckRequest(ok=True, result=result), after)

@@ -22,6 +22,12 @@ import docker.errors
 
 from flareport_common.messages.events import TunnelState
 
+
+class EngineRefused(Exception):
+    """The engine refused what the tunnel needs (an image it cannot pull, a name in use...): an operator's matter,
+    reported with the command's result and logged in one line, not as a crash."""
+
+
 MANAGED_LABEL = "flareport.managed"
 MANAGED_VALUE = "cloudflared"
 TUNNEL_ID_LABEL = "flareport.tunnel_id"
@@ -138,7 +144,13 @@ class TunnelManager:
             self.client.images.get(image)
         except docker.errors.ImageNotFound:
             repo, tag = _split_image(image)
-            self.client.images.pull(repo, tag=tag)
+            try:
+                self.client.images.pull(repo, tag=tag)
+            except docker.errors.APIError as exc:
+                raise EngineRefused(
+                    f"the cloudflared image {image} is not on this host and could not be pulled "
+                    f"({exc.explanation or exc}); pull it on the host, or set CLOUDFLARED_IMAGE to one that is there"
+                ) from exc
 
     def _network_exists(self) -> bool:
         # The engine's name filter matches substrings ("net" finds "cloudflare-net"): compare exactly.

@@ -95,6 +95,24 @@ async def _true(value: bool) -> bool:
     return value
 
 
+async def test_an_image_the_engine_cannot_pull_is_reported_in_the_ack_and_the_agent_goes_on(
+    master: MasterDouble,
+    containers: Containers,
+    dclient: docker.DockerClient,
+    start_agent: Callable[..., RunningAgent],
+) -> None:
+    running = start_agent()
+    absent = "localhost/flareport-test-absent:1"
+    failed = await acked(master, master.push(StartTunnel(tunnel_id="tun-x", token=TOKEN, image=absent)))
+    assert not failed.ok
+    assert failed.error is not None and f"the cloudflared image {absent} is not on this host" in failed.error
+    assert "CLOUDFLARED_IMAGE" in failed.error, "the ack says what to do about it"
+    assert cloudflared(dclient) == []
+    fixed = await acked(master, master.push(StartTunnel(tunnel_id="tun-x", token=TOKEN)))
+    assert fixed.ok, fixed.error
+    assert not running.task.done()
+
+
 async def test_restart_tunnel_with_a_new_image_replaces_the_container(
     master: MasterDouble,
     containers: Containers,
