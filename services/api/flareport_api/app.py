@@ -12,7 +12,6 @@ import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 
-import redis.asyncio as aioredis
 import structlog
 from aiohttp import web
 from redis.exceptions import BusyLoadingError
@@ -28,6 +27,7 @@ from flareport_api.longpoll import CommandHub
 from flareport_api.metrics import Handler, metrics_middleware
 from flareport_api.state import CONTEXT, ROUTES, SETTINGS, ApiContext, Route
 from flareport_common.keys import Keys
+from flareport_common.redisconn import connect
 from flareport_common.settings import ApiSettings, derived_agent_key_secret
 from flareport_common.streams import Producer
 
@@ -65,18 +65,10 @@ def all_routes() -> list[Route]:
     return [*agent_routes.ROUTES, *admin_agents.ROUTES, *admin_rules.ROUTES, *admin_ops.ROUTES, own]
 
 
-def redis_client(settings: ApiSettings) -> aioredis.Redis:
-    """A pool that waits for a free connection instead of failing: 1,000 woken long-polls share it."""
-    kwargs: dict[str, Any] = {"max_connections": REDIS_POOL_SIZE, "timeout": 10, "socket_connect_timeout": 5}
-    if settings.common.redis_db_index is not None:
-        kwargs["db"] = settings.common.redis_db_index
-    pool = aioredis.BlockingConnectionPool.from_url(settings.common.redis_url, **kwargs)
-    return aioredis.Redis(connection_pool=pool)
-
-
 async def _resources(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
-    redis = redis_client(settings)
+    # A pool that waits for a free connection instead of failing: 1,000 woken long-polls share it.
+    redis = connect(settings.common, max_connections=REDIS_POOL_SIZE, wait_seconds=10)
     keys = Keys(settings.common.key_prefix)
     # Settings built in code (tests, embedding) may leave the secret empty: derive it as loading from the
     # environment does, so both mint and verify the same keys.
