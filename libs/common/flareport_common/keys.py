@@ -231,6 +231,10 @@ class Keys:
         """The argon2 hash of the generated admin password (first start without a configured password)."""
         return f"{self.prefix}ui:admin-password-hash"
 
+    def api_auth_failures(self, address: str) -> str:
+        """Failed authentications from one address, counted by every API replica (a fixed window)."""
+        return f"{self.prefix}api:auth-failures:{address}"
+
     def ui_login_failures(self, address: str) -> str:
         """Counter of failed web UI logins from one client address (expires with the window)."""
         return f"{self.prefix}ui:login-failures:{address}"

@@ -57,7 +57,7 @@ def _key_id(request: web.Request) -> str:
 
 async def create_key(request: web.Request) -> web.StreamResponse:
     ctx = context(request)
-    ctx.auth.admin(request)
+    await ctx.auth.admin(request)
     body = await read_body(request, KeyCreateRequest)
     label = validation.text(body.label, "label")
     key, stored = await ctx.store.create(label)
@@ -66,13 +66,13 @@ async def create_key(request: web.Request) -> web.StreamResponse:
 
 async def list_keys(request: web.Request) -> web.StreamResponse:
     ctx = context(request)
-    ctx.auth.admin(request)
+    await ctx.auth.admin(request)
     return json_response(KeyList(keys=tuple(k.info() for k in await ctx.store.all())))
 
 
 async def get_key(request: web.Request) -> web.StreamResponse:
     ctx = context(request)
-    ctx.auth.admin(request)
+    await ctx.auth.admin(request)
     stored = await ctx.store.get(_key_id(request))
     if stored is None:
         raise not_found("key", request.match_info["key_id"])
@@ -81,7 +81,7 @@ async def get_key(request: web.Request) -> web.StreamResponse:
 
 async def revoke_key(request: web.Request) -> web.StreamResponse:
     ctx = context(request)
-    ctx.auth.admin(request)
+    await ctx.auth.admin(request)
     key_id = _key_id(request)
     stored = await ctx.store.get(key_id)
     if stored is None:
@@ -94,7 +94,7 @@ async def revoke_key(request: web.Request) -> web.StreamResponse:
 
 async def roll_key(request: web.Request) -> web.StreamResponse:
     ctx = context(request)
-    ctx.auth.admin(request)
+    await ctx.auth.admin(request)
     key_id = _key_id(request)
     stored = await ctx.store.get(key_id)
     if stored is None:
@@ -143,7 +143,7 @@ def _agent_id(request: web.Request) -> str:
 
 async def list_agents(request: web.Request) -> web.StreamResponse:
     ctx = context(request)
-    ctx.auth.admin(request)
+    await ctx.auth.admin(request)
     status = query_choice(request, "status", STATUSES)
     agents = sorted((await _known_agents(ctx)).values(), key=lambda a: a.agent_id)
     if status is not None:
@@ -153,7 +153,7 @@ async def list_agents(request: web.Request) -> web.StreamResponse:
 
 async def agent_detail(request: web.Request) -> web.StreamResponse:
     ctx = context(request)
-    ctx.auth.admin(request)
+    await ctx.auth.admin(request)
     agent_id = _agent_id(request)
     record = await _agent(ctx, agent_id)
     detail = AgentDetail(
@@ -167,7 +167,7 @@ async def agent_detail(request: web.Request) -> web.StreamResponse:
 
 async def enroll(request: web.Request) -> web.StreamResponse:
     ctx = context(request)
-    ctx.auth.admin(request)
+    await ctx.auth.admin(request)
     agent_id = _agent_id(request)
     body = await read_body(request, EnrollRequest)
     if body.tunnel_name is not None and body.tunnel_id is not None:
@@ -191,7 +191,7 @@ async def enroll(request: web.Request) -> web.StreamResponse:
 
 async def rename(request: web.Request) -> web.StreamResponse:
     ctx = context(request)
-    ctx.auth.admin(request)
+    await ctx.auth.admin(request)
     agent_id = _agent_id(request)
     body = await read_body(request, RenameRequest)
     name = validation.text(body.display_name, "display_name")
@@ -201,7 +201,7 @@ async def rename(request: web.Request) -> web.StreamResponse:
 
 async def decommission(request: web.Request) -> web.StreamResponse:
     ctx = context(request)
-    ctx.auth.admin(request)
+    await ctx.auth.admin(request)
     agent_id = _agent_id(request)
     await _agent(ctx, agent_id)
     return await send_intent(ctx, AgentDecommissioned(agent_id=agent_id))
@@ -209,7 +209,7 @@ async def decommission(request: web.Request) -> web.StreamResponse:
 
 async def remove(request: web.Request) -> web.StreamResponse:
     ctx = context(request)
-    ctx.auth.admin(request)
+    await ctx.auth.admin(request)
     agent_id = _agent_id(request)
     force = query_choice(request, "force", ("true", "false")) == "true"
     record = await _agent(ctx, agent_id)

@@ -45,7 +45,7 @@ def _text(value: Any) -> str:
 
 async def reconcile(request: web.Request) -> web.StreamResponse:
     ctx = context(request)
-    ctx.auth.admin(request)
+    await ctx.auth.admin(request)
     body = await read_body(request, ReconcileRequest)
     if not _scope.match(body.scope):
         raise ApiError(422, "invalid_body", "scope must be 'all' or kind:name (e.g. zone:example.com)", field="scope")
@@ -74,7 +74,7 @@ def _letter(entry_id: Any, fields: Any) -> DeadLetterEntry | None:
 
 async def dead_letters(request: web.Request) -> web.StreamResponse:
     ctx = context(request)
-    ctx.auth.admin(request)
+    await ctx.auth.admin(request)
     count = query_int(request, "count", default=100, minimum=1, maximum=1000)
     after = request.query.get("after") or None
     start = "-" if after is None else "(" + validation.entry_id(after, "after")
@@ -86,7 +86,7 @@ async def dead_letters(request: web.Request) -> web.StreamResponse:
 
 async def replay(request: web.Request) -> web.StreamResponse:
     ctx = context(request)
-    ctx.auth.admin(request)
+    await ctx.auth.admin(request)
     entry_id = validation.entry_id(request.match_info["entry_id"], "entry_id")
     entries = await ctx.redis.xrange(ctx.keys.dead_letters, entry_id, entry_id, count=1)
     if not entries:
@@ -127,7 +127,7 @@ async def _stream_status(request: web.Request, name: str) -> StreamStatus:
 
 async def status(request: web.Request) -> web.StreamResponse:
     ctx = context(request)
-    ctx.auth.admin(request)
+    await ctx.auth.admin(request)
     keys = ctx.keys
     streams = [await _stream_status(request, s) for s in (keys.events, keys.intents, keys.cf_jobs, keys.cf_results)]
     streams.append(await _stream_status(request, keys.dead_letters))

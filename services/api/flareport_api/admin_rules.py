@@ -49,7 +49,7 @@ _encoder = msgspec.json.Encoder()
 
 async def list_rules(request: web.Request) -> web.StreamResponse:
     ctx = context(request)
-    ctx.auth.admin(request)
+    await ctx.auth.admin(request)
     status = query_choice(request, "status", RULE_STATUSES)
     source = query_choice(request, "source", ("container", "manual"))
     agent_id = request.query.get("agent_id") or None
@@ -73,7 +73,7 @@ async def list_rules(request: web.Request) -> web.StreamResponse:
 async def rule_detail(request: web.Request) -> web.StreamResponse:
     """Every rule of one hostname (one per path)."""
     ctx = context(request)
-    ctx.auth.admin(request)
+    await ctx.auth.admin(request)
     host = validation.hostname(request.match_info["hostname"], "hostname")
     rules = sorted((r for r in await readstore.rules(ctx.redis, ctx.keys) if r.hostname == host), key=lambda r: r.key)
     if not rules:
@@ -105,7 +105,7 @@ async def _manual_rules(ctx: ApiContext) -> dict[str, ManualRule]:
 
 async def list_manual(request: web.Request) -> web.StreamResponse:
     ctx = context(request)
-    ctx.auth.admin(request)
+    await ctx.auth.admin(request)
     rules = sorted((await _manual_rules(ctx)).values(), key=lambda r: r.rule.key)
     return json_response(ManualRuleList(rules=tuple(rules)))
 
@@ -138,12 +138,12 @@ async def save_manual(ctx: ApiContext, rule_id: str, body: ManualRuleRequest, *,
 
 
 async def create_manual(request: web.Request) -> web.StreamResponse:
-    context(request).auth.admin(request)
+    await context(request).auth.admin(request)
     return await _upsert_manual(request, "mr_" + new_id()[:16], creating=True)
 
 
 async def update_manual(request: web.Request) -> web.StreamResponse:
-    context(request).auth.admin(request)
+    await context(request).auth.admin(request)
     rule_id = validation.path_id(request.match_info["rule_id"], "rule_id")
     return await _upsert_manual(request, rule_id, creating=False)
 
@@ -151,7 +151,7 @@ async def update_manual(request: web.Request) -> web.StreamResponse:
 async def _get_one(request: web.Request, param: str, what: str, store: str, kind: type[Any]) -> web.StreamResponse:
     """One stored manual rule or access group (``store``: its hash), or 404 naming it."""
     ctx = context(request)
-    ctx.auth.admin(request)
+    await ctx.auth.admin(request)
     item_id = validation.path_id(request.match_info[param], param)
     raw = await ctx.redis.hget(store, item_id)
     if raw is None:
@@ -165,7 +165,7 @@ async def _delete_one(
     """Remove a stored manual rule or access group and tell the reconciler, in one transaction (202).
     ``param`` names both the path parameter and the intent's id field (``rule_id``, ``group_id``)."""
     ctx = context(request)
-    ctx.auth.admin(request)
+    await ctx.auth.admin(request)
     item_id = validation.path_id(request.match_info[param], param)
     if not await ctx.redis.hexists(store, item_id):
         raise not_found(what, item_id)
@@ -189,7 +189,7 @@ async def delete_manual(request: web.Request) -> web.StreamResponse:
 
 async def list_groups(request: web.Request) -> web.StreamResponse:
     ctx = context(request)
-    ctx.auth.admin(request)
+    await ctx.auth.admin(request)
     raw = await ctx.redis.hgetall(ctx.keys.api_access_groups)
     groups = sorted((msgspec.json.decode(v, type=AccessGroup) for v in raw.values()), key=lambda g: g.name)
     return json_response(AccessGroupList(groups=tuple(groups)))
@@ -217,12 +217,12 @@ async def save_group(ctx: ApiContext, group_id: str, body: AccessGroupRequest, *
 
 
 async def create_group(request: web.Request) -> web.StreamResponse:
-    context(request).auth.admin(request)
+    await context(request).auth.admin(request)
     return await _upsert_group(request, "ag_" + new_id()[:16], creating=True)
 
 
 async def update_group(request: web.Request) -> web.StreamResponse:
-    context(request).auth.admin(request)
+    await context(request).auth.admin(request)
     group_id = validation.path_id(request.match_info["group_id"], "group_id")
     return await _upsert_group(request, group_id, creating=False)
 

@@ -19,7 +19,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from flareport_api import admin_agents, admin_ops, admin_rules, agent_routes, openapi, ui
-from flareport_api.auth import Authenticator, FailureLimiter
+from flareport_api.auth import Authenticator, FailureLimiter, SharedFailures
 from flareport_api.errors import ApiError, error_response, json_response
 from flareport_api.keyproof import KeyMinter
 from flareport_api.keystore import KeyStore
@@ -81,7 +81,7 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
         keys=keys,
         redis=redis,
         store=store,
-        auth=Authenticator(settings.master_api_key, store, limiter),
+        auth=Authenticator(settings.master_api_key, store, limiter, SharedFailures(redis, keys, limiter)),
         hub=hub,
         producer=Producer(redis, metrics_label=None),
     )

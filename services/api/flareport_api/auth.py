@@ -5,10 +5,13 @@
 * Agent: the token's SHA-256 finds the key record; a revoked key is refused on the very next request because
   nothing is cached. The agent id is the key's binding, never something the agent says; a path naming
   another agent is 403.
-* Failed authentications are counted per client address in a sliding window; past the limit every request
-  from that address is answered 429 with ``Retry-After`` *before* any key is checked, so guessing costs the
-  attacker time, not us Redis round trips. The window is per API process, which is enough to make a 256-bit
-  key unguessable in practice (it already is) and to keep a misconfigured agent from hammering Redis.
+* Failed authentications are counted per client address; past the limit every request from that address is
+  answered 429 with ``Retry-After`` *before* any key is checked, so guessing costs the attacker time, not us Redis
+  round trips. Each process keeps a sliding window of its own, and every failure is also counted in Redis
+  (``SharedFailures``: one counter per address and window, shared by all replicas), so behind a load balancer the
+  address is braked after ``limit`` failures in all, plus at most one per replica that had not yet seen it fail,
+  not after ``limit`` per replica. Requests that authenticate cost nothing extra; a Redis that cannot count
+  leaves the local window in charge.
 """
 
 from __future__ import annotations
@@ -19,11 +22,16 @@ import hmac
 import math
 import time
 
+import redis.asyncio as aioredis
+import structlog
 from aiohttp import web
 
 from flareport_api.errors import ApiError
 from flareport_api.keystore import KeyStore, StoredKey
 from flareport_api.metrics import AUTH_FAILURES
+from flareport_common.keys import Keys
+
+log = structlog.get_logger("flareport.api.auth")
 
 
 class FailureLimiter:
@@ -32,6 +40,15 @@ class FailureLimiter:
         self._window = window_s
         self._clock = clock
         self._failures: dict[str, collections.deque[float]] = {}
+        self._braked: dict[str, float] = {}
+
+    @property
+    def limit(self) -> int:
+        return self._limit
+
+    @property
+    def window(self) -> float:
+        return self._window
 
     def _recent(self, client: str) -> collections.deque[float] | None:
         times = self._failures.get(client)
@@ -47,10 +64,22 @@ class FailureLimiter:
 
     def retry_after(self, client: str) -> int | None:
         """Seconds until this client may try again, or None if it is not limited."""
+        until = self._braked.get(client)
+        if until is not None:
+            left = until - self._clock()
+            if left > 0:
+                return max(1, math.ceil(left))
+            del self._braked[client]
         times = self._recent(client)
         if times is None or len(times) < self._limit:
             return None
         return max(1, math.ceil(times[0] + self._window - self._clock()))
+
+    def brake(self, client: str, seconds: float) -> None:
+        """Refuse this client for ``seconds`` (the replicas together counted its failures past the limit)."""
+        self._braked[client] = self._clock() + seconds
+        if len(self._braked) > 100_000:
+            self._braked.pop(next(iter(self._braked)))
 
     def failed(self, client: str) -> None:
         times = self._recent(client)
@@ -59,6 +88,30 @@ class FailureLimiter:
         times.append(self._clock())
         if len(self._failures) > 100_000:  # an address-spraying client must not grow this without bound
             self._failures.pop(next(iter(self._failures)))
+
+
+class SharedFailures:
+    """Failed authentications per address, counted in Redis by every API replica (a fixed window per address)."""
+
+    def __init__(self, redis: aioredis.Redis, keys: Keys, limiter: FailureLimiter) -> None:
+        self._redis = redis
+        self._keys = keys
+        self._limiter = limiter
+
+    async def failed(self, client: str) -> None:
+        self._limiter.failed(client)
+        key = self._keys.api_auth_failures(client)
+        try:
+            pipe = self._redis.pipeline(transaction=True)
+            pipe.incr(key)
+            pipe.expire(key, max(1, math.ceil(self._limiter.window)), nx=True)
+            pipe.ttl(key)
+            count, _, ttl = await pipe.execute()
+        except Exception as exc:  # Redis away: this process's own window still brakes
+            log.warning("auth.shared_count_failed", error=str(exc))
+            return
+        if int(count) >= self._limiter.limit and int(ttl) > 0:
+            self._limiter.brake(client, int(ttl))
 
 
 def client_address(request: web.Request) -> str:
@@ -74,10 +127,11 @@ def bearer(request: web.Request) -> str | None:
 
 
 class Authenticator:
-    def __init__(self, master_key: str, store: KeyStore, limiter: FailureLimiter) -> None:
+    def __init__(self, master_key: str, store: KeyStore, limiter: FailureLimiter, shared: SharedFailures) -> None:
         self._master_digest = hashlib.sha256(master_key.encode()).digest()
         self._store = store
         self._limiter = limiter
+        self._shared = shared
 
     def _check_limited(self, request: web.Request) -> None:
         retry = self._limiter.retry_after(client_address(request))
@@ -89,30 +143,30 @@ class Authenticator:
                 headers={"Retry-After": str(retry)},
             )
 
-    def _fail(self, request: web.Request, code: str, message: str) -> ApiError:
-        self._limiter.failed(client_address(request))
+    async def _fail(self, request: web.Request, code: str, message: str) -> ApiError:
+        await self._shared.failed(client_address(request))
         AUTH_FAILURES.labels(code).inc()
         return ApiError(401, code, message, headers={"WWW-Authenticate": 'Bearer realm="flareport"'})
 
-    def admin(self, request: web.Request) -> None:
+    async def admin(self, request: web.Request) -> None:
         self._check_limited(request)
         token = bearer(request)
         if token is None:
-            raise self._fail(request, "missing_key", "Authorization: Bearer <MASTER_API_KEY> is required")
+            raise await self._fail(request, "missing_key", "Authorization: Bearer <MASTER_API_KEY> is required")
         digest = hashlib.sha256(token.encode("utf-8", "surrogatepass")).digest()
         if not hmac.compare_digest(digest, self._master_digest):
-            raise self._fail(request, "invalid_key", "not the admin key")
+            raise await self._fail(request, "invalid_key", "not the admin key")
 
     async def agent(self, request: web.Request) -> StoredKey:
         self._check_limited(request)
         token = bearer(request)
         if token is None:
-            raise self._fail(request, "missing_key", "Authorization: Bearer <agent key> is required")
+            raise await self._fail(request, "missing_key", "Authorization: Bearer <agent key> is required")
         stored = await self._store.lookup(token)
         if stored is None:
-            raise self._fail(request, "unknown_key", "unknown agent key")
+            raise await self._fail(request, "unknown_key", "unknown agent key")
         if stored.status == "revoked":
-            raise self._fail(request, "key_revoked", "this agent key was revoked")
+            raise await self._fail(request, "key_revoked", "this agent key was revoked")
         await self._store.touch(stored)
         return stored
 

@@ -245,6 +245,31 @@ async def test_failed_authentication_is_rate_limited_per_client(
         await client.close()
 
 
+async def test_replicas_brake_an_address_on_their_failures_together(api_settings: ApiSettings) -> None:
+    """Behind a load balancer a guesser's failures are spread over the replicas; the brake counts them all."""
+    from dataclasses import replace
+
+    from aiohttp.test_utils import TestClient, TestServer
+
+    settings = replace(api_settings, auth_failure_limit=4)
+    replicas: list[TestClient[Any, Any]] = [TestClient(TestServer(create_app(settings))) for _ in range(2)]
+    for replica in replicas:
+        await replica.start_server()
+    try:
+        statuses = []
+        for attempt in range(8):
+            response = await replicas[attempt % 2].get("/api/v1/keys", headers={"Authorization": "Bearer wrong"})
+            statuses.append(response.status)
+        # 4 failures in all brake the address; each replica lets at most one more through before it knows.
+        assert statuses.count(401) <= 4 + 1, statuses
+        assert statuses[-2:] == [429, 429], "both replicas refuse the address"
+        right = f"Bearer {settings.master_api_key}"
+        assert [(await r.get("/api/v1/keys", headers={"Authorization": right})).status for r in replicas] == [429] * 2
+    finally:
+        for replica in replicas:
+            await replica.close()
+
+
 async def test_a_missed_notification_costs_at_most_one_poll_interval(api: Api) -> None:
     """No PUBLISH at all: the fallback check (0.5 s in these tests) still hands the command to the waiting agent."""
     import asyncio
