@@ -12,6 +12,9 @@ desired version) and ``members`` (the rule keys of that job, for rule statuses w
   released, or planned again if something became pending meanwhile). Otherwise the job is XADDed to the jobs
   stream *in the same script*, so the state never says "in flight" about a job that does not exist.
 * ``result``: the job's result. The in-flight job is cleared; if a change is pending the caller plans again.
+  The last finished job is remembered (``done``, ``done_members``): the same result delivered again (its first
+  handler died before updating the rule statuses) is still applied to the statuses, and nothing else, as long as
+  no later job has been sent.
 
 So a target has at most one job in flight and one pending, whatever the number of replicas. A replica that
 dies while planning, or a job whose result never comes, holds the target only until ``stale_plan_ms`` /
@@ -65,8 +68,18 @@ return 1
 """
 
 RESULT = """
-if redis.call('HGET', KEYS[1], 'inflight') ~= ARGV[1] then return {0, ''} end
+local inflight = redis.call('HGET', KEYS[1], 'inflight')
+if inflight ~= ARGV[1] then
+  -- The last finished job's result again, and no later job sent since (nothing in flight, or only a plan):
+  -- it is still the newest word on these rules.
+  local idle = (not inflight) or string.sub(inflight, 1, 5) == 'plan:'
+  if idle and redis.call('HGET', KEYS[1], 'done') == ARGV[1] then
+    return {3, redis.call('HGET', KEYS[1], 'done_members') or ''}
+  end
+  return {0, ''}
+end
 local members = redis.call('HGET', KEYS[1], 'members') or ''
+redis.call('HSET', KEYS[1], 'done', ARGV[1], 'done_members', members)
 if ARGV[2] == '0' then redis.call('HDEL', KEYS[1], 'version') end
 if redis.call('HGET', KEYS[1], 'pending') == '1' then
   redis.call('HSET', KEYS[1], 'inflight', 'plan:' .. ARGV[4], 'since', ARGV[3])
@@ -83,7 +96,7 @@ LOST, UNCHANGED, SENT, AGAIN = -1, 0, 1, 2
 
 @dataclass(frozen=True, slots=True)
 class ResultOutcome:
-    current: bool  # the result is for the job in flight (not a stale or duplicate one)
+    current: bool  # the result is for the job in flight, or for the last finished job (delivered again)
     plan_again: bool  # a change is pending: the caller now holds the target and must plan it
     members: bytes
 
@@ -105,11 +118,11 @@ class Coalescer:
         args: list[Arg] = [now_ms, token, self.stale_plan_ms, self.stale_job_ms, "1" if force else "0"]
         return int(await self._mark(keys=[self._keys.target_state(target)], args=args)) == 1
 
-    async def mark_many(self, targets: list[str], tokens: list[str], now_ms: int, *, force: bool = False) -> list[bool]:
-        """``mark`` for several targets in one round trip (a pipeline of the same script)."""
+    async def mark_many(self, targets: list[str], tokens: list[str], now_ms: int, force: list[bool]) -> list[bool]:
+        """``mark`` for several targets in one round trip (a pipeline of the same script); ``force`` per target."""
         pipe = self._redis.pipeline(transaction=False)
-        for target, token in zip(targets, tokens, strict=True):
-            args: list[Arg] = [now_ms, token, self.stale_plan_ms, self.stale_job_ms, "1" if force else "0"]
+        for target, token, forced in zip(targets, tokens, force, strict=True):
+            args: list[Arg] = [now_ms, token, self.stale_plan_ms, self.stale_job_ms, "1" if forced else "0"]
             # EVAL, not the registered script: that would add a SCRIPT EXISTS round trip to every pipeline.
             pipe.eval(MARK, 1, self._keys.target_state(target), *args)
         return [int(held) == 1 for held in await pipe.execute()] if targets else []

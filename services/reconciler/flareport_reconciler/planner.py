@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from typing import Any
 
@@ -86,11 +87,13 @@ class Planner:
         self._co = coalescer
         self._hold_seconds = hold_seconds
 
-    async def touch(self, targets: Iterable[str], *, force: bool = False) -> None:
-        """Targets a change may affect: plan each at once, or fold the change into its next job."""
+    async def touch(self, targets: Iterable[str], *, force: bool | AbstractSet[str] = False) -> None:
+        """Targets a change may affect: plan each at once, or fold the change into its next job. A forced target
+        (``force=True``: all of them) taken now sends a job even if its desired version is unchanged."""
         ordered = sorted(set(targets))
         tokens = [new_id() for _ in ordered]
-        held = await self._co.mark_many(ordered, tokens, now_ms(), force=force)
+        forced = [force if isinstance(force, bool) else t in force for t in ordered]
+        held = await self._co.mark_many(ordered, tokens, now_ms(), forced)
         for target, token, mine in zip(ordered, tokens, held, strict=True):
             if mine:
                 await self.plan(target, token)

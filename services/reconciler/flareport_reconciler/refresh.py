@@ -104,6 +104,8 @@ class _Outcome:
     """One resolution of the hostnames: the writes, the targets to touch, and what finishing expects."""
 
     touch: set[str] = field(default_factory=set)
+    # Touched targets that must send a job even if their desired version is unchanged (see ``_resolve``).
+    force: set[str] = field(default_factory=set)
     written: dict[str, bytes | None] = field(default_factory=dict)
     final: dict[str, bytes | None] = field(default_factory=dict)
     state_writes: dict[str, bytes] = field(default_factory=dict)
@@ -142,7 +144,7 @@ class Refresher:
             TX_RETRIES.labels("refresh").inc()
             # Something changed since the read: read it all again, agents too.
             read, record = await read_hostnames(self._redis, self._keys, names), None
-        await self._planner.touch(outcome.touch)
+        await self._planner.touch(outcome.touch, force=outcome.force)
         await self._finish(names, read, outcome)
 
     async def _resolve(
@@ -161,6 +163,7 @@ class Refresher:
         outcome = _Outcome()
         all_docs: dict[str, RuleRecord] = {}
         stale: set[str] = set()
+        touched_by: dict[str, set[str]] = {}  # document -> the targets its hostname touches now
         for hostname in names:
             decisions = resolve_hostname(per_host[hostname], agents)
             docs = {doc_key(d): template(d) for d in decisions}
@@ -172,6 +175,7 @@ class Refresher:
             changed = {t for t in parts if now_targets.get(t) != before.targets.get(t)}
             pending = changed | set(before.pending)
             outcome.touch |= pending
+            touched_by.update(dict.fromkeys(docs, pending))
             final = HostnameState(targets=now_targets, docs=tuple(sorted(docs)))
             written = msgspec.structs.replace(final, pending=tuple(sorted(pending)))
             outcome.final[hostname] = _encode_state(final)
@@ -190,6 +194,13 @@ class Refresher:
                     write = b"-" if current[name] is not None else b""
                 else:
                     write = encode_doc(doc) if doc != current[name] else b""
+                    if write and doc.status == "pending":
+                        # A part of this rule waits for a job result. Another replica may already have planned
+                        # the target from the claims (they are written before the documents) and had its result
+                        # before this document existed: the desired version is then unchanged, no job would
+                        # come, and the document would stay pending. A forced touch sends the job anyway (the
+                        # dns-worker answers it without calls when nothing differs).
+                        outcome.force |= touched_by.get(name, set())
                 outcome.doc_names.append(name)
                 outcome.doc_expected.append(raw_bytes(raw) or b"")
                 outcome.doc_writes.append(write)

@@ -37,13 +37,22 @@ async def test_an_unchanged_version_sends_nothing(redis: aioredis.Redis, keys: K
     assert await redis.xlen(keys.cf_jobs) == 1
 
 
-async def test_duplicate_or_stale_results_are_ignored(redis: aioredis.Redis, keys: Keys) -> None:
+async def test_stale_results_are_ignored_and_a_redelivered_one_only_updates_statuses(
+    redis: aioredis.Redis, keys: Keys
+) -> None:
     co = Coalescer(redis, keys)
     await co.mark(T, "p1", 1_000)
-    await co.commit(T, "p1", "job1", "v1", b"{}", b"[]", 1_000)
+    await co.commit(T, "p1", "job1", "v1", b"{}", b'["a.example.com"]', 1_000)
     assert (await co.result(T, "old-job", True, "x", 1_100)).current is False
-    assert (await co.result(T, "job1", True, "x", 1_100)).current is True
-    assert (await co.result(T, "job1", True, "x", 1_200)).current is False
+    first = await co.result(T, "job1", True, "x", 1_100)
+    assert (first.current, first.plan_again, first.members) == (True, False, b'["a.example.com"]')
+    # The same result again (its first handler died before the rule statuses were written): statuses only.
+    again = await co.result(T, "job1", True, "x", 1_200)
+    assert (again.current, again.plan_again, again.members) == (True, False, b'["a.example.com"]')
+    # Once a later job is sent, the old result is stale.
+    assert await co.mark(T, "p2", 1_300)
+    assert await co.commit(T, "p2", "job2", "v2", b"{}", b"[]", 1_300) == SENT
+    assert (await co.result(T, "job1", True, "x", 1_400)).current is False
 
 
 async def test_a_plan_abandoned_by_a_dead_replica_is_taken_over_after_the_timeout(

@@ -14,9 +14,13 @@ import redis.asyncio as aioredis
 
 from flareport_common.keys import Keys
 from flareport_common.messages import AgentEnrolled, AgentRegistered, ContainerStart, ContainerStop
+from flareport_common.messages.cfjobs import SyncDnsZone
+from flareport_common.messages.cfresults import JobResult
 from flareport_common.readmodel import AgentRecord
 from flareport_common.settings import ReconcilerSettings
 from flareport_common.streams import Producer
+from flareport_common.streams.consumer import Delivery
+from flareport_reconciler import handlers
 from flareport_reconciler.handlers import Reconciler
 from flareport_reconciler.records import update_agent
 from fptest.reconciler_harness import FakeDnsWorker, Replicas, container, rule_records, settle
@@ -99,10 +103,10 @@ async def test_targets_a_refresh_did_not_get_to_touch_are_touched_by_the_next_on
     r = await enrolled(redis, keys, settings)
     touched: list[set[str]] = []
 
-    async def dies(targets: Any, *, force: bool = False) -> None:
+    async def dies(targets: Any, *, force: Any = False) -> None:
         raise ConnectionError("the replica died")
 
-    async def records(targets: Any, *, force: bool = False) -> None:
+    async def records(targets: Any, *, force: Any = False) -> None:
         touched.append(set(targets))
 
     app = container("c1", "app.example.com")
@@ -121,3 +125,60 @@ async def test_targets_a_refresh_did_not_get_to_touch_are_touched_by_the_next_on
     assert await redis.zcard(keys.dirty_hostnames) == 0
     await r.claims.refresh({"app.example.com": 0})
     assert touched[1:] == [set()], "once touched, they are not touched again for nothing"
+
+
+async def answer_directly(r: Reconciler, worker: FakeDnsWorker) -> None:
+    """What the dns-worker and a replica's result consumer would do, here and now: answer every job sent."""
+    for job in await worker.pull():
+        version = getattr(job, "version", "")
+        tag = str(type(job).__struct_config__.tag)
+        result = JobResult(job_id=job.id, job_type=tag, target=job.target, version=version, ok=True)
+        await r.on_result(result, Delivery(stream="cf-results", message_id="0-1", deliveries=1))
+
+
+async def test_a_rule_documented_after_its_targets_result_still_becomes_active(
+    redis: aioredis.Redis, keys: Keys, settings: ReconcilerSettings, worker: FakeDnsWorker
+) -> None:
+    # Claims (and the targets' indexes) are written before the documents. Another replica may plan the zone and the
+    # tunnel from the claims, and get their results, before this replica's refresh writes the document: the
+    # CI run that found this had a replica SIGKILLed between the two. The document must still become active.
+    r = await enrolled(redis, keys, settings)
+    await redis.hset(keys.tunnel_agents, "tun-a1", "a1")  # as the enrolment's result records it
+    app = container("c1", "app.example.com")
+    applied = await r.claims.apply_inventory("a1", [ContainerStart(agent_id="a1", seq=1, container=app)])
+    await r.planner.touch({"zone:example.com", "tunnel:tun-a1"})  # the other replica
+    await answer_directly(r, worker)
+    assert [j.target for j in worker.jobs] == ["tunnel:tun-a1", "zone:example.com"]
+    assert await rule_records(redis, keys) == {}, "no document yet when the results came"
+
+    await r.claims.refresh(applied.marks, applied.read, applied.record)
+    await answer_directly(r, worker)
+    [doc] = (await rule_records(redis, keys)).values()
+    assert (doc.status, doc.dns_state, doc.ingress_state) == ("active", "active", "active")
+
+
+async def test_a_result_whose_handler_died_before_the_statuses_is_applied_when_delivered_again(
+    redis: aioredis.Redis,
+    keys: Keys,
+    settings: ReconcilerSettings,
+    worker: FakeDnsWorker,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    r = await enrolled(redis, keys, settings)
+    app = container("c1", "app.example.com")
+    applied = await r.claims.apply_inventory("a1", [ContainerStart(agent_id="a1", seq=1, container=app)])
+    await r.claims.refresh(applied.marks, applied.read, applied.record)
+    [job] = [j for j in await worker.pull() if isinstance(j, SyncDnsZone)]
+    result = JobResult(job_id=job.id, job_type="sync_dns_zone", target=job.target, version=job.version, ok=True)
+    delivery = Delivery(stream="cf-results", message_id="0-1", deliveries=1)
+
+    async def dies(*args: Any) -> None:
+        raise ConnectionError("the replica died after clearing the job, before the statuses")
+
+    monkeypatch.setattr(handlers, "apply_result_to_rules", dies)
+    with pytest.raises(ConnectionError):
+        await r.on_result(result, delivery)
+    monkeypatch.undo()
+    await r.on_result(result, Delivery(stream="cf-results", message_id="0-1", deliveries=2))
+    [doc] = (await rule_records(redis, keys)).values()
+    assert doc.dns_state == "active", "the redelivered result still sets the record's state"
