@@ -10,7 +10,11 @@ cannot prove is its own, at the price of possibly leaving one stale rule behind 
 The configuration produced is: our rules in the desired order, then every foreign rule in its original
 order, then exactly one catch-all ``http_status:404``. Our rules come first so that a broad foreign rule
 (``*.example.com``) cannot shadow a specific one of ours. A foreign rule on a key we want is a conflict:
-it stays, ours is left out and reported. Top-level settings (``originRequest``, ``warp-routing``) are kept.
+it stays, ours is left out and reported — unless it is exactly the rule we would write (same hostname, path,
+service and origin options). Such a rule is taken as ours: adopting it changes no routing, and it is how our own
+rule looks when Redis lost the last moments of writes (a crash under ``appendfsync everysec``) after the PUT
+went through but before the worker's record of it was persisted. Top-level settings (``originRequest``,
+``warp-routing``) are kept.
 
 With ``prune=False`` (the control plane is rebuilding after a loss of its data and may not know every rule
 yet) a rule of ours that is no longer wanted is kept like a foreign one, in its original order among them,
@@ -112,6 +116,8 @@ def plan_ingress(
         if is_catch_all(rule):
             continue
         key = rule_key(rule.get("hostname"), rule.get("path"))
+        if key not in known and key in wanted and normalise(rule) == entry_rule(wanted[key]):
+            known.add(key)  # exactly what we would write: ours (see the module docstring)
         if key in known:
             if key not in wanted and not prune and key not in kept:
                 kept.add(key)

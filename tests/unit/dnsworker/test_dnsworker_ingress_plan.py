@@ -149,3 +149,16 @@ def test_without_prune_a_foreign_rule_on_a_wanted_key_is_still_a_conflict() -> N
     plan = plan_ingress({"ingress": [DASHBOARD, CATCH_ALL]}, [entry("dash.example.com")], set(), prune=False)
     assert [(c.kind, c.hostname) for c in plan.conflicts] == [("conflict", "dash.example.com")]
     assert plan.config["ingress"] == [DASHBOARD, CATCH_ALL] and not plan.changed
+
+
+def test_a_rule_exactly_as_we_would_write_it_is_adopted_but_a_different_one_is_a_conflict() -> None:
+    # Our PUT went through, then Redis lost the last second of writes, our record of that rule with it.
+    ours_unrecorded = {"hostname": "app.example.com", "service": "http://web:80"}
+    current = {"ingress": [DASHBOARD, ours_unrecorded, CATCH_ALL]}
+    plan = plan_ingress(current, [entry("app.example.com"), entry("dash.example.com")], {"old.example.com"})
+    assert [(c.kind, c.hostname) for c in plan.conflicts] == [("conflict", "dash.example.com")]
+    assert plan.owned == {"app.example.com"}
+    assert plan.config["ingress"] == [ours_unrecorded, DASHBOARD, CATCH_ALL]
+    with_origin = entry("app.example.com", origin=OriginOptions(no_tls_verify=True))
+    differs = plan_ingress(current, [with_origin], set())
+    assert [c.hostname for c in differs.conflicts] == ["app.example.com"], "other origin options: not ours"
