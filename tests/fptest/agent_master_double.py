@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import itertools
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -86,17 +86,29 @@ class MasterDouble:
     def container_events(self) -> list[ContainerStart | ContainerStop | ContainerDie | Inventory]:
         return [e for e in self.events if isinstance(e, ContainerStart | ContainerStop | ContainerDie | Inventory)]
 
-    def running(self) -> dict[str, str]:
-        """container id -> name, as the master would conclude from the events so far (last writer wins)."""
+    async def inventory_seen(self) -> bool:
+        return any(isinstance(e, Inventory) for e in self.events)
+
+    def views(self) -> Iterator[dict[str, str]]:
+        """container id -> name, as the master would conclude after each event so far (last writer wins). The
+        same dict is updated in place between steps: copy what you keep."""
         state: dict[str, str] = {}
         for event in self.container_events():
             if isinstance(event, Inventory):
-                state = {c.container_id: c.name for c in event.containers}
+                state.clear()
+                state.update((c.container_id, c.name) for c in event.containers)
             elif isinstance(event, ContainerStart):
                 state[event.container.container_id] = event.container.name
             else:
                 state.pop(event.container_id, None)
-        return state
+            yield state
+
+    def running(self) -> dict[str, str]:
+        """container id -> name, as the master would conclude from the events so far."""
+        state: dict[str, str] = {}
+        for view in self.views():
+            state = view
+        return dict(state)
 
     # -- handlers ----------------------------------------------------------------------------------------------
     @web.middleware

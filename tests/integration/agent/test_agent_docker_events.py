@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 import aiohttp
 
-from flareport_common.messages.events import ContainerDie, ContainerStart, ContainerStop, Inventory
+from flareport_common.messages.events import ContainerDie, ContainerStart, ContainerStop
 from flareport_common.messages.rules import AccessSpec, ContainerInfo, Rule
 from fptest.agent_harness import Containers, RunningAgent, latest_info
 from fptest.agent_master_double import MasterDouble
@@ -42,10 +42,7 @@ async def test_lifecycle_is_reported_in_order_with_parsed_rules(
 ) -> None:
     running = start_agent()
 
-    async def inventory_seen() -> bool:
-        return any(isinstance(e, Inventory) for e in master.events)
-
-    await wait_for(inventory_seen, what="the first inventory snapshot")
+    await wait_for(master.inventory_seen, what="the first inventory snapshot")
     app = containers.run(APP_LABELS)
     plain = containers.run({"com.example.other": "x"})
 
@@ -134,10 +131,7 @@ async def test_events_wait_out_a_throttling_master_and_arrive_in_order(
 ) -> None:
     start_agent()
 
-    async def inventory_seen() -> bool:
-        return any(isinstance(e, Inventory) for e in master.events)
-
-    await wait_for(inventory_seen, what="the first inventory snapshot")
+    await wait_for(master.inventory_seen, what="the first inventory snapshot")
     master.mode = "throttle"  # every call gets 429 with Retry-After
     made = [containers.run({**APP_LABELS, "flareport.hostname": f"t{i}.example.com"}) for i in range(3)]
 

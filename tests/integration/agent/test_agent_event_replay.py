@@ -13,7 +13,6 @@ from pathlib import Path
 import pytest
 from prometheus_client import REGISTRY
 
-from flareport_common.messages.events import ContainerStart, Inventory
 from fptest.agent_harness import Containers, RunningAgent
 from fptest.agent_master_double import MasterDouble
 from fptest.e2e_podman import IsolatedPodman
@@ -40,19 +39,13 @@ def repeats() -> float:
 
 def published_again(master: MasterDouble, container_ids: list[str]) -> list[str]:
     """The containers the master's view (events and snapshots, in order) showed running, then gone, then running."""
-    state: dict[str, str] = {}
+    before: set[str] = set()
     gone: set[str] = set()
     again: list[str] = []
-    for event in master.container_events():
-        before = set(state)
-        if isinstance(event, Inventory):
-            state = {c.container_id: c.name for c in event.containers}
-        elif isinstance(event, ContainerStart):
-            state[event.container.container_id] = event.container.name
-        else:
-            state.pop(event.container_id, None)
+    for state in master.views():
         gone |= before - set(state)
         again += [cid for cid in container_ids if cid in gone and cid in state and cid not in again]
+        before = set(state)
     return again
 
 
@@ -61,10 +54,7 @@ async def test_a_truncated_events_file_makes_no_container_start_again(
 ) -> None:
     start_agent()
 
-    async def inventory_seen() -> bool:
-        return any(isinstance(e, Inventory) for e in master.events)
-
-    await wait_for(inventory_seen, what="the first inventory snapshot")
+    await wait_for(master.inventory_seen, what="the first inventory snapshot")
     repeats_before = repeats()
     churned = []
     for i in range(CHURNED):
