@@ -90,6 +90,16 @@ class FailureLimiter:
             self._failures.pop(next(iter(self._failures)))
 
 
+async def count_failure(redis: aioredis.Redis, key: str, window_s: float) -> tuple[int, int]:
+    """One more failure in the fixed window that the first failure at ``key`` opened: (failures, seconds left)."""
+    pipe = redis.pipeline(transaction=True)
+    pipe.incr(key)
+    pipe.expire(key, max(1, math.ceil(window_s)), nx=True)
+    pipe.ttl(key)
+    count, _, ttl = await pipe.execute()
+    return int(count), int(ttl)
+
+
 class SharedFailures:
     """Failed authentications per address, counted in Redis by every API replica (a fixed window per address)."""
 
@@ -102,15 +112,11 @@ class SharedFailures:
         self._limiter.failed(client)
         key = self._keys.api_auth_failures(client)
         try:
-            pipe = self._redis.pipeline(transaction=True)
-            pipe.incr(key)
-            pipe.expire(key, max(1, math.ceil(self._limiter.window)), nx=True)
-            pipe.ttl(key)
-            count, _, ttl = await pipe.execute()
+            count, ttl = await count_failure(self._redis, key, self._limiter.window)
         except Exception as exc:  # Redis away: this process's own window still brakes
             log.warning("auth.shared_count_failed", error=str(exc))
             return
-        if int(count) >= self._limiter.limit and int(ttl) > 0:
+        if count >= self._limiter.limit and ttl > 0:
             self._limiter.brake(client, int(ttl))
 
 

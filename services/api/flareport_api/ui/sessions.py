@@ -28,6 +28,7 @@ from aiohttp import web
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
+from flareport_api.auth import count_failure
 from flareport_common.keys import Keys
 from flareport_common.messages.base import utcnow
 from flareport_common.settings import ApiSettings
@@ -179,11 +180,7 @@ class LoginBrake:
         return max(1, int(await self._redis.ttl(key)))
 
     async def failed(self, address: str) -> None:
-        key = self._keys.ui_login_failures(address)
-        pipe = self._redis.pipeline(transaction=True)
-        pipe.incr(key)
-        pipe.expire(key, self._window, nx=True)
-        await pipe.execute()
+        await count_failure(self._redis, self._keys.ui_login_failures(address), self._window)
 
     async def succeeded(self, address: str) -> None:
         await self._redis.delete(self._keys.ui_login_failures(address))
