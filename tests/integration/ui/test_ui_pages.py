@@ -172,6 +172,10 @@ async def test_a_generated_key_is_shown_once_works_and_can_be_revoked(ui: Ui) ->
     key_id = re.search(r"<code>(key_[^<]+)</code>", await ui.html("/ui/keys"))
     assert key_id
     await ui.post("/ui/keys/revoke", key_id=key_id.group(1))
+    # The open page's script re-fetching itself meanwhile must leave the notice to the redirect's page.
+    live = await ui.client.get("/ui/keys", headers={"X-Requested-With": "live"})
+    assert "revoked. To keep it refused" not in await live.text()
+    assert f"Key {key_id.group(1)} (host-9) revoked." in await ui.html("/ui/keys")
     refused = await ui.client.post(f"/api/v1/agents/{agent_id}/heartbeat", json={}, headers=agent)
     assert refused.status == 401
     assert (await refused.json())["error"]["code"] == "key_revoked"

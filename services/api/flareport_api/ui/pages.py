@@ -28,7 +28,10 @@ DEAD_LETTER_PAGE = 200
 
 
 async def _common(request: web.Request, session: Session) -> dict[str, Any]:
-    return {"session": session, "flash": await request.app[UI].sessions.pop_flash(session)}
+    # A live refresh (the page script re-fetching itself) must not take the one-time notice: it may run while the
+    # admin submits a form, and the notice belongs to the page that form's redirect renders.
+    live = request.headers.get("X-Requested-With") == "live"
+    return {"session": session, "flash": None if live else await request.app[UI].sessions.pop_flash(session)}
 
 
 @page
