@@ -106,6 +106,10 @@ class Keys:
         return f"{self.prefix}cf:pause-until"
 
     # API-owned state (written only by the API).
+    def agent_quota_refusals(self, agent_id: str) -> str:
+        """Hash: quota name -> JSON ``QuotaRefusal`` (the last refusal of that limit, and how many so far)."""
+        return f"{self.prefix}{{agent:{agent_id}}}:quota-refusals"
+
     def agent_last_seq(self, agent_id: str) -> str:
         """The highest event sequence number the API accepted from this agent (a plain integer string)."""
         return f"{self.prefix}{{agent:{agent_id}}}:last-seq"

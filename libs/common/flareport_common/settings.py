@@ -35,6 +35,25 @@ class CommonSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class AgentQuotas:
+    """What one agent may send and hold (docs/security.md, "Per-agent quotas"). An agent over a limit gets a 429
+    or 413 naming it; every other agent is unaffected. Defaults leave room for a large host (thousands of
+    labelled containers) while bounding what a stolen key can make the control plane store or do."""
+
+    events_per_second: float = 200.0  # sustained rate of events (token bucket) ...
+    events_burst: int = 5000  # ... and the bucket's size: a restart's backlog goes through at once
+    containers: int = 10_000  # labelled containers in one inventory
+    rules_per_container: int = 100
+    hostnames: int = 20_000  # distinct hostnames across the agent's containers
+    label_errors_per_container: int = 50
+    label_error_bytes: int = 1024  # one label error's label plus reason
+    longpolls: int = 2  # command long-polls open at once per key
+    # The shared events stream: above this many entries not yet read by the reconciler, events get 429 and
+    # Retry-After; nothing accepted is ever trimmed before it was handled.
+    events_backlog: int = 50_000
+
+
+@dataclass(frozen=True, slots=True)
 class ApiSettings:
     common: CommonSettings
     host: str
@@ -76,6 +95,7 @@ class ApiSettings:
     # Key ids refused whatever Redis holds: a revocation kept in configuration outlives a total loss of Redis data,
     # after which a key revoked only in Redis would prove itself and be restored.
     revoked_agent_keys: frozenset[str] = frozenset()
+    quotas: AgentQuotas = AgentQuotas()
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,7 +205,27 @@ def load_api(environ: Mapping[str, str]) -> ApiSettings:
         agent_key_secret=_agent_key_secret(env, key),
         agent_key_recovery=env.flag("FLAREPORT_AGENT_KEY_RECOVERY", default=True),
         revoked_agent_keys=_key_ids(env, "FLAREPORT_REVOKED_AGENT_KEYS"),
+        quotas=_load_quotas(env),
         **_load_oidc(env),
+    )
+
+
+def _load_quotas(env: Env) -> AgentQuotas:
+    d = AgentQuotas()
+    return AgentQuotas(
+        events_per_second=env.number("FLAREPORT_AGENT_EVENTS_PER_SECOND", default=d.events_per_second, minimum=0.1),
+        events_burst=env.integer("FLAREPORT_AGENT_EVENTS_BURST", default=d.events_burst, minimum=1),
+        containers=env.integer("FLAREPORT_AGENT_MAX_CONTAINERS", default=d.containers, minimum=1),
+        rules_per_container=env.integer(
+            "FLAREPORT_AGENT_MAX_RULES_PER_CONTAINER", default=d.rules_per_container, minimum=1
+        ),
+        hostnames=env.integer("FLAREPORT_AGENT_MAX_HOSTNAMES", default=d.hostnames, minimum=1),
+        label_errors_per_container=env.integer(
+            "FLAREPORT_AGENT_MAX_LABEL_ERRORS", default=d.label_errors_per_container, minimum=1
+        ),
+        label_error_bytes=env.integer("FLAREPORT_AGENT_MAX_LABEL_ERROR_BYTES", default=d.label_error_bytes, minimum=64),
+        longpolls=env.integer("FLAREPORT_AGENT_MAX_LONGPOLLS", default=d.longpolls, minimum=1, maximum=16),
+        events_backlog=env.integer("FLAREPORT_EVENTS_BACKLOG_LIMIT", default=d.events_backlog, minimum=100),
     )
 
 

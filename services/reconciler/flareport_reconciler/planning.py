@@ -60,6 +60,14 @@ class AgentView:
     tunnel_id: str | None = None
     allowed_zones: tuple[str, ...] = ()
     allowed_suffixes: tuple[str, ...] = ()
+    # May the agent publish wildcard names (``*.example.com``) / a zone's apex? Admin-only, off by default.
+    allow_wildcard: bool = False
+    allow_apex: bool = False
+    # Origin kinds the admin allows this agent beyond the default policy (global setting plus the agent's own;
+    # see ``origins.py``), e.g. "unix", "bastion", "link-local", "metadata".
+    origin_allow: frozenset[str] = frozenset()
+    # Only an enrolled agent's claims can win a hostname: a pending key must not squat names.
+    enrolled: bool = True
 
 
 Verdict = Literal["winner", "conflict", "denied"]
