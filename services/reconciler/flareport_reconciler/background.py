@@ -43,18 +43,14 @@ SWEPT = Counter("flareport_reconciler_swept_hostnames_total", "Hostnames refresh
 PRUNED = Counter("flareport_reconciler_pruned_containers_total", "Inventory entries of long-stopped containers pruned.")
 BACKGROUND_ERRORS = Counter("flareport_reconciler_background_errors_total", "Failed background passes.", ["task"])
 
+# Removes a claim whose grace period ended. The pending-deletions score is the claim's due time, kept in step with
+# the claim by ``WRITE_CLAIMS`` (a rewrite moves or removes it), so the claim's JSON (agent data) is never decoded
+# here. KEYS: pending deletions, the claims hash, the dirty set. ARGV: member, claim id, now, mark, hostname.
 DELETE_DUE = """
-if redis.call('ZREM', KEYS[1], ARGV[1]) == 0 then return 0 end
-local raw = redis.call('HGET', KEYS[2], ARGV[2])
-if not raw then return 0 end
-local claim = cjson.decode(raw)
-local due = claim['delete_at']
-if due == nil or due == cjson.null then return 0 end
-if tonumber(due) > tonumber(ARGV[3]) then
-  redis.call('ZADD', KEYS[1], due, ARGV[1])
-  return 0
-end
-redis.call('HDEL', KEYS[2], ARGV[2])
+local due = redis.call('ZSCORE', KEYS[1], ARGV[1])
+if not due or tonumber(due) > tonumber(ARGV[3]) then return 0 end
+redis.call('ZREM', KEYS[1], ARGV[1])
+if redis.call('HDEL', KEYS[2], ARGV[2]) == 0 then return 0 end
 redis.call('ZADD', KEYS[3], ARGV[4], ARGV[5])
 return 1
 """

@@ -25,6 +25,7 @@ from flareport_common.keys import Keys
 from flareport_common.messages.events import Inventory
 from flareport_common.messages.rules import Rule
 from flareport_common.readmodel import AgentRecord
+from flareport_reconciler.claimstore import encode_value, time_ms
 from flareport_reconciler.inventory import (
     AgentInventory,
     ContainerEntry,
@@ -67,6 +68,8 @@ def container_claims(
     delete_at = entry.delete_at(grace)
     claims: dict[tuple[str, str], Claim] = {}
     for rule in map(normalized, info.rules):
+        if rule.adopt:  # taking over foreign records is for admins only (the API refuses it from agents too)
+            rule = msgspec.structs.replace(rule, adopt=False)
         claim = Claim(
             source=f"agent:{agent_id}/{cid}",
             rule=rule,
@@ -207,7 +210,8 @@ class Claims:
                 args += [hostname, claim_id]
             for (hostname, claim_id), claim in new.items():
                 keys += [k.hostname_claims(hostname), k.target_hostnames(f"zone:{zone_of(claim.rule)}")]
-                args += [hostname, claim_id, _encoder.encode(claim), "" if claim.delete_at is None else claim.delete_at]
+                due = "" if claim.delete_at is None else claim.delete_at
+                args += [hostname, claim_id, encode_value(claim), due, claim.owner, time_ms(claim.claimed_at)]
             # EVAL rather than EVALSHA: inside MULTI a missing script would fail alone, after the other writes.
             pipe.eval(WRITE_CLAIMS, len(keys), *keys, *args)
         return self.mark_dirty(pipe, {h for h, _ in old} | {h for h, _ in new})
@@ -247,9 +251,8 @@ class Claims:
                     raw = await pipe.hget(key, rule_id)
                     previous = _claim_decoder.decode(raw) if raw is not None else None
                     old = {(previous.rule.hostname, previous.claim_id): previous} if previous else {}
+                    # An unchanged hostname keeps its claim time (``WRITE_CLAIMS`` keeps the earliest).
                     new = {(claim.rule.hostname, claim.claim_id): claim} if claim else {}
-                    if claim is not None and previous is not None and previous.rule.hostname == claim.rule.hostname:
-                        new = {k: msgspec.structs.replace(c, claimed_at=previous.claimed_at) for k, c in new.items()}
                     pipe.multi()  # type: ignore[no-untyped-call]
                     if claim is None:
                         pipe.hdel(key, rule_id)
@@ -269,8 +272,8 @@ class Claims:
         hostnames = [text(h) for h in await self._redis.smembers(self._keys.agent_hostnames(agent_id))]
         old = {
             (hostname, claim.claim_id): claim
-            for hostname, claims in zip(hostnames, await read_claims(self._redis, self._keys, hostnames), strict=True)
-            for claim in claims
+            for hostname, host in zip(hostnames, await read_claims(self._redis, self._keys, hostnames), strict=True)
+            for claim in host.claims
             if claim.agent_id == agent_id
         }
         tx = self._redis.pipeline(transaction=True)

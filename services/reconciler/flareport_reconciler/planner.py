@@ -22,9 +22,9 @@ from flareport_common.keys import Keys
 from flareport_common.messages.base import new_id
 from flareport_common.messages.cfjobs import CfJobMessage, SyncAccessApp, SyncDnsZone, SyncTunnelIngress
 from flareport_common.streams.codec import FIELD, encode
+from flareport_reconciler.claimstore import HostnameClaims, decode_hash
 from flareport_reconciler.coalesce import AGAIN, SENT, Coalescer
 from flareport_reconciler.planning import (
-    Claim,
     Decision,
     access_app,
     hostname_of_target,
@@ -41,22 +41,15 @@ log = structlog.get_logger("flareport.reconciler.planner")
 JOBS = Counter("flareport_reconciler_jobs_total", "Cloudflare jobs emitted, by job type.", ["type"])
 PLANS = Counter("flareport_reconciler_plans_total", "Target plans computed, by outcome.", ["outcome"])
 
-_claim_decoder = msgspec.json.Decoder(Claim)
 _members_encoder = msgspec.json.Encoder()
 
 
-def decode_claims(raw: dict[Any, Any] | list[Any]) -> list[Claim]:
-    """A claims hash as HGETALL returns it (a dict), or as HGETALL_MANY does (a flat field, value list)."""
-    values = raw.values() if isinstance(raw, dict) else raw[1::2]
-    return [_claim_decoder.decode(value) for value in values]
-
-
-async def read_claims(redis: aioredis.Redis, keys: Keys, hostnames: list[str]) -> list[list[Claim]]:
+async def read_claims(redis: aioredis.Redis, keys: Keys, hostnames: list[str]) -> list[HostnameClaims]:
     """The claims of each hostname, in order, in one round trip and one command."""
     if not hostnames:
         return []
     replies = await redis.eval(HGETALL_MANY, len(hostnames), *(keys.hostname_claims(h) for h in hostnames))
-    return [decode_claims(reply) for reply in replies]
+    return [decode_hash(reply) for reply in replies]
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,15 +118,16 @@ class Planner:
         if not names:
             return []
         per_host = await read_claims(self._redis, self._keys, names)
-        unclaimed = [name for name, claims in zip(names, per_host, strict=True) if not claims]
+        unclaimed = [name for name, host in zip(names, per_host, strict=True) if not host.claims and not host.assigned]
         if unclaimed and index_keys:
             claim_keys = [self._keys.hostname_claims(h) for h in unclaimed]
             numkeys = len(index_keys) + len(claim_keys)
             await self._redis.eval(FORGET_UNCLAIMED, numkeys, *index_keys, *claim_keys, len(index_keys), *unclaimed)
-        agents = await agent_views(self._redis, self._keys, (c.agent_id for cs in per_host for c in cs if c.agent_id))
+        wanted = (c.agent_id for host in per_host for c in host.claims if c.agent_id)
+        agents = await agent_views(self._redis, self._keys, wanted)
         decisions: list[Decision] = []
-        for claims in per_host:
-            decisions.extend(resolve_hostname(claims, agents))
+        for host in per_host:
+            decisions.extend(resolve_hostname(host.claims, agents, assigned=host.assigned))
         return decisions
 
     async def build(self, target: str) -> Built:

@@ -26,6 +26,7 @@ import msgspec
 
 from flareport_common.messages.cfjobs import DesiredAccessApp, DesiredRecord, IngressEntry
 from flareport_common.messages.rules import AccessSpec, Rule
+from flareport_reconciler.origins import origin_denial
 
 EMPTY_ACCESS = AccessSpec()
 
@@ -89,18 +90,53 @@ def zone_of(rule: Rule) -> str:
     return ".".join(labels[-2:])
 
 
-def allowed(hostname: str, zone: str, agent: AgentView) -> bool:
-    """Empty lists allow everything; otherwise the zone must be listed or the hostname end with a suffix."""
+def inside(hostname: str, zone: str) -> bool:
+    """Whether ``hostname`` is ``zone`` itself or a name under it (``*.`` names count as under their base)."""
+    host, base = hostname.strip(".").lower(), zone.strip(".").lower()
+    return host == base or host.endswith("." + base)
+
+
+def allowed(hostname: str, agent: AgentView) -> bool:
+    """Empty lists allow every name; otherwise the hostname itself must lie inside a listed zone or suffix. The
+    rule's ``zonename`` label never counts: the agent chooses it."""
     if not agent.allowed_zones and not agent.allowed_suffixes:
         return True
-    host = hostname.lower()
-    if zone in {z.strip(".").lower() for z in agent.allowed_zones}:
-        return True
-    for suffix in agent.allowed_suffixes:
-        bare = suffix.strip(".").lower()
-        if host == bare or host.endswith("." + bare):
-            return True
-    return False
+    return any(inside(hostname, name) for name in (*agent.allowed_zones, *agent.allowed_suffixes))
+
+
+def denial(claim: Claim, agent: AgentView | None, assigned: str | None) -> str | None:
+    """Why ``claim`` may not publish its hostname at all, or None. Agents' own rules (not an admin's manual
+    rule pinned to an agent) are held to the agent's policy: enrolment, allow-lists, wildcard and apex flags,
+    allowed origins."""
+    rule = claim.rule
+    if claim.agent_id is not None and agent is None:
+        return f"agent {claim.agent_id} is not known"
+    if rule.zone_name and not inside(rule.hostname, rule.zone_name):
+        return f"hostname {rule.hostname} is not inside its zone {rule.zone_name}"
+    if assigned is not None and claim.owner != assigned:
+        return f"hostname {rule.hostname} is assigned by an admin to {assigned}"
+    if agent is None or claim.manual_rule_id is not None:
+        return None
+    if not agent.enrolled:
+        return f"agent {agent.agent_id} is not enrolled: an admin must enrol it before it can publish hostnames"
+    if not allowed(rule.hostname, agent):
+        zones = ", ".join(agent.allowed_zones) or "-"
+        suffixes = ", ".join(agent.allowed_suffixes) or "-"
+        return (
+            f"hostname {rule.hostname} is outside what agent {agent.agent_id} may publish "
+            f"(zones: {zones}; suffixes: {suffixes})"
+        )
+    if rule.hostname.startswith("*.") and not agent.allow_wildcard:
+        return (
+            f"wildcard hostname {rule.hostname}: agent {agent.agent_id} may not publish wildcard names "
+            "(an admin can allow it: agent policy allow_wildcard)"
+        )
+    if rule.hostname.strip(".").lower() == zone_of(rule) and not agent.allow_apex:
+        return (
+            f"hostname {rule.hostname} is a zone apex: agent {agent.agent_id} may not publish apex names "
+            "(an admin can allow it: agent policy allow_apex)"
+        )
+    return origin_denial(rule.service, agent.origin_allow, agent_id=agent.agent_id)
 
 
 def tunnel_for(claim: Claim, agents: Mapping[str, AgentView]) -> str | None:
@@ -110,25 +146,20 @@ def tunnel_for(claim: Claim, agents: Mapping[str, AgentView]) -> str | None:
     return claim.tunnel_id
 
 
-def resolve_hostname(claims: Iterable[Claim], agents: Mapping[str, AgentView]) -> list[Decision]:
-    """Decide every claim on one hostname: winner, conflict (first claim wins) or denied (allow-list)."""
+def resolve_hostname(
+    claims: Iterable[Claim], agents: Mapping[str, AgentView], *, assigned: str | None = None
+) -> list[Decision]:
+    """Decide every claim on one hostname: winner, conflict (first claim wins) or denied (the agent's policy, or
+    an admin's assignment of the hostname to another owner). Denied claims never take a place in the order, so
+    a claim nobody may publish (a pending agent's, say) cannot squat a name."""
     ordered = sorted(claims, key=lambda c: (c.claimed_at, c.claim_id))
     decisions: list[Decision] = []
     owner: Claim | None = None
     by_path: dict[str, Claim] = {}
     for claim in ordered:
         agent = agents.get(claim.agent_id) if claim.agent_id else None
-        if claim.agent_id is not None and agent is None:
-            decisions.append(Decision(claim, "denied", f"agent {claim.agent_id} is not known"))
-            continue
-        zone = zone_of(claim.rule)
-        if agent is not None and not allowed(claim.rule.hostname, zone, agent):
-            zones = ", ".join(agent.allowed_zones) or "-"
-            suffixes = ", ".join(agent.allowed_suffixes) or "-"
-            reason = (
-                f"hostname {claim.rule.hostname} is outside what agent {agent.agent_id} may publish "
-                f"(zones: {zones}; suffixes: {suffixes})"
-            )
+        reason = denial(claim, agent, assigned)
+        if reason is not None:
             decisions.append(Decision(claim, "denied", reason))
             continue
         if owner is None:
@@ -182,7 +213,8 @@ def zone_records(zone: str, decisions: Iterable[Decision]) -> tuple[DesiredRecor
             continue
         name = d.claim.rule.hostname.lower()
         current = records.get(name)
-        adopt = d.claim.rule.adopt or (current is not None and current.adopt)
+        # Only an admin's manual rule may adopt a foreign record; an agent's claim never does.
+        adopt = (d.claim.rule.adopt and d.claim.manual_rule_id is not None) or (current is not None and current.adopt)
         source = current.source if current is not None else d.claim.source
         records[name] = DesiredRecord(name=name, tunnel_id=d.tunnel_id, adopt=adopt, source=source)
     return tuple(records[name] for name in sorted(records))

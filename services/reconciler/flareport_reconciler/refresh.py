@@ -31,7 +31,8 @@ import redis.asyncio as aioredis
 
 from flareport_common.keys import Keys
 from flareport_common.readmodel import AgentRecord, RuleRecord
-from flareport_reconciler.planner import Planner, decode_claims
+from flareport_reconciler.claimstore import decode_hash
+from flareport_reconciler.planner import Planner
 from flareport_reconciler.planning import (
     AgentView,
     Decision,
@@ -150,9 +151,9 @@ class Refresher:
     async def _resolve(
         self, names: list[str], read: Mapping[str, HostnameRead], record: AgentRecord | None
     ) -> _Outcome:
-        per_host = {h: decode_claims(read[h].claims) for h in names}
+        per_host = {h: decode_hash(read[h].claims) for h in names}
         previous = {h: _decode_state(read[h].state) for h in names}
-        wanted = {c.agent_id for cs in per_host.values() for c in cs if c.agent_id}
+        wanted = {c.agent_id for host in per_host.values() for c in host.claims if c.agent_id}
         known: dict[str, AgentView] = {}
         if record is not None and record.agent_id in wanted:
             wanted.discard(record.agent_id)
@@ -165,7 +166,8 @@ class Refresher:
         stale: set[str] = set()
         touched_by: dict[str, set[str]] = {}  # document -> the targets its hostname touches now
         for hostname in names:
-            decisions = resolve_hostname(per_host[hostname], agents)
+            host = per_host[hostname]
+            decisions = resolve_hostname(host.claims, agents, assigned=host.assigned)
             docs = {doc_key(d): template(d) for d in decisions}
             all_docs.update(docs)
             before = previous[hostname]

@@ -143,9 +143,15 @@ return cleared
 # Writes a change's claims in one command (a snapshot changes hundreds). KEYS: pending deletions, agent hostnames,
 # tunnel hostnames (the last two used only if ARGV[3] / ARGV[4] is '1'), then per removed claim its claims hash,
 # then per new claim its claims hash and its zone's hostnames. ARGV: number removed, number new, flags, then
-# (hostname, claim id) per removed claim and (hostname, claim id, JSON, delete_at or '') per new claim.
-# An existing claim keeps its first claim time (a restart does not lose the hostname to a later claimant); JSON
-# escapes quotes inside strings, so the first '"claimed_at":' is the claim's own top-level field.
+# (hostname, claim id) per removed claim and (hostname, claim id, JSON, delete_at or '', owner, claim time in ms)
+# per new claim.
+#
+# A stored claim is ``<time ms>|<owner>|<JSON>`` (see ``claimstore.py``): the claim order lives in a prefix this
+# script writes from the server's arguments, never inside the JSON, which carries agent-controlled data and is
+# never parsed here. The time kept is the earliest of the claim's own previous time and every other claim of the
+# same owner on the hostname: an owner keeps its place across a restart and across its own container
+# recreations (the old container's claim stays through its grace period), so nobody queued behind it takes the
+# name in between.
 WRITE_CLAIMS = """
 local removed, added = tonumber(ARGV[1]), tonumber(ARGV[2])
 local SEP = string.char(31)  -- pending_member's separator
@@ -157,16 +163,15 @@ end
 local a, k = 4 + 2 * removed, 3 + removed
 for i = 1, added do
   local hostname, id, new, due = ARGV[a + 1], ARGV[a + 2], ARGV[a + 3], ARGV[a + 4]
+  local owner, at = ARGV[a + 5], tonumber(ARGV[a + 6])
   local claims, zone = KEYS[k + 1], KEYS[k + 2]
-  a, k = a + 4, k + 2
-  local old = redis.call('HGET', claims, id)
-  if old then
-    local at = string.match(old, '"claimed_at":([^,}]+)')
-    if at then
-      new = string.gsub(new, '"claimed_at":[^,}]+', function() return '"claimed_at":' .. at end, 1)
-    end
+  a, k = a + 6, k + 2
+  local all = redis.call('HGETALL', claims)
+  for j = 1, #all, 2 do
+    local t, o = string.match(all[j + 1], '^(%d+)|([^|]*)|')
+    if t and (all[j] == id or o == owner) and tonumber(t) < at then at = tonumber(t) end
   end
-  redis.call('HSET', claims, id, new)
+  redis.call('HSET', claims, id, string.format('%d', at) .. '|' .. owner .. '|' .. new)
   if due == '' then
     redis.call('ZREM', KEYS[1], hostname .. SEP .. id)
   else

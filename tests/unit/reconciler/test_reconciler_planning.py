@@ -15,8 +15,8 @@ from flareport_reconciler.planning import (
 )
 
 AGENTS = {
-    "a1": AgentView("a1", tunnel_id="t1"),
-    "a2": AgentView("a2", tunnel_id="t2"),
+    "a1": AgentView("a1", tunnel_id="t1", allow_wildcard=True),
+    "a2": AgentView("a2", tunnel_id="t2", allow_wildcard=True),
     "fenced": AgentView(
         "fenced", tunnel_id="t3", allowed_zones=("example.com",), allowed_suffixes=("dev.example.org",)
     ),
