@@ -114,6 +114,10 @@ class Keys:
         """The highest event sequence number the API accepted from this agent (a plain integer string)."""
         return f"{self.prefix}{{agent:{agent_id}}}:last-seq"
 
+    def agent_event_bucket(self, agent_id: str) -> str:
+        """Hash {tokens, ms}: the agent's events token bucket (``quotas.events_per_second``); absent when full."""
+        return f"{self.prefix}{{agent:{agent_id}}}:event-bucket"
+
     def agent_api_keys(self, agent_id: str) -> str:
         """Set of the key ids bound to this agent (so a roll or a removal finds every key of the agent)."""
         return f"{self.prefix}{{agent:{agent_id}}}:api-keys"

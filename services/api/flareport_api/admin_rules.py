@@ -38,7 +38,6 @@ from flareport_common.messages.intents import (
     ManualRuleUpserted,
 )
 from flareport_common.streams.codec import encode
-from flareport_common.streams.producer import DEFAULT_MAXLEN
 
 RULE_STATUSES = ("pending", "active", "error", "pending_deletion", "conflict")
 _encoder = msgspec.json.Encoder()
@@ -91,7 +90,7 @@ async def _store_with_intent(ctx: ApiContext, hash_key: str, field: str, value: 
     else:
         pipe.hset(hash_key, field, value)
     bump_version(pipe, ctx.keys)  # the manual rules and access groups pages show these hashes
-    pipe.xadd(ctx.keys.intents, encode(intent), maxlen=DEFAULT_MAXLEN, approximate=True)  # type: ignore[arg-type]
+    pipe.xadd(ctx.keys.intents, encode(intent))  # type: ignore[arg-type]  # no MAXLEN: the reconciler trims
     results = await pipe.execute()
     entry = results[-1]
     return entry.decode() if isinstance(entry, bytes) else str(entry)

@@ -1,9 +1,10 @@
 """The agent protocol (``flareport_common.protocol``): register, events, command long-poll, ack, heartbeat.
 
 Identity and time come from the server: the agent id is the key's binding and ``occurred_at`` is stamped
-here, whatever the body says. Event sequence numbers are checked and recorded by one Lua script together
-with the XADDs, so two API replicas receiving the same retried batch cannot both add it: an event whose
-``seq`` is at or below the last accepted one is answered as a duplicate and not added again.
+here, whatever the body says. Events (and the registration event) are admitted by ``ingest``: sequence numbers,
+the agent's rate and the shared backlog are checked atomically with the XADDs, so two API replicas receiving the
+same retried batch cannot both add it, and a 2xx means the reconciler will handle the event. Nothing here adds
+to a stream with ``MAXLEN``: an entry is trimmed only after every consumer group handled it.
 """
 
 from __future__ import annotations
@@ -14,10 +15,10 @@ from typing import Any
 import msgspec
 from aiohttp import web
 
-from flareport_api import readstore, validation
+from flareport_api import ingest, readstore, validation
 from flareport_api.errors import ApiError, invalid, json_response, query_float, read_body
 from flareport_api.keystore import bump_version
-from flareport_api.metrics import EVENTS
+from flareport_api.metrics import HEARTBEATS_DROPPED
 from flareport_api.state import QueryParam, Route, context
 from flareport_common.keys import GROUP_AGENT
 from flareport_common.messages.base import utcnow
@@ -36,7 +37,6 @@ from flareport_common.protocol import (
 )
 from flareport_common.readmodel import CommandRecord
 from flareport_common.streams.codec import FIELD
-from flareport_common.streams.producer import DEFAULT_MAXLEN
 
 MAX_EVENTS_PER_BATCH = 1000
 MAX_SEQ = 2**53  # Lua numbers are doubles: larger integers would compare wrongly
@@ -44,25 +44,6 @@ HEARTBEAT_INTERVAL_S = 15.0
 HEARTBEAT_HISTORY = 20
 # A bound agent whose record the reconciler still lacks after this long is told to register again.
 REREGISTER_AFTER = timedelta(seconds=120)
-
-# KEYS[1] last accepted seq of the agent, KEYS[2] events stream; ARGV[1] MAXLEN, then (seq or "", payload) pairs.
-ACCEPT_EVENTS_LUA = """
-local last = tonumber(redis.call('GET', KEYS[1]) or '-1')
-local accepted = 0
-local dups = {}
-for i = 2, #ARGV, 2 do
-  local seq = ARGV[i]
-  if seq ~= '' and tonumber(seq) <= last then
-    table.insert(dups, seq)
-  else
-    redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[1], '*', 'm', ARGV[i + 1])
-    accepted = accepted + 1
-    if seq ~= '' then last = tonumber(seq) end
-  end
-end
-if last >= 0 then redis.call('SET', KEYS[1], string.format('%d', last)) end
-return {accepted, string.format('%d', last), dups}
-"""
 
 _encoder = msgspec.json.Encoder()
 _command_decoder = msgspec.json.Decoder(CommandMessage)
@@ -101,7 +82,8 @@ async def register(request: web.Request) -> web.StreamResponse:
         tunnel_id=tunnel_id,
         tunnel_token_sha256=token_sha256,
     )
-    await ctx.producer.send(ctx.keys.events, event)
+    # Admitted like any event: a registration loop pays the agent's rate and waits out a deep backlog (429).
+    await ingest.accept(ctx, agent_id, [(None, _encoder.encode(event))])
     record = await readstore.agent(ctx.redis, ctx.keys, agent_id)
     return json_response(
         RegisterResponse(
@@ -137,22 +119,20 @@ async def events(request: web.Request) -> web.StreamResponse:
     if len(batch.events) > MAX_EVENTS_PER_BATCH:
         raise invalid("events", f"at most {MAX_EVENTS_PER_BATCH} events per batch")
     now = utcnow()
-    args: list[Any] = [DEFAULT_MAXLEN]
+    stamped_events: list[tuple[int | None, bytes]] = []
     for index, event in enumerate(batch.events):
         seq = getattr(event, "seq", None)
         if seq is not None and not 0 <= seq <= MAX_SEQ:
             raise invalid(f"events[{index}].seq", f"seq must be between 0 and {MAX_SEQ}")
         stamped = msgspec.structs.replace(event, agent_id=agent_id, occurred_at=now)
-        args += ["" if seq is None else str(seq), _encoder.encode(stamped)]
+        stamped_events.append((seq, _encoder.encode(stamped)))
     if not batch.events:
         return json_response(EventBatchResponse(accepted=0, last_seq=await _last_seq(request, agent_id)))
-    accepted, last, dups = await ctx.scripts["accept_events"](
-        keys=[ctx.keys.agent_last_seq(agent_id), ctx.keys.events], args=args
+    # Seq check, the agent's rate and the shared backlog, atomically; over a limit: 429 + Retry-After.
+    done = await ingest.accept(ctx, agent_id, stamped_events)
+    return json_response(
+        EventBatchResponse(accepted=done.accepted, duplicates=done.duplicates, last_seq=max(done.last_seq, 0))
     )
-    duplicates = tuple(int(d) for d in dups)
-    EVENTS.labels("accepted").inc(int(accepted))
-    EVENTS.labels("duplicate").inc(len(duplicates))
-    return json_response(EventBatchResponse(accepted=int(accepted), duplicates=duplicates, last_seq=max(int(last), 0)))
 
 
 async def commands(request: web.Request) -> web.StreamResponse:
@@ -208,7 +188,9 @@ async def ack(request: web.Request) -> web.StreamResponse:
     pipe.xack(stream, GROUP_AGENT, command_id)
     pipe.lpush(history, _encoder.encode(record))
     pipe.ltrim(history, 0, readstore.HISTORY_LIMIT - 1)
-    pipe.xadd(ctx.keys.events, {FIELD: _encoder.encode(event)}, maxlen=DEFAULT_MAXLEN, approximate=True)
+    # Never refused nor trimmed: an ack answers a command the reconciler sent, so their number is bounded by the
+    # commands, and losing one would leave the command pending forever.
+    pipe.xadd(ctx.keys.events, {FIELD: _encoder.encode(event)})
     bump_version(pipe, ctx.keys)  # the command history is on the agent's page
     acked = (await pipe.execute())[0] == 1
     if acked and body.ok and isinstance(command, RotateKey):
@@ -240,8 +222,11 @@ async def heartbeat(request: web.Request) -> web.StreamResponse:
     )
     history = ctx.keys.agent_heartbeats(agent_id)
     summary = {"at": now, "tunnel": body.tunnel, "docker_reachable": body.docker_reachable}
+    # A heartbeat goes to the reconciler only within the agent's rate and below the backlog limit; otherwise it is
+    # dropped (the next one, 15 s later, says the same), never answered 429: liveness must not fail under load.
+    if isinstance(await ingest.admit(ctx, agent_id, [(None, _encoder.encode(beat))]), ingest.Refused):
+        HEARTBEATS_DROPPED.inc()
     pipe = ctx.redis.pipeline(transaction=False)
-    pipe.xadd(ctx.keys.events, {FIELD: _encoder.encode(beat)}, maxlen=DEFAULT_MAXLEN, approximate=True)
     # A short history for the admin's agent page (the reconciler keeps only last_seen).
     pipe.lpush(history, _encoder.encode(summary))
     pipe.ltrim(history, 0, HEARTBEAT_HISTORY - 1)

@@ -18,7 +18,7 @@ from redis.exceptions import BusyLoadingError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from flareport_api import admin_agents, admin_ops, admin_rules, agent_routes, openapi, ui
+from flareport_api import admin_agents, admin_ops, admin_rules, agent_routes, ingest, openapi, ui
 from flareport_api.auth import Authenticator, FailureLimiter, SharedFailures
 from flareport_api.errors import ApiError, error_response, json_response
 from flareport_api.keyproof import KeyMinter
@@ -85,7 +85,7 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
         hub=hub,
         producer=Producer(redis, metrics_label=None),
     )
-    ctx.scripts["accept_events"] = redis.register_script(agent_routes.ACCEPT_EVENTS_LUA)
+    ctx.scripts["accept_events"] = redis.register_script(ingest.ACCEPT_EVENTS_LUA)
     app[CONTEXT] = ctx
     listener = asyncio.create_task(hub.listen(), name="api-command-notifications")
     fallback = asyncio.create_task(hub.fallback(), name="api-command-fallback")

@@ -23,6 +23,9 @@ REQUEST_SECONDS = Histogram(
 LONGPOLLS_OPEN = Gauge("flareport_api_longpolls_open", "Command long-polls currently waiting.")
 AUTH_FAILURES = Counter("flareport_api_auth_failures_total", "Failed authentications, by reason.", ["reason"])
 EVENTS = Counter("flareport_api_agent_events_total", "Agent events received, by outcome.", ["outcome"])
+HEARTBEATS_DROPPED = Counter(
+    "flareport_api_heartbeats_dropped_total", "Heartbeats answered but not passed on (agent over its rate, or backlog)."
+)
 COMMANDS_DELIVERED = Counter("flareport_api_commands_delivered_total", "Commands handed to agents, by kind.", ["kind"])
 NOTIFICATIONS = Counter("flareport_api_command_notifications_total", "Command notifications received (pub/sub).")
 NOTIFY_ERRORS = Counter("flareport_api_notification_errors_total", "Pub/sub subscription failures (re-subscribed).")

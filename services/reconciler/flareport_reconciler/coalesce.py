@@ -28,7 +28,6 @@ from dataclasses import dataclass
 import redis.asyncio as aioredis
 
 from flareport_common.keys import Keys
-from flareport_common.streams.producer import DEFAULT_MAXLEN
 
 Arg = bytes | str | int | float
 
@@ -61,7 +60,7 @@ if (redis.call('HGET', KEYS[1], 'version') or '') == ARGV[3] then
   redis.call('HDEL', KEYS[1], 'inflight', 'since')
   return 0
 end
-redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[8], '*', 'm', ARGV[4])
+redis.call('XADD', KEYS[2], '*', 'm', ARGV[4])  -- no MAXLEN: consumers trim what they handled
 redis.call('HSET', KEYS[1], 'inflight', ARGV[2], 'since', ARGV[6], 'version', ARGV[3], 'members', ARGV[5])
 redis.call('SADD', KEYS[3], ARGV[7])
 return 1
@@ -131,7 +130,7 @@ class Coalescer:
         self, target: str, token: str, job_id: str, version: str, payload: bytes, members: bytes, now_ms: int
     ) -> int:
         keys = [self._keys.target_state(target), self._keys.cf_jobs, self._keys.targets_index]
-        args: list[Arg] = [token, job_id, version, payload, members, now_ms, target, DEFAULT_MAXLEN]
+        args: list[Arg] = [token, job_id, version, payload, members, now_ms, target]
         return int(await self._commit(keys=keys, args=args))
 
     async def result(self, target: str, job_id: str, ok: bool, token: str, now_ms: int) -> ResultOutcome:

@@ -1,6 +1,6 @@
 """Stream runtime: producer and consumer-group loop (see ``consumer`` for the reasoning)."""
 
 from flareport_common.streams.consumer import ConsumerConfig, Delivery, Handler, StreamConsumer
-from flareport_common.streams.producer import DEFAULT_MAXLEN, Producer
+from flareport_common.streams.producer import Producer
 
-__all__ = ["DEFAULT_MAXLEN", "ConsumerConfig", "Delivery", "Handler", "Producer", "StreamConsumer"]
+__all__ = ["ConsumerConfig", "Delivery", "Handler", "Producer", "StreamConsumer"]

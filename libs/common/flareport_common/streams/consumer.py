@@ -18,6 +18,8 @@ Why it looks the way it does:
   ``grace_seconds`` for in-flight handlers, then cancels the rest; what was cancelled stays pending for another
   replica.
 * ``run_burst()`` drains the stream (own pending, reclaimable, new) and returns: deterministic tests.
+* Producers add without ``MAXLEN``; every ``trim_interval_s`` the consumer trims the stream below the oldest
+  entry any group still needs (``streams.trim``), so an entry is never removed before every group handled it.
 """
 
 from __future__ import annotations
@@ -49,6 +51,7 @@ from flareport_common.metrics import (
     STREAM_RETRIES,
 )
 from flareport_common.streams.codec import FIELD, display_fields, encode
+from flareport_common.streams.trim import StreamTrimmer
 
 M = TypeVar("M")
 log = structlog.get_logger("flareport.streams")
@@ -77,6 +80,8 @@ class ConsumerConfig:
     max_retry_delay: float = 10.0
     # Short name for metrics labels (e.g. "events"); defaults to the stream name.
     metrics_label: str | None = None
+    # How often the stream is trimmed below what every group handled (0: never, e.g. another process trims).
+    trim_interval_s: float = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,6 +138,7 @@ class StreamConsumer(Generic[M]):
         self._m_inflight = STREAM_INFLIGHT.labels(*self._labels)
         self._m_seconds = STREAM_HANDLER_SECONDS.labels(*self._labels)
         self._log = log.bind(stream=config.metrics_label or config.stream, group=config.group)
+        self._trimmer = StreamTrimmer(redis, config.stream)
 
     # ---- lifecycle -------------------------------------------------------------------------------------------
 
@@ -147,7 +153,7 @@ class StreamConsumer(Generic[M]):
     async def run(self) -> None:
         backoff = Backoff()
         keepalive = asyncio.create_task(self._keepalive_loop(), name="stream-keepalive")
-        next_claim = 0.0
+        next_claim = next_trim = 0.0
         first = True
         try:
             while not self._stopping.is_set():
@@ -159,6 +165,9 @@ class StreamConsumer(Generic[M]):
                     if time.monotonic() >= next_claim:
                         await self._reclaim_once(self.config.claim_idle_ms)
                         next_claim = time.monotonic() + self.config.claim_interval_s
+                    if self.config.trim_interval_s and time.monotonic() >= next_trim:
+                        await self._trimmer.trim()
+                        next_trim = time.monotonic() + self.config.trim_interval_s
                     await self._read_new(block_ms=self.config.block_ms)
                     backoff.reset()
                 except REDIS_TRANSIENT as exc:
@@ -196,6 +205,8 @@ class StreamConsumer(Generic[M]):
         while await self._read_new(block_ms=None) > 0:
             pass
         await self._wait_all()
+        if self.config.trim_interval_s:
+            await self._trimmer.trim()
         return self.processed - before
 
     async def ensure_group(self) -> None:

@@ -1,6 +1,8 @@
-"""Adding messages to streams, with approximate MAXLEN trimming so a stream never grows without bound.
+"""Adding messages to streams. Never with ``MAXLEN``: a length cap would drop entries no consumer has read yet.
 
-``~`` trimming lets Redis drop whole macro-nodes, which costs almost nothing per XADD; exact trimming would not.
+Streams are trimmed by their consumers, below what every group has handled (``streams.trim``); what keeps a
+stream bounded is what limits its producers (the API's backlog limit for the events stream, see
+docs/stream-runtime.md, "Trimming").
 """
 
 from __future__ import annotations
@@ -13,17 +15,14 @@ import redis.asyncio as aioredis
 from flareport_common.metrics import STREAM_PRODUCED
 from flareport_common.streams.codec import encode
 
-DEFAULT_MAXLEN = 100_000
-
 
 class Producer:
-    def __init__(self, redis: aioredis.Redis, *, maxlen: int = DEFAULT_MAXLEN, metrics_label: str | None = None):
+    def __init__(self, redis: aioredis.Redis, *, metrics_label: str | None = None):
         self._redis = redis
-        self._maxlen = maxlen
         self._label = metrics_label
 
     async def send(self, stream: str, message: msgspec.Struct) -> str:
-        entry_id = await self._redis.xadd(stream, encode(message), maxlen=self._maxlen, approximate=True)  # type: ignore[arg-type]
+        entry_id = await self._redis.xadd(stream, encode(message))  # type: ignore[arg-type]
         STREAM_PRODUCED.labels(self._label or stream).inc()
         return entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)
 
@@ -32,7 +31,7 @@ class Producer:
         pipe = self._redis.pipeline(transaction=False)
         count = 0
         for message in messages:
-            pipe.xadd(stream, encode(message), maxlen=self._maxlen, approximate=True)  # type: ignore[arg-type]
+            pipe.xadd(stream, encode(message))  # type: ignore[arg-type]
             count += 1
         if count == 0:
             return []

@@ -1,0 +1,54 @@
+"""Trimming a stream against a real redis-server: only what every consumer group handled is ever removed."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import redis.asyncio as aioredis
+
+from flareport_common.streams.trim import StreamTrimmer
+
+
+async def _ids(redis: aioredis.Redis, stream: str) -> list[bytes]:
+    entries: Any = await redis.xrange(stream)
+    return [entry_id for entry_id, _ in entries]
+
+
+async def _read(redis: aioredis.Redis, stream: str, group: str, count: int) -> list[bytes]:
+    reply: Any = await redis.xreadgroup(group, "c1", {stream: ">"}, count=count)
+    return [entry_id for entry_id, _ in reply[0][1]] if reply else []
+
+
+async def test_entries_a_group_has_not_handled_are_never_trimmed(redis: aioredis.Redis, prefix: str) -> None:
+    stream = f"{prefix}work"
+    pipe = redis.pipeline(transaction=False)
+    for i in range(3000):  # many macro-nodes (100 entries each by default)
+        pipe.xadd(stream, {"m": str(i)})
+    await pipe.execute()
+    everything = await _ids(redis, stream)
+    trimmer = StreamTrimmer(redis, stream)
+    assert await trimmer.trim() == 0, "no group has read anything: nothing may go"
+
+    await redis.xgroup_create(stream, "fast", id="0")
+    await redis.xgroup_create(stream, "slow", id="0")
+    await redis.xack(stream, "fast", *await _read(redis, stream, "fast", 3000))
+    slow = await _read(redis, stream, "slow", 1000)
+    await redis.xack(stream, "slow", *slow[:500])  # 500 handled, 500 pending, 2000 never delivered
+    await trimmer.trim()
+    assert set(everything[500:]) <= set(await _ids(redis, stream)), "a pending or undelivered entry was trimmed"
+    assert len(await _ids(redis, stream)) < 2500 + 100, "handled entries stay at most one macro-node"
+
+    await redis.xack(stream, "slow", *slow[500:], *await _read(redis, stream, "slow", 3000))
+    await trimmer.trim()
+    assert len(await _ids(redis, stream)) < 100
+
+
+async def test_a_missing_stream_or_a_group_that_read_nothing_trims_nothing(redis: aioredis.Redis, prefix: str) -> None:
+    stream = f"{prefix}work"
+    trimmer = StreamTrimmer(redis, stream)
+    assert await trimmer.trim() == 0
+    await redis.xgroup_create(stream, "g", id="0", mkstream=True)
+    for i in range(500):
+        await redis.xadd(stream, {"m": str(i)})
+    assert await trimmer.trim() == 0
+    assert await redis.xlen(stream) == 500
