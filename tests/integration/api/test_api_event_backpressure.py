@@ -3,6 +3,8 @@ event; a deep backlog or an agent over its rate gets a 429 naming the limit, wit
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from typing import Any
@@ -11,10 +13,16 @@ import pytest
 import redis.asyncio as aioredis
 from aiohttp.test_utils import TestClient, TestServer
 
+from flareport_agent.client import KeyRejected, MasterClient
+from flareport_agent.outbox import Outbox, send_loop
 from flareport_api.app import create_app
 from flareport_api.quotas import refusals
 from flareport_common.keys import GROUP_RECONCILER, Keys
+from flareport_common.messages import EventMessage
+from flareport_common.messages.events import ContainerStop
 from flareport_common.settings import AgentQuotas, ApiSettings
+from fptest.api_helpers import stream_messages
+from fptest.waiting import wait_for
 
 from .conftest import Api
 
@@ -34,8 +42,8 @@ async def api_with(settings: ApiSettings, keys: Keys, redis: aioredis.Redis, quo
 @pytest.fixture
 async def tight(api_settings: ApiSettings, keys: Keys, redis: aioredis.Redis) -> AsyncIterator[Api]:
     """An API whose backlog limit is small and whose agents may send fast."""
-    api = await api_with(api_settings, keys, redis, AgentQuotas(events_per_second=1e6, events_burst=1_000_000,
-                                                               events_backlog=BACKLOG))  # fmt: skip
+    quotas = AgentQuotas(events_per_second=1e6, events_burst=1_000_000, events_backlog=BACKLOG)
+    api = await api_with(api_settings, keys, redis, quotas)
     yield api
     await api.client.close()
 
@@ -135,4 +143,50 @@ async def test_an_agent_over_its_rate_gets_429_naming_the_limit_while_others_are
         assert (refusal.limit, refusal.status, refusal.count) == ("events_per_second", 429, 1)
         assert await refusals(redis, keys, other_id) == []
     finally:
+        await api.client.close()
+
+
+async def _no_key_rejection(exc: KeyRejected) -> None:
+    pytest.fail(f"the key was refused: {exc}")
+
+
+async def test_the_agent_outbox_waits_out_429s_and_delivers_every_event_in_order(
+    api_settings: ApiSettings, keys: Keys, redis: aioredis.Redis
+) -> None:
+    """The real outbox and client against the real API: refused batches stay buffered and go later, none lost."""
+    api = await api_with(api_settings, keys, redis, AgentQuotas(events_per_second=40, events_burst=10))
+    key = await api.new_key()
+    agent_id = (await api.register(key))["agent_id"]
+    client = MasterClient(str(api.client.make_url("/")), key)
+    client.agent_id = agent_id
+    outbox = Outbox(capacity=1000, last_seq=0, snapshot=lambda: pytest.fail("no snapshot: nothing may be dropped"))
+    outbox.agent_id = agent_id
+    delivered: list[int] = []
+    sender = asyncio.create_task(
+        send_loop(
+            outbox,
+            client.send_events,
+            max_batch=10,
+            linger=0,
+            on_accepted=delivered.append,
+            on_key_rejected=_no_key_rejection,
+        )
+    )
+    try:
+        for i in range(60):
+            outbox.put(ContainerStop(agent_id=agent_id, seq=0, container_id=f"c{i}"))
+
+        async def all_sent() -> bool:
+            return len(outbox) == 0 and bool(delivered) and delivered[-1] == 60
+
+        await wait_for(all_sent, what="every buffered event accepted")
+        stops = [e for e in await stream_messages(redis, keys.events, EventMessage) if isinstance(e, ContainerStop)]
+        assert [s.seq for s in stops] == list(range(1, 61)), "each event once, in order"
+        [refusal] = await refusals(redis, keys, agent_id)
+        assert refusal.limit == "events_per_second" and refusal.count >= 1, "the outbox was pushed back on the way"
+    finally:
+        sender.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await sender
+        await client.close()
         await api.client.close()
