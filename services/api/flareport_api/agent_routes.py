@@ -15,7 +15,7 @@ from typing import Any
 import msgspec
 from aiohttp import web
 
-from flareport_api import ingest, readstore, validation
+from flareport_api import agent_input, ingest, quotas, readstore, validation
 from flareport_api.errors import ApiError, invalid, json_response, query_float, read_body
 from flareport_api.keystore import bump_version
 from flareport_api.metrics import HEARTBEATS_DROPPED
@@ -118,9 +118,13 @@ async def events(request: web.Request) -> web.StreamResponse:
     batch = await read_body(request, EventBatch)
     if len(batch.events) > MAX_EVENTS_PER_BATCH:
         raise invalid("events", f"at most {MAX_EVENTS_PER_BATCH} events per batch")
+    try:  # hostile input: every field checked and bounded (422), size quotas refused and recorded (413)
+        checked_events = agent_input.checked(batch.events, ctx.settings.quotas)
+    except agent_input.OverQuota as over:
+        raise await quotas.refuse(ctx.redis, ctx.keys, agent_id, over.limit, over.message, status=413) from None
     now = utcnow()
     stamped_events: list[tuple[int | None, bytes]] = []
-    for index, event in enumerate(batch.events):
+    for index, event in enumerate(checked_events):
         seq = getattr(event, "seq", None)
         if seq is not None and not 0 <= seq <= MAX_SEQ:
             raise invalid(f"events[{index}].seq", f"seq must be between 0 and {MAX_SEQ}")

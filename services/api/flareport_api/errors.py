@@ -96,6 +96,9 @@ async def read_body(request: web.Request, schema: type[T]) -> T:
         raise ApiError(422, "invalid_body", _clean(str(exc)), field=field_of(exc)) from None
     except msgspec.DecodeError as exc:
         raise ApiError(400, "malformed_json", f"body is not valid JSON: {exc}", field="$") from None
+    except RecursionError:
+        # msgspec decodes nested JSON recursively: a hostile nesting is a bad body, not a 500.
+        raise ApiError(400, "malformed_json", "body nests JSON too deeply", field="$") from None
 
 
 def query_float(request: web.Request, name: str, *, default: float, minimum: float, maximum: float) -> float:
