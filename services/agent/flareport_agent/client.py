@@ -37,9 +37,14 @@ class KeyRejected(MasterError):
 
 
 class RequestRejected(MasterError):
-    def __init__(self, message: str, *, status: int) -> None:
+    """The master refused this request as it is; ``code`` and ``field`` are its error's (``field`` names the
+    offending part, e.g. ``events[3].container.rules[0].adopt``, or the quota's name for a 413 quota refusal)."""
+
+    def __init__(self, message: str, *, status: int, code: str = "", field: str | None = None) -> None:
         super().__init__(message)
         self.status = status
+        self.code = code
+        self.field = field
 
 
 def _retry_after(value: str | None) -> float | None:
@@ -111,11 +116,15 @@ class MasterClient:
                 raise MasterUnavailable(f"{method} {path}: unreadable response: {exc}") from exc
         detail = _error_detail(raw)
         message = f"{method} {path}: HTTP {status}" + (f" {detail.code}: {detail.message}" if detail else "")
+        if detail is not None and detail.field:
+            message += f" (field {detail.field})"
         if status in (401, 403):
             raise KeyRejected(message, status=status, code=detail.code if detail else "")
         if status == 429 or status >= 500:
             raise MasterUnavailable(message, retry_after=retry_after)
-        raise RequestRejected(message, status=status)
+        raise RequestRejected(
+            message, status=status, code=detail.code if detail else "", field=detail.field if detail else None
+        )
 
     async def register(self, request: protocol.RegisterRequest) -> protocol.RegisterResponse:
         response = await self._call("POST", "/api/v1/agents/register", request, protocol.RegisterResponse)

@@ -11,6 +11,11 @@ N counting from 0 and stopping at the first missing ``N.hostname``; each indexed
 indexed hostname containing a path (its issue #313); here it is an error telling the user to use the path label.
 
 ``parse_container`` never raises: every problem becomes a ``RuleError`` (hypothesis checks this).
+
+The agent never sends what the API refuses: every rule finally goes through the API's own checks
+(``flareport_common.validate``), and a container keeps at most the control plane's default number of rules and of
+label errors, each error cut to its default size (``AgentQuotas``), so one bad label costs its rule, never the
+whole event batch.
 Per-container label ``<prefix>grace_period`` (whole seconds) overrides the control plane's GRACE_PERIOD_SECONDS.
 """
 
@@ -21,10 +26,30 @@ from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
 from flareport_agent import values
+from flareport_common import validate
 from flareport_common.messages.rules import AccessPolicy, AccessSpec, ContainerInfo, OriginOptions, Rule, RuleError
+from flareport_common.settings import AgentQuotas
 
 BUILTIN_PREFIXES = ("flareport.", "dockflare.", "cloudflare.tunnel.")
 MAX_INDEXED_RULES = 100
+# The control plane's default quotas (FLAREPORT_AGENT_MAX_*): what goes beyond becomes a label error here rather
+# than a refused event batch there.
+MAX_RULES = AgentQuotas().rules_per_container
+MAX_ERRORS = AgentQuotas().label_errors_per_container
+MAX_ERROR_BYTES = AgentQuotas().label_error_bytes
+# The label behind each field of a rule, for the API's checks to name the label the user wrote.
+_FIELD_LABELS = {
+    "service": "service",
+    "path": "path",
+    "zone_name": "zonename",
+    "origin.origin_server_name": "originsrvname",
+    "origin.http_host_header": "httpHostHeader",
+    "access.name": "access.name",
+    "access.session_duration": "access.session_duration",
+    "access.groups": "access.groups",
+    "access.allowed_idps": "access.allowed_idps",
+    "access.custom_rules": "access.custom_rules",
+}
 _POLICIES: dict[str, AccessPolicy] = {"bypass": "bypass", "authenticate": "authenticate", "default_tld": "default_tld"}
 T = TypeVar("T")
 
@@ -169,7 +194,7 @@ def _rule(view: LabelView, index: int | None) -> Rule:
         disable_chunked_encoding=rl.get("disable_chunked_encoding", values.parse_bool),
         match_sni_to_host=rl.get("match_sni_to_host", values.parse_bool),
     )
-    return Rule(
+    rule = Rule(
         hostname=hostname,
         service=service,
         path=rl.get("path", _path),
@@ -177,6 +202,20 @@ def _rule(view: LabelView, index: int | None) -> Rule:
         origin=origin,
         access=_access(rl),
     )
+    try:
+        return validate.rule(rule)
+    except validate.FieldError as exc:
+        raise _Invalid(RuleError(label=_label_of(rl, exc.field, host_found[0]), reason=exc.reason)) from None
+
+
+def _label_of(rl: _RuleLabels, field: str, hostname_label: str) -> str:
+    """The label as written behind a rule field (``rule.access.groups[2]`` -> ``dockflare.access.groups``)."""
+    name = field.removeprefix("rule.").split("[", 1)[0]
+    short = _FIELD_LABELS.get(name)
+    if short == "access.groups" and rl.find(short) is None:
+        short = "access.group"
+    found = rl.find(short) if short is not None else None
+    return found[0] if found is not None else hostname_label
 
 
 def parse_rules(view: LabelView) -> tuple[list[Rule], list[RuleError]]:
@@ -198,9 +237,21 @@ def parse_rules(view: LabelView) -> tuple[list[Rule], list[RuleError]]:
         if rule.key in seen:
             errors.append(RuleError(label=label[0], reason=f"duplicate of {seen[rule.key]} ({rule.key})"))
             continue
+        if len(rules) >= MAX_RULES:
+            errors.append(RuleError(label=label[0], reason=f"more than {MAX_RULES} rules in one container"))
+            continue
         seen[rule.key] = label[0]
         rules.append(rule)
     return rules, errors
+
+
+def _bounded(errors: list[RuleError], summary_label: str) -> tuple[RuleError, ...]:
+    """At most ``MAX_ERRORS`` errors of at most ``MAX_ERROR_BYTES`` each; the last one says how many were left out."""
+    if len(errors) > MAX_ERRORS:
+        left_out = len(errors) - (MAX_ERRORS - 1)
+        errors = [*errors[: MAX_ERRORS - 1], RuleError(label=summary_label, reason=f"and {left_out} more label errors")]
+    clipped = (validate.clip_label_error(e.label, e.reason, MAX_ERROR_BYTES) for e in errors)
+    return tuple(RuleError(label=label, reason=reason) for label, reason in clipped)
 
 
 def parse_container(
@@ -226,7 +277,12 @@ def parse_container(
         # A typo in ``enable`` is reported rather than silently ignored: the user meant something.
         errors.append(RuleError(label=enable[0], reason=str(exc)))
         return ContainerInfo(
-            container_id=container_id, name=name, image=image, state=state, health=health, errors=tuple(errors)
+            container_id=container_id,
+            name=name,
+            image=image,
+            state=state,
+            health=health,
+            errors=_bounded(errors, enable[0]),
         )
     rules, rule_errors = parse_rules(view)
     errors.extend(rule_errors)
@@ -242,6 +298,6 @@ def parse_container(
         state=state,
         health=health,
         rules=tuple(rules),
-        errors=tuple(errors),
+        errors=_bounded(errors, enable[0]),
         grace_period_seconds=grace,
     )

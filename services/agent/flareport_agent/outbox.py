@@ -6,11 +6,17 @@ has been away for a long time) its content is thrown away and replaced by one ``
 running now — the master loses no state, only the history in between, which it does not need (rules are
 level-based). The sender removes events from the buffer only after the master accepted them, retries with capped
 backoff, honours ``Retry-After``, and persists the last accepted sequence number (through ``on_accepted``).
+
+A batch the master refuses (a 4xx other than 401/403/429: invalid field, size quota) is never retried as is, and
+never costs the events around the refused one: the sender sends what comes before the event the error names
+(``events[i]...``), or probes one event at a time when it names none, and drops only the refused event, logged
+with the master's reason and field; a dropped change (not a snapshot) is followed by one inventory snapshot.
 """
 
 from __future__ import annotations
 
 import asyncio
+import re
 from collections import deque
 from collections.abc import Awaitable, Callable
 
@@ -20,12 +26,13 @@ from flareport_agent.client import KeyRejected, MasterUnavailable, RequestReject
 from flareport_agent.metrics import BUFFER_OVERFLOWS, BUFFERED_EVENTS, EVENT_BATCHES, EVENTS_SENT, MASTER_ERRORS
 from flareport_common.backoff import Backoff
 from flareport_common.logs import get_logger
-from flareport_common.messages.events import TunnelStatus
+from flareport_common.messages.events import Inventory, TunnelStatus
 from flareport_common.protocol import AgentEvent, EventBatchResponse
 
 log = get_logger("flareport.agent.outbox")
 
 SendBatch = Callable[[tuple[AgentEvent, ...]], Awaitable[EventBatchResponse]]
+_EVENT_INDEX = re.compile(r"^events\[(\d+)\]")
 
 
 class Outbox:
@@ -88,6 +95,14 @@ class Outbox:
         BUFFERED_EVENTS.set(len(self._buffer))
 
 
+def refused_index(exc: RequestRejected, size: int) -> int | None:
+    """The position of the event the master's error names (``events[3].container...``), when it names one."""
+    match = _EVENT_INDEX.match(exc.field or "")
+    if match is None or int(match[1]) >= size:
+        return None
+    return int(match[1])
+
+
 async def send_loop(
     outbox: Outbox,
     send: SendBatch,
@@ -101,11 +116,12 @@ async def send_loop(
 ) -> None:
     """Send until cancelled. ``on_key_rejected`` returns once the agent may call the master again."""
     backoff = backoff or Backoff(initial=0.2, maximum=30.0)
+    probe: int | None = None  # a smaller batch while looking for the event the master refuses
     while True:
         await outbox.wait_ready()
         if linger:
             await asyncio.sleep(linger)  # let a burst gather into one batch
-        generation, batch = outbox.peek(max_batch)
+        generation, batch = outbox.peek(min(max_batch, probe or max_batch))
         if not batch:
             outbox.done(generation, 0)
             continue
@@ -125,17 +141,13 @@ async def send_loop(
         except RequestRejected as exc:
             MASTER_ERRORS.labels(call="events", kind="rejected").inc()
             EVENT_BATCHES.labels(outcome="rejected").inc()
-            if exc.status == 413 and max_batch > 1:
-                max_batch = max(1, max_batch // 2)
+            if exc.code == "body_too_large" and len(batch) > 1:
+                max_batch = max(1, len(batch) // 2)
                 log.warning("event batch too large; halving it", max_batch=max_batch)
                 continue
-            # Retrying the same body cannot succeed: drop it, and send a snapshot so nothing the master needs is lost.
-            log.error("master rejected an event batch; replacing it with an inventory snapshot", error=str(exc))
-            outbox.done(generation, len(batch))
-            outbox.put_snapshot()
-            # A snapshot the master rejects as well (e.g. too large for its body limit) must not become a hot loop.
-            await asyncio.sleep(backoff.next())
+            probe = _refused(outbox, generation, batch, exc)
             continue
+        probe = None
         backoff.reset()
         EVENT_BATCHES.labels(outcome="accepted").inc()
         for event in batch:
@@ -144,3 +156,29 @@ async def send_loop(
         on_accepted(max([response.last_seq, *(e.seq for e in batch if not isinstance(e, TunnelStatus))]))
         if on_sent is not None:
             on_sent(batch)
+
+
+def _refused(outbox: Outbox, generation: int, batch: tuple[AgentEvent, ...], exc: RequestRejected) -> int | None:
+    """Narrow a refused batch down to the refused event and drop only that; returns the next batch's size cap."""
+    index = refused_index(exc, len(batch))
+    if len(batch) > 1 and index != 0:
+        # Send what comes before the named event (the master checked it), or look for it one event at a time.
+        log.warning("master refused an event batch; narrowing it down", error=str(exc), send_first=index or 1)
+        return index or 1
+    # Retrying this event can never succeed: drop it alone. Each refusal drops an event or narrows the batch, so a
+    # refused event cannot become a retry loop.
+    event = batch[0]
+    EVENT_BATCHES.labels(outcome="dropped").inc()
+    log.error(
+        "master refused an event; dropped it (its rules are not published until the cause is fixed)",
+        type=type(event).__struct_config__.tag,
+        seq=getattr(event, "seq", None),
+        field=exc.field,
+        error=str(exc),
+    )
+    outbox.done(generation, 1)
+    if not isinstance(event, Inventory | TunnelStatus):
+        # The master missed a change: a snapshot tells it what runs now. A refused snapshot is not followed by
+        # another one (that would repeat forever); the next change or reconnect sends a fresh one.
+        outbox.put_snapshot()
+    return None
