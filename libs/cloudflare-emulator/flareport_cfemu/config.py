@@ -27,6 +27,7 @@ TUNABLE_FIELDS = frozenset(
         "batch_limit",
         "comment_limit",
         "max_record_tags",
+        "record_quota",
         "token",
     }
 )
@@ -45,6 +46,9 @@ class EmulatorConfig:
     batch_limit: int | None = None
     comment_limit: int | None = None
     max_record_tags: int = 10
+    # Records a zone may hold (Cloudflare's per-plan DNS record quota); ``None`` = no quota. A create beyond it is
+    # refused (81045), which is how tests get a refusal of a record whose name and body are valid.
+    record_quota: int | None = None
     # JSON file the state is loaded from at start and written to (debounced) on change.
     state_file: Path | None = None
     persist_interval_seconds: float = 0.2

@@ -35,6 +35,7 @@ INVALID_REQUEST = 1001  # malformed JSON body, missing/invalid fields outside DN
 DNS_TYPE_INVALID = 9020  # unsupported record type
 DNS_TAGS_INVALID = 9300  # malformed or too many record tags
 DNS_BATCH_TOO_LARGE = 81070  # batch larger than the zone plan allows
+DNS_RECORD_QUOTA = 81045  # "Record quota exceeded." (a create beyond the zone's record quota)
 TUNNEL_CONFIG_INVALID = 1055  # ingress rules rejected the way cloudflared would
 INJECTED_SERVER_ERROR = 10001  # body of an injected 5xx fault
 

@@ -154,6 +154,11 @@ class Keys:
         """Hash: record name -> JSON list of the zone's A/AAAA/CNAME records on that name (observed cache)."""
         return f"{self.prefix}cf:zone:{zone_id}:records"
 
+    def cf_zone_refused(self, zone_id: str) -> str:
+        """Hash: fingerprint of a write Cloudflare refused in this zone -> JSON {error, until} (left out of the
+        zone's next batches until then, so one bad record does not sink every later batch)."""
+        return f"{self.prefix}cf:zone:{zone_id}:refused"
+
     @property
     def cf_zones(self) -> str:
         return f"{self.prefix}cf:zones"

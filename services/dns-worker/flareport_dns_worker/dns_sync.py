@@ -9,15 +9,20 @@ longer wants is removed — and only if it still carries our marker. A job with 
 control plane rebuilds after a loss of its data) keeps such records instead, and they stay in the target's
 names, so the next job that prunes removes them.
 
+Records are written only in the zone the job names (``zones.zone_problem``), and only under names that pass
+the name check (``names.name_problem``); any other record is a per-record error and the rest converge.
+
 Writes for a zone go in ``dns_records/batch`` calls of at most ``batch_size`` operations. Cloudflare runs
 a batch in one transaction, so a refused batch changed nothing; its operations are then re-done one call
-each, which isolates the offending record (reported per hostname) and lets every other record converge.
+each, which isolates the offending record (reported per hostname) and lets every other record converge. The
+offending write is remembered (``refusals.py``) and left out of the zone's next batches, so the fallback costs
+single calls for that job only: the zone's next change is one batch call again.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import msgspec
@@ -25,7 +30,7 @@ import redis.asyncio as aioredis
 import structlog
 
 from flareport_common.keys import Keys
-from flareport_common.messages.cfjobs import SyncDnsZone
+from flareport_common.messages.cfjobs import DesiredRecord, SyncDnsZone
 from flareport_common.messages.cfresults import CfError
 from flareport_dns_worker.cfclient import CfApiError, CfTransientError, CloudflareApi
 from flareport_dns_worker.dns_plan import (
@@ -40,9 +45,11 @@ from flareport_dns_worker.dns_plan import (
     plan_dns,
 )
 from flareport_dns_worker.lease import Leases
-from flareport_dns_worker.metrics import BATCH_FALLBACKS, BATCH_SIZE, CONFLICTS
+from flareport_dns_worker.metrics import BATCH_FALLBACKS, BATCH_SIZE, CONFLICTS, LEFT_OUT
+from flareport_dns_worker.names import bare, name_problem
 from flareport_dns_worker.outcome import Outcome, Reread
-from flareport_dns_worker.zones import ZoneDirectory
+from flareport_dns_worker.refusals import Refusals, fingerprint, without_refused
+from flareport_dns_worker.zones import ZoneDirectory, zone_problem
 
 log = structlog.get_logger("flareport.dns_worker.dns")
 RECORDS = "/zones/{zone_id}/dns_records"
@@ -73,20 +80,18 @@ class DnsSync:
         self._zones = zones
         self._owner = owner
         self._batch_size = batch_size
+        self._refusals = Refusals(redis, keys)
 
     async def sync(self, job: SyncDnsZone, *, fresh: bool = False) -> Outcome:
-        outcome = Outcome()
-        by_zone: dict[str, list[Wanted]] = defaultdict(list)
-        for record in job.records:
-            found = await self._zones.resolve(record.name, job.zone_name)
-            if found is None:
-                outcome.errors.append(
-                    CfError(
-                        message=f"no zone of this account contains {record.name}", hostname=record.name, kind="zone"
-                    )
-                )
-                continue
-            by_zone[found[1]].append(Wanted(record.name.lower().rstrip("."), record.tunnel_id, record.adopt))
+        zones = await self._zones.knowing(job.zone_name)
+        wanted, errors = placed(job.records, job.zone_name, zones)
+        for error in errors:
+            LEFT_OUT.labels("zone" if error.kind == "zone" else "invalid_name").inc()
+        outcome = Outcome(errors=errors)
+        job_zone_id = zones.get(bare(job.zone_name))
+        # One zone at most: the job's own. Other zones appear below only to clean up what this target wrote there
+        # before (earlier versions resolved names to the longest matching zone).
+        by_zone: dict[str, list[Wanted]] = {job_zone_id: wanted} if job_zone_id is not None and wanted else {}
         # The names this target wrote before. Without that list (first sync, or Redis lost it) nothing beyond
         # the wanted names is claimed: several targets can share one zone, and a record this target cannot
         # prove it wrote may well belong to another. A lost list can leave a stale record behind (still
@@ -117,8 +122,8 @@ class DnsSync:
     async def _sync_zone(
         self, zone_id: str, wanted: list[Wanted], names: set[str], fresh: bool, prune: bool
     ) -> tuple[Outcome, set[str]]:
-        # Jobs are leased per target, but several targets (the reconciler's zone guesses) can land in one
-        # actual zone, whose observed copy they share: one writer per zone keeps that copy true.
+        # Jobs are leased per target, but another target can write in this zone too (cleaning up what it wrote
+        # there in the past), and the zone's observed copy is shared: one writer per zone keeps that copy true.
         zone_target = f"zone-id:{zone_id}"
         async with self._leases.hold(self._keys.target_lease(zone_target), zone_target, wait=60.0):
             return await self._sync_zone_locked(zone_id, wanted, names, fresh, prune)
@@ -126,21 +131,34 @@ class DnsSync:
     async def _sync_zone_locked(
         self, zone_id: str, wanted: list[Wanted], names: set[str], fresh: bool, prune: bool
     ) -> tuple[Outcome, set[str]]:
-        for attempt in range(3):
-            current = await self._current(zone_id, fresh=fresh or attempt > 0)
-            plan = plan_dns(current, wanted, self._owner, names, prune=prune)
-            outcome = Outcome(errors=list(plan.conflicts))
-            CONFLICTS.labels("dns").inc(len(plan.conflicts))
-            try:
-                await self._apply(zone_id, plan, current, outcome, final=attempt == 2)
-            except Reread as reason:
-                log.info("dns.reread", zone_id=zone_id, reason=str(reason))
-                await self._redis.hdel(self._keys.cf_zone_records(zone_id), LOADED)
-                continue
-            # Names whose cleanup failed (or that were kept, without pruning) stay managed: a later job removes them.
-            left = {n for n in names if any(owner_of(r.comment) == self._owner for r in current.get(n, ()))}
-            return outcome, plan.managed | left
-        raise AssertionError("unreachable: the last attempt never rereads")
+        # A fresh sync (verify_target, the periodic drift check) retries every write refused before.
+        if fresh:
+            await self._refusals.forget(zone_id)
+            refused: dict[str, CfError] = {}
+        else:
+            refused = await self._refusals.load(zone_id)
+        refused_now: dict[str, CfError] = {}
+        try:
+            for attempt in range(3):
+                current = await self._current(zone_id, fresh=fresh or attempt > 0)
+                plan, again = without_refused(plan_dns(current, wanted, self._owner, names, prune=prune), refused)
+                outcome = Outcome(errors=[*plan.conflicts, *again])
+                CONFLICTS.labels("dns").inc(len(plan.conflicts))
+                LEFT_OUT.labels("refused").inc(len(again))
+                try:
+                    await self._apply(zone_id, plan, current, outcome, refused_now, final=attempt == 2)
+                except Reread as reason:
+                    log.info("dns.reread", zone_id=zone_id, reason=str(reason))
+                    await self._redis.hdel(self._keys.cf_zone_records(zone_id), LOADED)
+                    # What Cloudflare refused in this attempt is not sent again in the next one.
+                    refused.update(refused_now)
+                    continue
+                # Names whose cleanup failed (or kept, without pruning) stay managed: a later job removes them.
+                left = {n for n in names if any(owner_of(r.comment) == self._owner for r in current.get(n, ()))}
+                return outcome, plan.managed | left
+            raise AssertionError("unreachable: the last attempt never rereads")
+        finally:
+            await self._refusals.remember(zone_id, refused_now)
 
     # ---- observed state ----------------------------------------------------------------------------------
 
@@ -193,7 +211,16 @@ class DnsSync:
 
     # ---- writes ----------------------------------------------------------------------------------------------
 
-    async def _apply(self, zone_id: str, plan: DnsPlan, current: Current, outcome: Outcome, *, final: bool) -> None:
+    async def _apply(
+        self,
+        zone_id: str,
+        plan: DnsPlan,
+        current: Current,
+        outcome: Outcome,
+        refused: dict[str, CfError],
+        *,
+        final: bool,
+    ) -> None:
         for chunk in plan.batches(self._batch_size):
             body: dict[str, Any] = {}
             if chunk.deletes:
@@ -215,12 +242,21 @@ class DnsSync:
             except CfApiError as error:
                 BATCH_FALLBACKS.inc()
                 log.warning("dns.batch_refused", zone_id=zone_id, code=error.code, error=error.message)
-                await self._singles(zone_id, chunk, current, outcome, final=final)
+                await self._singles(zone_id, chunk, current, outcome, refused, final=final)
             else:
                 _absorb(current, envelope.get("result") or {}, chunk)
             await self._store(zone_id, current, touched)
 
-    async def _singles(self, zone_id: str, chunk: DnsPlan, current: Current, outcome: Outcome, *, final: bool) -> None:
+    async def _singles(
+        self,
+        zone_id: str,
+        chunk: DnsPlan,
+        current: Current,
+        outcome: Outcome,
+        refused: dict[str, CfError],
+        *,
+        final: bool,
+    ) -> None:
         contradicted = False
         ops: list[Delete | Patch | Post] = [*chunk.deletes, *chunk.patches, *chunk.posts]
         for op in ops:
@@ -252,17 +288,36 @@ class DnsSync:
                 contradicted = contradicted or conflict
                 if conflict:
                     CONFLICTS.labels("dns").inc()
-                outcome.errors.append(
-                    CfError(
-                        code=error.code,
-                        message=error.message,
-                        hostname=op.name,
-                        kind="conflict" if conflict else "invalid",
-                    )
+                problem = CfError(
+                    code=error.code, message=error.message, hostname=op.name, kind="conflict" if conflict else "invalid"
                 )
+                outcome.errors.append(problem)
+                if not conflict:
+                    # Left out of the zone's next batches (a conflict is seen by the plan after a fresh read).
+                    refused[fingerprint(op)] = problem
         if contradicted and not final:
             # Cloudflare holds a record our observed copy does not know about: read again and re-plan.
             raise Reread("Cloudflare reported a conflicting record the observed state did not show")
+
+
+def placed(
+    records: Sequence[DesiredRecord], job_zone: str, zones: dict[str, str]
+) -> tuple[list[Wanted], list[CfError]]:
+    """The records that may be written in the job's zone, and a per-record error for each of the others: a name
+    that fails the name check (``invalid``) or that the job's zone does not hold (``zone``)."""
+    wanted: list[Wanted] = []
+    errors: list[CfError] = []
+    for record in records:
+        problem = name_problem(record.name)
+        if problem is not None:
+            errors.append(CfError(message=problem, hostname=record.name, kind="invalid"))
+            continue
+        problem = zone_problem(record.name, job_zone, zones)
+        if problem is not None:
+            errors.append(CfError(message=problem, hostname=record.name, kind="zone"))
+            continue
+        wanted.append(Wanted(bare(record.name), record.tunnel_id, record.adopt))
+    return wanted, errors
 
 
 def _text(value: Any) -> str:

@@ -61,3 +61,9 @@ BATCH_FALLBACKS = Counter(
     "flareport_dnsworker_dns_batch_fallbacks_total",
     "Batches Cloudflare refused, re-done as single calls.",
 )
+LEFT_OUT = Counter(
+    "flareport_dnsworker_dns_records_left_out_total",
+    "Desired DNS records left out of a zone's batch, by reason: invalid_name (the name check), zone (not in the "
+    "job's zone), refused (Cloudflare refused the same write before).",
+    ["reason"],
+)

@@ -1,13 +1,26 @@
-"""Which zone a hostname belongs to.
+"""Which zone a record is written in: the job's zone, and only when that zone really holds the name.
 
-A hostname goes to the zone named by its job when that zone exists in the account and contains it, else to
-the longest zone suffix among the account's zones (``a.dev.example.com`` -> ``dev.example.com`` before
-``example.com``). The default zone (``CLOUDFLARE_ZONE_ID``) is part of that list even when the token cannot
-list zones. A hostname in no zone is a per-rule error of kind ``zone``, never a guess.
+A ``sync_dns_zone`` job names its zone, and that zone is authoritative: the worker never writes a record in any
+other zone. A record is written only if
+
+* its name is the job's zone or a name under it — a job for ``example.test`` carrying ``pwn.victim.test`` is a
+  per-record error, even when ``victim.test`` is a zone of the account (an agent chooses the ``zonename`` label,
+  so falling back to "the zone that fits" would let it write into any zone of the account);
+* the job's zone is a zone of this account — no fallback to a longer or shorter suffix that is;
+* no *delegated subzone* of the account holds the name: with zones ``example.com`` and ``dev.example.com``,
+  ``a.dev.example.com`` belongs to ``dev.example.com``. A record for it in ``example.com`` would never be served
+  (the delegation shadows it), and writing it into ``dev.example.com`` would be a write into a zone the job did
+  not name; so a job for ``example.com`` carrying it is an error that names the zone to use.
+
+Each of these is a per-record error of kind ``zone`` (the rule shows it); the other records of the job converge.
+Nothing else in the worker looks a zone up by name (Access apps and tunnels are account-wide), so there is no
+"longest suffix wins" guess left anywhere: when the zone of a name cannot be stated with certainty, nothing is
+written.
 
 The account's zones are listed rarely: the list is cached in Redis for every replica and refreshed after
-``zone_refresh_seconds``, or sooner (at most once a minute) when a hostname matches no known zone — a zone
-added a moment ago should not wait five minutes.
+``zone_refresh_seconds``, or sooner (at most once a minute) when a job names a zone the list does not have — a
+zone added a moment ago should not wait five minutes. The default zone (``CLOUDFLARE_ZONE_ID``) is part of that
+list even when the token cannot list zones.
 """
 
 from __future__ import annotations
@@ -20,6 +33,7 @@ import redis.asyncio as aioredis
 
 from flareport_common.keys import Keys
 from flareport_dns_worker.cfclient import CfApiError, CloudflareApi
+from flareport_dns_worker.names import bare, inside
 
 MISS_REFRESH_SECONDS = 60.0
 ZONES_PER_PAGE = 50  # Cloudflare's maximum for GET /zones
@@ -27,24 +41,27 @@ ZONES_PER_PAGE = 50  # Cloudflare's maximum for GET /zones
 
 def longest_suffix(hostname: str, zones: Mapping[str, str]) -> str | None:
     """The name of the zone that contains ``hostname`` with the longest suffix, or None."""
-    name = hostname.lower().rstrip(".")
-    if name.startswith("*."):
-        name = name[2:]
     best: str | None = None
     for zone in zones:
-        if (name == zone or name.endswith("." + zone)) and (best is None or len(zone) > len(best)):
+        if inside(hostname, zone) and (best is None or len(zone) > len(best)):
             best = zone
     return best
 
 
-def resolve(hostname: str, zones: Mapping[str, str], preferred: str | None) -> str | None:
-    """Zone name for ``hostname``: ``preferred`` when it is a known zone containing it, else the longest suffix."""
-    if preferred:
-        wanted = preferred.lower().rstrip(".")
-        name = hostname.lower().rstrip(".")
-        if wanted in zones and (name == wanted or name.endswith("." + wanted)):
-            return wanted
-    return longest_suffix(hostname, zones)
+def zone_problem(hostname: str, job_zone: str, zones: Mapping[str, str]) -> str | None:
+    """Why a record for ``hostname`` may not be written in ``job_zone`` (see the module doc), or None."""
+    zone = bare(job_zone)
+    if not inside(hostname, zone):
+        return f"{hostname} is not inside zone {zone}: a record is written only in the zone its job names"
+    if zone not in zones:
+        return f"zone {zone} is not a zone of this Cloudflare account"
+    holder = longest_suffix(hostname, zones)
+    if holder != zone:
+        return (
+            f"{hostname} belongs to the delegated zone {holder}, not {zone} (a record in {zone} would be shadowed); "
+            f"set its zone to {holder}"
+        )
+    return None
 
 
 class ZoneDirectory:
@@ -99,11 +116,11 @@ class ZoneDirectory:
             self._keys.cf_zones, json.dumps({"fetched_at": now, "zones": zones}), ex=int(self._refresh_seconds * 2)
         )
 
-    async def resolve(self, hostname: str, preferred: str | None = None) -> tuple[str, str] | None:
-        """``(zone_name, zone_id)`` for ``hostname``, refreshing the list once on a miss."""
+    async def knowing(self, zone_name: str) -> dict[str, str]:
+        """The account's zones (name -> id), listed again once (at most every minute) when ``zone_name`` is not
+        among them: a zone added a moment ago is found, a zone that does not exist costs one list a minute.
+        """
         zones = await self.zones()
-        name = resolve(hostname, zones, preferred)
-        if name is None and time.time() - self._fetched_at >= MISS_REFRESH_SECONDS:
+        if bare(zone_name) not in zones and time.time() - self._fetched_at >= MISS_REFRESH_SECONDS:
             zones = await self.zones(force=True)
-            name = resolve(hostname, zones, preferred)
-        return (name, zones[name]) if name is not None else None
+        return zones

@@ -104,8 +104,8 @@ async def test_every_call_takes_a_token_so_a_tight_limit_is_never_exceeded(
         redis_server.url, prefix, emu, CLOUDFLARE_RATE_LIMIT_REQUESTS=20, CLOUDFLARE_RATE_LIMIT_WINDOW_SECONDS=2
     )
     svc = service(settings, redis)
-    # 24 targets (the reconciler's zone guesses differ) landing in example.com: more calls than one window allows.
-    jobs = [dns_job([f"r{i}.example.com"], "v1", zone=f"g{i}.example.com") for i in range(24)]
+    # 24 changes of example.com, one record more each (one batch call each): more calls than one window allows.
+    jobs = [dns_job([f"r{j}.example.com" for j in range(i + 1)], f"v{i}") for i in range(24)]
     try:
         await send(redis, keys, jobs)
         await drain(svc)

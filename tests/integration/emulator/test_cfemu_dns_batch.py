@@ -87,3 +87,34 @@ async def test_batch_limit_follows_the_zone_plan(emulator_factory: Any) -> None:
     async with running.async_client() as acf:
         result = await acf.dns.records.batch(zone_id="e" * 32, posts=posts)
     assert result is not None and len(result.posts or []) == 300
+
+
+@pytest.mark.parametrize(
+    "bad_name",
+    ["bad_na!me.example.com", "a..b.example.com", "-lead.example.com", "a.*.example.com", "pwn.victim.test"],
+)
+async def test_one_invalid_name_refuses_the_whole_batch_with_cloudflares_9000(
+    cfemu: RunningEmulator, acf: cloudflare.AsyncCloudflare, bad_name: str
+) -> None:
+    posts: list[Any] = [
+        {"name": "good1", "type": "CNAME", "content": "t.cfargotunnel.com", "ttl": 1, "proxied": True},
+        {"name": bad_name, "type": "CNAME", "content": "t.cfargotunnel.com", "ttl": 1, "proxied": True},
+    ]
+    with pytest.raises(cloudflare.BadRequestError) as caught:
+        await acf.dns.records.batch(zone_id=ZONE_ID, posts=posts)
+    body: Any = caught.value.body
+    assert body["errors"][0]["code"] == 9000 and "posts[1]" in body["errors"][0]["message"]
+    assert cfemu.emulator.state.records_of(ZONE_ID) == {}, "the valid record of a refused batch is not written"
+
+
+async def test_a_create_beyond_the_record_quota_refuses_the_batch_with_81045(emulator_factory: Any) -> None:
+    running: RunningEmulator = await emulator_factory(EmulatorConfig(record_quota=1))
+    posts: list[Any] = [{"name": f"n{i}", "type": "A", "content": "192.0.2.1", "ttl": 1} for i in range(2)]
+    async with running.async_client() as acf:
+        with pytest.raises(cloudflare.BadRequestError) as caught:
+            await acf.dns.records.batch(zone_id=ZONE_ID, posts=posts)
+        body: Any = caught.value.body
+        assert body["errors"][0]["code"] == 81045 and "posts[1]" in body["errors"][0]["message"]
+        assert running.emulator.state.records_of(ZONE_ID) == {}
+        result = await acf.dns.records.batch(zone_id=ZONE_ID, posts=posts[:1])
+    assert result is not None and len(result.posts or []) == 1

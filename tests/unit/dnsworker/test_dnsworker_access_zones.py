@@ -1,11 +1,11 @@
-"""Access app bodies from labels, the comparison that avoids writes, and zone suffix resolution."""
+"""Access app bodies from labels, the comparison that avoids writes, and the longest zone suffix."""
 
 from __future__ import annotations
 
 from flareport_common.messages.cfjobs import DesiredAccessApp
 from flareport_common.messages.rules import AccessSpec
 from flareport_dns_worker.access_plan import app_body, app_matches, is_ours
-from flareport_dns_worker.zones import longest_suffix, resolve
+from flareport_dns_worker.zones import longest_suffix
 
 ZONES = {"example.com": "z1", "dev.example.com": "z2", "example.org": "z3"}
 
@@ -58,9 +58,3 @@ def test_longest_zone_suffix_wins() -> None:
     assert longest_suffix("*.example.org", ZONES) == "example.org"
     assert longest_suffix("example.net", ZONES) is None
     assert longest_suffix("badexample.com", ZONES) is None
-
-
-def test_job_zone_is_used_when_it_contains_the_name() -> None:
-    assert resolve("a.dev.example.com", ZONES, "example.com") == "example.com"
-    assert resolve("a.example.org", ZONES, "example.com") == "example.org", "a wrong guess falls back to suffix"
-    assert resolve("a.example.com", ZONES, "missing.com") == "example.com"
