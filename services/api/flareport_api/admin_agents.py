@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from flareport_api import readstore, validation
+from flareport_api import quotas, readstore, validation
 from flareport_api.errors import ApiError, invalid, json_response, not_found, query_choice, read_body
 from flareport_api.schemas import (
     Accepted,
@@ -161,6 +161,7 @@ async def agent_detail(request: web.Request) -> web.StreamResponse:
         keys=tuple(k.info() for k in await ctx.store.of_agent(agent_id)),
         heartbeats=tuple(await readstore.heartbeats(ctx.redis, ctx.keys, agent_id)),
         commands=tuple(view(c, CommandView) for c in await readstore.command_history(ctx.redis, ctx.keys, agent_id)),
+        quota_refusals=tuple(await quotas.refusals(ctx.redis, ctx.keys, agent_id)),
     )
     return json_response(detail)
 

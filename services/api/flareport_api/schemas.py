@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import msgspec
 
+from flareport_api.quotas import QuotaRefusal
 from flareport_common.messages.rules import AccessSpec, OriginOptions, Rule
 from flareport_common.readmodel import AgentRecord, CommandRecord, RuleRecord
 
@@ -93,6 +94,7 @@ class AgentDetail(msgspec.Struct, frozen=True, kw_only=True):
     keys: tuple[KeyInfo, ...] = ()
     heartbeats: tuple[dict[str, Any], ...] = ()
     commands: tuple[CommandView, ...] = ()
+    quota_refusals: tuple[QuotaRefusal, ...] = ()  # the last refusal of each limit, newest first
 
 
 class EnrollRequest(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):

@@ -141,6 +141,8 @@ async def test_an_agent_over_its_rate_gets_429_naming_the_limit_while_others_are
         assert (status, body["duplicates"]) == (200, [1, 19]), "a retried, already accepted batch costs nothing"
         [refusal] = await refusals(redis, keys, flooder_id)
         assert (refusal.limit, refusal.status, refusal.count) == ("events_per_second", 429, 1)
+        detail = await (await api.client.get(f"/api/v1/agents/{flooder_id}", headers=api.admin)).json()
+        assert [(r["limit"], r["count"]) for r in detail["quota_refusals"]] == [("events_per_second", 1)]
         assert await refusals(redis, keys, other_id) == []
     finally:
         await api.client.close()

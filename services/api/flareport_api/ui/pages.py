@@ -13,7 +13,7 @@ from typing import Any
 import msgspec
 from aiohttp import web
 
-from flareport_api import readstore
+from flareport_api import quotas, readstore
 from flareport_api.admin_agents import STATUSES, _agent, _known_agents
 from flareport_api.admin_ops import _letter
 from flareport_api.admin_rules import RULE_STATUSES, _manual_rules
@@ -96,6 +96,7 @@ async def agent_page(request: web.Request, ctx: ApiContext, session: Session) ->
         keys=await ctx.store.of_agent(agent_id),
         heartbeats=await readstore.heartbeats(ctx.redis, ctx.keys, agent_id, limit=40),
         commands=await readstore.command_history(ctx.redis, ctx.keys, agent_id),
+        refusals=await quotas.refusals(ctx.redis, ctx.keys, agent_id),
         rules=sorted(rules, key=lambda r: r.key),
         **await _common(request, session),
     )
