@@ -32,6 +32,7 @@ SAMPLES: list[Message] = [
     m.TunnelStatus(agent_id="a1", tunnel=m.TunnelState()),
     m.CommandAck(agent_id="a1", command_id="x", ok=False, error="image missing"),
     m.AgentEnrolled(agent_id="a1", tunnel_name="host-1"),
+    m.AgentPolicyChanged(agent_id="a1", allowed_zones=("example.com",), allow_apex=True, origin_allow=("unix",)),
     m.AgentRenamed(agent_id="a1", display_name="n"),
     m.AgentDecommissioned(agent_id="a1"),
     m.AgentRemoved(agent_id="a1"),

@@ -68,6 +68,12 @@ def test_dockflare_aliases_are_accepted_and_flareport_names_win() -> None:
         ),
         (load_reconciler, {"GRACE_PERIOD_SECONDS": "-1"}, "GRACE_PERIOD_SECONDS: must be at least 0"),
         (load_reconciler, {"LOG_LEVEL": "loud"}, "LOG_LEVEL: expected one of debug, info"),
+        (
+            load_reconciler,
+            {"FLAREPORT_AGENT_ORIGIN_ALLOW": "unix, docker"},
+            "FLAREPORT_AGENT_ORIGIN_ALLOW: unknown origin kind 'docker' (one of link-local, metadata, unix, bastion)",
+        ),
+        (load_reconciler, {"FLAREPORT_AGENT_ALLOW_APEX": "maybe"}, "FLAREPORT_AGENT_ALLOW_APEX: expected true/false"),
         (load_dns_worker, {"CLOUDFLARE_API_TOKEN": "t"}, "CLOUDFLARE_ACCOUNT_ID (or CF_ACCOUNT_ID): required"),
     ],
 )
@@ -95,6 +101,18 @@ def test_load_or_exit_prints_one_line_and_exits_2(capsys: pytest.CaptureFixture[
     err = capsys.readouterr().err
     assert err.count("\n") == 1
     assert "AGENT_OFFLINE_SECONDS: expected an integer, got 'soon'" in err
+
+
+def test_the_agents_publishing_policy_is_closed_unless_widened() -> None:
+    closed = load_reconciler({})
+    assert (closed.agent_origin_allow, closed.agent_allow_wildcard, closed.agent_allow_apex) == (
+        frozenset(),
+        False,
+        False,
+    )
+    env = {"FLAREPORT_AGENT_ORIGIN_ALLOW": "Unix,bastion", "FLAREPORT_AGENT_ALLOW_WILDCARD": "true"}
+    opened = load_reconciler(env)
+    assert (opened.agent_origin_allow, opened.agent_allow_wildcard) == ({"unix", "bastion"}, True)
 
 
 def test_empty_values_count_as_unset() -> None:

@@ -48,6 +48,11 @@ class AgentRecord(msgspec.Struct, kw_only=True, omit_defaults=True):
     docker_reachable: bool = True
     allowed_zones: tuple[str, ...] = ()
     allowed_suffixes: tuple[str, ...] = ()
+    # The admin's publishing policy for this agent, on top of the global one (docs/security.md): may its rules
+    # publish wildcard names / a zone's apex, and which denied origin kinds (``flareport_common.policy``) it may use.
+    allow_wildcard: bool = False
+    allow_apex: bool = False
+    origin_allow: tuple[str, ...] = ()
     error: str | None = None
     # Running containers of this agent whose labels have errors, as the agent last reported them.
     label_errors: tuple[ContainerLabelErrors, ...] = ()

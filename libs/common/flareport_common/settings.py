@@ -18,6 +18,7 @@ from typing import Any, NoReturn, TypeVar
 from flareport_common.env import Env, validate_image
 from flareport_common.errors import SettingsError
 from flareport_common.keys import DEFAULT_PREFIX
+from flareport_common.policy import ORIGIN_ALLOW_ENV, kinds_hint, unknown_kinds
 
 DEFAULT_CLOUDFLARED_IMAGE = "cloudflare/cloudflared:2025.9.0"
 DEFAULT_CLOUDFLARE_API_BASE_URL = "https://api.cloudflare.com/client/v4"
@@ -114,6 +115,11 @@ class ReconcilerSettings:
     # After the API recovered an agent key (Redis had lost its data), owned DNS records and ingress rules that no
     # known rule lists are kept this long, so agents that have not reported again yet lose nothing.
     recovery_hold_seconds: int = 600
+    # What every agent's rules may publish beyond the default policy (docs/security.md); an admin widens it per
+    # agent too. Origin kinds are those of ``flareport_common.policy.ORIGIN_KINDS``.
+    agent_origin_allow: frozenset[str] = frozenset()
+    agent_allow_wildcard: bool = False
+    agent_allow_apex: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -300,7 +306,18 @@ def load_reconciler(environ: Mapping[str, str]) -> ReconcilerSettings:
         sweep_interval_seconds=env.number("FLAREPORT_SWEEP_INTERVAL_SECONDS", default=2.0, minimum=0.05),
         job_timeout_seconds=env.integer("FLAREPORT_JOB_TIMEOUT_SECONDS", default=600, minimum=1),
         recovery_hold_seconds=env.integer("FLAREPORT_RECOVERY_HOLD_SECONDS", default=600, minimum=0),
+        agent_origin_allow=_origin_kinds(env, ORIGIN_ALLOW_ENV),
+        agent_allow_wildcard=env.flag("FLAREPORT_AGENT_ALLOW_WILDCARD", default=False),
+        agent_allow_apex=env.flag("FLAREPORT_AGENT_ALLOW_APEX", default=False),
     )
+
+
+def _origin_kinds(env: Env, name: str) -> frozenset[str]:
+    kinds = _words(env, name)
+    unknown = unknown_kinds(kinds)
+    if unknown:
+        raise SettingsError(f"{name}: unknown origin kind {unknown[0]!r} ({kinds_hint()})")
+    return frozenset(kinds)
 
 
 def load_cloudflare(env: Env) -> CloudflareSettings:

@@ -8,6 +8,7 @@ next request, since keys are never cached) and key bindings.
 
 from __future__ import annotations
 
+import msgspec
 from aiohttp import web
 
 from flareport_api import quotas, readstore, validation
@@ -24,6 +25,7 @@ from flareport_api.schemas import (
     KeyInfo,
     KeyList,
     KeyRolledResponse,
+    PolicyRequest,
     RenameRequest,
     view,
 )
@@ -32,15 +34,19 @@ from flareport_common.messages.base import Message
 from flareport_common.messages.intents import (
     AgentDecommissioned,
     AgentEnrolled,
+    AgentPolicyChanged,
     AgentRemoved,
     AgentRenamed,
     KeyRolled,
 )
+from flareport_common.policy import kinds_hint, unknown_kinds
 from flareport_common.readmodel import AgentRecord
 
 STATUSES = ("pending", "active", "offline", "decommissioning", "decommissioned", "removed")
 # Removing forgets an agent; one that is still connected must be decommissioned first (or forced).
 _REMOVABLE = ("pending", "offline", "decommissioned", "removed")
+# Entries of one allow-list: enough for any real fleet, bounded so a policy stays a small document.
+_MAX_NAMES = 256
 
 
 async def send_intent(ctx: ApiContext, intent: Message) -> web.Response:
@@ -179,13 +185,58 @@ async def enroll(request: web.Request) -> web.StreamResponse:
     tunnel_id = body.tunnel_id
     if tunnel_id is not None:
         tunnel_id = validation.path_id(tunnel_id, "tunnel_id")
-    zones = validation.names(body.allowed_zones, "allowed_zones")
-    suffixes = validation.names(body.allowed_suffixes, "allowed_suffixes", suffix=True)
+    zones = _names(body.allowed_zones, "allowed_zones")
+    suffixes = _names(body.allowed_suffixes, "allowed_suffixes", suffix=True)
+    kinds = _origin_kinds(body.origin_allow)
     await _agent(ctx, agent_id)
     if tunnel_name is None and tunnel_id is None:
         tunnel_name = f"flareport-{agent_id}"  # the default: one tunnel per agent, named after it
     intent = AgentEnrolled(
-        agent_id=agent_id, tunnel_name=tunnel_name, tunnel_id=tunnel_id, allowed_zones=zones, allowed_suffixes=suffixes
+        agent_id=agent_id,
+        tunnel_name=tunnel_name,
+        tunnel_id=tunnel_id,
+        allowed_zones=zones,
+        allowed_suffixes=suffixes,
+        allow_wildcard=body.allow_wildcard,
+        allow_apex=body.allow_apex,
+        origin_allow=kinds,
+    )
+    return await send_intent(ctx, intent)
+
+
+def _names(values: tuple[str, ...], field: str, *, suffix: bool = False) -> tuple[str, ...]:
+    if len(values) > _MAX_NAMES:
+        raise invalid(field, f"at most {_MAX_NAMES} entries, got {len(values)}")
+    return tuple(dict.fromkeys(validation.names(values, field, suffix=suffix)))
+
+
+def _origin_kinds(values: tuple[str, ...]) -> tuple[str, ...]:
+    for index, kind in enumerate(values):
+        if unknown_kinds([kind]):
+            raise invalid(f"origin_allow[{index}]", f"unknown origin kind {kind[:64]!r}: {kinds_hint()}")
+    return tuple(sorted(set(values)))
+
+
+async def set_policy(request: web.Request) -> web.StreamResponse:
+    """Change what an agent may publish (its allow-lists and publishing flags); the admin alone decides it."""
+    ctx = context(request)
+    await ctx.auth.admin(request)
+    agent_id = _agent_id(request)
+    body = await read_body(request, PolicyRequest)
+    if all(v is None for v in msgspec.structs.astuple(body)):
+        fields = ", ".join(f.name for f in msgspec.structs.fields(PolicyRequest))
+        raise invalid("$", f"nothing to change: give at least one of {fields}")
+    zones = None if body.allowed_zones is None else _names(body.allowed_zones, "allowed_zones")
+    suffixes = None if body.allowed_suffixes is None else _names(body.allowed_suffixes, "allowed_suffixes", suffix=True)
+    kinds = None if body.origin_allow is None else _origin_kinds(body.origin_allow)
+    current = await _agent(ctx, agent_id)
+    intent = AgentPolicyChanged(
+        agent_id=agent_id,
+        allowed_zones=current.allowed_zones if zones is None else zones,
+        allowed_suffixes=current.allowed_suffixes if suffixes is None else suffixes,
+        allow_wildcard=current.allow_wildcard if body.allow_wildcard is None else body.allow_wildcard,
+        allow_apex=current.allow_apex if body.allow_apex is None else body.allow_apex,
+        origin_allow=current.origin_allow if kinds is None else kinds,
     )
     return await send_intent(ctx, intent)
 
@@ -244,6 +295,9 @@ ROUTES = [
           "agents", "admin", None, Accepted, status=202, query=(_FORCE,), errors=(404, 409, *_ADMIN)),
     Route("POST", "/api/v1/agents/{agent_id}/enroll", enroll, "Enrol an agent: create or adopt its tunnel",
           "agents", "admin", EnrollRequest, Accepted, status=202, errors=(400, 404, 413, *_ADMIN)),
+    Route("PATCH", "/api/v1/agents/{agent_id}/policy", set_policy,
+          "Change what an agent may publish: allow-lists, wildcard and apex names, origin kinds", "agents", "admin",
+          PolicyRequest, Accepted, status=202, errors=(400, 404, 413, *_ADMIN)),
     Route("POST", "/api/v1/agents/{agent_id}/rename", rename, "Rename an agent", "agents", "admin",
           RenameRequest, Accepted, status=202, errors=(400, 404, 413, *_ADMIN)),
     Route("POST", "/api/v1/agents/{agent_id}/decommission", decommission, "Decommission an agent",

@@ -104,6 +104,20 @@ class EnrollRequest(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
     tunnel_id: str | None = None
     allowed_zones: tuple[str, ...] = ()
     allowed_suffixes: tuple[str, ...] = ()
+    allow_wildcard: bool = False
+    allow_apex: bool = False
+    origin_allow: tuple[str, ...] = ()
+
+
+class PolicyRequest(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Change what an agent may publish; a field left out keeps its current value, an empty list of zones and
+    suffixes means no restriction, ``origin_allow`` lists the origin kinds allowed beyond the default policy."""
+
+    allowed_zones: tuple[str, ...] | None = None
+    allowed_suffixes: tuple[str, ...] | None = None
+    allow_wildcard: bool | None = None
+    allow_apex: bool | None = None
+    origin_allow: tuple[str, ...] | None = None
 
 
 class RenameRequest(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):

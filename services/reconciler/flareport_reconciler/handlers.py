@@ -22,6 +22,7 @@ from flareport_common.messages import (
     AccessGroupUpserted,
     AgentDecommissioned,
     AgentEnrolled,
+    AgentPolicyChanged,
     AgentRegistered,
     AgentRemoved,
     AgentRenamed,
@@ -197,6 +198,8 @@ class Reconciler:
     async def on_intent(self, message: IntentMessage, delivery: Delivery) -> None:
         if isinstance(message, AgentEnrolled):
             await self._enrolled(message)
+        elif isinstance(message, AgentPolicyChanged):
+            await self._policy_changed(message)
         elif isinstance(message, AgentRenamed):
             await update_agent(self.redis, self.keys, message.agent_id, _rename(message.display_name))
         elif isinstance(message, AgentDecommissioned | AgentRemoved):
@@ -217,8 +220,7 @@ class Reconciler:
         def change(record: AgentRecord | None) -> AgentRecord:
             if record is None:
                 record = AgentRecord(agent_id=message.agent_id, display_name=message.agent_id)
-            record.allowed_zones = message.allowed_zones
-            record.allowed_suffixes = message.allowed_suffixes
+            _set_policy(record, message)
             record.tunnel_name = message.tunnel_name or record.tunnel_name
             if record.status in RETIRED:
                 record.status = "pending"
@@ -236,6 +238,18 @@ class Reconciler:
         await self.producer.send(self.keys.cf_jobs, job)
         # The allow-lists may have changed what the agent may publish.
         await self.claims.refresh(await self.claims.mark_agent_hostnames(message.agent_id))
+
+    async def _policy_changed(self, message: AgentPolicyChanged) -> None:
+        def change(record: AgentRecord | None) -> AgentRecord:
+            if record is None:  # registered, not recorded yet: the policy waits in its record
+                record = AgentRecord(agent_id=message.agent_id, display_name=message.agent_id)
+            _set_policy(record, message)
+            return record
+
+        record = await update_agent(self.redis, self.keys, message.agent_id, change)
+        if record is not None and record.status not in RETIRED:
+            # What the agent may publish changed: every hostname it claims is decided again.
+            await self.claims.refresh(await self.claims.mark_agent_hostnames(message.agent_id))
 
     async def _decommission(self, agent_id: str) -> None:
         def change(record: AgentRecord | None) -> AgentRecord | None:
@@ -367,6 +381,14 @@ def _only_time_moved(before: AgentRecord, after: AgentRecord) -> bool:
         return False
     recent = (after.last_seen - before.last_seen).total_seconds() < 1.0
     return recent and msgspec.structs.replace(before, last_seen=after.last_seen, last_seq=after.last_seq) == after
+
+
+def _set_policy(record: AgentRecord, message: AgentEnrolled | AgentPolicyChanged) -> None:
+    record.allowed_zones = message.allowed_zones
+    record.allowed_suffixes = message.allowed_suffixes
+    record.allow_wildcard = message.allow_wildcard
+    record.allow_apex = message.allow_apex
+    record.origin_allow = message.origin_allow
 
 
 def _rename(name: str) -> AgentUpdate:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -21,6 +22,7 @@ from redis.exceptions import WatchError
 
 from flareport_common.keys import Keys
 from flareport_common.readmodel import AgentRecord, RuleRecord, RuleStatus
+from flareport_common.settings import ReconcilerSettings
 from flareport_reconciler.planning import EMPTY_ACCESS, AgentView
 from flareport_reconciler.scripts import BUMP_VERSION
 
@@ -65,18 +67,55 @@ def encode(doc: msgspec.Struct) -> bytes:
     return _encoder.encode(doc)
 
 
-def view_of(record: AgentRecord) -> AgentView | None:
+@dataclass(frozen=True, slots=True)
+class PolicyDefaults:
+    """What every agent may publish beyond the default policy (the reconciler's settings); each agent's record
+    can only widen it."""
+
+    allow_wildcard: bool = False
+    allow_apex: bool = False
+    origin_allow: frozenset[str] = frozenset()
+
+    @classmethod
+    def of(cls, settings: ReconcilerSettings) -> PolicyDefaults:
+        return cls(settings.agent_allow_wildcard, settings.agent_allow_apex, settings.agent_origin_allow)
+
+
+# Set once at start-up (``configure_policy``) rather than passed down: the settings are one per process, and
+# every caller of ``view_of`` (planning, refreshes) must see the same policy.
+_policy = PolicyDefaults()
+
+
+def configure_policy(defaults: PolicyDefaults) -> None:
+    global _policy
+    _policy = defaults
+
+
+def enrolled(record: AgentRecord) -> bool:
+    """Did an admin enrol this agent? Enrolment names its tunnel (or the tunnel it adopts gets its id once
+    ensured); a tunnel is never set from what an agent sends. An offline agent stays enrolled."""
+    return record.tunnel_id is not None or record.tunnel_name is not None
+
+
+def view_of(record: AgentRecord, defaults: PolicyDefaults | None = None) -> AgentView | None:
     if record.status in RETIRED:
         return None
+    policy = _policy if defaults is None else defaults
     return AgentView(
         agent_id=record.agent_id,
         tunnel_id=record.tunnel_id,
         allowed_zones=record.allowed_zones,
         allowed_suffixes=record.allowed_suffixes,
+        allow_wildcard=record.allow_wildcard or policy.allow_wildcard,
+        allow_apex=record.allow_apex or policy.allow_apex,
+        origin_allow=policy.origin_allow.union(record.origin_allow),
+        enrolled=enrolled(record),
     )
 
 
-async def agent_views(redis: aioredis.Redis, keys: Keys, agent_ids: Iterable[str]) -> dict[str, AgentView]:
+async def agent_views(
+    redis: aioredis.Redis, keys: Keys, agent_ids: Iterable[str], defaults: PolicyDefaults | None = None
+) -> dict[str, AgentView]:
     ids = sorted(set(agent_ids))
     if not ids:
         return {}
@@ -84,7 +123,7 @@ async def agent_views(redis: aioredis.Redis, keys: Keys, agent_ids: Iterable[str
     views: dict[str, AgentView] = {}
     for raw in raws:
         record = decode_agent(raw_bytes(raw))
-        view = view_of(record) if record is not None else None
+        view = view_of(record, defaults) if record is not None else None
         if view is not None:
             views[view.agent_id] = view
     return views

@@ -18,6 +18,7 @@ from flareport_common.settings import ReconcilerSettings
 from flareport_common.streams import ConsumerConfig, StreamConsumer
 from flareport_reconciler.background import Background
 from flareport_reconciler.handlers import Reconciler
+from flareport_reconciler.records import PolicyDefaults, configure_policy
 
 # Handlers waiting on their agent's batch are cheap; many in flight make an agent's burst a few large batches.
 EVENTS_CONCURRENCY = 256
@@ -26,6 +27,7 @@ EVENTS_CONCURRENCY = 256
 class Replica:
     def __init__(self, redis: aioredis.Redis, settings: ReconcilerSettings, consumer: str) -> None:
         self.keys = Keys(settings.common.key_prefix)
+        configure_policy(PolicyDefaults.of(settings))  # the global publishing policy every agent view starts from
         self.reconciler = Reconciler(redis, self.keys, settings)
         self.background = Background(self.reconciler)
         idle_ms = int(settings.claim_idle_seconds * 1000)

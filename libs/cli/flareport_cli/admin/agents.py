@@ -17,6 +17,8 @@ from flareport_cli.admin.client import quote
 from flareport_cli.admin.keys import HEADERS as KEY_HEADERS
 from flareport_cli.admin.keys import key_row
 
+# The origin kinds the default policy denies (flareport_common.policy; the CLI talks to the API only).
+ORIGIN_KINDS = ("link-local", "metadata", "unix", "bastion")
 STATUSES = ("pending", "active", "offline", "decommissioning", "decommissioned", "removed")
 HEADERS = ("AGENT ID", "NAME", "STATUS", "HOST", "TUNNEL", "LAST SEEN", "VERSION")
 
@@ -66,6 +68,9 @@ def show_agent(detail: dict[str, Any]) -> None:
             ("docker reachable", agent.get("docker_reachable")),
             ("allowed zones", agent.get("allowed_zones")),
             ("allowed suffixes", agent.get("allowed_suffixes")),
+            ("wildcard names", "allowed" if agent.get("allow_wildcard") else "denied"),
+            ("zone apex", "allowed" if agent.get("allow_apex") else "denied"),
+            ("origins allowed", agent.get("origin_allow") or "default policy"),
             ("error", agent.get("error")),
         ]
     )
@@ -115,13 +120,44 @@ def _accepted(what: str, agent_id: str) -> Any:
 def _enroll(ctx: Context, args: argparse.Namespace) -> int:
     if args.tunnel_name is not None and args.tunnel_id is not None:
         raise usage_error("give --tunnel-name (create a tunnel) or --tunnel-id (adopt one), not both")
-    body: dict[str, Any] = {"allowed_zones": args.zone, "allowed_suffixes": args.suffix}
+    body: dict[str, Any] = {
+        "allowed_zones": args.zone,
+        "allowed_suffixes": args.suffix,
+        "allow_wildcard": args.allow_wildcard,
+        "allow_apex": args.allow_apex,
+        "origin_allow": args.origin_allow,
+    }
     if args.tunnel_name is not None:
         body["tunnel_name"] = args.tunnel_name
     if args.tunnel_id is not None:
         body["tunnel_id"] = args.tunnel_id
     response = ctx.client.post(f"/api/v1/agents/{quote(args.agent_id)}/enroll", body)
     return ctx.emit(response, _accepted("enrolment", args.agent_id))
+
+
+def policy_body(args: argparse.Namespace) -> dict[str, Any]:
+    """The fields of ``PATCH .../policy`` the options name; what is not named keeps its value."""
+    body: dict[str, Any] = {}
+    for field, values, clear in (
+        ("allowed_zones", args.zone, args.no_zones),
+        ("allowed_suffixes", args.suffix, args.no_suffixes),
+        ("origin_allow", args.origin_allow, args.no_origin_allow),
+    ):
+        if values and clear:
+            raise usage_error(f"give values for {field} or clear it, not both")
+        if values or clear:
+            body[field] = values
+    for field in ("allow_wildcard", "allow_apex"):
+        if getattr(args, field) is not None:
+            body[field] = getattr(args, field)
+    if not body:
+        raise usage_error("nothing to change: give at least one option (see --help)")
+    return body
+
+
+def _policy(ctx: Context, args: argparse.Namespace) -> int:
+    response = ctx.client.request("PATCH", f"/api/v1/agents/{quote(args.agent_id)}/policy", body=policy_body(args))
+    return ctx.emit(response, _accepted("policy change", args.agent_id))
 
 
 def _rename(ctx: Context, args: argparse.Namespace) -> int:
@@ -152,6 +188,23 @@ def build_parser() -> argparse.ArgumentParser:
     enroll.add_argument("--tunnel-id", help="adopt this existing tunnel instead")
     enroll.add_argument("--zone", action="append", default=[], help="zone the agent may publish in (repeatable)")
     enroll.add_argument("--suffix", action="append", default=[], help="hostname suffix it may publish (repeatable)")
+    enroll.add_argument("--allow-wildcard", action="store_true", help="it may publish wildcard names (*.zone)")
+    enroll.add_argument("--allow-apex", action="store_true", help="it may publish a zone's apex")
+    enroll.add_argument(
+        "--origin-allow", action="append", default=[], choices=ORIGIN_KINDS, help="origin kind it may use (repeatable)"
+    )
+    policy = action(actions, "policy", "change what an agent may publish (only the options given change)", _policy)
+    policy.add_argument("agent_id")
+    policy.add_argument("--zone", action="append", default=[], help="zone it may publish in (repeatable; replaces)")
+    policy.add_argument("--no-zones", action="store_true", help="no zone restriction")
+    policy.add_argument("--suffix", action="append", default=[], help="hostname suffix (repeatable; replaces)")
+    policy.add_argument("--no-suffixes", action="store_true", help="no suffix restriction")
+    policy.add_argument("--allow-wildcard", action=argparse.BooleanOptionalAction, help="wildcard names (*.zone)")
+    policy.add_argument("--allow-apex", action=argparse.BooleanOptionalAction, help="a zone's apex")
+    policy.add_argument(
+        "--origin-allow", action="append", default=[], choices=ORIGIN_KINDS, help="origin kind (repeatable; replaces)"
+    )
+    policy.add_argument("--no-origin-allow", action="store_true", help="back to the default origin policy")
     rename = action(actions, "rename", "change an agent's display name", _rename)
     rename.add_argument("agent_id")
     rename.add_argument("name")

@@ -21,6 +21,22 @@ class AgentEnrolled(Message, frozen=True, kw_only=True, tag="agent_enrolled"):
     # Zones / hostname suffixes this agent may publish (empty = no restriction).
     allowed_zones: tuple[str, ...] = ()
     allowed_suffixes: tuple[str, ...] = ()
+    # The agent's publishing policy (see ``AgentPolicyChanged``); the defaults deny all three.
+    allow_wildcard: bool = False
+    allow_apex: bool = False
+    origin_allow: tuple[str, ...] = ()
+
+
+class AgentPolicyChanged(Message, frozen=True, kw_only=True, tag="agent_policy_changed"):
+    """Replace what an agent may publish: its allow-lists (empty = no restriction), whether it may publish
+    wildcard names and zone apexes, and the origin kinds it may use beyond the default origin policy."""
+
+    agent_id: str
+    allowed_zones: tuple[str, ...] = ()
+    allowed_suffixes: tuple[str, ...] = ()
+    allow_wildcard: bool = False
+    allow_apex: bool = False
+    origin_allow: tuple[str, ...] = ()
 
 
 class AgentRenamed(Message, frozen=True, kw_only=True, tag="agent_renamed"):
@@ -92,6 +108,7 @@ class ReconcileRequested(Message, frozen=True, kw_only=True, tag="reconcile_requ
 
 IntentMessage = (
     AgentEnrolled
+    | AgentPolicyChanged
     | AgentRenamed
     | AgentDecommissioned
     | AgentRemoved

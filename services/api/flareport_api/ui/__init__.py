@@ -55,6 +55,7 @@ def setup(app: web.Application) -> None:
         ("GET", "/ui/agents/{agent_id}", pages.agent_page, "agent"),
         ("POST", "/ui/agents/{agent_id}/enroll", actions.enroll, "agent-enroll"),
         ("POST", "/ui/agents/{agent_id}/rename", actions.rename, "agent-rename"),
+        ("POST", "/ui/agents/{agent_id}/policy", actions.policy, "agent-policy"),
         ("POST", "/ui/agents/{agent_id}/decommission", actions.decommission, "agent-decommission"),
         ("POST", "/ui/agents/{agent_id}/remove", actions.remove, "agent-remove"),
         ("GET", "/ui/keys", pages.keys_page, "keys"),

@@ -15,7 +15,7 @@ from aiohttp import web
 from multidict import MultiDictProxy
 
 from flareport_api import validation
-from flareport_api.admin_agents import _REMOVABLE, _agent
+from flareport_api.admin_agents import _REMOVABLE, _agent, _names, _origin_kinds
 from flareport_api.admin_ops import _letter
 from flareport_api.admin_rules import _manual_rules, _store_with_intent, save_group, save_manual
 from flareport_api.schemas import AccessGroup, AccessGroupRequest, ManualRuleRequest
@@ -28,6 +28,7 @@ from flareport_common.messages.intents import (
     AccessGroupDeleted,
     AgentDecommissioned,
     AgentEnrolled,
+    AgentPolicyChanged,
     AgentRemoved,
     AgentRenamed,
     KeyRolled,
@@ -129,10 +130,30 @@ async def enroll(request: web.Request, ctx: ApiContext, session: Session, data: 
             tunnel_id=tunnel_id,
             allowed_zones=zones,
             allowed_suffixes=suffixes,
+            # The form has no policy flags: an enrolment keeps the ones the agent has (the policy form sets them).
+            allow_wildcard=record.allow_wildcard,
+            allow_apex=record.allow_apex,
+            origin_allow=record.origin_allow,
         ),
     )
     tunnel = f"tunnel {tunnel_id}" if tunnel_id else f"new tunnel {tunnel_name!r}"
     raise await done(request, session, f"Enrolling {record.display_name} with {tunnel}.", data, "/ui/agents")
+
+
+@form("/ui/agents")
+async def policy(request: web.Request, ctx: ApiContext, session: Session, data: Form) -> web.StreamResponse:
+    """The whole policy as the form shows it (prefilled with the current one), like ``PATCH .../policy``."""
+    record = await _agent_of(ctx, request)
+    intent = AgentPolicyChanged(
+        agent_id=record.agent_id,
+        allowed_zones=_names(_listed(data, "allowed_zones"), "allowed_zones"),
+        allowed_suffixes=_names(_listed(data, "allowed_suffixes"), "allowed_suffixes", suffix=True),
+        allow_wildcard=field(data, "allow_wildcard") == "true",
+        allow_apex=field(data, "allow_apex") == "true",
+        origin_allow=_origin_kinds(tuple(str(v) for v in data.getall("origin_allow", []))),
+    )
+    await _intent(ctx, intent)
+    raise await done(request, session, f"Changing what {record.display_name} may publish.", data, "/ui/agents")
 
 
 @form("/ui/agents")
