@@ -18,7 +18,15 @@ T1 = "11111111-1111-1111-1111-111111111111"
 
 @pytest.mark.parametrize(
     "name",
-    ["app.example.test", "*.example.test", "example.test", "a-b.c1.example.test", "APP.Example.Test.", "x" * 63 + ".t"],
+    [
+        "app.example.test",
+        "*.example.test",
+        "example.test",
+        "a-b.c1.example.test",
+        "APP.Example.Test.",
+        "x" * 63 + ".t",
+        ".".join(["a" * 61] * 4) + ".test1",  # 253 characters: the longest name there is
+    ],
 )
 def test_names_flareport_writes_pass_the_check(name: str) -> None:
     assert name_problem(name) is None
@@ -32,6 +40,7 @@ def test_names_flareport_writes_pass_the_check(name: str) -> None:
         ("-a.example.test", "label '-a'"),
         ("a-.example.test", "label 'a-'"),
         ("a.*.example.test", "label '*'"),
+        ("*.*.example.test", "label '*'"),
         ("x" * 64 + ".example.test", "must be 1-63"),
         (".".join(["a" * 63] * 4) + ".test", "1-253 characters"),
         ("localhost", "fully qualified"),
