@@ -122,11 +122,32 @@ class Keys:
         """Set of the key ids bound to this agent (so a roll or a removal finds every key of the agent)."""
         return f"{self.prefix}{{agent:{agent_id}}}:api-keys"
 
+    def agent_secret(self, agent_id: str, ref: str) -> str:
+        """String with a TTL: one secret (a tunnel token, a rolled key) for the agent's command that names ``ref``;
+        no shared stream carries it (``flareport_common.parcels``). The API deletes it at the command's ack."""
+        return f"{self.prefix}{{agent:{agent_id}}}:secret:{ref}"
+
+    def agent_longpolls(self, agent_id: str) -> str:
+        """Sorted set: the agent's open command long-polls across API replicas (member: poll id, score: Redis
+        time in ms when the slot lapses even if its replica never released it)."""
+        return f"{self.prefix}{{agent:{agent_id}}}:longpolls"
+
     @property
     def keys_recovered_at(self) -> str:
         """Epoch seconds of the newest agent key the API recovered from its proof (the store had lost it): evidence
         that Redis lost its data, which holds back the removal of records while the agents report again."""
         return f"{self.prefix}recovery:keys-recovered-at"
+
+    @property
+    def data_epoch(self) -> str:
+        """``sealed:<epoch s>`` or ``open:<epoch s>``: whether agent keys may be restored from their proof. Written
+        with the first agent key of a data set (sealed) or when a key is presented to a Redis that holds no key at
+        all (open: Redis lost its data); its absence is the evidence of a loss (``flareport_api.recovery``)."""
+        return f"{self.prefix}recovery:data-epoch"
+
+    def keys_restored(self, minute: int) -> str:
+        """Counter (expires): agent keys restored from their proof in this minute, by all API replicas."""
+        return f"{self.prefix}recovery:keys-restored:{minute}"
 
     @property
     def recovery_released(self) -> str:

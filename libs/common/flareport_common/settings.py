@@ -93,6 +93,10 @@ class ApiSettings:
     # data) can be recognised and restored without the admin issuing new keys; see docs/security.md.
     agent_key_secret: str = field(default="", repr=False)
     agent_key_recovery: bool = True
+    # After Redis lost its data, keys are restored from their proof for this long only (docs/security.md) ...
+    agent_key_recovery_window_seconds: float = 3600.0
+    # ... and at most this many a minute across replicas (more: 429 with Retry-After; the agents retry).
+    agent_key_restores_per_minute: int = 600
     # Key ids refused whatever Redis holds: a revocation kept in configuration outlives a total loss of Redis data,
     # after which a key revoked only in Redis would prove itself and be restored.
     revoked_agent_keys: frozenset[str] = frozenset()
@@ -210,6 +214,10 @@ def load_api(environ: Mapping[str, str]) -> ApiSettings:
         ui_events_seconds=env.number("FLAREPORT_UI_EVENTS_SECONDS", default=2.0, minimum=0.1),
         agent_key_secret=_agent_key_secret(env, key),
         agent_key_recovery=env.flag("FLAREPORT_AGENT_KEY_RECOVERY", default=True),
+        agent_key_recovery_window_seconds=env.number(
+            "FLAREPORT_AGENT_KEY_RECOVERY_WINDOW_SECONDS", default=3600.0, minimum=0.0
+        ),
+        agent_key_restores_per_minute=env.integer("FLAREPORT_AGENT_KEY_RESTORES_PER_MINUTE", default=600, minimum=1),
         revoked_agent_keys=_key_ids(env, "FLAREPORT_REVOKED_AGENT_KEYS"),
         quotas=_load_quotas(env),
         **_load_oidc(env),

@@ -40,6 +40,7 @@ from flareport_common.messages.intents import (
     KeyRolled,
 )
 from flareport_common.policy import kinds_hint, unknown_kinds
+from flareport_common.parcels import stash
 from flareport_common.readmodel import AgentRecord
 
 STATUSES = ("pending", "active", "offline", "decommissioning", "decommissioned", "removed")
@@ -108,7 +109,9 @@ async def roll_key(request: web.Request) -> web.StreamResponse:
     if stored.agent_id is None or stored.status != "active":
         raise ApiError(409, "not_rollable", "only an active key bound to an agent can be rolled (nothing to deliver)")
     key, new = await ctx.store.create(stored.label, agent_id=stored.agent_id)
-    intent = KeyRolled(agent_id=stored.agent_id, key_id=new.key_id, new_key=key)
+    # The intents stream carries only where the key waits for its agent (flareport_common.parcels).
+    ref = await stash(ctx.redis, ctx.keys, stored.agent_id, key)
+    intent = KeyRolled(agent_id=stored.agent_id, key_id=new.key_id, secret_ref=ref)
     await ctx.producer.send(ctx.keys.intents, intent)
     return json_response(KeyRolledResponse(agent_id=stored.agent_id, new_key_id=new.key_id, intent_id=intent.id))
 

@@ -19,11 +19,13 @@ from flareport_api import agent_input, ingest, quotas, readstore, validation
 from flareport_api.errors import ApiError, invalid, json_response, query_float, read_body
 from flareport_api.keystore import bump_version
 from flareport_api.metrics import HEARTBEATS_DROPPED
+from flareport_api.quotas import refuse as refuse_quota
 from flareport_api.state import QueryParam, Route, context
 from flareport_common.keys import GROUP_AGENT
 from flareport_common.messages.base import utcnow
 from flareport_common.messages.commands import CommandMessage, RotateKey
 from flareport_common.messages.events import AgentRegistered, CommandAck, Heartbeat
+from flareport_common.parcels import secret_ref
 from flareport_common.protocol import (
     CommandAckRequest,
     CommandAckResponse,
@@ -144,9 +146,23 @@ async def commands(request: web.Request) -> web.StreamResponse:
     agent_id = _agent_id(request)
     stored = await ctx.auth.agent_for(request, agent_id)
     wait = query_float(request, "wait", default=0.0, minimum=0.0, maximum=ctx.settings.max_wait_seconds)
-    if stored.redeliver:
-        await ctx.store.clear_redeliver(stored)
-    found = await ctx.hub.poll(agent_id, wait, from_start=stored.redeliver)
+    limit = ctx.settings.quotas.longpolls
+    slot, lapse_s = await ctx.hub.acquire(agent_id, wait, limit)
+    if slot is None:
+        message = f"at most {limit} command long-polls at once per agent; retry when one has answered"
+        # The other poll may end any moment (its client may have gone and is noticed within seconds).
+        raise await refuse_quota(ctx.redis, ctx.keys, agent_id, "longpolls", message, retry_after=min(lapse_s, 5.0))
+    try:
+        if stored.redeliver:
+            await ctx.store.clear_redeliver(stored)
+        found = await ctx.hub.poll(
+            agent_id, wait, from_start=stored.redeliver, alive=lambda: request.transport is not None
+        )
+        # The key may have been revoked, or its agent removed, while the poll waited: nothing (no secret above
+        # all) goes to a key that is not valid now. What was read stays pending and goes to a valid key later.
+        await ctx.auth.recheck(stored, agent_id)
+    finally:
+        await ctx.hub.release(agent_id, slot)
     return json_response(CommandBatch(commands=tuple(found)))
 
 
@@ -164,7 +180,10 @@ async def ack(request: web.Request) -> web.StreamResponse:
         raise ApiError(404, "unknown_command", f"no command {command_id} for this agent")
     command = _decode_command(entries[0][1])
     pending = await ctx.redis.xpending_range(stream, GROUP_AGENT, min=command_id, max=command_id, count=1)
+    ref = None if command is None else secret_ref(command)
     if not pending:
+        if ref is not None:  # its secret is deleted at the ack; again here in case that ack's request failed after
+            await ctx.redis.delete(ctx.keys.agent_secret(agent_id, ref))
         return json_response(CommandAckResponse(acked=False))  # acknowledged before: nothing to do again
     now = utcnow()
     kind = "unknown" if command is None else str(type(command).__struct_config__.tag)
@@ -190,6 +209,8 @@ async def ack(request: web.Request) -> web.StreamResponse:
     history = ctx.keys.agent_command_history(agent_id)
     pipe = ctx.redis.pipeline(transaction=True)
     pipe.xack(stream, GROUP_AGENT, command_id)
+    if ref is not None:  # delivered once: the tunnel token or rolled key no longer exists in Redis
+        pipe.delete(ctx.keys.agent_secret(agent_id, ref))
     pipe.lpush(history, _encoder.encode(record))
     pipe.ltrim(history, 0, readstore.HISTORY_LIMIT - 1)
     # Never refused nor trimmed: an ack answers a command the reconciler sent, so their number is bounded by the

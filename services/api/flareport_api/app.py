@@ -73,7 +73,15 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
     # Settings built in code (tests, embedding) may leave the secret empty: derive it as loading from the
     # environment does, so both mint and verify the same keys.
     minter = KeyMinter(settings.agent_key_secret or derived_agent_key_secret(settings.master_api_key))
-    store = KeyStore(redis, keys, minter, recovery=settings.agent_key_recovery, revoked=settings.revoked_agent_keys)
+    store = KeyStore(
+        redis,
+        keys,
+        minter,
+        recovery=settings.agent_key_recovery,
+        revoked=settings.revoked_agent_keys,
+        recovery_window_s=settings.agent_key_recovery_window_seconds,
+        restores_per_minute=settings.agent_key_restores_per_minute,
+    )
     limiter = FailureLimiter(settings.auth_failure_limit, settings.auth_failure_window_seconds)
     hub = CommandHub(redis, keys, poll_s=settings.command_poll_seconds, redeliver_s=settings.command_redeliver_seconds)
     ctx = ApiContext(

@@ -12,6 +12,7 @@
   address is braked after ``limit`` failures in all, plus at most one per replica that had not yet seen it fail,
   not after ``limit`` per replica. Requests that authenticate cost nothing extra; a Redis that cannot count
   leaves the local window in charge.
+* A long-poll checks its key again before it answers (``recheck``): a key revoked while the poll waited gets 401.
 """
 
 from __future__ import annotations
@@ -175,6 +176,20 @@ class Authenticator:
             raise await self._fail(request, "key_revoked", "this agent key was revoked")
         await self._store.touch(stored)
         return stored
+
+    async def recheck(self, stored: StoredKey, agent_id: str) -> None:
+        """Before a long-poll answers: the key that opened it is still valid for ``agent_id`` now. A revocation or
+        a removal while the poll waited ends it with 401, so nothing (no tunnel token, no rolled key) is handed to
+        a key that is no longer valid. Not a guess, so not counted by the brake."""
+        now = await self._store.current(stored)
+        if now is None or now.status == "revoked" or now.agent_id != agent_id:
+            AUTH_FAILURES.labels("key_revoked").inc()
+            raise ApiError(
+                401,
+                "key_revoked",
+                "this agent key was revoked (or its agent removed) while the request waited",
+                headers={"WWW-Authenticate": 'Bearer realm="flareport"'},
+            )
 
     async def agent_for(self, request: web.Request, agent_id: str) -> StoredKey:
         """An authenticated agent key that is bound to ``agent_id`` (403 otherwise)."""

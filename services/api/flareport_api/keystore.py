@@ -14,7 +14,9 @@ Layout (all written by the API only):
 
 A presented key without a record is checked against its proof (``keyproof``): a key this API issued whose record
 Redis lost is restored, bound to its agent, with ``recovered_at`` set, and ``Keys.keys_recovered_at`` tells the
-reconciler that Redis lost its data (it then keeps records while the agents report again).
+reconciler that Redis lost its data (it then keeps records while the agents report again). A proof is necessary,
+not sufficient: the restore also needs positive evidence that Redis lost its data (``recovery``), since anyone
+holding the agent-key secret can mint keys with valid proofs.
 
 Every write of a field the web UI shows also raises the read-model counter (``Keys.readmodel_version``) in the same
 transaction, so the UI's live updates notice it (``bump_version``); only ``redeliver`` (never shown) does not.
@@ -24,6 +26,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import math
 import secrets
 import time
 from collections.abc import Mapping
@@ -35,7 +38,9 @@ import redis.asyncio as aioredis
 import structlog
 from prometheus_client import Counter
 
-from flareport_api.keyproof import KeyMinter
+from flareport_api.errors import ApiError
+from flareport_api.keyproof import KeyMinter, KeyProof
+from flareport_api.recovery import RESTORES_REFUSED, SEALED, Epoch, marker_for_missing, may_restore
 from flareport_api.schemas import KeyInfo, KeyStatus
 from flareport_common.keys import Keys
 from flareport_common.messages.base import utcnow
@@ -130,11 +135,15 @@ class KeyStore:
         *,
         recovery: bool = True,
         revoked: frozenset[str] = frozenset(),
+        recovery_window_s: float = 3600.0,
+        restores_per_minute: int = 600,
     ) -> None:
         self._redis = redis
         self._keys = keys
         self.minter = minter
         self._recovery = recovery
+        self._window_s = recovery_window_s
+        self._restores_per_minute = restores_per_minute
         # FLAREPORT_REVOKED_AGENT_KEYS: refused whatever Redis holds, and never restored from their proof.
         self._revoked = revoked
         self._last_used: dict[str, float] = {}
@@ -152,6 +161,8 @@ class KeyStore:
             pipe.sadd(self._keys.agent_api_keys(agent_id), key_id)
         pipe.hset(self._keys.api_key(digest), mapping=fields)  # type: ignore[arg-type]
         pipe.hset(self._keys.api_keys_index, key_id, digest)
+        # This data set issues keys: from now on a key missing from it is unknown, not lost (``recovery``).
+        pipe.set(self._keys.data_epoch, Epoch(SEALED, time.time()).encode(), nx=True)
         bump_version(pipe, self._keys)
         await pipe.execute()
         stored = await self.get(key_id)
@@ -169,6 +180,11 @@ class KeyStore:
             return None
         return self._configured_revocation(stored)
 
+    async def current(self, stored: StoredKey) -> StoredKey | None:
+        """The record of an already authenticated key as Redis holds it now (None once it is gone)."""
+        raw = await self._redis.hgetall(self._keys.api_key(stored.key_hash))
+        return self._configured_revocation(StoredKey.from_hash(raw)) if raw else None
+
     def _configured_revocation(self, stored: StoredKey) -> StoredKey:
         if stored.key_id in self._revoked and stored.status != "revoked":
             return replace(stored, status="revoked")
@@ -185,6 +201,8 @@ class KeyStore:
             return StoredKey.from_hash(
                 {"key_id": proof.key_id, "hash": digest, "status": "revoked", "created_at": now.isoformat()}
             )
+        if not await self._restore_allowed(proof):
+            return None
         fields = {
             "key_id": proof.key_id,
             "label": "restored after a loss of data",
@@ -218,6 +236,51 @@ class KeyStore:
                 agent_id=proof.agent_id,
             )
         return StoredKey.from_hash(fields)
+
+    async def _restore_allowed(self, proof: KeyProof) -> bool:
+        """Whether Redis lost its data (and this agent its keys) recently enough to restore from a proof."""
+        now = time.time()
+        raw = await self._redis.get(self._keys.data_epoch)
+        if raw is None:  # the marker is gone: Redis lost its data (or never held keys); see ``recovery``
+            found = marker_for_missing(await self._redis.hlen(self._keys.api_keys_index), now)
+            await self._redis.set(self._keys.data_epoch, found.encode(), nx=True)
+            raw = await self._redis.get(self._keys.data_epoch)
+        epoch = Epoch.decode(_text(raw))
+        if epoch is None or not may_restore(epoch, now, self._window_s):
+            RESTORES_REFUSED.labels("data_present").inc()
+            log.warning(
+                "refused to restore an agent key: Redis did not lose its data, so a valid proof without a record "
+                "means a key minted with the agent-key secret (or deleted); check who holds that secret",
+                key_id=proof.key_id,
+                agent_id=proof.agent_id,
+            )
+            return False
+        for other in await self.of_agent(proof.agent_id):
+            if other.key_id != proof.key_id and other.status == "active":
+                RESTORES_REFUSED.labels("agent_has_key").inc()
+                log.warning(
+                    "refused to restore an agent key: its agent has an active key, so it lost nothing",
+                    key_id=proof.key_id,
+                    agent_id=proof.agent_id,
+                    active_key_id=other.key_id,
+                )
+                return False
+        minute = int(now // 60)
+        counter = self._keys.keys_restored(minute)
+        pipe = self._redis.pipeline(transaction=True)
+        pipe.incr(counter)
+        pipe.expire(counter, 120)
+        count, _ = await pipe.execute()
+        if int(count) > self._restores_per_minute:
+            RESTORES_REFUSED.labels("rate").inc()
+            retry = max(1, math.ceil((minute + 1) * 60 - now))
+            raise ApiError(
+                429,
+                "restore_rate_limited",
+                f"too many agent keys restored this minute; retry in {retry}s",
+                headers={"Retry-After": str(retry)},
+            )
+        return True
 
     async def touch(self, stored: StoredKey) -> None:
         now = time.monotonic()

@@ -14,13 +14,23 @@ with the agent id as consumer name, so Redis keeps, per agent, what was delivere
 * Redelivery: every poll first claims (XAUTOCLAIM) entries delivered more than ``command_redeliver_seconds``
   ago without an ack; after a (re-)register the next poll re-reads the agent's whole pending list (ID 0), so
   an agent that restarted gets again what it had fetched but not acknowledged.
+* Secrets: a command that carries a secret names it (``secret_ref``, see ``flareport_common.parcels``); it is
+  read from the agent's own key only to build the answer, never written back to any stream. A command whose
+  secret is gone (acknowledged through an earlier copy of the command, or expired) is acknowledged unseen.
+* Concurrency: each agent may hold ``quotas.longpolls`` polls at once across all replicas, counted in a sorted
+  set in Redis (``Keys.agent_longpolls``) whose members lapse by themselves (score: Redis time) a margin after
+  their wait would end, so a crashed replica never keeps a slot. A poll whose client went away stops waiting
+  (checked every ``_ALIVE_CHECK_S``) and frees its slot, so an agent reconnecting after a dropped connection
+  finds room even at a limit of 1.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import time
+from collections.abc import Callable
 from typing import Any
 
 import msgspec
@@ -32,14 +42,36 @@ from redis.exceptions import ResponseError
 from flareport_api.metrics import COMMANDS_DELIVERED, LONGPOLLS_OPEN, NOTIFICATIONS, NOTIFY_ERRORS
 from flareport_common.backoff import Backoff
 from flareport_common.keys import GROUP_AGENT, Keys
+from flareport_common.messages.base import new_id
 from flareport_common.messages.commands import CommandMessage
 from flareport_common.messages.deadletters import DeadLetter
+from flareport_common.parcels import reveal, secret_ref
 from flareport_common.protocol import CommandEnvelope
 from flareport_common.streams.codec import FIELD, display_fields, encode
 
 log = structlog.get_logger("flareport.api.longpoll")
 BATCH = 20
 _decoder = msgspec.json.Decoder(CommandMessage)
+# How often a waiting poll looks whether its client is still connected (aiohttp does not cancel the handler).
+_ALIVE_CHECK_S = 5.0
+# A slot lapses this long after its poll's wait would have ended (the reads and checks around the wait).
+_SLOT_MARGIN_S = 30.0
+
+# KEYS[1] the agent's open polls; ARGV[1] limit, ARGV[2] slot lifetime (ms), ARGV[3] poll id.
+# Returns {1, 0} when the slot is taken, {0, ms until the oldest slot lapses} when the agent is at its limit.
+ACQUIRE_SLOT_LUA = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[1]) then
+  local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+  return {0, math.max(0, tonumber(oldest[2]) - now)}
+end
+local life = tonumber(ARGV[2])
+redis.call('ZADD', KEYS[1], now + life, ARGV[3])
+if redis.call('PTTL', KEYS[1]) < life then redis.call('PEXPIRE', KEYS[1], life) end
+return {1, 0}
+"""
 
 
 def _text(value: Any) -> str:
@@ -56,6 +88,7 @@ class CommandHub:
         self._groups: set[str] = set()
         self._closing = False
         self._pubsub: PubSub | None = None
+        self._acquire = redis.register_script(ACQUIRE_SLOT_LUA)
 
     # ---- background: notifications and the fallback timer ---------------------------------------------------
 
@@ -150,7 +183,28 @@ class CommandHub:
 
     # ---- the long-poll -------------------------------------------------------------------------------------
 
-    async def poll(self, agent_id: str, wait_s: float, *, from_start: bool = False) -> list[CommandEnvelope]:
+    async def acquire(self, agent_id: str, wait_s: float, limit: int) -> tuple[str | None, float]:
+        """Take one of the agent's ``limit`` poll slots: (slot id, 0), or (None, seconds until one lapses)."""
+        slot = new_id()
+        life_ms = math.ceil((wait_s + _SLOT_MARGIN_S) * 1000)
+        taken, lapse_ms = await self._acquire(keys=[self._keys.agent_longpolls(agent_id)], args=[limit, life_ms, slot])
+        return (slot, 0.0) if int(taken) else (None, int(lapse_ms) / 1000)
+
+    async def release(self, agent_id: str, slot: str) -> None:
+        try:
+            await self._redis.zrem(self._keys.agent_longpolls(agent_id), slot)
+        except Exception as exc:  # the slot lapses by itself; the answer must not fail for this
+            log.warning("longpoll.release_failed", error=str(exc) or type(exc).__name__)
+
+    async def poll(
+        self,
+        agent_id: str,
+        wait_s: float,
+        *,
+        from_start: bool = False,
+        alive: Callable[[], bool] | None = None,
+    ) -> list[CommandEnvelope]:
+        """Commands for the agent, waiting up to ``wait_s`` for one; ``alive`` says whether anyone still listens."""
         event = asyncio.Event()
         self._waiters.setdefault(agent_id, set()).add(event)
         LONGPOLLS_OPEN.inc()
@@ -161,10 +215,13 @@ class CommandHub:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     break
+                step = remaining if alive is None else min(remaining, _ALIVE_CHECK_S)
                 try:
-                    await asyncio.wait_for(event.wait(), remaining)
+                    await asyncio.wait_for(event.wait(), step)
                 except TimeoutError:
-                    break
+                    if alive is not None and not alive():
+                        break  # the client went away: read nothing for it, free its slot
+                    continue
                 event.clear()
                 found = await self._read(agent_id, pending=False, claim=False)
             for envelope in found:
@@ -216,7 +273,7 @@ class CommandHub:
             if text_id in seen:
                 continue
             seen.add(text_id)
-            envelope = await self._envelope(stream, text_id, fields, deliveries or counts.get(text_id, 1))
+            envelope = await self._envelope(agent_id, stream, text_id, fields, deliveries or counts.get(text_id, 1))
             if envelope is not None:
                 out.append(envelope)
         return out
@@ -230,7 +287,9 @@ class CommandHub:
         )
         return {_text(row["message_id"]): int(row["times_delivered"]) for row in rows}
 
-    async def _envelope(self, stream: str, entry_id: str, fields: Any, deliveries: int) -> CommandEnvelope | None:
+    async def _envelope(
+        self, agent_id: str, stream: str, entry_id: str, fields: Any, deliveries: int
+    ) -> CommandEnvelope | None:
         if fields is None:  # trimmed while pending: nothing left to deliver
             await self._redis.xack(stream, GROUP_AGENT, entry_id)
             return None
@@ -242,6 +301,18 @@ class CommandHub:
         except msgspec.DecodeError as exc:
             await self._dead_letter(stream, entry_id, fields, str(exc), deliveries)
             return None
+        ref = secret_ref(command)
+        if ref is not None:
+            secret = await self._redis.get(self._keys.agent_secret(agent_id, ref))
+            if secret is None:
+                # Acknowledged through an earlier copy of this command (the secret is deleted at the ack), or
+                # left unacknowledged past its TTL: there is nothing to hand out.
+                log.warning(
+                    "longpoll.secret_gone", agent_id=agent_id, entry_id=entry_id, command=type(command).__name__
+                )
+                await self._redis.xack(stream, GROUP_AGENT, entry_id)
+                return None
+            command = reveal(command, _text(secret))
         return CommandEnvelope(command_id=entry_id, command=command, deliveries=deliveries)
 
     async def _dead_letter(self, stream: str, entry_id: str, fields: Any, error: str, deliveries: int) -> None:

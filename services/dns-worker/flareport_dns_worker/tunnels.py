@@ -37,6 +37,7 @@ import structlog
 from flareport_common.keys import Keys
 from flareport_common.messages.cfjobs import DeleteTunnel, EnsureTunnel, SyncTunnelIngress
 from flareport_common.messages.cfresults import CfError, TunnelEnsured
+from flareport_common.parcels import stash
 from flareport_dns_worker.cfclient import CfApiError, CfTransientError, CloudflareApi
 from flareport_dns_worker.ingress_plan import plan_ingress
 from flareport_dns_worker.metrics import CONFLICTS
@@ -161,7 +162,8 @@ class Tunnels:
             correlation_id=job.correlation_id,
             tunnel_id=str(tunnel["id"]),
             tunnel_name=str(tunnel["name"]),
-            token=token,
+            # The token waits under the agent's own key: the shared results stream carries only where it is.
+            token_ref=await stash(self._redis, self._keys, job.agent_id, token),
             created=created,
         )
 

@@ -51,6 +51,7 @@ from flareport_common.messages import (
 )
 from flareport_common.messages.base import new_id
 from flareport_common.messages.cfresults import CfResultMessage, JobResult
+from flareport_common.parcels import stash
 from flareport_common.protocol import AgentStatus
 from flareport_common.readmodel import AgentRecord
 from flareport_common.settings import ReconcilerSettings
@@ -205,7 +206,8 @@ class Reconciler:
         elif isinstance(message, AgentDecommissioned | AgentRemoved):
             await self._decommission(message.agent_id)
         elif isinstance(message, KeyRolled):
-            await self.send_command(message.agent_id, RotateKey(key_id=message.key_id, new_key=message.new_key))
+            ref = await self._secret_ref(message.agent_id, message.secret_ref, message.new_key)
+            await self.send_command(message.agent_id, RotateKey(key_id=message.key_id, secret_ref=ref))
         elif isinstance(message, ManualRuleUpserted):
             marks = await self.claims.upsert_manual(message.rule_id, message.rule, message.agent_id, message.tunnel_id)
             await self.claims.refresh(marks)
@@ -317,7 +319,7 @@ class Reconciler:
             await self.planner.plan(message.target, token)
 
     async def _tunnel_ensured(self, message: TunnelEnsured) -> None:
-        if not message.ok or not message.tunnel_id or not message.token:
+        if not message.ok or not message.tunnel_id or not (message.token_ref or message.token):
             reason = message.error.message if message.error else "the tunnel could not be ensured"
             await update_agent(self.redis, self.keys, message.agent_id, _set_error(reason))
             return
@@ -336,7 +338,8 @@ class Reconciler:
         if record is None or record.status in RETIRED:
             return
         await self.redis.hset(self.keys.tunnel_agents, message.tunnel_id, message.agent_id)
-        await self.send_command(message.agent_id, StartTunnel(tunnel_id=message.tunnel_id, token=message.token))
+        ref = await self._secret_ref(message.agent_id, message.token_ref, message.token)
+        await self.send_command(message.agent_id, StartTunnel(tunnel_id=message.tunnel_id, secret_ref=ref))
         # Every hostname of the agent now has a tunnel: its zones and its tunnel need planning.
         await self.claims.refresh(await self.claims.mark_agent_hostnames(message.agent_id))
 
@@ -354,6 +357,11 @@ class Reconciler:
         await self.redis.hdel(self.keys.tunnel_agents, tunnel_id)
 
     # ---- commands ------------------------------------------------------------------------------------------
+
+    async def _secret_ref(self, agent_id: str, ref: str | None, legacy: str | None) -> str:
+        """Where the agent's secret waits (``flareport_common.parcels``). A message from a producer of an older
+        release carries the secret itself: it is moved out of the stream into the agent's own key here."""
+        return ref or await stash(self.redis, self.keys, agent_id, legacy or "")
 
     async def send_command(self, agent_id: str, command: CommandMessage) -> None:
         pipe = self.redis.pipeline(transaction=False)

@@ -65,6 +65,10 @@ _DECIMAL = re.compile(r"[1-9][0-9]*")
 _DASHED_V4 = re.compile(r"(?<![0-9])([0-9]{1,3})-([0-9]{1,3})-([0-9]{1,3})-([0-9]{1,3})(?![0-9])")
 _DOTTED_V4 = re.compile(r"(?<![0-9])([0-9]{1,3})\.([0-9]{1,3})\.([0-9]{1,3})\.([0-9]{1,3})(?![0-9])")
 _MAX_SHOWN = 200
+_MAY_BE_ADDRESS = re.compile(r"[0-9:]")
+_LOOSE_V4_TEXT = re.compile(r"[0-9a-fx.]+")  # every character an IPv4 address can be spelled with
+# Characters that make URL parsers disagree: brackets, userinfo, escapes, backslashes, whitespace and controls.
+_UNUSUAL = re.compile(r"[\[\]@%\\\s\x00-\x1f\x7f]")
 
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -154,9 +158,12 @@ def host_kind(host: str) -> str | None:
     name = name.partition("%")[0]  # an IPv6 zone ("fe80::1%eth0") does not change the address
     if name in _METADATA_NAMES:
         return "metadata"
-    ip = _address(name)
-    if ip is not None:
-        return _address_kind(ip)
+    if not _MAY_BE_ADDRESS.search(name):
+        return None  # a plain name (a container's, say): no address in any spelling has neither digit nor ':'
+    if ":" in name or _LOOSE_V4_TEXT.fullmatch(name):  # parse only what could be an address: parsing is slow
+        ip = _address(name)
+        if ip is not None:
+            return _address_kind(ip)
     return _embedded_in_name(name)
 
 
@@ -164,12 +171,13 @@ def _hosts(service: str) -> set[str]:
     """Every host ``service`` may name: the URL parser's reading and a plain split, in case they differ."""
     # What precedes the first colon is a host when there is no scheme ("169.254.169.254:80").
     hosts: set[str] = {service.partition(":")[0]}
-    try:
-        parsed = urlsplit(service)
-        if parsed.hostname:
-            hosts.add(parsed.hostname)
-    except ValueError:
-        pass
+    if _UNUSUAL.search(service):  # only then may the URL parser read a host the plain split below does not
+        try:
+            parsed = urlsplit(service)
+            if parsed.hostname:
+                hosts.add(parsed.hostname)
+        except ValueError:
+            pass
     rest = service.partition(":")[2].lstrip("/\\")
     authority = re.split(r"[/?#\\]", rest, maxsplit=1)[0].rpartition("@")[2]
     if authority.startswith("["):

@@ -105,12 +105,14 @@ async def test_key_roll_delivers_a_new_key_and_retires_the_old_one_after_the_ack
     assert rolled.status == 200, await rolled.text()
     intents = [i for i in await stream_messages(api.redis, api.keys.intents, IntentMessage) if isinstance(i, KeyRolled)]
     assert [i.agent_id for i in intents] == [agent_id]
-    new_key, new_id = intents[0].new_key, intents[0].key_id
+    new_id, ref = intents[0].key_id, intents[0].secret_ref
+    assert ref is not None and intents[0].new_key == "", "the intents stream carries where the key is, not the key"
     # The reconciler turns the intent into a rotate_key command; the agent stores the key and acknowledges.
-    command = RotateKey(key_id=new_id, new_key=new_key)
+    command = RotateKey(key_id=new_id, secret_ref=ref)
     await api.redis.xadd(api.keys.agent_commands(agent_id), encode(command))  # type: ignore[arg-type]
     delivered = (await _poll(api, old, agent_id))["commands"][0]
-    assert delivered["command"]["new_key"] == new_key
+    new_key = delivered["command"]["new_key"]
+    assert new_key.startswith("fpk_") and delivered["command"]["secret_ref"] is None
     ack = await api.client.post(
         f"/api/v1/agents/{agent_id}/commands/{delivered['command_id']}/ack", json={"ok": True}, headers=api.bearer(old)
     )

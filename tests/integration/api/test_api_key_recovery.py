@@ -58,7 +58,9 @@ async def test_a_rolled_key_is_restored_bound_to_its_agent(api: Api, prefix: str
     response = await api.client.post(f"/api/v1/keys/{key_id}/roll", headers=api.admin)
     assert response.status in (200, 201, 202), await response.text()
     intents = await stream_messages(api.redis, api.keys.intents, IntentMessage)
-    new_key = next(i.new_key for i in intents if isinstance(i, KeyRolled))
+    ref = next(i.secret_ref for i in intents if isinstance(i, KeyRolled))
+    assert ref is not None
+    new_key = (await api.redis.get(api.keys.agent_secret(agent_id, ref))).decode()  # what the agent would receive
     await lose_everything(api.redis, prefix)
     status, body = await heartbeat(api, new_key, agent_id)
     assert status == 200, body

@@ -13,6 +13,7 @@ from flareport_common.messages import (
     AgentDecommissioned,
     AgentEnrolled,
     AgentRegistered,
+    CommandMessage,
     ContainerInfo,
     ContainerStart,
     ContainerStop,
@@ -60,7 +61,9 @@ async def test_enrolment_creates_the_tunnel_and_starts_it_on_the_agent(
     ensure = [job for job in worker.jobs if isinstance(job, EnsureTunnel)]
     assert [(j.agent_id, j.tunnel_name, j.create) for j in ensure] == [("a1", "tunnel-a1", True)]
     sent = await commands(redis, keys, "a1")
-    assert sent == [StartTunnel(id=sent[0].id, occurred_at=sent[0].occurred_at, tunnel_id="tun-a1", token="token-a1")]
+    ref = sent[0].secret_ref if isinstance(sent[0], StartTunnel) else None
+    assert sent == [StartTunnel(id=sent[0].id, occurred_at=sent[0].occurred_at, tunnel_id="tun-a1", secret_ref=ref)]
+    assert ref is not None and await redis.get(keys.agent_secret("a1", ref)) == b"token-a1", "the token waits aside"
     record = await agent_record(redis, keys, "a1")
     assert record is not None
     assert (record.status, record.tunnel_id, record.tunnel_created_by_flareport) == ("active", "tun-a1", True)
@@ -249,11 +252,20 @@ async def test_manual_rule_is_published_on_its_agents_tunnel_and_removed_on_dele
 async def test_key_roll_is_delivered_to_the_agent(
     redis: aioredis.Redis, keys: Keys, replicas: Replicas, worker: FakeDnsWorker
 ) -> None:
-    await Producer(redis).send(keys.intents, KeyRolled(agent_id="a1", key_id="k2", new_key="secret-2"))
-    await wait_for(lambda: commands(redis, keys, "a1"), what="a command for agent a1")
-    [command] = await commands(redis, keys, "a1")
-    assert isinstance(command, RotateKey)
-    assert (command.key_id, command.new_key) == ("k2", "secret-2")
+    await redis.set(keys.agent_secret("a1", "ref-2"), "secret-2")
+    await Producer(redis).send(keys.intents, KeyRolled(agent_id="a1", key_id="k2", secret_ref="ref-2"))
+    # An intent from an API of an older release carries the key itself: it is moved aside, not into the command.
+    await Producer(redis).send(keys.intents, KeyRolled(agent_id="a1", key_id="k3", new_key="secret-3"))
+
+    async def both() -> list[CommandMessage] | None:
+        sent = await commands(redis, keys, "a1")
+        return sent if len(sent) == 2 else None
+
+    first, second = await wait_for(both, what="two commands for agent a1")
+    assert isinstance(first, RotateKey) and isinstance(second, RotateKey)
+    assert (first.key_id, first.new_key, first.secret_ref) == ("k2", "", "ref-2")
+    assert (second.key_id, second.new_key) == ("k3", "") and second.secret_ref is not None
+    assert await redis.get(keys.agent_secret("a1", second.secret_ref)) == b"secret-3"
 
 
 async def test_a_new_service_changes_only_the_tunnel_and_the_rule_is_active_again(

@@ -42,7 +42,9 @@ class TunnelEnsured(Message, frozen=True, kw_only=True, tag="tunnel_ensured"):
     ok: bool
     tunnel_id: str | None = None
     tunnel_name: str | None = None
-    token: str | None = None
+    token: str | None = None  # only from a worker of an older release: the token itself, in clear
+    # Where the token waits for the agent (``Keys.agent_secret``): the result stream never carries it.
+    token_ref: str | None = None
     created: bool = False
     error: CfError | None = None
 

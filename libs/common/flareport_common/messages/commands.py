@@ -13,8 +13,11 @@ class StartTunnel(Message, frozen=True, kw_only=True, tag="start_tunnel"):
     """Run (or keep running) the local cloudflared with this tunnel's token, passed only in its environment."""
 
     tunnel_id: str
-    token: str
+    # In the agent's command stream the token is absent and ``secret_ref`` names it (``flareport_common.parcels``);
+    # the API puts it here only in its answer to the agent's long-poll.
+    token: str = ""
     image: str | None = None
+    secret_ref: str | None = None
 
 
 class StopTunnel(Message, frozen=True, kw_only=True, tag="stop_tunnel"):
@@ -37,7 +40,8 @@ class RotateKey(Message, frozen=True, kw_only=True, tag="rotate_key"):
     """Store this new agent key and use it from now on (the old one is revoked after the ack)."""
 
     key_id: str
-    new_key: str
+    new_key: str = ""  # filled in by the API from ``secret_ref`` when it hands the command to the agent
+    secret_ref: str | None = None
 
 
 class Decommission(Message, frozen=True, kw_only=True, tag="decommission"):

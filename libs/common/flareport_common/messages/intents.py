@@ -59,13 +59,14 @@ class AgentRemoved(Message, frozen=True, kw_only=True, tag="agent_removed"):
 class KeyRolled(Message, frozen=True, kw_only=True, tag="key_rolled"):
     """A new key was made for a bound agent; the reconciler delivers it with a ``rotate_key`` command.
 
-    The key travels in clear only through Redis (the control plane's own trust boundary); the API stores
-    nothing but its hash.
+    The key itself waits under ``Keys.agent_secret(agent_id, secret_ref)`` until the agent acknowledges that
+    command: the intents stream keeps only the reference (``new_key`` is set only by an API of an older release).
     """
 
     agent_id: str
     key_id: str
-    new_key: str
+    new_key: str = ""
+    secret_ref: str | None = None
 
 
 class ManualRuleUpserted(Message, frozen=True, kw_only=True, tag="manual_rule_upserted"):
