@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -64,8 +63,16 @@ ACCESS_RULE_TYPES = frozenset(
 
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 _LABEL = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
+# A valid lower-case name in one match (the usual case); anything else takes the label-by-label path and its reason.
+_PLAIN_NAME = re.compile(r"^(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z0-9-]*[a-z-][a-z0-9-]*$")
 # Origin hosts are often container names, which may contain '_' (``http://my_app:8080``).
 _ORIGIN_LABEL = re.compile(r"^[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?$")
+# The common service form, checked in one match (urlsplit and ipaddress cost ten times more): scheme, a lower-case
+# host of origin labels (an IPv4 address matches too, and is valid either way), an optional port and "/".
+_PLAIN_URL = re.compile(
+    r"^(https?|wss?|tcp|ssh|rdp)://([a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?(?:\.[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?)*)"
+    r"(?::([1-9][0-9]{0,4}))?/?$"
+)
 _HTTP_STATUS = re.compile(r"^http_status:[1-5][0-9][0-9]$")
 _DURATION = re.compile(r"^(?:[0-9]+(?:\.[0-9]+)?(?:ns|us|µs|ms|s|m|h))+$")
 
@@ -97,6 +104,8 @@ def ident(value: str, field: str, what: str = "id") -> str:
 
 def hostname(value: str, field: str, *, wildcard: bool = True) -> str:
     """A fully qualified DNS name (at least two labels, LDH rules, <= 253 chars); ``*.`` only as first label."""
+    if len(value) <= MAX_HOSTNAME and _PLAIN_NAME.match(value) and _LABEL.match(value.rsplit(".", 1)[1]):
+        return value
     name = value.lower()
     if name.endswith("."):
         name = name[:-1]
@@ -130,6 +139,11 @@ def service(value: str, field: str) -> str:
     if len(value) > MAX_SERVICE or not _printable(value):
         raise FieldError(field, f"service must be at most {MAX_SERVICE} printable characters")
     if value in _BARE_SERVICES or _HTTP_STATUS.match(value):
+        return value
+    plain = _PLAIN_URL.match(value)
+    if plain is not None and len(plain[2]) <= MAX_HOSTNAME and int(plain[3] or 1) <= 65535:
+        if _URL_SCHEMES[plain[1]] and plain[3] is None:
+            raise FieldError(field, f"service {value!r}: {plain[1]}:// needs an explicit port")
         return value
     if value.startswith(("unix:", "unix+tls:")):
         path = value.split(":", 1)[1]
@@ -218,7 +232,7 @@ def _shape(value: Any, field: str) -> None:
             raise FieldError(field, f"custom rules nest deeper than {MAX_CUSTOM_RULE_DEPTH} levels")
         if items > MAX_CUSTOM_RULES_BYTES:
             break  # the size check below refuses it
-        if isinstance(node, Mapping):
+        if isinstance(node, dict):
             stack.extend((child, depth + 1) for child in node.values())
         elif isinstance(node, list | tuple):
             stack.extend((child, depth + 1) for child in node)
