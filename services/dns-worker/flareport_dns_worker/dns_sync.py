@@ -292,8 +292,9 @@ class DnsSync:
                     code=error.code, message=error.message, hostname=op.name, kind="conflict" if conflict else "invalid"
                 )
                 outcome.errors.append(problem)
-                if not conflict:
-                    # Left out of the zone's next batches (a conflict is seen by the plan after a fresh read).
+                if not conflict and error.status == 400:
+                    # A refusal of this record (validation, quota) is left out of the zone's next batches. A conflict
+                    # is seen by the plan after a fresh read; a 401/403 says nothing about the record.
                     refused[fingerprint(op)] = problem
         if contradicted and not final:
             # Cloudflare holds a record our observed copy does not know about: read again and re-plan.

@@ -3,10 +3,11 @@
 A refused ``dns_records/batch`` call changed nothing (one transaction), so the worker re-does its operations
 one call each to find the offending one. Without a memory, that offending write would be planned again by every
 later job of the zone — each change of a shared zone would then cost one refused batch plus one call per
-operation, and burn the account's rate budget for every target in it. So a write Cloudflare refused (for any
-reason but a conflict, which the plan itself detects after a fresh read) is remembered by its *fingerprint* —
-the operation, its name or record id, and its exact body — and left out of the zone's next plans, reported again
-as the same per-record error, so the zone's next change costs one batch call again.
+operation, and burn the account's rate budget for every target in it. So a write Cloudflare refused with a 400
+(a validation or quota refusal of that record; a conflict is detected by the plan itself after a fresh read, and a
+401/403 says nothing about the record) is remembered by its *fingerprint* — the operation, its name or record id,
+and its exact body — and left out of the zone's next plans, reported again as the same per-record error, so the
+zone's next change costs one batch call again.
 
 A refusal is forgotten when
 

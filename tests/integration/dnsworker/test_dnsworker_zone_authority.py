@@ -177,3 +177,28 @@ async def test_a_write_cloudflare_refuses_costs_single_calls_once_then_the_zones
         assert verify.ok and not verify.errors
     finally:
         await svc.close()
+
+
+async def test_a_refusal_that_says_nothing_about_the_record_is_not_remembered(
+    two_zones: RunningEmulator, redis: aioredis.Redis, redis_server: LocalRedis, keys: Keys, prefix: str
+) -> None:
+    # A 403 (a token that lost its write permission for a moment) refuses the batch and the first single call.
+    two_zones.emulator.set_faults(
+        [{"endpoint": BATCH, "sequence": [403]}, {"endpoint": SINGLE_POST, "sequence": [403]}]
+    )
+    svc = service(settings_for(redis_server.url, prefix, two_zones), redis)
+    try:
+        await send(redis, keys, [zone_job("example.test", ["a.example.test", "b.example.test"], "v1")])
+        await drain(svc)
+        assert names_in(two_zones, EXAMPLE) == {"b.example.test"}
+        [first] = await job_results(redis, keys)
+        assert [(e.hostname, e.kind) for e in first.errors] == [("a.example.test", "invalid")]
+        # The next change carries a again, in its one batch call: nothing about a itself was refused.
+        await send(
+            redis, keys, [zone_job("example.test", ["a.example.test", "b.example.test", "c.example.test"], "v2")]
+        )
+        await drain(svc)
+        assert names_in(two_zones, EXAMPLE) == {"a.example.test", "b.example.test", "c.example.test"}
+        assert (two_zones.emulator.count(BATCH), two_zones.emulator.count(SINGLE_POST)) == (2, 2)
+    finally:
+        await svc.close()
