@@ -162,9 +162,11 @@ def _refused(outbox: Outbox, generation: int, batch: tuple[AgentEvent, ...], exc
     """Narrow a refused batch down to the refused event and drop only that; returns the next batch's size cap."""
     index = refused_index(exc, len(batch))
     if len(batch) > 1 and index != 0:
-        # Send what comes before the named event (the master checked it), or look for it one event at a time.
-        log.warning("master refused an event batch; narrowing it down", error=str(exc), send_first=index or 1)
-        return index or 1
+        # Send what comes before the named event (the master checked it), or look for it: halves for a size quota
+        # the batch as a whole may exceed (distinct hostnames), one event at a time otherwise.
+        narrowed = index or (max(1, len(batch) // 2) if exc.status == 413 else 1)
+        log.warning("master refused an event batch; narrowing it down", error=str(exc), send_first=narrowed)
+        return narrowed
     # Retrying this event can never succeed: drop it alone. Each refusal drops an event or narrows the batch, so a
     # refused event cannot become a retry loop.
     event = batch[0]

@@ -109,3 +109,18 @@ async def test_a_body_too_large_halves_the_batch() -> None:
 
     seen = await run(outbox, judge, until=lambda seen: sum(len(b) for b in seen if len(b) <= 2) == 4)
     assert seen == [["a", "b", "c", "d"], ["a", "b"], ["c", "d"]]
+
+
+async def test_a_batch_over_a_size_quota_is_halved_and_nothing_is_dropped() -> None:
+    outbox = Outbox(capacity=100, last_seq=0, snapshot=snapshot)
+    for cid in "abcdefgh":
+        outbox.put(stop(cid))
+
+    def judge(batch: tuple[AgentEvent, ...]) -> RequestRejected | None:
+        # Like distinct hostnames in one batch: each event alone is fine, more than three together are not.
+        too_many = RequestRejected("HTTP 413 quota_exceeded", status=413, code="quota_exceeded", field="hostnames")
+        return too_many if len(batch) > 3 else None
+
+    seen = await run(outbox, judge, until=lambda seen: sum(len(b) for b in seen if len(b) <= 3) == 8)
+    delivered = [cid for b in seen if len(b) <= 3 for cid in b]
+    assert delivered == list("abcdefgh"), "every event delivered once, in order"
