@@ -9,9 +9,12 @@ from typing import Any
 import msgspec
 import pytest
 
+from flareport_agent.client import MasterClient, RequestRejected
 from flareport_api.quotas import QuotaRefusal
 from flareport_cli.localredis import LocalRedis
 from flareport_common.messages import EventMessage
+from flareport_common.messages.events import ContainerStart, Inventory
+from flareport_common.messages.rules import ContainerInfo, Rule
 from flareport_common.settings import AgentQuotas, ApiSettings
 from fptest.api_helpers import stream_messages, tag
 
@@ -165,3 +168,24 @@ async def test_an_honest_batch_still_passes_with_names_normalised(api: Api) -> N
         "app.example.com",
         "example.com",
     )
+
+
+async def test_the_agents_client_learns_the_refused_field_and_limit(api: Api) -> None:
+    key, agent_id = await enrolled(api)
+    client = MasterClient(str(api.client.make_url("")), key)
+    client.agent_id = agent_id
+    adopting = Rule(hostname="a.example.com", service="http://web:80", adopt=True)
+    adopt = ContainerStart(
+        agent_id=agent_id, seq=1, container=ContainerInfo(container_id="c1", name="web", rules=(adopting,))
+    )
+    containers = tuple(ContainerInfo(container_id=f"c{i}", name="web") for i in range(QUOTAS.containers + 1))
+    too_many = Inventory(agent_id=agent_id, seq=2, containers=containers)
+    try:
+        with pytest.raises(RequestRejected) as refused:
+            await client.send_events((adopt,))
+        assert (refused.value.status, refused.value.field) == (422, "events[0].container.rules[0].adopt")
+        with pytest.raises(RequestRejected) as over:
+            await client.send_events((too_many,))
+        assert (over.value.status, over.value.code, over.value.field) == (413, "quota_exceeded", "containers")
+    finally:
+        await client.close()
