@@ -60,7 +60,8 @@ async def test_a_rolled_key_is_restored_bound_to_its_agent(api: Api, prefix: str
     intents = await stream_messages(api.redis, api.keys.intents, IntentMessage)
     ref = next(i.secret_ref for i in intents if isinstance(i, KeyRolled))
     assert ref is not None
-    new_key = (await api.redis.get(api.keys.agent_secret(agent_id, ref))).decode()  # what the agent would receive
+    raw: Any = await api.redis.get(api.keys.agent_secret(agent_id, ref))
+    new_key = raw.decode()  # what the agent would receive
     await lose_everything(api.redis, prefix)
     status, body = await heartbeat(api, new_key, agent_id)
     assert status == 200, body

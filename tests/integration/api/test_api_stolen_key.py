@@ -267,7 +267,8 @@ async def test_a_data_set_with_keys_but_no_marker_is_sealed(api: Api) -> None:
     minted, _ = minter().mint()
     response = await api.client.post("/api/v1/agents/register", json={"display_name": "x"}, headers=api.bearer(minted))
     assert response.status == 401
-    assert (await api.redis.get(api.keys.data_epoch) or b"").startswith(b"sealed:")
+    marker: Any = await api.redis.get(api.keys.data_epoch)
+    assert marker.startswith(b"sealed:")
 
 
 async def test_restores_are_rate_limited(api: Api, prefix: str) -> None:

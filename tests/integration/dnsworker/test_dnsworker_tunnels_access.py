@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+from typing import Any
 
 import redis.asyncio as aioredis
 
@@ -35,7 +36,8 @@ async def test_ensure_creates_a_remote_tunnel_once_and_delete_removes_only_ours(
         assert first.ok and first.created and first.tunnel_id and first.token_ref and first.token is None
         assert second.ok and not second.created and second.tunnel_id == first.tunnel_id, "a second ensure adopts"
         # The results stream says only where the token waits for its agent.
-        token = json.loads(base64.b64decode(await redis.get(keys.agent_secret("a1", first.token_ref))))
+        stored: Any = await redis.get(keys.agent_secret("a1", first.token_ref))
+        token = json.loads(base64.b64decode(stored))
         assert token["t"] == first.tunnel_id, "the token is cloudflared's TUNNEL_TOKEN for that tunnel"
         tunnel = emu.emulator.state.tunnels[first.tunnel_id]
         assert tunnel["config_src"] == "cloudflare"
