@@ -54,6 +54,9 @@ class AgentRecord(msgspec.Struct, kw_only=True, omit_defaults=True):
     allow_apex: bool = False
     origin_allow: tuple[str, ...] = ()
     error: str | None = None
+    # When its last valid key was revoked (its claims were released); events it sent before are ignored. A later
+    # registration (a new key) clears it.
+    revoked_at: datetime | None = None
     # Running containers of this agent whose labels have errors, as the agent last reported them.
     label_errors: tuple[ContainerLabelErrors, ...] = ()
 

@@ -13,6 +13,7 @@ from aiohttp import web
 
 from flareport_api import quotas, readstore, validation
 from flareport_api.errors import ApiError, invalid, json_response, not_found, query_choice, read_body
+from flareport_api.keystore import StoredKey
 from flareport_api.schemas import (
     Accepted,
     AgentDetail,
@@ -34,13 +35,14 @@ from flareport_common.messages.base import Message
 from flareport_common.messages.intents import (
     AgentDecommissioned,
     AgentEnrolled,
+    AgentKeysRevoked,
     AgentPolicyChanged,
     AgentRemoved,
     AgentRenamed,
     KeyRolled,
 )
-from flareport_common.policy import kinds_hint, unknown_kinds
 from flareport_common.parcels import stash
+from flareport_common.policy import kinds_hint, unknown_kinds
 from flareport_common.readmodel import AgentRecord
 
 STATUSES = ("pending", "active", "offline", "decommissioning", "decommissioned", "removed")
@@ -86,6 +88,16 @@ async def get_key(request: web.Request) -> web.StreamResponse:
     return json_response(stored.info())
 
 
+async def revoke(ctx: ApiContext, stored: StoredKey) -> None:
+    """Revoke a key; when it was its agent's last valid key, the agent's hostnames are released (an intent): a
+    revoked host must not keep names nobody can update any more, nor block others from them."""
+    await ctx.store.revoke(stored)
+    if stored.agent_id is None:
+        return
+    if not any(other.status == "active" for other in await ctx.store.of_agent(stored.agent_id)):
+        await ctx.producer.send(ctx.keys.intents, AgentKeysRevoked(agent_id=stored.agent_id))
+
+
 async def revoke_key(request: web.Request) -> web.StreamResponse:
     ctx = context(request)
     await ctx.auth.admin(request)
@@ -93,7 +105,7 @@ async def revoke_key(request: web.Request) -> web.StreamResponse:
     stored = await ctx.store.get(key_id)
     if stored is None:
         raise not_found("key", key_id)
-    await ctx.store.revoke(stored)
+    await revoke(ctx, stored)
     updated = await ctx.store.get(key_id)
     assert updated is not None
     return json_response(updated.info())

@@ -18,7 +18,7 @@ from redis.exceptions import BusyLoadingError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from flareport_api import admin_agents, admin_ops, admin_rules, agent_routes, ingest, openapi, ui
+from flareport_api import admin_agents, admin_hostnames, admin_ops, admin_rules, agent_routes, ingest, openapi, ui
 from flareport_api.auth import Authenticator, FailureLimiter, SharedFailures
 from flareport_api.errors import ApiError, error_response, json_response
 from flareport_api.keyproof import KeyMinter
@@ -62,7 +62,14 @@ async def serve_openapi(request: web.Request) -> web.StreamResponse:
 
 def all_routes() -> list[Route]:
     own = Route("GET", "/api/v1/openapi.json", serve_openapi, "This document", "health", "none")
-    return [*agent_routes.ROUTES, *admin_agents.ROUTES, *admin_rules.ROUTES, *admin_ops.ROUTES, own]
+    return [
+        *agent_routes.ROUTES,
+        *admin_agents.ROUTES,
+        *admin_rules.ROUTES,
+        *admin_ops.ROUTES,
+        *admin_hostnames.ROUTES,
+        own,
+    ]
 
 
 async def _resources(app: web.Application) -> AsyncIterator[None]:

@@ -25,7 +25,7 @@ from flareport_common.keys import Keys
 from flareport_common.messages.events import Inventory
 from flareport_common.messages.rules import Rule
 from flareport_common.readmodel import AgentRecord
-from flareport_reconciler.claimstore import encode_value, time_ms
+from flareport_reconciler.claimstore import ASSIGNED, encode_value, time_ms
 from flareport_reconciler.inventory import (
     AgentInventory,
     ContainerEntry,
@@ -119,6 +119,13 @@ class Claims:
                     if record is not None and record.status in RETIRED:
                         await pipe.reset()  # type: ignore[no-untyped-call]
                         return Applied(record=record, retired=True)
+                    if record is not None and record.revoked_at is not None:
+                        # Sent before the agent's last key was revoked: its claims were released, keep it so.
+                        revoked = record.revoked_at
+                        events = [event for event in events if event.occurred_at > revoked]
+                        if not events:
+                            await pipe.reset()  # type: ignore[no-untyped-call]
+                            return Applied(record=record, retired=True)
                     after, changed = before, set()
                     for event in events:  # the merge is order-independent; applying in turn is merging
                         after, touched = apply_event(after, event)
@@ -279,6 +286,40 @@ class Claims:
         tx = self._redis.pipeline(transaction=True)
         marks = self._write_claims(tx, old, {})
         marks.update(self.mark_dirty(tx, hostnames))
+        await tx.execute()
+        return marks
+
+    async def release_agent(self, agent_id: str) -> dict[str, int]:
+        """The agent's last key was revoked: remove the claims of its containers (an admin's manual rules pinned
+        to it stay) and forget its inventory, so that a key issued later starts from the agent's next report."""
+        k = self._keys
+        hostnames = [text(h) for h in await self._redis.smembers(k.agent_hostnames(agent_id))]
+        old = {
+            (hostname, claim.claim_id): claim
+            for hostname, host in zip(hostnames, await read_claims(self._redis, k, hostnames), strict=True)
+            for claim in host.claims
+            if claim.agent_id == agent_id and claim.manual_rule_id is None
+        }
+        containers = [text(c) for c in await self._redis.smembers(k.agent_containers(agent_id))]
+        tx = self._redis.pipeline(transaction=True)
+        if containers:
+            tx.delete(*(k.agent_container(agent_id, c) for c in containers))
+        tx.delete(k.agent_containers(agent_id), k.agent_snapshot(agent_id))
+        marks = self._write_claims(tx, old, {})
+        marks.update(self.mark_dirty(tx, hostnames))
+        await tx.execute()
+        return marks
+
+    async def assign(self, hostname: str, owner: str | None) -> dict[str, int]:
+        """An admin's assignment of ``hostname`` to ``owner`` (None lifts it), kept in its claims hash so that
+        every resolution and compare-and-set of the hostname sees it (``claimstore.ASSIGNED``)."""
+        name = hostname.strip().rstrip(".").lower()
+        tx = self._redis.pipeline(transaction=True)
+        if owner is None:
+            tx.hdel(self._keys.hostname_claims(name), ASSIGNED)
+        else:
+            tx.hset(self._keys.hostname_claims(name), ASSIGNED, owner)
+        marks = self.mark_dirty(tx, [name])
         await tx.execute()
         return marks
 

@@ -51,6 +51,7 @@ from flareport_common.messages import (
 )
 from flareport_common.messages.base import new_id
 from flareport_common.messages.cfresults import CfResultMessage, JobResult
+from flareport_common.messages.intents import AgentKeysRevoked, HostnameAssigned
 from flareport_common.parcels import stash
 from flareport_common.protocol import AgentStatus
 from flareport_common.readmodel import AgentRecord
@@ -138,6 +139,8 @@ class Reconciler:
             record.version = message.version
             record.capabilities = message.capabilities
             record.last_seen = max(record.last_seen or message.occurred_at, message.occurred_at)
+            if record.revoked_at is not None and message.occurred_at > record.revoked_at:
+                record.revoked_at = None  # registered with a key issued after the revocation
             # An agent that runs a tunnel we have no record of: our data was lost (an enrolment is never
             # forgotten otherwise, and a decommissioned agent keeps its record). Its enrolment is restored.
             restore = bool(message.tunnel_id and message.tunnel_token_sha256) and (
@@ -205,6 +208,10 @@ class Reconciler:
             await update_agent(self.redis, self.keys, message.agent_id, _rename(message.display_name))
         elif isinstance(message, AgentDecommissioned | AgentRemoved):
             await self._decommission(message.agent_id)
+        elif isinstance(message, AgentKeysRevoked):
+            await self._keys_revoked(message)
+        elif isinstance(message, HostnameAssigned):
+            await self.claims.refresh(await self.claims.assign(message.hostname, message.owner))
         elif isinstance(message, KeyRolled):
             ref = await self._secret_ref(message.agent_id, message.secret_ref, message.new_key)
             await self.send_command(message.agent_id, RotateKey(key_id=message.key_id, secret_ref=ref))
@@ -252,6 +259,21 @@ class Reconciler:
         if record is not None and record.status not in RETIRED:
             # What the agent may publish changed: every hostname it claims is decided again.
             await self.claims.refresh(await self.claims.mark_agent_hostnames(message.agent_id))
+
+    async def _keys_revoked(self, message: AgentKeysRevoked) -> None:
+        """Release every hostname of an agent whose last key was revoked. The record is marked first, so an
+        event of the agent applied meanwhile (its transaction watches the record) retries and is ignored."""
+
+        def change(record: AgentRecord | None) -> AgentRecord | None:
+            if record is None or (record.revoked_at is not None and record.revoked_at >= message.occurred_at):
+                return None
+            record.revoked_at = message.occurred_at
+            return record
+
+        if await update_agent(self.redis, self.keys, message.agent_id, change) is None:
+            return
+        log.warning("reconciler.agent_keys_revoked", agent_id=message.agent_id)
+        await self.claims.refresh(await self.claims.release_agent(message.agent_id))
 
     async def _decommission(self, agent_id: str) -> None:
         def change(record: AgentRecord | None) -> AgentRecord | None:

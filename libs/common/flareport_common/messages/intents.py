@@ -69,6 +69,21 @@ class KeyRolled(Message, frozen=True, kw_only=True, tag="key_rolled"):
     secret_ref: str | None = None
 
 
+class AgentKeysRevoked(Message, frozen=True, kw_only=True, tag="agent_keys_revoked"):
+    """The agent's last valid key was revoked: it loses every hostname it claims, and events it sent before
+    ``occurred_at`` are ignored. A key issued to it later brings it back (it registers and reports again)."""
+
+    agent_id: str
+
+
+class HostnameAssigned(Message, frozen=True, kw_only=True, tag="hostname_assigned"):
+    """An admin settles a contested hostname: only ``owner`` (``agent:<id>`` or ``tunnel:<id>``) may publish it,
+    whoever claimed it first; ``owner=None`` lifts the assignment (first claim wins again)."""
+
+    hostname: str
+    owner: str | None = None
+
+
 class ManualRuleUpserted(Message, frozen=True, kw_only=True, tag="manual_rule_upserted"):
     """A rule created in the UI/API: never expires and is never touched by container events."""
 
@@ -114,6 +129,8 @@ IntentMessage = (
     | AgentDecommissioned
     | AgentRemoved
     | KeyRolled
+    | AgentKeysRevoked
+    | HostnameAssigned
     | ManualRuleUpserted
     | ManualRuleDeleted
     | AccessGroupUpserted

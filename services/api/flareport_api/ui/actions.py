@@ -14,7 +14,7 @@ import msgspec
 from aiohttp import web
 from multidict import MultiDictProxy
 
-from flareport_api import validation
+from flareport_api import admin_agents, validation
 from flareport_api.admin_agents import _REMOVABLE, _agent, _names, _origin_kinds
 from flareport_api.admin_ops import _letter
 from flareport_api.admin_rules import _manual_rules, _store_with_intent, save_group, save_manual
@@ -78,7 +78,7 @@ async def _stored(ctx: ApiContext, data: Form) -> Any:
 @form("/ui/keys")
 async def revoke_key(request: web.Request, ctx: ApiContext, session: Session, data: Form) -> web.StreamResponse:
     stored = await _stored(ctx, data)
-    await ctx.store.revoke(stored)
+    await admin_agents.revoke(ctx, stored)
     raise await done(
         request,
         session,
