@@ -24,6 +24,7 @@ ADMIN: dict[str, tuple[str, str]] = {
     "keys": ("flareport_cli.admin.keys", "agent keys: create, ls, show, revoke, roll"),
     "agents": ("flareport_cli.admin.agents", "agents: ls, show, enroll, rename, decommission, rm"),
     "rules": ("flareport_cli.admin.rules", "published rules and their Cloudflare state: ls, show"),
+    "hostnames": ("flareport_cli.admin.hostnames", "settle a contested hostname: assign, unassign"),
     "manual-rules": ("flareport_cli.admin.manual_rules", "rules without a container: ls, show, create, update, rm"),
     "access-groups": ("flareport_cli.admin.access_groups", "Access groups: ls, show, create, update, rm"),
     "status": ("flareport_cli.admin.ops:status_main", "streams, consumer groups, lag and counts"),
