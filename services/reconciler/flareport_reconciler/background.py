@@ -58,7 +58,8 @@ return 1
 BATCH = 200
 # Stopped containers are remembered at least this long (and at least the grace period) to recognise late events.
 PRUNE_AFTER_SECONDS = 3600.0
-PRUNE_INTERVAL_SECONDS = 300.0
+# Often enough that stops of containers never heard running (``inventory.ORPHAN_RETENTION_SECONDS``) go soon.
+PRUNE_INTERVAL_SECONDS = 60.0
 
 _entry_decoder = msgspec.json.Decoder(ContainerEntry)
 

@@ -230,11 +230,26 @@ def apply_all(inventory: AgentInventory, events: Iterable[InventoryEvent]) -> Ag
     return inventory
 
 
-def prunable(entry: ContainerEntry, now: float, retention: float, default_grace: float) -> bool:
-    """A container stopped more than ``retention`` ago whose rules are no longer published can be forgotten."""
+# A stop of a container never heard running (its start may still be on its way through another replica) is kept
+# only this long: long enough for any reordering of one agent's messages (a reclaim happens after the claim-idle
+# time, 30 s by default), short enough that an agent sending stops of containers that never existed cannot make
+# the control plane store them for long (its events rate quota bounds how many it can send meanwhile).
+ORPHAN_RETENTION_SECONDS = 180.0
+
+
+def prunable(
+    entry: ContainerEntry,
+    now: float,
+    retention: float,
+    default_grace: float,
+    orphan_retention: float = ORPHAN_RETENTION_SECONDS,
+) -> bool:
+    """A container stopped more than ``retention`` ago whose rules are no longer published can be forgotten; one
+    only ever heard stopping, after ``orphan_retention``."""
     if entry.is_running or entry.stopped is None or entry.published(now, default_grace):
         return False
-    return entry.stopped.at < now - retention
+    keep = orphan_retention if entry.running is None else retention
+    return entry.stopped.at < now - keep
 
 
 def newest_seq(entry: ContainerEntry) -> int:

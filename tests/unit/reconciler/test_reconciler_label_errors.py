@@ -75,3 +75,18 @@ def test_a_running_container_or_one_inside_its_own_longer_grace_is_never_prunabl
     entry = apply_all(AgentInventory(), [event, stop(2, "c2")]).containers["c2"]
     assert not prunable(entry, at(2).timestamp() + 2 * HOUR, retention=HOUR, default_grace=600)
     assert prunable(entry, at(2).timestamp() + 4 * HOUR, retention=HOUR, default_grace=600)
+
+
+def test_a_stop_of_a_container_never_heard_running_is_forgotten_within_minutes_not_an_hour() -> None:
+    # A stolen key can send stops of containers that never existed, at its events rate: each makes an entry (a
+    # reordered start must still meet its stop), so such entries go after the short orphan retention.
+    orphan = apply_all(AgentInventory(), [stop(5, "ghost")]).containers["ghost"]
+    stopped_at = at(5).timestamp()
+    assert not prunable(orphan, stopped_at + 60, retention=HOUR, default_grace=600, orphan_retention=180)
+    assert prunable(orphan, stopped_at + 181, retention=HOUR, default_grace=600, orphan_retention=180)
+    # Within that time a late start older than the stop still finds it: the container stays stopped.
+    late, _ = apply_event(apply_all(AgentInventory(), [stop(5, "ghost")]), start(4, "ghost"))
+    assert not late.containers["ghost"].is_running
+    # A container that really ran keeps its entry for the whole retention.
+    ran = apply_all(AgentInventory(), [start(1, "c1"), stop(2, "c1")]).containers["c1"]
+    assert not prunable(ran, at(2).timestamp() + 1200, retention=HOUR, default_grace=600, orphan_retention=180)
