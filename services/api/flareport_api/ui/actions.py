@@ -35,6 +35,7 @@ from flareport_common.messages.intents import (
     ManualRuleDeleted,
     ReconcileRequested,
 )
+from flareport_common.parcels import stash
 
 Form = MultiDictProxy[Any]
 
@@ -95,7 +96,9 @@ async def roll_key(request: web.Request, ctx: ApiContext, session: Session, data
     if stored.agent_id is None or stored.status != "active":
         raise FormError("Only an active key bound to an agent can be rolled (there is no agent to deliver it to).")
     key, new = await ctx.store.create(stored.label, agent_id=stored.agent_id)
-    await _intent(ctx, KeyRolled(agent_id=stored.agent_id, key_id=new.key_id, new_key=key))
+    # The intents stream carries only where the key waits for its agent (flareport_common.parcels).
+    ref = await stash(ctx.redis, ctx.keys, stored.agent_id, key)
+    await _intent(ctx, KeyRolled(agent_id=stored.agent_id, key_id=new.key_id, secret_ref=ref))
     message = f"New key {new.key_id} is on its way to agent {stored.agent_id}; the old key is revoked once it acks."
     raise await done(request, session, message, data, "/ui/keys")
 
