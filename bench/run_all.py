@@ -45,14 +45,14 @@ FULL: dict[str, Any] = {
     "call_sizes": [1, 100, 1000, 20000], "access_sizes": [1, 100, 1000],
     "agents": 1000, "per_agent": 20, "rate_limit": 1200, "rate_window": 10, "scale_timeout": 300.0,
     "api_agents": 1000, "commands": 500, "ingest_seconds": 5.0,
-    "rec_agents": 200, "rec_per_agent": 100, "rec_updates": 2000, "engine_containers": 20,
+    "rec_agents": 200, "rec_per_agent": 100, "rec_updates": 2000, "engine_containers": 20, "flood_seconds": 20.0,
 }  # fmt: skip
 SMOKE: dict[str, Any] = {
     "singles": 1, "rate": 20.0, "seconds": 1.0, "big_burst": 50,
     "call_sizes": [1, 100], "access_sizes": [1],
     "agents": 20, "per_agent": 5, "rate_limit": 60, "rate_window": 2, "scale_timeout": 60.0,
     "api_agents": 20, "commands": 20, "ingest_seconds": 1.0,
-    "rec_agents": 10, "rec_per_agent": 10, "rec_updates": 50, "engine_containers": 0,
+    "rec_agents": 10, "rec_per_agent": 10, "rec_updates": 50, "engine_containers": 0, "flood_seconds": 2.0,
 }  # fmt: skip
 
 
@@ -103,6 +103,12 @@ def run(size: dict[str, Any], workdir: Path) -> dict[str, Any]:
             r, size["rec_agents"], size["rec_per_agent"], size["rec_updates"], 300))  # fmt: skip
         reconciler_runs.append(results.pop(f"reconciler_{replicas}"))
     results["reconciler"] = reconciler_runs
+    flood_runs: list[dict[str, Any]] = []
+    for flooders, connections in ((1, 4), (10, 1)):  # one stolen key at full speed; ten keys at once
+        section(results, "event_flood", lambda f=flooders, c=connections: external.event_flood(  # type: ignore[misc]
+            f, c, size["flood_seconds"], 300))  # fmt: skip
+        flood_runs.append(results.pop("event_flood"))
+    results["event_flood"] = flood_runs
     if size["engine_containers"]:
         section(results, "agent_engine", lambda: external.agent_engine(size["engine_containers"], 5000, 300))
     else:

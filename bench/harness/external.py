@@ -4,6 +4,8 @@
   stand-in reconciler -> the agent's long-poll answer) with N agents polling (items 4 and 5);
 - ``bench/reconciler.py``: events/s and hostnames/s processed by 1 and 2 reconciler replicas, their RSS at
   20,000 hostnames (items 5 and 6);
+- ``bench/event_flood.py``: one or many agent keys flood the events stream; another agent's single event's time to
+  be processed (p50/p99), and accepted events lost (must be 0);
 - ``bench/agent_events.py``: the engine's part of a container start (Podman's event delivery, the agent's batch)
   that the whole-stack convergence measurement starts after.
 Each prints JSON; a script that fails or times out gives ``{"error": ...}`` instead of numbers.
@@ -56,6 +58,14 @@ def api(agents: int, commands: int, seconds: float, timeout: float) -> dict[str,
     objects, error = run_script("api_ingest.py", args, timeout)
     phases = {o.get("phase"): o for o in objects}
     return {"ingest": phases.get("ingest"), "long_poll": phases.get("long_poll"), "error": error}
+
+
+def event_flood(flooders: int, connections: int, seconds: float, timeout: float) -> dict[str, Any]:
+    """bench/event_flood.py: another agent's event latency while ``flooders`` keys flood, and accepted events lost."""
+    args = ["--flooders", str(flooders), "--connections", str(connections), "--seconds", str(seconds)]
+    objects, error = run_script("event_flood.py", args, timeout)
+    phases = {o.get("phase"): o for o in objects}
+    return {"baseline": phases.get("baseline"), **(phases.get("flood") or {}), "error": error}
 
 
 def reconciler(replicas: int, agents: int, per_agent: int, updates: int, timeout: float) -> dict[str, Any]:

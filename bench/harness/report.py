@@ -94,6 +94,7 @@ def markdown(results: dict[str, Any], image_dir: str) -> str:
     out += _calls(results)
     out += _scale(results.get("scale") or {})
     out += _throughput(results)
+    out += _event_flood(results.get("event_flood") or [])
     if "plots" in meta:
         out += ["## Plots", "", str(meta["plots"]), ""]
     else:
@@ -251,6 +252,25 @@ def _throughput(results: dict[str, Any]) -> list[str]:
     out += ["Reconciler replicas (bench/reconciler.py: inventories of every agent, then single container starts):", ""]
     out += _table(["replicas", "hostnames", "inventory events/s", "hostnames/s", "container starts/s",
                    "jobs per 1,000 starts", "max RSS (MB)"], rows)  # fmt: skip
+    return out
+
+
+def _event_flood(runs: list[dict[str, Any]]) -> list[str]:
+    if not runs:
+        return []
+    out = ["## Fairness under an events flood", "",
+           "bench/event_flood.py: attacker keys post batches of 100 tiny events as fast as they are answered (ignoring "
+           "`Retry-After`) with the default quotas, while another agent sends one new container every 0.2 s; its "
+           "latency runs from the API's 2xx to the reconciler's record of the container. `lost` = events the API "
+           "accepted minus events the reconciler finished.", ""]  # fmt: skip
+    rows = []
+    for run in runs:
+        victim, base = run.get("victim") or {}, run.get("baseline") or {}
+        rows.append([run.get("flooders"), run.get("flood_offered_per_s"), run.get("flood_accepted_per_s"),
+                     base.get("p50_ms"), victim.get("p50_ms"), victim.get("p99_ms"), victim.get("max_ms"),
+                     run.get("accepted"), run.get("lost"), run.get("error") or ""])  # fmt: skip
+    out += _table(["flooding keys", "offered events/s", "accepted events/s", "alone p50 (ms)", "flood p50 (ms)",
+                   "flood p99 (ms)", "flood max (ms)", "accepted", "lost", "error"], rows)  # fmt: skip
     return out
 
 

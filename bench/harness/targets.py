@@ -93,6 +93,14 @@ def evaluate(results: dict[str, Any]) -> list[dict[str, Any]]:
     ingest = _get(results, "api", "ingest", "events_per_s")
     met = None if ingest is None else ingest >= 5000
     add("ingest", ">= 5,000 events/s accepted per API process", _unit(ingest, "events/s"), met)
+    for run in results.get("event_flood") or ():
+        if run.get("lost") is None:
+            continue
+        victim = run.get("victim") or {}
+        detail = f"p50 {victim.get('p50_ms')} ms, p99 {victim.get('p99_ms')} ms; {run['accepted']:,} accepted"
+        add(f"flood_{run['flooders']}", f"{run['flooders']} flooding key(s): 0 accepted events lost, another agent's "
+            "event processed within 30 s", f"{run['lost']} lost, max {victim.get('max_ms')} ms",
+            run["lost"] == 0 and (victim.get("max_ms") or 0) <= 30_000, detail)  # fmt: skip
     scale = results.get("scale") or {}
     if scale.get("converged"):
         bound = scale["minimum_seconds"] * 1.1

@@ -49,9 +49,10 @@ class AgentQuotas:
     label_errors_per_container: int = 50
     label_error_bytes: int = 1024  # one label error's label plus reason
     longpolls: int = 2  # command long-polls open at once per key
-    # The shared events stream: above this many entries not yet read by the reconciler, events get 429 and
-    # Retry-After; nothing accepted is ever trimmed before it was handled.
-    events_backlog: int = 50_000
+    # The shared events stream: above this many entries not yet handled by the reconciler, events get 429 and
+    # Retry-After; nothing accepted is ever trimmed before it was handled. It also bounds how long an agent's event
+    # waits behind a flood of others' (bench/event_flood.py: 10,000 entries are a few seconds of reconciler work).
+    events_backlog: int = 10_000
 
 
 @dataclass(frozen=True, slots=True)
