@@ -55,6 +55,9 @@ class AgentQuotas:
     events_backlog: int = 10_000
 
 
+DEFAULT_QUOTAS = AgentQuotas()
+
+
 @dataclass(frozen=True, slots=True)
 class ApiSettings:
     common: CommonSettings
@@ -125,6 +128,10 @@ class ReconcilerSettings:
     agent_origin_allow: frozenset[str] = frozenset()
     agent_allow_wildcard: bool = False
     agent_allow_apex: bool = False
+    # An agent's containers known at once and distinct hostnames claimed, across all its events (the API checks
+    # one request; these bound what a stream of requests adds up to). Same variables as the API's quotas.
+    agent_max_containers: int = DEFAULT_QUOTAS.containers
+    agent_max_hostnames: int = DEFAULT_QUOTAS.hostnames
 
 
 @dataclass(frozen=True, slots=True)
@@ -318,6 +325,10 @@ def load_reconciler(environ: Mapping[str, str]) -> ReconcilerSettings:
         agent_origin_allow=_origin_kinds(env, ORIGIN_ALLOW_ENV),
         agent_allow_wildcard=env.flag("FLAREPORT_AGENT_ALLOW_WILDCARD", default=False),
         agent_allow_apex=env.flag("FLAREPORT_AGENT_ALLOW_APEX", default=False),
+        agent_max_containers=env.integer(
+            "FLAREPORT_AGENT_MAX_CONTAINERS", default=DEFAULT_QUOTAS.containers, minimum=1
+        ),
+        agent_max_hostnames=env.integer("FLAREPORT_AGENT_MAX_HOSTNAMES", default=DEFAULT_QUOTAS.hostnames, minimum=1),
     )
 
 

@@ -19,12 +19,15 @@ from dataclasses import dataclass, field
 
 import msgspec
 import redis.asyncio as aioredis
+from prometheus_client import Counter
 from redis.exceptions import WatchError
 
 from flareport_common.keys import Keys
-from flareport_common.messages.events import Inventory
-from flareport_common.messages.rules import Rule
-from flareport_common.readmodel import AgentRecord
+from flareport_common.messages.events import ContainerStart, Inventory
+from flareport_common.messages.rules import Rule, RuleError
+from flareport_common.readmodel import AgentRecord, ContainerLabelErrors
+from flareport_common.settings import DEFAULT_QUOTAS
+from flareport_reconciler import agentquota
 from flareport_reconciler.claimstore import ASSIGNED, encode_value, time_ms
 from flareport_reconciler.inventory import (
     AgentInventory,
@@ -40,7 +43,11 @@ from flareport_reconciler.planning import Claim, zone_of
 from flareport_reconciler.records import RETIRED, TX_RETRIES, bump_version, decode_agent, raw_bytes, text
 from flareport_reconciler.records import encode as encode_doc
 from flareport_reconciler.refresh import HostnameRead, Refresher, parse_read, read_hostnames_command
-from flareport_reconciler.scripts import MARK_DIRTY, WRITE_CLAIMS
+from flareport_reconciler.scripts import MARK_DIRTY, READ_INVENTORY, WRITE_CLAIMS
+
+ClaimKey = tuple[str, str]  # (hostname, claim id)
+# What applying events changes: the inventory and container ids to store, old and new claims, label errors.
+Change = tuple[AgentInventory, set[str], dict[ClaimKey, Claim], dict[ClaimKey, Claim], tuple[ContainerLabelErrors, ...]]
 
 _entry_decoder = msgspec.json.Decoder(ContainerEntry)
 _snapshot_decoder = msgspec.json.Decoder(Snapshot)
@@ -93,12 +100,54 @@ def pending_member(hostname: str, claim_id: str) -> str:
     return f"{hostname}\x1f{claim_id}"
 
 
+# An agent record keeps the label errors of at most this many containers: the record is read with every event.
+MAX_ERROR_CONTAINERS = 200
+
+QUOTA_REFUSED = Counter(
+    "flareport_reconciler_agent_quota_refusals_total",
+    "Containers not published because their agent is over its containers or hostnames limit.",
+)
+
+
+def with_quota_errors(
+    errors: tuple[ContainerLabelErrors, ...],
+    refused: Mapping[str, RuleError],
+    entries: Mapping[str, ContainerEntry],
+    events: Sequence[InventoryEvent],
+) -> tuple[ContainerLabelErrors, ...]:
+    """The agent's label errors with a quota refusal on each refused container (bounded in number)."""
+    names = {cid: e.running.info.name for cid, e in entries.items() if e.running is not None}
+    for event in events:
+        for info in event.containers if isinstance(event, Inventory) else ():
+            names.setdefault(info.container_id, info.name)
+        if isinstance(event, ContainerStart):
+            names.setdefault(event.container.container_id, event.container.name)
+    by_id = {e.container_id: e for e in errors}
+    for cid, error in refused.items():
+        found = by_id.get(cid)
+        others = tuple(x for x in found.errors if x.label != error.label) if found else ()
+        by_id[cid] = ContainerLabelErrors(container_id=cid, container_name=names.get(cid, ""), errors=(*others, error))
+    ordered = sorted(by_id.values(), key=lambda e: (e.container_name, e.container_id))
+    return tuple(ordered[:MAX_ERROR_CONTAINERS])
+
+
 class Claims:
-    def __init__(self, redis: aioredis.Redis, keys: Keys, planner: Planner, *, grace_seconds: float) -> None:
+    def __init__(
+        self,
+        redis: aioredis.Redis,
+        keys: Keys,
+        planner: Planner,
+        *,
+        grace_seconds: float,
+        limits: agentquota.Limits | None = None,
+    ) -> None:
         self._redis = redis
         self._keys = keys
         self._refresher = Refresher(redis, keys, planner)
         self.grace_seconds = grace_seconds
+        self.limits = limits or agentquota.Limits(
+            containers=DEFAULT_QUOTAS.containers, hostnames=DEFAULT_QUOTAS.hostnames
+        )
 
     # ---- step 1: write sources and claims ----------------------------------------------------------------------
 
@@ -115,7 +164,7 @@ class Claims:
         async with self._redis.pipeline(transaction=True) as pipe:
             while True:
                 try:
-                    before, record = await self._load_inventory(pipe, agent_id, events)
+                    before, record, counts = await self._load_inventory(pipe, agent_id, events)
                     if record is not None and record.status in RETIRED:
                         await pipe.reset()  # type: ignore[no-untyped-call]
                         return Applied(record=record, retired=True)
@@ -134,13 +183,8 @@ class Claims:
                     if not changed and after.snapshot == before.snapshot:
                         await pipe.reset()  # type: ignore[no-untyped-call]
                         return Applied(record=record)
-                    now = time.time()
-                    old: dict[tuple[str, str], Claim] = {}
-                    new: dict[tuple[str, str], Claim] = {}
-                    for cid in changed:
-                        old.update(container_claims(agent_id, cid, before.containers.get(cid), now, self.grace_seconds))
-                        new.update(container_claims(agent_id, cid, after.containers.get(cid), now, self.grace_seconds))
-                    errors = label_errors(record.label_errors if record else (), after, changed)
+                    change = self._claims_of(agent_id, before, after, changed, counts, record, events)
+                    after, changed, old, new, errors = change
                     pipe.multi()  # type: ignore[no-untyped-call]
                     if changed:
                         pipe.mset(
@@ -167,9 +211,46 @@ class Claims:
                     TX_RETRIES.labels("claims").inc()
                     continue
 
+    def _claims_of(
+        self,
+        agent_id: str,
+        before: AgentInventory,
+        after: AgentInventory,
+        changed: set[str],
+        counts: tuple[int, int],
+        record: AgentRecord | None,
+        events: Sequence[InventoryEvent],
+    ) -> tuple[
+        AgentInventory, set[str], dict[ClaimKey, Claim], dict[ClaimKey, Claim], tuple[ContainerLabelErrors, ...]
+    ]:
+        """The claims ``changed`` containers give up and make, within the agent's quotas (``agentquota``): the
+        inventory and changed ids to store (without containers over the containers limit), old and new claims, and
+        the agent's label errors (a refused container carries one naming the limit)."""
+        now = time.time()
+        old: dict[ClaimKey, Claim] = {}
+        new_of: dict[str, dict[ClaimKey, Claim]] = {}
+        gained: dict[str, frozenset[str]] = {}
+        for cid in changed:
+            was = container_claims(agent_id, cid, before.containers.get(cid), now, self.grace_seconds)
+            old.update(was)
+            new_of[cid] = container_claims(agent_id, cid, after.containers.get(cid), now, self.grace_seconds)
+            gained[cid] = frozenset(h for h, _ in new_of[cid]) - {h for h, _ in was}
+        refusal = agentquota.check(self.limits, *counts, before.containers, after.containers, changed, gained)
+        if refusal.dropped:
+            changed = changed - refusal.dropped
+            kept = {c: e for c, e in after.containers.items() if c not in refusal.dropped}
+            after = msgspec.structs.replace(after, containers=kept)
+        new = {key: claim for cid in changed - refusal.unclaimed for key, claim in new_of[cid].items()}
+        errors = label_errors(record.label_errors if record else (), after, changed)
+        if refusal.errors:
+            QUOTA_REFUSED.inc(len(refusal.errors))
+            entries = {**before.containers, **after.containers}
+            errors = with_quota_errors(errors, refusal.errors, entries, events)
+        return after, changed, old, new, errors[:MAX_ERROR_CONTAINERS]
+
     async def _load_inventory(
         self, pipe: aioredis.client.Pipeline, agent_id: str, events: Sequence[InventoryEvent]
-    ) -> tuple[AgentInventory, AgentRecord | None]:
+    ) -> tuple[AgentInventory, AgentRecord | None, tuple[int, int]]:
         """Watch and read what the events depend on: a container's event only that container's entry (so events
         of different containers of one agent never make each other retry); a snapshot every known container.
         All also depend on the snapshot, the pruning floor and the agent record (retired or not, label errors).
@@ -182,12 +263,14 @@ class Claims:
             ids = sorted({*ids, *(text(c) for c in await pipe.smembers(k.agent_containers(agent_id)))})
         entry_keys = [k.agent_container(agent_id, cid) for cid in ids]
         await pipe.watch(*entry_keys, *shared)
-        raws = await pipe.mget([*entry_keys, *shared])
-        containers = {cid: _entry_decoder.decode(raw) for cid, raw in zip(ids, raws, strict=False) if raw is not None}
+        counted = [k.agent_containers(agent_id), k.agent_hostnames(agent_id)]
+        reply = await pipe.eval(READ_INVENTORY, 2 + len(entry_keys) + len(shared), *counted, *entry_keys, *shared)
+        raws, counts = reply[:-2], (int(reply[-2]), int(reply[-1]))
+        containers = {cid: _entry_decoder.decode(raw) for cid, raw in zip(ids, raws, strict=False) if raw}
         snapshot_raw, floor_raw, record_raw = raws[len(ids) :]
-        snapshot = _snapshot_decoder.decode(snapshot_raw) if snapshot_raw is not None else None
+        snapshot = _snapshot_decoder.decode(snapshot_raw) if snapshot_raw else None
         inventory = AgentInventory(containers=containers, snapshot=snapshot, pruned_seq=int(floor_raw or 0))
-        return inventory, decode_agent(raw_bytes(record_raw))
+        return inventory, decode_agent(raw_bytes(record_raw or None)), counts
 
     def _write_claims(
         self,

@@ -58,6 +58,7 @@ from flareport_common.readmodel import AgentRecord
 from flareport_common.settings import ReconcilerSettings
 from flareport_common.streams import Delivery, Producer
 from flareport_common.streams.codec import encode
+from flareport_reconciler.agentquota import Limits
 from flareport_reconciler.batching import AgentBatches
 from flareport_reconciler.claims import Claims
 from flareport_reconciler.coalesce import Coalescer
@@ -85,7 +86,8 @@ class Reconciler:
             stale_job_ms=settings.job_timeout_seconds * 1000,
         )
         self.planner = Planner(redis, keys, self.coalescer, hold_seconds=settings.recovery_hold_seconds)
-        self.claims = Claims(redis, keys, self.planner, grace_seconds=settings.grace_period_seconds)
+        limits = Limits(containers=settings.agent_max_containers, hostnames=settings.agent_max_hostnames)
+        self.claims = Claims(redis, keys, self.planner, grace_seconds=settings.grace_period_seconds, limits=limits)
         self.producer = Producer(redis, metrics_label="cf-jobs")
         self.batches = AgentBatches(self._apply_inventory)
 

@@ -184,6 +184,17 @@ end
 return 1
 """
 
+# What an agent's inventory change depends on, in one command: the values of KEYS[3..] (its container entries,
+# snapshot, pruning floor and record; GET per key, as MGET would take them all as arguments of one call), then
+# how many containers it has known and hostnames it claims (SCARD of KEYS[1] and KEYS[2]) for its quotas.
+READ_INVENTORY = """
+local values = {}
+for i = 3, #KEYS do values[i - 2] = redis.call('GET', KEYS[i]) end
+values[#KEYS - 1] = redis.call('SCARD', KEYS[1])
+values[#KEYS] = redis.call('SCARD', KEYS[2])
+return values
+"""
+
 # Every claims hash of a set of hostnames in one command: a pipeline of HGETALLs costs the client a command
 # (packing, parsing, a timeout) per hostname, which dominated planning a zone or tunnel of many hostnames.
 HGETALL_MANY = """
