@@ -112,7 +112,7 @@ def test_the_agents_publishing_policy_is_closed_unless_widened() -> None:
     )
     env = {"FLAREPORT_AGENT_ORIGIN_ALLOW": "Unix,bastion", "FLAREPORT_AGENT_ALLOW_WILDCARD": "true"}
     opened = load_reconciler(env)
-    assert (opened.agent_origin_allow, opened.agent_allow_wildcard) == ({"unix", "bastion"}, True)
+    assert (opened.agent_origin_allow, opened.agent_allow_wildcard) == (frozenset({"unix", "bastion"}), True)
 
 
 def test_empty_values_count_as_unset() -> None:

@@ -32,7 +32,7 @@ def test_the_agents_own_policy_widens_the_global_one() -> None:
     defaults = PolicyDefaults(allow_wildcard=True, origin_allow=frozenset({"unix"}))
     view = view_of(record(tunnel_id="t1", allow_apex=True, origin_allow=("metadata",)), defaults)
     assert view is not None
-    assert (view.allow_wildcard, view.allow_apex, view.origin_allow) == (True, True, {"unix", "metadata"})
+    assert (view.allow_wildcard, view.allow_apex, view.origin_allow) == (True, True, frozenset({"unix", "metadata"}))
     # An agent flag that is off does not switch the global default off.
     assert view_of(record(tunnel_id="t1", allow_wildcard=False), defaults).allow_wildcard  # type: ignore[union-attr]
 
@@ -41,7 +41,7 @@ def test_the_global_policy_comes_from_the_settings_configured_at_start_up() -> N
     settings = load_reconciler({"FLAREPORT_AGENT_ORIGIN_ALLOW": "bastion", "FLAREPORT_AGENT_ALLOW_APEX": "1"})
     configure_policy(PolicyDefaults.of(settings))
     view = view_of(record(tunnel_id="t1"))
-    assert view is not None and (view.origin_allow, view.allow_apex) == ({"bastion"}, True)
+    assert view is not None and (view.origin_allow, view.allow_apex) == (frozenset({"bastion"}), True)
 
 
 @pytest.mark.parametrize(
