@@ -9,6 +9,9 @@ redis-server; the rolled-key flow runs a real reconciler replica next to the API
 from __future__ import annotations
 
 import asyncio
+import base64
+import hashlib
+import hmac
 import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import replace
@@ -238,6 +241,20 @@ async def test_a_key_minted_with_the_secret_while_redis_holds_its_data_is_refuse
     assert await api.redis.hlen(api.keys.api_keys_index) == 1, "nothing restored"
     assert await api.redis.smembers(api.keys.agent_api_keys(victim)) == {(await key_id_of(api, victim)).encode()}
     assert await api.redis.get(api.keys.keys_recovered_at) is None, "no recovery hold for the whole system"
+
+
+async def test_the_secret_and_a_key_id_do_not_make_the_key(api: Api) -> None:
+    """Key ids are no secret (keys page, logs, FLAREPORT_REVOKED_AGENT_KEYS): with the agent-key secret they made
+    the agent's very key when a key was a function of its id."""
+    victim_key = await api.new_key()
+    victim = (await api.register(victim_key))["agent_id"]
+    hex_id = (await key_id_of(api, victim)).removeprefix("key_")
+    message = b"flareport agent key\x00" + f"{hex_id}\x00".encode()
+    digest = hmac.new(derived_agent_key_secret(MASTER).encode(), message, hashlib.sha256).digest()
+    computed = f"fpk_{hex_id}." + base64.urlsafe_b64encode(digest).decode().rstrip("=")
+
+    status, body = await heartbeat(api, computed, victim)
+    assert (status, body["error"]["code"]) == (401, "unknown_key"), body
 
 
 async def test_after_a_real_loss_a_key_for_an_agent_that_came_back_is_refused(api: Api, prefix: str) -> None:

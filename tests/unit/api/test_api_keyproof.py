@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
+import secrets
 import string
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -55,3 +60,27 @@ def test_changing_any_character_breaks_the_proof(position: int, replacement: str
     tampered = key[:index] + replacement + key[index + 1 :]
     if tampered != key:
         assert minter.verify(tampered) is None
+
+
+def test_a_key_is_not_a_function_of_its_id(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Whoever holds the secret and knows a key id (no secret: pages, logs, configuration show ids) cannot compute
+    the key: 128 random bits of it are in no record and in no id."""
+    minter = KeyMinter(SECRET)
+    monkeypatch.setattr(secrets, "token_hex", lambda n: "0123456789abcdef")
+    first, first_id = minter.mint()
+    second, second_id = minter.mint()
+    assert first_id == second_id and first != second
+    assert minter.verify(first) is not None and minter.verify(second) is not None
+
+
+def test_keys_of_the_earlier_format_still_verify() -> None:
+    def earlier(hex_id: str, agent: str) -> str:
+        message = b"flareport agent key\x00" + f"{hex_id}\x00{agent}".encode()
+        mac = base64.urlsafe_b64encode(hmac.new(SECRET.encode(), message, hashlib.sha256).digest()).decode()
+        return f"fpk_{hex_id}{'.' + agent if agent else ''}.{mac.rstrip('=')}"
+
+    minter = KeyMinter(SECRET)
+    unbound = minter.verify(earlier("0123456789abcdef", ""))
+    assert unbound is not None and unbound.key_id == "key_0123456789abcdef"
+    bound = minter.verify(earlier("0123456789abcdef", "agt_x"))
+    assert bound is not None and bound.agent_id == "agt_x"
