@@ -6,7 +6,9 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
+from flareport_common.streams import ConsumerConfig, Delivery, Producer, StreamConsumer
 from flareport_common.streams.trim import StreamTrimmer
+from fptest.messages import Work
 
 
 async def _ids(redis: aioredis.Redis, stream: str) -> list[bytes]:
@@ -52,3 +54,26 @@ async def test_a_missing_stream_or_a_group_that_read_nothing_trims_nothing(redis
         await redis.xadd(stream, {"m": str(i)})
     assert await trimmer.trim() == 0
     assert await redis.xlen(stream) == 500
+
+
+async def test_a_consumer_trims_what_its_group_handled_but_not_what_another_group_still_needs(
+    redis: aioredis.Redis, prefix: str
+) -> None:
+    stream = f"{prefix}work"
+    config = ConsumerConfig(stream=stream, group="workers", consumer="c1", dead_letter_stream=f"{prefix}dead")
+    handled: list[str] = []
+
+    async def handle(message: Work, delivery: Delivery) -> None:
+        handled.append(delivery.message_id)
+
+    await redis.xgroup_create(stream, "auditors", id="0", mkstream=True)  # a second group that reads nothing
+    producer = Producer(redis)
+    ids = await producer.send_many(stream, [Work(n=i) for i in range(500)])
+    assert await StreamConsumer(redis, config, Work, handle).run_burst() == 500
+    assert await redis.xlen(stream) == 500, "the auditors have read nothing: everything stays"
+
+    await redis.xgroup_destroy(stream, "auditors")
+    more = await producer.send_many(stream, [Work(n=i) for i in range(500, 600)])
+    assert await StreamConsumer(redis, config, Work, handle).run_burst() == 100
+    assert await redis.xlen(stream) < 100, "handled by every group: trimmed (but for the last macro-node)"
+    assert handled == ids + more
