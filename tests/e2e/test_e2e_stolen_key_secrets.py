@@ -5,10 +5,12 @@
 * A key revoked while its long-polls wait gets 401 from them, even when its tunnel token arrives meanwhile; a
   third concurrent long-poll of one agent is refused naming ``longpolls``.
 * A key minted with the agent-key secret while Redis holds its data is refused and restores nothing.
+* A rolled key reaches the running agent through the real reconciler and is then in no Redis key either.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -114,3 +116,18 @@ def test_a_key_minted_with_the_secret_is_refused_while_redis_holds_its_data(
 
     assert store.get(keys.keys_recovered_at) is None, "no recovery hold for the whole system"
     assert all(k["label"] != "restored after a loss of data" for k in stack.admin("GET", "/api/v1/keys")["keys"])
+
+
+def test_a_rolled_key_reaches_the_running_agent_and_is_in_no_redis_key(enrolled: Enrolled, store: redis.Redis) -> None:
+    stack, agent_id = enrolled.stack, enrolled.agent_id
+    old_key = (stack.workdir / "dev" / "agent-key").read_text().split()[-1]
+    key_id = next(k["key_id"] for k in stack.admin("GET", "/api/v1/keys")["keys"] if k["agent_id"] == agent_id)
+    stack.admin("POST", f"/api/v1/keys/{key_id}/roll")
+    wait_for_sync(lambda: commands_acked(stack, agent_id, "rotate_key"), timeout=60, what="rotate_key acked")
+    state = json.loads((stack.workdir / "dev" / "agent" / "state.json").read_text())
+    new_key = state["rotated_key"]
+    assert new_key.startswith("fpk_") and new_key != old_key
+
+    assert keys_holding(store, new_key) == [], "delivered once: Redis keeps only its hash"
+    assert stack.api("POST", f"/api/v1/agents/{agent_id}/heartbeat", {}, key=old_key)[0] == 401
+    assert stack.api("POST", f"/api/v1/agents/{agent_id}/heartbeat", {}, key=new_key)[0] == 200
