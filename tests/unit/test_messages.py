@@ -9,6 +9,7 @@ import msgspec
 import pytest
 
 from flareport_common import messages as m
+from flareport_common.messages import intents
 from flareport_common.messages.base import Message
 
 STREAM_UNIONS: dict[str, Any] = {
@@ -33,6 +34,9 @@ SAMPLES: list[Message] = [
     m.CommandAck(agent_id="a1", command_id="x", ok=False, error="image missing"),
     m.AgentEnrolled(agent_id="a1", tunnel_name="host-1"),
     m.AgentPolicyChanged(agent_id="a1", allowed_zones=("example.com",), allow_apex=True, origin_allow=("unix",)),
+    intents.AgentKeysRevoked(agent_id="a1"),
+    intents.HostnameAssigned(hostname="app.example.com", owner="agent:a1"),
+    intents.HostnameAssigned(hostname="app.example.com"),
     m.AgentRenamed(agent_id="a1", display_name="n"),
     m.AgentDecommissioned(agent_id="a1"),
     m.AgentRemoved(agent_id="a1"),
