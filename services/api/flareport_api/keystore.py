@@ -201,7 +201,7 @@ class KeyStore:
             return StoredKey.from_hash(
                 {"key_id": proof.key_id, "hash": digest, "status": "revoked", "created_at": now.isoformat()}
             )
-        if not await self._restore_allowed(proof):
+        if not await self._restore_allowed(proof, digest):
             return None
         fields = {
             "key_id": proof.key_id,
@@ -237,7 +237,7 @@ class KeyStore:
             )
         return StoredKey.from_hash(fields)
 
-    async def _restore_allowed(self, proof: KeyProof) -> bool:
+    async def _restore_allowed(self, proof: KeyProof, digest: str) -> bool:
         """Whether Redis lost its data (and this agent its keys) recently enough to restore from a proof."""
         now = time.time()
         raw = await self._redis.get(self._keys.data_epoch)
@@ -255,8 +255,14 @@ class KeyStore:
                 agent_id=proof.agent_id,
             )
             return False
+        taken = await self.get(proof.key_id)
+        if taken is not None and taken.key_hash != digest:
+            # A key id is issued once: another key with an id Redis knows was minted with the secret.
+            RESTORES_REFUSED.labels("key_id_taken").inc()
+            log.warning("refused to restore an agent key: its key id belongs to another key", key_id=proof.key_id)
+            return False
         for other in await self.of_agent(proof.agent_id):
-            if other.key_id != proof.key_id and other.status == "active":
+            if other.key_hash != digest and other.status == "active":
                 RESTORES_REFUSED.labels("agent_has_key").inc()
                 log.warning(
                     "refused to restore an agent key: its agent has an active key, so it lost nothing",

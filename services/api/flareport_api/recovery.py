@@ -13,7 +13,8 @@ data set's marker, ``Keys.data_epoch``:
 
 Restores are also counted per minute across replicas (over the limit: 429 with Retry-After, the agent retries),
 counted in a metric and logged as warnings, and refused for an agent that still has an active key in Redis (an
-agent that lost nothing needs no restore, so a minted key naming it is refused, never bound to it).
+agent that lost nothing needs no restore, so a minted key naming it is refused, never bound to it) and for a key id
+that Redis already holds under another key (a key id is issued once).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from prometheus_client import Counter
 RESTORES_REFUSED = Counter(
     "flareport_api_agent_key_restores_refused_total",
     "Keys with a valid proof but no record that were not restored, by reason (data_present: Redis did not lose its "
-    "data, so the key was minted with the agent-key secret or deleted; agent_has_key; rate).",
+    "data, so the key was minted with the agent-key secret or deleted; key_id_taken; agent_has_key; rate).",
     ["reason"],
 )
 

@@ -12,6 +12,7 @@ import asyncio
 import base64
 import hashlib
 import hmac
+import secrets
 import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import replace
@@ -266,6 +267,25 @@ async def test_after_a_real_loss_a_key_for_an_agent_that_came_back_is_refused(ap
     minted, _ = minter().mint(victim)
     status, body = await heartbeat(api, minted, victim)
     assert (status, body["error"]["code"]) == (401, "unknown_key"), "its agent has a key: it lost nothing"
+
+
+async def test_after_a_real_loss_a_second_key_with_a_returned_keys_id_is_refused(
+    api: Api, prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ids are no secret, and an unbound key's agent id is derived from its key id: a key minted with the id of a key
+    that came back would be bound to that key's agent."""
+    victim_key = await api.new_key()
+    victim = (await api.register(victim_key))["agent_id"]
+    hex_id = (await key_id_of(api, victim)).removeprefix("key_")
+    await lose_everything(api.redis, prefix)
+    assert (await heartbeat(api, victim_key, victim))[0] == 200, "the real agent is restored"
+
+    monkeypatch.setattr(secrets, "token_hex", lambda n: hex_id)
+    minted, minted_id = minter().mint()
+    assert minted_id == f"key_{hex_id}" and minted != victim_key
+    status, body = await heartbeat(api, minted, victim)
+    assert (status, body["error"]["code"]) == (401, "unknown_key"), body
+    assert (await heartbeat(api, victim_key, victim))[0] == 200, "the real agent keeps its key"
 
 
 async def test_restores_end_when_the_window_after_the_loss_has_passed(api: Api, prefix: str) -> None:
