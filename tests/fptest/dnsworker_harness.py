@@ -11,7 +11,7 @@ import redis.asyncio as aioredis
 from flareport_cfemu.testing import RunningEmulator
 from flareport_common.keys import Keys
 from flareport_common.messages.cfjobs import CfJobMessage
-from flareport_common.messages.cfresults import CfResultMessage, JobResult
+from flareport_common.messages.cfresults import CfResultMessage, JobResult, TunnelEnsured
 from flareport_common.settings import DnsWorkerSettings, load_dns_worker
 from flareport_common.streams.codec import FIELD
 from flareport_common.streams.producer import Producer
@@ -65,6 +65,15 @@ async def results(redis: aioredis.Redis, keys: Keys) -> list[CfResultMessage]:
 
 async def job_results(redis: aioredis.Redis, keys: Keys) -> list[JobResult]:
     return [r for r in await results(redis, keys) if isinstance(r, JobResult)]
+
+
+async def token_of(redis: aioredis.Redis, keys: Keys, result: TunnelEnsured) -> str | None:
+    """The token an ensured tunnel's result refers to: it waits under the agent's own key, never in the stream."""
+    assert result.token is None, "a result never carries the token itself"
+    if result.token_ref is None:
+        return None
+    raw = await redis.get(keys.agent_secret(result.agent_id, result.token_ref))
+    return raw.decode() if isinstance(raw, bytes) else raw
 
 
 def records_named(emu: RunningEmulator, name: str) -> list[dict[str, Any]]:

@@ -34,6 +34,7 @@ from fptest.dnsworker_harness import (
     send,
     service,
     settings_for,
+    token_of,
 )
 
 from .conftest import DASHBOARD_RULE, TUNNEL_ID
@@ -75,7 +76,9 @@ async def test_a_new_tunnel_and_its_first_ingress_cost_one_create_and_one_put(
         await drain(svc)
         [result] = await ensured(redis, keys)
         assert result.ok and result.created and result.tunnel_id
-        assert token_tunnel(result.token) == result.tunnel_id, "the token of the create's answer is handed out"
+        assert token_tunnel(await token_of(redis, keys, result)) == result.tunnel_id, (
+            "the token of the create's answer is handed out"
+        )
         await send(redis, keys, [ingress_job(result.tunnel_id, "v1", "web.example.com")])
         await drain(svc)
         assert all(r.ok for r in await job_results(redis, keys))
@@ -108,7 +111,7 @@ async def test_a_tunnel_of_that_name_is_adopted_with_its_rules_kept(
         await drain(svc)
         [result] = await ensured(redis, keys)
         assert result.ok and not result.created and result.tunnel_id == TUNNEL_ID, "the live tunnel is adopted"
-        assert token_tunnel(result.token) == TUNNEL_ID
+        assert token_tunnel(await token_of(redis, keys, result)) == TUNNEL_ID
         assert calls(emu) == {CREATE_TUNNEL: 1, LIST_TUNNELS: 1, GET_TOKEN: 1}, "refused create, lookup, token"
         assert [t["name"] for t in emu.emulator.state.tunnels.values()] == ["dashboard-tunnel"]
 
@@ -133,7 +136,11 @@ async def test_a_create_whose_answer_was_lost_finds_the_tunnel_and_reads_before_
         await send(redis, keys, [EnsureTunnel(agent_id="a5", tunnel_name="dashboard-tunnel")])
         await drain(svc)
         [result] = await ensured(redis, keys)
-        assert result.ok and result.tunnel_id == TUNNEL_ID and token_tunnel(result.token) == TUNNEL_ID
+        assert (
+            result.ok
+            and result.tunnel_id == TUNNEL_ID
+            and token_tunnel(await token_of(redis, keys, result)) == TUNNEL_ID
+        )
         assert calls(emu) == {CREATE_TUNNEL: 1, LIST_TUNNELS: 1, GET_TOKEN: 1}
         assert len(emu.emulator.state.tunnels) == 1, "an ambiguous create is never sent again"
 

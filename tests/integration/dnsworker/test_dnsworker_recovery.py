@@ -23,6 +23,7 @@ from fptest.dnsworker_harness import (
     send,
     service,
     settings_for,
+    token_of,
 )
 
 from .conftest import DASHBOARD_RULE, TUNNEL_ID
@@ -131,7 +132,7 @@ async def test_claim_with_the_tunnels_token_hash_gets_the_token(
         await drain(svc)
         [result] = await ensured(redis, keys)
         assert result.ok and result.error is None
-        assert (result.tunnel_id, result.token, result.created) == (TUNNEL_ID, token, False)
+        assert (result.tunnel_id, await token_of(redis, keys, result), result.created) == (TUNNEL_ID, token, False)
     finally:
         await svc.close()
 
