@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from fptest.e2e_stack import ZONE, E2EStack
-from fptest.fake_agent import FakeAgent, cname_target, rule_of
+from fptest.fake_agent import FakeAgent, cname_target, rule_of, wait_rule
 from fptest.waiting import wait_for_sync
 
 from .conftest import StackFactory
@@ -28,15 +28,6 @@ def stack(stack_factory: StackFactory) -> E2EStack:
 
 def web(hostname: str, **extra: Any) -> dict[str, Any]:
     return {"hostname": hostname, "service": "http://web:80", **extra}
-
-
-def wait_status(stack: E2EStack, hostname: str, agent: FakeAgent, status: str) -> dict[str, Any]:
-    return wait_for_sync(
-        lambda: (lambda r: r if r.get("status") == status else {})(rule_of(stack, hostname, agent.agent_id)),
-        timeout=90,
-        interval=0.3,
-        what=f"{agent.agent_id}'s rule for {hostname} to be {status}",
-    )
 
 
 def wait_cname(stack: E2EStack, hostname: str, agent: FakeAgent) -> None:
@@ -62,7 +53,7 @@ def test_agent_data_cannot_forge_the_first_claim(stack: E2EStack) -> None:
     attacker.start("a1", forged)  # refused by the API's validation, or stored as data: either way not an order
     assert attacker.start("a1", web(host))[0] == 200
 
-    wait_status(stack, host, attacker, "conflict")
+    wait_rule(stack, host, attacker, "conflict")
     assert cname_target(stack, host) == victim.tunnel_id
 
 
@@ -70,11 +61,11 @@ def test_a_pending_key_cannot_squat_a_hostname(stack: E2EStack) -> None:
     host = f"squat.{ZONE}"
     squatter = FakeAgent.register(stack, "squatter", enrol=False)
     assert squatter.start("s1", web(host))[0] == 200
-    wait_status(stack, host, squatter, "error")  # denied: not enrolled
+    wait_rule(stack, host, squatter, "error")  # denied: not enrolled
 
     owner = FakeAgent.register(stack, "squat-owner")
     assert owner.start("o1", web(host))[0] == 200
-    wait_status(stack, host, owner, "active")
+    wait_rule(stack, host, owner, "active")
     assert cname_target(stack, host) == owner.tunnel_id
     assert "not enrolled" in str(rule_of(stack, host, squatter.agent_id)["error"])
 
@@ -86,7 +77,7 @@ def test_an_owner_keeps_its_hostname_across_its_own_container_recreation(stack: 
     assert owner.start("old", web(host))[0] == 200
     wait_cname(stack, host, owner)
     assert queued.start("q1", web(host))[0] == 200
-    wait_status(stack, host, queued, "conflict")
+    wait_rule(stack, host, queued, "conflict")
 
     # docker compose up --force-recreate: the old container stops, a new one (new id) starts within the grace
     # period. Once the old container's grace period ends, the queued agent used to take the name.
@@ -98,7 +89,7 @@ def test_an_owner_keeps_its_hostname_across_its_own_container_recreation(stack: 
         interval=0.3,
         what="the old container's grace period to end",
     )
-    wait_status(stack, host, queued, "conflict")
+    wait_rule(stack, host, queued, "conflict")
     assert rule_of(stack, host, owner.agent_id)["container_id"] == "new"
     assert cname_target(stack, host) == owner.tunnel_id
 
@@ -119,7 +110,7 @@ def test_the_allow_list_holds_whatever_zone_the_agent_names(stack: E2EStack) -> 
     host = f"pwn.{victim_zone}"
     status, answer = fenced.start("f1", web(host, zone_name=ZONE))
     if status == 200:  # not refused at the door: the reconciler must deny it
-        rule = wait_status(stack, host, fenced, "error")
+        rule = wait_rule(stack, host, fenced, "error")
         assert "not inside" in rule["error"] or "outside what agent" in rule["error"], rule
     else:
         assert status == 422 and "zone_name" in answer["error"]["field"], answer
@@ -137,12 +128,12 @@ def test_revoking_the_owner_releases_its_hostnames_and_an_admin_can_assign_one(s
     wait_cname(stack, host, first)
     assert second.start("c2", web(host))[0] == 200
     assert third.start("c3", web(host))[0] == 200
-    wait_status(stack, host, third, "conflict")
+    wait_rule(stack, host, third, "conflict")
 
     # The admin settles it for the third agent, whoever claimed first.
     assert stack.api("PUT", f"/api/v1/hostnames/{host}/owner", {"agent_id": third.agent_id})[0] == 202
     wait_cname(stack, host, third)
-    assert "assigned by an admin" in str(wait_status(stack, host, first, "error")["error"])
+    assert "assigned by an admin" in str(wait_rule(stack, host, first, "error")["error"])
     # An agent key is not an admin key.
     status, _ = stack.api("PUT", f"/api/v1/hostnames/{host}/owner", {"agent_id": first.agent_id}, key=first.key)
     assert status in (401, 403)

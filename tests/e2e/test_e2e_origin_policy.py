@@ -11,8 +11,7 @@ from typing import Any
 import pytest
 
 from fptest.e2e_stack import ZONE, E2EStack
-from fptest.fake_agent import FakeAgent, cname_target, rule_of
-from fptest.waiting import wait_for_sync
+from fptest.fake_agent import FakeAgent, cname_target, rule_of, wait_rule
 
 from .conftest import StackFactory
 
@@ -27,15 +26,6 @@ def stack(stack_factory: StackFactory) -> E2EStack:
 
 def rule(hostname: str, service: str) -> dict[str, Any]:
     return {"hostname": hostname, "service": service}
-
-
-def wait_rule(stack: E2EStack, hostname: str, agent: FakeAgent, status: str) -> dict[str, Any]:
-    return wait_for_sync(
-        lambda: (lambda r: r if r.get("status") == status else {})(rule_of(stack, hostname, agent.agent_id)),
-        timeout=90,
-        interval=0.3,
-        what=f"{agent.agent_id}'s rule for {hostname} to be {status}",
-    )
 
 
 def ingress_services(stack: E2EStack, agent: FakeAgent) -> dict[str, str]:

@@ -67,3 +67,13 @@ def cname_target(stack: E2EStack, hostname: str) -> str | None:
 def rule_of(stack: E2EStack, hostname: str, agent_id: str) -> dict[str, Any]:
     """The agent's rule document for ``hostname`` ({} while there is none)."""
     return next((r for r in stack.rules_of(hostname) if r.get("agent_id") == agent_id), {})
+
+
+def wait_rule(stack: E2EStack, hostname: str, agent: FakeAgent, status: str) -> dict[str, Any]:
+    """Wait until the agent's rule for ``hostname`` has ``status``; the rule document."""
+    return wait_for_sync(
+        lambda: (lambda r: r if r.get("status") == status else {})(rule_of(stack, hostname, agent.agent_id)),
+        timeout=90,
+        interval=0.3,
+        what=f"{agent.agent_id}'s rule for {hostname} to be {status}",
+    )
