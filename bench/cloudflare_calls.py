@@ -41,7 +41,7 @@ from flareport_common.messages.cfjobs import (
     SyncDnsZone,
     SyncTunnelIngress,
 )
-from flareport_common.settings import load_dns_worker
+from flareport_common.settings import DnsWorkerSettings, load_dns_worker
 from flareport_common.streams.producer import Producer
 from flareport_dns_worker.service import DnsWorkerService
 
@@ -68,21 +68,24 @@ def jobs_for(names: list[str], version: str) -> list[CfJobMessage]:
     ]
 
 
+def worker_settings(redis_url: str, prefix: str, base_url: str, **extra: str) -> DnsWorkerSettings:
+    """A dns-worker's settings against the emulator at ``base_url``, with no rate limit of its own."""
+    env = {
+        "REDIS_URL": redis_url,
+        "FLAREPORT_KEY_PREFIX": prefix,
+        "CLOUDFLARE_API_TOKEN": "bench",
+        "CLOUDFLARE_ACCOUNT_ID": ACCOUNT_ID,
+        "CLOUDFLARE_API_BASE_URL": base_url,
+        "CLOUDFLARE_RATE_LIMIT_REQUESTS": str(10**9),
+    }
+    return load_dns_worker({**env, **extra})
+
+
 async def burst(redis_url: str, n: int, batch_size: int, *, coalesced: bool) -> tuple[Counter[str], float]:
     emu = await start_emulator(EmulatorConfig(rate_limit=10**9), seed=SEED)
     redis = aioredis.Redis.from_url(redis_url)
     prefix = f"bench{n}{'c' if coalesced else 's'}{time.monotonic_ns()}:"
-    settings = load_dns_worker(
-        {
-            "REDIS_URL": redis_url,
-            "FLAREPORT_KEY_PREFIX": prefix,
-            "CLOUDFLARE_API_TOKEN": "bench",
-            "CLOUDFLARE_ACCOUNT_ID": ACCOUNT_ID,
-            "CLOUDFLARE_API_BASE_URL": emu.base_url,
-            "CLOUDFLARE_RATE_LIMIT_REQUESTS": str(10**9),
-            "CLOUDFLARE_DNS_BATCH_SIZE": str(batch_size),
-        }
-    )
+    settings = worker_settings(redis_url, prefix, emu.base_url, CLOUDFLARE_DNS_BATCH_SIZE=str(batch_size))
     service = DnsWorkerService(settings, redis, consumer="bench")
     names = [f"app{i:05d}.example.com" for i in range(n)]
     producer = Producer(redis)

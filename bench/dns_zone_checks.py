@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import sys
 import tempfile
 import time
 from collections import Counter
@@ -25,12 +26,15 @@ from pathlib import Path
 
 import redis.asyncio as aioredis
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # bench.cloudflare_calls
+
+from bench import cloudflare_calls
+
 from flareport_cfemu import EmulatorConfig
 from flareport_cfemu.testing import ACCOUNT_ID, ZONE_ID, start_emulator
 from flareport_cli.localredis import LocalRedis
 from flareport_common.keys import Keys
 from flareport_common.messages.cfjobs import DesiredRecord, SyncDnsZone
-from flareport_common.settings import load_dns_worker
 from flareport_common.streams.producer import Producer
 from flareport_dns_worker.service import DnsWorkerService
 
@@ -55,16 +59,7 @@ async def changes(redis_url: str, n: int, bad: str) -> tuple[int, list[int]]:
     emu = await start_emulator(EmulatorConfig(rate_limit=10**9, record_quota=quota), seed=SEED)
     redis = aioredis.Redis.from_url(redis_url)
     prefix = f"bench-zone-{bad}-{time.monotonic_ns()}:"
-    settings = load_dns_worker(
-        {
-            "REDIS_URL": redis_url,
-            "FLAREPORT_KEY_PREFIX": prefix,
-            "CLOUDFLARE_API_TOKEN": "bench",
-            "CLOUDFLARE_ACCOUNT_ID": ACCOUNT_ID,
-            "CLOUDFLARE_API_BASE_URL": emu.base_url,
-            "CLOUDFLARE_RATE_LIMIT_REQUESTS": str(10**9),
-        }
-    )
+    settings = cloudflare_calls.worker_settings(redis_url, prefix, emu.base_url)
     service = DnsWorkerService(settings, redis, consumer="bench")
     names = [f"app{i:05d}.example.com" for i in range(n)]
     names.append("bad_na!me.example.com" if bad == "invalid" else "over.example.com")

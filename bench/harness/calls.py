@@ -22,11 +22,10 @@ import redis.asyncio as aioredis
 from bench import cloudflare_calls
 
 from flareport_cfemu import EmulatorConfig
-from flareport_cfemu.testing import ACCOUNT_ID, start_emulator
+from flareport_cfemu.testing import start_emulator
 from flareport_common.keys import Keys
 from flareport_common.messages.cfjobs import DesiredAccessApp, SyncAccessApp
 from flareport_common.messages.rules import AccessSpec
-from flareport_common.settings import load_dns_worker
 from flareport_common.streams.producer import Producer
 from flareport_dns_worker.service import DnsWorkerService
 
@@ -35,16 +34,8 @@ async def access_burst(redis_url: str, n: int, batch_size: int) -> tuple[Counter
     emu = await start_emulator(EmulatorConfig(rate_limit=10**9), seed=cloudflare_calls.SEED)
     redis = aioredis.Redis.from_url(redis_url)
     prefix = f"benchaccess{n}{time.monotonic_ns()}:"
-    settings = load_dns_worker(
-        {
-            "REDIS_URL": redis_url,
-            "FLAREPORT_KEY_PREFIX": prefix,
-            "CLOUDFLARE_API_TOKEN": "bench",
-            "CLOUDFLARE_ACCOUNT_ID": ACCOUNT_ID,
-            "CLOUDFLARE_API_BASE_URL": emu.base_url,
-            "CLOUDFLARE_RATE_LIMIT_REQUESTS": str(10**9),
-            "CLOUDFLARE_DNS_BATCH_SIZE": str(batch_size),
-        }
+    settings = cloudflare_calls.worker_settings(
+        redis_url, prefix, emu.base_url, CLOUDFLARE_DNS_BATCH_SIZE=str(batch_size)
     )
     service = DnsWorkerService(settings, redis, consumer="bench")
     names = [f"app{i:05d}.example.com" for i in range(n)]
