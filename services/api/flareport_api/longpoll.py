@@ -20,8 +20,8 @@ with the agent id as consumer name, so Redis keeps, per agent, what was delivere
 * Concurrency: each agent may hold ``quotas.longpolls`` polls at once across all replicas, counted in a sorted
   set in Redis (``Keys.agent_longpolls``) whose members lapse by themselves (score: Redis time) a margin after
   their wait would end, so a crashed replica never keeps a slot. A poll whose client went away stops waiting
-  (checked every ``_ALIVE_CHECK_S``) and frees its slot, so an agent reconnecting after a dropped connection
-  finds room even at a limit of 1.
+  (one sweep looks at all of them every ``_ALIVE_CHECK_S``) and frees its slot, so an agent reconnecting after a
+  dropped connection finds room even at a limit of 1.
 """
 
 from __future__ import annotations
@@ -52,7 +52,7 @@ from flareport_common.streams.codec import FIELD, display_fields, encode
 log = structlog.get_logger("flareport.api.longpoll")
 BATCH = 20
 _decoder = msgspec.json.Decoder(CommandMessage)
-# How often a waiting poll looks whether its client is still connected (aiohttp does not cancel the handler).
+# How often waiting polls are looked at for a client that went away (aiohttp does not cancel the handler).
 _ALIVE_CHECK_S = 5.0
 # A slot lapses this long after its poll's wait would have ended (the reads and checks around the wait).
 _SLOT_MARGIN_S = 30.0
@@ -85,6 +85,9 @@ class CommandHub:
         self._poll_s = poll_s
         self._redeliver_ms = int(redeliver_s * 1000)
         self._waiters: dict[str, set[asyncio.Event]] = {}
+        # Waiting polls that can tell whether their client is still there, and those found gone.
+        self._alive: dict[asyncio.Event, Callable[[], bool]] = {}
+        self._gone: set[asyncio.Event] = set()
         self._groups: set[str] = set()
         self._closing = False
         self._pubsub: PubSub | None = None
@@ -134,8 +137,13 @@ class CommandHub:
         await asyncio.wait([task], timeout=2.0)
 
     async def fallback(self) -> None:
+        next_look = time.monotonic() + self._poll_s
         while True:
-            await asyncio.sleep(self._poll_s)
+            await asyncio.sleep(min(self._poll_s, _ALIVE_CHECK_S))
+            self.sweep_gone()
+            if time.monotonic() < next_look:
+                continue
+            next_look = time.monotonic() + self._poll_s
             try:
                 await self._fallback_once()
             except asyncio.CancelledError:
@@ -162,6 +170,15 @@ class CommandHub:
             # lag is None when Redis cannot tell (entries deleted or trimmed): look rather than guess.
             if group is None or group.get("lag") is None or int(group["lag"]) > 0:
                 self.wake(agent_id)
+
+    def sweep_gone(self) -> None:
+        """End the waits of polls whose client went away (aiohttp does not cancel their handlers), so they free
+        their slots. One pass over the waiters from this task: a timer per poll would wake 1,000 polls at once
+        every few seconds and hold up real deliveries."""
+        for event, alive in list(self._alive.items()):
+            if event not in self._gone and not alive():
+                self._gone.add(event)
+                event.set()
 
     def wake(self, agent_id: str) -> None:
         for event in self._waiters.get(agent_id, ()):
@@ -207,6 +224,8 @@ class CommandHub:
         """Commands for the agent, waiting up to ``wait_s`` for one; ``alive`` says whether anyone still listens."""
         event = asyncio.Event()
         self._waiters.setdefault(agent_id, set()).add(event)
+        if alive is not None:
+            self._alive[event] = alive
         LONGPOLLS_OPEN.inc()
         deadline = time.monotonic() + wait_s
         try:
@@ -215,13 +234,12 @@ class CommandHub:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     break
-                step = remaining if alive is None else min(remaining, _ALIVE_CHECK_S)
                 try:
-                    await asyncio.wait_for(event.wait(), step)
+                    await asyncio.wait_for(event.wait(), remaining)
                 except TimeoutError:
-                    if alive is not None and not alive():
-                        break  # the client went away: read nothing for it, free its slot
-                    continue
+                    break
+                if event in self._gone:
+                    break  # the client went away (``sweep_gone``): read nothing for it, free its slot
                 event.clear()
                 found = await self._read(agent_id, pending=False, claim=False)
             for envelope in found:
@@ -229,6 +247,8 @@ class CommandHub:
             return found
         finally:
             LONGPOLLS_OPEN.dec()
+            self._alive.pop(event, None)
+            self._gone.discard(event)
             waiters = self._waiters.get(agent_id)
             if waiters is not None:
                 waiters.discard(event)
