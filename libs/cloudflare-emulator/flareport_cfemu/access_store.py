@@ -34,7 +34,7 @@ APP_TYPES = frozenset(
         "rdp",
     }
 )
-DURATION_RE = re.compile(r"^(\d+(\.\d+)?(ns|us|µs|ms|s|m|h))+$")
+DURATION_RE = re.compile(r"^(\d+(\.\d+)?(ns|us|µs|ms|s|m|h))+\Z")
 POLICY_FIELDS = (
     "approval_groups",
     "approval_required",

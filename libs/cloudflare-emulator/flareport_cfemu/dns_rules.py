@@ -59,7 +59,7 @@ PROXIABLE_TYPES = frozenset({"A", "AAAA", "CNAME"})
 PRIORITY_TYPES = frozenset({"MX", "SRV", "URI"})
 HOSTNAME_CONTENT_TYPES = frozenset({"CNAME", "MX", "NS", "PTR"})
 MAX_TTL = 86400
-_LABEL = re.compile(r"^(\*|[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?)$")
+_LABEL = re.compile(r"^(\*|[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?)\Z")
 
 
 def _valid_hostname(name: str, *, allow_wildcard: bool) -> bool:

@@ -61,20 +61,20 @@ ACCESS_RULE_TYPES = frozenset(
     }
 )
 
-_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
-_LABEL = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
+_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}\Z")
+_LABEL = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\Z")
 # A valid lower-case name in one match (the usual case); anything else takes the label-by-label path and its reason.
-_PLAIN_NAME = re.compile(r"^(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z0-9-]*[a-z-][a-z0-9-]*$")
+_PLAIN_NAME = re.compile(r"^(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z0-9-]*[a-z-][a-z0-9-]*\Z")
 # Origin hosts are often container names, which may contain '_' (``http://my_app:8080``).
-_ORIGIN_LABEL = re.compile(r"^[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?$")
+_ORIGIN_LABEL = re.compile(r"^[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?\Z")
 # The common service form, checked in one match (urlsplit and ipaddress cost ten times more): scheme, a lower-case
 # host of origin labels (an IPv4 address matches too, and is valid either way), an optional port and "/".
 _PLAIN_URL = re.compile(
     r"^(https?|wss?|tcp|ssh|rdp)://([a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?(?:\.[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?)*)"
-    r"(?::([1-9][0-9]{0,4}))?/?$"
+    r"(?::([1-9][0-9]{0,4}))?/?\Z"
 )
-_HTTP_STATUS = re.compile(r"^http_status:[1-5][0-9][0-9]$")
-_DURATION = re.compile(r"^(?:[0-9]+(?:\.[0-9]+)?(?:ns|us|µs|ms|s|m|h))+$")
+_HTTP_STATUS = re.compile(r"^http_status:[1-5][0-9][0-9]\Z")
+_DURATION = re.compile(r"^(?:[0-9]+(?:\.[0-9]+)?(?:ns|us|µs|ms|s|m|h))+\Z")
 
 # Schemes cloudflared accepts for an ingress service, and whether they need an explicit port.
 _URL_SCHEMES = {"http": False, "https": False, "ws": False, "wss": False, "tcp": True, "ssh": True, "rdp": True}

@@ -12,8 +12,8 @@ import re
 TRUE_VALUES = frozenset({"true", "1", "t", "yes"})  # DockFlare's set
 FALSE_VALUES = frozenset({"false", "0", "f", "no"})
 
-_HOST_LABEL = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
-_DURATION = re.compile(r"^(?:\d+(?:\.\d+)?(?:ns|us|µs|ms|s|m|h))+$")
+_HOST_LABEL = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\Z")
+_DURATION = re.compile(r"^(?:\d+(?:\.\d+)?(?:ns|us|µs|ms|s|m|h))+\Z")
 _SERVICE_FORMS = (
     ", ".join(("http(s)://host[:port]", "tcp|ssh|rdp://host:port", "unix:/path", "unix+tls:/path", "http_status:NNN"))
     + ", hello_world or bastion"

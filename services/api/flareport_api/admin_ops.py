@@ -36,7 +36,7 @@ from flareport_common.messages.intents import ReconcileRequested
 from flareport_common.metrics import render
 from flareport_common.streams.codec import FIELD
 
-_scope = re.compile(r"^(?:all|(?:agent|zone|tunnel|access|rule):[A-Za-z0-9*._:/-]{1,253})$")
+_scope = re.compile(r"^(?:all|(?:agent|zone|tunnel|access|rule):[A-Za-z0-9*._:/-]{1,253})\Z")
 
 
 def _text(value: Any) -> str:

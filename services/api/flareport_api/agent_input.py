@@ -21,8 +21,8 @@ from flareport_common.messages.rules import ContainerInfo, Rule, RuleError
 from flareport_common.protocol import AgentEvent
 from flareport_common.settings import AgentQuotas
 
-_CONTAINER_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
-_MESSAGE_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+_CONTAINER_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}\Z")
+_MESSAGE_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}\Z")
 MAX_NAME = 512  # container names (Docker sets no limit; real ones are far shorter)
 MAX_IMAGE = 1024  # registry host, repository path, tag and digest
 MAX_STATE = 32

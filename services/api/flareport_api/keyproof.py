@@ -38,9 +38,9 @@ _NONCE_LABEL = b"flareport agent key with nonce\x00"
 _NONCE_MARK = "~"  # never part of an agent id, a key id or base64url
 _NONCE_CHARS = 22  # 16 bytes in unpadded base64url
 _AGENT_LABEL = b"flareport agent id\x00"
-_HEX = re.compile(r"^[0-9a-f]{16}$")
-_NONCE = re.compile(r"^[A-Za-z0-9_-]{22}$")
-_AGENT = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+_HEX = re.compile(r"^[0-9a-f]{16}\Z")
+_NONCE = re.compile(r"^[A-Za-z0-9_-]{22}\Z")
+_AGENT = re.compile(r"^[A-Za-z0-9_.-]{1,64}\Z")
 
 
 @dataclass(frozen=True, slots=True)

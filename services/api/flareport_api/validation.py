@@ -17,8 +17,8 @@ from flareport_common import validate
 P = ParamSpec("P")
 T = TypeVar("T")
 
-_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
-_ENTRY_ID = re.compile(r"^[0-9]{1,20}-[0-9]{1,20}$")
+_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}\Z")
+_ENTRY_ID = re.compile(r"^[0-9]{1,20}-[0-9]{1,20}\Z")
 
 
 def _as_api_error(check: Callable[P, T]) -> Callable[P, T]:
