@@ -6,22 +6,15 @@ them too — but the worker is the last door before the shared zone, so it check
 every sender: a bad name becomes a per-record error of its own and the rest of the zone's changes go through in
 one call.
 
-The rules are the API's hostname rules (``flareport_common.validate.hostname``), which are at least as strict as
-Cloudflare's for the names Flareport writes: LDH labels of 1-63 characters (letters, digits, inner ``-``), at
-least two labels, at most 253 characters, ``*`` only as a whole first label, and no all-numeric last label.
-The dns-worker cannot import the API package, and a copy of ten lines costs less than a new shared dependency.
+The rules are the shared hostname rules (``flareport_common.validate.hostname``, the ones the API and the
+agent's label parser apply), which are at least as strict as Cloudflare's for the names Flareport writes: LDH
+labels of 1-63 characters (letters, digits, inner ``-``), at least two labels, at most 253 characters, ``*`` only
+as a whole first label, and no all-numeric last label.
 """
 
 from __future__ import annotations
 
-import re
-
-MAX_NAME = 253
-_LABEL_TEXT = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
-_LABEL = re.compile(f"^{_LABEL_TEXT}$")
-# The whole rule in one match, for the common case of a good name (checked for every record of every zone job);
-# a name it refuses goes through the label-by-label check, which says what is wrong.
-_GOOD_NAME = re.compile(rf"^(?:\*\.)?(?:{_LABEL_TEXT}\.)+{_LABEL_TEXT}$")
+from flareport_common import validate
 
 
 def bare(name: str) -> str:
@@ -32,21 +25,10 @@ def bare(name: str) -> str:
 
 def name_problem(name: str) -> str | None:
     """Why ``name`` cannot be a record Flareport writes, or None when it can."""
-    host = bare(name)
-    if len(host) <= MAX_NAME and _GOOD_NAME.match(host) and not host.rpartition(".")[2].isdigit():
-        return None
-    if not host or len(host) > MAX_NAME:
-        return f"record name {name!r} must be 1-{MAX_NAME} characters"
-    labels = host.split(".")
-    if len(labels) < 2:
-        return f"record name {name!r} must be fully qualified (e.g. app.example.com)"
-    for index, label in enumerate(labels):
-        if label == "*" and index == 0:
-            continue
-        if not _LABEL.match(label):
-            return f"record name {name!r}: label {label!r} must be 1-63 letters, digits or inner '-'"
-    if labels[-1].isdigit():
-        return f"record name {name!r} must not end with a numeric label"
+    try:
+        validate.hostname(bare(name), "name")
+    except validate.FieldError as error:
+        return f"record name {name!r}: {error.reason}"
     return None
 
 
