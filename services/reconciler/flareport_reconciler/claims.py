@@ -23,7 +23,7 @@ from prometheus_client import Counter
 from redis.exceptions import WatchError
 
 from flareport_common.keys import Keys
-from flareport_common.messages.events import ContainerStart, Inventory
+from flareport_common.messages.events import Inventory
 from flareport_common.messages.rules import Rule, RuleError
 from flareport_common.readmodel import AgentRecord, ContainerLabelErrors
 from flareport_common.settings import DEFAULT_QUOTAS
@@ -113,22 +113,17 @@ def with_quota_errors(
     errors: tuple[ContainerLabelErrors, ...],
     refused: Mapping[str, RuleError],
     entries: Mapping[str, ContainerEntry],
-    events: Sequence[InventoryEvent],
 ) -> tuple[ContainerLabelErrors, ...]:
-    """The agent's label errors with a quota refusal on each refused container (bounded in number)."""
-    names = {cid: e.running.info.name for cid, e in entries.items() if e.running is not None}
-    for event in events:
-        for info in event.containers if isinstance(event, Inventory) else ():
-            names.setdefault(info.container_id, info.name)
-        if isinstance(event, ContainerStart):
-            names.setdefault(event.container.container_id, event.container.name)
+    """The agent's label errors with a quota refusal on each refused container; ``entries`` are the containers as
+    the change left them, refused ones included (their names)."""
     by_id = {e.container_id: e for e in errors}
     for cid, error in refused.items():
         found = by_id.get(cid)
         others = tuple(x for x in found.errors if x.label != error.label) if found else ()
-        by_id[cid] = ContainerLabelErrors(container_id=cid, container_name=names.get(cid, ""), errors=(*others, error))
-    ordered = sorted(by_id.values(), key=lambda e: (e.container_name, e.container_id))
-    return tuple(ordered[:MAX_ERROR_CONTAINERS])
+        entry = entries.get(cid)
+        name = entry.running.info.name if entry is not None and entry.running is not None else ""
+        by_id[cid] = ContainerLabelErrors(container_id=cid, container_name=name, errors=(*others, error))
+    return tuple(sorted(by_id.values(), key=lambda e: (e.container_name, e.container_id)))
 
 
 class Claims:
@@ -183,7 +178,7 @@ class Claims:
                     if not changed and after.snapshot == before.snapshot:
                         await pipe.reset()  # type: ignore[no-untyped-call]
                         return Applied(record=record)
-                    change = self._claims_of(agent_id, before, after, changed, counts, record, events)
+                    change = self._claims_of(agent_id, before, after, changed, counts, record)
                     after, changed, old, new, errors = change
                     pipe.multi()  # type: ignore[no-untyped-call]
                     if changed:
@@ -219,10 +214,7 @@ class Claims:
         changed: set[str],
         counts: tuple[int, int],
         record: AgentRecord | None,
-        events: Sequence[InventoryEvent],
-    ) -> tuple[
-        AgentInventory, set[str], dict[ClaimKey, Claim], dict[ClaimKey, Claim], tuple[ContainerLabelErrors, ...]
-    ]:
+    ) -> Change:
         """The claims ``changed`` containers give up and make, within the agent's quotas (``agentquota``): the
         inventory and changed ids to store (without containers over the containers limit), old and new claims, and
         the agent's label errors (a refused container carries one naming the limit)."""
@@ -236,16 +228,16 @@ class Claims:
             new_of[cid] = container_claims(agent_id, cid, after.containers.get(cid), now, self.grace_seconds)
             gained[cid] = frozenset(h for h, _ in new_of[cid]) - {h for h, _ in was}
         refusal = agentquota.check(self.limits, *counts, before.containers, after.containers, changed, gained)
+        entries = after.containers
         if refusal.dropped:
             changed = changed - refusal.dropped
-            kept = {c: e for c, e in after.containers.items() if c not in refusal.dropped}
+            kept = {c: e for c, e in entries.items() if c not in refusal.dropped}
             after = msgspec.structs.replace(after, containers=kept)
         new = {key: claim for cid in changed - refusal.unclaimed for key, claim in new_of[cid].items()}
         errors = label_errors(record.label_errors if record else (), after, changed)
         if refusal.errors:
             QUOTA_REFUSED.inc(len(refusal.errors))
-            entries = {**before.containers, **after.containers}
-            errors = with_quota_errors(errors, refusal.errors, entries, events)
+            errors = with_quota_errors(errors, refusal.errors, entries)
         return after, changed, old, new, errors[:MAX_ERROR_CONTAINERS]
 
     async def _load_inventory(
@@ -359,30 +351,30 @@ class Claims:
 
     async def withdraw_agent(self, agent_id: str) -> dict[str, int]:
         """Remove every claim of an agent (decommission): its hostnames are refreshed without them."""
-        hostnames = [text(h) for h in await self._redis.smembers(self._keys.agent_hostnames(agent_id))]
-        old = {
-            (hostname, claim.claim_id): claim
-            for hostname, host in zip(hostnames, await read_claims(self._redis, self._keys, hostnames), strict=True)
-            for claim in host.claims
-            if claim.agent_id == agent_id
-        }
+        hostnames, old = await self._agent_claims(agent_id, with_manual=True)
         tx = self._redis.pipeline(transaction=True)
         marks = self._write_claims(tx, old, {})
         marks.update(self.mark_dirty(tx, hostnames))
         await tx.execute()
         return marks
 
+    async def _agent_claims(self, agent_id: str, *, with_manual: bool) -> tuple[list[str], dict[ClaimKey, Claim]]:
+        """The hostnames the agent claims and its claims on them (an admin's manual rules pinned to it only if
+        ``with_manual``)."""
+        hostnames = [text(h) for h in await self._redis.smembers(self._keys.agent_hostnames(agent_id))]
+        claims = {
+            (hostname, claim.claim_id): claim
+            for hostname, host in zip(hostnames, await read_claims(self._redis, self._keys, hostnames), strict=True)
+            for claim in host.claims
+            if claim.agent_id == agent_id and (with_manual or claim.manual_rule_id is None)
+        }
+        return hostnames, claims
+
     async def release_agent(self, agent_id: str) -> dict[str, int]:
         """The agent's last key was revoked: remove the claims of its containers (an admin's manual rules pinned
         to it stay) and forget its inventory, so that a key issued later starts from the agent's next report."""
         k = self._keys
-        hostnames = [text(h) for h in await self._redis.smembers(k.agent_hostnames(agent_id))]
-        old = {
-            (hostname, claim.claim_id): claim
-            for hostname, host in zip(hostnames, await read_claims(self._redis, k, hostnames), strict=True)
-            for claim in host.claims
-            if claim.agent_id == agent_id and claim.manual_rule_id is None
-        }
+        hostnames, old = await self._agent_claims(agent_id, with_manual=False)
         containers = [text(c) for c in await self._redis.smembers(k.agent_containers(agent_id))]
         tx = self._redis.pipeline(transaction=True)
         if containers:
