@@ -185,11 +185,17 @@ def path(value: str, field: str) -> str:
     return value
 
 
+def inside(name: str, zone: str) -> bool:
+    """Whether ``name`` is ``zone`` itself or a name under it (``*.x`` counts as under ``x``); case and a trailing
+    dot do not matter. The one test of zone membership for the API, the reconciler and the dns-worker."""
+    host, base = name.strip(".").lower().removeprefix("*."), zone.strip(".").lower()
+    return bool(base) and (host == base or host.endswith("." + base))
+
+
 def zone(value: str, host: str, field: str) -> str:
     """The zone a hostname is published in: a name that contains the hostname (its apex or a parent)."""
     name = hostname(value, field, wildcard=False)
-    bare = host.removeprefix("*.")
-    if bare != name and not bare.endswith("." + name):
+    if not inside(host, name):
         raise FieldError(field, f"hostname {host!r} is not inside zone {name!r}")
     return name
 

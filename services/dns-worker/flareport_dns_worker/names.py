@@ -15,6 +15,9 @@ as a whole first label, and no all-numeric last label.
 from __future__ import annotations
 
 from flareport_common import validate
+from flareport_common.validate import inside
+
+__all__ = ["bare", "base_of", "inside", "name_problem"]
 
 
 def bare(name: str) -> str:
@@ -36,9 +39,3 @@ def base_of(name: str) -> str:
     """``name`` as Cloudflare stores it, without a leading ``*.``: the name a wildcard record sits under."""
     host = bare(name)
     return host[2:] if host.startswith("*.") else host
-
-
-def inside(name: str, zone: str) -> bool:
-    """Whether ``name`` is ``zone`` itself or a name under it (``*.x`` counts as under ``x``'s zone)."""
-    host, base = base_of(name), bare(zone)
-    return bool(base) and (host == base or host.endswith("." + base))

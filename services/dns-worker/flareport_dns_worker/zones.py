@@ -33,7 +33,7 @@ import redis.asyncio as aioredis
 
 from flareport_common.keys import Keys
 from flareport_dns_worker.cfclient import CfApiError, CloudflareApi
-from flareport_dns_worker.names import bare, base_of
+from flareport_dns_worker.names import bare, base_of, inside
 
 MISS_REFRESH_SECONDS = 60.0
 ZONES_PER_PAGE = 50  # Cloudflare's maximum for GET /zones
@@ -54,7 +54,7 @@ def zone_problem(hostname: str, job_zone: str, zones: Mapping[str, str]) -> str 
     """Why a record for ``hostname`` may not be written in ``job_zone`` (see the module doc), or None."""
     zone = bare(job_zone)
     host = base_of(hostname)
-    if not zone or (host != zone and not host.endswith("." + zone)):
+    if not inside(host, zone):
         return f"{hostname} is not inside zone {zone}: a record is written only in the zone its job names"
     if zone not in zones:
         return f"zone {zone} is not a zone of this Cloudflare account"

@@ -26,6 +26,7 @@ import msgspec
 
 from flareport_common.messages.cfjobs import DesiredAccessApp, DesiredRecord, IngressEntry
 from flareport_common.messages.rules import AccessSpec, Rule
+from flareport_common.validate import inside
 from flareport_reconciler.origins import origin_denial
 
 EMPTY_ACCESS = AccessSpec()
@@ -88,12 +89,6 @@ def zone_of(rule: Rule) -> str:
         return rule.zone_name.strip(".").lower()
     labels = rule.hostname.strip(".").lower().split(".")
     return ".".join(labels[-2:])
-
-
-def inside(hostname: str, zone: str) -> bool:
-    """Whether ``hostname`` is ``zone`` itself or a name under it (``*.`` names count as under their base)."""
-    host, base = hostname.strip(".").lower(), zone.strip(".").lower()
-    return host == base or host.endswith("." + base)
 
 
 def allowed(hostname: str, agent: AgentView) -> bool:
