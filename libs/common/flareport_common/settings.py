@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import ipaddress
 import os
 import re
 import sys
@@ -80,7 +81,11 @@ class ApiSettings:
     admin_user: str = "admin"
     admin_password: str | None = field(default=None, repr=False)
     admin_password_hash: str | None = field(default=None, repr=False)
+    # Where a generated admin password is written (mode 0600); None: default_admin_password_file().
+    admin_password_file: str | None = None
     ui_session_hours: float = 12.0
+    # A session ends this long after its sign-in, however active it is (never shorter than ui_session_hours).
+    ui_session_max_hours: float = 24.0
     ui_login_limit: int = 5
     ui_login_window_seconds: float = 300.0
     ui_secure_cookie: str = "auto"  # "auto" (Secure when the request came over https), "always", "never"
@@ -105,6 +110,9 @@ class ApiSettings:
     # after which a key revoked only in Redis would prove itself and be restored.
     revoked_agent_keys: frozenset[str] = frozenset()
     quotas: AgentQuotas = AgentQuotas()
+    # Reverse proxies whose X-Forwarded-For / X-Forwarded-Proto are believed (addresses or CIDR networks). None by
+    # default: a header any client can write must not choose the address a brake counts.
+    trusted_proxies: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -215,7 +223,9 @@ def load_api(environ: Mapping[str, str]) -> ApiSettings:
         admin_user=env.text("FLAREPORT_ADMIN_USER", default="admin"),
         admin_password=env.optional("FLAREPORT_ADMIN_PASSWORD"),
         admin_password_hash=_argon2_hash(env.optional("FLAREPORT_ADMIN_PASSWORD_HASH")),
+        admin_password_file=_admin_password_file(env, environ),
         ui_session_hours=env.number("FLAREPORT_UI_SESSION_HOURS", default=12.0, minimum=0.01),
+        ui_session_max_hours=_session_max_hours(env),
         ui_login_limit=env.integer("FLAREPORT_UI_LOGIN_LIMIT", default=5, minimum=1),
         ui_login_window_seconds=env.number("FLAREPORT_UI_LOGIN_WINDOW_SECONDS", default=300.0, minimum=1.0),
         ui_secure_cookie=env.choice("FLAREPORT_UI_SECURE_COOKIE", default="auto", choices=("auto", "always", "never")),
@@ -228,8 +238,20 @@ def load_api(environ: Mapping[str, str]) -> ApiSettings:
         agent_key_restores_per_minute=env.integer("FLAREPORT_AGENT_KEY_RESTORES_PER_MINUTE", default=600, minimum=1),
         revoked_agent_keys=_key_ids(env, "FLAREPORT_REVOKED_AGENT_KEYS"),
         quotas=_load_quotas(env),
+        trusted_proxies=_networks(env, "FLAREPORT_TRUSTED_PROXIES"),
         **_load_oidc(env),
     )
+
+
+def _networks(env: Env, name: str) -> tuple[str, ...]:
+    """Addresses or CIDR networks, separated by commas or spaces (each checked, normalised: ``10.0.0.0/8``)."""
+    found: list[str] = []
+    for item in (env.optional(name) or "").replace(",", " ").split():
+        try:
+            found.append(str(ipaddress.ip_network(item, strict=False)))
+        except ValueError:
+            raise SettingsError(f"{name}: {item!r} is not an IP address or CIDR network") from None
+    return tuple(found)
 
 
 def _load_quotas(env: Env) -> AgentQuotas:
@@ -292,16 +314,51 @@ def _load_oidc(env: Env) -> dict[str, Any]:
     if not emails and not domains:
         # Without an allow-list every account at the provider (all of Google, say) would be the admin.
         raise SettingsError("FLAREPORT_OIDC_ALLOWED_EMAILS or FLAREPORT_OIDC_ALLOWED_DOMAINS: required with OIDC")
-    redirect = env.optional("FLAREPORT_OIDC_REDIRECT_URL")
+    if env.optional("FLAREPORT_OIDC_REDIRECT_URL") is None:
+        # Never derived from the request: a Host header is whatever the client sends.
+        raise SettingsError(
+            "FLAREPORT_OIDC_REDIRECT_URL: required with OIDC (the callback URL registered at the provider, "
+            "https://<your-host>/ui/login/oidc/callback)"
+        )
     return {
         "oidc_issuer": issuer,
         "oidc_client_id": env.text("FLAREPORT_OIDC_CLIENT_ID", required=True),
         "oidc_client_secret": env.text("FLAREPORT_OIDC_CLIENT_SECRET", required=True),
         "oidc_allowed_emails": emails,
         "oidc_allowed_domains": domains,
-        "oidc_redirect_url": env.url("FLAREPORT_OIDC_REDIRECT_URL", schemes=("https", "http")) if redirect else None,
+        "oidc_redirect_url": env.url("FLAREPORT_OIDC_REDIRECT_URL", schemes=("https", "http")),
         "ui_password_login": password_login,
     }
+
+
+def _session_max_hours(env: Env) -> float:
+    idle = env.number("FLAREPORT_UI_SESSION_HOURS", default=12.0, minimum=0.01)
+    if env.optional("FLAREPORT_UI_SESSION_MAX_HOURS") is None:
+        return max(24.0, idle)
+    hours = env.number("FLAREPORT_UI_SESSION_MAX_HOURS", default=24.0, minimum=0.01)
+    if hours < idle:
+        raise SettingsError(
+            f"FLAREPORT_UI_SESSION_MAX_HOURS: must be at least FLAREPORT_UI_SESSION_HOURS ({idle:g}), got {hours:g}"
+        )
+    return hours
+
+
+def default_admin_password_file(environ: Mapping[str, str]) -> str:
+    """``$XDG_STATE_HOME/flareport/admin-password``, else ``~/.local/state/flareport/admin-password``."""
+    state = (environ.get("XDG_STATE_HOME") or "").strip()
+    if not state or not os.path.isabs(state):  # the XDG spec says to ignore a relative path
+        home = (environ.get("HOME") or "").strip() or os.path.expanduser("~")
+        state = os.path.join(home, ".local", "state")
+    return os.path.join(state, "flareport", "admin-password")
+
+
+def _admin_password_file(env: Env, environ: Mapping[str, str]) -> str:
+    path = env.optional("FLAREPORT_ADMIN_PASSWORD_FILE")
+    if path is None:
+        return default_admin_password_file(environ)
+    if not os.path.isabs(path):
+        raise SettingsError(f"FLAREPORT_ADMIN_PASSWORD_FILE: must be an absolute path, got {path!r}")
+    return path
 
 
 def _argon2_hash(value: str | None) -> str | None:

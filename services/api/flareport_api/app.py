@@ -20,6 +20,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from flareport_api import admin_agents, admin_hostnames, admin_ops, admin_rules, agent_routes, ingest, openapi, ui
 from flareport_api.auth import Authenticator, FailureLimiter, SharedFailures
+from flareport_api.clientaddr import TRUSTED_PROXIES, TrustedProxies
 from flareport_api.errors import ApiError, error_response, json_response
 from flareport_api.keyproof import KeyMinter
 from flareport_api.keystore import KeyStore
@@ -121,6 +122,7 @@ async def _release_long_polls(app: web.Application) -> None:
 def create_app(settings: ApiSettings) -> web.Application:
     app = web.Application(client_max_size=settings.max_body_bytes, middlewares=[metrics_middleware, error_middleware])
     app[SETTINGS] = settings
+    app[TRUSTED_PROXIES] = TrustedProxies(settings.trusted_proxies)
     routes = all_routes()
     app[ROUTES] = routes
     for route in routes:

@@ -5,13 +5,18 @@
 * Agent: the token's SHA-256 finds the key record; a revoked key is refused on the very next request because
   nothing is cached. The agent id is the key's binding, never something the agent says; a path naming
   another agent is 403.
-* Failed authentications are counted per client address; past the limit every request from that address is
-  answered 429 with ``Retry-After`` *before* any key is checked, so guessing costs the attacker time, not us Redis
-  round trips. Each process keeps a sliding window of its own, and every failure is also counted in Redis
-  (``SharedFailures``: one counter per address and window, shared by all replicas), so behind a load balancer the
-  address is braked after ``limit`` failures in all, plus at most one per replica that had not yet seen it fail,
-  not after ``limit`` per replica. Requests that authenticate cost nothing extra; a Redis that cannot count
-  leaves the local window in charge.
+* The brake never refuses a valid credential: the key is checked first, and only a failure consults it. Failures
+  are counted per (client address, presented key id): ``master`` for the admin key, the ``key_…`` id an agent key
+  names in its ``fpk_<id>`` head, ``-`` for anything else. Past the limit a failing request gets 429 with
+  ``Retry-After`` instead of 401. So nobody can lock a valid agent or the admin out by failing on purpose, not
+  even from the same address (a reverse proxy that all clients share); the client address is the peer, or the
+  one a configured trusted proxy names (``clientaddr``). Guessing gains nothing from this: agent keys carry 256
+  random bits and the master key has at least 16 characters; the brake tells a misconfigured or hostile client
+  to back off and shows it in ``flareport_api_auth_failures_total``.
+* Each process keeps a sliding window of its own, and every failure is also counted in Redis (``SharedFailures``:
+  one counter per bucket and window, shared by all replicas), so behind a load balancer a bucket is braked after
+  ``limit`` failures in all, plus at most one per replica that had not yet seen it fail. A Redis that cannot
+  count leaves the local window in charge.
 * A long-poll checks its key again before it answers (``recheck``): a key revoked while the poll waited gets 401.
 """
 
@@ -21,18 +26,23 @@ import collections
 import hashlib
 import hmac
 import math
+import re
 import time
 
 import redis.asyncio as aioredis
 import structlog
 from aiohttp import web
 
+from flareport_api.clientaddr import client_address
 from flareport_api.errors import ApiError
+from flareport_api.keyproof import KEY_PREFIX
 from flareport_api.keystore import KeyStore, StoredKey
 from flareport_api.metrics import AUTH_FAILURES
 from flareport_common.keys import Keys
 
 log = structlog.get_logger("flareport.api.auth")
+_HEX16 = re.compile(r"[0-9a-f]{16}\Z")
+__all__ = ["Authenticator", "FailureLimiter", "SharedFailures", "bearer", "client_address", "count_failure"]
 
 
 class FailureLimiter:
@@ -121,8 +131,13 @@ class SharedFailures:
             self._limiter.brake(client, int(ttl))
 
 
-def client_address(request: web.Request) -> str:
-    return request.remote or "unknown"
+def presented_key_id(token: str | None) -> str:
+    """The key id a presented agent key names (``fpk_<16 hex>…`` → ``key_<16 hex>``), else ``-``. Only a bucket
+    name for the brake: the id is not checked, so a guesser that varies it gains a bucket per id, never a key."""
+    if token is None or not token.startswith(KEY_PREFIX):
+        return "-"
+    hex_id = token[len(KEY_PREFIX) : len(KEY_PREFIX) + 16]
+    return "key_" + hex_id if _HEX16.match(hex_id) else "-"
 
 
 def bearer(request: web.Request) -> str | None:
@@ -140,40 +155,46 @@ class Authenticator:
         self._limiter = limiter
         self._shared = shared
 
-    def _check_limited(self, request: web.Request) -> None:
-        retry = self._limiter.retry_after(client_address(request))
+    def _bucket(self, request: web.Request, key_id: str) -> str:
+        return f"{client_address(request)} {key_id}"
+
+    async def _fail(self, request: web.Request, key_id: str, code: str, message: str) -> ApiError:
+        """The error for a failed authentication: 429 while its bucket is braked, else 401 (and one more failure
+        counted). Called only after the credential was checked, so a valid one never meets the brake."""
+        bucket = self._bucket(request, key_id)
+        retry = self._limiter.retry_after(bucket)
         if retry is not None:
-            raise ApiError(
+            AUTH_FAILURES.labels("braked").inc()
+            return ApiError(
                 429,
                 "too_many_failures",
-                f"too many failed authentications from this address; retry in {retry}s",
+                f"too many failed authentications from this address with this key; retry in {retry}s",
                 headers={"Retry-After": str(retry)},
             )
-
-    async def _fail(self, request: web.Request, code: str, message: str) -> ApiError:
-        await self._shared.failed(client_address(request))
+        await self._shared.failed(bucket)
         AUTH_FAILURES.labels(code).inc()
         return ApiError(401, code, message, headers={"WWW-Authenticate": 'Bearer realm="flareport"'})
 
     async def admin(self, request: web.Request) -> None:
-        self._check_limited(request)
         token = bearer(request)
         if token is None:
-            raise await self._fail(request, "missing_key", "Authorization: Bearer <MASTER_API_KEY> is required")
+            raise await self._fail(
+                request, "master", "missing_key", "Authorization: Bearer <MASTER_API_KEY> is required"
+            )
         digest = hashlib.sha256(token.encode("utf-8", "surrogatepass")).digest()
         if not hmac.compare_digest(digest, self._master_digest):
-            raise await self._fail(request, "invalid_key", "not the admin key")
+            raise await self._fail(request, "master", "invalid_key", "not the admin key")
 
     async def agent(self, request: web.Request) -> StoredKey:
-        self._check_limited(request)
         token = bearer(request)
+        key_id = presented_key_id(token)
         if token is None:
-            raise await self._fail(request, "missing_key", "Authorization: Bearer <agent key> is required")
+            raise await self._fail(request, key_id, "missing_key", "Authorization: Bearer <agent key> is required")
         stored = await self._store.lookup(token)
         if stored is None:
-            raise await self._fail(request, "unknown_key", "unknown agent key")
+            raise await self._fail(request, key_id, "unknown_key", "unknown agent key")
         if stored.status == "revoked":
-            raise await self._fail(request, "key_revoked", "this agent key was revoked")
+            raise await self._fail(request, key_id, "key_revoked", "this agent key was revoked")
         await self._store.touch(stored)
         return stored
 

@@ -18,6 +18,7 @@ from flareport_api import admin_agents, validation
 from flareport_api.admin_agents import _REMOVABLE, _agent, _names, _origin_kinds
 from flareport_api.admin_ops import _letter
 from flareport_api.admin_rules import _manual_rules, _store_with_intent, save_group, save_manual
+from flareport_api.clientaddr import is_https
 from flareport_api.schemas import AccessGroup, AccessGroupRequest, ManualRuleRequest
 from flareport_api.state import ApiContext
 from flareport_api.ui.guards import FormError, done, field, form, render
@@ -56,7 +57,7 @@ async def create_key(request: web.Request, ctx: ApiContext, session: Session, da
     label = validation.text(field(data, "label"), "label")
     key, stored = await ctx.store.create(label)
     # The URL the admin reached us at is the URL agents should use (behind a TLS proxy: https).
-    https = request.secure or request.headers.get("X-Forwarded-Proto", "").lower() == "https"
+    https = is_https(request)
     master_url = f"{'https' if https else 'http'}://{request.host}"
     return render(
         request,
