@@ -99,10 +99,14 @@ class Env:
         value = self.text(*names, default=default, required=required)
         name = (self.raw(*names) or (names[0], value))[0]
         parts = urlsplit(value)
+        # The error is printed and may be collected: never with the URL's password.
+        shown = (
+            parts._replace(netloc=f"***@{parts.netloc.rpartition('@')[2]}").geturl() if "@" in parts.netloc else value
+        )
         if parts.scheme not in schemes:
-            raise SettingsError(f"{name}: expected a {'/'.join(schemes)} URL, got {value!r}")
+            raise SettingsError(f"{name}: expected a {'/'.join(schemes)} URL, got {shown!r}")
         if parts.scheme not in ("unix", "redis+unix") and not parts.hostname:
-            raise SettingsError(f"{name}: URL has no host: {value!r}")
+            raise SettingsError(f"{name}: URL has no host: {shown!r}")
         return value
 
 

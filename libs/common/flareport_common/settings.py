@@ -13,8 +13,9 @@ import os
 import re
 import sys
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, is_dataclass
 from typing import Any, NoReturn, TypeVar
+from urllib.parse import unquote, urlsplit
 
 from flareport_common.env import Env, validate_image
 from flareport_common.errors import SettingsError
@@ -28,7 +29,7 @@ _KEY_ID = re.compile(r"key_[0-9a-f]{16}")
 
 @dataclass(frozen=True, slots=True)
 class CommonSettings:
-    redis_url: str
+    redis_url: str = field(repr=False)  # may carry the Redis password
     redis_db_index: int | None
     key_prefix: str
     log_level: str
@@ -64,7 +65,7 @@ class ApiSettings:
     common: CommonSettings
     host: str
     port: int
-    master_api_key: str
+    master_api_key: str = field(repr=False)
     max_body_bytes: int
     # An agent's event batch may carry its whole inventory (about 400 bytes per labelled container), so it gets a
     # limit of its own: 16 MiB is some 40,000 containers, more than one engine runs.
@@ -144,7 +145,7 @@ class ReconcilerSettings:
 
 @dataclass(frozen=True, slots=True)
 class CloudflareSettings:
-    api_token: str
+    api_token: str = field(repr=False)
     account_id: str
     default_zone_id: str | None
     api_base_url: str
@@ -174,7 +175,7 @@ class DnsWorkerSettings:
 @dataclass(frozen=True, slots=True)
 class AgentSettings:
     master_url: str
-    api_key: str
+    api_key: str = field(repr=False)
     docker_host: str | None
     cloudflared_image: str
     data_dir: str
@@ -455,6 +456,24 @@ def load_agent(environ: Mapping[str, str]) -> AgentSettings:
 
 
 S = TypeVar("S")
+
+
+def secret_values(settings: object) -> tuple[str, ...]:
+    """Every secret a settings struct holds, for the log redactor: each field kept out of ``repr`` (keys, tokens,
+    passwords, the Redis URL) and, inside a URL, its password alone (a log line may show the URL rebuilt)."""
+    found: list[str] = []
+    if not is_dataclass(settings):
+        return ()
+    for item in fields(settings):
+        value = getattr(settings, item.name)
+        if is_dataclass(value):
+            found.extend(secret_values(value))
+        elif isinstance(value, str) and value and not item.repr:
+            found.append(value)
+            password = urlsplit(value).password if "://" in value else None
+            if password:
+                found.extend({password, unquote(password)})
+    return tuple(found)
 
 
 def load_or_exit(loader: Callable[[Mapping[str, str]], S], environ: Mapping[str, str] | None = None) -> S:

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from flareport_agent.agent import Agent
 from flareport_common.logs import setup_logging
 from flareport_common.runtime import install_stop_handlers
-from flareport_common.settings import AgentSettings, load_agent, load_or_exit
+from flareport_common.settings import AgentSettings, load_agent, load_or_exit, secret_values
 
 
 async def serve(settings: AgentSettings) -> int:
@@ -25,5 +25,5 @@ def main(argv: Sequence[str]) -> int:
         "Configured by environment variables (see docs/agent.md).",
     ).parse_args(list(argv))
     settings = load_or_exit(load_agent)
-    setup_logging(settings.log_level, settings.log_format, service="agent")
+    setup_logging(settings.log_level, settings.log_format, service="agent", secrets=secret_values(settings))
     return asyncio.run(serve(settings))

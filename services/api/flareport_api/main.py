@@ -12,7 +12,7 @@ from aiohttp import web
 from flareport_api.app import create_app
 from flareport_common.logs import setup_logging
 from flareport_common.runtime import install_stop_handlers
-from flareport_common.settings import ApiSettings, load_api, load_or_exit
+from flareport_common.settings import ApiSettings, load_api, load_or_exit, secret_values
 
 log = structlog.get_logger("flareport.api")
 SHUTDOWN_TIMEOUT_S = 10.0
@@ -39,6 +39,6 @@ def main(argv: Sequence[str]) -> int:
         print("usage: flareport api  (configured through the environment; see docs/api.md)", file=sys.stderr)
         return 2
     settings = load_or_exit(load_api)
-    setup_logging(settings.common.log_level, settings.common.log_format, service="api")
+    setup_logging(settings.common.log_level, settings.common.log_format, service="api", secrets=secret_values(settings))
     asyncio.run(serve(settings))
     return 0

@@ -16,7 +16,7 @@ from flareport_common.health import start_health_server
 from flareport_common.logs import setup_logging
 from flareport_common.redisconn import connect
 from flareport_common.runtime import consumer_name, install_stop_handlers
-from flareport_common.settings import ReconcilerSettings, load_or_exit, load_reconciler
+from flareport_common.settings import ReconcilerSettings, load_or_exit, load_reconciler, secret_values
 from flareport_reconciler.service import Replica
 
 log = structlog.get_logger("flareport.reconciler")
@@ -51,5 +51,7 @@ def main(argv: Sequence[str]) -> int:
     )
     parser.parse_args(list(argv))
     settings = load_or_exit(load_reconciler)
-    setup_logging(settings.common.log_level, settings.common.log_format, service="reconciler")
+    setup_logging(
+        settings.common.log_level, settings.common.log_format, service="reconciler", secrets=secret_values(settings)
+    )
     return asyncio.run(serve(settings))
