@@ -30,7 +30,7 @@ from pathlib import Path
 import redis.asyncio as aioredis
 
 from flareport_cfemu import EmulatorConfig
-from flareport_cfemu.testing import ACCOUNT_ID, ZONE_ID, start_emulator
+from flareport_cfemu.testing import ACCOUNT_ID, OLD_ZONE_CREATED_ON, ZONE_ID, start_emulator
 from flareport_cli.localredis import LocalRedis
 from flareport_common.keys import Keys
 from flareport_common.logs import setup_logging
@@ -48,7 +48,7 @@ from flareport_dns_worker.service import DnsWorkerService
 TUNNEL_ID = "6ff42ae2-765d-4adf-8112-31c55c1551ef"
 SEED = {
     "accounts": [{"id": ACCOUNT_ID, "name": "bench"}],
-    "zones": [{"id": ZONE_ID, "name": "example.com", "account_id": ACCOUNT_ID}],
+    "zones": [{"id": ZONE_ID, "name": "example.com", "account_id": ACCOUNT_ID, "created_on": OLD_ZONE_CREATED_ON}],
     "tunnels": [{"id": TUNNEL_ID, "name": "bench", "config_src": "cloudflare"}],
 }
 

@@ -24,6 +24,8 @@ from flareport_common.keys import GROUP_DNS_WORKER, GROUP_RECONCILER, Keys
 
 ACCOUNT_ID = "0f1e2d3c4b5a69788796a5b4c3d2e1f0"
 ZONE_ID = "a1b2c3d4e5f60718293a4b5c6d7e8f90"
+# The zone predates the 200-record quota of Free zones created since September 2024: the bench writes thousands.
+OLD_ZONE_CREATED_ON = "2024-01-01T00:00:00.000000Z"
 ZONE = "example.test"
 TOKEN = "flareport-bench-token"  # noqa: S105 - the emulator accepts only this token
 MASTER = "bench-master-key-0123456789abcdef"
@@ -102,7 +104,15 @@ class BenchStack:
             json.dumps(
                 {
                     "accounts": [{"id": ACCOUNT_ID, "name": "bench"}],
-                    "zones": [{"id": ZONE_ID, "name": ZONE, "account_id": ACCOUNT_ID, "status": "active"}],
+                    "zones": [
+                        {
+                            "id": ZONE_ID,
+                            "name": ZONE,
+                            "account_id": ACCOUNT_ID,
+                            "status": "active",
+                            "created_on": OLD_ZONE_CREATED_ON,
+                        }
+                    ],
                 }
             )
         )

@@ -184,7 +184,9 @@ def create_tag(state: EmulatorState, account_id: str, body: Json) -> Json:
         raise invalid("tag name is required")
     tags = tags_of(state, account_id)
     if name in tags:
-        raise invalid(f"tag {name!r} already exists")
+        # 409, as Cloudflare answers a duplicate create elsewhere in Access (an application on a taken domain);
+        # the exact status for tags is not documented, and 409 is the stricter of the two seen (400/409).
+        raise ApiError(409, errors.ACCESS_ERROR, f"access.api.error.conflict: tag {name!r} already exists")
     now = now_iso()
     tags[name] = {"name": name, "created_at": now, "updated_at": now}
     state.touch()

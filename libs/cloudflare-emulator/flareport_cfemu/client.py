@@ -90,3 +90,15 @@ class EmulatorControl:
 
     async def configure(self, **changes: Any) -> Json:
         return cast(Json, await self._call("POST", "/config", json=changes))
+
+    async def connect_tunnel(self, tunnel_id: str, *, client_id: str | None = None, connections: int = 4) -> str:
+        """Start a connector on ``tunnel_id`` (as ``cloudflared tunnel run`` would); returns its client id."""
+        body: Json = {"connections": connections, **({"client_id": client_id} if client_id else {})}
+        result = await self._call("POST", f"/tunnels/{tunnel_id}/connect", json=body)
+        return str(result["client_id"])
+
+    async def disconnect_tunnel(self, tunnel_id: str, *, client_id: str | None = None) -> int:
+        """Stop one connector (or all): their connections linger for ``connection_linger_seconds``."""
+        body: Json = {"client_id": client_id} if client_id else {}
+        result = await self._call("POST", f"/tunnels/{tunnel_id}/disconnect", json=body)
+        return int(result["stopped"])

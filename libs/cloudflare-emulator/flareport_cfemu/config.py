@@ -18,6 +18,10 @@ from typing import Any
 PLAN_BATCH_LIMIT = {"free": 200, "pro": 3500, "business": 3500, "enterprise": 3500}
 PLAN_COMMENT_LIMIT = {"free": 100, "pro": 500, "business": 500, "enterprise": 500}
 PLAN_MIN_TTL = {"free": 60, "pro": 60, "business": 60, "enterprise": 30}
+# DNS record quota: Free zones created on or after 2024-09-01 hold at most 200 records (older Free zones and paid
+# plans are not limited by the emulator: their quotas, 1,000 and up, are far above what tests write).
+FREE_RECORD_QUOTA = 200
+FREE_RECORD_QUOTA_SINCE = "2024-09-01"
 
 # Fields a running emulator lets tests change.
 TUNABLE_FIELDS = frozenset(
@@ -28,6 +32,7 @@ TUNABLE_FIELDS = frozenset(
         "comment_limit",
         "max_record_tags",
         "record_quota",
+        "connection_linger_seconds",
         "token",
     }
 )
@@ -46,9 +51,12 @@ class EmulatorConfig:
     batch_limit: int | None = None
     comment_limit: int | None = None
     max_record_tags: int = 10
-    # Records a zone may hold (Cloudflare's per-plan DNS record quota); ``None`` = no quota. A create beyond it is
-    # refused (81045), which is how tests get a refusal of a record whose name and body are valid.
+    # Records a zone may hold, for every zone; ``None`` = by plan and zone age (``record_quota_for``). A create
+    # beyond it is refused (81045), which is how tests get a refusal of a record whose name and body are valid.
     record_quota: int | None = None
+    # How long a stopped connector's connections are still tracked (``is_pending_reconnect``); Cloudflare says
+    # "several minutes". A tunnel refuses a delete without ``cascade`` while any connection is tracked.
+    connection_linger_seconds: float = 300.0
     # JSON file the state is loaded from at start and written to (debounced) on change.
     state_file: Path | None = None
     persist_interval_seconds: float = 0.2
@@ -62,6 +70,14 @@ class EmulatorConfig:
 
     def comment_limit_for(self, plan: str) -> int:
         return self.comment_limit if self.comment_limit is not None else PLAN_COMMENT_LIMIT.get(plan, 100)
+
+    def record_quota_for(self, plan: str, created_on: str) -> int | None:
+        """Records a zone may hold: the override, else 200 for a Free zone created since September 2024."""
+        if self.record_quota is not None:
+            return self.record_quota
+        if plan == "free" and created_on[:10] >= FREE_RECORD_QUOTA_SINCE:
+            return FREE_RECORD_QUOTA
+        return None
 
     def min_ttl_for(self, plan: str) -> int:
         return PLAN_MIN_TTL.get(plan, 60)

@@ -13,6 +13,8 @@ Each endpoint wraps one :class:`~flareport_cfemu.runtime.Emulator` method:
 ``DELETE /faults``         remove every rule
 ``GET /config``            current limits
 ``POST /config``           change limits (rate_limit, rate_window_seconds, batch_limit, ...)
+``POST /tunnels/{id}/connect``     a connector starts (body: ``client_id``?, ``connections``?)
+``POST /tunnels/{id}/disconnect``  connectors stop (body: ``client_id``? - all when absent); connections linger
 =========================  ====================================================================
 """
 
@@ -125,3 +127,35 @@ async def set_config(request: web.Request) -> web.Response:
     except (ValueError, TypeError) as error:
         return _fail(400, f"invalid config: {error}")
     return _ok(config.public())
+
+
+@routes.post(PREFIX + "/tunnels/{tunnel_id}/connect")
+async def connect_tunnel(request: web.Request) -> web.Response:
+    try:
+        data = await _body(request)
+        client_id = data.get("client_id")
+        result = request.app[EMULATOR].connect_tunnel(
+            request.match_info["tunnel_id"],
+            client_id=str(client_id) if client_id else None,
+            connections=int(data.get("connections", 4)),
+        )
+    except ApiError as error:
+        return _fail(400, f"[{error.code}] {error.message}")
+    except (ValueError, TypeError, AttributeError) as error:
+        return _fail(400, f"invalid connect: {error}")
+    return _ok(result)
+
+
+@routes.post(PREFIX + "/tunnels/{tunnel_id}/disconnect")
+async def disconnect_tunnel(request: web.Request) -> web.Response:
+    try:
+        data = await _body(request)
+        client_id = data.get("client_id")
+        result = request.app[EMULATOR].disconnect_tunnel(
+            request.match_info["tunnel_id"], client_id=str(client_id) if client_id else None
+        )
+    except ApiError as error:
+        return _fail(400, f"[{error.code}] {error.message}")
+    except (ValueError, TypeError, AttributeError) as error:
+        return _fail(400, f"invalid disconnect: {error}")
+    return _ok(result)

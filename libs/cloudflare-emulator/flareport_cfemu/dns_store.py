@@ -53,8 +53,11 @@ def _write(
     previous: Json | None,
 ) -> Json:
     fields = validate_fields(body, zone, config)
-    if previous is None and config.record_quota is not None and len(records) >= config.record_quota:
-        raise bad_request(errors.DNS_RECORD_QUOTA, "Record quota exceeded.")
+    quota = config.record_quota_for(str(zone.get("_plan", "free")), str(zone.get("created_on") or ""))
+    if previous is None and quota is not None and len(records) >= quota:
+        raise bad_request(
+            errors.DNS_RECORD_QUOTA, f"Record quota exceeded. This zone may hold at most {quota} records."
+        )
     record_id = previous["id"] if previous else new_hex_id()
     check_conflicts(fields, records.values(), self_id=record_id if previous else None)
     record = _build(fields, record_id=record_id, previous=previous)

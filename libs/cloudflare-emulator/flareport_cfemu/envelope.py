@@ -15,7 +15,7 @@ from typing import Any
 
 from aiohttp import web
 
-from flareport_cfemu.errors import INVALID_REQUEST, ApiError, bad_request
+from flareport_cfemu.errors import INVALID_REQUEST, PAGE_SIZE_INVALID, ApiError, bad_request
 
 Json = dict[str, Any]
 API_PREFIX = "/client/v4"
@@ -28,12 +28,15 @@ def success(result: Any, *, result_info: Json | None = None, status: int = 200) 
     return web.json_response(body, status=status)
 
 
-def error_body(code: int, message: str) -> Json:
-    return {"success": False, "errors": [{"code": code, "message": message}], "messages": [], "result": None}
+def error_body(code: int, message: str, chain: Sequence[tuple[int, str]] = ()) -> Json:
+    error: Json = {"code": code, "message": message}
+    if chain:
+        error["error_chain"] = [{"code": c, "message": m} for c, m in chain]
+    return {"success": False, "errors": [error], "messages": [], "result": None}
 
 
 def error_response(error: ApiError, *, headers: dict[str, str] | None = None) -> web.Response:
-    return web.json_response(error_body(error.code, error.message), status=error.status, headers=headers)
+    return web.json_response(error_body(error.code, error.message, error.chain), status=error.status, headers=headers)
 
 
 def _number(query: Any, name: str, default: int) -> int:
@@ -56,20 +59,26 @@ def paginate(
     default_per_page: int,
     min_per_page: int = 1,
     max_per_page: int,
+    totals: bool = True,
 ) -> tuple[list[Json], Json]:
-    """Slice ``items`` by ``page``/``per_page`` (1-based), clamping per_page to the bounds."""
+    """Slice ``items`` by ``page``/``per_page`` (1-based). A ``per_page`` outside the endpoint's bounds is refused
+    (400), as Cloudflare refuses it, rather than clamped. ``totals=False`` leaves ``total_count`` and
+    ``total_pages`` out of ``result_info``, as Cloudflare's tunnel list does: a client must then page on until a
+    page comes back short.
+    """
     page = max(1, _number(query, "page", 1))
-    per_page = min(max(_number(query, "per_page", default_per_page), min_per_page), max_per_page)
+    per_page = _number(query, "per_page", default_per_page)
+    if not min_per_page <= per_page <= max_per_page:
+        raise bad_request(
+            PAGE_SIZE_INVALID, f"per_page must be between {min_per_page} and {max_per_page}, got {per_page}"
+        )
     total = len(items)
     start = (page - 1) * per_page
     chunk = list(items[start : start + per_page])
-    info = {
-        "page": page,
-        "per_page": per_page,
-        "count": len(chunk),
-        "total_count": total,
-        "total_pages": max(1, math.ceil(total / per_page)) if total else 0,
-    }
+    info: Json = {"page": page, "per_page": per_page, "count": len(chunk)}
+    if totals:
+        info["total_count"] = total
+        info["total_pages"] = max(1, math.ceil(total / per_page)) if total else 0
     return chunk, info
 
 

@@ -26,6 +26,8 @@ DNS_CNAME_CONFLICT = 81053  # "An A, AAAA, or CNAME record with that host alread
 DNS_A_ON_CNAME = 81054  # "A CNAME record with that host already exists."
 DNS_IDENTICAL = 81058  # "An identical record already exists."
 TUNNEL_NAME_TAKEN = 1013  # "You already have a tunnel with this name. ..."
+TUNNEL_HAS_CONNECTIONS = 1022  # delete of a tunnel with (active or lingering) connections; code seen in clients
+DNS_RECORD_EXISTS = 81057  # "The record already exists."
 ACCESS_ERROR = 12130  # "access.api.error.not_found" and other Access errors
 ACCESS_APP_EXISTS = 11010  # 409 "access.api.error.application_already_exists" (another app has the domain)
 
@@ -40,14 +42,20 @@ TUNNEL_CONFIG_INVALID = 1055  # ingress rules rejected the way cloudflared would
 INJECTED_SERVER_ERROR = 10001  # body of an injected 5xx fault
 
 
-class ApiError(Exception):
-    """A Cloudflare API failure: rendered as ``{"success": false, "errors": [...]}``."""
+PAGE_SIZE_INVALID = 1001  # per_page outside an endpoint's documented bounds (the code is our guess)
 
-    def __init__(self, status: int, code: int, message: str) -> None:
+
+class ApiError(Exception):
+    """A Cloudflare API failure: rendered as ``{"success": false, "errors": [...]}``. ``chain`` holds the
+    ``(code, message)`` pairs Cloudflare nests in ``error_chain`` under a generic code (e.g. 9000 under 1004).
+    """
+
+    def __init__(self, status: int, code: int, message: str, *, chain: tuple[tuple[int, str], ...] = ()) -> None:
         super().__init__(f"{status} [{code}] {message}")
         self.status = status
         self.code = code
         self.message = message
+        self.chain = chain
 
 
 def bad_request(code: int, message: str) -> ApiError:

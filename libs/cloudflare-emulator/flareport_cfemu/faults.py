@@ -11,7 +11,11 @@ tests that prove it need those days on demand.  A :class:`FaultRule` targets an 
 * ``error_rate`` with ``error_status`` - probability of failing each matching request;
 * ``drop_rate`` - probability of closing the connection without answering;
 * ``latency_ms`` - added before the request is handled (or failed);
-* ``times`` - how many requests the rule may affect before it retires (``None`` = forever).
+* ``times`` - how many requests the rule may affect before it retires (``None`` = forever);
+* ``error_code`` / ``error_message`` / ``error_chain`` - the body of an injected 4xx/5xx: Cloudflare's code and
+  message (default 10001 and a generic message) and, optionally, the ``[{code, message}]`` nested in the error's
+  ``error_chain``. Tests use them for the answers Cloudflare gives that the emulator does not model by itself:
+  a missing token permission (403, 10000 or 9109), Zero Trust not enabled, a DNS error wrapped under 1004.
 
 Probabilities use a random generator seeded from the config, so a failing run can be replayed.
 Rules are evaluated in order; the first one that decides to fail wins, latencies add up.
@@ -36,6 +40,9 @@ class FaultRule:
     latency_ms: float = 0.0
     retry_after: int = 1
     times: int | None = None
+    error_code: int | None = None
+    error_message: str | None = None
+    error_chain: list[dict[str, Any]] = field(default_factory=list)
     fired: int = 0
 
     @classmethod
@@ -49,6 +56,9 @@ class FaultRule:
             "latency_ms",
             "retry_after",
             "times",
+            "error_code",
+            "error_message",
+            "error_chain",
         }
         unknown = set(data) - allowed
         if unknown:
@@ -65,7 +75,15 @@ class FaultRule:
             raise ValueError("error_status must be a 4xx or 5xx status")
         if rule.latency_ms < 0:
             raise ValueError("latency_ms must not be negative")
+        if rule.error_code is not None and (isinstance(rule.error_code, bool) or not isinstance(rule.error_code, int)):
+            raise ValueError("error_code must be an integer")
+        for link in rule.error_chain:
+            if not isinstance(link, dict) or not isinstance(link.get("code"), int) or "message" not in link:
+                raise ValueError("error_chain must be a list of {code, message} objects")
         return rule
+
+    def chain(self) -> tuple[tuple[int, str], ...]:
+        return tuple((int(link["code"]), str(link["message"])) for link in self.error_chain)
 
     def matches(self, method: str, template: str) -> bool:
         if self.times is not None and self.fired >= self.times:
@@ -82,6 +100,9 @@ class FaultRule:
             "latency_ms": self.latency_ms,
             "retry_after": self.retry_after,
             "times": self.times,
+            "error_code": self.error_code,
+            "error_message": self.error_message,
+            "error_chain": list(self.error_chain),
             "fired": self.fired,
         }
 
@@ -93,6 +114,7 @@ class FaultDecision:
     latency_ms: float = 0.0
     retry_after: int = 1
     label: str | None = None
+    rule: FaultRule | None = None
 
 
 class FaultInjector:
@@ -123,7 +145,7 @@ class FaultInjector:
                 rule.fired += 1
         if chosen is None:
             return FaultDecision(latency_ms=latency, label=f"latency {latency:g}ms" if latency else None)
-        return FaultDecision(chosen.action, chosen.status, latency, chosen.retry_after, chosen.label)
+        return FaultDecision(chosen.action, chosen.status, latency, chosen.retry_after, chosen.label, chosen.rule)
 
     def _rule_decision(self, rule: FaultRule) -> FaultDecision | None:
         if rule.sequence:
@@ -131,10 +153,12 @@ class FaultInjector:
             if step == "drop":
                 return FaultDecision("drop", 0, label="sequence drop")
             if isinstance(step, int) and step >= 400:
-                return FaultDecision("status", step, retry_after=rule.retry_after, label=f"sequence {step}")
+                return FaultDecision("status", step, retry_after=rule.retry_after, label=f"sequence {step}", rule=rule)
             return None
         if rule.drop_rate and self._random.random() < rule.drop_rate:
             return FaultDecision("drop", 0, label="drop_rate")
         if rule.error_rate and self._random.random() < rule.error_rate:
-            return FaultDecision("status", rule.error_status, retry_after=rule.retry_after, label="error_rate")
+            return FaultDecision(
+                "status", rule.error_status, retry_after=rule.retry_after, label="error_rate", rule=rule
+            )
         return None

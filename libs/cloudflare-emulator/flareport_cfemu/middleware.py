@@ -69,8 +69,12 @@ async def _guarded(
             error = ApiError(429, errors.RATE_LIMITED, "Please wait and consider throttling your request speed")
             headers = {"Retry-After": str(decision.retry_after)}
         else:
+            rule = decision.rule
             message = "Internal server error" if decision.status >= 500 else "Injected client error"
-            error = ApiError(decision.status, errors.INJECTED_SERVER_ERROR, message)
+            if rule is not None and rule.error_message is not None:
+                message = rule.error_message
+            code = rule.error_code if rule is not None and rule.error_code is not None else errors.INJECTED_SERVER_ERROR
+            error = ApiError(decision.status, code, message, chain=rule.chain() if rule is not None else ())
             headers = {}
         return error_response(error, headers=headers), decision.label
     return await handler(request), decision.label

@@ -12,6 +12,7 @@ from typing import Any
 
 from aiohttp import web
 
+from flareport_cfemu import tunnels_store
 from flareport_cfemu.config import TUNABLE_FIELDS, EmulatorConfig
 from flareport_cfemu.faults import FaultInjector, FaultRule
 from flareport_cfemu.ratelimit import RateLimiter
@@ -37,6 +38,24 @@ class Emulator:
         if replace:
             self.state.reset()
         return apply_seed(self.state, self.config, data)
+
+    def connect_tunnel(self, tunnel_id: str, *, client_id: str | None = None, connections: int = 4) -> Json:
+        """A connector starts on ``tunnel_id``: ``{"client_id"}``."""
+        tunnel = self._tunnel(tunnel_id)
+        return tunnels_store.connect(
+            self.state, tunnel["account_tag"], tunnel_id, client_id=client_id, connections=connections
+        )
+
+    def disconnect_tunnel(self, tunnel_id: str, *, client_id: str | None = None) -> Json:
+        """Connectors stop; their connections linger for ``config.connection_linger_seconds``: ``{"stopped"}``."""
+        tunnel = self._tunnel(tunnel_id)
+        return tunnels_store.disconnect(self.state, tunnel["account_tag"], tunnel_id, client_id=client_id)
+
+    def _tunnel(self, tunnel_id: str) -> Json:
+        tunnel = self.state.tunnels.get(tunnel_id)
+        if tunnel is None:
+            raise ValueError(f"no tunnel {tunnel_id}")
+        return tunnel
 
     def dump(self) -> Json:
         return self.state.dump()

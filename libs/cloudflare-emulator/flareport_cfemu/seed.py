@@ -7,7 +7,7 @@ the demo stack can refer to well-known objects.  Objects may name their account 
 account is used.  Document shape::
 
     {"accounts": [{"id", "name"}],
-     "zones": [{"id", "name", "account_id", "status", "plan"}],
+     "zones": [{"id", "name", "account_id", "status", "plan", "created_on"}],
      "dns_records": [{"zone_id" | "zone_name", "id", "name", "type", "content", ...}],
      "tunnels": [{"account_id", "id", "name", "config_src", "tunnel_secret", "config", "deleted"}],
      "access_tags": [{"account_id", "name"}],
@@ -75,6 +75,7 @@ def apply_seed(state: EmulatorState, config: EmulatorConfig, data: Json) -> Json
             zone_id=item.get("id"),
             status=str(item.get("status", "active")),
             plan=str(item.get("plan", "free")),
+            created_on=str(item["created_on"]) if item.get("created_on") else None,
         )
         created.setdefault("zones", []).append(zone["id"])
     for item in _items(data, "dns_records"):

@@ -106,9 +106,10 @@ class EmulatorState:
         zone_id: str | None = None,
         status: str = "active",
         plan: str = "free",
+        created_on: str | None = None,
     ) -> Json:
         account = self.accounts.get(account_id) or self.add_account(account_id=account_id)
-        created = now_iso()
+        created = created_on or now_iso()
         zone: Json = {
             "id": zone_id or new_hex_id(),
             "name": name.strip().rstrip(".").lower(),

@@ -26,9 +26,12 @@ ACCOUNT_ID = "0123456789abcdef0123456789abcdef"
 ZONE_ID = "fedcba9876543210fedcba9876543210"
 ZONE_NAME = "example.com"
 TOKEN = "test-token"  # noqa: S105 - the emulator accepts any token by default
+# The default zone predates Cloudflare's 200-record quota of new Free zones (September 2024): suites and benchmarks
+# that write thousands of records use it; a test of the quota seeds a zone created later.
+OLD_ZONE_CREATED_ON = "2024-01-01T00:00:00.000000Z"
 DEFAULT_SEED: dict[str, Any] = {
     "accounts": [{"id": ACCOUNT_ID, "name": "Flareport test"}],
-    "zones": [{"id": ZONE_ID, "name": ZONE_NAME, "account_id": ACCOUNT_ID}],
+    "zones": [{"id": ZONE_ID, "name": ZONE_NAME, "account_id": ACCOUNT_ID, "created_on": OLD_ZONE_CREATED_ON}],
 }
 
 

@@ -6,6 +6,13 @@ tunnel stays listable with ``is_deleted=true``.  The token is what ``cloudflared
 takes in ``TUNNEL_TOKEN``: base64 of the JSON ``{"a": account, "t": tunnel id, "s": secret}``,
 exactly cloudflared's format, so an agent under test can decode it.  The configuration is
 versioned: every accepted ``PUT`` increments ``version``.
+
+Connections: a connector (``cloudflared``) is connected or disconnected through the control surface
+(``connect``/``disconnect``). A disconnected connector's connections linger, marked ``is_pending_reconnect``, for
+``connection_linger_seconds`` (Cloudflare "continues to track connections for several minutes after they
+disconnect"). A tunnel with any connection, live or lingering, refuses ``DELETE`` (400, code 1022) unless the
+delete says ``cascade=true``. ``DELETE .../connections`` removes lingering connections (of one ``client_id`` or
+all); a connector that is still running keeps its connections (it would register them again at once).
 """
 
 from __future__ import annotations
@@ -14,6 +21,7 @@ import base64
 import binascii
 import json
 import secrets
+import time
 from typing import Any
 
 from flareport_cfemu import errors
@@ -152,8 +160,130 @@ def edit_tunnel(state: EmulatorState, account_id: str, tunnel_id: str, body: Jso
     return public(tunnel)
 
 
-def delete_tunnel(state: EmulatorState, account_id: str, tunnel_id: str, path: str) -> Json:
+def _connectors(tunnel: Json, linger_seconds: float) -> list[Json]:
+    """The tunnel's connectors that still count: running ones and those disconnected less than the linger ago."""
+    now = time.time()
+    kept = [
+        c
+        for c in tunnel.get("_connectors", [])
+        if c["disconnected_at"] is None or now - float(c["disconnected_at"]) < linger_seconds
+    ]
+    if len(kept) != len(tunnel.get("_connectors", [])):
+        tunnel["_connectors"] = kept
+    return kept
+
+
+def _refresh_status(tunnel: Json, linger_seconds: float) -> None:
+    connectors = _connectors(tunnel, linger_seconds)
+    if any(c["disconnected_at"] is None for c in connectors):
+        tunnel["status"] = "healthy"
+    elif tunnel.get("conns_active_at"):
+        tunnel["status"] = "down"
+
+
+def connect(state: EmulatorState, account_id: str, tunnel_id: str, *, client_id: str | None, connections: int) -> Json:
+    """A connector starts (``cloudflared tunnel run``): ``connections`` connections to the edge."""
+    tunnel = lookup(state, account_id, tunnel_id, "/__emulator/tunnels", live=True)
+    client = client_id or new_uuid()
+    stamp = now_iso()
+    connector: Json = {
+        "id": client,
+        "arch": "linux_amd64",
+        "version": "2024.12.2",
+        "run_at": stamp,
+        "disconnected_at": None,
+        "conns": [
+            {"id": new_uuid(), "colo_name": f"emu{i:02}", "opened_at": stamp, "origin_ip": "192.0.2.10"}
+            for i in range(max(1, connections))
+        ],
+    }
+    tunnel["_connectors"] = [c for c in tunnel.get("_connectors", []) if c["id"] != client] + [connector]
+    tunnel["conns_active_at"] = stamp
+    tunnel["conns_inactive_at"] = None
+    tunnel["status"] = "healthy"
+    state.touch()
+    return {"client_id": client}
+
+
+def disconnect(state: EmulatorState, account_id: str, tunnel_id: str, *, client_id: str | None) -> Json:
+    """Connectors stop (one, or all): their connections linger as ``is_pending_reconnect``."""
+    tunnel = lookup(state, account_id, tunnel_id, "/__emulator/tunnels")
+    stopped = 0
+    for connector in tunnel.get("_connectors", []):
+        if connector["disconnected_at"] is None and client_id in (None, connector["id"]):
+            connector["disconnected_at"] = time.time()
+            stopped += 1
+    if not any(c["disconnected_at"] is None for c in tunnel.get("_connectors", [])):
+        tunnel["conns_inactive_at"] = now_iso()
+        tunnel["status"] = "down" if tunnel.get("conns_active_at") else tunnel["status"]
+    state.touch()
+    return {"stopped": stopped}
+
+
+def list_connections(
+    state: EmulatorState, account_id: str, tunnel_id: str, path: str, *, linger_seconds: float
+) -> list[Json]:
+    tunnel = lookup(state, account_id, tunnel_id, path)
+    clients = []
+    for connector in _connectors(tunnel, linger_seconds):
+        pending = connector["disconnected_at"] is not None
+        conns = [
+            {
+                **conn,
+                "client_id": connector["id"],
+                "client_version": connector["version"],
+                "is_pending_reconnect": pending,
+            }
+            for conn in connector["conns"]
+        ]
+        clients.append(
+            {
+                "id": connector["id"],
+                "arch": connector["arch"],
+                "version": connector["version"],
+                "run_at": connector["run_at"],
+                "features": [],
+                "config_version": 0,
+                "conns": conns,
+            }
+        )
+    return clients
+
+
+def clean_connections(
+    state: EmulatorState, account_id: str, tunnel_id: str, path: str, *, client_id: str | None, linger_seconds: float
+) -> None:
+    """``DELETE .../connections``: lingering connections go; a running connector keeps (re-registers) its own."""
     tunnel = lookup(state, account_id, tunnel_id, path, live=True)
+    tunnel["_connectors"] = [
+        c
+        for c in _connectors(tunnel, linger_seconds)
+        if c["disconnected_at"] is None or client_id not in (None, c["id"])
+    ]
+    _refresh_status(tunnel, linger_seconds)
+    state.touch()
+
+
+def delete_tunnel(
+    state: EmulatorState,
+    account_id: str,
+    tunnel_id: str,
+    path: str,
+    *,
+    cascade: bool = False,
+    linger_seconds: float = 0.0,
+) -> Json:
+    tunnel = lookup(state, account_id, tunnel_id, path, live=True)
+    connectors = _connectors(tunnel, linger_seconds)
+    if connectors and not cascade:
+        live = sum(1 for c in connectors if c["disconnected_at"] is None)
+        raise bad_request(
+            errors.TUNNEL_HAS_CONNECTIONS,
+            f"Cannot delete tunnel {tunnel_id} because it has active connections "
+            f"({live} connector(s) running, {len(connectors) - live} disconnected but still tracked). "
+            "Clean up its connections or delete it with cascade=true",
+        )
+    tunnel["_connectors"] = []
     tunnel["deleted_at"] = now_iso()
     state.touch()
     return public(tunnel)

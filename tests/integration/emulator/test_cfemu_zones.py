@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import cloudflare
+import pytest
 
 from flareport_cfemu.testing import ACCOUNT_ID, ZONE_ID, RunningEmulator
 
@@ -24,8 +25,11 @@ async def test_auto_pagination_sees_every_zone_past_the_50_per_page_cap(
     assert cfemu.emulator.count("GET /zones") == 3
 
 
-async def test_page_size_is_clamped_to_cloudflares_bounds(acf: cloudflare.AsyncCloudflare) -> None:
-    page = await acf.zones.list(per_page=1000)
+async def test_page_size_outside_cloudflares_bounds_is_refused(acf: cloudflare.AsyncCloudflare) -> None:
+    with pytest.raises(cloudflare.BadRequestError) as refused:
+        await acf.zones.list(per_page=1000)
+    assert "per_page must be between 5 and 50" in str(refused.value)
+    page = await acf.zones.list(per_page=50)
     assert page.result_info is not None and page.result_info.per_page == 50
 
 
