@@ -2,7 +2,9 @@
 
 It implements what the UI uses: discovery, an authorization endpoint that signs in ``next_email`` at once and
 redirects back with a code, a token endpoint that checks the client secret and the PKCE verifier, and the JWKS.
-ID tokens are RS256-signed with a key made per provider; ``tamper`` lets a test break one property of the token.
+ID tokens are RS256-signed with a key made per provider; ``tamper`` lets a test break one property of the token
+(or add one, such as ``azp``), and ``email_verified=None`` leaves that claim out. Like a real provider, the token
+endpoint insists on the ``redirect_uri`` the authorization request used.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ CLIENT_SECRET = "provider-secret-for-tests"
 class FakeProvider:
     issuer: str = ""
     next_email: str = "alice@example.com"
-    email_verified: bool = True
+    email_verified: bool | None = True  # None: the claim is left out of the ID token
     tamper: dict[str, Any] = field(default_factory=dict)
     key: RSAKey = field(default_factory=lambda: RSAKey.generate_key(2048, parameters={"kid": "test-key"}))
     codes: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -65,11 +67,13 @@ class FakeProvider:
         grant = self.codes.pop(str(form.get("code")), None)
         if grant is None:
             return web.json_response({"error": "invalid_grant"}, status=400)
+        if form.get("redirect_uri") != grant["redirect_uri"]:
+            return web.json_response({"error": "invalid_grant", "error_description": "redirect_uri"}, status=400)
         digest = hashlib.sha256(str(form.get("code_verifier")).encode()).digest()
         if base64.urlsafe_b64encode(digest).rstrip(b"=").decode() != grant["code_challenge"]:
             return web.json_response({"error": "invalid_grant", "error_description": "PKCE"}, status=400)
         now = int(time.time())
-        claims = {
+        claims: dict[str, Any] = {
             "iss": self.issuer,
             "aud": CLIENT_ID,
             "sub": "user-1",
@@ -80,6 +84,8 @@ class FakeProvider:
             "email_verified": self.email_verified,
             **self.tamper,
         }
+        if self.email_verified is None:
+            del claims["email_verified"]
         id_token = jwt.encode({"alg": "RS256", "kid": "test-key"}, claims, self.key)
         return web.json_response({"access_token": "at", "token_type": "Bearer", "id_token": id_token})
 

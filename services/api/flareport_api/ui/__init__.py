@@ -28,10 +28,11 @@ async def _to_ui(request: web.Request) -> web.StreamResponse:
 async def _ui_ctx(app: web.Application) -> AsyncIterator[None]:
     ctx = app[CONTEXT]
     settings = ctx.settings
+    password_hash = await admin_password_hash(settings, ctx.redis, ctx.keys)
     app[UI] = UiContext(
-        sessions=Sessions(ctx.redis, ctx.keys, settings),
+        sessions=Sessions(ctx.redis, ctx.keys, settings, password_hash),
         brake=LoginBrake(ctx.redis, ctx.keys, settings.ui_login_limit, settings.ui_login_window_seconds),
-        password_hash=await admin_password_hash(settings, ctx.redis, ctx.keys),
+        password_hash=password_hash,
     )
     yield
 

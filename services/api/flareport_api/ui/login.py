@@ -51,7 +51,8 @@ async def do_login(request: web.Request) -> web.StreamResponse:
     if not context(request).settings.ui_password_login:
         return await login_page(request, error="Password login is turned off; use single sign-on.", status=403)
     address = client_address(request)
-    retry = await ui.brake.retry_after(address)
+    # The attempt is reserved before the password is checked: however many arrive at once, at most the limit are.
+    retry = await ui.brake.reserve(address)
     if retry is not None:
         response = await login_page(
             request, error=f"Too many failed logins from your address; try again in {retry}s.", status=429
@@ -63,9 +64,8 @@ async def do_login(request: web.Request) -> web.StreamResponse:
     expected_user = context(request).settings.admin_user
     password_ok = await verify_password(ui.password_hash, password)  # checked even for a wrong user: same timing
     if not (same(user, expected_user) and password_ok):
-        await ui.brake.failed(address)
-        return await login_page(request, error="Wrong user name or password.", status=401)
-    await ui.brake.succeeded(address)
+        return await login_page(request, error="Wrong user name or password.", status=401)  # stays counted
+    await ui.brake.release(address)
     token, _ = await sessions.create(user)
     response = web.HTTPFound(_next(str(data.get("next") or "")))
     sessions.set_cookie(request, response, SESSION_COOKIE, token)
@@ -101,11 +101,11 @@ async def reveal_master_key(
             raise FormError("Sign in again (log out, then single sign-on) to show the master API key.")
         return render(request, "settings.html", session=session, flash=None, master_key=ctx.settings.master_api_key)
     address = client_address(request)
-    retry = await ui.brake.retry_after(address)
+    retry = await ui.brake.reserve(address)  # before the check, as for the login form
     if retry is not None:
         raise FormError(f"Too many wrong passwords from your address; try again in {retry}s.")
     password = str(data.get("password") or "")
     if not await verify_password(ui.password_hash, password):
-        await ui.brake.failed(address)
         raise FormError("Wrong password: the master API key stays hidden.")
+    await ui.brake.release(address)
     return render(request, "settings.html", session=session, flash=None, master_key=ctx.settings.master_api_key)

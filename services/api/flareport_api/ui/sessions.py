@@ -2,23 +2,34 @@
 
 * Password: ``FLAREPORT_ADMIN_PASSWORD_HASH`` wins, else ``FLAREPORT_ADMIN_PASSWORD`` (hashed at start, never
   stored), else a hash kept in Redis. With none of them, the first API process to start generates a password,
-  stores its hash with SET NX (so two replicas starting together agree on one) and prints the password once in
-  its log; later starts reuse the stored hash and print nothing.
+  stores its hash with SET NX (so two replicas starting together agree on one) and writes the password to a file
+  only its owner can read (``FLAREPORT_ADMIN_PASSWORD_FILE``); the log says where, never what. Later starts reuse
+  the stored hash and write nothing.
 * Sessions: the cookie holds 256 random bits; Redis holds only their SHA-256 (a Redis dump does not hand out
-  logins), with the user, a per-session CSRF token and a sliding TTL. Sessions therefore survive API restarts
-  and work across replicas. The cookie is HttpOnly and SameSite=Lax, and Secure when the request came over https.
+  logins), with the user, a per-session CSRF token, when it was created and what authorised it, under a sliding
+  TTL that never reaches past the session's absolute end (``FLAREPORT_UI_SESSION_MAX_HOURS`` after sign-in).
+  Sessions therefore survive API restarts and work across replicas, but not a change of what let them in: each
+  carries an HMAC of the admin password (for a password login) or of the issuer, client id and allow-lists (for
+  single sign-on), and is refused once the current configuration gives another one. The cookie is HttpOnly and
+  SameSite=Lax, and Secure when the request came over https.
 * CSRF: every form carries the session's token (``csrf`` field), compared in constant time. The login form has no
   session yet, so it uses a double-submit cookie instead.
-* Login brake: failed logins are counted per client address in Redis (INCR + EXPIRE on the window), shared by all
-  replicas; past the limit the form answers 429 before the password is even checked, so guessing costs time.
+* Login brake: every password check first reserves an attempt for its client address in Redis (one Lua script:
+  refuse when the window's count is at the limit, else INCR + EXPIRE), shared by all replicas; past the limit the
+  form answers 429 before the password is even checked, so however many guesses arrive at once, at most the limit
+  are ever verified. A right password gives its reservation back; a wrong one stays counted until the window ends.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import hmac
+import math
+import os
 import secrets
+import sys
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -28,10 +39,10 @@ from aiohttp import web
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
-from flareport_api.auth import count_failure
+from flareport_common.errors import SettingsError
 from flareport_common.keys import Keys
 from flareport_common.messages.base import utcnow
-from flareport_common.settings import ApiSettings
+from flareport_common.settings import ApiSettings, default_admin_password_file
 
 log = structlog.get_logger("flareport.api.ui")
 SESSION_COOKIE = "fp_session"
@@ -51,24 +62,68 @@ def same(a: str, b: str) -> bool:
     return hmac.compare_digest(a.encode("utf-8", "surrogatepass"), b.encode("utf-8", "surrogatepass"))
 
 
+# Deletes the generated hash only if it is still the one this process stored (its password could not be saved).
+_DELETE_IF_SAME_LUA = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+
 async def admin_password_hash(settings: ApiSettings, redis: aioredis.Redis, keys: Keys) -> str:
     """The hash to check the admin's password against (see the module docstring for the order)."""
     if settings.admin_password_hash is not None:
         return settings.admin_password_hash
     if settings.admin_password is not None:
         return await asyncio.to_thread(_hasher.hash, settings.admin_password)
+    stored = _text(await redis.get(keys.ui_admin_password_hash))
+    if stored:
+        return stored
     generated = secrets.token_urlsafe(18)
     hashed = await asyncio.to_thread(_hasher.hash, generated)
-    if await redis.set(keys.ui_admin_password_hash, hashed, nx=True):
-        # Printed exactly once, by the process that stored it: the operator's only chance to read it.
-        log.warning(
-            "ui.admin_password_generated",
-            user=settings.admin_user,
-            password=generated,
-            hint="log in to the web UI with this password; set FLAREPORT_ADMIN_PASSWORD_HASH to choose your own",
-        )
-        return hashed
-    return _text(await redis.get(keys.ui_admin_password_hash)) or hashed
+    if not await redis.set(keys.ui_admin_password_hash, hashed, nx=True):
+        return _text(await redis.get(keys.ui_admin_password_hash)) or hashed
+    # Only the process that stored the hash knows the password: it goes to a file only the owner can read, never
+    # to the log (logs are shipped, kept and read by many), and to the terminal only when a person watches it.
+    path = settings.admin_password_file or default_admin_password_file(os.environ)
+    try:
+        await asyncio.to_thread(write_secret_file, path, generated + "\n")
+    except OSError as exc:
+        await redis.eval(_DELETE_IF_SAME_LUA, 1, keys.ui_admin_password_hash, hashed)
+        raise SettingsError(
+            f"FLAREPORT_ADMIN_PASSWORD_FILE: cannot write the generated admin password to {path} ({exc}); "
+            "choose a writable path, or set FLAREPORT_ADMIN_PASSWORD_HASH"
+        ) from exc
+    log.warning(
+        "ui.admin_password_generated",
+        user=settings.admin_user,
+        file=path,
+        hint="log in to the web UI with the password in this file; set FLAREPORT_ADMIN_PASSWORD_HASH to choose one",
+    )
+    if sys.stderr.isatty():
+        print(f"flareport: web UI login: {settings.admin_user} / {generated} (also in {path})", file=sys.stderr)
+    return hashed
+
+
+def write_secret_file(path: str, content: str) -> None:
+    """Write ``content`` to ``path`` readable by its owner only (0600), in a directory created 0700 if missing.
+
+    The file is created new (O_CREAT | O_EXCL, never through a planted symlink) beside its final name, then
+    renamed over it: a reader sees the old file or the whole new one, and never a moment with looser permissions.
+    """
+    directory = os.path.dirname(path) or "."
+    os.makedirs(directory, mode=0o700, exist_ok=True)
+    temporary = os.path.join(directory, f".{os.path.basename(path)}.{secrets.token_hex(8)}")
+    fd = os.open(temporary, os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_NOFOLLOW, 0o600)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as out:
+            out.write(content)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temporary)
+        raise
 
 
 async def verify_password(hashed: str, password: str) -> bool:
@@ -92,22 +147,60 @@ class Session:
     created_at: datetime | None = None
 
 
+def authorities(settings: ApiSettings, password_hash: str) -> dict[str, str]:
+    """What authorises a session, per way of signing in, as an HMAC under a key derived from the master key.
+
+    A password session is bound to the admin's user name and password as configured: the argon2 hash when it is
+    given (``FLAREPORT_ADMIN_PASSWORD_HASH``, or the generated one in Redis), else the password itself, since its
+    hash is salted afresh by every process. A single sign-on session is bound to the issuer, client id and
+    allow-lists. Changing any of them ends every session it authorised, on every replica; so does a new master
+    key. Keyed, so the values stored in Redis reveal nothing about the password without the master key.
+    """
+    key = hmac.new(settings.master_api_key.encode(), b"flareport ui session authority", hashlib.sha256).digest()
+    if settings.admin_password_hash is None and settings.admin_password is not None:
+        secret = "password:" + settings.admin_password
+    else:
+        secret = "hash:" + password_hash
+    parts = {
+        "password": ("password", settings.admin_user, secret),
+        "oidc": (
+            "oidc",
+            settings.oidc_issuer or "",
+            settings.oidc_client_id or "",
+            " ".join(sorted(settings.oidc_allowed_emails)),
+            " ".join(sorted(settings.oidc_allowed_domains)),
+        ),
+    }
+    return {
+        via: hmac.new(key, "\0".join(values).encode("utf-8", "surrogatepass"), hashlib.sha256).hexdigest()
+        for via, values in parts.items()
+    }
+
+
 class Sessions:
-    def __init__(self, redis: aioredis.Redis, keys: Keys, settings: ApiSettings) -> None:
+    def __init__(self, redis: aioredis.Redis, keys: Keys, settings: ApiSettings, password_hash: str) -> None:
         self._redis = redis
         self._keys = keys
         self._settings = settings
         self._ttl = max(1, int(settings.ui_session_hours * 3600))
+        self._lifetime = max(self._ttl, int(settings.ui_session_max_hours * 3600))
+        self._authorities = authorities(settings, password_hash)
 
     async def create(self, user: str, *, via: str = "password") -> tuple[str, Session]:
         token = secrets.token_urlsafe(32)
         now = utcnow()
         session = Session(token_hash=_digest(token), user=user, csrf=secrets.token_urlsafe(32), via=via, created_at=now)
         key = self._keys.ui_session(session.token_hash)
-        fields = {"user": user, "csrf": session.csrf, "created_at": now.isoformat(), "via": via}
+        fields = {
+            "user": user,
+            "csrf": session.csrf,
+            "created_at": now.isoformat(),
+            "via": via,
+            "authority": self._authorities[via],
+        }
         pipe = self._redis.pipeline(transaction=True)
         pipe.hset(key, mapping=fields)  # type: ignore[arg-type]
-        pipe.expire(key, self._ttl)
+        pipe.expire(key, min(self._ttl, self._lifetime))
         await pipe.execute()
         return token, session
 
@@ -124,8 +217,24 @@ class Sessions:
         user, csrf, via = fields.get("user"), fields.get("csrf"), fields.get("via") or "password"
         if not user or not csrf or not self._still_allowed(user, via):
             return None  # a renamed admin, or an email taken off the allow-list, loses its sessions at once
-        await self._redis.expire(key, self._ttl)  # sliding expiry: an active admin stays logged in
-        created = datetime.fromisoformat(fields.get("created_at") or utcnow().isoformat())
+        expected = self._authorities.get(via)
+        if expected is None or not same(fields.get("authority") or "", expected):
+            # A new admin password or allow-list: what let this session in no longer does. Deleted, so that it
+            # stays over on a replica not restarted yet, and if the old password or list ever comes back.
+            await self._redis.delete(key)
+            return None
+        try:
+            created = datetime.fromisoformat(fields.get("created_at") or "")
+        except ValueError:
+            return None
+        if created.tzinfo is None:
+            return None
+        remaining = self._lifetime - (utcnow() - created).total_seconds()
+        if remaining <= 0:
+            await self._redis.delete(key)  # past its absolute lifetime, however active
+            return None
+        # Sliding expiry (an active admin stays logged in), but never past the session's absolute end.
+        await self._redis.expire(key, max(1, min(self._ttl, math.ceil(remaining))))
         return Session(token_hash=token_hash, user=user, csrf=csrf, via=via, created_at=created)
 
     def _still_allowed(self, user: str, via: str) -> bool:
@@ -163,24 +272,48 @@ class Sessions:
         )
 
 
+# Reserve one attempt: refused (the seconds left in the window) when the window's count is at the limit already,
+# else counted (0). One script, so concurrent attempts can never all read a count below the limit.
+_RESERVE_LUA = """
+local count = tonumber(redis.call('GET', KEYS[1]) or '0')
+if count >= tonumber(ARGV[1]) then
+  local ttl = redis.call('TTL', KEYS[1])
+  if ttl < 0 then
+    redis.call('EXPIRE', KEYS[1], ARGV[2])
+    ttl = tonumber(ARGV[2])
+  end
+  return math.max(1, ttl)
+end
+redis.call('INCR', KEYS[1])
+if redis.call('TTL', KEYS[1]) < 0 then redis.call('EXPIRE', KEYS[1], ARGV[2]) end
+return 0
+"""
+# Give a reserved attempt back (a right password), never below zero, never creating the key again.
+_RELEASE_LUA = """
+local count = tonumber(redis.call('GET', KEYS[1]) or '0')
+if count > 0 then redis.call('DECR', KEYS[1]) end
+return 0
+"""
+
+
 class LoginBrake:
-    """Failed logins per client address, in Redis so every replica counts the same attempts."""
+    """Password checks per client address, in Redis so every replica counts the same attempts.
+
+    ``reserve`` before verifying a password (``None``: go ahead; a number: refused, retry after that many
+    seconds), ``release`` after a right one. A wrong password keeps its reservation: it is a failure of the window.
+    Only the client's own counter is ever touched, so one client's login never clears another's failures.
+    """
 
     def __init__(self, redis: aioredis.Redis, keys: Keys, limit: int, window_s: float) -> None:
         self._redis = redis
         self._keys = keys
         self._limit = limit
-        self._window = max(1, int(window_s))
+        self._window = max(1, math.ceil(window_s))
 
-    async def retry_after(self, address: str) -> int | None:
+    async def reserve(self, address: str) -> int | None:
         key = self._keys.ui_login_failures(address)
-        count = _text(await self._redis.get(key))
-        if count is None or int(count) < self._limit:
-            return None
-        return max(1, int(await self._redis.ttl(key)))
+        retry = int(await self._redis.eval(_RESERVE_LUA, 1, key, self._limit, self._window))
+        return retry or None
 
-    async def failed(self, address: str) -> None:
-        await count_failure(self._redis, self._keys.ui_login_failures(address), self._window)
-
-    async def succeeded(self, address: str) -> None:
-        await self._redis.delete(self._keys.ui_login_failures(address))
+    async def release(self, address: str) -> None:
+        await self._redis.eval(_RELEASE_LUA, 1, self._keys.ui_login_failures(address))
