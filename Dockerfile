@@ -15,6 +15,9 @@ FROM ${PYTHON_IMAGE}
 ARG UID=65532
 ARG GID=65532
 RUN groupadd --gid "${GID}" flareport && useradd --uid "${UID}" --gid "${GID}" --no-create-home --shell /usr/sbin/nologin flareport
+# The API's state directory (a generated admin password, mode 0600); a named volume mounted here starts with this
+# owner and mode.
+RUN install -d -m 0700 -o "${UID}" -g "${GID}" /var/lib/flareport
 COPY --from=build /wheels /wheels
 RUN pip install --no-cache-dir /wheels/*.whl && rm -rf /wheels
 ENV PYTHONUNBUFFERED=1 LOG_FORMAT=json

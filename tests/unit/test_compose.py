@@ -75,6 +75,15 @@ def test_required_variables_are_documented(compose: dict[str, Any]) -> None:
         assert f"`{variable}`" in documented, f"{variable} is used in compose.yaml but not in docs/configuration.md"
 
 
+def test_a_generated_admin_password_goes_to_a_private_file_on_a_volume(compose: dict[str, Any]) -> None:
+    api = compose["services"]["api"]
+    path = api["environment"]["FLAREPORT_ADMIN_PASSWORD_FILE"]
+    directory = path.rsplit("/", 1)[0]
+    assert any(volume.endswith(":" + directory) for volume in api["volumes"]), "the read-only root cannot hold it"
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    assert f'install -d -m 0700 -o "${{UID}}" -g "${{GID}}" {directory}' in dockerfile, "owned by the API's user"
+
+
 def test_control_plane_image_runs_unprivileged() -> None:
     dockerfile = (ROOT / "Dockerfile").read_text()
     assert re.search(r"^ARG UID=65532$", dockerfile, re.M)
