@@ -270,6 +270,33 @@ async def test_a_right_password_after_failures_still_logs_in(ui: Ui, settings: A
     assert (await ui.login()).status == 302, "the last attempt of the window is not lost to the reservation"
 
 
+async def test_a_login_never_clears_another_clients_failures(settings: ApiSettings, keys: Keys, redis: Any) -> None:
+    """Behind a trusted proxy, two clients: the admin logging in from one address leaves a guesser's count at the
+    other address as it was."""
+    proxied = replace(settings, trusted_proxies=("127.0.0.1/32",))
+    client: TestClient[Any, Any] = TestClient(TestServer(create_app(proxied)))
+    await client.start_server()
+    try:
+        token = csrf_of(await (await client.get("/ui/login")).text())
+
+        async def attempt(address: str, password: str) -> int:
+            data = {"csrf": token, "username": "admin", "password": password, "next": "/ui/"}
+            headers = {"X-Forwarded-For": address}
+            response = await client.post(
+                "/ui/login", data=data, headers=headers, cookies={"fp_login_csrf": token}, allow_redirects=False
+            )
+            return response.status
+
+        guesser, admin = "203.0.113.7", "198.51.100.20"
+        for _ in range(settings.ui_login_limit):
+            assert await attempt(guesser, "guess") == 401
+        assert await attempt(admin, PASSWORD) == 302
+        assert await attempt(guesser, "guess") == 429, "the guesser is still braked"
+        assert await attempt(guesser, PASSWORD) == 429
+    finally:
+        await client.close()
+
+
 def _count_checks(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """Every password the login handlers verify with argon2, in order."""
     checked: list[str] = []
