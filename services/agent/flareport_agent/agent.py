@@ -14,18 +14,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import ipaddress
 import socket
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from importlib import metadata
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 import docker
 
 from flareport_agent import watcher as watching
 from flareport_agent.client import KeyRejected, MasterClient, MasterUnavailable, RequestRejected
 from flareport_agent.commands import CommandExecutor
-from flareport_agent.metrics import HEARTBEATS, MASTER_ERRORS
+from flareport_agent.metrics import HEARTBEATS, MASTER_CLEARTEXT, MASTER_ERRORS
 from flareport_agent.outbox import Outbox, send_loop
 from flareport_agent.pollcommands import CommandPoller
 from flareport_agent.state import StateStore, effective_key
@@ -48,6 +50,35 @@ def agent_version() -> str:
         return metadata.version("flareport")
     except metadata.PackageNotFoundError:
         return "0"
+
+
+def cleartext_master(url: str) -> bool:
+    """True when ``url`` is plain http:// to a host that is not loopback (127.0.0.0/8, ::1, localhost): the agent
+    key and the tunnel token would cross the network readable by anyone on the path."""
+    parts = urlsplit(url)
+    if parts.scheme.lower() != "http":
+        return False
+    host = (parts.hostname or "").lower().rstrip(".")
+    if host == "localhost" or host.endswith(".localhost"):
+        return False
+    try:
+        return not ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return True  # a DNS name: it may resolve anywhere
+
+
+def warn_if_cleartext(url: str) -> bool:
+    """Log (and flag in ``flareport_agent_master_url_cleartext``) a master reached in clear text; True if so."""
+    cleartext = cleartext_master(url)
+    MASTER_CLEARTEXT.set(1 if cleartext else 0)
+    if cleartext:
+        log.warning(
+            "FLAREPORT_MASTER_URL is plain http:// to a host that is not loopback: the agent key and the tunnel "
+            "token travel in clear text, readable and replayable by anyone on the network path. Use https:// "
+            "(a TLS-terminating proxy in front of the API), or a tunnel/VPN to a loopback address",
+            master_host=urlsplit(url).hostname,  # not the URL: it may carry credentials
+        )
+    return cleartext
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +106,7 @@ class Agent:
         self.settings = settings
         self.tuning = tuning or Tuning()
         self.store = StateStore(settings.data_dir)
+        self.store.prepare()
         self.state = self.store.load()
         self.client = MasterClient(settings.master_url, effective_key(self.state, settings.api_key))
         self.client.agent_id = self.state.agent_id
@@ -113,7 +145,7 @@ class Agent:
         """Run a blocking cloudflared operation in a worker thread with its own short-lived Docker client."""
 
         def run() -> T:
-            manager = TunnelManager(self.docker_factory)
+            manager = TunnelManager(self.docker_factory, allowed_image=self.settings.cloudflared_image)
             try:
                 return operation(manager)
             finally:
@@ -151,6 +183,7 @@ class Agent:
         async def ready() -> bool:
             return self.docker_connected
 
+        warn_if_cleartext(self.settings.master_url)
         runner = await start_health_server(self.tuning.health_host, self.settings.health_port, ready)
         self.health_port = bound_port(runner)
         try:
@@ -184,7 +217,16 @@ class Agent:
             if not (st.tunnel_wanted and st.tunnel_id and st.tunnel_token):
                 return  # nothing saved, or a command changed the tunnel meanwhile
             tunnel_id, token = st.tunnel_id, st.tunnel_token
-            image = st.tunnel_image or self.settings.cloudflared_image
+            # Always the configured image: the state file is no authority on what runs here (an edited file, or an
+            # image an older release took from a command). An operator's new CLOUDFLARED_IMAGE replaces it here.
+            image = self.settings.cloudflared_image
+            if st.tunnel_image and st.tunnel_image != image:
+                log.warning(
+                    "the saved state names another cloudflared image; running the configured one",
+                    saved_image=st.tunnel_image,
+                    image=image,
+                )
+                st.tunnel_image = image
             try:
                 result = await self.in_tunnel(_ensure(tunnel_id, token, image))
             except Exception as exc:  # engine down or refusing: keep trying, the tunnel is what serves traffic

@@ -7,6 +7,9 @@ token and image leaves a running cloudflared alone.
 
 The tunnel id, token and image are saved *before* the container is touched: if the agent dies half-way, it finds
 the wanted tunnel on disk at the next start and converges.
+
+A command's image is only ever checked, never obeyed: the agent runs its configured ``CLOUDFLARED_IMAGE`` and refuses
+(a failed ack naming both images) a command naming any other (``images.py``); a refused command changes nothing.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from typing import Any
 
 import docker.errors
 
+from flareport_agent.images import ImageNotAllowed, check_image
 from flareport_agent.state import AgentState, key_hash
 from flareport_agent.tunnel import EngineRefused, TunnelManager, TunnelResult
 from flareport_common.logs import get_logger
@@ -74,6 +78,9 @@ class CommandExecutor:
             result, after = await self._run(command)
         except CommandFailed as exc:
             return Outcome(CommandAckRequest(ok=False, error=str(exc)))
+        except ImageNotAllowed as exc:  # a forged command, or a master that must not choose what runs here
+            log.warning("command refused", command=type(command).__name__, error=str(exc))
+            return Outcome(CommandAckRequest(ok=False, error=str(exc)))
         except (EngineRefused, docker.errors.APIError) as exc:  # an answer from the engine, not a bug here
             log.error("command failed", command=type(command).__name__, error=str(exc))
             return Outcome(CommandAckRequest(ok=False, error=str(exc)))
@@ -91,8 +98,7 @@ class CommandExecutor:
                 token = command.token or self.state.tunnel_token
                 if not tunnel_id or not token:
                     raise CommandFailed("restart_tunnel: no tunnel token known on this agent; send start_tunnel")
-                image = command.image or self.state.tunnel_image
-                return await self._start(tunnel_id, token, image, force=True), None
+                return await self._start(tunnel_id, token, command.image, force=True), None
             case StopTunnel():
                 self.state.tunnel_wanted = False
                 self.save()
@@ -118,8 +124,9 @@ class CommandExecutor:
                 return {"tunnel": result.as_dict(), "agent": "stopping"}, self.shutdown
         raise CommandFailed(f"unsupported command {type(command).__name__}")
 
-    async def _start(self, tunnel_id: str, token: str, image: str | None, *, force: bool) -> dict[str, Any]:
-        image = image or self.default_image
+    async def _start(self, tunnel_id: str, token: str, requested: str | None, *, force: bool) -> dict[str, Any]:
+        # Checked before anything is saved or touched: a refused command changes nothing on this host.
+        image = check_image(requested, self.default_image)
         self.state.tunnel_id = tunnel_id
         self.state.tunnel_token = token
         self.state.tunnel_image = image

@@ -29,3 +29,8 @@ MASTER_ERRORS = Counter(
     ["call", "kind"],
 )
 HEARTBEATS = Counter("flareport_agent_heartbeats_total", "Heartbeats the master accepted.")
+MASTER_CLEARTEXT = Gauge(
+    "flareport_agent_master_url_cleartext",
+    "1 when FLAREPORT_MASTER_URL is plain http:// to a host that is not loopback (the agent key and the tunnel "
+    "token travel in clear text), else 0.",
+)

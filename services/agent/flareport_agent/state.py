@@ -5,7 +5,9 @@ operator who sets a new FLAREPORT_API_KEY wins over a stale rotated one), the hi
 master accepted, the last tunnel id and token, and whether cloudflared should run. After a restart with the master
 down the agent starts cloudflared again from here.
 
-The file holds secrets: it is written with mode 0600, atomically (temporary file in the same directory, fsync,
+The file holds secrets (the tunnel token, a rotated key): the data directory is created 0700 (an existing one of
+ours that is more open is tightened, with a warning; one of another user's is only warned about), and the file is
+written with mode 0600, atomically (temporary file in the same directory, fsync,
 rename, fsync of the directory), so a crash leaves either the old or the new file, never a torn one. It is rewritten
 only when something in it changes — not on every heartbeat (a DockFlare weakness).
 """
@@ -15,11 +17,17 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import stat
 from pathlib import Path
 
 import msgspec
 
+from flareport_common.logs import get_logger
+
+log = get_logger("flareport.agent.state")
 STATE_FILE = "state.json"
+DIR_MODE = 0o700
+FILE_MODE = 0o600
 
 
 class AgentState(msgspec.Struct, kw_only=True):
@@ -45,6 +53,17 @@ class StateStore:
         self.dir = Path(data_dir)
         self.path = self.dir / STATE_FILE
 
+    def prepare(self) -> None:
+        """Create the data directory 0700, or tighten it (and the files in it) when it is ours and more open."""
+        if not self.dir.exists():
+            self.dir.parent.mkdir(parents=True, exist_ok=True)
+            with contextlib.suppress(FileExistsError):
+                self.dir.mkdir(mode=DIR_MODE)
+        _tighten(self.dir, DIR_MODE)
+        for entry in self.dir.iterdir():
+            if entry.is_file() and not entry.is_symlink():
+                _tighten(entry, FILE_MODE)
+
     def load(self) -> AgentState:
         """The saved state, or a fresh one when there is none. A corrupt file is kept aside, not fatal."""
         try:
@@ -54,11 +73,15 @@ class StateStore:
         try:
             return msgspec.json.decode(raw, type=AgentState)
         except msgspec.DecodeError:
-            self.path.replace(self.path.with_suffix(".corrupt"))
+            corrupt = self.path.with_suffix(".corrupt")
+            self.path.replace(corrupt)
+            with contextlib.suppress(OSError):
+                corrupt.chmod(FILE_MODE)
             return AgentState()
 
     def save(self, state: AgentState) -> None:
-        self.dir.mkdir(parents=True, exist_ok=True)
+        if not self.dir.is_dir():
+            self.prepare()
         tmp = self.path.with_name(f".{STATE_FILE}.{os.getpid()}.tmp")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         try:
@@ -74,6 +97,24 @@ class StateStore:
                 os.fsync(dir_fd)
         finally:
             os.close(dir_fd)
+
+
+def _tighten(path: Path, mode: int) -> None:
+    """Give ``path`` exactly ``mode`` when it is ours and more open; warn when it is more open and not ours."""
+    info = path.lstat()
+    current = stat.S_IMODE(info.st_mode)
+    if current & ~mode == 0:
+        return
+    if info.st_uid != os.geteuid():
+        log.warning(
+            "agent data is readable by others and not owned by this user; restrict it",
+            path=str(path),
+            mode=oct(current),
+            owner_uid=info.st_uid,
+        )
+        return
+    path.chmod(mode)
+    log.warning("agent data was readable by others; restricted", path=str(path), mode=oct(current), now=oct(mode))
 
 
 def effective_key(state: AgentState, configured: str) -> str:

@@ -7,7 +7,9 @@ only in the ``TUNNEL_TOKEN`` environment variable — never on the command line,
 ``unless-stopped``, so the engine brings it back after a reboot even while the agent is down.
 
 ``ensure`` is idempotent: a running container with the same image and token (compared through a hash label, the
-token itself is not stored in a label) is kept as is; anything else is replaced.
+token itself is not stored in a label) is kept as is; anything else is replaced. It creates a container only from
+the image it was given as ``allowed_image`` (the agent's ``CLOUDFLARED_IMAGE``, see ``images.py``): whatever path
+asks for another one — a command, the saved state — is refused here as well.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from typing import Any
 import docker
 import docker.errors
 
+from flareport_agent.images import check_image
 from flareport_common.messages.events import TunnelState
 
 
@@ -58,8 +61,10 @@ class TunnelManager:
         *,
         container_name: str = CONTAINER_NAME,
         network: str = NETWORK,
+        allowed_image: str | None = None,
     ) -> None:
         self._factory = client_factory
+        self.allowed_image = allowed_image
         self._client: docker.DockerClient | None = None
         self.container_name = container_name
         self.network = network
@@ -84,6 +89,8 @@ class TunnelManager:
         return owned[0] if owned else None
 
     def ensure(self, tunnel_id: str, token: str, image: str, *, force: bool = False) -> TunnelResult:
+        if self.allowed_image is not None:
+            image = check_image(image, self.allowed_image)
         wanted = config_hash(tunnel_id, token, image)
         current = self.find()
         if current is not None and not force and current.labels.get(CONFIG_LABEL) == wanted:
