@@ -1,18 +1,27 @@
-"""A small HTTP server for workers: ``/healthz`` (process up), ``/readyz`` (dependencies) and ``/metrics``."""
+"""A small HTTP server for workers: ``/healthz`` (process up), ``/readyz`` (dependencies) and ``/metrics``.
+
+Anyone who reaches the port may ask, so ``/readyz`` answers only ``{"status": ..., "checks": {name: "up"|"down"}}``:
+why a dependency is down (an error text with its address or URL) is logged, never answered.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import structlog
 from aiohttp import web
 
 from flareport_common.metrics import render
 
 ReadyCheck = Callable[[], Awaitable[bool]]
 
+log = structlog.get_logger("flareport.health")
 
-def health_app(ready: ReadyCheck | None = None) -> web.Application:
+
+def health_app(ready: ReadyCheck | None = None, *, check: str = "dependencies") -> web.Application:
+    """``check`` names what ``ready`` looks at (``redis``, ``docker``) in the readiness answer."""
+
     async def healthz(_: web.Request) -> web.Response:
         return web.json_response({"status": "ok"})
 
@@ -20,8 +29,10 @@ def health_app(ready: ReadyCheck | None = None) -> web.Application:
         try:
             ok = True if ready is None else await ready()
         except Exception as exc:
-            return web.json_response({"status": "unavailable", "error": str(exc)}, status=503)
-        return web.json_response({"status": "ok" if ok else "unavailable"}, status=200 if ok else 503)
+            log.warning("health.not_ready", check=check, error=str(exc), error_type=type(exc).__name__)
+            ok = False
+        body = {"status": "ok" if ok else "unavailable", "checks": {check: "up" if ok else "down"}}
+        return web.json_response(body, status=200 if ok else 503)
 
     async def metrics(_: web.Request) -> web.Response:
         body, content_type = render()
@@ -34,9 +45,11 @@ def health_app(ready: ReadyCheck | None = None) -> web.Application:
     return app
 
 
-async def start_health_server(host: str, port: int, ready: ReadyCheck | None = None) -> web.AppRunner:
+async def start_health_server(
+    host: str, port: int, ready: ReadyCheck | None = None, *, check: str = "dependencies"
+) -> web.AppRunner:
     """Start serving in the background; the caller awaits ``runner.cleanup()`` on shutdown."""
-    runner = web.AppRunner(health_app(ready), access_log=None)
+    runner = web.AppRunner(health_app(ready, check=check), access_log=None)
     await runner.setup()
     await web.TCPSite(runner, host, port).start()
     return runner

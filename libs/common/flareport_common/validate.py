@@ -62,6 +62,8 @@ ACCESS_RULE_TYPES = frozenset(
 )
 
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}\Z")
+_STREAM_ID = re.compile(r"^([0-9]{1,20})-([0-9]{1,20})\Z")
+MAX_STREAM_PART = 2**64 - 1  # both halves of a Redis stream entry id are unsigned 64-bit integers
 _LABEL = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\Z")
 # A valid lower-case name in one match (the usual case); anything else takes the label-by-label path and its reason.
 _PLAIN_NAME = re.compile(r"^(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z0-9-]*[a-z-][a-z0-9-]*\Z")
@@ -99,6 +101,15 @@ def ident(value: str, field: str, what: str = "id") -> str:
     """An identifier (group, IdP, tunnel): 1-64 letters, digits, '_', '.', '-'."""
     if not _ID.match(value):
         raise FieldError(field, f"{what} {value[:80]!r} must be 1-64 characters of letters, digits, '_', '.', '-'")
+    return value
+
+
+def stream_id(value: str, field: str) -> str:
+    """A Redis stream entry id ``<ms>-<seq>``, each half within 64 bits (Redis refuses anything else with an error,
+    so an id that passes is safe to hand to XRANGE, XPENDING or XDEL)."""
+    found = _STREAM_ID.match(value)
+    if found is None or int(found[1]) > MAX_STREAM_PART or int(found[2]) > MAX_STREAM_PART:
+        raise FieldError(field, f"{field} must be a stream entry id like 1700000000000-0 (two 64-bit numbers)")
     return value
 
 

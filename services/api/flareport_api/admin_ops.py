@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
+import structlog
 from aiohttp import web
 from redis.exceptions import ResponseError
 
@@ -30,12 +31,15 @@ from flareport_api.schemas import (
     StreamStatus,
 )
 from flareport_api.state import QueryParam, Route, context
+from flareport_common import validate
 from flareport_common.messages.base import utcnow
 from flareport_common.messages.deadletters import DeadLetter
 from flareport_common.messages.intents import ReconcileRequested
 from flareport_common.metrics import render
 from flareport_common.streams.codec import FIELD
 
+log = structlog.get_logger("flareport.api")
+_AFTER_THE_LAST = f"({validate.MAX_STREAM_PART}-{validate.MAX_STREAM_PART}"
 _scope = re.compile(r"^(?:all|(?:agent|zone|tunnel|access|rule):[A-Za-z0-9*._:/-]{1,253})\Z")
 
 
@@ -78,6 +82,8 @@ async def dead_letters(request: web.Request) -> web.StreamResponse:
     count = query_int(request, "count", default=100, minimum=1, maximum=1000)
     after = request.query.get("after") or None
     start = "-" if after is None else "(" + validation.entry_id(after, "after")
+    if start == _AFTER_THE_LAST:  # no id can follow it (Redis would answer an error, not an empty range)
+        return json_response(DeadLetterList(dead_letters=()))
     entries = await ctx.redis.xrange(ctx.keys.dead_letters, start, "+", count=count) or []
     letters = [letter for entry_id, fields in entries if (letter := _letter(entry_id, fields)) is not None]
     next_after = _text(entries[-1][0]) if len(entries) == count else None
@@ -165,11 +171,14 @@ async def healthz(request: web.Request) -> web.StreamResponse:
 
 
 async def readyz(request: web.Request) -> web.StreamResponse:
+    """Unauthenticated, so it says only whether Redis answers: why not (an address, a URL, an error text) goes
+    to the log, never to the caller."""
     ctx = context(request)
     try:
         await ctx.redis.ping()
     except Exception as exc:
-        return error_response(503, "redis_unavailable", f"Redis is not reachable: {exc}")
+        log.warning("api.readyz_redis_unavailable", error=str(exc), error_type=type(exc).__name__)
+        return error_response(503, "redis_unavailable", "Redis is not reachable")
     return json_response(HealthStatus(status="ok"))
 
 

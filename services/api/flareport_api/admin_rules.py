@@ -55,6 +55,8 @@ async def list_rules(request: web.Request) -> web.StreamResponse:
     if agent_id is not None:
         validation.path_id(agent_id, "agent_id")
     zone = request.query.get("zone") or None
+    if zone is not None:
+        zone = validation.hostname(zone, "zone", wildcard=False)
     contains = (request.query.get("q") or "").lower()
     rules = [
         r
@@ -242,7 +244,7 @@ _FILTERS = (
     QueryParam("status", {"type": "string", "enum": list(RULE_STATUSES)}, "only rules with this status"),
     QueryParam("source", {"type": "string", "enum": ["container", "manual"]}, "only rules from this source"),
     QueryParam("agent_id", {"type": "string"}, "only rules published by this agent"),
-    QueryParam("zone", {"type": "string"}, "only rules in this zone"),
+    QueryParam("zone", {"type": "string"}, "only rules in this zone (a zone name: example.com)"),
     QueryParam("q", {"type": "string"}, "only hostnames containing this text"),
 )
 ROUTES = [

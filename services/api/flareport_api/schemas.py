@@ -262,5 +262,6 @@ class Status(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class HealthStatus(msgspec.Struct, frozen=True, kw_only=True):
+    """Liveness or readiness, nothing more: these routes answer anyone, so no detail of why is given here."""
+
     status: str
-    error: str | None = None

@@ -18,7 +18,6 @@ P = ParamSpec("P")
 T = TypeVar("T")
 
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}\Z")
-_ENTRY_ID = re.compile(r"^[0-9]{1,20}-[0-9]{1,20}\Z")
 
 
 def _as_api_error(check: Callable[P, T]) -> Callable[P, T]:
@@ -51,10 +50,11 @@ def path_id(value: str, what: str) -> str:
 
 
 def entry_id(value: str, what: str) -> str:
-    """A stream entry id ``<ms>-<seq>``."""
-    if not _ENTRY_ID.match(value):
-        raise ApiError(422, "invalid_id", f"{what} must be a stream entry id like 1700000000000-0", field=what)
-    return value
+    """A stream entry id ``<ms>-<seq>`` (each half a 64-bit number: Redis answers anything else with an error)."""
+    try:
+        return validate.stream_id(value, what)
+    except validate.FieldError as exc:
+        raise ApiError(422, "invalid_id", exc.reason, field=what) from None
 
 
 def names(values: tuple[str, ...], field: str, *, suffix: bool = False) -> tuple[str, ...]:

@@ -32,7 +32,7 @@ async def serve(settings: ReconcilerSettings) -> int:
     async def ready() -> bool:
         return bool(await redis.ping())
 
-    runner = await start_health_server("0.0.0.0", settings.health_port, ready)
+    runner = await start_health_server("0.0.0.0", settings.health_port, ready, check="redis")
     log.info("reconciler.started", health_port=settings.health_port)
     try:
         await replica.run()

@@ -16,16 +16,31 @@ async def answer(api: Api, method: str, path: str, body: Any, headers: dict[str,
 
 
 async def test_a_manual_rule_with_a_newline_after_its_hostname_is_refused(api: Api) -> None:
-    body = {"hostname": "app.example.com\n", "service": "http://app:8080"}
+    body = {"rule": {"hostname": "app.example.com\n", "service": "http://app:8080"}}
     status, error = await answer(api, "POST", "/api/v1/manual-rules", body, api.admin)
-    assert status == 422 and error["error"]["field"].endswith("hostname"), error
+    assert (status, error["error"]["field"]) == (422, "rule.hostname"), error
     listed = await api.client.get("/api/v1/manual-rules", headers=api.admin)
     assert (await listed.json())["rules"] == []
+    # The same rule without the newline is taken: the refusal above is the hostname's, not the body's shape.
+    body["rule"]["hostname"] = "app.example.com"
+    status, created = await answer(api, "POST", "/api/v1/manual-rules", body, api.admin)
+    assert status == 201, created
+    rule_id = created["rule_id"]
+    body["rule"]["hostname"] = "app.example.com\n"
+    status, error = await answer(api, "PUT", f"/api/v1/manual-rules/{rule_id}", body, api.admin)
+    assert (status, error["error"]["field"]) == (422, "rule.hostname"), error
 
 
 async def test_ids_with_a_trailing_newline_are_refused_before_they_reach_redis(api: Api) -> None:
-    for path in ("/api/v1/agents/agt-1%0A", "/api/v1/keys/key_0123456789abcdef%0A", "/api/v1/access-groups/g1%0A"):
-        status, error = await answer(api, "GET", path, None, api.admin)
+    for path in (
+        "/api/v1/agents/agt-1%0A",
+        "/api/v1/keys/key_0123456789abcdef%0A",
+        "/api/v1/access-groups/g1%0A",
+        "/api/v1/manual-rules/mr_1%0A",
+        "/api/v1/dead-letters/1-0%0A/replay",
+    ):
+        method = "POST" if path.endswith("/replay") else "GET"
+        status, error = await answer(api, method, path, None, api.admin)
         assert status == 422 and error["error"]["code"] == "invalid_id", (path, error)
 
 
