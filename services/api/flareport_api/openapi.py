@@ -3,6 +3,11 @@
 Component schemas come from the msgspec structs themselves (``msgspec.json.schema_components``), so a field
 added to a struct appears in the document without anyone remembering to edit it. Every operation documents
 its success status and the error statuses it can answer, all with the ``ErrorResponse`` body.
+
+Links (OpenAPI ``links``) are derived the same way: where an answer carries an id that another operation takes
+in its path (``POST /api/v1/keys`` answers ``info.key_id``, which ``GET /api/v1/keys/{key_id}`` takes), or the
+request's own path has it, the success response links to that operation for a caller of the same kind (admin or
+agent). Clients and stateful fuzzers (schemathesis) follow them: create, read, change, delete the same resource.
 """
 
 from __future__ import annotations
@@ -34,6 +39,63 @@ _PATH_PATTERNS = {
     "hostname": None,
 }
 _ID_PATTERN = "^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+# An answer's field that holds another path parameter's value under another name.
+_ALIASES = {"new_key_id": "key_id"}
+# Fields named like a path parameter that hold something else (an agent's ``hostname`` is its machine's name).
+_NOT_IDS = {("AgentView", "hostname")}
+# How far into an answer ids are looked for: ``info.key_id``, ``agents[0].agent_id``, ``rules[0].hostname``.
+_LINK_DEPTH = 3
+
+
+def _is_text(schema: dict[str, Any]) -> bool:
+    """A string, or a nullable one (``anyOf: [string, null]``)."""
+    if schema.get("type") == "string":
+        return True
+    options = schema.get("anyOf", [])
+    return bool(options) and all(o.get("type") in ("string", "null") for o in options)
+
+
+def _id_pointers(schema: dict[str, Any], components: dict[str, Any], names: set[str]) -> dict[str, str]:
+    """Path parameter name -> JSON pointer of the shallowest field of an answer that holds it (breadth first)."""
+    found: dict[str, str] = {}
+    queue: list[tuple[dict[str, Any], str, int]] = [(schema, "", 0)]
+    while queue:
+        node, pointer, depth = queue.pop(0)
+        struct = ""
+        while "$ref" in node:
+            struct = node["$ref"].rsplit("/", 1)[1]
+            node = components[struct]
+        options = [o for o in node.get("anyOf", []) if o.get("type") != "null"]
+        if len(options) == 1:  # nullable: look inside; a union of several kinds has no one place for an id
+            queue.append((options[0], pointer, depth))
+            continue
+        if node.get("type") == "array" and depth < _LINK_DEPTH:
+            queue.append((node.get("items", {}), f"{pointer}/0", depth + 1))
+        for prop, sub in node.get("properties", {}).items():
+            name = _ALIASES.get(prop, prop)
+            if (struct, prop) in _NOT_IDS:
+                continue
+            if name in names and _is_text(sub):
+                found.setdefault(name, f"{pointer}/{prop}")
+            elif depth + 1 < _LINK_DEPTH:
+                queue.append((sub, f"{pointer}/{prop}", depth + 1))
+    return found
+
+
+def _links(route: Route, routes: list[Route], response: dict[str, Any] | None, components: dict[str, Any]) -> Any:
+    """The operations a caller of the same kind can go on to with the ids this route's request and answer hold."""
+    names = {name for other in routes for name in _PARAM.findall(other.path)}
+    known = {} if response is None else _id_pointers(response, components, names)
+    given = {name: f"$response.body#{pointer}" for name, pointer in known.items()}
+    given.update({name: f"$request.path.{name}" for name in _PARAM.findall(route.path)})
+    links: dict[str, Any] = {}
+    for target in routes:
+        wanted = _PARAM.findall(target.path)
+        if target is route or target.auth != route.auth or not wanted or not set(wanted) <= set(given):
+            continue
+        operation = target.handler.__name__
+        links[operation] = {"operationId": operation, "parameters": {name: given[name] for name in wanted}}
+    return links
 
 
 def _schema_types(routes: list[Route]) -> list[Any]:
@@ -68,6 +130,9 @@ def build(routes: list[Route], settings: ApiSettings) -> dict[str, Any]:
             success["content"] = {route.content_type: {"schema": schema_of[route.response]}}
         elif route.content_type != "application/json":
             success["content"] = {route.content_type: {"schema": {"type": "string"}}}
+        links = _links(route, routes, None if route.response is None else schema_of[route.response], components)
+        if links:
+            success["links"] = links
         responses: dict[str, Any] = {str(route.status): success}
         for status in sorted({*route.errors, 500}):
             responses[str(status)] = {"description": _ERRORS.get(status, "Server error"), "content": error_body}
