@@ -8,17 +8,27 @@ Embedded defaults, all overridable by the usual environment variables:
 - an agent for the local engine: ``DOCKER_HOST`` if set, else /var/run/docker.sock if present, else a Podman
   API service started here (its socket under ``./.flareport/podman``).
 The master key is generated once and kept in ``./.flareport/master-key`` (mode 0600). Ctrl-C stops everything.
+
+Everything under ``./.flareport`` is private to the user running it: directories 0700, files 0600 (the Redis AOF
+and RDB files hold tunnel tokens and keys). Our own writes are 0600, and every child process (Redis, the services)
+runs with umask 0o077 — except Podman's service, whose files for containers must stay readable by their non-root
+users; its socket and log under ``./.flareport/podman`` are tightened once it is up. What an earlier run left more
+open is tightened at start. The local Redis requires a password, generated once and kept in
+``./.flareport/redis-password`` (0600); Redis reads it from its config file (``./.flareport/redis/redis.conf``,
+0600), never from its command line, and the services get it in ``REDIS_URL``.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import secrets
 import shutil
 import signal
 import socket
+import stat
 import sys
 import time
 import urllib.error
@@ -34,6 +44,8 @@ DEMO_ACCOUNT_ID = "0f1e2d3c4b5a69788796a5b4c3d2e1f0"
 DEMO_ZONE_ID = "a1b2c3d4e5f60718293a4b5c6d7e8f90"
 DEMO_ZONE = "example.test"
 DEMO_TOKEN = "flareport-dev-token"  # noqa: S105 - the local emulator accepts only this token
+# The umask of the dev stack's own writes and of every process it starts: nothing it writes is for other users.
+PRIVATE_UMASK = 0o077
 
 
 def _secret_file(path: Path) -> str:
@@ -41,10 +53,43 @@ def _secret_file(path: Path) -> str:
         return path.read_text().strip()
     path.parent.mkdir(parents=True, exist_ok=True)
     value = secrets.token_urlsafe(32)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as handle:
-        handle.write(value + "\n")
+    _write_private(path, value + "\n", exclusive=True)
     return value
+
+
+def _write_private(path: Path, text: str, *, exclusive: bool = False) -> None:
+    """Write ``path`` with mode 0600 whatever the umask (and an existing file's mode)."""
+    flags = os.O_WRONLY | os.O_CREAT | (os.O_EXCL if exclusive else os.O_TRUNC)
+    fd = os.open(path, flags, 0o600)
+    os.fchmod(fd, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(text)
+
+
+def make_private(root: Path) -> list[Path]:
+    """Create ``root`` 0700, and take group and other permissions off everything of ours under it (an earlier run,
+    or an older release, may have left 0755 directories and 0644 files). Symlinks are not followed; files of another
+    user are left alone. Returns what was changed."""
+    root.mkdir(parents=True, exist_ok=True)
+    changed: list[Path] = []
+    uid = os.geteuid()
+
+    def tighten(path: Path) -> None:
+        try:
+            info = path.lstat()
+        except FileNotFoundError:  # a child renamed or removed it meanwhile
+            return
+        if stat.S_ISLNK(info.st_mode) or info.st_uid != uid or not stat.S_IMODE(info.st_mode) & 0o077:
+            return
+        with contextlib.suppress(FileNotFoundError):
+            path.chmod(stat.S_IMODE(info.st_mode) & ~0o077)
+            changed.append(path)
+
+    tighten(root)
+    for folder, dirs, files in os.walk(root, followlinks=False):
+        for name in [*dirs, *files]:
+            tighten(Path(folder) / name)
+    return changed
 
 
 def _http_json(method: str, url: str, key: str, body: Any = None, timeout: float = 10.0) -> Any:
@@ -72,7 +117,7 @@ def _seed(path: Path) -> Path:
         "accounts": [{"id": DEMO_ACCOUNT_ID, "name": "Flareport demo account"}],
         "zones": [{"id": DEMO_ZONE_ID, "name": DEMO_ZONE, "account_id": DEMO_ACCOUNT_ID, "status": "active"}],
     }
-    path.write_text(json.dumps(seed, indent=2))
+    _write_private(path, json.dumps(seed, indent=2))
     return path
 
 
@@ -83,7 +128,7 @@ class DevStack:
         self.data_dir = data_dir
         self.environ = dict(os.environ if environ is None else environ)
         self.api_port = api_port
-        self.supervisor = Supervisor(echo=echo)
+        self.supervisor = Supervisor(echo=echo, umask=PRIVATE_UMASK)
         self.redis: LocalRedis | None = None
         self.podman: Any = None
         self.env: dict[str, str] = {}
@@ -97,7 +142,7 @@ class DevStack:
         return [sys.executable, *args]
 
     def start(self, *, agent: bool = True) -> None:
-        self.data_dir.mkdir(parents=True, exist_ok=True)
+        make_private(self.data_dir)
         env = dict(self.environ)
         env.setdefault("LOG_FORMAT", "console")
         self.master_key = env.get("MASTER_API_KEY") or _secret_file(self.data_dir / "master-key")
@@ -105,7 +150,8 @@ class DevStack:
         if not env.get("FLAREPORT_ADMIN_PASSWORD_HASH"):
             env.setdefault("FLAREPORT_ADMIN_PASSWORD", _secret_file(self.data_dir / "admin-password"))
         if not env.get("REDIS_URL"):
-            self.redis = LocalRedis(self.data_dir / "redis", aof=True)
+            password = _secret_file(self.data_dir / "redis-password")
+            self.redis = LocalRedis(self.data_dir / "redis", aof=True, password=password, umask=PRIVATE_UMASK)
             self.redis.start()
             env["REDIS_URL"] = self.redis.url
         if not env.get("CLOUDFLARE_API_TOKEN"):
@@ -123,6 +169,9 @@ class DevStack:
             )
         if agent:
             self._start_agent(env)
+        # What the children created before their first write under our umask (Podman's socket and log, which
+        # it opens with the caller's umask) is private too.
+        make_private(self.data_dir)
 
     def _start_emulator(self, env: dict[str, str]) -> None:
         child = self.supervisor.start(
@@ -159,9 +208,7 @@ class DevStack:
         else:
             created = _http_json("POST", f"{self.api_url}/api/v1/keys", self.master_key, {"label": "local agent"})
             self.agent_key_id, agent_key = created["info"]["key_id"], created["key"]
-            fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "w") as handle:
-                handle.write(f"{self.agent_key_id} {agent_key}\n")
+            _write_private(key_file, f"{self.agent_key_id} {agent_key}\n", exclusive=True)
         self.docker_host = self._docker_host()
         agent_env = {
             **env,
@@ -202,6 +249,13 @@ class DevStack:
         if self.redis is not None:
             self.redis.stop()
 
+    def _redis_shown(self) -> str:
+        url = self.env.get("REDIS_URL", "")
+        if self.redis is None or not self.redis.password:
+            return url
+        masked = url.replace(f":{self.redis.password}@", ":***@")
+        return f"{masked}   (password in {self.data_dir / 'redis-password'})"
+
     def banner(self) -> str:
         cloudflare = self.env.get("CLOUDFLARE_API_BASE_URL", "")
         return "\n".join(
@@ -216,7 +270,7 @@ class DevStack:
                     else "from FLAREPORT_ADMIN_PASSWORD_HASH)"
                 ),
                 f"  Master key   {self.master_key}   (kept in {self.data_dir / 'master-key'})",
-                f"  Redis        {self.env.get('REDIS_URL', '')}",
+                f"  Redis        {self._redis_shown()}",
                 f"  Cloudflare   {cloudflare}"
                 + ("   (emulator; state: /__emulator/state)" if "127.0.0.1" in cloudflare else ""),
                 "",

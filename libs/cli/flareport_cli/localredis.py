@@ -2,10 +2,16 @@
 
 Never assumes port 6379 is free or ours. Data lives in a directory of the caller's choosing; with ``aof=True``
 the append-only file makes a restart keep every acknowledged write (what durability tests need).
+
+With ``password`` (what ``flareport dev`` passes) Redis requires it: it goes into ``redis.conf`` in the work
+directory (mode 0600), never onto the command line, where ``ps`` would show it to every user of the machine, and
+into ``url``. With ``umask`` (``flareport dev``: 0o077) the server creates its files with it: the AOF and RDB
+files hold tunnel tokens and keys.
 """
 
 from __future__ import annotations
 
+import os
 import shutil
 import socket
 import subprocess
@@ -34,10 +40,22 @@ def free_port() -> int:
 
 
 class LocalRedis:
-    def __init__(self, workdir: Path, *, aof: bool = False, binary: str = "redis-server") -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        *,
+        aof: bool = False,
+        binary: str = "redis-server",
+        password: str | None = None,
+        umask: int | None = None,
+    ) -> None:
+        if password is not None and (not password or any(c.isspace() or c in "\"'\\@:/" for c in password)):
+            raise RedisServerError("the local Redis password must be non-empty, without spaces, quotes, @, : or /")
         self.workdir = workdir
         self.aof = aof
         self.binary = binary
+        self.password = password
+        self.umask = umask
         self.port: int | None = None
         self._process: subprocess.Popen[bytes] | None = None
 
@@ -45,7 +63,24 @@ class LocalRedis:
     def url(self) -> str:
         if self.port is None:
             raise RedisServerError("redis-server is not started")
-        return f"redis://127.0.0.1:{self.port}"
+        auth = f":{self.password}@" if self.password else ""
+        return f"redis://{auth}127.0.0.1:{self.port}"
+
+    @property
+    def conf_path(self) -> Path:
+        return self.workdir / "redis.conf"
+
+    def _write_conf(self) -> list[str]:
+        """The config file argument (first on redis-server's command line), when there is a password to keep off it."""
+        if self.password is None:
+            return []
+        fd = os.open(self.conf_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            os.fchmod(fd, 0o600)
+            os.write(fd, f"requirepass {self.password}\n".encode())
+        finally:
+            os.close(fd)
+        return [str(self.conf_path)]
 
     @property
     def running(self) -> bool:
@@ -55,12 +90,16 @@ class LocalRedis:
         if shutil.which(self.binary) is None:
             raise RedisServerError(f"{self.binary} not found; `make deps` installs it")
         self.workdir.mkdir(parents=True, exist_ok=True)
+        if self.umask is not None:
+            self.workdir.chmod(0o777 & ~self.umask)
+        conf = self._write_conf()
         # A port found free can be taken before redis binds it: try a few.
         for _ in range(5):
             chosen = port or self.port or free_port()
             self._process = subprocess.Popen(
                 [
                     self.binary,
+                    *conf,
                     "--port", str(chosen),
                     "--bind", "127.0.0.1",
                     "--save", "",
@@ -73,6 +112,7 @@ class LocalRedis:
                 stderr=subprocess.DEVNULL,
                 # Its own session: a Ctrl-C meant for `flareport dev` must not stop Redis before the services.
                 start_new_session=True,
+                umask=-1 if self.umask is None else self.umask,
             )  # fmt: skip
             if self._wait_ready(chosen, timeout):
                 self.port = chosen
@@ -87,7 +127,7 @@ class LocalRedis:
         while time.monotonic() < deadline:
             if self._process is None or self._process.poll() is not None:
                 return False
-            if _ping(port):
+            if _ping(port, self.password):
                 return True
             time.sleep(0.02)
         return False
@@ -118,10 +158,22 @@ def end_process(process: subprocess.Popen[bytes] | None, *, kill: bool = False, 
         process.wait()
 
 
-def _ping(port: int) -> bool:
+def _command(*args: str) -> bytes:
+    parts = [f"*{len(args)}\r\n".encode()]
+    for arg in args:
+        raw = arg.encode()
+        parts.append(b"$%d\r\n%s\r\n" % (len(raw), raw))
+    return b"".join(parts)
+
+
+def _ping(port: int, password: str | None = None) -> bool:
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=0.5) as sock:
-            sock.sendall(b"PING\r\n")
+            if password is not None:
+                sock.sendall(_command("AUTH", password))
+                if not sock.recv(64).startswith(b"+OK"):
+                    return False
+            sock.sendall(_command("PING"))
             return sock.recv(64).startswith(b"+PONG")
     except OSError:
         return False

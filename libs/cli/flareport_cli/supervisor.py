@@ -2,7 +2,8 @@
 
 Each child's output is relayed line by line with its name in front, so one terminal shows the whole stack.
 Stopping sends SIGTERM to every child (newest first, so agents stop before the API they talk to), waits for
-each to exit within its grace period, and kills what is left.
+each to exit within its grace period, and kills what is left. With ``umask`` every child starts with it
+(``flareport dev`` passes 0o077: the files the services write, such as the emulator's state, are private).
 """
 
 from __future__ import annotations
@@ -30,8 +31,11 @@ class Child:
 
 
 class Supervisor:
-    def __init__(self, *, echo: bool = True, out: IO[str] | None = None, keep_lines: int = 2000) -> None:
+    def __init__(
+        self, *, echo: bool = True, out: IO[str] | None = None, keep_lines: int = 2000, umask: int | None = None
+    ) -> None:
         self.children: list[Child] = []
+        self.umask = umask
         self._echo = echo
         self._out = out or sys.stdout
         self._keep = keep_lines
@@ -46,6 +50,7 @@ class Supervisor:
             text=True,
             bufsize=1,
             start_new_session=True,  # Ctrl-C goes to us; we stop the children in order
+            umask=-1 if self.umask is None else self.umask,
         )
         child = Child(name, argv, process)
         child.relay = threading.Thread(target=self._relay, args=(child,), name=f"relay-{name}", daemon=True)
