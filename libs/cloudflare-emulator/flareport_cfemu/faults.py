@@ -63,7 +63,11 @@ class FaultRule:
         unknown = set(data) - allowed
         if unknown:
             raise ValueError(f"unknown fault fields: {', '.join(sorted(unknown))}")
-        rule = cls(**{k: data[k] for k in allowed if k in data})
+        # Copies: a rule pops its sequence, and must not change the caller's lists (or another rule's).
+        fields: dict[str, Any] = {
+            k: list(data[k]) if isinstance(data[k], list) else data[k] for k in allowed if k in data
+        }
+        rule = cls(**fields)
         for step in rule.sequence:
             if step != "drop" and (isinstance(step, bool) or not isinstance(step, int) or not 0 <= step <= 599):
                 raise ValueError(f"sequence steps must be HTTP statuses or 'drop', got {step!r}")

@@ -1,7 +1,9 @@
 """Access endpoints under ``/accounts/{account_id}/access``: apps, app-scoped policies,
 reusable policies and tags; thin over :mod:`access_apps` and :mod:`access_store`.
 
-Lists default to 25 per page, clamped to 1..1000.
+Lists default to 25 per page; a ``per_page`` outside 1..50 is refused. Cloudflare's maximum for Access lists is not
+confirmed from public sources: 50 is the smallest maximum its v4 lists are known to use (zones), so a client that
+works here works there (docs/cloudflare-emulator.md, assumptions).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from flareport_cfemu.envelope import API_PREFIX, paginate, read_json, success
 from flareport_cfemu.runtime import EMULATOR
 from flareport_cfemu.state import EmulatorState
 
+ACCESS_MAX_PER_PAGE = 50
 routes = web.RouteTableDef()
 ACCESS = API_PREFIX + "/accounts/{account_id}/access"
 APP = ACCESS + "/apps/{app_id}"
@@ -26,7 +29,7 @@ def _account(request: web.Request) -> tuple[EmulatorState, str]:
 
 
 def _page(request: web.Request, items: list[access_store.Json]) -> web.Response:
-    page, info = paginate(items, request.query, default_per_page=25, max_per_page=1000)
+    page, info = paginate(items, request.query, default_per_page=25, max_per_page=ACCESS_MAX_PER_PAGE)
     return success(page, result_info=info)
 
 

@@ -170,6 +170,8 @@ class DnsWorkerSettings:
     access_tag: str = "flareport"
     # How long a job may sit unacknowledged with a dead replica before another takes it over.
     claim_idle_seconds: float = 30.0
+    # How long (from the job) a tunnel deletion waits for the tunnel's connections to drain before it cascades.
+    tunnel_delete_deadline_seconds: float = 600.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -425,6 +427,9 @@ def load_dns_worker(environ: Mapping[str, str]) -> DnsWorkerSettings:
         max_call_attempts=env.integer("CLOUDFLARE_MAX_CALL_ATTEMPTS", default=5, minimum=1, maximum=20),
         access_tag=env.text("FLAREPORT_ACCESS_TAG", default="flareport"),
         claim_idle_seconds=env.number("FLAREPORT_CLAIM_IDLE_SECONDS", default=30.0, minimum=0.1),
+        tunnel_delete_deadline_seconds=env.number(
+            "CLOUDFLARE_TUNNEL_DELETE_DEADLINE_SECONDS", default=600.0, minimum=0.0
+        ),
     )
 
 

@@ -10,8 +10,12 @@ conflict and is never touched; ours is replaced (``PUT``) when it differs; a mis
 created or updated as their definition changes and linked to the app after its own policy.
 
 The tag is created once per process, before the first app write: concurrent jobs of a fresh worker wait
-on one lock instead of each sending its own ``POST /access/tags``, and a refused create is checked by reading
-the tag: one that already exists (another replica, an earlier run) counts as created.
+on one lock instead of each sending its own ``POST /access/tags``, and a refused create (whatever its status:
+Cloudflare's answer to a duplicate is a 409, a 400 has been seen too) is checked by reading the tag: one that
+already exists (another replica, an earlier run, a restart) counts as created.
+
+Lists are read 50 per page (``ACCESS_PER_PAGE``): Cloudflare's maximum for Access lists is not documented where
+we could confirm it, and 50 is the smallest maximum its v4 lists use.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ import redis.asyncio as aioredis
 
 from flareport_common.keys import Keys
 from flareport_common.messages.cfjobs import DesiredAccessApp, SyncAccessApp
+from flareport_common.messages.cfresults import CfError
 from flareport_dns_worker.access_plan import (
     app_body,
     app_domain,
@@ -34,15 +39,16 @@ from flareport_dns_worker.access_plan import (
     policy_matches,
     reusable_policy_body,
 )
-from flareport_dns_worker.cfclient import CfApiError, CfTransientError, CloudflareApi
+from flareport_dns_worker.cfclient import CfApiError, CloudflareApi
 from flareport_dns_worker.metrics import APP_CREATE_REFUSED, CONFLICTS
 from flareport_dns_worker.outcome import Outcome
 from flareport_dns_worker.tunnels import JobFailed, api_error
 
 ACCESS = "/accounts/{account_id}/access"
-# Cloudflare's answer to a create on a domain that has an app (code 11010); the client counts 409 as retryable,
-# so it arrives as a non-retried ``CfTransientError`` of a POST.
+# Cloudflare's answer to a create on a domain that has an app: 409, code 11010.
 APP_EXISTS_STATUS = 409
+APP_EXISTS_CODE = 11010
+ACCESS_PER_PAGE = 50
 
 
 class AccessSync:
@@ -72,7 +78,7 @@ class AccessSync:
                 return outcome
             return await self._sync(job, desired, key, outcome)
         except CfApiError as error:
-            raise JobFailed(api_error(error, hostname=job.hostname)) from error
+            raise JobFailed(api_error(error, hostname=job.hostname, path=job.path)) from error
 
     async def _create(self, desired: DesiredAccessApp, key: str, outcome: Outcome) -> bool:
         """Create the app of a target never written before; False when its domain already has an app."""
@@ -80,8 +86,8 @@ class AccessSync:
         await self._ensure_tag(outcome)
         try:
             answer = await self._api.request("POST", ACCESS + "/apps", body=app_body(desired, self._tag, group_ids))
-        except CfTransientError as error:
-            if error.status == APP_EXISTS_STATUS:
+        except CfApiError as error:
+            if _app_exists(error):
                 APP_CREATE_REFUSED.inc()
                 return False  # ours from a lost cache, or foreign: the lookup decides
             raise
@@ -91,7 +97,9 @@ class AccessSync:
 
     async def _sync(self, job: SyncAccessApp, desired: DesiredAccessApp | None, key: str, outcome: Outcome) -> Outcome:
         domain = app_domain(job.hostname, job.path)
-        found = await self._api.list_all(ACCESS + "/apps", per_page=1000, params={"domain": domain, "exact": "true"})
+        found = await self._api.list_all(
+            ACCESS + "/apps", per_page=ACCESS_PER_PAGE, params={"domain": domain, "exact": "true"}
+        )
         current = next((a for a in found if str(a.get("domain", "")).lower() == domain), None)
         if current is not None and not is_ours(current, self._tag):
             CONFLICTS.labels("access").inc()
@@ -115,7 +123,28 @@ class AccessSync:
         await self._ensure_tag(outcome)
         outcome.writes += 1
         if current is None:
-            answer = await self._api.request("POST", ACCESS + "/apps", body=wanted)
+            try:
+                answer = await self._api.request("POST", ACCESS + "/apps", body=wanted)
+            except CfApiError as error:
+                if not _app_exists(error):
+                    raise
+                # Cloudflare has an app on this domain that the lookup by domain does not show (another path, a
+                # zone-level app...): a conflict to report, not a create to repeat.
+                outcome.writes -= 1
+                CONFLICTS.labels("access").inc()
+                outcome.errors.append(
+                    CfError(
+                        code=error.code,
+                        message=(
+                            f"an Access application already exists for {domain} but the lookup by domain does not "
+                            f"show it ({error.message}); it is left alone"
+                        ),
+                        hostname=job.hostname,
+                        path=job.path,
+                        kind="conflict",
+                    )
+                )
+                return outcome
         else:
             answer = await self._api.request("PUT", ACCESS + "/apps/{app_id}", body=wanted, app_id=str(current["id"]))
         await self._redis.set(key, json.dumps(answer.get("result") or {}))
@@ -131,7 +160,8 @@ class AccessSync:
                 outcome.writes += 1
                 await self._api.request("POST", ACCESS + "/tags", body={"name": self._tag})
             except CfApiError as refused:
-                # Most likely it exists already; rather than trusting the wording of the refusal, look.
+                # Most likely it exists already (409, or 400 on some answers); rather than trusting the status or
+                # the wording of the refusal, look.
                 try:
                     await self._api.request("GET", ACCESS + "/tags/{tag_name}", tag_name=self._tag)
                 except CfApiError:
@@ -139,7 +169,8 @@ class AccessSync:
             self._tag_ready = True
 
     async def _group_policies(self, desired: DesiredAccessApp, outcome: Outcome) -> dict[str, str]:
-        existing = {str(p.get("name")): p for p in await self._api.list_all(ACCESS + "/policies", per_page=1000)}
+        policies = await self._api.list_all(ACCESS + "/policies", per_page=ACCESS_PER_PAGE)
+        existing = {str(p.get("name")): p for p in policies}
         ids: dict[str, str] = {}
         for group_id, definition in desired.groups.items():
             body = reusable_policy_body(group_id, definition)
@@ -152,3 +183,8 @@ class AccessSync:
                 await self._api.request("PUT", ACCESS + "/policies/{policy_id}", body=body, policy_id=str(policy["id"]))
             ids[group_id] = str(policy["id"])
         return ids
+
+
+def _app_exists(error: CfApiError) -> bool:
+    """Cloudflare refused a create because an application already has the domain."""
+    return error.status == APP_EXISTS_STATUS or error.code == APP_EXISTS_CODE

@@ -3,11 +3,16 @@
 Why the SDK is built with ``max_retries=0``: its own retries (2 by default) would happen *inside* one of our
 calls — after we took one token from the shared bucket, but spending two or three requests of the budget,
 and obeying Retry-After only up to 60 s for this one caller while every other replica keeps calling. Our
-policy instead: every attempt takes a token; a 429 pauses all replicas until Retry-After; 5xx, 409, timeouts
-and connection errors are retried with capped exponential backoff and jitter — but only for idempotent
-requests (GET, PUT, PATCH, DELETE). A POST that timed out may have been applied; repeating it could create
-a duplicate, so it is reported as ambiguous and the caller re-reads Cloudflare before deciding again.
-Other 4xx answers are permanent and carry Cloudflare's code and message up to the job's result.
+policy instead: every attempt takes a token; a 429 pauses all replicas until Retry-After; 5xx, timeouts and
+connection errors are retried with capped exponential backoff and jitter — but only for idempotent requests
+(GET, PUT, PATCH, DELETE). A POST that timed out may have been applied; repeating it could create a duplicate,
+so it is reported as ambiguous and the caller re-reads Cloudflare before deciding again.
+
+Every other 4xx is an answer, not an outage, and is never repeated blindly: it becomes a ``CfApiError`` whose
+``kind`` says what it means, from the status *and* Cloudflare's code (see ``classify``). A 409 is a conflict or
+an "already exists" (the caller decides which), never a transient error; an error nested in ``error_chain``
+(Cloudflare wraps DNS errors under 1004 on some endpoints) is unpacked to its cause; a missing token permission
+or a Zero Trust organisation that does not exist is named as such, for the job or rule that needed it.
 
 Requests go through the SDK's generic verbs with Cloudflare's documented v4 paths and plain JSON bodies:
 the paths are the contract the emulator checks, the raw ``result_info`` lets a list stop at its last page
@@ -31,18 +36,85 @@ from flareport_dns_worker.ratelimit import RateLimiter
 Json = dict[str, Any]
 log = structlog.get_logger("flareport.dns_worker.cloudflare")
 IDEMPOTENT = frozenset({"GET", "PUT", "PATCH", "DELETE"})
-RETRIED_STATUSES = frozenset({409, 500, 502, 503, 504, 520, 521, 522, 523, 524})
+RETRIED_STATUSES = frozenset({500, 502, 503, 504, 520, 521, 522, 523, 524})
+# Cloudflare codes that mean "something is already there" (DNS: 81053 A/AAAA/CNAME on that host, 81054 a CNAME
+# on that host, 81057 the record already exists, 81058 an identical record; 1013 a tunnel of that name; 11010 an
+# Access application on that domain).
+CONFLICT_CODES = frozenset({81053, 81054, 81057, 81058, 1013, 11010})
+# "Record does not exist.": the object our observed copy names is gone (a stale copy, not a bad request).
+STALE_CODES = frozenset({81044})
+# A token that lacks a permission: 10000 "Authentication error" answered with 403, 9109 "Unauthorized to access
+# requested resource". (10000 with 401 is a token Cloudflare does not know at all.)
+PERMISSION_CODES = frozenset({10000, 9109})
+QUOTA_CODES = frozenset({81045})
+# Words of Cloudflare's answer when the account has no Zero Trust organisation (Access not set up): the code of
+# that answer is not documented, so the message decides.
+NOT_ENABLED_HINTS = ("not enabled", "organization does not exist", "no access organization", "not set up")
+# The token permission each endpoint needs (Cloudflare's names, as the dashboard shows them).
+PERMISSIONS = (
+    ("/zones/{zone_id}/dns_records", "Zone > DNS > Edit"),
+    ("/zones", "Zone > Zone > Read"),
+    ("/accounts/{account_id}/cfd_tunnel", "Account > Cloudflare Tunnel > Edit"),
+    ("/accounts/{account_id}/access", "Account > Access: Apps and Policies > Edit"),
+)
+
+
+def permission_for(endpoint: str) -> str:
+    """The token permission an endpoint (``"METHOD /template"``) needs, by Cloudflare's name."""
+    template = endpoint.partition(" ")[2]
+    for prefix, permission in PERMISSIONS:
+        if template.startswith(prefix):
+            return permission
+    return "the permission for " + template
+
+
+def classify(status: int, code: int, message: str) -> str:
+    """What a refusal means: ``conflict``, ``stale``, ``permission``, ``not_enabled``, ``quota`` or ``invalid``."""
+    lowered = message.lower()
+    if status == 409 or code in CONFLICT_CODES:
+        return "conflict"
+    if code in STALE_CODES:
+        return "stale"
+    if code in QUOTA_CODES or "quota" in lowered:
+        return "quota"
+    if any(hint in lowered for hint in NOT_ENABLED_HINTS) and ("access" in lowered or "zero trust" in lowered):
+        return "not_enabled"
+    if status in (401, 403) or code in PERMISSION_CODES:
+        return "permission"
+    return "invalid"
 
 
 class CfApiError(Exception):
-    """Cloudflare refused the request (a 4xx other than 429/409): retrying cannot help."""
+    """Cloudflare refused the request (a 4xx other than 429): repeating it as it is cannot help.
 
-    def __init__(self, status: int, code: int, message: str, endpoint: str) -> None:
+    ``code``/``message`` are the cause: the innermost entry of ``error_chain`` when Cloudflare nested one (``outer``
+    keeps the wrapper, e.g. 1004 "DNS Validation Error"). ``kind`` is ``classify``'s reading of it; ``explain()``
+    says it in words a rule's error can show.
+    """
+
+    def __init__(self, status: int, code: int, message: str, endpoint: str, *, outer: int | None = None) -> None:
         super().__init__(f"{endpoint}: {status} [{code}] {message}")
         self.status = status
         self.code = code
         self.message = message
         self.endpoint = endpoint
+        self.outer = outer
+        self.kind = classify(status, code, message)
+
+    def explain(self) -> str:
+        said = f"Cloudflare answered {self.status} [{self.code}] {self.message}"
+        if self.kind == "permission" and self.status == 401:
+            return f"Cloudflare does not accept the API token ({said} to {self.endpoint}); check CLOUDFLARE_API_TOKEN"
+        if self.kind == "permission":
+            return (
+                f"the API token lacks the permission {permission_for(self.endpoint)!r} ({said} to {self.endpoint}); "
+                "grant it to the token"
+            )
+        if self.kind == "not_enabled":
+            return f"Cloudflare Zero Trust (Access) is not enabled on this account ({said}); set it up in the dashboard"
+        if self.kind == "quota":
+            return f"the zone's DNS record quota is reached ({said}); remove records or change the zone's plan"
+        return self.message
 
 
 class CfTransientError(Exception):
@@ -57,12 +129,21 @@ class CfTransientError(Exception):
         self.status = status
 
 
-def _first_error(body: object) -> tuple[int, str]:
+def _first_error(body: object) -> tuple[int, str, int | None]:
+    """``(code, message, outer code)`` of Cloudflare's first error, followed down its ``error_chain`` to the cause."""
     if isinstance(body, Mapping):
         errors = body.get("errors") or []
         if errors and isinstance(errors[0], Mapping):
-            return int(errors[0].get("code") or 0), str(errors[0].get("message") or "")
-    return 0, str(body)
+            error: Mapping[str, Any] = errors[0]
+            outer: int | None = None
+            for _ in range(8):  # a chain is one or two deep; never trust a body to end
+                chain = error.get("error_chain") or []
+                if not chain or not isinstance(chain[0], Mapping):
+                    break
+                outer = outer if outer is not None else int(error.get("code") or 0)
+                error = chain[0]
+            return int(error.get("code") or 0), str(error.get("message") or ""), outer
+    return 0, str(body), None
 
 
 def _retry_after(error: cloudflare.APIStatusError) -> float:
@@ -125,10 +206,10 @@ class CloudflareApi:
                     if limited > 10 * self._max_attempts:
                         raise CfTransientError(f"{endpoint}: still rate limited", ambiguous=False) from error
                     continue  # a 429 was refused before anything happened: always safe to repeat
-                code, message = _first_error(error.body)
+                code, message, outer = _first_error(error.body)
                 if status not in RETRIED_STATUSES and status < 500:
                     CALLS.labels(endpoint, "client_error").inc()
-                    raise CfApiError(status, code, message, endpoint) from error
+                    raise CfApiError(status, code, message, endpoint, outer=outer) from error
                 CALLS.labels(endpoint, "server_error").inc()
                 reason = f"{endpoint}: {status} [{code}] {message}"
             except cloudflare.APITimeoutError as error:
@@ -167,17 +248,39 @@ class CloudflareApi:
     async def list_all(
         self, template: str, *, per_page: int, params: Mapping[str, Any] | None = None, **ids: str
     ) -> list[Json]:
-        """Every item of a paginated list, reading pages of ``per_page`` and stopping at the last one."""
+        """Every item of a paginated list, reading pages of ``per_page`` and stopping at the last one.
+
+        ``result_info`` decides, whatever it holds: a ``cursor`` is followed while Cloudflare gives one; else
+        ``total_pages``, when present, says where the last page is; else (the tunnel list has no totals) pages
+        are read while they come back full (``count`` — or the page's length — equal to ``per_page``).
+        """
         items: list[Json] = []
         page = 1
+        cursor: str | None = None
         while True:
-            envelope = await self.request(
-                "GET", template, params={**(params or {}), "page": page, "per_page": per_page}, **ids
-            )
+            paging: dict[str, Any] = {"per_page": per_page}
+            if cursor is not None:
+                paging["cursor"] = cursor
+            else:
+                paging["page"] = page
+            envelope = await self.request("GET", template, params={**(params or {}), **paging}, **ids)
             chunk = envelope.get("result") or []
             items.extend(chunk)
             info = envelope.get("result_info") or {}
-            total_pages = int(info.get("total_pages") or 0)
-            if not chunk or page >= total_pages:
+            if not chunk:
                 return items
+            next_cursor = info.get("cursor") or (info.get("cursors") or {}).get("after")
+            if next_cursor:
+                if next_cursor == cursor:
+                    return items  # a cursor that does not move would loop forever
+                cursor = str(next_cursor)
+                continue
+            if info.get("total_pages") is not None:
+                if page >= int(info["total_pages"]):
+                    return items
+            else:
+                count = info.get("count")
+                size = int(count) if isinstance(count, int | float) else len(chunk)
+                if size < int(info.get("per_page") or per_page):
+                    return items
             page += 1

@@ -56,7 +56,6 @@ RECORDS = "/zones/{zone_id}/dns_records"
 MAX_PER_PAGE = 5_000_000  # Cloudflare's documented maximum for listing DNS records
 LOADED = "\x00loaded"  # field of the zone cache hash set once the whole zone has been read
 SYNCED = "\x00synced"  # field of a target's observed hash: its name list is known (even when empty)
-CONFLICT_CODES = frozenset({81053, 81054, 81058})
 _records = msgspec.json.Decoder(list[DnsRecord])
 Current = dict[str, list[DnsRecord]]
 
@@ -240,6 +239,8 @@ class DnsSync:
                     raise
                 raise Reread(str(error)) from error
             except CfApiError as error:
+                if error.kind in ("permission", "not_enabled"):
+                    raise  # nothing about a record: every single call would be refused the same way
                 BATCH_FALLBACKS.inc()
                 log.warning("dns.batch_refused", zone_id=zone_id, code=error.code, error=error.message)
                 await self._singles(zone_id, chunk, current, outcome, refused, final=final)
@@ -273,7 +274,8 @@ class DnsSync:
                             "DELETE", RECORDS + "/{record_id}", zone_id=zone_id, record_id=op.record_id
                         )
                     except CfApiError as error:
-                        if error.status != 404:  # already gone (an earlier attempt got through): fine
+                        # Already gone (an earlier attempt got through, or 81044 "Record does not exist."): fine.
+                        if error.status != 404 and error.kind != "stale":
                             raise
                     _drop(current, op.name, op.record_id)
                 else:
@@ -284,13 +286,30 @@ class DnsSync:
                     raise
                 raise Reread(str(error)) from error
             except CfApiError as error:
-                conflict = error.code in CONFLICT_CODES
-                contradicted = contradicted or conflict
+                if error.kind in ("permission", "not_enabled"):
+                    raise  # the token, not the record: the job fails with the missing permission named
+                # A conflict (81053/81054/81057/81058, any 409) or a record that is gone (81044) contradicts the
+                # observed copy: the plan sees the truth after a fresh read.
+                conflict = error.kind == "conflict"
+                contradicted = contradicted or conflict or error.kind == "stale"
+                if error.kind == "stale":
+                    # The record our copy names is gone: forget it, so the next plan writes it anew.
+                    _drop(current, op.name, getattr(op, "record_id", ""))
+                    if final:
+                        outcome.errors.append(
+                            CfError(
+                                code=error.code,
+                                message=f"the record vanished while it was written ({error.message}); written again "
+                                "at the next change or drift check",
+                                hostname=op.name,
+                                kind="invalid",
+                            )
+                        )
+                    continue
                 if conflict:
                     CONFLICTS.labels("dns").inc()
-                problem = CfError(
-                    code=error.code, message=error.message, hostname=op.name, kind="conflict" if conflict else "invalid"
-                )
+                kind = error.kind if error.kind in ("conflict", "quota") else "invalid"
+                problem = CfError(code=error.code, message=error.explain(), hostname=op.name, kind=kind)
                 outcome.errors.append(problem)
                 if not conflict and error.status == 400:
                     # A refusal of this record (validation, quota) is left out of the zone's next batches. A conflict

@@ -95,7 +95,7 @@ class DnsWorkerService:
             dns=DnsSync(
                 self.api, redis, keys, zones, leases, owner=settings.owner_id, batch_size=settings.dns_batch_size
             ),
-            tunnels=Tunnels(self.api, redis, keys),
+            tunnels=Tunnels(self.api, redis, keys, delete_deadline_seconds=settings.tunnel_delete_deadline_seconds),
             access=AccessSync(self.api, redis, keys, tag=settings.access_tag),
             max_deliveries=config.max_deliveries,
         )

@@ -19,21 +19,33 @@ refuses a duplicate (``409``, code 1013) and only then is the tunnel looked up b
 the token comes from the create's answer (``token``), with ``GET .../token`` only for a tunnel the worker
 did not just create. The ids of tunnels Flareport created are kept in a Redis set: ``delete_tunnel``
 removes only those, never a tunnel it merely adopted by name.
+
+Deleting a tunnel: Cloudflare refuses to delete a tunnel that has connections (code 1022), and it keeps tracking a
+stopped connector's connections for minutes. The reconciler sends the deletion right after the agent's
+``stop_tunnel``, so the connector is often still running, or just stopped. The worker therefore cleans the
+tunnel's connections (``DELETE .../connections``: the lingering ones of a stopped connector go) and deletes
+again; while a connector still runs, it retries with backoff, publishing a ``pending`` result with the reason
+(the agent stays ``decommissioning`` with it), until the deadline (``delete_deadline_seconds`` from the job,
+so a restart or another replica keeps the same one); past it, the tunnel is deleted with ``cascade=true``.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import hmac
 import json
 import secrets
 import time
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from typing import Any
 
 import redis.asyncio as aioredis
 import structlog
 
+from flareport_common.backoff import Backoff
 from flareport_common.keys import Keys
 from flareport_common.messages.cfjobs import DeleteTunnel, EnsureTunnel, SyncTunnelIngress
 from flareport_common.messages.cfresults import CfError, TunnelEnsured
@@ -50,6 +62,10 @@ CONFIG = TUNNEL + "/configurations"
 TOKEN_MISMATCH = "token_mismatch"  # noqa: S105 - an error kind, not a secret
 # Cloudflare's code for "You already have a tunnel with this name" (answered with HTTP 409).
 TUNNEL_NAME_TAKEN = 1013
+# Cloudflare's code for a delete of a tunnel that still has (active or lingering) connections.
+TUNNEL_HAS_CONNECTIONS = 1022
+# Error kind of a progress result: the deletion waits for the tunnel's connections to drain.
+PENDING = "pending"
 # How long the empty configuration of a tunnel we just created is trusted without a GET. The first ingress
 # job normally follows the create within a second (result -> reconciler -> job); the bound keeps a tunnel
 # whose first rules come much later (an agent without containers) from being written over a dashboard edit.
@@ -68,15 +84,24 @@ class JobFailed(Exception):
         self.error = error
 
 
-def api_error(error: CfApiError, *, hostname: str | None = None, kind: str = "invalid") -> CfError:
-    return CfError(code=error.code, message=error.message, hostname=hostname, kind=kind)
+def api_error(error: CfApiError, *, hostname: str | None = None, path: str | None = None) -> CfError:
+    """Cloudflare's refusal as a result's error: its kind (``conflict``, ``permission``, ``not_enabled``, ``quota``,
+    ``invalid``) and, for a missing permission or Zero Trust or a full quota, a message saying so."""
+    kind = error.kind if error.kind in ("conflict", "permission", "not_enabled", "quota") else "invalid"
+    return CfError(code=error.code, message=error.explain(), hostname=hostname, path=path, kind=kind)
+
+
+Progress = Callable[[CfError], Awaitable[None]]
 
 
 class Tunnels:
-    def __init__(self, api: CloudflareApi, redis: aioredis.Redis, keys: Keys) -> None:
+    def __init__(
+        self, api: CloudflareApi, redis: aioredis.Redis, keys: Keys, *, delete_deadline_seconds: float = 600.0
+    ) -> None:
         self._api = api
         self._redis = redis
         self._keys = keys
+        self._delete_deadline = delete_deadline_seconds
 
     # ---- ingress -------------------------------------------------------------------------------------------
 
@@ -203,12 +228,10 @@ class Tunnels:
         try:
             envelope = await self._api.request("POST", TUNNELS, body=body)
         except CfApiError as error:
-            if error.code != TUNNEL_NAME_TAKEN:
+            if error.code != TUNNEL_NAME_TAKEN and error.status != 409:
                 raise
-            return await self._adopt(name), False
+            return await self._adopt(name), False  # the name is taken: refused, nothing was created
         except CfTransientError as error:
-            if error.status == 409:  # the name is taken: refused, nothing was created
-                return await self._adopt(name), False
             # The create may have gone through before the answer was lost: look before anything else (a second
             # create would fail on the name). The lease on this agent's target means it was ours.
             found = await self._by_name(name) if error.ambiguous else None
@@ -233,22 +256,66 @@ class Tunnels:
             raise CfTransientError(f"tunnel name {name!r} is taken but no live tunnel has it", ambiguous=False)
         return found
 
-    async def delete(self, job: DeleteTunnel) -> Outcome:
+    async def delete(self, job: DeleteTunnel, progress: Progress | None = None) -> Outcome:
         created = await self._redis.sismember(self._keys.cf_created_tunnels, job.tunnel_id)
         if not created:
             raise JobFailed(
                 CfError(message=f"tunnel {job.tunnel_id} was not created by Flareport; left in place", kind="refused")
             )
-        try:
-            await self._api.request("DELETE", TUNNEL, tunnel_id=job.tunnel_id)
-        except CfApiError as error:
-            if error.status != 404:
-                raise JobFailed(api_error(error)) from error
+        deadline = job.occurred_at.timestamp() + self._delete_deadline
+        backoff = Backoff(initial=0.5, maximum=max(0.5, min(30.0, self._delete_deadline / 10)))
+        outcome = Outcome()
+        reported = False
+        while True:
+            cascade = time.time() >= deadline
+            refused = await self._try_delete(job.tunnel_id, cascade=cascade, outcome=outcome)
+            if refused is None:
+                break
+            # It has connections. The lingering ones of a stopped connector can be cleaned up at once.
+            outcome.writes += 1
+            try:
+                await self._api.request("DELETE", TUNNEL + "/connections", tunnel_id=job.tunnel_id)
+            except CfApiError as error:
+                if error.status != 404:
+                    raise JobFailed(api_error(error)) from error
+            refused = await self._try_delete(job.tunnel_id, cascade=False, outcome=outcome)
+            if refused is None:
+                break
+            # A connector still runs (the agent has not stopped cloudflared yet): wait for it, up to the deadline.
+            until = datetime.fromtimestamp(deadline, UTC).strftime("%H:%M:%S UTC")
+            reason = (
+                f"tunnel {job.tunnel_id} still has active connections (its connector is running); "
+                f"retrying until {until}, then deleting it with cascade"
+            )
+            log.info("tunnel.delete_waiting", tunnel_id=job.tunnel_id, error=refused.message)
+            if progress is not None and not reported:
+                reported = True
+                await progress(CfError(code=refused.code, message=reason, kind=PENDING))
+            await asyncio.sleep(max(0.0, min(backoff.next(), deadline - time.time())))
         pipe = self._redis.pipeline(transaction=True)
         pipe.srem(self._keys.cf_created_tunnels, job.tunnel_id)
         pipe.delete(self._keys.target_observed(job.target))
         await pipe.execute()
-        return Outcome(writes=1)
+        return outcome
+
+    async def _try_delete(self, tunnel_id: str, *, cascade: bool, outcome: Outcome) -> CfApiError | None:
+        """Delete the tunnel: None when it is gone, the refusal when it still has connections."""
+        outcome.writes += 1
+        try:
+            await self._api.request(
+                "DELETE", TUNNEL, params={"cascade": "true"} if cascade else None, tunnel_id=tunnel_id
+            )
+        except CfApiError as error:
+            if error.status == 404:
+                return None  # gone already (an earlier attempt got through): that is the goal
+            if not cascade and _has_connections(error):
+                return error
+            raise JobFailed(api_error(error)) from error
+        return None
+
+
+def _has_connections(error: CfApiError) -> bool:
+    return error.code == TUNNEL_HAS_CONNECTIONS or "connection" in error.message.lower()
 
 
 def _pristine(observed: dict[Any, Any]) -> bool:

@@ -45,7 +45,7 @@ from flareport_dns_worker.dns_sync import DnsSync
 from flareport_dns_worker.lease import Leases
 from flareport_dns_worker.metrics import DRIFT_REPAIRS, JOB_SECONDS, JOBS
 from flareport_dns_worker.outcome import Outcome
-from flareport_dns_worker.tunnels import JobFailed, Tunnels
+from flareport_dns_worker.tunnels import JobFailed, Tunnels, api_error
 
 log = structlog.get_logger("flareport.dns_worker")
 VersionedJob = SyncTunnelIngress | SyncDnsZone | SyncAccessApp
@@ -92,8 +92,9 @@ class Worker:
             try:
                 outcome = await self._handle(job)
             except CfApiError as error:
-                # Cloudflare refused a read or write the sync could not work around (bad token, missing zone).
-                await self._publish_failure(job, CfError(code=error.code, message=str(error), kind="invalid"))
+                # Cloudflare refused a read or write the sync could not work around (a missing permission, a zone
+                # gone): never retried, reported with what it means.
+                await self._publish_failure(job, api_error(error))
                 outcome = "failed"
             except (CfTransientError, TemporaryError) as error:
                 busy = isinstance(error, TemporaryError)
@@ -114,7 +115,7 @@ class Worker:
             return "applied" if ensured.ok else "failed"
         if isinstance(job, DeleteTunnel):
             async with self._leases.hold(self._keys.target_lease(job.target), job.target):
-                return await self._run(job, lambda: self._tunnels.delete(job), version="")
+                return await self._run(job, lambda: self._tunnels.delete(job, self._progress(job)), version="")
         if isinstance(job, VerifyTarget):
             return await self._verify(job)
         applied = await self._applied(job)
@@ -208,6 +209,14 @@ class Worker:
             correlation_id=job.correlation_id,
         )
         await self._producer.send(self._keys.cf_results, result)
+
+    def _progress(self, job: DeleteTunnel) -> Callable[[CfError], Awaitable[None]]:
+        """Publish where a long job stands (a failed result of kind ``pending``); its final result follows."""
+
+        async def publish(error: CfError) -> None:
+            await self._publish_failure(job, error)
+
+        return publish
 
     async def _publish_failure(self, job: CfJobMessage, error: CfError, *, version: str = "") -> None:
         if isinstance(job, EnsureTunnel):

@@ -144,7 +144,7 @@ async def test_refused_batch_falls_back_to_single_calls_and_names_the_bad_record
         assert emu.emulator.count("POST /zones/{zone_id}/dns_records") == 3
         [result] = await job_results(redis, keys)
         assert result.ok
-        assert [(e.kind, e.hostname, e.code) for e in result.errors] == [("invalid", "over.example.com", 81045)]
+        assert [(e.kind, e.hostname, e.code) for e in result.errors] == [("quota", "over.example.com", 81045)]
         assert records_named(emu, "good1.example.com") and records_named(emu, "good2.example.com")
     finally:
         await svc.close()

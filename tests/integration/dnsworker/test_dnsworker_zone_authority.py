@@ -157,7 +157,7 @@ async def test_a_write_cloudflare_refuses_costs_single_calls_once_then_the_zones
         await drain(svc)
         assert two_zones.emulator.count(BATCH) == 1 and two_zones.emulator.count(SINGLE_POST) == 3
         [first] = await job_results(redis, keys)
-        assert [(e.kind, e.hostname, e.code) for e in first.errors] == [("invalid", "c.example.test", 81045)]
+        assert [(e.kind, e.hostname, e.code) for e in first.errors] == [("quota", "c.example.test", 81045)]
         # Next change: a goes, d comes. The refused c is left out, so the change is one batch that Cloudflare takes.
         next_job = zone_job("example.test", ["b.example.test", "c.example.test", "d.example.test"], "v2")
         await send(redis, keys, [next_job])
@@ -182,23 +182,24 @@ async def test_a_write_cloudflare_refuses_costs_single_calls_once_then_the_zones
 async def test_a_refusal_that_says_nothing_about_the_record_is_not_remembered(
     two_zones: RunningEmulator, redis: aioredis.Redis, redis_server: LocalRedis, keys: Keys, prefix: str
 ) -> None:
-    # A 403 (a token that lost its write permission for a moment) refuses the batch and the first single call.
-    two_zones.emulator.set_faults(
-        [{"endpoint": BATCH, "sequence": [403]}, {"endpoint": SINGLE_POST, "sequence": [403]}]
-    )
+    # A 403 (a token that lost its write permission for a moment) refuses the batch: the job fails naming the
+    # permission, without a single call per record (each would be refused the same way) and without remembering
+    # anything about the records.
+    two_zones.emulator.set_faults([{"endpoint": BATCH, "sequence": [403]}])
     svc = service(settings_for(redis_server.url, prefix, two_zones), redis)
     try:
         await send(redis, keys, [zone_job("example.test", ["a.example.test", "b.example.test"], "v1")])
         await drain(svc)
-        assert names_in(two_zones, EXAMPLE) == {"b.example.test"}
+        assert names_in(two_zones, EXAMPLE) == set()
         [first] = await job_results(redis, keys)
-        assert [(e.hostname, e.kind) for e in first.errors] == [("a.example.test", "invalid")]
-        # The next change carries a again, in its one batch call: nothing about a itself was refused.
+        assert not first.ok and [e.kind for e in first.errors] == ["permission"]
+        assert "Zone > DNS > Edit" in first.errors[0].message
+        # The next change carries a and b again, in its one batch call: nothing about them was refused.
         await send(
             redis, keys, [zone_job("example.test", ["a.example.test", "b.example.test", "c.example.test"], "v2")]
         )
         await drain(svc)
         assert names_in(two_zones, EXAMPLE) == {"a.example.test", "b.example.test", "c.example.test"}
-        assert (two_zones.emulator.count(BATCH), two_zones.emulator.count(SINGLE_POST)) == (2, 2)
+        assert (two_zones.emulator.count(BATCH), two_zones.emulator.count(SINGLE_POST)) == (2, 0)
     finally:
         await svc.close()
