@@ -24,8 +24,7 @@ from bench import cloudflare_calls
 from flareport_cfemu import EmulatorConfig
 from flareport_cfemu.testing import start_emulator
 from flareport_common.keys import Keys
-from flareport_common.messages.cfjobs import DesiredAccessApp, SyncAccessApp
-from flareport_common.messages.rules import AccessSpec
+from flareport_common.messages.cfjobs import AccessPolicyDef, DesiredAccessApp, SyncAccessApp
 from flareport_common.streams.producer import Producer
 from flareport_dns_worker.service import DnsWorkerService
 
@@ -39,9 +38,9 @@ async def access_burst(redis_url: str, n: int, batch_size: int) -> tuple[Counter
     )
     service = DnsWorkerService(settings, redis, consumer="bench")
     names = [f"app{i:05d}.example.com" for i in range(n)]
-    spec = AccessSpec(policy="authenticate")
+    allow = (AccessPolicyDef(name="staff", decision="allow", include=({"email_domain": {"domain": "example.com"}},)),)
     access = [
-        SyncAccessApp(hostname=name, version="v1", app=DesiredAccessApp(hostname=name, spec=spec)) for name in names
+        SyncAccessApp(hostname=name, version="v1", app=DesiredAccessApp(hostname=name, inline=allow)) for name in names
     ]
     started = time.perf_counter()
     try:

@@ -3,10 +3,22 @@
 Split from :mod:`access_store` (policies and tags) to keep each module about one concept.
 ``PUT`` replaces the application as a whole, like Cloudflare: fields left out return to their
 defaults, and app-scoped policies no longer referenced are deleted with the old version.
+
+As strict as Cloudflare where Flareport could get it wrong:
+
+* an app links reusable policies *or* carries inline (app-scoped) ones, never both ("Reusable and inline policies
+  are mutually exclusive", Cloudflare's API schema); the code of that refusal is not documented, the emulator
+  answers 400 with the Access error code 12130;
+* a self-hosted ``domain`` is a host (letters, digits, ``-``, ``_``, ``*`` wildcard labels, an optional port) and
+  optionally a path of literal characters and ``*`` wildcards: no character of a regular expression
+  (``^ $ ( ) [ ] { } | \\ + ?``), no whitespace;
+* ``self_hosted_domains``, when given, must include ``domain`` (Cloudflare's
+  ``access.api.error.invalid_request: domain not included in self_hosted_domains``).
 """
 
 from __future__ import annotations
 
+import re
 import secrets
 from typing import Any
 
@@ -27,6 +39,26 @@ from flareport_cfemu.state import EmulatorState, new_uuid, now_iso, public
 
 Json = dict[str, Any]
 MANAGED = frozenset({"id", "uid", "aud", "created_at", "updated_at", "policies", "type", "domain", "name"})
+HOST_LABEL = re.compile(r"^(\*|[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?)$")
+PATH_FORBIDDEN = frozenset("^$()[]{}|\\+?")
+
+
+def domain_problem(domain: str) -> str | None:
+    """Why Cloudflare would not take ``domain`` (host plus optional path) for a self-hosted app, or None."""
+    host, slash, path = domain.partition("/")
+    name, _, port = host.partition(":")
+    labels = name.split(".")
+    if not name or len(name) > 253 or not all(HOST_LABEL.match(label) for label in labels) or len(labels) < 2:
+        return f"domain {domain!r} does not start with a valid hostname"
+    if port and not (port.isdigit() and 0 < int(port) < 65536):
+        return f"domain {domain!r} has an invalid port"
+    bad = sorted({c for c in path if c in PATH_FORBIDDEN or c.isspace()})
+    if slash and bad:
+        return (
+            f"domain {domain!r} has a path with {''.join(bad)!r}: a path is literal characters with '*' wildcards, "
+            "not a regular expression"
+        )
+    return None
 
 
 def lookup_app(state: EmulatorState, account_id: str, app_id: str) -> Json:
@@ -51,6 +83,12 @@ def _links(state: EmulatorState, account_id: str, app_id: str, raw: Any) -> list
         return []
     if not isinstance(raw, list):
         raise invalid("policies must be a list")
+    kinds = {isinstance(item, dict) and "decision" in item for item in raw}
+    if len(kinds) > 1:  # checked before any inline policy is created: a refused write leaves nothing behind
+        raise invalid(
+            "an application's policies are either reusable policy links or inline policies: reusable and inline "
+            "policies are mutually exclusive"
+        )
     links: list[Json] = []
     for index, item in enumerate(raw):
         entry = {"id": item} if isinstance(item, str) else item
@@ -85,6 +123,16 @@ def _app_fields(state: EmulatorState, account_id: str, app_id: str, body: Json) 
     if app_type == "self_hosted" and (not isinstance(domain, str) or not domain.strip()):
         raise invalid("domain is required for self_hosted applications")
     domain = str(domain or "").strip().lower()
+    if app_type == "self_hosted":
+        problem = domain_problem(domain)
+        if problem is not None:
+            raise invalid(problem)
+        hosted = body.get("self_hosted_domains")
+        if hosted is not None:
+            if not isinstance(hosted, list) or not all(isinstance(d, str) for d in hosted):
+                raise invalid("self_hosted_domains must be a list of domains")
+            if domain not in [d.strip().lower() for d in hosted]:
+                raise invalid("domain not included in self_hosted_domains")
     for other in state.access_apps.values():
         if other["_account_id"] == account_id and other["id"] != app_id and domain and other.get("domain") == domain:
             raise ApiError(409, errors.ACCESS_APP_EXISTS, "access.api.error.application_already_exists")
@@ -196,6 +244,8 @@ def add_app_policy(state: EmulatorState, account_id: str, app: Json, body: Json)
         raise invalid("precedence must be a positive integer")
     if any(link["precedence"] == precedence for link in app["_policy_links"]):
         raise invalid("policy precedence must be unique within an application")
+    if any(state.access_policies.get(link["id"], {}).get("reusable") for link in app["_policy_links"]):
+        raise invalid("this application links reusable policies: reusable and inline policies are mutually exclusive")
     policy = create_policy(state, account_id, body, app_id=app["id"])
     app["_policy_links"].append({"id": policy["id"], "precedence": precedence})
     app["updated_at"] = now_iso()

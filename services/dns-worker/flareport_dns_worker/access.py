@@ -1,13 +1,19 @@
 """Applying a ``sync_access_app`` job: one self-hosted Access application per host+path, tagged as ours.
 
+The job's app is already resolved by the reconciler (``flareport_common.access``): either reusable policies (one
+per access group) or inline ones, never both. An app with both, or with neither, or on a path Access cannot hold,
+is refused as the job's error before any call (``access_plan.app_problem``): fail closed, the app already in
+Cloudflare (if any) stays as it is.
+
 The observed copy of the app (as Cloudflare answered our last write) is kept per target; a job whose
-desired app matches it costs no call. A target with no observed copy is most likely new, so its app is created
-at once: Cloudflare refuses a second application on a domain (409, code 11010
+desired app (with inline policies) matches it costs no call. A target with no observed copy is most likely new, so
+its app is created at once: Cloudflare refuses a second application on a domain (409, code 11010
 ``access.api.error.application_already_exists``), so the create can never shadow an app that is already there.
 Otherwise, and after such a refusal, the app is looked up by domain: a foreign app (without our tag) is a
 conflict and is never touched; ours is replaced (``PUT``) when it differs; a missing one is created.
-``app=None`` deletes our app. Access groups become reusable policies named ``flareport group <id>``,
-created or updated as their definition changes and linked to the app after its own policy.
+``app=None`` deletes our app. Access groups become account-level reusable policies named
+``flareport group <id>``, created or updated (listed first, by name) as their definition changes and linked to the
+app in order; an app linking them is therefore always read (its policies' ids are needed to compare it).
 
 The tag is created once per process, before the first app write: concurrent jobs of a fresh worker wait
 on one lock instead of each sending its own ``POST /access/tags``, and a refused create (whatever its status:
@@ -33,11 +39,13 @@ from flareport_dns_worker.access_plan import (
     app_body,
     app_domain,
     app_matches,
+    app_problem,
     foreign_app_conflict,
     group_policy_name,
     is_ours,
     policy_matches,
     reusable_policy_body,
+    unique_refs,
 )
 from flareport_dns_worker.cfclient import CfApiError, CloudflareApi
 from flareport_dns_worker.metrics import APP_CREATE_REFUSED, CONFLICTS
@@ -64,13 +72,14 @@ class AccessSync:
         key = self._keys.target_observed(job.target)
         cached = await self._redis.get(key)
         desired = job.app
-        # Apps linking group policies need the policies' ids, hence a read; plain apps compare offline.
-        offline = desired is not None and cached is not None and not fresh and not desired.groups
-        if (
-            offline
-            and desired is not None
-            and app_matches(json.loads(cached or "{}"), app_body(desired, self._tag, {}))
-        ):
+        if desired is not None:
+            problem = app_problem(desired)
+            if problem is not None:
+                raise JobFailed(CfError(message=problem, hostname=job.hostname, path=job.path, kind="invalid"))
+        # Apps linking reusable policies need the policies' ids (and their content checked), hence a read; apps
+        # with inline policies compare offline.
+        offline = desired is not None and cached is not None and not fresh and not desired.reusable
+        if offline and desired is not None and app_matches(json.loads(cached or "{}"), app_body(desired, self._tag)):
             return Outcome()
         try:
             outcome = Outcome()
@@ -82,10 +91,10 @@ class AccessSync:
 
     async def _create(self, desired: DesiredAccessApp, key: str, outcome: Outcome) -> bool:
         """Create the app of a target never written before; False when its domain already has an app."""
-        group_ids = await self._group_policies(desired, outcome) if desired.groups else {}
+        policy_ids = await self._reusable_policies(desired, outcome)
         await self._ensure_tag(outcome)
         try:
-            answer = await self._api.request("POST", ACCESS + "/apps", body=app_body(desired, self._tag, group_ids))
+            answer = await self._api.request("POST", ACCESS + "/apps", body=app_body(desired, self._tag, policy_ids))
         except CfApiError as error:
             if _app_exists(error):
                 APP_CREATE_REFUSED.inc()
@@ -115,8 +124,7 @@ class AccessSync:
                         raise
             await self._redis.delete(key)
             return outcome
-        group_ids = await self._group_policies(desired, outcome) if desired.groups else {}
-        wanted = app_body(desired, self._tag, group_ids)
+        wanted = app_body(desired, self._tag, await self._reusable_policies(desired, outcome))
         if current is not None and app_matches(current, wanted):
             await self._redis.set(key, json.dumps(current))
             return outcome
@@ -168,20 +176,25 @@ class AccessSync:
                     raise refused from None
             self._tag_ready = True
 
-    async def _group_policies(self, desired: DesiredAccessApp, outcome: Outcome) -> dict[str, str]:
+    async def _reusable_policies(self, desired: DesiredAccessApp, outcome: Outcome) -> list[str]:
+        """The ids of the app's reusable policies, in order: each found by its name (``flareport group <id>``) and
+        updated when its content differs, or created. No call for an app with inline policies."""
+        refs = unique_refs(desired)
+        if not refs:
+            return []
         policies = await self._api.list_all(ACCESS + "/policies", per_page=ACCESS_PER_PAGE)
         existing = {str(p.get("name")): p for p in policies}
-        ids: dict[str, str] = {}
-        for group_id, definition in desired.groups.items():
-            body = reusable_policy_body(group_id, definition)
-            policy: dict[str, Any] | None = existing.get(group_policy_name(group_id))
+        ids: list[str] = []
+        for ref in refs:
+            body = reusable_policy_body(ref)
+            policy: dict[str, Any] | None = existing.get(group_policy_name(ref.group_id))
             if policy is None:
                 outcome.writes += 1
                 policy = (await self._api.request("POST", ACCESS + "/policies", body=body)).get("result") or {}
             elif not policy_matches(policy, body):
                 outcome.writes += 1
                 await self._api.request("PUT", ACCESS + "/policies/{policy_id}", body=body, policy_id=str(policy["id"]))
-            ids[group_id] = str(policy["id"])
+            ids.append(str(policy["id"]))
         return ids
 
 

@@ -15,6 +15,7 @@ from flareport_cfemu.testing import RunningEmulator
 from flareport_cli.localredis import LocalRedis
 from flareport_common.keys import Keys
 from flareport_common.messages.cfjobs import (
+    AccessPolicyDef,
     DesiredAccessApp,
     EnsureTunnel,
     IngressEntry,
@@ -22,7 +23,6 @@ from flareport_common.messages.cfjobs import (
     SyncTunnelIngress,
 )
 from flareport_common.messages.cfresults import TunnelEnsured
-from flareport_common.messages.rules import AccessSpec
 from flareport_dns_worker import tunnels
 from fptest.dnsworker_harness import (
     GET_CONFIG,
@@ -185,7 +185,8 @@ async def test_a_new_tunnel_whose_first_rules_come_late_is_read_before_the_put(
 
 
 def access_job(hostname: str) -> SyncAccessApp:
-    app = DesiredAccessApp(hostname=hostname, spec=AccessSpec(policy="authenticate"))
+    allow = AccessPolicyDef(name="staff", decision="allow", include=({"email_domain": {"domain": "example.com"}},))
+    app = DesiredAccessApp(hostname=hostname, inline=(allow,))
     return SyncAccessApp(hostname=hostname, version="v1", app=app)
 
 

@@ -14,6 +14,7 @@ from flareport_cfemu.testing import ACCOUNT_ID, RunningEmulator
 from flareport_cli.localredis import LocalRedis
 from flareport_common.keys import Keys
 from flareport_common.messages.cfjobs import (
+    AccessPolicyDef,
     DeleteTunnel,
     DesiredAccessApp,
     DesiredRecord,
@@ -24,7 +25,6 @@ from flareport_common.messages.cfjobs import (
     SyncTunnelIngress,
 )
 from flareport_common.messages.cfresults import JobResult, TunnelEnsured
-from flareport_common.messages.rules import AccessSpec
 from fptest.dnsworker_harness import BATCH, PUT_CONFIG, drain, job_results, results, send, service, settings_for
 from fptest.waiting import wait_for
 
@@ -38,7 +38,8 @@ DELETE_TUNNEL = "DELETE /accounts/{account_id}/cfd_tunnel/{tunnel_id}"
 
 
 def app_job(hostname: str, version: str = "v1") -> SyncAccessApp:
-    app = DesiredAccessApp(hostname=hostname, spec=AccessSpec(policy="bypass"))
+    bypass = AccessPolicyDef(name="public-default-bypass", decision="bypass", include=({"everyone": {}},))
+    app = DesiredAccessApp(hostname=hostname, inline=(bypass,))
     return SyncAccessApp(hostname=hostname, version=version, app=app)
 
 

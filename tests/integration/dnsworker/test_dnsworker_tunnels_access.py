@@ -11,12 +11,21 @@ import redis.asyncio as aioredis
 from flareport_cfemu.testing import RunningEmulator
 from flareport_cli.localredis import LocalRedis
 from flareport_common.keys import Keys
-from flareport_common.messages.cfjobs import DeleteTunnel, DesiredAccessApp, EnsureTunnel, SyncAccessApp
+from flareport_common.messages.cfjobs import (
+    AccessPolicyDef,
+    DeleteTunnel,
+    DesiredAccessApp,
+    EnsureTunnel,
+    ReusablePolicyRef,
+    SyncAccessApp,
+)
 from flareport_common.messages.cfresults import TunnelEnsured
-from flareport_common.messages.rules import AccessSpec
 from fptest.dnsworker_harness import drain, job_results, results, send, service, settings_for
 
 from .conftest import TUNNEL_ID
+
+BYPASS = AccessPolicyDef(name="public-default-bypass", decision="bypass", include=({"everyone": {}},))
+STAFF = AccessPolicyDef(name="staff", decision="allow", include=({"email_domain": {"domain": "example.com"}},))
 
 
 async def ensured(redis: aioredis.Redis, keys: Keys) -> list[TunnelEnsured]:
@@ -77,29 +86,31 @@ async def test_access_app_is_created_tagged_updated_and_deleted(
     def apps() -> list[dict[str, object]]:
         return list(emu.emulator.state.access_apps.values())
 
-    def app_job(
-        version: str, spec: AccessSpec | None, groups: dict[str, dict[str, object]] | None = None
-    ) -> SyncAccessApp:
-        app = None if spec is None else DesiredAccessApp(hostname="app.example.com", spec=spec, groups=groups or {})
+    def app_job(version: str, app: DesiredAccessApp | None) -> SyncAccessApp:
         return SyncAccessApp(hostname="app.example.com", version=version, app=app)
 
+    inline = DesiredAccessApp(hostname="app.example.com", inline=(BYPASS,))
+    grouped = DesiredAccessApp(
+        hostname="app.example.com", reusable=(ReusablePolicyRef(group_id="staff", policy=STAFF),)
+    )
     try:
-        await send(redis, keys, [app_job("v1", AccessSpec(policy="bypass"))])
+        await send(redis, keys, [app_job("v1", inline)])
         await drain(svc)
         [app] = apps()
         assert app["domain"] == "app.example.com" and app["tags"] == ["flareport"]
+        assert app["app_launcher_visible"] is False, "always sent: Cloudflare's default would show it"
         emu.emulator.clear_requests()
-        await send(redis, keys, [app_job("v2", AccessSpec(policy="bypass"))])
+        await send(redis, keys, [app_job("v2", inline)])
         await drain(svc)
         assert emu.emulator.log.total == 0, "an unchanged app costs no call"
 
-        group: dict[str, object] = {"include": [{"email_domain": {"domain": "example.com"}}]}
-        await send(redis, keys, [app_job("v3", AccessSpec(groups=("staff",)), {"staff": group})])
+        await send(redis, keys, [app_job("v3", grouped)])
         await drain(svc)
         [app] = apps()
         reusable = [p for p in emu.emulator.state.access_policies.values() if p["reusable"]]
         assert [p["name"] for p in reusable] == ["flareport group staff"]
         assert app["_policy_links"] == [{"id": reusable[0]["id"], "precedence": 1}], "groups alone: only their policy"
+        assert not [p for p in emu.emulator.state.access_policies.values() if not p["reusable"]], "inline ones gone"
 
         await send(redis, keys, [app_job("v4", None)])
         await drain(svc)
@@ -115,7 +126,7 @@ async def test_foreign_access_app_is_never_touched(
     emu.emulator.seed({"access_apps": [{"domain": "app.example.com", "type": "self_hosted", "name": "by hand"}]})
     svc = service(settings_for(redis_server.url, prefix, emu), redis)
     try:
-        spec = DesiredAccessApp(hostname="app.example.com", spec=AccessSpec(policy="bypass"))
+        spec = DesiredAccessApp(hostname="app.example.com", inline=(BYPASS,))
         await send(redis, keys, [SyncAccessApp(hostname="app.example.com", version="v1", app=spec)])
         await send(redis, keys, [SyncAccessApp(hostname="app.example.com", version="v2", app=None)])
         await drain(svc)
@@ -123,5 +134,83 @@ async def test_foreign_access_app_is_never_touched(
         assert [(e.kind, e.hostname) for e in conflict.errors] == [("conflict", "app.example.com")]
         [app] = emu.emulator.state.access_apps.values()
         assert app["name"] == "by hand" and app["tags"] == [], "an app without our tag must stay as it is"
+    finally:
+        await svc.close()
+
+
+async def test_an_app_mixing_both_kinds_or_without_policy_is_refused_and_the_app_in_place_kept(
+    emu: RunningEmulator, redis: aioredis.Redis, redis_server: LocalRedis, keys: Keys, prefix: str
+) -> None:
+    svc = service(settings_for(redis_server.url, prefix, emu), redis)
+    staff = ReusablePolicyRef(group_id="staff", policy=STAFF)
+    try:
+        kept = DesiredAccessApp(hostname="app.example.com", reusable=(staff,))
+        await send(redis, keys, [SyncAccessApp(hostname="app.example.com", version="v1", app=kept)])
+        await drain(svc)
+        [before] = emu.emulator.state.access_apps.values()
+        emu.emulator.clear_requests()
+
+        mixed = DesiredAccessApp(hostname="app.example.com", reusable=(staff,), inline=(BYPASS,))
+        empty = DesiredAccessApp(hostname="app.example.com")
+        regex = DesiredAccessApp(hostname="app.example.com", path="^/api/.*", inline=(BYPASS,))
+        await send(
+            redis,
+            keys,
+            [
+                SyncAccessApp(hostname="app.example.com", version="v2", app=mixed),
+                SyncAccessApp(hostname="app.example.com", version="v3", app=empty),
+                SyncAccessApp(hostname="app.example.com", path="^/api/.*", version="v1", app=regex),
+            ],
+        )
+        await drain(svc)
+        _, *refused = await job_results(redis, keys)
+        assert [(r.ok, r.errors[0].kind) for r in refused] == [(False, "invalid")] * 3
+        messages = sorted(r.errors[0].message for r in refused)  # two targets: their jobs may run in any order
+        assert ["no policy" in m for m in messages] == [False, True, False]
+        assert ["both reusable" in m for m in messages] == [True, False, False]
+        assert ["regular expression" in m for m in messages] == [False, False, True]
+        assert emu.emulator.log.total == 0, "refused before any call"
+        [after] = emu.emulator.state.access_apps.values()
+        assert after == before, "fail closed: the app in place (its protection) stays"
+    finally:
+        await svc.close()
+
+
+async def test_an_app_linking_groups_is_not_rewritten_and_a_changed_group_updates_only_its_policy(
+    emu: RunningEmulator, redis: aioredis.Redis, redis_server: LocalRedis, keys: Keys, prefix: str
+) -> None:
+    svc = service(settings_for(redis_server.url, prefix, emu), redis)
+    admins = AccessPolicyDef(name="admins", decision="allow", include=({"email": {"email": "a@example.com"}},))
+
+    def job(version: str, *refs: ReusablePolicyRef) -> SyncAccessApp:
+        app = DesiredAccessApp(hostname="app.example.com", path="/admin/", reusable=refs)
+        return SyncAccessApp(hostname="app.example.com", path="/admin/", version=version, app=app)
+
+    staff = ReusablePolicyRef(group_id="staff", policy=STAFF)
+    try:
+        await send(redis, keys, [job("v1", staff, ReusablePolicyRef(group_id="admins", policy=admins))])
+        await drain(svc)
+        [app] = emu.emulator.state.access_apps.values()
+        assert app["domain"] == "app.example.com/admin"
+        by_name = {p["name"]: p["id"] for p in emu.emulator.state.access_policies.values()}
+        assert app["_policy_links"] == [
+            {"id": by_name["flareport group staff"], "precedence": 1},
+            {"id": by_name["flareport group admins"], "precedence": 2},
+        ]
+
+        # The same app again (a new version of the job): read, compared by policy id and precedence, not written.
+        await send(redis, keys, [job("v2", staff, ReusablePolicyRef(group_id="admins", policy=admins))])
+        await drain(svc)
+        assert (await job_results(redis, keys))[-1].writes == 0
+
+        # A group's definition changes: its reusable policy is updated in place, the app keeps its links.
+        wider = AccessPolicyDef(name="admins", decision="allow", include=({"email_domain": {"domain": "example.com"}},))
+        await send(redis, keys, [job("v3", staff, ReusablePolicyRef(group_id="admins", policy=wider))])
+        await drain(svc)
+        last = (await job_results(redis, keys))[-1]
+        assert last.ok and last.writes == 1, "one PUT of the policy, no app write"
+        assert emu.emulator.state.access_policies[by_name["flareport group admins"]]["include"] == [
+            {"email_domain": {"domain": "example.com"}}
+        ]
     finally:
         await svc.close()
