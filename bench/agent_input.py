@@ -20,9 +20,11 @@ from flareport_common.protocol import AgentEvent
 from flareport_common.settings import AgentQuotas
 
 ACCESS = AccessSpec(
-    policy="authenticate",
+    policy="custom",
     groups=("admins",),
-    custom_rules=({"email_domain": {"domain": "example.com"}}, {"ip": {"ip": "10.0.0.0/8"}}),
+    custom_rules=(
+        {"decision": "allow", "include": [{"email_domain": {"domain": "example.com"}}, {"ip": {"ip": "10.0.0.0/8"}}]},
+    ),
 )
 
 

@@ -232,6 +232,12 @@ class Keys:
         return f"{self.prefix}access-groups"
 
     @property
+    def access_facts(self) -> str:
+        """Hash ``owner_email``, ``otp_idp_id``, ``checked_at``: what the dns-worker found in the Cloudflare account
+        for the system group ``authenticated-default`` (a field it cannot find is absent, never a stale guess)."""
+        return f"{self.prefix}access-facts"
+
+    @property
     def drift_lease(self) -> str:
         return f"{self.prefix}drift-lease"
 

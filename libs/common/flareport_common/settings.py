@@ -141,6 +141,9 @@ class ReconcilerSettings:
     # one request; these bound what a stream of requests adds up to). Same variables as the API's quotas.
     agent_max_containers: int = DEFAULT_QUOTAS.containers
     agent_max_hostnames: int = DEFAULT_QUOTAS.hostnames
+    # The Cloudflare account owner's email for access.policy=authenticate (group authenticated-default); unset:
+    # the one the dns-worker finds in the account's members, as DockFlare does.
+    access_owner_email: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -244,6 +247,16 @@ def load_api(environ: Mapping[str, str]) -> ApiSettings:
         trusted_proxies=_networks(env, "FLAREPORT_TRUSTED_PROXIES"),
         **_load_oidc(env),
     )
+
+
+def _email(env: Env, name: str) -> str | None:
+    value = env.optional(name)
+    if value is None:
+        return None
+    email = value.strip().lower()
+    if not re.fullmatch(r"[^@\s]{1,64}@[a-z0-9.-]{1,253}", email):
+        raise SettingsError(f"{name}: expected an email address, got {value!r}")
+    return email
 
 
 def _networks(env: Env, name: str) -> tuple[str, ...]:
@@ -385,6 +398,7 @@ def load_reconciler(environ: Mapping[str, str]) -> ReconcilerSettings:
         agent_origin_allow=_origin_kinds(env, ORIGIN_ALLOW_ENV),
         agent_allow_wildcard=env.flag("FLAREPORT_AGENT_ALLOW_WILDCARD", default=False),
         agent_allow_apex=env.flag("FLAREPORT_AGENT_ALLOW_APEX", default=False),
+        access_owner_email=_email(env, "FLAREPORT_ACCESS_OWNER_EMAIL"),
         agent_max_containers=env.integer(
             "FLAREPORT_AGENT_MAX_CONTAINERS", default=DEFAULT_QUOTAS.containers, minimum=1
         ),

@@ -27,7 +27,7 @@ MAX_GROUPS = 50
 MAX_IDPS = 50
 MAX_CUSTOM_RULES = 50
 MAX_CUSTOM_RULES_BYTES = 8192  # the JSON of all custom rules of one rule
-MAX_CUSTOM_RULE_DEPTH = 4  # {"email": {"email": "a@b"}} is 2; {"saml": {...}} or lists inside stay within 4
+MAX_CUSTOM_RULE_DEPTH = 6  # [{"include": [{"email": {"email": "a@b"}}]}] is 5; {"saml": {...}} stays within 6
 
 # Cloudflare Access rule types (the ``access_rule`` oneOf of Cloudflare's API schema): a custom rule is an object
 # with exactly one of these keys and an object as its value. Anything else is refused rather than forwarded.
@@ -255,10 +255,30 @@ def _shape(value: Any, field: str) -> None:
             stack.extend((child, depth + 1) for child in node)
 
 
+def _access_rules(rules: Any, where: str, *, required: bool) -> None:
+    """A list of Cloudflare Access rule objects, each with exactly one known rule type and an object value."""
+    if not isinstance(rules, list | tuple) or (required and not rules):
+        raise FieldError(where, "must be a non-empty list of Access rules" if required else "must be a list")
+    for index, item in enumerate(rules):
+        at = f"{where}[{index}]"
+        if not isinstance(item, dict) or len(item) != 1:
+            raise FieldError(at, 'an Access rule is an object with exactly one rule type, e.g. {"email": {...}}')
+        kind, body = next(iter(item.items()))
+        if kind not in ACCESS_RULE_TYPES:
+            raise FieldError(at, f"unknown Access rule type {str(kind)[:64]!r}")
+        if not isinstance(body, dict):
+            raise FieldError(f"{at}.{kind}", "an Access rule's value must be an object")
+
+
+_POLICY_KEYS = frozenset({"name", "decision", "include", "exclude", "require"})
+_DECISIONS = ("allow", "deny", "bypass", "non_identity")
+
+
 def custom_rules(rules: tuple[dict[str, Any], ...], field: str) -> None:
-    """Cloudflare Access rule objects: bounded in number, size and depth, each of one known rule type."""
+    """``access.custom_rules``, as in DockFlare: a list of whole Access policies (``decision``, ``include``, optional
+    ``exclude``, ``require`` and ``name``), bounded in number, size and depth, every rule of a known type."""
     if len(rules) > MAX_CUSTOM_RULES:
-        raise FieldError(field, f"at most {MAX_CUSTOM_RULES} custom rules")
+        raise FieldError(field, f"at most {MAX_CUSTOM_RULES} custom policies")
     _shape(rules, field)
     try:
         size = len(msgspec.json.encode(rules))
@@ -268,13 +288,21 @@ def custom_rules(rules: tuple[dict[str, Any], ...], field: str) -> None:
         raise FieldError(field, f"custom rules must be at most {MAX_CUSTOM_RULES_BYTES} bytes of JSON")
     for index, item in enumerate(rules):
         where = f"{field}[{index}]"
-        if len(item) != 1:
-            raise FieldError(where, 'a custom rule is an object with exactly one rule type, e.g. {"email": {...}}')
-        kind, body = next(iter(item.items()))
-        if kind not in ACCESS_RULE_TYPES:
-            raise FieldError(where, f"unknown Access rule type {str(kind)[:64]!r}")
-        if not isinstance(body, dict):
-            raise FieldError(f"{where}.{kind}", "an Access rule's value must be an object")
+        unknown = sorted(str(k)[:32] for k in item if k not in _POLICY_KEYS)
+        if unknown:
+            raise FieldError(
+                where,
+                f"a custom rule is a whole Access policy ({{decision, include, exclude?, require?, name?}}); "
+                f"unknown key(s) {', '.join(unknown)}",
+            )
+        if item.get("decision") not in _DECISIONS:
+            raise FieldError(f"{where}.decision", f"decision must be one of {', '.join(_DECISIONS)}")
+        if item.get("name") is not None:
+            text(str(item["name"]), f"{where}.name", maximum=MAX_ACCESS_NAME)
+        _access_rules(item.get("include"), f"{where}.include", required=True)
+        for optional in ("exclude", "require"):
+            if item.get(optional) is not None:
+                _access_rules(item[optional], f"{where}.{optional}", required=False)
 
 
 def access(value: AccessSpec, field: str) -> None:

@@ -50,7 +50,12 @@ _FIELD_LABELS = {
     "access.allowed_idps": "access.allowed_idps",
     "access.custom_rules": "access.custom_rules",
 }
-_POLICIES: dict[str, AccessPolicy] = {"bypass": "bypass", "authenticate": "authenticate", "default_tld": "default_tld"}
+_POLICIES: dict[str, AccessPolicy] = {
+    "bypass": "bypass",
+    "authenticate": "authenticate",
+    "default_tld": "default_tld",
+    "custom": "custom",
+}
 T = TypeVar("T")
 
 
@@ -125,24 +130,70 @@ def _custom_rules(raw: str) -> tuple[dict[str, Any], ...]:
     if isinstance(decoded, dict):
         decoded = [decoded]
     if not isinstance(decoded, list) or not all(isinstance(item, dict) and item for item in decoded):
-        raise ValueError('must be a JSON array of Cloudflare policy rule objects, e.g. [{"email": {...}}]')
+        raise ValueError(
+            'must be a JSON list of Access policies, e.g. [{"decision": "allow", "include": [{"email": '
+            '{"email": "me@example.com"}}]}]'
+        )
     return tuple(decoded)
+
+
+def _policy_of(found: tuple[str, str] | None) -> AccessPolicy | None:
+    if found is None or not found[1].strip():
+        return None  # DockFlare: an empty policy is no policy
+    return _convert(found, _policy)
 
 
 def _policy(raw: str) -> AccessPolicy:
     policy = _POLICIES.get(raw.strip().lower())
     if policy is None:
-        raise ValueError(f"expected bypass, authenticate or default_tld, got {raw!r}")
+        # DockFlare makes an app without policies (nobody gets in) of a value it does not know; say so instead.
+        raise ValueError(f"expected bypass, authenticate, default_tld or custom, got {raw!r}")
     return policy
 
 
+ACCESS_LABELS = (
+    "access.policy",
+    "access.group",
+    "access.groups",
+    "access.name",
+    "access.session_duration",
+    "access.app_launcher_visible",
+    "access.allowed_idps",
+    "access.auto_redirect_to_identity",
+    "access.custom_rules",
+)
+
+
+def _groups(rl: _RuleLabels, *, own: bool) -> tuple[str, ...] | None:
+    """``access.groups`` (else ``access.group``, also split on commas) at this rule's own level only (``own``) or
+    with the base as fallback: the group labels are one unit, so a base ``access.groups`` never hides an index's
+    ``N.access.group``. None when no group label is there at all."""
+    levels = [rl.index] if own else [rl.index, None] if rl.index is not None else [None]
+    for level in levels:
+        for name in ("access.groups", "access.group"):
+            found = rl.view.find(name if level is None else f"{level}.{name}")
+            if found is not None:
+                return _convert(found, values.parse_list)
+    return None
+
+
 def _access(rl: _RuleLabels) -> AccessSpec | None:
-    groups = rl.get("access.groups", values.parse_list) or rl.get("access.group", values.parse_list) or ()
-    policy = rl.get("access.policy", _policy)
-    # DockFlare's legacy spelling: group "bypass" means the public bypass policy, not a group of that name.
-    if "bypass" in (g.lower() for g in groups):
-        groups = tuple(g for g in groups if g.lower() != "bypass")
-        policy = policy or "bypass"
+    """DockFlare's Access labels of one rule (flareport_common.access resolves what they mean).
+
+    An indexed rule that sets no ``N.access.*`` label inherits the base rule's Access as a whole. One that sets
+    any resolves its own: its group labels, else its own policy (which displaces inherited groups), else the base's
+    groups and policy; each settings label falls back to the base on its own."""
+    index = rl.index
+    if index is not None and not any(rl.view.find(f"{index}.{name}") for name in ACCESS_LABELS):
+        return _access(_RuleLabels(rl.view, None))
+    own_groups = _groups(rl, own=True)
+    own_policy = rl.view.find(f"{index}.access.policy") if index is not None else rl.view.find("access.policy")
+    if own_groups is not None or own_policy is not None or index is None:
+        groups = own_groups or ()
+        policy = _policy_of(own_policy)
+    else:
+        groups = _groups(_RuleLabels(rl.view, None), own=True) or ()
+        policy = _policy_of(rl.view.find("access.policy"))
     spec = AccessSpec(
         policy=policy,
         groups=groups,
@@ -160,8 +211,10 @@ def _path(raw: str) -> str:
     path = raw.strip()
     if not path:
         raise ValueError("is empty")
-    if not path.startswith(("/", "^")) or any(c.isspace() for c in path) or len(path) > 1024:
-        raise ValueError(f"must start with '/' (or '^' for a regular expression) and contain no spaces, got {raw!r}")
+    if not path.startswith(("/", "^")):
+        path = "/" + path  # DockFlare adds the leading slash
+    if any(c.isspace() for c in path) or len(path) > 1024:
+        raise ValueError(f"must contain no spaces and be at most 1024 characters, got {raw!r}")
     return path
 
 

@@ -60,10 +60,21 @@ def origin_request(origin: OriginOptions) -> dict[str, Any]:
     return out
 
 
+def written_path(entry: IngressEntry) -> str | None:
+    """The ``path`` cloudflared gets. It matches a path as an unanchored regular expression; a path an Access app
+    protects (a literal prefix, never a regex: the reconciler refuses those) is anchored to exactly what the app
+    covers, the prefix and everything below it: ``/eng`` -> ``^/eng(/.*)?$``, so ``/x/eng`` and ``/engineering``
+    are not routed to the protected service."""
+    if not entry.path or not entry.protected:
+        return entry.path
+    return "^" + entry.path.rstrip("/").replace(".", "\\.") + "(/.*)?$"
+
+
 def entry_rule(entry: IngressEntry) -> dict[str, Any]:
     rule: dict[str, Any] = {"hostname": entry.hostname.lower(), "service": entry.service}
-    if entry.path:
-        rule["path"] = entry.path
+    path = written_path(entry)
+    if path:
+        rule["path"] = path
     options = origin_request(entry.origin)
     if options:
         rule["originRequest"] = options
@@ -104,7 +115,7 @@ def plan_ingress(
     """
     config = dict(current or {})
     rules: list[Mapping[str, Any]] = list(config.get("ingress") or [])
-    wanted = {rule_key(e.hostname, e.path): e for e in desired}
+    wanted = {rule_key(e.hostname, written_path(e)): e for e in desired}
     known = set(owned) if owned is not None else set(wanted)
     # Every rule that stays as it is, foreign or kept, in its original order after ours.
     others: list[dict[str, Any]] = []

@@ -13,6 +13,7 @@ Every change follows the same two steps, so that a replica killed between them l
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -403,6 +404,15 @@ class Claims:
         hostnames = [text(h) for h in await self._redis.smembers(self._keys.agent_hostnames(agent_id))]
         pipe = self._redis.pipeline(transaction=True)
         marks = self.mark_dirty(pipe, hostnames)
+        await pipe.execute()
+        return marks
+
+    async def mark_all_hostnames(self) -> dict[str, int]:
+        """Something every rule may depend on changed (an access group, the account facts): every hostname that
+        has a rule document is resolved again. Its name is the document key up to the path or ``@source``."""
+        names = {re.split(r"[/@]", text(k), maxsplit=1)[0] for k in await self._redis.smembers(self._keys.rules_index)}
+        pipe = self._redis.pipeline(transaction=True)
+        marks = self.mark_dirty(pipe, sorted(names))
         await pipe.execute()
         return marks
 

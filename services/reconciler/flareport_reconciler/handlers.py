@@ -67,6 +67,7 @@ from flareport_reconciler.planner import Planner
 from flareport_reconciler.records import RETIRED, AgentUpdate, text, update_agent
 from flareport_reconciler.statuses import apply_result_to_rules
 
+REFRESH_CHUNK = 500  # hostnames resolved per refresh when all of them must be
 log = structlog.get_logger("flareport.reconciler")
 
 COMMANDS = Counter("flareport_reconciler_commands_total", "Commands sent to agents, by type.", ["type"])
@@ -85,7 +86,13 @@ class Reconciler:
             stale_plan_ms=int(settings.claim_idle_seconds * 1000),
             stale_job_ms=settings.job_timeout_seconds * 1000,
         )
-        self.planner = Planner(redis, keys, self.coalescer, hold_seconds=settings.recovery_hold_seconds)
+        self.planner = Planner(
+            redis,
+            keys,
+            self.coalescer,
+            hold_seconds=settings.recovery_hold_seconds,
+            owner_email=settings.access_owner_email,
+        )
         limits = Limits(containers=settings.agent_max_containers, hostnames=settings.agent_max_hostnames)
         self.claims = Claims(redis, keys, self.planner, grace_seconds=settings.grace_period_seconds, limits=limits)
         self.producer = Producer(redis, metrics_label="cf-jobs")
@@ -303,14 +310,21 @@ class Reconciler:
             await self.redis.hset(self.keys.access_groups, message.group_id, msgspec.json.encode(policy))
         else:
             await self.redis.hdel(self.keys.access_groups, message.group_id)
-        targets = [text(t) for t in await self.redis.smembers(self.keys.targets_index)]
-        await self.planner.touch(t for t in targets if t.startswith("access:"))
+        # A group decides whether its rules are published at all (an unknown group holds a hostname back), so
+        # every hostname is resolved again and every target planned; an unchanged one sends no job.
+        await self.reconcile("all", verify=False, force=False)
 
     async def reconcile(self, scope: str, *, verify: bool, force: bool = True) -> None:
         """Plan targets again (``force``: forgetting their last version) and, if asked, have the worker verify
         them. The drift check does not force: unchanged targets send no job, ``verify_target`` finds drift.
         """
         if scope == "all":
+            # Resolve every hostname again first: what rules resolve to (Access groups, the account facts) may
+            # have changed without any claim changing.
+            marks = await self.claims.mark_all_hostnames()
+            names = sorted(marks)
+            for start in range(0, len(names), REFRESH_CHUNK):
+                await self.claims.refresh({n: marks[n] for n in names[start : start + REFRESH_CHUNK]})
             targets = sorted(text(t) for t in await self.redis.smembers(self.keys.targets_index))
         else:
             targets = [scope]

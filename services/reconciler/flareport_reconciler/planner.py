@@ -11,13 +11,13 @@ import time
 from collections.abc import Iterable, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
-from typing import Any
 
 import msgspec
 import redis.asyncio as aioredis
 import structlog
 from prometheus_client import Counter
 
+from flareport_common.access import AccessFacts, group_definition
 from flareport_common.keys import Keys
 from flareport_common.messages.base import new_id
 from flareport_common.messages.cfjobs import CfJobMessage, SyncAccessApp, SyncDnsZone, SyncTunnelIngress
@@ -25,8 +25,10 @@ from flareport_common.streams.codec import FIELD, encode
 from flareport_reconciler.claimstore import HostnameClaims, decode_hash
 from flareport_reconciler.coalesce import AGAIN, SENT, Coalescer
 from flareport_reconciler.planning import (
+    AccessCatalog,
     Decision,
     access_app,
+    held_app,
     hostname_of_target,
     resolve_hostname,
     tunnel_ingress,
@@ -74,11 +76,42 @@ def pruning(recovered_at: bytes | str | None, hold_seconds: float, now: float) -
 
 
 class Planner:
-    def __init__(self, redis: aioredis.Redis, keys: Keys, coalescer: Coalescer, *, hold_seconds: float = 600) -> None:
+    def __init__(
+        self,
+        redis: aioredis.Redis,
+        keys: Keys,
+        coalescer: Coalescer,
+        *,
+        hold_seconds: float = 600,
+        owner_email: str | None = None,
+    ) -> None:
         self._redis = redis
         self._keys = keys
         self._co = coalescer
         self._hold_seconds = hold_seconds
+        self._owner_email = owner_email
+
+    async def catalog(self) -> AccessCatalog:
+        """The access groups and account facts that resolving Access labels needs (one round trip)."""
+        pipe = self._redis.pipeline(transaction=False)
+        pipe.hgetall(self._keys.access_groups)
+        pipe.hgetall(self._keys.access_facts)
+        raw_groups, raw_facts = await pipe.execute()
+        groups = {}
+        for key, value in raw_groups.items():
+            group_id = text(key)
+            try:
+                groups[group_id] = group_definition(msgspec.json.decode(value), group_id)
+            except (msgspec.DecodeError, TypeError, ValueError, AttributeError):
+                log.error("planner.bad_access_group", group_id=group_id)  # unresolvable: its rules fail closed
+        facts = {text(k): text(v) for k, v in raw_facts.items()}
+        return AccessCatalog(
+            groups=groups,
+            facts=AccessFacts(
+                owner_email=self._owner_email or facts.get("owner_email") or None,
+                otp_idp_id=facts.get("otp_idp_id") or None,
+            ),
+        )
 
     async def touch(self, targets: Iterable[str], *, force: bool | AbstractSet[str] = False) -> None:
         """Targets a change may affect: plan each at once, or fold the change into its next job. A forced target
@@ -125,9 +158,10 @@ class Planner:
             await self._redis.eval(FORGET_UNCLAIMED, numkeys, *index_keys, *claim_keys, len(index_keys), *unclaimed)
         wanted = (c.agent_id for host in per_host for c in host.claims if c.agent_id)
         agents = await agent_views(self._redis, self._keys, wanted)
+        catalog = await self.catalog()
         decisions: list[Decision] = []
         for host in per_host:
-            decisions.extend(resolve_hostname(host.claims, agents, assigned=host.assigned))
+            decisions.extend(resolve_hostname(host.claims, agents, assigned=host.assigned, catalog=catalog))
         return decisions
 
     async def build(self, target: str) -> Built:
@@ -167,8 +201,11 @@ class Planner:
             return Built(version, SyncDnsZone(zone_name=name, version=version, records=records, prune=prune), members)
         if kind == "access":
             hostname = hostname_of_target(target)
-            groups = await self._access_groups()
-            app = access_app(name, await self.decisions_for([hostname]), groups)
+            decisions = await self.decisions_for([hostname])
+            app = access_app(name, decisions)
+            if app is None and stored and stored != b"absent":
+                # A rule held back by an Access error keeps an app that lets nobody in until its routes are gone.
+                app = held_app(name, decisions)
             if app is None and not stored:
                 return Built("", None)
             version = version_of(app) if app is not None else "absent"
@@ -176,7 +213,3 @@ class Planner:
             return Built(version, SyncAccessApp(hostname=hostname, path=path, version=version, app=app), (name,))
         log.error("planner.unknown_target", target=target)
         return Built("", None)
-
-    async def _access_groups(self) -> dict[str, dict[str, Any]]:
-        raw = await self._redis.hgetall(self._keys.access_groups)
-        return {text(k): msgspec.json.decode(v) for k, v in raw.items()}

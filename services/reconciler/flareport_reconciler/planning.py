@@ -19,17 +19,17 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import msgspec
 
-from flareport_common.messages.cfjobs import DesiredAccessApp, DesiredRecord, IngressEntry
+from flareport_common import access
+from flareport_common.access import AccessError, AccessFacts
+from flareport_common.messages.cfjobs import AccessPolicyDef, DesiredAccessApp, DesiredRecord, IngressEntry
 from flareport_common.messages.rules import AccessSpec, Rule
 from flareport_common.validate import inside
 from flareport_reconciler.origins import origin_denial
-
-EMPTY_ACCESS = AccessSpec()
 
 
 class Claim(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
@@ -72,7 +72,19 @@ class AgentView:
     enrolled: bool = True
 
 
-Verdict = Literal["winner", "conflict", "denied"]
+@dataclass(frozen=True, slots=True)
+class AccessCatalog:
+    """What resolving ``access.*`` labels needs: the admin's access groups by id, and the account facts."""
+
+    groups: Mapping[str, AccessPolicyDef]
+    facts: AccessFacts = field(default_factory=AccessFacts)
+
+
+NO_ACCESS = AccessCatalog(groups={})
+
+# ``blocked``: the claim owns its place (first claim wins) but nothing is published for the hostname, because an
+# Access label of the owner's cannot be resolved with certainty (fail closed).
+Verdict = Literal["winner", "conflict", "denied", "blocked"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +93,7 @@ class Decision:
     verdict: Verdict
     reason: str | None = None
     tunnel_id: str | None = None  # the tunnel serving it (None until the agent has one)
+    app: DesiredAccessApp | None = None  # the resolved Access app of a winner (None: no app)
 
 
 def zone_of(rule: Rule) -> str:
@@ -142,11 +155,15 @@ def tunnel_for(claim: Claim, agents: Mapping[str, AgentView]) -> str | None:
 
 
 def resolve_hostname(
-    claims: Iterable[Claim], agents: Mapping[str, AgentView], *, assigned: str | None = None
+    claims: Iterable[Claim],
+    agents: Mapping[str, AgentView],
+    *,
+    assigned: str | None = None,
+    catalog: AccessCatalog = NO_ACCESS,
 ) -> list[Decision]:
-    """Decide every claim on one hostname: winner, conflict (first claim wins) or denied (the agent's policy, or
-    an admin's assignment of the hostname to another owner). Denied claims never take a place in the order, so
-    a claim nobody may publish (a pending agent's, say) cannot squat a name."""
+    """Decide every claim on one hostname: winner, conflict (first claim wins), denied (the agent's policy, or
+    an admin's assignment of the hostname to another owner) or blocked (see ``hold_back``). Denied claims never
+    take a place in the order, so a claim nobody may publish (a pending agent's, say) cannot squat a name."""
     ordered = sorted(claims, key=lambda c: (c.claimed_at, c.claim_id))
     decisions: list[Decision] = []
     owner: Claim | None = None
@@ -169,8 +186,27 @@ def resolve_hostname(
             decisions.append(Decision(claim, "conflict", f"{claim.rule.key} is already published by {first.source}"))
             continue
         by_path[path] = claim
-        decisions.append(Decision(claim, "winner", None, tunnel_for(claim, agents)))
-    return decisions
+        decisions.append(_with_access(Decision(claim, "winner", None, tunnel_for(claim, agents)), catalog))
+    return hold_back(decisions)
+
+
+def _with_access(decision: Decision, catalog: AccessCatalog) -> Decision:
+    rule = decision.claim.rule
+    try:
+        app = access.resolve(rule.hostname, rule.path, rule.access, catalog.groups, catalog.facts)
+    except AccessError as exc:
+        return Decision(decision.claim, "blocked", f"{exc.label}: {exc.reason}", decision.tunnel_id)
+    return Decision(decision.claim, "winner", None, decision.tunnel_id, app)
+
+
+def hold_back(decisions: list[Decision]) -> list[Decision]:
+    """Fail closed per hostname: when one winning rule's Access cannot be resolved, none of the hostname's rules
+    is published (a path rule left out would fall through to another rule of the same host, unprotected)."""
+    blocked = [d for d in decisions if d.verdict == "blocked"]
+    if not blocked:
+        return decisions
+    why = f"held back: {blocked[0].claim.rule.key} has an Access error ({blocked[0].reason})"
+    return [Decision(d.claim, "blocked", why, d.tunnel_id) if d.verdict == "winner" else d for d in decisions]
 
 
 def winners(decisions: Iterable[Decision]) -> list[Decision]:
@@ -185,7 +221,10 @@ def _ingress_order(entry: IngressEntry) -> tuple[bool, str, bool, int, str]:
 
 
 def tunnel_ingress(tunnel_id: str, decisions: Iterable[Decision]) -> tuple[IngressEntry, ...]:
-    """The ordered ingress rules of one tunnel, from the decisions of its hostnames."""
+    """The ordered ingress rules of one tunnel, from the decisions of its hostnames. A path that an Access app
+    protects is matched as that literal prefix only (``protected``): cloudflared matches paths as unanchored
+    regular expressions, and ``/eng`` would otherwise route ``/x/eng`` and ``/engineering``, which the app on
+    ``host/eng`` does not cover."""
     entries = [
         IngressEntry(
             hostname=d.claim.rule.hostname,
@@ -193,6 +232,7 @@ def tunnel_ingress(tunnel_id: str, decisions: Iterable[Decision]) -> tuple[Ingre
             path=d.claim.rule.path,
             origin=d.claim.rule.origin,
             source=d.claim.source,
+            protected=d.app is not None and d.claim.rule.path is not None,
         )
         for d in decisions
         if d.verdict == "winner" and d.tunnel_id == tunnel_id
@@ -215,24 +255,31 @@ def zone_records(zone: str, decisions: Iterable[Decision]) -> tuple[DesiredRecor
     return tuple(records[name] for name in sorted(records))
 
 
-def access_app(
-    rule_key: str, decisions: Iterable[Decision], groups: Mapping[str, dict[str, Any]]
-) -> DesiredAccessApp | None:
+HOLD_POLICY = AccessPolicyDef(name="flareport hold: Access error", decision="deny", include=access.EVERYONE)
+
+
+def access_app(rule_key: str, decisions: Iterable[Decision]) -> DesiredAccessApp | None:
     """The Access app wanted for ``rule_key`` (hostname + path), or None when no winner asks for one."""
     for d in decisions:
         rule = d.claim.rule
-        if d.verdict != "winner" or d.tunnel_id is None or rule.key != rule_key:
-            continue
-        if not wants_access(rule):
-            return None
-        assert rule.access is not None
-        resolved = {gid: groups[gid] for gid in sorted(rule.access.groups) if gid in groups}
-        return DesiredAccessApp(hostname=rule.hostname, path=rule.path, spec=rule.access, groups=resolved)
+        if d.verdict == "winner" and d.tunnel_id is not None and rule.key == rule_key:
+            return d.app
     return None
 
 
-def wants_access(rule: Rule) -> bool:
-    return rule.access is not None and rule.access != EMPTY_ACCESS
+def held_app(rule_key: str, decisions: Iterable[Decision]) -> DesiredAccessApp | None:
+    """For a rule held back by an Access error: an app that lets nobody in, so that an app it had is never
+    deleted (or weakened) while its routes are being withdrawn; None when the rule is not held back."""
+    for d in decisions:
+        rule = d.claim.rule
+        if d.verdict == "blocked" and rule.key == rule_key and access.wants_app(rule.access):
+            return DesiredAccessApp(hostname=rule.hostname, path=rule.path, inline=(HOLD_POLICY,))
+    return None
+
+
+def wants_access(spec: AccessSpec | None) -> bool:
+    """Whether a rule's Access labels ask for an app (``default_tld`` or settings alone do not)."""
+    return access.wants_app(spec)
 
 
 def version_of(desired: Any) -> str:

@@ -23,7 +23,7 @@ from redis.exceptions import WatchError
 from flareport_common.keys import Keys
 from flareport_common.readmodel import AgentRecord, RuleRecord, RuleStatus
 from flareport_common.settings import ReconcilerSettings
-from flareport_reconciler.planning import EMPTY_ACCESS, AgentView
+from flareport_reconciler.planning import AgentView, wants_access
 from flareport_reconciler.scripts import BUMP_VERSION
 
 TX_RETRIES = Counter(
@@ -175,7 +175,7 @@ def rule_status(doc: RuleRecord) -> tuple[RuleStatus, str | None]:
     if doc.delete_at is not None:
         return "pending_deletion", doc.error
     states = [doc.dns_state, doc.ingress_state]
-    if doc.access is not None and doc.access != EMPTY_ACCESS:
+    if wants_access(doc.access):
         states.append(doc.access_state)
     if "conflict" in states:
         return "conflict", doc.error

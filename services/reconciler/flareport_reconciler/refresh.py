@@ -161,13 +161,14 @@ class Refresher:
             if view is not None:
                 known[record.agent_id] = view
         agents = {**await agent_views(self._redis, self._keys, wanted), **known}
+        catalog = await self._planner.catalog()
         outcome = _Outcome()
         all_docs: dict[str, RuleRecord] = {}
         stale: set[str] = set()
         touched_by: dict[str, set[str]] = {}  # document -> the targets its hostname touches now
         for hostname in names:
             host = per_host[hostname]
-            decisions = resolve_hostname(host.claims, agents, assigned=host.assigned)
+            decisions = resolve_hostname(host.claims, agents, assigned=host.assigned, catalog=catalog)
             docs = {doc_key(d): template(d) for d in decisions}
             all_docs.update(docs)
             before = previous[hostname]
@@ -252,13 +253,16 @@ def targets_of(decisions: list[Decision]) -> dict[str, str]:
     that equal states encode equally whatever order the claims were read in)."""
     targets: dict[str, str] = {}
     for d in decisions:
+        if d.verdict == "blocked" and wants_access(d.claim.rule.access):
+            # Held back by an Access error: its app (if it has one) is turned into one that lets nobody in.
+            targets[f"access:{d.claim.rule.key}"] = "held"
         if d.verdict != "winner":
             continue
         zone = zone_of(d.claim.rule)
         targets[f"zone:{zone}"] = version_of(zone_records(zone, decisions))
         if d.tunnel_id is not None:
             targets[f"tunnel:{d.tunnel_id}"] = version_of(tunnel_ingress(d.tunnel_id, decisions))
-        if wants_access(d.claim.rule):
+        if d.app is not None:
             key = d.claim.rule.key
-            targets[f"access:{key}"] = version_of(access_app(key, decisions, {}))
+            targets[f"access:{key}"] = version_of(access_app(key, decisions))
     return dict(sorted(targets.items()))

@@ -46,7 +46,7 @@ def template(d: Decision) -> RuleRecord:
     )
     if d.verdict == "conflict":
         doc.status, doc.error = "conflict", d.reason
-    elif d.verdict == "denied":
+    elif d.verdict in ("denied", "blocked"):
         doc.status, doc.error = "error", d.reason
     return doc
 

@@ -86,7 +86,8 @@ async def test_adopt_from_an_agent_is_refused_naming_the_field(api: Api) -> None
         ([start(1, container(rule("a.example.com", access={"groups": [f"g{i}" for i in range(51)]})))],
          "events[0].container.rules[0].access.groups"),
         ([start(1, container(rule("a.example.com",
-                                  access={"custom_rules": [{"email": {"email": "x" * 10_000}}]})))],
+                                  access={"custom_rules": [{"decision": "allow",
+                                                            "include": [{"email": {"email": "x" * 10_000}}]}]})))],
          "events[0].container.rules[0].access.custom_rules"),
         ([start(1, container(name="web\n2026-01-01 forged log line"))], "events[0].container.name"),
     ],
@@ -105,7 +106,8 @@ async def test_a_deeply_nested_custom_rule_is_a_4xx_not_a_500(api: Api) -> None:
     nested = '{"saml":' * 5000 + "{}" + "}" * 5000
     raw = '{"events":[' + msgspec.json.encode(start(1, container(rule("a.example.com")))).decode()
     raw = raw.replace(
-        '"service":"http://web:80"', '"service":"http://web:80","access":{"custom_rules":[' + nested + "]}"
+        '"service":"http://web:80"',
+        '"service":"http://web:80","access":{"custom_rules":[{"decision":"allow","include":[' + nested + "]}]}",
     )
     response = await api.client.post(
         f"/api/v1/agents/{agent_id}/events",
@@ -158,8 +160,9 @@ async def test_an_over_long_label_error_is_stored_cut_and_the_rest_accepted(api:
 async def test_an_honest_batch_still_passes_with_names_normalised(api: Api) -> None:
     key, agent_id = await enrolled(api)
     events = [start(1, container(rule("App.Example.com", zone_name="Example.COM", path="/api",
-                                      access={"policy": "authenticate", "groups": ["admins"],
-                                              "custom_rules": [{"email_domain": {"domain": "example.com"}}]}))),
+                                      access={"policy": "custom", "groups": ["admins"],
+                                              "custom_rules": [{"decision": "allow", "include": [
+                                                  {"email_domain": {"domain": "example.com"}}]}]}))),
               {"type": "container_stop", "agent_id": "x", "seq": 2, "container_id": "c1", "name": "web"}]  # fmt: skip
     status, body = await post(api, key, agent_id, events)
     assert (status, body["accepted"]) == (200, 2)

@@ -48,7 +48,7 @@ async def test_hostile_nesting_is_refused_before_decoding_on_admin_routes(api: A
     status, body = await answer(api, "POST", "/api/v1/access-groups", api.admin, json=group)
     assert refused_as_too_deep(status, body), body
     listed = await api.client.get("/api/v1/access-groups", headers=api.admin)
-    assert (await listed.json())["groups"] == []
+    assert [g for g in (await listed.json())["groups"] if not g["system"]] == []
     # Brackets inside strings do not nest; a real group well within the limit is taken.
     fine = {"name": "[[[[" * 20, "include": [{"email": {"email": "a@example.com"}}, {"saml": nested_objects(8, "]")}]}
     status, body = await answer(api, "POST", "/api/v1/access-groups", api.admin, json=fine)
@@ -66,7 +66,7 @@ async def test_hostile_nesting_is_refused_on_agent_routes(api: Api) -> None:
     rule = {
         "hostname": "app.example.com",
         "service": "http://app:8080",
-        "access": {"custom_rules": [{"saml": nested_objects(MAX_JSON_DEPTH)}]},
+        "access": {"custom_rules": [{"decision": "allow", "include": [{"saml": nested_objects(MAX_JSON_DEPTH)}]}]},
     }
     event = {
         "type": "container_start",
@@ -79,8 +79,9 @@ async def test_hostile_nesting_is_refused_on_agent_routes(api: Api) -> None:
     heartbeat = f"/api/v1/agents/{agent_id}/heartbeat"
     status, body = await answer(api, "POST", heartbeat, api.bearer(key), data='{"tunnel":' + nested_json(5000) + "}")
     assert refused_as_too_deep(status, body), body
-    # The deepest body an honest agent sends (an inventory's rule with custom rules nested 4 deep) passes.
-    rule["access"] = {"custom_rules": [{"saml": {"attribute_name": "group", "attribute_value": "x"}}]}
+    # The deepest body an honest agent sends (an inventory's rule with a custom policy's rule) passes.
+    saml = {"saml": {"attribute_name": "group", "attribute_value": "x"}}
+    rule["access"] = {"custom_rules": [{"decision": "allow", "include": [saml]}]}
     inventory = {
         "type": "inventory",
         "agent_id": agent_id,
@@ -149,3 +150,21 @@ async def test_readyz_tells_nothing_internal_when_redis_is_down(
     for detail in (port, "127.0.0.1", "localhost", "redis://", "Error", "refused", "Connect"):
         assert detail not in text, detail
     assert "api.readyz_redis_unavailable" in log.read_text(), "the detail is logged instead"
+
+
+async def test_query_numbers_are_plain_ascii_numbers(api: Api) -> None:
+    # int() and float() alone take all of these: a full-width digit, digit grouping, NaN, infinity, exponents.
+    for count in ("\uff11", "1_0", " 5", "5\n", "1e2", "0x10"):
+        status, body = await answer(api, "GET", "/api/v1/dead-letters", api.admin, params={"count": count})
+        assert (status, body["error"]["code"], body["error"]["field"]) == (422, "invalid_query", "count"), count
+    key = await api.new_key()
+    agent_id = (await api.register(key))["agent_id"]
+    commands = f"/api/v1/agents/{agent_id}/commands"
+    for wait in ("\uff10", "0_0", "nan", "-inf", "0\n", "1e-9"):
+        status, body = await answer(api, "GET", commands, api.bearer(key), params={"wait": wait})
+        assert (status, body["error"]["code"], body["error"]["field"]) == (422, "invalid_query", "wait"), wait
+    for wait in ("0", "0.0", ".0", "+0"):
+        status, body = await answer(api, "GET", commands, api.bearer(key), params={"wait": wait})
+        assert (status, body) == (200, {"commands": []}), wait
+    status, body = await answer(api, "GET", "/api/v1/dead-letters", api.admin, params={"count": "10"})
+    assert status == 200, body

@@ -176,7 +176,7 @@ def test_access_labels() -> None:
             "flareport.access.app_launcher_visible": "true",
             "flareport.access.allowed_idps": "idp-1,idp-2",
             "flareport.access.auto_redirect_to_identity": "0",
-            "flareport.access.custom_rules": '[{"email": {"email": "a@example.com"}}]',
+            "flareport.access.custom_rules": '[{"decision": "allow", "include": [{"email": {"email": "a@x.com"}}]}]',
         }
     )
     assert info.rules[0].access == AccessSpec(
@@ -186,7 +186,7 @@ def test_access_labels() -> None:
         app_launcher_visible=True,
         allowed_idps=("idp-1", "idp-2"),
         auto_redirect_to_identity=False,
-        custom_rules=({"email": {"email": "a@example.com"}},),
+        custom_rules=({"decision": "allow", "include": [{"email": {"email": "a@x.com"}}]},),
     )
 
 
@@ -199,18 +199,19 @@ def test_legacy_group_bypass_means_the_bypass_policy() -> None:
             "dockflare.access.group": "bypass",
         }
     )
-    assert info.rules[0].access == AccessSpec(policy="bypass")
+    assert info.rules[0].access == AccessSpec(groups=("bypass",)), "read as public-default-bypass when resolved"
 
 
 @pytest.mark.parametrize(
     ("label", "value", "reason"),
     [
-        ("access.policy", "allow", "expected bypass, authenticate or default_tld"),
+        ("access.policy", "allow", "expected bypass, authenticate, default_tld or custom"),
         ("access.session_duration", "a day", "expected a duration"),
         ("access.custom_rules", "{not json", "is not valid JSON"),
-        ("access.custom_rules", "[1, 2]", "must be a JSON array"),
+        ("access.custom_rules", "[1, 2]", "must be a JSON list of Access policies"),
+        ("access.custom_rules", '[{"email": {"email": "a@x.com"}}]', "a custom rule is a whole Access policy"),
         ("no_tls_verify", "maybe", "expected true/false"),
-        ("path", "api", "must start with '/'"),
+        ("path", "a b", "must contain no spaces"),
     ],
 )
 def test_invalid_option_labels(label: str, value: str, reason: str) -> None:

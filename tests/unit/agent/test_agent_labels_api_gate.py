@@ -36,8 +36,8 @@ def accepted_by_the_api(info: ContainerInfo) -> None:
         ("flareport.access.groups", "admins, no spaces allowed"),
         ("flareport.access.allowed_idps", "x" * 65),
         ("flareport.access.custom_rules", '[{"claimed_at": 0}]'),
-        ("flareport.access.custom_rules", '[{"email": "not an object"}]'),
-        ("flareport.access.custom_rules", '[{"saml": {"a": [[[{}]]]}}]'),
+        ("flareport.access.custom_rules", '[{"decision": "allow", "include": [{"email": "not an object"}]}]'),
+        ("flareport.access.custom_rules", '[{"decision": "allow", "include": [{"saml": {"a": [[[{}]]]}}]}]'),
     ],
 )
 def test_a_value_the_api_refuses_is_a_label_error_naming_the_label(label: str, value: str) -> None:

@@ -79,6 +79,11 @@ def test_adopt_inside_an_inventory_names_the_container() -> None:
     )
 
 
+def allow(*include: dict[str, Any]) -> dict[str, Any]:
+    """A custom policy (access.custom_rules holds whole policies, as in DockFlare)."""
+    return {"decision": "allow", "include": list(include)}
+
+
 @pytest.mark.parametrize(
     ("bad", "field"),
     [
@@ -101,11 +106,22 @@ def test_adopt_inside_an_inventory_names_the_container() -> None:
         (rule(access=AccessSpec(groups=tuple(f"g{i}" for i in range(51)))), "access.groups"),
         (rule(access=AccessSpec(allowed_idps=("x" * 65,))), "access.allowed_idps[0]"),
         (rule(access=AccessSpec(custom_rules=({"claimed_at": 0},))), "access.custom_rules[0]"),
-        (rule(access=AccessSpec(custom_rules=({"email": {}, "ip": {}},))), "access.custom_rules[0]"),
-        (rule(access=AccessSpec(custom_rules=({"email": "a@b"},))), "access.custom_rules[0].email"),
-        (rule(access=AccessSpec(custom_rules=({"email": {"email": "a" * 9000}},))), "access.custom_rules"),
-        (rule(access=AccessSpec(custom_rules=({"saml": {"a": [[[{}]]]}},))), "access.custom_rules"),
-        (rule(access=AccessSpec(custom_rules=tuple({"everyone": {}} for _ in range(51)))), "access.custom_rules"),
+        (rule(access=AccessSpec(custom_rules=(allow({"email": {}, "ip": {}}),))), "access.custom_rules[0].include[0]"),
+        (rule(access=AccessSpec(custom_rules=(allow({"email": "a@b"}),))), "access.custom_rules[0].include[0].email"),
+        (
+            rule(access=AccessSpec(custom_rules=({"decision": "maybe", "include": []},))),
+            "access.custom_rules[0].decision",
+        ),
+        (
+            rule(access=AccessSpec(custom_rules=({"decision": "allow", "include": []},))),
+            "access.custom_rules[0].include",
+        ),
+        (rule(access=AccessSpec(custom_rules=(allow({"email": {"email": "a" * 9000}}),))), "access.custom_rules"),
+        (rule(access=AccessSpec(custom_rules=(allow({"saml": {"a": [[[{}]]]}}),))), "access.custom_rules"),
+        (
+            rule(access=AccessSpec(custom_rules=tuple(allow({"everyone": {}}) for _ in range(51)))),
+            "access.custom_rules",
+        ),
     ],
 )
 def test_every_rule_field_is_checked_and_named(bad: Rule, field: str) -> None:
@@ -124,7 +140,7 @@ def test_known_access_rule_types_pass() -> None:
         {"geo": {"country_code": "CH"}},
         {"email_domain": {"domain": "x.com"}},
     )
-    access = AccessSpec(policy="authenticate", groups=("admins",), allowed_idps=("0b7c-idp",), custom_rules=custom)
+    access = AccessSpec(policy="custom", allowed_idps=("0b7c-idp",), custom_rules=(allow(*custom),))
     assert agent_input.checked((start(container(rule(access=access))),), QUOTAS)
 
 
@@ -132,7 +148,7 @@ def test_a_hostile_nesting_is_refused_without_recursing() -> None:
     deep: dict[str, Any] = {}
     for _ in range(100_000):
         deep = {"x": deep}
-    bad = rule(access=AccessSpec(custom_rules=({"saml": deep},)))
+    bad = rule(access=AccessSpec(custom_rules=(allow({"saml": deep}),)))
     assert refused((start(container(bad)),)).field == "events[0].container.rules[0].access.custom_rules"
 
 

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from flareport_common.messages import AccessSpec, DesiredAccessApp, Rule
+from flareport_common.messages import AccessPolicyDef, AccessSpec, DesiredAccessApp, ReusablePolicyRef, Rule
 from flareport_reconciler.planning import (
+    AccessCatalog,
     AgentView,
     Claim,
     access_app,
@@ -140,16 +141,28 @@ def test_zone_is_the_zonename_label_else_the_last_two_labels() -> None:
     assert zone_of(Rule(hostname="a.b.example.co.uk", service="x", zone_name="example.co.uk")) == "example.co.uk"
 
 
-def test_access_app_resolves_groups_and_is_none_without_a_spec() -> None:
-    spec = AccessSpec(policy="authenticate", groups=("admins", "missing"))
+def test_access_app_links_the_groups_and_is_none_without_a_spec() -> None:
+    spec = AccessSpec(policy="authenticate", groups=("admins",))
     with_access = claim("a1", "c1", "app.example.com", 1.0, access=spec)
-    decisions = resolve_hostname([with_access], AGENTS)
-    groups = {"admins": {"name": "Admins"}}
-    assert access_app("app.example.com", decisions, groups) == DesiredAccessApp(
-        hostname="app.example.com", spec=spec, groups={"admins": {"name": "Admins"}}
-    )
-    plain = resolve_hostname([claim("a1", "c1", "app.example.com", 1.0)], AGENTS)
-    assert access_app("app.example.com", plain, groups) is None
+    admins = AccessPolicyDef(name="Admins", decision="allow", include=({"email_domain": {"domain": "x.com"}},))
+    catalog = AccessCatalog(groups={"admins": admins})
+    decisions = resolve_hostname([with_access], AGENTS, catalog=catalog)
+    assert access_app("app.example.com", decisions) == DesiredAccessApp(
+        hostname="app.example.com", reusable=(ReusablePolicyRef(group_id="admins", policy=admins),)
+    ), "the group wins over the policy, as in DockFlare"
+    plain = resolve_hostname([claim("a1", "c1", "app.example.com", 1.0)], AGENTS, catalog=catalog)
+    assert access_app("app.example.com", plain) is None
+
+
+def test_an_unknown_group_holds_the_whole_hostname_back() -> None:
+    spec = AccessSpec(groups=("missing",))
+    protected = claim("a1", "c1", "app.example.com", 1.0, access=spec, path="/admin")
+    root = claim("a1", "c2", "app.example.com", 2.0)
+    decisions = resolve_hostname([protected, root], AGENTS)
+    assert [d.verdict for d in decisions] == ["blocked", "blocked"]
+    assert "access group 'missing' does not exist" in (decisions[0].reason or "")
+    assert tunnel_ingress("t1", decisions) == () and zone_records("example.com", decisions) == ()
+    assert access_app("app.example.com/admin", decisions) is None
 
 
 def test_version_changes_with_the_desired_state_only() -> None:

@@ -2,12 +2,14 @@
 
 from flareport_common.messages.base import SCHEMA_VERSION, Message, new_id, utcnow
 from flareport_common.messages.cfjobs import (
+    AccessPolicyDef,
     CfJobMessage,
     DeleteTunnel,
     DesiredAccessApp,
     DesiredRecord,
     EnsureTunnel,
     IngressEntry,
+    ReusablePolicyRef,
     SyncAccessApp,
     SyncDnsZone,
     SyncTunnelIngress,
@@ -56,6 +58,7 @@ __all__ = [
     "SCHEMA_VERSION",
     "AccessGroupDeleted",
     "AccessGroupUpserted",
+    "AccessPolicyDef",
     "AccessSpec",
     "AgentDecommissioned",
     "AgentEnrolled",
@@ -93,6 +96,7 @@ __all__ = [
     "ReconcileRequested",
     "RestartTunnel",
     "ResyncInventory",
+    "ReusablePolicyRef",
     "RotateKey",
     "Rule",
     "RuleError",

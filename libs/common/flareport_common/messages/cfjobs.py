@@ -7,12 +7,12 @@ version is already applied, so duplicates and reordering are harmless.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 import msgspec
 
 from flareport_common.messages.base import Message
-from flareport_common.messages.rules import AccessSpec, OriginOptions
+from flareport_common.messages.rules import OriginOptions
 
 
 class IngressEntry(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
@@ -24,6 +24,9 @@ class IngressEntry(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True
     origin: OriginOptions = OriginOptions()
     # Where the rule comes from, for results and errors: "agent:<id>/<container>" or "manual:<rule id>".
     source: str = ""
+    # An Access app protects ``path``: cloudflared must match exactly that literal prefix, not the unanchored
+    # regular expression a path otherwise is (see the dns-worker's ingress_plan).
+    protected: bool = False
 
 
 class DesiredRecord(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
@@ -35,12 +38,41 @@ class DesiredRecord(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=Tru
     source: str = ""
 
 
+class AccessPolicyDef(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """One Cloudflare Access policy: who (``include``, narrowed by ``exclude`` and ``require``) gets ``decision``."""
+
+    name: str
+    decision: Literal["allow", "deny", "bypass", "non_identity"]
+    include: tuple[dict[str, Any], ...]
+    exclude: tuple[dict[str, Any], ...] = ()
+    require: tuple[dict[str, Any], ...] = ()
+    session_duration: str | None = None
+
+
+class ReusablePolicyRef(msgspec.Struct, frozen=True, kw_only=True):
+    """An access group as the account-level reusable policy ``flareport group <group_id>`` with this content."""
+
+    group_id: str
+    policy: AccessPolicyDef
+
+
 class DesiredAccessApp(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """A self-hosted Access application exactly as the reconciler resolved it (flareport_common.access): every
+    group, system group and label already turned into policies, so the dns-worker only writes it.
+
+    Exactly one of ``reusable`` (links to account-level policies, one per group, in order) and ``inline``
+    (app-scoped policies) is non-empty: Cloudflare does not mix the two kinds in one app.
+    """
+
     hostname: str
-    path: str | None = None
-    spec: AccessSpec = AccessSpec()
-    # Access groups resolved by the reconciler: group id -> reusable policy definition.
-    groups: dict[str, dict[str, Any]] = msgspec.field(default_factory=dict)
+    path: str | None = None  # a literal path prefix (never a regular expression); the app's domain is host + path
+    name: str | None = None  # None: the domain
+    session_duration: str = "24h"
+    app_launcher_visible: bool = False
+    allowed_idps: tuple[str, ...] = ()
+    auto_redirect_to_identity: bool = False
+    reusable: tuple[ReusablePolicyRef, ...] = ()
+    inline: tuple[AccessPolicyDef, ...] = ()
 
 
 class EnsureTunnel(Message, frozen=True, kw_only=True, tag="ensure_tunnel"):

@@ -11,7 +11,8 @@ from typing import Any, Literal
 
 import msgspec
 
-AccessPolicy = Literal["bypass", "authenticate", "default_tld"]
+# DockFlare's values; "custom" takes the policies from ``custom_rules`` (flareport_common.access).
+AccessPolicy = Literal["bypass", "authenticate", "default_tld", "custom"]
 
 
 class OriginOptions(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
