@@ -8,18 +8,22 @@ in the rules read model, written by the reconciler.
 
 from __future__ import annotations
 
+import re
+import unicodedata
 from collections.abc import Callable
 from typing import Any
 
 import msgspec
 from aiohttp import web
+from redis.exceptions import WatchError
 
 from flareport_api import readstore, validation
-from flareport_api.errors import ApiError, json_response, not_found, query_choice, read_body
+from flareport_api.errors import ApiError, invalid, json_response, not_found, query_choice, read_body
 from flareport_api.keystore import bump_version
 from flareport_api.schemas import (
     Accepted,
     AccessGroup,
+    AccessGroupCreateRequest,
     AccessGroupList,
     AccessGroupRequest,
     ManualRule,
@@ -30,6 +34,7 @@ from flareport_api.schemas import (
     view,
 )
 from flareport_api.state import ApiContext, QueryParam, Route, context
+from flareport_common.access import AUTHENTICATED, DEFAULT_SESSION, LEGACY_BYPASS, PUBLIC_BYPASS
 from flareport_common.messages.base import Message, new_id, utcnow
 from flareport_common.messages.intents import (
     AccessGroupDeleted,
@@ -38,6 +43,7 @@ from flareport_common.messages.intents import (
     ManualRuleUpserted,
 )
 from flareport_common.streams.codec import encode
+from flareport_common.validate import ACCESS_RULE_TYPES
 
 RULE_STATUSES = ("pending", "active", "error", "pending_deletion", "conflict")
 _encoder = msgspec.json.Encoder()
@@ -185,57 +191,227 @@ async def delete_manual(request: web.Request) -> web.StreamResponse:
     return await _delete_one(request, "rule_id", "manual rule", keys.api_manual_rules, ManualRuleDeleted)
 
 
-# ---- access groups -------------------------------------------------------------------------------------------
+# ---- access groups ------------------------------------------------------------------------------------------
+
+# The id ``access.group=<id>`` labels reference: chosen by the admin (or derived from the name). Lower case only, so
+# a label can never name a group that differs from another by case alone.
+GROUP_ID = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}\Z")
+_SLUG_NOISE = re.compile(r"[^a-z0-9_.-]+")
+_CREATE_TRIES = 20  # optimistic retries of one create while other groups change (each failure means one succeeded)
+
+# DockFlare's two built-in groups (docs/dev/dockflare-access-spec.md, 3.3): always listed, never stored, never
+# changed through the API; the reconciler resolves them (flareport_common.access.system_group).
+SYSTEM_ACCESS_GROUPS: dict[str, AccessGroup] = {
+    PUBLIC_BYPASS: AccessGroup(
+        group_id=PUBLIC_BYPASS,
+        name="Public (bypass for everyone)",
+        decision="bypass",
+        include=({"everyone": {}},),
+        session_duration=DEFAULT_SESSION,
+        system=True,
+        description=(
+            "Built in: makes a service public. Cloudflare Access lets everyone through without a login (a bypass "
+            "policy including everyone). Labels: access.group=public-default-bypass (or the old id bypass), or "
+            "access.policy=bypass. It cannot be combined with other groups."
+        ),
+    ),
+    AUTHENTICATED: AccessGroup(
+        group_id=AUTHENTICATED,
+        name="Account owner (One-time PIN)",
+        decision="allow",
+        session_duration=DEFAULT_SESSION,
+        system=True,
+        description=(
+            "Built in: allows a login by One-time PIN and requires the Cloudflare account owner's email (include: "
+            "the One-time PIN login method; require: the owner's email, from FLAREPORT_ACCESS_OWNER_EMAIL or found "
+            "through the Cloudflare API). Both are resolved by the reconciler; while either is unknown, a hostname "
+            "using this group is not published. Labels: access.group=authenticated-default, or "
+            "access.policy=authenticate."
+        ),
+    ),
+}
+
+
+def chosen_group_id(value: str) -> str:
+    """A group id an admin chose (422 naming ``group_id`` otherwise); system and reserved ids are 409."""
+    if not GROUP_ID.match(value):
+        raise invalid(
+            "group_id",
+            f"group_id {value[:80]!r} must be 1-64 characters of lowercase letters, digits, '-', '_', '.', starting "
+            "with a letter or digit (labels reference it as access.group=<id>)",
+        )
+    refuse_system_group(value, "created")
+    if value == LEGACY_BYPASS:
+        raise ApiError(
+            409,
+            "reserved_group_id",
+            f"group id {LEGACY_BYPASS!r} is reserved: labels naming it get the system group {PUBLIC_BYPASS!r} "
+            "(DockFlare's old id for it); choose another id",
+            field="group_id",
+        )
+    return value
+
+
+def refuse_system_group(group_id: str, action: str) -> None:
+    """409 for a system group's id: it is built in and cannot be ``action`` (created, replaced, deleted)."""
+    if group_id in SYSTEM_ACCESS_GROUPS:
+        raise ApiError(
+            409,
+            "system_group",
+            f"access group {group_id!r} is a system group: it is built in and cannot be {action}",
+            field="group_id",
+        )
+
+
+def slug(name: str) -> str:
+    """The id a group gets from its name when none is chosen (``Ops Team`` -> ``ops-team``); '' if nothing is left."""
+    ascii_name = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode().lower()
+    return _SLUG_NOISE.sub("-", ascii_name).strip("-_.")[:64].rstrip("-_.")
+
+
+def _access_rules(rules: tuple[dict[str, Any], ...], field: str) -> None:
+    """Each entry a Cloudflare Access rule object: exactly one known rule type, with an object as its value."""
+    for index, item in enumerate(rules):
+        where = f"{field}[{index}]"
+        if len(item) != 1:
+            raise invalid(
+                where, 'an Access rule is an object with exactly one rule type, e.g. {"email": {"email": "a@b.c"}}'
+            )
+        kind, value = next(iter(item.items()))
+        if kind not in ACCESS_RULE_TYPES:
+            raise invalid(
+                where, f"unknown Access rule type {kind[:64]!r} (known: {', '.join(sorted(ACCESS_RULE_TYPES))})"
+            )
+        if not isinstance(value, dict):
+            raise invalid(f"{where}.{kind}", 'an Access rule\'s value must be an object, e.g. {"everyone": {}}')
+
+
+def _group_fields(body: AccessGroupRequest) -> dict[str, Any]:
+    """The group's definition from a request, checked: name, session, a non-empty include and valid rule objects."""
+    fields = {name: getattr(body, name) for name in AccessGroupRequest.__struct_fields__}
+    fields["name"] = validation.text(body.name, "name", maximum=100)
+    if body.session_duration is not None:
+        validation.duration(body.session_duration, "session_duration")
+    if not body.include:
+        raise invalid(
+            "include",
+            'include needs at least one Access rule, e.g. [{"email": {"email": "a@example.com"}}] (a group without '
+            "one is refused rather than read as everyone)",
+        )
+    for name in ("include", "exclude", "require"):
+        _access_rules(getattr(body, name), name)
+    return fields
+
+
+async def _stored_groups(ctx: ApiContext) -> dict[str, AccessGroup]:
+    raw = await ctx.redis.hgetall(ctx.keys.api_access_groups)
+    groups = (msgspec.json.decode(v, type=AccessGroup) for v in raw.values())
+    return {g.group_id: g for g in groups if g.group_id not in SYSTEM_ACCESS_GROUPS}
+
+
+async def all_groups(ctx: ApiContext) -> list[AccessGroup]:
+    """The system groups first, then the admin's groups by name (the API's list and the web UI's page)."""
+    stored = sorted((await _stored_groups(ctx)).values(), key=lambda g: (g.name, g.group_id))
+    return [*SYSTEM_ACCESS_GROUPS.values(), *stored]
 
 
 async def list_groups(request: web.Request) -> web.StreamResponse:
     ctx = context(request)
     await ctx.auth.admin(request)
-    raw = await ctx.redis.hgetall(ctx.keys.api_access_groups)
-    groups = sorted((msgspec.json.decode(v, type=AccessGroup) for v in raw.values()), key=lambda g: g.name)
-    return json_response(AccessGroupList(groups=tuple(groups)))
+    return json_response(AccessGroupList(groups=tuple(await all_groups(ctx))))
 
 
-async def _upsert_group(request: web.Request, group_id: str, *, creating: bool) -> web.StreamResponse:
-    body = await read_body(request, AccessGroupRequest)
-    stored = await save_group(context(request), group_id, body, creating=creating)
-    return json_response(stored, status=201 if creating else 200)
+async def _create_stored(ctx: ApiContext, group_id: str, value: bytes, intent: Message) -> bool:
+    """Store a new group and its intent in one transaction, only if the id is free (False when it is taken)."""
+    key = ctx.keys.api_access_groups
+    async with ctx.redis.pipeline(transaction=True) as pipe:
+        for _ in range(_CREATE_TRIES):
+            try:
+                await pipe.watch(key)
+                if await pipe.hexists(key, group_id):
+                    await pipe.unwatch()  # type: ignore[no-untyped-call]
+                    return False
+                pipe.multi()  # type: ignore[no-untyped-call]
+                pipe.hset(key, group_id, value)
+                bump_version(pipe, ctx.keys)
+                pipe.xadd(ctx.keys.intents, encode(intent))  # type: ignore[arg-type]  # no MAXLEN: the reconciler trims
+                await pipe.execute()
+                return True
+            except WatchError:
+                continue  # another group changed meanwhile: look again
+    raise ApiError(409, "busy", "access groups are changing too fast to add this one; try again")
 
 
-async def save_group(ctx: ApiContext, group_id: str, body: AccessGroupRequest, *, creating: bool) -> AccessGroup:
-    """Validate and store an access group with its intent (shared by this route and the web UI's form)."""
-    name = validation.text(body.name, "name", maximum=100)
-    if body.session_duration is not None:
-        validation.duration(body.session_duration, "session_duration")
-    if not creating and not await ctx.redis.hexists(ctx.keys.api_access_groups, group_id):
+async def save_group(ctx: ApiContext, group_id: str | None, body: AccessGroupRequest, *, creating: bool) -> AccessGroup:
+    """Validate and store an access group with its intent (shared by this route and the web UI's form).
+
+    Creating: ``group_id`` is the admin's chosen id (409 when taken), or None to derive it from the name (a
+    generated ``ag_…`` id when that is empty or taken). Replacing: the existing group's id (404 otherwise)."""
+    fields = _group_fields(body)
+    if creating:
+        chosen = None if group_id is None else chosen_group_id(group_id)
+        derived = slug(fields["name"])
+        candidates = [chosen] if chosen is not None else []
+        if chosen is None and GROUP_ID.match(derived) and derived not in (*SYSTEM_ACCESS_GROUPS, LEGACY_BYPASS):
+            candidates.append(derived)
+        if chosen is None:
+            candidates.append("ag_" + new_id()[:16])
+        for candidate in candidates:
+            stored = AccessGroup(group_id=candidate, updated_at=utcnow(), **fields)
+            intent = AccessGroupUpserted(group_id=candidate, **fields)
+            if await _create_stored(ctx, candidate, _encoder.encode(stored), intent):
+                return stored
+        raise ApiError(409, "duplicate_group", f"access group {group_id!r} already exists", field="group_id")
+    assert group_id is not None
+    refuse_system_group(group_id, "replaced")
+    if not await ctx.redis.hexists(ctx.keys.api_access_groups, group_id):
         raise not_found("access group", group_id)
-    fields = msgspec.structs.asdict(body)
-    fields["name"] = name
     stored = AccessGroup(group_id=group_id, updated_at=utcnow(), **fields)
     intent = AccessGroupUpserted(group_id=group_id, **fields)
     await _store_with_intent(ctx, ctx.keys.api_access_groups, group_id, _encoder.encode(stored), intent)
     return stored
 
 
+async def delete_stored_group(ctx: ApiContext, group_id: str) -> Accepted:
+    """Remove an admin's group and tell the reconciler (409 for a system group, 404 for an unknown one)."""
+    refuse_system_group(group_id, "deleted")
+    if not await ctx.redis.hexists(ctx.keys.api_access_groups, group_id):
+        raise not_found("access group", group_id)
+    intent = AccessGroupDeleted(group_id=group_id)
+    stream_id = await _store_with_intent(ctx, ctx.keys.api_access_groups, group_id, None, intent)
+    return Accepted(intent_id=intent.id, stream_id=stream_id)
+
+
 async def create_group(request: web.Request) -> web.StreamResponse:
-    await context(request).auth.admin(request)
-    return await _upsert_group(request, "ag_" + new_id()[:16], creating=True)
+    ctx = context(request)
+    await ctx.auth.admin(request)
+    body = await read_body(request, AccessGroupCreateRequest)
+    stored = await save_group(ctx, body.group_id, body, creating=True)
+    return json_response(stored, status=201)
 
 
 async def update_group(request: web.Request) -> web.StreamResponse:
-    await context(request).auth.admin(request)
+    ctx = context(request)
+    await ctx.auth.admin(request)
     group_id = validation.path_id(request.match_info["group_id"], "group_id")
-    return await _upsert_group(request, group_id, creating=False)
+    refuse_system_group(group_id, "replaced")
+    body = await read_body(request, AccessGroupRequest)
+    return json_response(await save_group(ctx, group_id, body, creating=False))
 
 
 async def get_group(request: web.Request) -> web.StreamResponse:
-    keys = context(request).keys
-    return await _get_one(request, "group_id", "access group", keys.api_access_groups, AccessGroup)
+    ctx = context(request)
+    if (system := SYSTEM_ACCESS_GROUPS.get(request.match_info["group_id"])) is not None:
+        await ctx.auth.admin(request)
+        return json_response(system)
+    return await _get_one(request, "group_id", "access group", ctx.keys.api_access_groups, AccessGroup)
 
 
 async def delete_group(request: web.Request) -> web.StreamResponse:
-    keys = context(request).keys
-    return await _delete_one(request, "group_id", "access group", keys.api_access_groups, AccessGroupDeleted)
+    ctx = context(request)
+    await ctx.auth.admin(request)
+    group_id = validation.path_id(request.match_info["group_id"], "group_id")
+    return json_response(await delete_stored_group(ctx, group_id), status=202)
 
 
 _ADMIN = (401, 422, 429)
@@ -265,11 +441,11 @@ ROUTES = [
     Route("GET", "/api/v1/access-groups", list_groups, "Access groups", "access groups", "admin", None,
           AccessGroupList, errors=(401, 429)),
     Route("POST", "/api/v1/access-groups", create_group, "Create an access group", "access groups", "admin",
-          AccessGroupRequest, AccessGroup, status=201, errors=_WRITE),
+          AccessGroupCreateRequest, AccessGroup, status=201, errors=(409, *_WRITE)),
     Route("GET", "/api/v1/access-groups/{group_id}", get_group, "One access group", "access groups", "admin",
           None, AccessGroup, errors=(404, *_ADMIN)),
     Route("PUT", "/api/v1/access-groups/{group_id}", update_group, "Replace an access group", "access groups",
-          "admin", AccessGroupRequest, AccessGroup, errors=(404, *_WRITE)),
+          "admin", AccessGroupRequest, AccessGroup, errors=(404, 409, *_WRITE)),
     Route("DELETE", "/api/v1/access-groups/{group_id}", delete_group, "Delete an access group", "access groups",
-          "admin", None, Accepted, status=202, errors=(404, *_ADMIN)),
+          "admin", None, Accepted, status=202, errors=(404, 409, *_ADMIN)),
 ]  # fmt: skip

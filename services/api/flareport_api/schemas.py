@@ -7,13 +7,14 @@ Responses reuse the read-model structs as they are stored, so what an admin sees
 from __future__ import annotations
 
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import msgspec
 
 from flareport_api.quotas import QuotaRefusal
 from flareport_common.messages.rules import AccessSpec, OriginOptions, Rule
 from flareport_common.readmodel import AgentRecord, CommandRecord, RuleRecord
+from flareport_common.validate import ACCESS_RULE_TYPES
 
 KeyStatus = Literal["active", "revoked"]
 
@@ -180,13 +181,46 @@ class ManualRuleList(msgspec.Struct, frozen=True, kw_only=True):
     rules: tuple[ManualRule, ...]
 
 
+# A Cloudflare Access rule: an object with exactly one known rule type, e.g. {"email": {"email": "a@example.com"}}.
+# The schema documents the shape; the API checks it itself (admin_rules.save_group) to name the exact entry.
+AccessRuleObject = Annotated[
+    dict[str, Any],
+    msgspec.Meta(
+        description='A Cloudflare Access rule with exactly one rule type, e.g. {"email": {"email": "a@example.com"}}',
+        extra_json_schema={
+            "minProperties": 1,
+            "maxProperties": 1,
+            "propertyNames": {"enum": sorted(ACCESS_RULE_TYPES)},
+            "additionalProperties": {"type": "object"},
+        },
+    ),
+]
+# A chosen access group id, as ``access.group=<id>`` labels name it (checked with \Z by admin_rules.group_id).
+GROUP_ID_PATTERN = "^[a-z0-9][a-z0-9_.-]{0,63}$"
+ChosenGroupId = Annotated[
+    str,
+    msgspec.Meta(
+        description="The id labels reference (access.group=<id>): 1-64 lowercase letters, digits, '-', '_', '.', "
+        "starting with a letter or digit. Default: derived from the name, or generated when that is taken.",
+        extra_json_schema={"pattern": GROUP_ID_PATTERN, "minLength": 1, "maxLength": 64},
+    ),
+]
+
+
 class AccessGroupRequest(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     name: str
     decision: Literal["allow", "deny", "bypass", "non_identity"] = "allow"
-    include: tuple[dict[str, Any], ...] = ()
-    exclude: tuple[dict[str, Any], ...] = ()
-    require: tuple[dict[str, Any], ...] = ()
+    # At least one include rule (a group without one is refused: it used to mean everyone).
+    include: Annotated[tuple[AccessRuleObject, ...], msgspec.Meta(extra_json_schema={"minItems": 1})] = ()
+    exclude: tuple[AccessRuleObject, ...] = ()
+    require: tuple[AccessRuleObject, ...] = ()
     session_duration: str | None = None
+
+
+class AccessGroupCreateRequest(AccessGroupRequest, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """``POST /api/v1/access-groups``: a group, optionally with the id labels will reference it by."""
+
+    group_id: ChosenGroupId | None = None
 
 
 class AccessGroup(msgspec.Struct, frozen=True, kw_only=True):
@@ -197,7 +231,12 @@ class AccessGroup(msgspec.Struct, frozen=True, kw_only=True):
     exclude: tuple[dict[str, Any], ...] = ()
     require: tuple[dict[str, Any], ...] = ()
     session_duration: str | None = None
-    updated_at: datetime
+    # None for the system groups, which are built in and never stored.
+    updated_at: datetime | None = None
+    # A built-in group (public-default-bypass, authenticated-default): resolved by the reconciler, never changed.
+    system: bool = False
+    # What a system group means (None for admin groups).
+    description: str | None = None
 
 
 class AccessGroupList(msgspec.Struct, frozen=True, kw_only=True):

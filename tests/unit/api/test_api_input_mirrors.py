@@ -24,4 +24,4 @@ def test_access_group_request_has_the_intent_fields() -> None:
     envelope = {"id", "occurred_at", "schema_version", "correlation_id"}
     definition = set(AccessGroupUpserted.__struct_fields__) - envelope - {"group_id"}
     assert set(AccessGroupRequest.__struct_fields__) == definition
-    assert set(AccessGroup.__struct_fields__) == definition | {"group_id", "updated_at"}
+    assert set(AccessGroup.__struct_fields__) == definition | {"group_id", "updated_at", "system", "description"}

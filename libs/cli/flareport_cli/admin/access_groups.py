@@ -2,7 +2,9 @@
 
 Flags cover the common cases (``--email``, ``--email-domain``, ``--everyone`` as include rules); anything else
 (exclude/require rules, IP ranges, identity providers) goes in ``--from-json FILE`` as an ``AccessGroupRequest``.
-``update`` replaces the whole group, like the API's PUT.
+``create --id ID`` chooses the id labels reference (``access.group=ID``); without it the API derives one from the
+name. ``update`` replaces the whole group, like the API's PUT. The system groups (``public-default-bypass``,
+``authenticated-default``) are listed as ``system`` and cannot be changed: the API's refusal is printed.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from flareport_cli.admin.base import Context, action, group_parser, run, usage_e
 from flareport_cli.admin.client import quote
 from flareport_cli.admin.manual_rules import read_json
 
-HEADERS = ("GROUP ID", "NAME", "DECISION", "INCLUDE", "EXCLUDE", "REQUIRE", "SESSION", "UPDATED")
+HEADERS = ("GROUP ID", "NAME", "DECISION", "INCLUDE", "EXCLUDE", "REQUIRE", "SESSION", "UPDATED", "KIND")
 
 
 def summary(rules: list[dict[str, Any]]) -> str | None:
@@ -32,7 +34,7 @@ def summary(rules: list[dict[str, Any]]) -> str | None:
 def group_row(group: dict[str, Any]) -> list[Any]:
     return [group["group_id"], group["name"], group.get("decision"), summary(group.get("include", [])),
             summary(group.get("exclude", [])), summary(group.get("require", [])), group.get("session_duration"),
-            render.when(group.get("updated_at"))]  # fmt: skip
+            render.when(group.get("updated_at")), "system" if group.get("system") else "admin"]  # fmt: skip
 
 
 def _list(ctx: Context, args: argparse.Namespace) -> int:
@@ -43,8 +45,10 @@ def _list(ctx: Context, args: argparse.Namespace) -> int:
 
 
 def show_group(group: dict[str, Any]) -> None:
+    system = [("kind", "system (built in, cannot be changed)"), ("meaning", group.get("description"))]
     render.fields(
         [
+            *(system if group.get("system") else []),
             ("group id", group["group_id"]),
             ("name", group["name"]),
             ("decision", group.get("decision")),
@@ -65,6 +69,8 @@ def request_body(args: argparse.Namespace) -> dict[str, Any]:
     if args.from_json is not None:
         if args.name is not None:
             raise usage_error("give --name or --from-json, not both")
+        if getattr(args, "id", None) is not None:
+            raise usage_error('give --id or --from-json, not both (put "group_id" in the JSON)')
         loaded = read_json(args.from_json)
         if not isinstance(loaded, dict):
             raise usage_error('--from-json: expected a JSON object like {"name": ..., "include": [...]}')
@@ -78,12 +84,16 @@ def request_body(args: argparse.Namespace) -> dict[str, Any]:
     body: dict[str, Any] = {"name": args.name, "decision": args.decision, "include": include}
     if args.session_duration is not None:
         body["session_duration"] = args.session_duration
+    if getattr(args, "id", None) is not None:
+        body["group_id"] = args.id
     return body
 
 
 def _create(ctx: Context, args: argparse.Namespace) -> int:
     def human(group: dict[str, Any]) -> None:
-        print(f"Created access group {group['group_id']} ({group['name']}).")
+        print(
+            f"Created access group {group['group_id']} ({group['name']}); labels use access.group={group['group_id']}."
+        )
 
     return ctx.emit(ctx.client.post("/api/v1/access-groups", request_body(args)), human)
 
@@ -118,6 +128,12 @@ def build_parser() -> argparse.ArgumentParser:
     show = action(actions, "show", "one access group", _show)
     show.add_argument("group_id")
     create = action(actions, "create", "create an access group", _create)
+    create.add_argument(
+        "--id",
+        metavar="GROUP_ID",
+        help="the id labels reference (access.group=GROUP_ID): lowercase letters, digits, '-', '_', '.' "
+        "(default: derived from --name)",
+    )
     group_options(create)
     update = action(actions, "update", "replace an access group", _update)
     update.add_argument("group_id")

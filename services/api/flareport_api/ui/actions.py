@@ -17,7 +17,15 @@ from multidict import MultiDictProxy
 from flareport_api import admin_agents, validation
 from flareport_api.admin_agents import _REMOVABLE, _agent, _names, _origin_kinds
 from flareport_api.admin_ops import _letter
-from flareport_api.admin_rules import _manual_rules, _store_with_intent, save_group, save_manual
+from flareport_api.admin_rules import (
+    SYSTEM_ACCESS_GROUPS,
+    _manual_rules,
+    _store_with_intent,
+    delete_stored_group,
+    refuse_system_group,
+    save_group,
+    save_manual,
+)
 from flareport_api.clientaddr import is_https
 from flareport_api.schemas import AccessGroup, AccessGroupRequest, ManualRuleRequest
 from flareport_api.state import ApiContext
@@ -26,7 +34,6 @@ from flareport_api.ui.pages import form_can_edit_group, form_can_edit_rule
 from flareport_api.ui.sessions import Session
 from flareport_common.messages.base import Message, new_id
 from flareport_common.messages.intents import (
-    AccessGroupDeleted,
     AgentDecommissioned,
     AgentEnrolled,
     AgentPolicyChanged,
@@ -223,9 +230,9 @@ async def delete_manual(request: web.Request, ctx: ApiContext, session: Session,
 @form("/ui/access-groups")
 async def delete_group(request: web.Request, ctx: ApiContext, session: Session, data: Form) -> web.StreamResponse:
     group_id = validation.path_id(field(data, "group_id"), "group_id")
-    if not await ctx.redis.hexists(ctx.keys.api_access_groups, group_id):
+    if group_id not in SYSTEM_ACCESS_GROUPS and not await ctx.redis.hexists(ctx.keys.api_access_groups, group_id):
         raise FormError(f"No access group {group_id}.")
-    await _store_with_intent(ctx, ctx.keys.api_access_groups, group_id, None, AccessGroupDeleted(group_id=group_id))
+    await delete_stored_group(ctx, group_id)  # a system group: the API's 409, shown as the notice
     raise await done(request, session, f"Access group {group_id} deleted.", data, "/ui/access-groups")
 
 
@@ -282,8 +289,13 @@ async def create_group(request: web.Request, ctx: ApiContext, session: Session, 
     body = _convert(raw, AccessGroupRequest)
     group_id = _optional(data, "group_id")  # present when the form edits an existing group
     if group_id is not None:
+        refuse_system_group(group_id, "replaced")
         raw_group = await ctx.redis.hget(ctx.keys.api_access_groups, group_id)
         if raw_group is not None and not form_can_edit_group(msgspec.json.decode(raw_group, type=AccessGroup)):
             raise FormError("Not saved: this group has rules the form cannot show; edit it with the API or CLI.")
-    stored = await save_group(ctx, group_id or "ag_" + new_id()[:16], body, creating=group_id is None)
-    raise await done(request, session, f"Access group {stored.name!r} saved.", data, "/ui/access-groups")
+        stored = await save_group(ctx, group_id, body, creating=False)
+    else:
+        # The id labels reference (access.group=<id>); left empty, the API derives it from the name.
+        stored = await save_group(ctx, _optional(data, "new_group_id"), body, creating=True)
+    message = f"Access group {stored.name!r} saved as {stored.group_id} (labels: access.group={stored.group_id})."
+    raise await done(request, session, message, data, "/ui/access-groups")

@@ -10,13 +10,12 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
-import msgspec
 from aiohttp import web
 
 from flareport_api import quotas, readstore
 from flareport_api.admin_agents import STATUSES, _agent, _known_agents
 from flareport_api.admin_ops import _letter
-from flareport_api.admin_rules import RULE_STATUSES, _manual_rules
+from flareport_api.admin_rules import RULE_STATUSES, _manual_rules, all_groups
 from flareport_api.schemas import AccessGroup, ManualRule
 from flareport_api.state import ApiContext
 from flareport_api.ui.guards import UI, page, render
@@ -135,9 +134,8 @@ async def manual_rules_page(request: web.Request, ctx: ApiContext, session: Sess
 
 @page
 async def access_groups_page(request: web.Request, ctx: ApiContext, session: Session) -> web.StreamResponse:
-    raw = await ctx.redis.hgetall(ctx.keys.api_access_groups)
-    groups = sorted((msgspec.json.decode(v, type=AccessGroup) for v in raw.values()), key=lambda g: g.name)
-    editable = {g.group_id for g in groups if form_can_edit_group(g)}
+    groups = await all_groups(ctx)  # the system groups first: shown, never editable or deletable
+    editable = {g.group_id for g in groups if not g.system and form_can_edit_group(g)}
     editing = next((g for g in groups if g.group_id == request.query.get("edit") and g.group_id in editable), None)
     return render(
         request,
