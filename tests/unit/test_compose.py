@@ -57,6 +57,42 @@ def test_agent_profile_uses_a_restricted_socket_proxy_and_cloudflare_net(compose
     assert networks["agent-internal"]["internal"] is True
 
 
+def test_agent_container_is_locked_down(compose: dict[str, Any]) -> None:
+    agent = compose["services"]["agent"]
+    assert agent["cap_drop"] == ["ALL"], "the agent needs no Linux capability (it talks to Docker over TCP)"
+    assert not agent.get("cap_add"), "no capability may be added back"
+    assert "no-new-privileges:true" in agent["security_opt"]
+    assert agent["read_only"] is True
+    # Only Python's temporary files need a writable place besides the state volume.
+    assert [mount.split(":")[0] for mount in agent["tmpfs"]] == ["/tmp"]
+    assert agent["volumes"] == ["agent-data:/app/data"] and agent["environment"]["AGENT_DATA_DIR"] == "/app/data"
+    assert agent["user"] == "65532:65532"
+    assert not agent.get("privileged") and agent.get("network_mode") != "host" and not agent.get("pid")
+    assert not any("docker.sock" in volume for volume in agent["volumes"]), "the socket goes through the proxy only"
+
+
+def test_socket_proxy_settings_are_the_reviewed_minimum(compose: dict[str, Any]) -> None:
+    proxy = compose["services"]["docker-socket-proxy"]
+    # Pinned: the env flags are that image's contract (each flag one API path prefix).
+    assert proxy["image"] == "tecnativa/docker-socket-proxy:v0.4.1"
+    flags = {key: str(value) for key, value in proxy["environment"].items()}
+    allowed = {key for key, value in flags.items() if value == "1"}
+    assert allowed == {"CONTAINERS", "EVENTS", "NETWORKS", "IMAGES", "POST", "PING", "VERSION", "INFO"}
+    # Everything else that grants host access is off, or (the image's default) absent.
+    for dangerous in ("EXEC", "VOLUMES", "SERVICES", "SWARM", "BUILD", "COMMIT", "PLUGINS", "SYSTEM", "AUTH"):
+        assert flags.get(dangerous, "0") == "0", f"{dangerous} must stay off"
+    assert "no-new-privileges:true" in proxy["security_opt"]
+    assert proxy["read_only"] is True
+    assert sorted(mount.split(":")[0] for mount in proxy["tmpfs"]) == ["/run", "/tmp"]
+    assert proxy["volumes"] == ["/var/run/docker.sock:/var/run/docker.sock:ro"]
+    assert proxy["networks"] == ["agent-internal"], "reachable only by the agent, on an internal network"
+    assert "ports" not in proxy, "the Docker API must never be published on the host"
+    assert compose["networks"]["agent-internal"]["internal"] is True
+    # The compose file says what the proxy does not filter (request bodies), and where that is documented.
+    text = (ROOT / "compose.yaml").read_text()
+    assert "never by request body" in text and "docs/security.md" in text
+
+
 def test_every_network_and_volume_used_is_declared(compose: dict[str, Any]) -> None:
     for name, service in compose["services"].items():
         for network in service.get("networks", []):
