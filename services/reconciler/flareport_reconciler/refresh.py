@@ -28,6 +28,7 @@ from typing import Any
 
 import msgspec
 import redis.asyncio as aioredis
+from prometheus_client import Counter
 
 from flareport_common.keys import Keys
 from flareport_common.readmodel import AgentRecord, RuleRecord
@@ -48,6 +49,13 @@ from flareport_reconciler.records import TX_RETRIES, agent_views, decode_rule, r
 from flareport_reconciler.records import encode as encode_doc
 from flareport_reconciler.ruledocs import doc_key, merge_docs, template
 from flareport_reconciler.scripts import FINISH_REFRESH, READ_HOSTNAMES, WRITE_REFRESH
+
+ACCESS_HELD = Counter(
+    "flareport_reconciler_access_held_total",
+    "Rules newly held back (nothing published for their hostname) by an Access label that cannot be resolved, by "
+    "the label at fault ('held back': another rule of the hostname).",
+    ["label"],
+)
 
 _encoder = msgspec.json.Encoder()
 
@@ -164,12 +172,14 @@ class Refresher:
         catalog = await self._planner.catalog()
         outcome = _Outcome()
         all_docs: dict[str, RuleRecord] = {}
+        held: dict[str, str] = {}  # document -> the label (or "held back") of an Access error
         stale: set[str] = set()
         touched_by: dict[str, set[str]] = {}  # document -> the targets its hostname touches now
         for hostname in names:
             host = per_host[hostname]
             decisions = resolve_hostname(host.claims, agents, assigned=host.assigned, catalog=catalog)
             docs = {doc_key(d): template(d) for d in decisions}
+            held.update({doc_key(d): (d.reason or "").split(":", 1)[0] for d in decisions if d.verdict == "blocked"})
             all_docs.update(docs)
             before = previous[hostname]
             stale |= set(before.docs) - docs.keys()
@@ -204,6 +214,8 @@ class Refresher:
                         # come, and the document would stay pending. A forced touch sends the job anyway (the
                         # dns-worker answers it without calls when nothing differs).
                         outcome.force |= touched_by.get(name, set())
+                if write and doc is not None and name in held:
+                    ACCESS_HELD.labels(held[name]).inc()
                 outcome.doc_names.append(name)
                 outcome.doc_expected.append(raw_bytes(raw) or b"")
                 outcome.doc_writes.append(write)
