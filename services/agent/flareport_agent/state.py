@@ -22,7 +22,7 @@ from pathlib import Path
 
 import msgspec
 
-from flareport_common.logs import get_logger
+from flareport_common.logs import add_secret, get_logger
 
 log = get_logger("flareport.agent.state")
 STATE_FILE = "state.json"
@@ -42,6 +42,13 @@ class AgentState(msgspec.Struct, kw_only=True):
     tunnel_wanted: bool = False
     # Ids of the most recent commands executed, with their results, so a redelivered command is only acked again.
     done_commands: dict[str, dict[str, object]] = msgspec.field(default_factory=dict)
+
+
+def remembered(state: AgentState) -> AgentState:
+    """The secrets the state holds (a rolled key, the tunnel token) are never to appear in a log line."""
+    add_secret(state.rotated_key)
+    add_secret(state.tunnel_token)
+    return state
 
 
 def key_hash(key: str) -> str:
@@ -71,7 +78,7 @@ class StateStore:
         except FileNotFoundError:
             return AgentState()
         try:
-            return msgspec.json.decode(raw, type=AgentState)
+            return remembered(msgspec.json.decode(raw, type=AgentState))
         except msgspec.DecodeError:
             corrupt = self.path.with_suffix(".corrupt")
             self.path.replace(corrupt)
@@ -80,6 +87,7 @@ class StateStore:
             return AgentState()
 
     def save(self, state: AgentState) -> None:
+        remembered(state)
         if not self.dir.is_dir():
             self.prepare()
         tmp = self.path.with_name(f".{STATE_FILE}.{os.getpid()}.tmp")
