@@ -55,6 +55,11 @@ PERMISSIONS = (
     ("/zones/{zone_id}/dns_records", "Zone > DNS > Edit"),
     ("/zones", "Zone > Zone > Read"),
     ("/accounts/{account_id}/cfd_tunnel", "Account > Cloudflare Tunnel > Edit"),
+    ("/accounts/{account_id}/members", "Account > Account Settings > Read"),
+    (
+        "/accounts/{account_id}/access/identity_providers",
+        "Account > Access: Organizations, Identity Providers, and Groups > Read",
+    ),
     ("/accounts/{account_id}/access", "Account > Access: Apps and Policies > Edit"),
 )
 
@@ -120,7 +125,7 @@ class CfApiError(Exception):
 class CfTransientError(Exception):
     """Cloudflare did not answer usefully (5xx, timeout, connection) after every attempt we allow.
     ``ambiguous`` means a non-idempotent write may or may not have been applied; ``status`` is Cloudflare's
-    last HTTP status, if it answered at all (a ``409`` to a tunnel create means the name is taken).
+    last HTTP status, if it answered at all.
     """
 
     def __init__(self, message: str, *, ambiguous: bool, status: int | None = None) -> None:
