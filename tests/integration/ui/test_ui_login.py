@@ -195,18 +195,30 @@ async def test_logout_ends_the_session_for_good(ui: Ui) -> None:
     assert stored == []
 
 
-async def test_cookie_is_secure_behind_an_https_proxy(ui: Ui) -> None:
-    page = await ui.client.get("/ui/login", headers={"X-Forwarded-Proto": "https"})
-    token = csrf_of(await page.text())
-    response = await ui.client.post(
-        "/ui/login",
-        data={"csrf": token, "username": "admin", "password": PASSWORD},
-        headers={"X-Forwarded-Proto": "https"},
-        cookies={"fp_login_csrf": token},  # the client itself speaks http, so it would hold back a Secure cookie
-        allow_redirects=False,
-    )
-    assert response.status == 302
-    assert response.cookies["fp_session"]["secure"]
+async def _login_cookie_over_forwarded_https(settings: ApiSettings) -> Any:
+    client: TestClient[Any, Any] = TestClient(TestServer(create_app(settings)))
+    await client.start_server()
+    try:
+        page = await client.get("/ui/login", headers={"X-Forwarded-Proto": "https"})
+        token = csrf_of(await page.text())
+        response = await client.post(
+            "/ui/login",
+            data={"csrf": token, "username": "admin", "password": PASSWORD},
+            headers={"X-Forwarded-Proto": "https"},
+            cookies={"fp_login_csrf": token},  # the client itself speaks http, so it would hold back a Secure cookie
+            allow_redirects=False,
+        )
+        assert response.status == 302
+        return response.cookies["fp_session"]
+    finally:
+        await client.close()
+
+
+async def test_cookie_is_secure_behind_an_https_proxy_that_is_trusted(settings: ApiSettings) -> None:
+    behind_proxy = replace(settings, trusted_proxies=("127.0.0.1/32", "::1/128"))
+    assert (await _login_cookie_over_forwarded_https(behind_proxy))["secure"]
+    # From a peer that is no trusted proxy the header is anyone's word: the cookie follows the real connection.
+    assert not (await _login_cookie_over_forwarded_https(settings))["secure"]
 
 
 async def test_first_start_without_a_password_writes_it_to_a_private_file_and_never_logs_it(

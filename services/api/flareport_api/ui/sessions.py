@@ -39,6 +39,7 @@ from aiohttp import web
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
+from flareport_api.clientaddr import is_https
 from flareport_common.errors import SettingsError
 from flareport_common.keys import Keys
 from flareport_common.messages.base import utcnow
@@ -264,7 +265,7 @@ class Sessions:
         mode = self._settings.ui_secure_cookie
         if mode != "auto":
             return mode == "always"
-        return request.secure or request.headers.get("X-Forwarded-Proto", "").lower() == "https"
+        return is_https(request)  # X-Forwarded-Proto counts only from a trusted proxy
 
     def set_cookie(self, request: web.Request, response: web.StreamResponse, name: str, value: str) -> None:
         response.set_cookie(
