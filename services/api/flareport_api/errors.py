@@ -27,6 +27,9 @@ _BRACKETS = bytes.maketrans(b"{}", b"[]")
 _encoder = msgspec.json.Encoder()
 _AT_PATH = re.compile(r" - at `\$(?P<path>[^`]*)`$")
 _NAMED_FIELD = re.compile(r"(?:unknown|required) field `(?P<name>[^`]+)`")
+# Query numbers in ASCII digits only: int() and float() would also take "1_0", full-width digits, "nan" or "inf".
+_QUERY_INT = re.compile(r"^[+-]?[0-9]{1,20}\Z")
+_QUERY_NUMBER = re.compile(r"^[+-]?(?:[0-9]{1,20}(?:\.[0-9]{0,20})?|\.[0-9]{1,20})\Z")
 
 
 class ApiError(Exception):
@@ -144,10 +147,9 @@ def query_float(request: web.Request, name: str, *, default: float, minimum: flo
     raw = request.query.get(name)
     if raw is None or raw == "":
         return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ApiError(422, "invalid_query", f"{name} must be a number, got {raw!r}", field=name) from None
+    if not _QUERY_NUMBER.match(raw):
+        raise ApiError(422, "invalid_query", f"{name} must be a number, got {raw[:40]!r}", field=name)
+    value = float(raw)
     if not minimum <= value <= maximum:  # also rejects NaN
         raise ApiError(422, "invalid_query", f"{name} must be between {minimum:g} and {maximum:g}", field=name)
     return value
@@ -157,10 +159,9 @@ def query_int(request: web.Request, name: str, *, default: int, minimum: int, ma
     raw = request.query.get(name)
     if raw is None or raw == "":
         return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ApiError(422, "invalid_query", f"{name} must be an integer, got {raw!r}", field=name) from None
+    if not _QUERY_INT.match(raw):
+        raise ApiError(422, "invalid_query", f"{name} must be an integer, got {raw[:40]!r}", field=name)
+    value = int(raw)
     if not minimum <= value <= maximum:
         raise ApiError(422, "invalid_query", f"{name} must be between {minimum} and {maximum}", field=name)
     return value
