@@ -36,8 +36,8 @@ async def test_decommission_waits_for_the_connections_to_drain_showing_why_then_
             return record if record is not None and record.status == "active" and record.tunnel_id else None
 
         record = await wait_for(enrolled, what="the agent to be enrolled with a tunnel of ours")
+        assert record is not None and record.tunnel_id is not None and record.tunnel_created_by_flareport
         tunnel_id = record.tunnel_id
-        assert tunnel_id is not None and record.tunnel_created_by_flareport
         async with emu.control() as control:
             await control.connect_tunnel(tunnel_id)  # the agent's cloudflared runs
 
