@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import aiohttp
 import redis.asyncio as aioredis
 
 from flareport_cfemu.testing import ACCOUNT_ID, RunningEmulator
@@ -25,7 +26,18 @@ from flareport_common.messages.cfjobs import (
     SyncTunnelIngress,
 )
 from flareport_common.messages.cfresults import JobResult, TunnelEnsured
-from fptest.dnsworker_harness import BATCH, PUT_CONFIG, drain, job_results, results, send, service, settings_for
+from fptest.dnsworker_harness import (
+    BATCH,
+    PUT_CONFIG,
+    TOKEN,
+    drain,
+    job_results,
+    records_named,
+    results,
+    send,
+    service,
+    settings_for,
+)
 from fptest.waiting import wait_for
 
 from .conftest import TUNNEL_ID
@@ -348,3 +360,36 @@ async def test_a_list_without_total_pages_is_read_to_its_last_page(
         assert emu.emulator.count("GET /accounts/{account_id}/cfd_tunnel") == 3, "two full pages, then a short one"
     finally:
         await svc.close()
+
+
+async def test_a_record_deleted_behind_our_back_is_written_anew_not_reported_as_refused(
+    emu: RunningEmulator, redis: aioredis.Redis, redis_server: LocalRedis, keys: Keys, prefix: str
+) -> None:
+    svc = service(settings_for(redis_server.url, prefix, emu), redis)
+    other_tunnel = "0b7e6f39-2b8a-4f43-9d36-6f0a6c8f1c11"
+    try:
+        first = (DesiredRecord(name="gone.example.com", tunnel_id=TUNNEL_ID),)
+        await send(redis, keys, [SyncDnsZone(zone_name="example.com", version="v1", records=first)])
+        await drain(svc)
+        [record] = records_named(emu, "gone.example.com")
+        # Someone deletes it in the dashboard; our observed copy still has it, so the next change is a PATCH that
+        # Cloudflare answers 81044 "Record does not exist." (inside the batch, then on its own).
+        status, _ = await api_call(emu, "DELETE", f"/zones/{emu.zone_id}/dns_records/{record['id']}")
+        assert status == 200
+        moved = (DesiredRecord(name="gone.example.com", tunnel_id=other_tunnel),)
+        await send(redis, keys, [SyncDnsZone(zone_name="example.com", version="v2", records=moved)])
+        await asyncio.wait_for(drain(svc), timeout=30)
+        result = (await job_results(redis, keys))[-1]
+        assert result.ok and result.errors == (), result
+        [again] = records_named(emu, "gone.example.com")
+        assert again["content"] == f"{other_tunnel}.cfargotunnel.com"
+    finally:
+        await svc.close()
+
+
+async def api_call(emu: RunningEmulator, method: str, path: str) -> tuple[int, Any]:
+    async with (
+        aiohttp.ClientSession(headers={"Authorization": f"Bearer {TOKEN}"}) as session,
+        session.request(method, emu.base_url + path) as response,
+    ):
+        return response.status, await response.json()
