@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator, Callable
 
 from aiohttp import web
 
-from flareport_cfemu import control, routes_access, routes_dns, routes_tunnels, routes_zones
+from flareport_cfemu import control, routes_access, routes_account, routes_dns, routes_tunnels, routes_zones
 from flareport_cfemu.config import EmulatorConfig
 from flareport_cfemu.middleware import api_middleware
 from flareport_cfemu.persistence import Persister, load_state
@@ -31,7 +31,13 @@ def create_app(state: EmulatorState | None = None, *, config: EmulatorConfig) ->
     emulator = Emulator(state or EmulatorState(), config)
     app = web.Application(middlewares=[api_middleware], client_max_size=64 * 1024 * 1024)
     app[EMULATOR] = emulator
-    for module_routes in (routes_zones.routes, routes_dns.routes, routes_tunnels.routes, routes_access.routes):
+    for module_routes in (
+        routes_zones.routes,
+        routes_dns.routes,
+        routes_tunnels.routes,
+        routes_access.routes,
+        routes_account.routes,
+    ):
         app.router.add_routes(module_routes)
     app.router.add_routes(control.routes)
     if config.state_file is not None:

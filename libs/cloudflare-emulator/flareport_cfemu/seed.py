@@ -6,26 +6,32 @@ the demo stack can refer to well-known objects.  Objects may name their account 
 ``account_id`` and their zone with ``zone_id`` or ``zone_name``; when left out, the first
 account is used.  Document shape::
 
-    {"accounts": [{"id", "name"}],
+    {"accounts": [{"id", "name", "owner_email", "one_time_pin"}],
      "zones": [{"id", "name", "account_id", "status", "plan", "created_on"}],
      "dns_records": [{"zone_id" | "zone_name", "id", "name", "type", "content", ...}],
      "tunnels": [{"account_id", "id", "name", "config_src", "tunnel_secret", "config", "deleted"}],
      "access_tags": [{"account_id", "name"}],
      "access_policies": [{"account_id", "id", "name", "decision", "include", ...}],
-     "access_apps": [{"account_id", "domain", "type", "name", "policies", "tags", ...}]}
+     "access_apps": [{"account_id", "domain", "type", "name", "policies", "tags", ...}],
+     "account_members": [{"account_id", "email", "roles": [{"name", "permissions"}], "status"}],
+     "access_identity_providers": [{"account_id", "id", "name", "type", "config"}]}
+
+A seeded account gets its owner as a member (``owner_email``, default ``owner@example.com``) and a One-time PIN
+login method unless ``one_time_pin`` is false (account_store.py).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from flareport_cfemu import access_apps, access_store, dns_store, tunnels_store
+from flareport_cfemu import access_apps, access_store, account_store, dns_store, tunnels_store
 from flareport_cfemu.config import EmulatorConfig
 from flareport_cfemu.errors import INVALID_REQUEST, bad_request
 from flareport_cfemu.state import EmulatorState
 
 Json = dict[str, Any]
 SEED_PATH = "/__emulator/seed"
+DEFAULT_OWNER_EMAIL = "owner@example.com"
 
 
 def _items(data: Json, key: str) -> list[Json]:
@@ -68,6 +74,10 @@ def apply_seed(state: EmulatorState, config: EmulatorConfig, data: Json) -> Json
     for item in _items(data, "accounts"):
         account = state.add_account(name=str(item.get("name", "Emulated account")), account_id=item.get("id"))
         created.setdefault("accounts", []).append(account["id"])
+        owner = str(item.get("owner_email") or DEFAULT_OWNER_EMAIL)
+        account_store.add_member(state, account["id"], {"email": owner})
+        if item.get("one_time_pin", True):
+            account_store.add_identity_provider(state, account["id"], {"name": "One-time PIN", "type": "onetimepin"})
     for item in _items(data, "zones"):
         zone = state.add_zone(
             name=str(item["name"]),
@@ -103,6 +113,12 @@ def apply_seed(state: EmulatorState, config: EmulatorConfig, data: Json) -> Json
         if item.get("id"):
             state.access_policies[item["id"]] = {**state.access_policies.pop(policy["id"]), "id": item["id"]}
         created.setdefault("access_policies", []).append(str(item.get("id") or policy["id"]))
+    for item in _items(data, "account_members"):
+        member = account_store.add_member(state, _account_id(state, item), _strip(item, "account_id"))
+        created.setdefault("account_members", []).append(member["id"])
+    for item in _items(data, "access_identity_providers"):
+        idp = account_store.add_identity_provider(state, _account_id(state, item), _strip(item, "account_id"))
+        created.setdefault("access_identity_providers", []).append(idp["id"])
     for item in _items(data, "access_apps"):
         app = access_apps.create_app(state, _account_id(state, item), _strip(item, "account_id"))
         created.setdefault("access_apps", []).append(app["id"])

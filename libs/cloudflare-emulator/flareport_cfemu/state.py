@@ -61,6 +61,10 @@ class EmulatorState:
     access_policies: dict[str, Json] = field(default_factory=dict)
     # account_id -> tag name -> tag
     access_tags: dict[str, dict[str, Json]] = field(default_factory=dict)
+    # account_id -> member id -> member (with its roles)
+    account_members: dict[str, dict[str, Json]] = field(default_factory=dict)
+    # Access identity providers (login methods), keyed by id, each with its ``_account_id``
+    identity_providers: dict[str, Json] = field(default_factory=dict)
     revision: int = 0
 
     def touch(self) -> None:
@@ -164,6 +168,8 @@ class EmulatorState:
             "access_apps": copy.deepcopy(self.access_apps),
             "access_policies": copy.deepcopy(self.access_policies),
             "access_tags": copy.deepcopy(self.access_tags),
+            "account_members": copy.deepcopy(self.account_members),
+            "identity_providers": copy.deepcopy(self.identity_providers),
         }
 
     @classmethod
@@ -180,5 +186,7 @@ class EmulatorState:
             access_apps=copy.deepcopy(data.get("access_apps", {})),
             access_policies=copy.deepcopy(data.get("access_policies", {})),
             access_tags=copy.deepcopy(data.get("access_tags", {})),
+            account_members=copy.deepcopy(data.get("account_members", {})),
+            identity_providers=copy.deepcopy(data.get("identity_providers", {})),
             revision=int(data.get("revision", 0)),
         )

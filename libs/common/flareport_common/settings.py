@@ -175,6 +175,8 @@ class DnsWorkerSettings:
     claim_idle_seconds: float = 30.0
     # How long (from the job) a tunnel deletion waits for the tunnel's connections to drain before it cascades.
     tunnel_delete_deadline_seconds: float = 600.0
+    # The Cloudflare account owner's email for the system group authenticated-default; None: found in the account.
+    access_owner_email: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -444,6 +446,7 @@ def load_dns_worker(environ: Mapping[str, str]) -> DnsWorkerSettings:
         tunnel_delete_deadline_seconds=env.number(
             "CLOUDFLARE_TUNNEL_DELETE_DEADLINE_SECONDS", default=600.0, minimum=0.0
         ),
+        access_owner_email=_email(env, "FLAREPORT_ACCESS_OWNER_EMAIL"),
     )
 
 

@@ -24,6 +24,7 @@ from flareport_common.settings import DnsWorkerSettings
 from flareport_common.streams.consumer import ConsumerConfig, StreamConsumer
 from flareport_common.streams.producer import Producer
 from flareport_dns_worker.access import AccessSync
+from flareport_dns_worker.access_facts import AccessFactsFinder
 from flareport_dns_worker.cfclient import CloudflareApi
 from flareport_dns_worker.dns_sync import DnsSync
 from flareport_dns_worker.lease import Leases
@@ -75,6 +76,15 @@ class DnsWorkerService:
         zones = ZoneDirectory(
             self.api, redis, keys, refresh_seconds=settings.zone_refresh_seconds, default_zone_id=cf.default_zone_id
         )
+        # The account owner's email and the One-time PIN login method (authenticated-default), refreshed with the
+        # zone list.
+        self.access_facts = AccessFactsFinder(
+            self.api,
+            redis,
+            keys,
+            interval_seconds=settings.zone_refresh_seconds,
+            owner_email=settings.access_owner_email,
+        )
         config = consumer_config or ConsumerConfig(
             stream=keys.cf_jobs,
             group=GROUP_DNS_WORKER,
@@ -117,11 +127,16 @@ async def serve(settings: DnsWorkerSettings) -> int:
         return bool(await redis.ping())
 
     health = await start_health_server("0.0.0.0", settings.health_port, ready)
-    install_stop_handlers(service.consumer.stop)
+    stopping = install_stop_handlers(service.consumer.stop)
+    facts = asyncio.create_task(service.access_facts.run(stopping), name="access-facts")
     log.info("dns_worker.started", consumer=service.consumer.config.consumer, base_url=settings.cloudflare.api_base_url)
     try:
         await service.consumer.run()
     finally:
+        stopping.set()
+        facts.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await facts
         await service.close()
         await health.cleanup()
         with contextlib.suppress(Exception):

@@ -26,3 +26,13 @@ def test_batch_size_beyond_cloudflares_largest_plan_is_refused() -> None:
 def test_owner_id_that_would_not_fit_or_parse_in_a_dns_comment_is_refused(owner: str) -> None:
     with pytest.raises(SettingsError, match="FLAREPORT_OWNER_ID"):
         load_dns_worker({**BASE, "FLAREPORT_OWNER_ID": owner})
+
+
+def test_the_access_owner_email_is_one_address_or_unset() -> None:
+    assert load_dns_worker(BASE).access_owner_email is None
+    assert load_dns_worker({**BASE, "FLAREPORT_ACCESS_OWNER_EMAIL": " Me@Example.com "}).access_owner_email == (
+        "me@example.com"
+    ), "as the reconciler reads it"
+    for bad in ("me", "a@b.c,d@e.f", "a b@example.com"):
+        with pytest.raises(SettingsError, match="FLAREPORT_ACCESS_OWNER_EMAIL"):
+            load_dns_worker({**BASE, "FLAREPORT_ACCESS_OWNER_EMAIL": bad})
