@@ -82,7 +82,8 @@ def classify(status: int, code: int, message: str) -> str:
         return "stale"
     if code in QUOTA_CODES or "quota" in lowered:
         return "quota"
-    if any(hint in lowered for hint in NOT_ENABLED_HINTS) and ("access" in lowered or "zero trust" in lowered):
+    # Only about the account's Zero Trust organisation: "identity provider not enabled" is an ordinary refusal.
+    if any(hint in lowered for hint in NOT_ENABLED_HINTS) and ("zero trust" in lowered or "organization" in lowered):
         return "not_enabled"
     if status in (401, 403) or code in PERMISSION_CODES:
         return "permission"
