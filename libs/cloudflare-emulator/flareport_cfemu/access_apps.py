@@ -122,7 +122,8 @@ def _app_fields(state: EmulatorState, account_id: str, app_id: str, body: Json) 
     domain = body.get("domain")
     if app_type == "self_hosted" and (not isinstance(domain, str) or not domain.strip()):
         raise invalid("domain is required for self_hosted applications")
-    domain = str(domain or "").strip().lower()
+    host, slash, path = str(domain or "").strip().partition("/")
+    domain = host.lower() + slash + path  # the host is case-insensitive; a path keeps its case
     if app_type == "self_hosted":
         problem = domain_problem(domain)
         if problem is not None:
@@ -131,10 +132,15 @@ def _app_fields(state: EmulatorState, account_id: str, app_id: str, body: Json) 
         if hosted is not None:
             if not isinstance(hosted, list) or not all(isinstance(d, str) for d in hosted):
                 raise invalid("self_hosted_domains must be a list of domains")
-            if domain not in [d.strip().lower() for d in hosted]:
+            if domain.lower() not in [d.strip().lower() for d in hosted]:
                 raise invalid("domain not included in self_hosted_domains")
     for other in state.access_apps.values():
-        if other["_account_id"] == account_id and other["id"] != app_id and domain and other.get("domain") == domain:
+        if (
+            other["_account_id"] == account_id
+            and other["id"] != app_id
+            and domain
+            and str(other.get("domain") or "").lower() == domain.lower()
+        ):
             raise ApiError(409, errors.ACCESS_APP_EXISTS, "access.api.error.application_already_exists")
     duration = body.get("session_duration", "24h")
     if not isinstance(duration, str) or not DURATION_RE.match(duration):

@@ -109,7 +109,7 @@ class AccessSync:
         found = await self._api.list_all(
             ACCESS + "/apps", per_page=ACCESS_PER_PAGE, params={"domain": domain, "exact": "true"}
         )
-        current = next((a for a in found if str(a.get("domain", "")).lower() == domain), None)
+        current = next((a for a in found if str(a.get("domain", "")).lower() == domain.lower()), None)
         if current is not None and not is_ours(current, self._tag):
             CONFLICTS.labels("access").inc()
             outcome.errors.append(foreign_app_conflict(job.hostname, job.path, current, self._tag))

@@ -166,10 +166,12 @@ def app_matches(current: Mapping[str, Any], wanted: Mapping[str, Any]) -> bool:
     their content is not our inline content.
     """
     for key, value in wanted.items():
-        if key in ("policies", "allowed_idps"):
+        if key in ("policies", "allowed_idps", "domain"):
             continue
         if current.get(key) != value:
             return False
+    if str(current.get("domain") or "").lower() != str(wanted.get("domain") or "").lower():
+        return False  # whether Cloudflare keeps a path's case is not documented: either spelling is the same app
     if list(current.get("allowed_idps") or []) != list(wanted.get("allowed_idps") or []):
         return False
     have = _by_precedence(current.get("policies") or [])

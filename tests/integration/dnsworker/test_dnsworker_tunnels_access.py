@@ -18,6 +18,7 @@ from flareport_common.messages.cfjobs import (
     EnsureTunnel,
     ReusablePolicyRef,
     SyncAccessApp,
+    VerifyTarget,
 )
 from flareport_common.messages.cfresults import TunnelEnsured
 from fptest.dnsworker_harness import drain, job_results, results, send, service, settings_for
@@ -212,5 +213,26 @@ async def test_an_app_linking_groups_is_not_rewritten_and_a_changed_group_update
         assert emu.emulator.state.access_policies[by_name["flareport group admins"]]["include"] == [
             {"email_domain": {"domain": "example.com"}}
         ]
+    finally:
+        await svc.close()
+
+
+async def test_an_app_on_a_path_with_capitals_converges_and_is_not_rewritten(
+    emu: RunningEmulator, redis: aioredis.Redis, redis_server: LocalRedis, keys: Keys, prefix: str
+) -> None:
+    svc = service(settings_for(redis_server.url, prefix, emu), redis)
+    app = DesiredAccessApp(hostname="App.example.com", path="/Admin", inline=(BYPASS,))
+    try:
+        for version in ("v1", "v2"):
+            await send(
+                redis, keys, [SyncAccessApp(hostname="App.example.com", path="/Admin", version=version, app=app)]
+            )
+            await drain(svc)
+        await send(redis, keys, [VerifyTarget(target="access:App.example.com/Admin")])
+        await drain(svc)
+        results = await job_results(redis, keys)
+        assert [(r.ok, r.errors, r.writes) for r in results] == [(True, (), 2), (True, (), 0), (True, (), 0)]
+        [stored] = emu.emulator.state.access_apps.values()
+        assert stored["domain"] == "app.example.com/Admin"
     finally:
         await svc.close()

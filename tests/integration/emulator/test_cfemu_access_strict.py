@@ -112,3 +112,11 @@ async def test_the_domain_must_be_one_of_self_hosted_domains(cfemu: RunningEmula
     )
     assert status == 201, body
     assert body["result"]["self_hosted_domains"] == ["app.example.com", "other.example.com"]
+
+
+async def test_the_host_is_case_insensitive_and_the_path_keeps_its_case(cfemu: RunningEmulator) -> None:
+    policies = [{"name": "p", "decision": "bypass", "include": EVERYONE}]
+    status, body = await _api(cfemu, "POST", ACCESS + "/apps", _app("App.Example.com/Admin", policies))
+    assert status == 201 and body["result"]["domain"] == "app.example.com/Admin", body
+    status, body = await _api(cfemu, "POST", ACCESS + "/apps", _app("app.example.com/admin", policies))
+    assert status == 409 and body["errors"][0]["code"] == 11010, "one app per domain, whatever the case"
