@@ -16,7 +16,14 @@ import msgspec
 
 from flareport_api.errors import invalid
 from flareport_common import validate
-from flareport_common.messages.events import ContainerDie, ContainerStart, ContainerStop, Inventory, TunnelStatus
+from flareport_common.messages.events import (
+    ContainerDie,
+    ContainerStart,
+    ContainerStop,
+    Inventory,
+    TunnelState,
+    TunnelStatus,
+)
 from flareport_common.messages.rules import ContainerInfo, Rule, RuleError
 from flareport_common.protocol import AgentEvent
 from flareport_common.settings import AgentQuotas
@@ -84,9 +91,13 @@ def _inventory(event: Inventory, field: str, quotas: AgentQuotas) -> tuple[Conta
     return containers
 
 
-def _text(value: str, field: str, maximum: int, *, empty: bool = True) -> None:
+def printable(value: str, field: str, maximum: int, *, empty: bool = True) -> None:
+    """At most ``maximum`` characters, none of them a control character (no newline, NUL or escape)."""
     if len(value) > maximum or not value.isprintable() or (not empty and not value):
         raise invalid(field, f"must be {0 if empty else 1}-{maximum} printable characters")
+
+
+_text = printable
 
 
 def _container_id(value: str, field: str) -> None:
@@ -147,13 +158,17 @@ def _stopped(event: ContainerStop | ContainerDie, field: str) -> None:
 
 
 def _tunnel(event: TunnelStatus, field: str) -> None:
-    tunnel = event.tunnel
-    _text(tunnel.container_state, f"{field}.tunnel.container_state", MAX_STATE, empty=False)
-    _text(tunnel.image, f"{field}.tunnel.image", MAX_IMAGE)
+    tunnel_state(event.tunnel, f"{field}.tunnel")
+
+
+def tunnel_state(tunnel: TunnelState, field: str) -> None:
+    """The agent's cloudflared container as it reports it (in a ``tunnel_status`` event or a heartbeat)."""
+    _text(tunnel.container_state, f"{field}.container_state", MAX_STATE, empty=False)
+    _text(tunnel.image, f"{field}.image", MAX_IMAGE)
     if not 0 <= tunnel.restarts <= MAX_RESTARTS:
-        raise invalid(f"{field}.tunnel.restarts", f"restarts must be between 0 and {MAX_RESTARTS}")
+        raise invalid(f"{field}.restarts", f"restarts must be between 0 and {MAX_RESTARTS}")
     if tunnel.tunnel_id is not None:
         try:
-            validate.ident(tunnel.tunnel_id, f"{field}.tunnel.tunnel_id", "tunnel id")
+            validate.ident(tunnel.tunnel_id, f"{field}.tunnel_id", "tunnel id")
         except validate.FieldError as exc:
             raise invalid(exc.field, exc.reason) from None

@@ -66,11 +66,12 @@ async def register(request: web.Request) -> web.StreamResponse:
     stored = await ctx.auth.agent(request)
     body = await read_body(request, RegisterRequest)
     display_name = validation.text(body.display_name, "display_name")
-    for field, value, limit in (("hostname", body.hostname, 253), ("version", body.version, 100)):
-        if len(value) > limit:
-            raise invalid(field, f"{field} must be at most {limit} characters")
-    if len(body.capabilities) > 64 or any(len(c) > 64 for c in body.capabilities):
+    agent_input.printable(body.hostname, "hostname", 253)
+    agent_input.printable(body.version, "version", 100)
+    if len(body.capabilities) > 64:
         raise invalid("capabilities", "at most 64 capabilities of at most 64 characters each")
+    for index, capability in enumerate(body.capabilities):
+        agent_input.printable(capability, f"capabilities[{index}]", 64, empty=False)
     tunnel_id, token_sha256 = _tunnel_claim(body)
     # Derived from the key id (not random), so a key restored after a loss of data is bound to the same agent.
     wanted_id = stored.agent_id or ctx.store.minter.agent_id_for(stored.key_id)
@@ -237,6 +238,8 @@ async def heartbeat(request: web.Request) -> web.StreamResponse:
     agent_id = _agent_id(request)
     stored = await ctx.auth.agent_for(request, agent_id)
     body = await read_body(request, HeartbeatRequest)
+    agent_input.tunnel_state(body.tunnel, "tunnel")
+    agent_input.printable(body.agent_version, "agent_version", 1000)
     now = utcnow()
     beat = Heartbeat(
         agent_id=agent_id,

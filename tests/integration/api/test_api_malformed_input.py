@@ -168,3 +168,35 @@ async def test_query_numbers_are_plain_ascii_numbers(api: Api) -> None:
         assert (status, body) == (200, {"commands": []}), wait
     status, body = await answer(api, "GET", "/api/v1/dead-letters", api.admin, params={"count": "10"})
     assert status == 200, body
+
+
+async def test_registration_and_heartbeat_texts_are_one_line_and_bounded(api: Api) -> None:
+    key = await api.new_key()
+    agent_id = (await api.register(key))["agent_id"]
+    register = "/api/v1/agents/register"
+    cases: list[tuple[dict[str, Any], str]] = [
+        ({"display_name": "a", "hostname": "docker-1\n"}, "hostname"),
+        ({"display_name": "a", "version": "1.0\x1b[31m"}, "version"),
+        ({"display_name": "a", "capabilities": ["tunnels", "x\n"]}, "capabilities[1]"),
+        ({"display_name": "a", "capabilities": [""]}, "capabilities[0]"),
+    ]
+    for body, field in cases:
+        status, error = await answer(api, "POST", register, api.bearer(key), json=body)
+        assert (status, error["error"]["field"]) == (422, field), (body, error)
+    heartbeat = f"/api/v1/agents/{agent_id}/heartbeat"
+    cases = [
+        ({"tunnel": {"container_state": "running\n"}}, "tunnel.container_state"),
+        ({"tunnel": {"container_state": ""}}, "tunnel.container_state"),
+        ({"tunnel": {"image": "cloudflared" * 200}}, "tunnel.image"),
+        ({"tunnel": {"restarts": -1}}, "tunnel.restarts"),
+        ({"tunnel": {"tunnel_id": "tun-1\n"}}, "tunnel.tunnel_id"),
+        ({"agent_version": "1.2\n"}, "agent_version"),
+    ]
+    for body, field in cases:
+        status, error = await answer(api, "POST", heartbeat, api.bearer(key), json=body)
+        assert (status, error["error"]["field"]) == (422, field), (body, error)
+    tunnel = {"container_state": "running", "image": "cloudflare/cloudflared:2025.1", "restarts": 2, "tunnel_id": "t1"}
+    status, body = await answer(
+        api, "POST", heartbeat, api.bearer(key), json={"tunnel": tunnel, "agent_version": "1.2"}
+    )
+    assert status == 200, body
