@@ -61,8 +61,11 @@ def test_enrolled_agent_publishes_containers_and_unpublishes_them_after_the_grac
     assert stack.ingress(tunnel_id, state)[-1] == {"service": "http_status:404"}
     apps = stack.access_apps(state)
     assert [app["domain"] for app in apps] == ["web3.example.test"]
-    policies = [p for p in state["access_policies"].values() if p.get("_app_id") == apps[0]["id"]]
-    assert [p["decision"] for p in policies] == ["bypass"]
+    # access.policy=bypass is DockFlare's system group public-default-bypass: a reusable bypass-everyone policy.
+    policies = [state["access_policies"][link["id"]] for link in apps[0]["_policy_links"]]
+    assert [(p["name"], p["decision"], p["reusable"]) for p in policies] == [
+        ("flareport group public-default-bypass", "bypass", True)
+    ]
 
     for name in ("web1", "web2", "web3"):
         host.docker.containers.get(name).stop(timeout=1)
