@@ -18,6 +18,7 @@ SERVICES: dict[str, tuple[str, str]] = {
     "reconciler": ("flareport_reconciler.main", "turn events and intents into desired state, jobs and commands"),
     "dns-worker": ("flareport_dns_worker.main", "the only Cloudflare client: DNS, tunnels, Access"),
     "agent": ("flareport_agent.main", "watch this host's containers and run its cloudflared"),
+    "socket-guard": ("flareport_agent.sockguard_server", "a Docker API proxy that allows only what the agent needs"),
     "dev": ("flareport_cli.dev", "run the whole stack locally (redis, emulator, services, agent)"),
 }
 ADMIN: dict[str, tuple[str, str]] = {
