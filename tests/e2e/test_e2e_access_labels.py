@@ -53,27 +53,33 @@ def _app_outcome(state: dict[str, Any], domain: str) -> tuple[Any, ...]:
 def test_every_row_of_the_table_reaches_cloudflare_as_in_dockflare(stack: E2EStack) -> None:
     agent = FakeAgent.register(stack, "access-table")
     for row in ROWS:
-        info = parse_container(container_labels(row), container_id=row.row.lower(), name=row.row.lower())
+        info = parse_container(container_labels(row, zone=ZONE), container_id=row.row.lower(), name=row.row.lower())
         assert info is not None
         answer = agent.start(row.row.lower(), *(msgspec.to_builtins(r) for r in info.rules))
         assert answer[0] == 200, answer
 
+    waiting: list[str] = []
+
     def settled() -> dict[tuple[str, str | None], Any]:
         docs = {(r["hostname"], r.get("path")): r for r in stack.rules() if r.get("agent_id") == agent.agent_id}
+        waiting.clear()
         for row in ROWS:
             for which, expected in row.expected.items():
                 if expected[0] == "label":
                     continue
-                doc = docs.get((hostname(row), _path(row, which)))
+                doc = docs.get((hostname(row, ZONE), _path(row, which)))
                 wanted = "error" if expected[0] == "error" else "active"
                 if doc is None or doc["status"] != wanted:
-                    return {}
-        return docs
+                    waiting.append(f"{row.row}/{which}: {doc and (doc['status'], doc.get('error'))}")
+        return {} if waiting else docs
 
-    docs = wait_for_sync(settled, timeout=180, interval=0.5, what="every rule of the table active or in error")
+    try:
+        docs = wait_for_sync(settled, timeout=180, interval=0.5, what="every rule of the table active or in error")
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}; still waiting for {waiting}") from None
     state = stack.cf_state()
     for row in ROWS:
-        host = hostname(row)
+        host = hostname(row, ZONE)
         for which, expected in row.expected.items():
             path = _path(row, which)
             if expected[0] in ("error", "label"):
@@ -87,7 +93,7 @@ def test_every_row_of_the_table_reaches_cloudflare_as_in_dockflare(stack: E2ESta
             assert cname_target(stack, host) == agent.tunnel_id, f"{row.row}: {host} is published"
 
     # authenticated-default is the account owner, by One-time PIN only.
-    [app] = [a for a in state["access_apps"].values() if a.get("domain") == hostname(ROWS[5])]
+    [app] = [a for a in state["access_apps"].values() if a.get("domain") == hostname(ROWS[5], ZONE)]
     [policy] = [state["access_policies"][link["id"]] for link in app["_policy_links"]]
     assert policy["require"] == [{"email": {"email": OWNER}}]
     assert [next(iter(rule)) for rule in policy["include"]] == ["login_method"]

@@ -39,8 +39,11 @@ class Row:
     expected: dict[str, tuple[Any, ...]]  # "" = the base rule; "0", "1"... = indexed rules
 
 
-def _host(row: str) -> str:
-    return f"{row.lower()}.example.com"
+DEFAULT_ZONE = "example.com"
+
+
+def hostname(row: Row, zone: str = DEFAULT_ZONE) -> str:
+    return f"{row.row.lower()}.{zone}"
 
 
 ROWS: tuple[Row, ...] = (
@@ -87,9 +90,9 @@ ROWS: tuple[Row, ...] = (
 )  # fmt: skip
 
 
-def container_labels(row: Row, prefix: str = "dockflare.") -> dict[str, str]:
+def container_labels(row: Row, prefix: str = "dockflare.", zone: str = DEFAULT_ZONE) -> dict[str, str]:
     """The row's labels on a container: base hostname and service, and the same hostname for each index."""
-    host = _host(row.row)
+    host = hostname(row, zone)
     labels = {f"{prefix}enable": "true", f"{prefix}hostname": host, f"{prefix}service": "http://app:80"}
     for key, value in row.labels.items():
         labels[prefix + key] = value
@@ -98,6 +101,3 @@ def container_labels(row: Row, prefix: str = "dockflare.") -> dict[str, str]:
             labels.setdefault(f"{prefix}{index}.hostname", host)
     return labels
 
-
-def hostname(row: Row) -> str:
-    return _host(row.row)
