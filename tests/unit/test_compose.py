@@ -126,3 +126,24 @@ def test_control_plane_image_runs_unprivileged() -> None:
     assert re.search(r"^ARG GID=65532$", dockerfile, re.M)
     assert re.search(r"^USER \$\{UID\}:\$\{GID\}$", dockerfile, re.M)
     assert 'ENTRYPOINT ["flareport"]' in dockerfile
+
+
+def test_agent_guarded_profile_puts_the_socket_guard_alone_in_front_of_the_socket(compose: dict[str, Any]) -> None:
+    services = compose["services"]
+    guard, agent = services["socket-guard"], services["agent-guarded"]
+    assert guard["profiles"] == ["agent-guarded"] and agent["profiles"] == ["agent-guarded"]
+    assert guard["command"][0] == "socket-guard" and "tcp:0.0.0.0:2375" in guard["command"]
+    assert guard["image"].startswith("${FLAREPORT_IMAGE")
+    assert guard["environment"]["CLOUDFLARED_IMAGE"] == services["agent"]["environment"]["CLOUDFLARED_IMAGE"]
+    assert guard["volumes"] == ["/var/run/docker.sock:/var/run/docker.sock:ro"]
+    assert guard["cap_drop"] == ["ALL"] and "no-new-privileges:true" in guard["security_opt"]
+    assert guard["read_only"] is True and guard["networks"] == ["agent-internal"] and not guard.get("ports")
+    # The guarded agent is the locked-down agent, pointed at the guard; the socket is mounted into the guard only.
+    assert agent["environment"]["DOCKER_HOST"] == "tcp://socket-guard:2375"
+    assert agent["depends_on"] == {"socket-guard": {"condition": "service_healthy"}}
+    for key in ("user", "cap_drop", "security_opt", "read_only", "tmpfs", "volumes", "networks"):
+        assert agent[key] == services["agent"][key], key
+    mounted = [
+        name for name, service in services.items() if any("docker.sock" in v for v in service.get("volumes", []))
+    ]
+    assert sorted(mounted) == ["docker-socket-proxy", "socket-guard"]
