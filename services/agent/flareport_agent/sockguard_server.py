@@ -85,6 +85,7 @@ class SocketGuard:
         self.policy = policy
         self.upstream = upstream
         self.refused = 0
+        self.forwarding = 0  # requests being forwarded right now (an open events stream is one)
         self._session: aiohttp.ClientSession | None = None
         self._runner: web.AppRunner | None = None
         self.addresses: list[Any] = []
@@ -148,6 +149,11 @@ class SocketGuard:
             if allowed.kind == "inspect":
                 return await self._inspect(allowed)
             return await self._forward(request, allowed.method, allowed.url(), data)
+        except aiohttp.ClientConnectionError as exc:
+            log.warning(
+                "socket guard cannot reach the engine", method=request.method, path=request.path, error=str(exc)
+            )
+            return web.json_response({"message": f"the socket guard cannot reach the engine: {exc}"}, status=502)
         except Refused as refusal:
             self.refused += 1
             log.warning(
@@ -191,6 +197,15 @@ class SocketGuard:
         self, request: web.Request, method: str, url: str, data: bytes | None = None
     ) -> web.StreamResponse:
         headers = {"Content-Type": "application/json"} if data is not None else {}
+        self.forwarding += 1
+        try:
+            return await self._stream(request, method, url, data, headers)
+        finally:
+            self.forwarding -= 1
+
+    async def _stream(
+        self, request: web.Request, method: str, url: str, data: bytes | None, headers: dict[str, str]
+    ) -> web.StreamResponse:
         async with self.session.request(
             method, f"{self._base}{url}", data=data, headers=headers, timeout=_STREAMING, allow_redirects=False
         ) as answer:
@@ -201,10 +216,14 @@ class SocketGuard:
             if answer.content_length is not None:
                 response.content_length = answer.content_length
             await response.prepare(request)
-            if method != "HEAD":
-                async for chunk in answer.content.iter_any():
-                    await response.write(chunk)
-            await response.write_eof()
+            try:
+                if method != "HEAD":
+                    async for chunk in answer.content.iter_any():
+                        await response.write(chunk)
+                await response.write_eof()
+            except (ConnectionResetError, aiohttp.ClientPayloadError, aiohttp.ServerDisconnectedError) as exc:
+                # The client went away (an events stream it closed) or the engine did mid-answer: nothing to send.
+                log.debug("socket guard stream ended early", path=request.path, error=str(exc))
             return response
 
 

@@ -9,7 +9,12 @@ Podman. Attacks are sent as raw HTTP (exact bytes); the agent's paths use the re
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import signal
+import stat
+import subprocess
+import sys
 import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -30,7 +35,7 @@ from flareport_common.protocol import CommandAckRequest
 from fptest.agent_harness import Containers, RunningAgent
 from fptest.agent_master_double import MasterDouble
 from fptest.sockguard_harness import GuardThread, raw
-from fptest.waiting import wait_for
+from fptest.waiting import wait_for, wait_for_sync
 
 TOKEN = "eyJhIjoiYWNjb3VudCIsInQiOiJ0dW5uZWwiLCJzIjoic2VjcmV0In0="
 SECRET = "victim-db-password-0123"
@@ -153,6 +158,17 @@ def test_the_watchers_stream_and_listing_through_the_guard(
     finally:
         stream.close()
     assert guard.guard.refused == 0
+
+
+def test_an_events_stream_the_client_closes_ends_at_once_upstream(
+    guard: GuardThread, guarded: docker.DockerClient
+) -> None:
+    # The watcher drops its stream on every resync; the guard must drop the engine's at once, not at the next event.
+    streams = [guarded.events(decode=True, filters={"type": "container"}) for _ in range(3)]
+    wait_for_sync(lambda: guard.guard.forwarding == 3, timeout=10, what="three streams forwarded")
+    for stream in streams:
+        stream.close()
+    wait_for_sync(lambda: guard.guard.forwarding == 0, timeout=10, what="the streams closed upstream")
 
 
 async def test_the_agent_runs_through_the_guard(
@@ -406,3 +422,48 @@ def test_an_old_api_version_is_refused(guard: GuardThread, engine_socket: Path) 
 def test_a_missing_container_is_the_engines_404(guarded: docker.DockerClient) -> None:
     with pytest.raises(docker.errors.NotFound):
         guarded.api.stop("fpt-no-such-container")
+
+
+def test_the_command_serves_on_a_unix_socket_and_stops_on_sigterm(engine_socket: Path) -> None:
+    folder = Path(tempfile.mkdtemp(prefix="fpg-"))
+    listen = folder / "docker.sock"
+    command = [sys.executable, "-m", "flareport_cli.main", "socket-guard", "--listen", f"unix:{listen}"]
+    command += ["--upstream", f"unix://{engine_socket}", "--image", BUSYBOX_IMAGE]
+    process = subprocess.Popen(
+        command, env={**os.environ, "LOG_FORMAT": "json", "LOG_LEVEL": "info"}, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        assert process.stderr is not None
+        lines: list[str] = []
+        for line in process.stderr:  # its first log line says it is listening (no polling)
+            lines.append(line)
+            if "socket guard listening" in line:
+                break
+        assert any("socket guard listening" in line for line in lines), lines
+        assert stat.S_IMODE(listen.stat().st_mode) == 0o660
+        assert raw(listen, "GET", "/_ping") == (200, "OK")
+        status, answer = raw(listen, "POST", CREATE, cloudflared_body(HostConfig={"Privileged": True}))
+        assert status == 403 and "HostConfig.Privileged" in answer["message"]
+        refusal = json.loads(process.stderr.readline())
+        assert refusal["event"] == "socket guard refused a request" and refusal["path"] == CREATE
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(30) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(10)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def test_a_bad_setting_stops_the_command_with_one_line() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "flareport_cli.main", "socket-guard", "--listen", "port 2375"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 2
+    assert done.stderr.strip() == (
+        "flareport socket-guard: invalid configuration: --listen: expected unix:/path or tcp:host:port, got 'port 2375'"
+    )
