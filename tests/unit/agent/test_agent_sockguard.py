@@ -19,6 +19,7 @@ from flareport_agent.sockguard import (
     redact_inspect,
     route,
 )
+from flareport_agent.sockguard_server import Endpoint, parse_endpoint
 
 IMAGE = "cloudflare/cloudflared:2025.9.0"
 POLICY = Policy(image=IMAGE)
@@ -507,3 +508,27 @@ def test_ownership_is_the_exact_label() -> None:
     assert not owned(POLICY, inspect({"flareport.managed.x": "cloudflared"}))
     assert not owned(POLICY, {"Config": None})
     assert not owned(POLICY, "x")
+
+
+# --- the command's endpoints -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("unix:/run/guard/docker.sock", Endpoint("unix", "/run/guard/docker.sock")),
+        ("unix:///var/run/docker.sock", Endpoint("unix", "/var/run/docker.sock")),
+        ("tcp:0.0.0.0:2375", Endpoint("tcp", "0.0.0.0", 2375)),
+        ("tcp://docker-socket-proxy:2375", Endpoint("tcp", "docker-socket-proxy", 2375)),
+        ("http://127.0.0.1:2375/", Endpoint("tcp", "127.0.0.1", 2375)),
+        ("tcp:[::1]:2375", Endpoint("tcp", "::1", 2375)),
+    ],
+)
+def test_endpoints_are_parsed(value: str, expected: Endpoint) -> None:
+    assert parse_endpoint(value, "--listen") == expected
+
+
+@pytest.mark.parametrize("value", ["2375", "unix:", "unix:///", "tcp:host", "tcp:host:port", "tcp::2375", "ftp:x:1"])
+def test_bad_endpoints_are_refused_naming_the_option(value: str) -> None:
+    with pytest.raises(ValueError, match=r"^--listen: "):
+        parse_endpoint(value, "--listen")
