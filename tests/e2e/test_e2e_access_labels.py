@@ -92,6 +92,14 @@ def test_every_row_of_the_table_reaches_cloudflare_as_in_dockflare(stack: E2ESta
         if not any(e[0] in ("error", "label") for e in row.expected.values()):
             assert cname_target(stack, host) == agent.tunnel_id, f"{row.row}: {host} is published"
 
+    # A protected path is routed as exactly the prefix its app covers; an unprotected one keeps its meaning.
+    assert agent.tunnel_id is not None
+    paths = {(r.get("hostname"), r.get("path")) for r in stack.ingress(agent.tunnel_id, state)}
+    d11 = hostname(next(r for r in ROWS if r.row == "D11"), ZONE)
+    assert (d11, "^/auth/google/callback(/.*)?$") in paths, paths
+    e13 = hostname(next(r for r in ROWS if r.row == "E13"), ZONE)
+    assert (e13, "/zone") in paths, "default_tld makes no app of ours: the path stays as written"
+
     # authenticated-default is the account owner, by One-time PIN only.
     [app] = [a for a in state["access_apps"].values() if a.get("domain") == hostname(ROWS[5], ZONE)]
     [policy] = [state["access_policies"][link["id"]] for link in app["_policy_links"]]
