@@ -12,7 +12,7 @@ import msgspec
 import pytest
 
 from flareport_agent.labels import parse_container
-from fptest.access_table import GROUPS, OWNER, ROWS, Row, container_labels, hostname
+from fptest.access_table import GROUPS, OWNER, ROWS, container_labels, hostname, rule_path
 from fptest.e2e_stack import ZONE, E2EStack
 from fptest.fake_agent import FakeAgent, cname_target
 from fptest.waiting import wait_for_sync
@@ -28,14 +28,6 @@ def stack(stack_factory: StackFactory) -> E2EStack:
     for group_id, definition in GROUPS.items():
         stack.admin("POST", "/api/v1/access-groups", {"group_id": group_id, "name": group_id, **definition})
     return stack
-
-
-def _path(row: Row, which: str) -> str | None:
-    raw = row.labels.get("path" if which == "" else f"{which}.path")
-    if raw is None:
-        return None
-    raw = raw.strip()
-    return raw if raw.startswith(("/", "^")) else "/" + raw
 
 
 def _app_outcome(state: dict[str, Any], domain: str) -> tuple[Any, ...]:
@@ -67,7 +59,7 @@ def test_every_row_of_the_table_reaches_cloudflare_as_in_dockflare(stack: E2ESta
             for which, expected in row.expected.items():
                 if expected[0] == "label":
                     continue
-                doc = docs.get((hostname(row, ZONE), _path(row, which)))
+                doc = docs.get((hostname(row, ZONE), rule_path(row, which)))
                 wanted = "error" if expected[0] == "error" else "active"
                 if doc is None or doc["status"] != wanted:
                     waiting.append(f"{row.row}/{which}: {doc and (doc['status'], doc.get('error'))}")
@@ -81,7 +73,7 @@ def test_every_row_of_the_table_reaches_cloudflare_as_in_dockflare(stack: E2ESta
     for row in ROWS:
         host = hostname(row, ZONE)
         for which, expected in row.expected.items():
-            path = _path(row, which)
+            path = rule_path(row, which)
             if expected[0] in ("error", "label"):
                 assert cname_target(stack, host) is None, f"{row.row}: nothing is published for {host}"
                 if expected[0] == "error":

@@ -101,3 +101,11 @@ def container_labels(row: Row, prefix: str = "dockflare.", zone: str = DEFAULT_Z
             labels.setdefault(f"{prefix}{index}.hostname", host)
     return labels
 
+
+def rule_path(row: Row, which: str) -> str | None:
+    """The path of the row's base rule (``which`` "") or of index ``which``, as the label parser normalises it."""
+    raw = row.labels.get("path" if which == "" else f"{which}.path")
+    if raw is None:
+        return None
+    raw = raw.strip()
+    return raw if raw.startswith(("/", "^")) else "/" + raw

@@ -11,21 +11,13 @@ import pytest
 from flareport_agent.labels import parse_container
 from flareport_common.access import AccessFacts, group_definition
 from flareport_reconciler.planning import AccessCatalog, AgentView, Claim, Decision, resolve_hostname
-from fptest.access_table import GROUPS, OWNER, ROWS, Row, container_labels
+from fptest.access_table import GROUPS, OWNER, ROWS, Row, container_labels, rule_path
 
 CATALOG = AccessCatalog(
     groups={gid: group_definition(g, gid) for gid, g in GROUPS.items()},
     facts=AccessFacts(owner_email=OWNER, otp_idp_id="otp-1"),
 )
 AGENTS = {"a1": AgentView("a1", tunnel_id="t1")}
-
-
-def _path_of(row: Row, which: str) -> str | None:
-    raw = row.labels.get("path" if which == "" else f"{which}.path")
-    if raw is None:
-        return None
-    raw = raw.strip()
-    return raw if raw.startswith(("/", "^")) else "/" + raw
 
 
 def outcome(decision: Decision) -> tuple[Any, ...]:
@@ -52,7 +44,7 @@ def _decide(row: Row, catalog: AccessCatalog) -> tuple[dict[str | None, Decision
 def test_each_label_set_resolves_as_in_dockflare_or_stricter(row: Row) -> None:
     by_path, label_errors = _decide(row, CATALOG)
     for which, expected in row.expected.items():
-        path = _path_of(row, which)
+        path = rule_path(row, which)
         if expected[0] == "label":
             assert path not in by_path, f"{row.row}: a rule whose label does not parse is not sent"
             assert any(expected[1] in reason for reason in label_errors.values()), (row.row, label_errors)
