@@ -7,7 +7,8 @@ cloudflared's ``ingress`` package:
 * the last rule must be a catch-all: no ``hostname`` (or ``*``) and no ``path``;
 * no catch-all before the last rule (it would shadow every rule after it);
 * a hostname may contain one ``*`` only as a whole leading label (``*.example.com``) and no port;
-* ``path`` must be a valid regular expression;
+* ``path`` must be a regular expression Go's ``regexp`` compiles (RE2 syntax, checked with Google's RE2: no
+  lookarounds, backreferences, possessive quantifiers, ``\\Z`` or ``\\C``; ``\\pL``, ``\\z``, ``(?<name>…)`` are fine);
 * ``service`` is ``http_status:NNN`` (100-599), ``hello_world``, ``hello-world``, ``bastion``,
   ``socks5``, a ``unix:`` / ``unix+tls:`` socket path, or a URL with scheme http, https, tcp,
   ssh, rdp, smb, ws or wss and a host; an http(s)/ws(s) URL may not carry a path, because
@@ -17,9 +18,10 @@ Every failure is a 400 with a message naming the rule, like cloudflared's own er
 
 from __future__ import annotations
 
-import re
 from typing import Any
 from urllib.parse import urlsplit
+
+import re2
 
 from flareport_cfemu import errors
 from flareport_cfemu.errors import ApiError, bad_request
@@ -28,6 +30,8 @@ Json = dict[str, Any]
 URL_SCHEMES = frozenset({"http", "https", "tcp", "ssh", "rdp", "smb", "ws", "wss"})
 PATHLESS_SCHEMES = frozenset({"http", "https", "ws", "wss"})
 KEYWORD_SERVICES = frozenset({"hello_world", "hello-world", "bastion", "socks5"})
+_RE2_OPTIONS = re2.Options()
+_RE2_OPTIONS.log_errors = False  # the C++ library would print every refused pattern to stderr
 
 
 def _fail(index: int, message: str) -> ApiError:
@@ -51,6 +55,31 @@ def _check_hostname(index: int, hostname: Any) -> None:
             f'hostname {hostname!r}: hostname patterns can have at most one wildcard character ("*") '
             'and it can only be used for subdomains, e.g. "*.example.com"',
         )
+
+
+def _any_byte_escape(pattern: str) -> bool:
+    escaped = False
+    for char in pattern:
+        if escaped:
+            if char == "C":
+                return True
+            escaped = False
+        elif char == "\\":
+            escaped = True
+    return False
+
+
+def go_regex_error(pattern: str) -> str | None:
+    """None when Go's ``regexp.Compile`` (RE2 syntax) accepts ``pattern``, else the reason. Google's RE2 decides;
+    Go is stricter than the C++ library in one place, ``\\C`` (any byte), which Go refuses."""
+    if _any_byte_escape(pattern):
+        return "invalid escape sequence: \\C"
+    try:
+        re2.compile(pattern, _RE2_OPTIONS)
+    except re2.error as exc:
+        reason = exc.args[0] if exc.args else exc
+        return reason.decode(errors="replace") if isinstance(reason, bytes) else str(reason)
+    return None
 
 
 def _check_service(index: int, service: Any) -> None:
@@ -94,10 +123,10 @@ def validate_config(config: Any) -> Json:
         _check_hostname(index, rule.get("hostname"))
         path = rule.get("path")
         if path:
-            try:
-                re.compile(str(path))
-            except re.error as exc:
-                raise _fail(index, f"path {path!r} is not a valid regular expression: {exc}") from None
+            reason = go_regex_error(str(path))
+            if reason is not None:
+                # cloudflared's own wording (ingress.validate), wrapping Go's regexp error.
+                raise _fail(index, f"Rule #{index + 1} has an invalid regex: error parsing regexp: {reason}")
         _check_service(index, rule.get("service"))
         if index < last and is_catch_all(rule):
             raise _fail(

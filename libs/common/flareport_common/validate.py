@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 
 import msgspec
 
+from flareport_common.goregex import go_regex_error
 from flareport_common.messages.rules import AccessSpec, OriginOptions, Rule
 
 # Bounds of what one rule may carry (docs/security.md, "Threats from a stolen agent key").
@@ -190,9 +191,14 @@ def service(value: str, field: str) -> str:
 
 
 def path(value: str, field: str) -> str:
-    """A path match (cloudflared takes a regular expression): 1-1024 characters, no whitespace or controls."""
+    """A path match (cloudflared takes a regular expression in Go's RE2 syntax): 1-1024 characters, no whitespace or
+    controls, and a pattern Go's ``regexp`` compiles."""
     if not value or len(value) > MAX_PATH or not _printable(value) or any(c.isspace() for c in value):
         raise FieldError(field, f"path must be 1-{MAX_PATH} characters without whitespace")
+    reason = go_regex_error(value)
+    if reason is not None:
+        # cloudflared compiles the path with Go's regexp: one it refuses would sink the tunnel's whole configuration.
+        raise FieldError(field, f"path {value!r} is not a regular expression cloudflared accepts (RE2): {reason}")
     return value
 
 

@@ -29,12 +29,14 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from flareport_common.goregex import go_regex_error
 from flareport_common.messages.cfjobs import IngressEntry
 from flareport_common.messages.cfresults import CfError
 from flareport_common.messages.rules import OriginOptions
 
 CATCH_ALL: dict[str, Any] = {"service": "http_status:404"}
 CONFLICT_CODE = 1055
+INVALID_PATH_CODE = 1055
 
 # Flareport's OriginOptions field -> cloudflared's originRequest key.
 ORIGIN_KEYS = (
@@ -68,6 +70,22 @@ def written_path(entry: IngressEntry) -> str | None:
     if not entry.path or not entry.protected:
         return entry.path
     return "^" + entry.path.rstrip("/").replace(".", "\\.") + "(/.*)?$"
+
+
+def path_error(entry: IngressEntry) -> CfError | None:
+    """A per-rule error when cloudflared (Go's RE2) would refuse the rule's path: Cloudflare refuses such a
+    configuration as a whole, so the rule is left out and the tunnel's other rules still converge."""
+    path = written_path(entry)
+    reason = go_regex_error(path) if path else None
+    if reason is None:
+        return None
+    return CfError(
+        code=INVALID_PATH_CODE,
+        message=f"path {path!r} is not a regular expression cloudflared accepts (RE2): {reason}; rule left out",
+        hostname=entry.hostname,
+        path=entry.path,
+        kind="invalid",
+    )
 
 
 def entry_rule(entry: IngressEntry) -> dict[str, Any]:
@@ -154,6 +172,10 @@ def plan_ingress(
     seen: set[str] = set()
     for key, entry in wanted.items():
         if key in blocked or key in seen:
+            continue
+        reason = path_error(entry)
+        if reason is not None:
+            conflicts.append(reason)
             continue
         seen.add(key)
         ours.append(entry_rule(entry))

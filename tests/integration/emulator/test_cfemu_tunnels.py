@@ -90,7 +90,7 @@ async def test_configuration_version_increments_on_each_put(scf: cloudflare.Clou
         ([{"hostname": "a.example.com", "service": "http://web:80/app"}, CATCH_ALL], "different path"),
         ([{"hostname": "a.example.com", "service": "ftp://web"}, CATCH_ALL], "unsupported scheme"),
         ([{"hostname": "a.example.com", "service": "http_status:700"}, CATCH_ALL], "invalid HTTP status"),
-        ([{"hostname": "a.example.com", "path": "(", "service": "http://w:80"}, CATCH_ALL], "regular expression"),
+        ([{"hostname": "a.example.com", "path": "(", "service": "http://w:80"}, CATCH_ALL], "invalid regex"),
         (
             [{"hostname": "a.example.com", "service": "http://w:80"}, {"path": "/x", "service": "http_status:404"}],
             "last ingress rule must match all",
