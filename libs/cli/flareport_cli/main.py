@@ -32,7 +32,11 @@ ADMIN: dict[str, tuple[str, str]] = {
     "reconcile": ("flareport_cli.admin.ops:reconcile_main", "ask the reconciler to recompute and re-apply"),
     "dlq": ("flareport_cli.admin.ops:dlq_main", "dead letters: ls, replay"),
 }
-COMMANDS: dict[str, tuple[str, str]] = {**SERVICES, **ADMIN}
+# One-shot checks run where the services run (they read the services' environment, not the API).
+CHECKS: dict[str, tuple[str, str]] = {
+    "doctor": ("flareport_dns_worker.doctor", "check the Cloudflare token and account: one read per permission"),
+}
+COMMANDS: dict[str, tuple[str, str]] = {**SERVICES, **ADMIN, **CHECKS}
 
 
 def build_parser() -> argparse.ArgumentParser:

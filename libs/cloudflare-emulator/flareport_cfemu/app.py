@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator, Callable
 
 from aiohttp import web
 
-from flareport_cfemu import control, routes_access, routes_account, routes_dns, routes_tunnels, routes_zones
+from flareport_cfemu import control, routes_access, routes_account, routes_dns, routes_tunnels, routes_zones, tokens
 from flareport_cfemu.config import EmulatorConfig
 from flareport_cfemu.middleware import api_middleware
 from flareport_cfemu.persistence import Persister, load_state
@@ -29,14 +29,17 @@ def create_app(state: EmulatorState | None = None, *, config: EmulatorConfig) ->
     if state is None and config.state_file is not None:
         state = load_state(config.state_file)
     emulator = Emulator(state or EmulatorState(), config)
-    app = web.Application(middlewares=[api_middleware], client_max_size=64 * 1024 * 1024)
+    # tokens' middleware runs inside the API pipeline: after authentication, the rate limit and the faults.
+    app = web.Application(middlewares=[api_middleware, tokens.token_scope_middleware], client_max_size=64 * 1024 * 1024)
     app[EMULATOR] = emulator
+    app[tokens.TOKENS] = tokens.TokenRegistry()
     for module_routes in (
         routes_zones.routes,
         routes_dns.routes,
         routes_tunnels.routes,
         routes_access.routes,
         routes_account.routes,
+        tokens.routes,
     ):
         app.router.add_routes(module_routes)
     app.router.add_routes(control.routes)

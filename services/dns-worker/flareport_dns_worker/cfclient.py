@@ -24,14 +24,13 @@ from __future__ import annotations
 import asyncio
 from collections import Counter
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Protocol
 
 import cloudflare
 import structlog
 
 from flareport_common.backoff import Backoff
 from flareport_dns_worker.metrics import CALLS, RATE_LIMITED
-from flareport_dns_worker.ratelimit import RateLimiter
 
 Json = dict[str, Any]
 log = structlog.get_logger("flareport.dns_worker.cloudflare")
@@ -160,11 +159,20 @@ def _retry_after(error: cloudflare.APIStatusError) -> float:
         return 5.0
 
 
+class Limiter(Protocol):
+    """What a call needs from the rate limit: the shared Redis bucket (``ratelimit.RateLimiter``) in the worker,
+    a process-local one in one-shot commands (``flareport doctor``)."""
+
+    async def acquire(self) -> float: ...
+
+    async def pause(self, seconds: float) -> None: ...
+
+
 class CloudflareApi:
     def __init__(
         self,
         client: cloudflare.AsyncCloudflare,
-        limiter: RateLimiter,
+        limiter: Limiter,
         *,
         account_id: str,
         max_attempts: int = 5,
