@@ -43,10 +43,15 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     return parser.parse_args(list(argv))
 
 
-async def preflight(settings: DnsWorkerSettings, *, max_attempts: int = 2) -> Report:
+async def preflight(settings: DnsWorkerSettings) -> Report:
     sdk = make_sdk(settings)
     try:
-        api = CloudflareApi(sdk, LocalLimiter(), account_id=settings.cloudflare.account_id, max_attempts=max_attempts)
+        api = CloudflareApi(
+            sdk,
+            LocalLimiter(),
+            account_id=settings.cloudflare.account_id,
+            max_attempts=min(3, settings.max_call_attempts),
+        )
         return await Preflight(
             api,
             account_id=settings.cloudflare.account_id,
