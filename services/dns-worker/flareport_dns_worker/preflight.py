@@ -30,7 +30,11 @@ from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+import structlog
+
 from flareport_dns_worker.cfclient import CfApiError, CfTransientError, CloudflareApi, permission_for
+
+log = structlog.get_logger("flareport.dns_worker.preflight")
 
 Json = dict[str, Any]
 OK, MISSING, FAILED, SKIPPED = "ok", "missing", "failed", "skipped"
@@ -311,6 +315,34 @@ class Preflight:
             return f"readable ({len(envelope.get('result') or [])} member(s) on the first page)"
 
         await self._checked("account members", False, MEMBERS, call)
+
+
+async def log_preflight(preflight: Preflight) -> Report | None:
+    """The dns-worker's start-up check: the same reads, logged as warnings (a check that did not pass) and one summary
+    line; never raises and never blocks the worker (it runs beside the consumer)."""
+    try:
+        report = await preflight.run()
+    except Exception as error:  # a preflight that breaks must not take the worker with it
+        log.warning("preflight.error", error=str(error))
+        return None
+    for check in report.checks:
+        if check.result not in (OK, SKIPPED):
+            log.warning(
+                "preflight.check",
+                check=check.name,
+                result=check.result,
+                required=check.required,
+                permission=check.permission or None,
+                detail=check.detail,
+            )
+    for warning in report.warnings:
+        log.warning("preflight.warning", warning=warning)
+    failed = [check.name for check in report.failures()]
+    if failed:
+        log.warning("preflight.failed", failed=failed, hint="run `flareport doctor` for the table")
+    else:
+        log.info("preflight.ok", zones=len(report.zones), token=report.token.get("kind"))
+    return report
 
 
 def _by_zone(details: dict[str, list[str]]) -> str:

@@ -28,12 +28,14 @@ from flareport_dns_worker.access_facts import AccessFactsFinder
 from flareport_dns_worker.cfclient import CloudflareApi
 from flareport_dns_worker.dns_sync import DnsSync
 from flareport_dns_worker.lease import Leases
+from flareport_dns_worker.preflight import Preflight, log_preflight
 from flareport_dns_worker.ratelimit import RateLimiter
 from flareport_dns_worker.tunnels import Tunnels
 from flareport_dns_worker.worker import Worker
 from flareport_dns_worker.zones import ZoneDirectory
 
 log = structlog.get_logger("flareport.dns_worker")
+STARTUP_DNS_ZONES = 5  # zones whose DNS list the start-up preflight reads (doctor reads up to 25)
 
 
 def make_sdk(settings: DnsWorkerSettings) -> cloudflare.AsyncCloudflare:
@@ -129,14 +131,28 @@ async def serve(settings: DnsWorkerSettings) -> int:
     health = await start_health_server("0.0.0.0", settings.health_port, ready)
     stopping = install_stop_handlers(service.consumer.stop)
     facts = asyncio.create_task(service.access_facts.run(stopping), name="access-facts")
+    # The token checked once at start (what `flareport doctor` checks), logged as warnings; jobs do not wait for it.
+    cf = settings.cloudflare
+    check = Preflight(
+        service.api,
+        account_id=cf.account_id,
+        api_base_url=cf.api_base_url,
+        default_zone_id=cf.default_zone_id,
+        owner_email_set=settings.access_owner_email is not None,
+        max_dns_zones=STARTUP_DNS_ZONES,
+    )
+    preflight = asyncio.create_task(log_preflight(check), name="preflight")
     log.info("dns_worker.started", consumer=service.consumer.config.consumer, base_url=settings.cloudflare.api_base_url)
     try:
         await service.consumer.run()
     finally:
         stopping.set()
         facts.cancel()
+        preflight.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await facts
+        with contextlib.suppress(asyncio.CancelledError):
+            await preflight
         await service.close()
         await health.cleanup()
         with contextlib.suppress(Exception):
