@@ -6,6 +6,8 @@ tests can share one server and could run in parallel.
 
 from __future__ import annotations
 
+import json
+import os
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
@@ -77,3 +79,40 @@ def _state_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("XDG_STATE_HOME", str(tmp_path_factory.mktemp("xdg-state")))
         yield
+
+
+# --- Cloudflare contract checks (docs/cloudflare-emulator.md, "Contract checks") ----------------------------------
+# Every emulator the suite starts, in-process or as a process, holds each SDK request and each response against the
+# official SDK's types; a violation is appended to one file, and the test that caused it fails.
+CONTRACTS_LOG = Path(
+    os.environ.setdefault("FLAREPORT_CFEMU_CONTRACTS_LOG", f"/tmp/flareport-contracts-{os.getpid()}.jsonl")
+)
+os.environ.setdefault("FLAREPORT_CFEMU_CONTRACTS", "strict")
+CONTRACTS_LOG.unlink(missing_ok=True)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "cloudflare_contracts_off: the test sends the emulator requests the SDK's types refuse, on purpose"
+    )
+
+
+@pytest.fixture(autouse=True)
+def _cloudflare_contracts(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Fails the test when an emulator recorded a contract violation while it ran."""
+    off = request.node.get_closest_marker("cloudflare_contracts_off") is not None
+    with pytest.MonkeyPatch.context() as patch:
+        if off:
+            patch.setenv("FLAREPORT_CFEMU_CONTRACTS", "off")
+        start = CONTRACTS_LOG.stat().st_size if CONTRACTS_LOG.exists() else 0
+        yield
+    if not CONTRACTS_LOG.exists() or CONTRACTS_LOG.stat().st_size <= start:
+        return
+    with CONTRACTS_LOG.open("rb") as handle:
+        handle.seek(start)
+        new = [json.loads(line) for line in handle.read().decode().splitlines() if line.strip()]
+    if new and not off:
+        details = "\n".join(
+            f"  {v['endpoint']} ({v['side']}, {v['sdk_type']}): {'; '.join(v['problems'][:3])}" for v in new[:10]
+        )
+        pytest.fail(f"{len(new)} Cloudflare contract violation(s) against the official SDK's types:\n{details}")

@@ -80,6 +80,8 @@ class E2EStack:
         self.hosts: dict[str, Host] = {}
         self.image = ""
         environ = {k: v for k, v in os.environ.items() if not k.startswith(_FOREIGN)}
+        # The suite's Cloudflare contract checks reach the stack's emulator too (tests/conftest.py).
+        environ.update({k: v for k, v in os.environ.items() if k.startswith("FLAREPORT_CFEMU_CONTRACTS")})
         environ.update({"LOG_FORMAT": "json", "LOG_LEVEL": "info", "GRACE_PERIOD_SECONDS": "3"})
         environ.update(settings or {})
         self._environ = environ

@@ -70,8 +70,9 @@ def lookup_app(state: EmulatorState, account_id: str, app_id: str) -> Json:
 
 def render_app(state: EmulatorState, app: Json) -> Json:
     out = public(app)
+    out.pop("uid", None)  # not a field of the SDK's application models
     out["policies"] = [
-        render_policy(state, state.access_policies[link["id"]], link["precedence"])
+        render_policy(state, state.access_policies[link["id"]], link["precedence"], embedded=True)
         for link in sorted(app["_policy_links"], key=lambda link: link["precedence"])
         if link["id"] in state.access_policies
     ]

@@ -109,9 +109,13 @@ def _app_count(state: EmulatorState, policy_id: str) -> int:
     return sum(1 for app in state.access_apps.values() if any(link["id"] == policy_id for link in app["_policy_links"]))
 
 
-def render_policy(state: EmulatorState, policy: Json, precedence: int | None = None) -> Json:
+def render_policy(state: EmulatorState, policy: Json, precedence: int | None = None, *, embedded: bool = False) -> Json:
     out = public(policy)
-    if policy["reusable"]:
+    if embedded or not policy["reusable"]:
+        # The SDK's models (Cloudflare's schema) have `reusable` and `app_count` on a reusable policy read on its
+        # own only: not on an app-scoped policy, nor on any policy embedded in an app (the contract checks say so).
+        out.pop("reusable", None)
+    else:
         out["app_count"] = _app_count(state, policy["id"])
     if precedence is not None:
         out["precedence"] = precedence

@@ -16,6 +16,8 @@ from aiohttp import web
 
 from flareport_cfemu import control, routes_access, routes_account, routes_dns, routes_tunnels, routes_zones, tokens
 from flareport_cfemu.config import EmulatorConfig
+from flareport_cfemu.contracts import CHECKER, ContractChecker, contract_middleware
+from flareport_cfemu.contracts import routes as contract_routes
 from flareport_cfemu.middleware import api_middleware
 from flareport_cfemu.persistence import Persister, load_state
 from flareport_cfemu.runtime import EMULATOR, Emulator
@@ -30,7 +32,12 @@ def create_app(state: EmulatorState | None = None, *, config: EmulatorConfig) ->
         state = load_state(config.state_file)
     emulator = Emulator(state or EmulatorState(), config)
     # tokens' middleware runs inside the API pipeline: after authentication, the rate limit and the faults.
-    app = web.Application(middlewares=[api_middleware, tokens.token_scope_middleware], client_max_size=64 * 1024 * 1024)
+    # Contract checks (contracts.py, off unless FLAREPORT_CFEMU_CONTRACTS says so) see what the handlers see.
+    app = web.Application(
+        middlewares=[api_middleware, contract_middleware, tokens.token_scope_middleware],
+        client_max_size=64 * 1024 * 1024,
+    )
+    app[CHECKER] = ContractChecker()
     app[EMULATOR] = emulator
     app[tokens.TOKENS] = tokens.TokenRegistry()
     for module_routes in (
@@ -43,6 +50,7 @@ def create_app(state: EmulatorState | None = None, *, config: EmulatorConfig) ->
     ):
         app.router.add_routes(module_routes)
     app.router.add_routes(control.routes)
+    app.router.add_routes(contract_routes)
     if config.state_file is not None:
         app.cleanup_ctx.append(
             _persistence(Persister(emulator.state, config.state_file, config.persist_interval_seconds))

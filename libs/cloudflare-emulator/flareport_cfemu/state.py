@@ -129,7 +129,7 @@ class EmulatorState:
             "modified_on": created,
             "activated_on": created if status == "active" else None,
             "meta": {"step": 2, "custom_certificate_quota": 0, "page_rule_quota": 3, "phishing_detected": False},
-            "owner": {"id": None, "type": "user", "email": None},
+            "owner": {"id": None, "name": None, "type": "user"},  # the SDK's Zone.Owner: id, name, type
             "account": {"id": account["id"], "name": account["name"]},
             "tenant": {"id": None, "name": None},
             "tenant_unit": {"id": None},

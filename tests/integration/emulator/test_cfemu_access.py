@@ -43,7 +43,8 @@ async def test_app_with_reusable_policies_and_tags(acf: cloudflare.AsyncCloudfla
         ["flareport"],
         False,
     )
-    assert [(p.name, p.precedence, p.reusable) for p in got.policies] == [("staff", 1, True)]
+    assert [(p.name, p.precedence) for p in got.policies] == [("staff", 1)]
+    assert "reusable" not in got.policies[0].to_dict()  # not in Cloudflare's schema of a policy embedded in an app
     assert (await access.policies.get(reusable.id, account_id=ACCOUNT_ID)).app_count == 1
     tags = [t async for t in access.tags.list(account_id=ACCOUNT_ID)]
     assert [(t.name, t.to_dict()["app_count"]) for t in tags] == [("flareport", 1)]
@@ -118,13 +119,14 @@ async def test_app_scoped_policies_crud(acf: cloudflare.AsyncCloudflare) -> None
         ({"type": "self_hosted", "domain": "t.example.com", "tags": ["missing"]}, "does not exist"),
         ({"type": "self_hosted", "domain": "t.example.com", "session_duration": "soon"}, "session_duration"),
         ({"type": "self_hosted", "domain": "t.example.com", "policies": ["no-such-policy"]}, "not_found"),
-        (
+        pytest.param(
             {
                 "type": "self_hosted",
                 "domain": "t.example.com",
                 "policies": [{"name": "x", "decision": "maybe", "include": EVERYONE}],
             },
             "decision",
+            marks=pytest.mark.cloudflare_contracts_off,  # a decision the SDK's types refuse: the emulator's own check
         ),
     ],
 )
