@@ -95,6 +95,9 @@ class E2EStack:
         self.dev.start(agent=True)
         first.agent = self.dev.supervisor.children[-1]
         first.agent_env = self._agent_env_of_dev()
+        mode = self._environ.get("FLAREPORT_CFEMU_CONTRACTS")
+        if mode:  # the stack's emulator holds the dns-worker's calls against the SDK's types (tests/conftest.py)
+            assert self.emu("GET", "/__emulator/contracts")["mode"] == mode
         return self
 
     def _agent_env_of_dev(self) -> dict[str, str]:
