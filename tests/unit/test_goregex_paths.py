@@ -7,6 +7,7 @@ import re
 
 import pytest
 
+from flareport_agent.labels import parse_container
 from flareport_common import validate
 from flareport_common.goregex import go_regex_error
 from flareport_common.messages.cfjobs import IngressEntry
@@ -53,3 +54,20 @@ def test_dns_worker_leaves_the_rule_out_with_a_per_rule_error() -> None:
     [error] = plan.conflicts
     assert error.kind == "invalid" and error.hostname == "b.example.com" and error.path == "^/b(?=c)"
     assert "^/b(?=c)" in error.message and "RE2" in error.message
+
+
+def test_an_agent_label_with_such_a_path_is_a_label_error_and_the_containers_other_rules_stand() -> None:
+    labels = {
+        "flareport.enable": "true",
+        "flareport.0.hostname": "a.example.com",
+        "flareport.0.service": "http://web:80",
+        "flareport.0.path": "^/a(?=b)",
+        "flareport.1.hostname": "b.example.com",
+        "flareport.1.service": "http://web:80",
+        "flareport.1.path": "^/\\pL+$",
+    }
+    info = parse_container(labels, container_id="c1", name="web")
+    assert info is not None
+    assert [(r.hostname, r.path) for r in info.rules] == [("b.example.com", "^/\\pL+$")]
+    [error] = info.errors
+    assert error.label == "flareport.0.path" and "'^/a(?=b)'" in error.reason and "RE2" in error.reason
