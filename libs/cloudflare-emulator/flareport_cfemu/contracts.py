@@ -186,6 +186,10 @@ CONTRACTS: dict[str, Contract] = {
     "DELETE /accounts/{account_id}/access/identity_providers/{idp_id}": Contract(
         result=_ZT + "identity_provider_delete_response:IdentityProviderDeleteResponse"
     ),
+    "GET /user/tokens/verify": Contract(result=_T + "user.token_verify_response:TokenVerifyResponse"),
+    "GET /accounts/{account_id}/tokens/verify": Contract(
+        result=_T + "accounts.token_verify_response:TokenVerifyResponse"
+    ),
     "GET /accounts/{account_id}/members": Contract(
         query=_T + "accounts.member_list_params:MemberListParams", result=_T + "shared.member:Member", many=True
     ),
