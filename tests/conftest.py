@@ -97,6 +97,11 @@ def pytest_configure(config: pytest.Config) -> None:
     )
 
 
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if CONTRACTS_LOG.name == f"flareport-contracts-{os.getpid()}.jsonl":
+        CONTRACTS_LOG.unlink(missing_ok=True)  # the session's own log (a path set from outside is left alone)
+
+
 @pytest.fixture(autouse=True)
 def _cloudflare_contracts(request: pytest.FixtureRequest) -> Iterator[None]:
     """Fails the test when an emulator recorded a contract violation while it ran."""
