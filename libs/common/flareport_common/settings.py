@@ -482,7 +482,7 @@ S = TypeVar("S")
 
 def secret_values(settings: object) -> tuple[str, ...]:
     """Every secret a settings struct holds, for the log redactor: each field kept out of ``repr`` (keys, tokens,
-    passwords, the Redis URL) and, inside a URL, its password alone (a log line may show the URL rebuilt)."""
+    passwords) and, of a URL kept out of it (the Redis URL), its password, plain and percent-decoded."""
     found: list[str] = []
     if not is_dataclass(settings):
         return ()
@@ -491,8 +491,11 @@ def secret_values(settings: object) -> tuple[str, ...]:
         if is_dataclass(value):
             found.extend(secret_values(value))
         elif isinstance(value, str) and value and not item.repr:
-            found.append(value)
-            password = urlsplit(value).password if "://" in value else None
+            if "://" not in value:
+                found.append(value)
+                continue
+            # A URL is no secret, its password is: the host and port stay readable in the logs.
+            password = urlsplit(value).password
             if password:
                 found.extend({password, unquote(password)})
     return tuple(found)
