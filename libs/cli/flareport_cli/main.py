@@ -31,6 +31,7 @@ ADMIN: dict[str, tuple[str, str]] = {
     "status": ("flareport_cli.admin.ops:status_main", "streams, consumer groups, lag and counts"),
     "reconcile": ("flareport_cli.admin.ops:reconcile_main", "ask the reconciler to recompute and re-apply"),
     "dlq": ("flareport_cli.admin.ops:dlq_main", "dead letters: ls, replay"),
+    "import": ("flareport_cli.admin.importer", "import dockflare PATH: DockFlare's groups and manual rules"),
 }
 # One-shot checks run where the services run (they read the services' environment, not the API).
 CHECKS: dict[str, tuple[str, str]] = {

@@ -1,0 +1,206 @@
+"""``flareport import dockflare PATH [--apply] [--json]``: bring DockFlare's access groups and manual rules over.
+
+The file (a DockFlare ``state.json`` or backup ``.zip``) is parsed into a plan first
+(flareport_cli.dockflare_import); a file that is not one, or any object in it that Flareport would refuse, stops
+the run before anything is sent. The plan is then compared with what the API holds: access groups by id, manual
+rules by hostname + path. Each object is ``create`` (missing), ``unchanged`` (present and equal) or ``conflict``
+(present and different: never overwritten). Without ``--apply`` nothing is written; with it the missing objects
+are created (groups first, so rules can refer to them), and a second run reports everything ``unchanged``.
+Docker-sourced rules and agents are listed with what each host must do. Exit codes: 0 done, 1 a conflict or an
+API error, 2 a file that cannot be imported.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from flareport_cli.admin.base import Context, connection_options, run, usage_error
+from flareport_cli.admin.client import EXIT_API, EXIT_OK, EXIT_USAGE, CliError
+from flareport_cli.dockflare_import import GroupPlan, ImportFormatError, Plan, RulePlan, parse
+
+GROUP_FIELDS = ("name", "decision", "include", "exclude", "require", "session_duration")
+
+
+def _same_group(plan: GroupPlan, existing: dict[str, Any]) -> bool:
+    def norm(body: dict[str, Any], key: str) -> Any:
+        value = body.get(key)
+        if key == "decision":
+            return value or "allow"
+        return value or None  # [] and None both mean "none"
+
+    return all(norm(plan.body, k) == norm(existing, k) for k in GROUP_FIELDS)
+
+
+def _compact(value: Any) -> Any:
+    """A rule as JSON with the unset parts (None, False, empty) left out, so stored and planned compare equal."""
+    if isinstance(value, dict):
+        return {k: c for k, v in value.items() if (c := _compact(v)) not in (None, False, "", [], {})}
+    if isinstance(value, list | tuple):
+        return [_compact(v) for v in value]
+    return value
+
+
+def _same_rule(plan: RulePlan, existing: dict[str, Any]) -> bool:
+    wanted = _compact({"rule": plan.body["rule"], "tunnel_id": plan.body.get("tunnel_id")})
+    have = _compact({"rule": existing["rule"], "tunnel_id": existing.get("tunnel_id")})
+    if "zone_name" not in wanted["rule"]:
+        have["rule"].pop("zone_name", None)
+    return bool(wanted == have)
+
+
+def _entry(kind: str, ident: str, action: str, notes: Sequence[str] = (), **extra: Any) -> dict[str, Any]:
+    return {"kind": kind, "id": ident, "action": action, "notes": list(notes), **extra}
+
+
+def compare(plan: Plan, groups: list[dict[str, Any]], rules: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per planned object, what will happen: system / create / unchanged / conflict."""
+    by_id = {g["group_id"]: g for g in groups}
+    by_key = {r["rule"]["hostname"] + (r["rule"].get("path") or ""): r for r in rules}
+    report: list[dict[str, Any]] = []
+    for group in plan.groups:
+        if group.system:
+            report.append(_entry("access_group", group.group_id, "system", group.notes, name=group.name))
+            continue
+        existing = by_id.get(group.group_id)
+        if existing is None:
+            action = "create"
+        elif existing.get("system"):
+            action = "conflict"
+        else:
+            action = "unchanged" if _same_group(group, existing) else "conflict"
+        notes = list(group.notes)
+        if action == "conflict":
+            notes.append("a Flareport group with this id differs; left as it is (compare with access-groups show)")
+        report.append(_entry("access_group", group.group_id, action, notes, name=group.name))
+    for rule in plan.rules:
+        key = rule.hostname + (rule.path or "")
+        existing = by_key.get(key)
+        notes = list(rule.notes)
+        if existing is None:
+            action = "create"
+        elif _same_rule(rule, existing):
+            action = "unchanged"
+        else:
+            action = "conflict"
+            notes.append(f"manual rule {existing['rule_id']} publishes {key} differently; left as it is")
+        extra = {"rule_id": existing["rule_id"]} if existing else {}
+        report.append(_entry("manual_rule", key, action, notes, service=rule.body["rule"]["service"], **extra))
+    return report
+
+
+def _print_human(document: dict[str, Any]) -> None:
+    verb = {"create": "would create" if not document["applied"] else "created"}
+    print(f"DockFlare import from {document['source']} ({'applied' if document['applied'] else 'dry run'})")
+    for item in document["objects"]:
+        action = verb.get(item["action"], item["action"])
+        label = "access group" if item["kind"] == "access_group" else "manual rule"
+        print(f"  {action:<13} {label} {item['id']}")
+        for note in item["notes"]:
+            print(f"                  - {note}")
+    for item in document["information"]:
+        label = "agent" if item["kind"] == "agent" else "docker rule"
+        print(f"  {'info':<13} {label} {item['name']}: {item['todo']}")
+    for warning in document["warnings"]:
+        print(f"  {'warning':<13} {warning}")
+    counts = document["summary"]
+    print("Summary: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
+    if not document["applied"] and counts.get("create"):
+        print("Nothing was written; run again with --apply to create the objects marked 'would create'.")
+
+
+def _run(ctx: Context, args: argparse.Namespace, plan: Plan) -> int:
+    groups = ctx.client.get("/api/v1/access-groups").json()["groups"]
+    rules = ctx.client.get("/api/v1/manual-rules").json()["rules"]
+    objects = compare(plan, groups, rules)
+    if args.apply:
+        by_id = {g.group_id: g for g in plan.groups}
+        by_key = {r.hostname + (r.path or ""): r for r in plan.rules}
+        for item in objects:
+            if item["action"] != "create":
+                continue
+            if item["kind"] == "access_group":
+                ctx.client.post("/api/v1/access-groups", by_id[item["id"]].body)
+            else:
+                created = ctx.client.post("/api/v1/manual-rules", by_key[item["id"]].body).json()
+                item["rule_id"] = created["rule_id"]
+            item["action"] = "created"
+    summary: dict[str, int] = {}
+    for item in objects:
+        summary[item["action"]] = summary.get(item["action"], 0) + 1
+    summary["information"] = len(plan.info)
+    summary["warnings"] = len(plan.warnings)
+    document = {
+        "source": plan.source,
+        "applied": bool(args.apply),
+        "objects": objects,
+        "information": [{"kind": i.kind, "name": i.name, "todo": i.todo, **i.details} for i in plan.info],
+        "warnings": list(plan.warnings),
+        "summary": summary,
+    }
+    if ctx.as_json:
+        sys.stdout.write(json.dumps(document, indent=2) + "\n")
+    else:
+        _print_human(document)
+    return EXIT_API if summary.get("conflict") else EXIT_OK
+
+
+def _dockflare(ctx: Context, args: argparse.Namespace) -> int:
+    # Parsed in main() before the connection is set up; here only the API is asked.
+    plan: Plan = args.plan
+    return _run(ctx, args, plan)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="flareport import", description="Import another tool's state.")
+    sources = parser.add_subparsers(dest="source", metavar="SOURCE", required=True)
+    dockflare = sources.add_parser(
+        "dockflare",
+        help="a DockFlare state.json or backup .zip: access groups and manual rules",
+        description="Import DockFlare's access groups (under their ids) and manual rules. A dry run unless --apply; "
+        "existing objects are never changed (a differing one is reported as a conflict).",
+        parents=[connection_options()],
+    )
+    dockflare.add_argument("path", help="DockFlare's state.json or a DockFlare backup .zip")
+    dockflare.add_argument("--apply", action="store_true", help="create what is missing (default: dry run)")
+    dockflare.set_defaults(handler=_dockflare)
+    return parser
+
+
+def load_plan(path: str) -> Plan:
+    try:
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        raise usage_error(f"cannot read {path}: {exc.strerror or exc}") from None
+    try:
+        plan = parse(data, path)
+    except ImportFormatError as exc:
+        raise CliError(f"{exc.message}; nothing was imported", EXIT_USAGE) from None
+    if plan.errors:
+        lines = "\n  ".join(plan.errors)
+        raise CliError(
+            f"{plan.source}: {len(plan.errors)} object(s) Flareport would refuse; nothing was imported:\n  {lines}",
+            EXIT_USAGE,
+        )
+    return plan
+
+
+def main(argv: Sequence[str]) -> int:
+    parser = build_parser()
+    arguments = list(argv)
+    try:
+        known, _ = parser.parse_known_args(arguments)
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else EXIT_USAGE
+    try:
+        plan = load_plan(known.path)
+    except CliError as exc:
+        print(f"flareport: error: {exc.message}", file=sys.stderr)
+        return exc.code
+
+    parser.set_defaults(plan=plan)
+    return run(parser, arguments)
