@@ -163,14 +163,9 @@ class SocketGuard:
 
     async def _owned(self, request: web.Request, allowed: Route) -> web.StreamResponse:
         prefix = allowed.path.split("/containers/", 1)[0]
-        async with self.session.get(f"{self._base}{prefix}/containers/{allowed.target}/json", timeout=_SHORT) as answer:
-            raw = await _read_bounded(answer)
-            if answer.status != 200:
-                return _relay(answer, raw)
-        try:
-            inspect = json.loads(raw)
-        except ValueError as exc:
-            raise Refused("the engine's inspect answer is not JSON", status=502) from exc
+        inspect = await self._inspect_answer(f"{prefix}/containers/{allowed.target}/json")
+        if isinstance(inspect, web.StreamResponse):
+            return inspect
         if not owned(self.policy, inspect):
             key, value = self.policy.owner_label
             raise Refused(f"container {allowed.target} does not carry the ownership label {key}={value}")
@@ -180,15 +175,21 @@ class SocketGuard:
         suffix = "" if allowed.action == "delete" else f"/{allowed.action}"
         return await self._forward(request, allowed.method, allowed.url(f"{prefix}/containers/{full_id}{suffix}"))
 
-    async def _inspect(self, allowed: Route) -> web.StreamResponse:
-        async with self.session.get(f"{self._base}{allowed.url()}", timeout=_SHORT) as answer:
+    async def _inspect_answer(self, path: str) -> Any:
+        """The engine's inspect answer for ``path``, decoded; or, when the engine refused, that answer relayed."""
+        async with self.session.get(f"{self._base}{path}", timeout=_SHORT) as answer:
             raw = await _read_bounded(answer)
             if answer.status != 200:
                 return _relay(answer, raw)
         try:
-            inspect = json.loads(raw)
+            return json.loads(raw)
         except ValueError as exc:
             raise Refused("the engine's inspect answer is not JSON", status=502) from exc
+
+    async def _inspect(self, allowed: Route) -> web.StreamResponse:
+        inspect = await self._inspect_answer(allowed.url())
+        if isinstance(inspect, web.StreamResponse):
+            return inspect
         response = web.Response(body=json.dumps(redact_inspect(self.policy, inspect)).encode(), status=200)
         response.headers["Content-Type"] = "application/json"
         return response
