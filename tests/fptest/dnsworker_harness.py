@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable
 from typing import Any
 
@@ -23,6 +24,20 @@ PUT_CONFIG = "PUT /accounts/{account_id}/cfd_tunnel/{tunnel_id}/configurations"
 GET_CONFIG = "GET /accounts/{account_id}/cfd_tunnel/{tunnel_id}/configurations"
 LIST_RECORDS = "GET /zones/{zone_id}/dns_records"
 _results = msgspec.json.Decoder(CfResultMessage)
+
+
+def process_env(redis_url: str, prefix: str, emu: RunningEmulator, token: str = TOKEN) -> dict[str, str]:
+    """The environment of a real ``flareport dns-worker`` process against ``emu``."""
+    return {
+        **os.environ,
+        "REDIS_URL": redis_url,
+        "FLAREPORT_KEY_PREFIX": prefix,
+        "CLOUDFLARE_API_TOKEN": token,
+        "CLOUDFLARE_ACCOUNT_ID": emu.account_id,
+        "CLOUDFLARE_API_BASE_URL": emu.base_url,
+        "FLAREPORT_HEALTH_PORT": "0",
+        "LOG_FORMAT": "json",
+    }
 
 
 def settings_for(redis_url: str, prefix: str, emu: RunningEmulator, **env: str | int | float) -> DnsWorkerSettings:

@@ -6,7 +6,6 @@ reconciler with a reconcile intent.
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import sys
 from typing import Any
@@ -20,7 +19,7 @@ from flareport_common.keys import Keys
 from flareport_common.messages.intents import IntentMessage, ReconcileRequested
 from flareport_common.streams.codec import FIELD
 from flareport_dns_worker.access_facts import IDENTITY_PROVIDERS, MEMBERS
-from fptest.dnsworker_harness import TOKEN, service, settings_for
+from fptest.dnsworker_harness import process_env, service, settings_for
 from fptest.waiting import wait_for
 
 LIST_MEMBERS = "GET " + MEMBERS
@@ -106,16 +105,7 @@ async def test_a_token_without_the_members_permission_leaves_the_owner_out_and_t
 async def test_the_worker_process_finds_the_facts_at_start(
     emu: RunningEmulator, redis: aioredis.Redis, redis_server: LocalRedis, keys: Keys, prefix: str
 ) -> None:
-    env = {
-        **os.environ,
-        "REDIS_URL": redis_server.url,
-        "FLAREPORT_KEY_PREFIX": prefix,
-        "CLOUDFLARE_API_TOKEN": TOKEN,
-        "CLOUDFLARE_ACCOUNT_ID": emu.account_id,
-        "CLOUDFLARE_API_BASE_URL": emu.base_url,
-        "FLAREPORT_HEALTH_PORT": "0",
-        "LOG_FORMAT": "json",
-    }
+    env = process_env(redis_server.url, prefix, emu)
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "flareport_cli", "dns-worker", env=env, stderr=asyncio.subprocess.DEVNULL
     )

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import signal
 import sys
 from typing import Any
@@ -14,6 +13,7 @@ import aiohttp
 
 from flareport_cfemu.testing import RunningEmulator
 from flareport_cli.localredis import LocalRedis
+from fptest.dnsworker_harness import process_env
 
 TOKEN = "worker-token-without-dns-4e1b"
 PERMISSIONS = [
@@ -33,16 +33,7 @@ async def test_the_worker_logs_a_missing_permission_at_start_and_keeps_running(
         session.post(emu.root_url + "/__emulator/tokens", json={"token": TOKEN, "permissions": PERMISSIONS}) as done,
     ):
         assert done.status == 200
-    env = {
-        **os.environ,
-        "REDIS_URL": redis_server.url,
-        "FLAREPORT_KEY_PREFIX": prefix,
-        "CLOUDFLARE_API_TOKEN": TOKEN,
-        "CLOUDFLARE_ACCOUNT_ID": emu.account_id,
-        "CLOUDFLARE_API_BASE_URL": emu.base_url,
-        "FLAREPORT_HEALTH_PORT": "0",
-        "LOG_FORMAT": "json",
-    }
+    env = process_env(redis_server.url, prefix, emu, TOKEN)
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "flareport_cli", "dns-worker", env=env, stderr=asyncio.subprocess.PIPE
     )

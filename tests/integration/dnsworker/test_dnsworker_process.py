@@ -13,7 +13,7 @@ from flareport_cfemu.testing import RunningEmulator
 from flareport_cli.localredis import LocalRedis
 from flareport_common.keys import Keys
 from flareport_common.messages.cfjobs import DesiredRecord, SyncDnsZone
-from fptest.dnsworker_harness import TOKEN, job_results, records_named, send
+from fptest.dnsworker_harness import job_results, process_env, records_named, send
 from fptest.waiting import wait_for
 
 from .conftest import TUNNEL_ID
@@ -22,16 +22,7 @@ from .conftest import TUNNEL_ID
 async def test_worker_process_applies_a_job_and_exits_zero_on_sigterm(
     emu: RunningEmulator, redis: aioredis.Redis, redis_server: LocalRedis, keys: Keys, prefix: str
 ) -> None:
-    env = {
-        **os.environ,
-        "REDIS_URL": redis_server.url,
-        "FLAREPORT_KEY_PREFIX": prefix,
-        "CLOUDFLARE_API_TOKEN": TOKEN,
-        "CLOUDFLARE_ACCOUNT_ID": emu.account_id,
-        "CLOUDFLARE_API_BASE_URL": emu.base_url,
-        "FLAREPORT_HEALTH_PORT": "0",
-        "LOG_FORMAT": "json",
-    }
+    env = process_env(redis_server.url, prefix, emu)
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "flareport_cli", "dns-worker", env=env, stderr=asyncio.subprocess.DEVNULL
     )
