@@ -164,16 +164,18 @@ ACCESS_LABELS = (
 )
 
 
-def _groups(rl: _RuleLabels, *, own: bool) -> tuple[str, ...] | None:
-    """``access.groups`` (else ``access.group``, also split on commas) at this rule's own level only (``own``) or
-    with the base as fallback: the group labels are one unit, so a base ``access.groups`` never hides an index's
-    ``N.access.group``. None when no group label is there at all."""
-    levels = [rl.index] if own else [rl.index, None] if rl.index is not None else [None]
-    for level in levels:
-        for name in ("access.groups", "access.group"):
-            found = rl.view.find(name if level is None else f"{level}.{name}")
-            if found is not None:
-                return _convert(found, values.parse_list)
+def _at(view: LabelView, index: int | None, name: str) -> tuple[str, str] | None:
+    """A label at one level only, without falling back: ``N.<name>`` for an index, ``<name>`` for the base."""
+    return view.find(name if index is None else f"{index}.{name}")
+
+
+def _groups(view: LabelView, index: int | None) -> tuple[str, ...] | None:
+    """``access.groups`` (else ``access.group``, also split on commas) at one level: the group labels are one unit,
+    so a base ``access.groups`` never hides an index's ``N.access.group``. None when no group label is there."""
+    for name in ("access.groups", "access.group"):
+        found = _at(view, index, name)
+        if found is not None:
+            return _convert(found, values.parse_list)
     return None
 
 
@@ -183,17 +185,17 @@ def _access(rl: _RuleLabels) -> AccessSpec | None:
     An indexed rule that sets no ``N.access.*`` label inherits the base rule's Access as a whole. One that sets
     any resolves its own: its group labels, else its own policy (which displaces inherited groups), else the base's
     groups and policy; each settings label falls back to the base on its own."""
-    index = rl.index
-    if index is not None and not any(rl.view.find(f"{index}.{name}") for name in ACCESS_LABELS):
-        return _access(_RuleLabels(rl.view, None))
-    own_groups = _groups(rl, own=True)
-    own_policy = rl.view.find(f"{index}.access.policy") if index is not None else rl.view.find("access.policy")
+    view, index = rl.view, rl.index
+    if index is not None and not any(_at(view, index, name) for name in ACCESS_LABELS):
+        return _access(_RuleLabels(view, None))
+    own_groups = _groups(view, index)
+    own_policy = _at(view, index, "access.policy")
     if own_groups is not None or own_policy is not None or index is None:
         groups = own_groups or ()
         policy = _policy_of(own_policy)
     else:
-        groups = _groups(_RuleLabels(rl.view, None), own=True) or ()
-        policy = _policy_of(rl.view.find("access.policy"))
+        groups = _groups(view, None) or ()
+        policy = _policy_of(_at(view, None, "access.policy"))
     spec = AccessSpec(
         policy=policy,
         groups=groups,
