@@ -26,7 +26,6 @@ import collections
 import hashlib
 import hmac
 import math
-import re
 import time
 
 import redis.asyncio as aioredis
@@ -35,13 +34,12 @@ from aiohttp import web
 
 from flareport_api.clientaddr import client_address
 from flareport_api.errors import ApiError
-from flareport_api.keyproof import KEY_PREFIX
+from flareport_api.keyproof import named_key_id
 from flareport_api.keystore import KeyStore, StoredKey
 from flareport_api.metrics import AUTH_FAILURES
 from flareport_common.keys import Keys
 
 log = structlog.get_logger("flareport.api.auth")
-_HEX16 = re.compile(r"[0-9a-f]{16}\Z")
 __all__ = ["Authenticator", "FailureLimiter", "SharedFailures", "bearer", "client_address", "count_failure"]
 
 
@@ -134,10 +132,7 @@ class SharedFailures:
 def presented_key_id(token: str | None) -> str:
     """The key id a presented agent key names (``fpk_<16 hex>…`` → ``key_<16 hex>``), else ``-``. Only a bucket
     name for the brake: the id is not checked, so a guesser that varies it gains a bucket per id, never a key."""
-    if token is None or not token.startswith(KEY_PREFIX):
-        return "-"
-    hex_id = token[len(KEY_PREFIX) : len(KEY_PREFIX) + 16]
-    return "key_" + hex_id if _HEX16.match(hex_id) else "-"
+    return (named_key_id(token) if token is not None else None) or "-"
 
 
 def bearer(request: web.Request) -> str | None:

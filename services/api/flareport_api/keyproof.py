@@ -43,6 +43,12 @@ _NONCE = re.compile(r"^[A-Za-z0-9_-]{22}\Z")
 _AGENT = re.compile(r"^[A-Za-z0-9_.-]{1,64}\Z")
 
 
+def named_key_id(presented: str) -> str | None:
+    """The key id a presented key names in its ``fpk_<16 hex>`` head (``key_<16 hex>``), unchecked; else None."""
+    hex_id = presented[len(KEY_PREFIX) : len(KEY_PREFIX) + _KEY_ID_HEX]
+    return "key_" + hex_id if presented.startswith(KEY_PREFIX) and _HEX.match(hex_id) else None
+
+
 @dataclass(frozen=True, slots=True)
 class KeyProof:
     key_id: str
