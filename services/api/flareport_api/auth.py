@@ -40,7 +40,6 @@ from flareport_api.metrics import AUTH_FAILURES
 from flareport_common.keys import Keys
 
 log = structlog.get_logger("flareport.api.auth")
-__all__ = ["Authenticator", "FailureLimiter", "SharedFailures", "bearer", "client_address", "count_failure"]
 
 
 class FailureLimiter:

@@ -12,7 +12,7 @@ from typing import Any
 from aiohttp import web
 from multidict import MultiDictProxy
 
-from flareport_api.auth import client_address
+from flareport_api.clientaddr import client_address
 from flareport_api.state import ApiContext, context
 from flareport_api.ui.guards import UI, FormError, field, form, page, render
 from flareport_api.ui.sessions import LOGIN_CSRF_COOKIE, SESSION_COOKIE, Session, same, verify_password
