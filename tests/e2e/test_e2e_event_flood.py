@@ -76,6 +76,27 @@ def _reconciler_acked(stack: E2EStack) -> float:
     return total
 
 
+def _at_rest(stack: E2EStack, store: redis.Redis, events_key: str) -> tuple[int, float]:
+    """(events added, events handled) read while nothing is in flight.
+
+    The other host keeps sending (heartbeats, inventories), so both counters are read between two reads of the
+    stream's counter that agree, with the stream idle in between: no event can be added but not yet handled, or
+    handled without being counted as added, while the pair is read.
+    """
+    found: list[tuple[int, float]] = []
+
+    def settled() -> bool:
+        first = int(store.xinfo_stream(events_key)["entries-added"])
+        idle = stack.idle()
+        handled = _reconciler_acked(stack)
+        again = int(store.xinfo_stream(events_key)["entries-added"])
+        found[:] = [(first, handled)]
+        return idle and first == again
+
+    wait_for_sync(settled, timeout=120, interval=0.3, what="the events stream at rest")
+    return found[0]
+
+
 @pytest.fixture(scope="module")
 def enrolled(stack_factory: StackFactory) -> Enrolled:
     return enrol_first_agent(stack_factory(), "flood-victim")
@@ -93,8 +114,7 @@ def test_a_flooding_key_neither_delays_another_host_past_the_bound_nor_loses_acc
     events_key = next(
         s["stream"] for s in stack.admin("GET", "/api/v1/status")["streams"] if s["stream"].endswith(":events")
     )
-    added_before = int(store.xinfo_stream(events_key)["entries-added"])
-    finished_before = _reconciler_acked(stack)
+    added_before, finished_before = _at_rest(stack, store, events_key)
 
     with Flood(stack, key, attacker) as flood:
         wait_for_sync(lambda: flood.accepted >= 1000, timeout=60, what="the flood under way")
@@ -110,8 +130,8 @@ def test_a_flooding_key_neither_delays_another_host_past_the_bound_nor_loses_acc
     assert [r["limit"] for r in refused] == ["events_per_second"], refused
 
     # Every event the API took (the flood's and everyone else's) is handled by the reconciler: none trimmed unread.
-    stack.wait_idle()
-    added = int(store.xinfo_stream(events_key)["entries-added"]) - added_before
+    added_after, finished_after = _at_rest(stack, store, events_key)
+    added = added_after - added_before
     assert added >= flood.accepted
-    finished = _reconciler_acked(stack) - finished_before
+    finished = finished_after - finished_before
     assert finished == added, f"{added} events added, {finished} handled by the reconciler"
