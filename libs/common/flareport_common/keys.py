@@ -20,7 +20,7 @@ GROUP_AGENT = "agent"
 class Keys:
     prefix: str = DEFAULT_PREFIX
 
-    # Streams (see DESIGN.md, "Streams").
+    # Streams (README.md, "Architecture"; docs/stream-runtime.md).
     @property
     def events(self) -> str:
         return f"{self.prefix}stream:events"

@@ -1,7 +1,8 @@
 """Settings of every service: parsed once from the environment into frozen structs and passed down.
 
-Names and DockFlare aliases follow DESIGN.md ("Configuration"). ``load(...)`` raises ``SettingsError`` with one
-line naming the variable; ``load_or_exit`` turns that into a clean process exit for the entry points.
+Names, DockFlare aliases and defaults are documented in docs/configuration.md. ``load(...)`` raises
+``SettingsError`` with one line naming the variable; ``load_or_exit`` turns that into a clean process exit for the
+entry points.
 """
 
 from __future__ import annotations

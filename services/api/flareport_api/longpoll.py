@@ -1,4 +1,4 @@
-"""Command long-polls without a Redis connection per waiting agent (DESIGN.md, "Scaling traps").
+"""Command long-polls without a Redis connection per waiting agent (docs/api.md, "How the long-poll scales").
 
 Each agent's commands are a stream (``Keys.agent_commands``) read through the consumer group ``GROUP_AGENT``
 with the agent id as consumer name, so Redis keeps, per agent, what was delivered and not yet acknowledged.

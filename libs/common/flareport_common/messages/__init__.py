@@ -1,4 +1,4 @@
-"""Message schemas of every stream, one union type per stream (see DESIGN.md, "Streams")."""
+"""Message schemas of every stream, one union type per stream (README.md, "Architecture", names the streams)."""
 
 from flareport_common.messages.base import SCHEMA_VERSION, Message, new_id, utcnow
 from flareport_common.messages.cfjobs import (
