@@ -84,6 +84,9 @@ class RuleRecord(msgspec.Struct, kw_only=True, omit_defaults=True):
     dns_state: str | None = None  # "active" | "error" | "conflict" | None (not yet applied)
     ingress_state: str | None = None
     access_state: str | None = None
+    # Per part ("dns", "ingress", "access"): what Flareport adopted there instead of creating it, e.g. a DNS record
+    # DockFlare made. Kept while the part's inputs are unchanged, like its state.
+    adopted: dict[str, str] = msgspec.field(default_factory=dict)
     updated_at: datetime | None = None
 
 

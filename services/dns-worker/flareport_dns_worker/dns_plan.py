@@ -11,6 +11,11 @@ Ownership is explicit and conservative:
 * we update or delete only records that carry our marker *and* our owner id;
 * a foreign record (no marker, or another owner's) on a wanted name is a conflict reported per hostname,
   never overwritten — unless the wanted record says ``adopt``, which takes it over explicitly;
+* one exception, adopted without being asked: a record with no comment at all that is already exactly what we
+  would write (a proxied CNAME to the wanted tunnel, alone on its name). It routes the name to a tunnel whose
+  configuration only Flareport writes, so it serves nothing Flareport does not decide; DockFlare leaves its records
+  like that. Taking it over adds our marker in place (no delete, no gap in resolution) and is reported as an
+  adoption (``plan.adopted``). A record with any comment, or any other shape, stays a conflict;
 * names we no longer want are cleaned up only if this target wrote them (``managed``) and the record
   still carries our marker; a foreign record on such a name is left alone;
 * with ``prune=False`` (the control plane is rebuilding after a loss of its data and may not know every rule
@@ -109,6 +114,8 @@ class DnsPlan:
     patches: list[Patch] = field(default_factory=list)
     posts: list[Post] = field(default_factory=list)
     conflicts: list[CfError] = field(default_factory=list)
+    # Names whose foreign record the plan takes over in place (see the module docstring), with what it was.
+    adopted: dict[str, str] = field(default_factory=dict)
     # Names this target manages after the plan is applied: wanted names it holds, names it could not clean, and
     # names it kept because the plan does not prune.
     managed: set[str] = field(default_factory=set)
@@ -171,11 +178,29 @@ def _conflict(wanted: Wanted, foreign: Sequence[DnsRecord]) -> CfError:
     )
 
 
+def adoptable(wanted: Wanted, relevant: Sequence[DnsRecord]) -> DnsRecord | None:
+    """The one record on the name if it is already what we would write, only without any comment."""
+    if len(relevant) != 1:
+        return None
+    record = relevant[0]
+    shaped = record.type == "CNAME" and record.proxied and record.content == tunnel_target(wanted.tunnel_id)
+    return record if shaped and not record.comment else None
+
+
 def _plan_wanted(plan: DnsPlan, wanted: Wanted, records: Sequence[DnsRecord], owner: str) -> None:
     relevant = [r for r in records if r.type in COLLIDING_TYPES]
     ours = [r for r in relevant if owner_of(r.comment) == owner]
     foreign = [r for r in relevant if owner_of(r.comment) != owner]
     body = record_body(wanted, owner)
+    found = adoptable(wanted, relevant) if foreign else None
+    if found is not None:
+        plan.managed.add(wanted.name)
+        plan.patches.append(Patch(found.id, wanted.name, body))
+        plan.adopted[wanted.name] = (
+            f"CNAME {found.name} -> {found.content} already pointed to this tunnel without an owner "
+            "(e.g. made by DockFlare); ownership comment added in place"
+        )
+        return
     if foreign and not wanted.adopt:
         plan.conflicts.append(_conflict(wanted, foreign))
         # Our own leftovers on a name someone else now holds would be invalid anyway; keep managing them.

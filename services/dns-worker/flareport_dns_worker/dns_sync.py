@@ -31,7 +31,7 @@ import structlog
 
 from flareport_common.keys import Keys
 from flareport_common.messages.cfjobs import DesiredRecord, SyncDnsZone
-from flareport_common.messages.cfresults import CfError
+from flareport_common.messages.cfresults import CfError, CfNote
 from flareport_dns_worker.cfclient import CfApiError, CfTransientError, CloudflareApi
 from flareport_dns_worker.dns_plan import (
     COLLIDING_TYPES,
@@ -45,7 +45,7 @@ from flareport_dns_worker.dns_plan import (
     plan_dns,
 )
 from flareport_dns_worker.lease import Leases
-from flareport_dns_worker.metrics import BATCH_FALLBACKS, BATCH_SIZE, CONFLICTS, LEFT_OUT
+from flareport_dns_worker.metrics import ADOPTED, BATCH_FALLBACKS, BATCH_SIZE, CONFLICTS, LEFT_OUT
 from flareport_dns_worker.names import bare, name_problem
 from flareport_dns_worker.outcome import Outcome, Reread
 from flareport_dns_worker.refusals import Refusals, fingerprint, without_refused
@@ -152,6 +152,10 @@ class DnsSync:
                     # What Cloudflare refused in this attempt is not sent again in the next one.
                     refused.update(refused_now)
                     continue
+                failed = {e.hostname for e in outcome.errors}
+                adopted = [CfNote(hostname=n, message=what) for n, what in plan.adopted.items() if n not in failed]
+                outcome.notes.extend(adopted)
+                ADOPTED.labels("dns").inc(len(adopted))
                 # Names whose cleanup failed (or kept, without pruning) stay managed: a later job removes them.
                 left = {n for n in names if any(owner_of(r.comment) == self._owner for r in current.get(n, ()))}
                 return outcome, plan.managed | left

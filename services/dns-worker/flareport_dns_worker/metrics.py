@@ -47,6 +47,11 @@ CONFLICTS = Counter(
     "Foreign DNS records, ingress rules or Access apps on a wanted name, by kind (dns, ingress, access).",
     ["kind"],
 )
+ADOPTED = Counter(
+    "flareport_dnsworker_adopted_total",
+    "Objects made outside Flareport (e.g. by DockFlare) taken over in place, by kind (dns, access).",
+    ["kind"],
+)
 DRIFT_REPAIRS = Counter(
     "flareport_dnsworker_drift_repairs_total",
     "verify_target runs that found Cloudflare changed behind our back and repaired it, by target kind.",

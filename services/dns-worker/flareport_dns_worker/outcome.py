@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from flareport_common.messages.cfresults import CfError
+from flareport_common.messages.cfresults import CfError, CfNote
 
 
 class Reread(Exception):
@@ -17,7 +17,10 @@ class Reread(Exception):
 class Outcome:
     writes: int = 0
     errors: list[CfError] = field(default_factory=list)
+    # Adoptions made (shown on the rules): reported only once their write went through.
+    notes: list[CfNote] = field(default_factory=list)
 
     def add(self, other: Outcome) -> None:
         self.writes += other.writes
         self.errors.extend(other.errors)
+        self.notes.extend(other.notes)

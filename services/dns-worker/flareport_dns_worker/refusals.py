@@ -76,6 +76,8 @@ def without_refused(plan: DnsPlan, refused: Mapping[str, CfError]) -> tuple[DnsP
         conflicts=list(plan.conflicts),
         managed=set(plan.managed),
     )
+    # An adoption stands only if its write is still sent.
+    kept.adopted = {n: what for n, what in plan.adopted.items() if any(p.name == n for p in kept.patches)}
     return kept, errors
 
 

@@ -206,6 +206,7 @@ class Worker:
             errors=tuple(outcome.errors),
             writes=outcome.writes,
             drift_repaired=drift,
+            notes=tuple(outcome.notes),
             correlation_id=job.correlation_id,
         )
         await self._producer.send(self._keys.cf_results, result)

@@ -19,6 +19,8 @@ from flareport_common.messages.cfresults import CfError, JobResult
 from flareport_common.readmodel import RuleRecord
 from flareport_reconciler.records import rule_status, to_datetime, update_rules
 
+# The part of a rule a job type applies, as named in ``RuleRecord.adopted``.
+PARTS = {"sync_dns_zone": "dns", "sync_tunnel_ingress": "ingress", "sync_access_app": "access"}
 STATE_FIELDS = {
     "sync_dns_zone": "dns_state",
     "sync_tunnel_ingress": "ingress_state",
@@ -52,6 +54,9 @@ def with_result(doc: RuleRecord, result: JobResult) -> RuleRecord:
     doc.error_code = error.code if error is not None and error.code else None
     if status in ("active", "pending"):
         doc.error, doc.error_code = None, None
+    for note in result.notes:
+        if note.hostname.lower() == doc.hostname.lower() and (note.path is None or note.path == doc.path):
+            doc.adopted = {**doc.adopted, PARTS[result.job_type]: note.message}
     return doc
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from flareport_common.messages.cfresults import CfError
 from flareport_dns_worker.dns_plan import (
     DnsRecord,
     Wanted,
@@ -11,6 +12,7 @@ from flareport_dns_worker.dns_plan import (
     record_body,
     tunnel_target,
 )
+from flareport_dns_worker.refusals import fingerprint, without_refused
 
 OWNER = "fp-prod"
 T1 = "11111111-1111-1111-1111-111111111111"
@@ -160,3 +162,46 @@ def test_without_prune_conflicts_and_foreign_records_are_unaffected() -> None:
     theirs = {"x.example.com": [ours("x.example.com", owner="someone-else")]}
     plan = plan_dns(theirs, [], OWNER, {"x.example.com"}, prune=False)
     assert plan.writes == 0 and not plan.managed, "another owner's record is neither written nor claimed"
+
+
+def unowned(name: str, tunnel: str = T1, *, rid: str = "d1", comment: str | None = None) -> DnsRecord:
+    """A record as DockFlare leaves it: a proxied CNAME to its tunnel, no comment."""
+    return DnsRecord(id=rid, name=name, type="CNAME", content=tunnel_target(tunnel), proxied=True, comment=comment)
+
+
+def test_a_commentless_proxied_cname_to_the_wanted_tunnel_is_adopted_in_place() -> None:
+    plan = plan_dns({"app.example.com": [unowned("app.example.com")]}, [Wanted("app.example.com", T1)], OWNER)
+
+    assert not plan.deletes and not plan.posts and not plan.conflicts, "adoption must not delete or recreate"
+    assert [(p.record_id, p.body) for p in plan.patches] == [("d1", record_body(Wanted("app.example.com", T1), OWNER))]
+    assert plan.managed == {"app.example.com"}
+    assert "app.example.com" in plan.adopted and "ownership comment added" in plan.adopted["app.example.com"]
+
+
+def test_only_exactly_our_shape_is_adopted_without_being_asked() -> None:
+    wanted = [Wanted("app.example.com", T1)]
+    not_ours = {
+        "another tunnel": [unowned("app.example.com", T2)],
+        "not proxied": [DnsRecord(id="d1", name="app.example.com", type="CNAME", content=tunnel_target(T1))],
+        "a comment someone wrote": [unowned("app.example.com", comment="hand-made, keep")],
+        "another Flareport instance": [unowned("app.example.com", comment=marker("fp-other"))],
+        "an address record": [DnsRecord(id="d1", name="app.example.com", type="A", content="192.0.2.1")],
+        "a second record beside it": [
+            unowned("app.example.com"),
+            DnsRecord(id="d2", name="app.example.com", type="AAAA", content="2001:db8::1"),
+        ],
+    }
+    for why, records in not_ours.items():
+        plan = plan_dns({"app.example.com": records}, wanted, OWNER)
+        assert plan.writes == 0 and not plan.adopted, f"{why}: must stay untouched"
+        assert [c.kind for c in plan.conflicts] == ["conflict"], why
+
+
+def test_an_adoption_refused_before_is_not_reported_again() -> None:
+    plan = plan_dns({"app.example.com": [unowned("app.example.com")]}, [Wanted("app.example.com", T1)], OWNER)
+    refused = {fingerprint(plan.patches[0]): CfError(message="refused", hostname="app.example.com")}
+
+    kept, again = without_refused(plan, refused)
+
+    assert not kept.patches and not kept.adopted
+    assert [e.message for e in again] == ["refused"]

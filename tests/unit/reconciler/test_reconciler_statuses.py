@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from flareport_common.messages import AccessSpec, CfError, JobResult
+from flareport_common.messages.cfresults import CfNote
 from flareport_common.readmodel import RuleRecord
 from flareport_reconciler.records import rule_status
 from flareport_reconciler.ruledocs import carry_states
@@ -65,3 +66,20 @@ def test_a_refresh_keeps_the_applied_state_of_parts_whose_inputs_did_not_change(
     new_tunnel = RuleRecord(key=old.key, hostname=old.hostname, service=old.service, tunnel_id="t2")
     carry_states(old, new_tunnel)
     assert (new_tunnel.dns_state, new_tunnel.ingress_state) == (None, None)
+
+
+def test_an_adoption_reported_by_a_job_is_shown_on_the_rule_and_kept_while_its_part_is_unchanged() -> None:
+    note = CfNote(hostname="APP.example.com", message="CNAME adopted in place")
+    other = CfNote(hostname="other.example.com", message="not this rule")
+    adopted = with_result(
+        doc(), JobResult(job_id="j", job_type="sync_dns_zone", target="t", ok=True, notes=(note, other))
+    )
+    assert adopted.adopted == {"dns": "CNAME adopted in place"}
+
+    same_record = doc(service="http://web:8080")
+    carry_states(adopted, same_record)
+    assert same_record.adopted == {"dns": "CNAME adopted in place"}, "a new service keeps the record, and its story"
+
+    moved = doc(tunnel_id="another-tunnel")
+    carry_states(adopted, moved)
+    assert moved.adopted == {}, "a record for another tunnel is a new record: nothing adopted about it"

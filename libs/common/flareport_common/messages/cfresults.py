@@ -18,6 +18,16 @@ class CfError(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     kind: str = "error"
 
 
+class CfNote(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """Something a job decided about a rule that the operator should see although nothing failed: today only the
+    adoption (``kind="adopted"``) of an object Flareport did not create, e.g. a DNS record DockFlare left."""
+
+    hostname: str
+    path: str | None = None
+    kind: str = "adopted"
+    message: str
+
+
 class JobResult(Message, frozen=True, kw_only=True, tag="job_result"):
     """Outcome of one job. ``ok`` means the target now matches ``version``; ``errors`` may still list
     per-rule problems (conflicts, refused rules) that were left out so the rest could converge.
@@ -32,6 +42,7 @@ class JobResult(Message, frozen=True, kw_only=True, tag="job_result"):
     # Cloudflare writes this job made (0 when the target already matched).
     writes: int = 0
     drift_repaired: bool = False
+    notes: tuple[CfNote, ...] = ()
 
 
 class TunnelEnsured(Message, frozen=True, kw_only=True, tag="tunnel_ensured"):
