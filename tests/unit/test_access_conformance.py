@@ -10,7 +10,7 @@ import pytest
 
 from flareport_agent.labels import parse_container
 from flareport_common.access import AccessFacts, group_definition
-from flareport_reconciler.planning import AccessCatalog, AgentView, Claim, Decision, resolve_hostname
+from flareport_reconciler.resolution import AccessCatalog, AgentView, Claim, Decision, resolve_hostname
 from fptest.access_table import GROUPS, OWNER, ROWS, Row, container_labels, rule_path
 
 CATALOG = AccessCatalog(

@@ -40,11 +40,12 @@ from flareport_reconciler.inventory import (
     label_errors,
 )
 from flareport_reconciler.planner import Planner, read_claims
-from flareport_reconciler.planning import Claim, zone_of
 from flareport_reconciler.records import RETIRED, TX_RETRIES, bump_version, decode_agent, raw_bytes, text
 from flareport_reconciler.records import encode as encode_doc
 from flareport_reconciler.refresh import HostnameRead, Refresher, parse_read, read_hostnames_command
+from flareport_reconciler.resolution import Claim, zone_of
 from flareport_reconciler.scripts import MARK_DIRTY, READ_INVENTORY, WRITE_CLAIMS
+from flareport_reconciler.targets import Target
 
 ClaimKey = tuple[str, str]  # (hostname, claim id)
 # What applying events changes: the inventory and container ids to store, old and new claims, label errors.
@@ -280,7 +281,7 @@ class Claims:
             keys = [
                 k.pending_deletions,
                 k.agent_hostnames(agent_id) if agent_id is not None else k.pending_deletions,
-                k.target_hostnames(f"tunnel:{tunnel_id}") if tunnel_id is not None else k.pending_deletions,
+                k.target_hostnames(str(Target.tunnel(tunnel_id))) if tunnel_id is not None else k.pending_deletions,
             ]
             args: list[str | bytes | float] = [
                 len(removed),
@@ -292,7 +293,7 @@ class Claims:
                 keys.append(k.hostname_claims(hostname))
                 args += [hostname, claim_id]
             for (hostname, claim_id), claim in new.items():
-                keys += [k.hostname_claims(hostname), k.target_hostnames(f"zone:{zone_of(claim.rule)}")]
+                keys += [k.hostname_claims(hostname), k.target_hostnames(str(Target.zone(zone_of(claim.rule))))]
                 due = "" if claim.delete_at is None else claim.delete_at
                 args += [hostname, claim_id, encode_value(claim), due, claim.owner, time_ms(claim.claimed_at)]
             # EVAL rather than EVALSHA: inside MULTI a missing script would fail alone, after the other writes.

@@ -18,7 +18,7 @@ from typing import Any
 
 import msgspec
 
-from flareport_reconciler.planning import Claim
+from flareport_reconciler.resolution import Claim
 
 ASSIGNED = "!assigned"
 

@@ -66,6 +66,7 @@ from flareport_reconciler.inventory import InventoryEvent
 from flareport_reconciler.planner import Planner
 from flareport_reconciler.records import RETIRED, AgentUpdate, text, update_agent
 from flareport_reconciler.statuses import apply_result_to_rules
+from flareport_reconciler.targets import Target, parse_all
 
 REFRESH_CHUNK = 500  # hostnames resolved per refresh when all of them must be
 log = structlog.get_logger("flareport.reconciler")
@@ -325,12 +326,17 @@ class Reconciler:
             names = sorted(marks)
             for start in range(0, len(names), REFRESH_CHUNK):
                 await self.claims.refresh({n: marks[n] for n in names[start : start + REFRESH_CHUNK]})
-            targets = sorted(text(t) for t in await self.redis.smembers(self.keys.targets_index))
+            targets = parse_all(text(t) for t in await self.redis.smembers(self.keys.targets_index))
         else:
-            targets = [scope]
+            one = Target.parse(scope)
+            if one is None:
+                IGNORED.labels("unknown_target").inc()
+                log.warning("reconciler.unknown_target", target=scope)
+                return
+            targets = [one]
         await self.planner.touch(targets, force=force)
         if verify:
-            await self.producer.send_many(self.keys.cf_jobs, (VerifyTarget(target=t) for t in targets))
+            await self.producer.send_many(self.keys.cf_jobs, (VerifyTarget(target=str(t)) for t in targets))
 
     # ---- results -------------------------------------------------------------------------------------------
 
@@ -353,8 +359,9 @@ class Reconciler:
             return
         members = msgspec.json.decode(outcome.members, type=list[str]) if outcome.members else []
         await apply_result_to_rules(self.redis, self.keys, message, members)
-        if outcome.plan_again:
-            await self.planner.plan(message.target, token)
+        target = Target.parse(message.target)
+        if outcome.plan_again and target is not None:  # a result names the target of a job this service sent
+            await self.planner.plan(target, token)
 
     async def _tunnel_ensured(self, message: TunnelEnsured) -> None:
         if not message.ok or not message.tunnel_id or not (message.token_ref or message.token):
@@ -382,7 +389,10 @@ class Reconciler:
         await self.claims.refresh(await self.claims.mark_agent_hostnames(message.agent_id))
 
     async def _tunnel_deleted(self, message: JobResult) -> None:
-        tunnel_id = message.target.partition(":")[2]
+        target = Target.parse(message.target)
+        if target is None or target.kind != "tunnel":
+            return
+        tunnel_id = target.name
         agent = await self.redis.hget(self.keys.tunnel_agents, tunnel_id)
         if agent is None:
             return

@@ -24,19 +24,10 @@ from flareport_common.messages.cfjobs import CfJobMessage, SyncAccessApp, SyncDn
 from flareport_common.streams.codec import FIELD, encode
 from flareport_reconciler.claimstore import HostnameClaims, decode_hash
 from flareport_reconciler.coalesce import AGAIN, SENT, Coalescer
-from flareport_reconciler.planning import (
-    AccessCatalog,
-    Decision,
-    access_app,
-    held_app,
-    hostname_of_target,
-    resolve_hostname,
-    tunnel_ingress,
-    version_of,
-    zone_records,
-)
 from flareport_reconciler.records import agent_views, text
+from flareport_reconciler.resolution import AccessCatalog, Decision, resolve_hostname
 from flareport_reconciler.scripts import FORGET_UNCLAIMED, HGETALL_MANY
+from flareport_reconciler.targets import Target, access_app, held_app, tunnel_ingress, version_of, zone_records
 
 log = structlog.get_logger("flareport.reconciler.planner")
 
@@ -113,31 +104,31 @@ class Planner:
             ),
         )
 
-    async def touch(self, targets: Iterable[str], *, force: bool | AbstractSet[str] = False) -> None:
+    async def touch(self, targets: Iterable[Target], *, force: bool | AbstractSet[Target] = False) -> None:
         """Targets a change may affect: plan each at once, or fold the change into its next job. A forced target
         (``force=True``: all of them) taken now sends a job even if its desired version is unchanged."""
         ordered = sorted(set(targets))
         tokens = [new_id() for _ in ordered]
         forced = [force if isinstance(force, bool) else t in force for t in ordered]
-        held = await self._co.mark_many(ordered, tokens, now_ms(), forced)
+        held = await self._co.mark_many([str(t) for t in ordered], tokens, now_ms(), forced)
         for target, token, mine in zip(ordered, tokens, held, strict=True):
             if mine:
                 await self.plan(target, token)
             else:
                 PLANS.labels("folded").inc()
 
-    async def plan(self, target: str, token: str) -> None:
+    async def plan(self, target: Target, token: str) -> None:
         """Plan a target this caller holds (``token``) until no change is pending."""
         while True:
             built = await self.build(target)
             payload = encode(built.job)[FIELD] if built.job is not None else b""
             job_id = built.job.id if built.job is not None else ""
             members = _members_encoder.encode(built.members)
-            code = await self._co.commit(target, token, job_id, built.version, payload, members, now_ms())
+            code = await self._co.commit(str(target), token, job_id, built.version, payload, members, now_ms())
             if code == SENT and built.job is not None:
                 JOBS.labels(type(built.job).__name__).inc()
                 PLANS.labels("sent").inc()
-                log.debug("planner.job_sent", target=target, version=built.version, job_id=job_id)
+                log.debug("planner.job_sent", target=str(target), version=built.version, job_id=job_id)
             elif code != AGAIN:
                 PLANS.labels("unchanged" if code == 0 else "lost").inc()
             if code != AGAIN:
@@ -164,10 +155,10 @@ class Planner:
             decisions.extend(resolve_hostname(host.claims, agents, assigned=host.assigned, catalog=catalog))
         return decisions
 
-    async def build(self, target: str) -> Built:
-        kind, _, name = target.partition(":")
+    async def build(self, target: Target) -> Built:
+        kind, name = target.kind, target.name
         reads = self._redis.pipeline(transaction=False)
-        reads.hget(self._keys.target_state(target), "version")
+        reads.hget(self._keys.target_state(str(target)), "version")
         reads.hget(self._keys.tunnel_agents, name)
         reads.get(self._keys.keys_recovered_at)
         stored, agent, recovered_at = await reads.execute()
@@ -175,7 +166,7 @@ class Planner:
         # A held job differs from the pruning one, so the first plan after the hold sends a job again.
         held = "" if prune else ":held"
         if kind == "tunnel":
-            sources = [self._keys.target_hostnames(target)]
+            sources = [self._keys.target_hostnames(str(target))]
             if agent is not None:
                 sources.append(self._keys.agent_hostnames(text(agent)))
             hostnames = {text(h) for h in await self._redis.sunion(sources)}
@@ -187,7 +178,7 @@ class Planner:
             job = SyncTunnelIngress(tunnel_id=name, version=version, rules=rules, prune=prune)
             return Built(version, job, members)
         if kind == "zone":
-            index = self._keys.target_hostnames(target)
+            index = self._keys.target_hostnames(str(target))
             hostnames = {text(h) for h in await self._redis.smembers(index)}
             decisions = await self.decisions_for(hostnames, index_keys=[index])
             records = zone_records(name, decisions)
@@ -199,17 +190,14 @@ class Planner:
                 return Built("", None)
             version = version_of(records) + held
             return Built(version, SyncDnsZone(zone_name=name, version=version, records=records, prune=prune), members)
-        if kind == "access":
-            hostname = hostname_of_target(target)
-            decisions = await self.decisions_for([hostname])
-            app = access_app(name, decisions)
-            if app is None and stored and stored != b"absent":
-                # A rule held back by an Access error keeps an app that lets nobody in until its routes are gone.
-                app = held_app(name, decisions)
-            if app is None and not stored:
-                return Built("", None)
-            version = version_of(app) if app is not None else "absent"
-            path = name[len(hostname) :] or None
-            return Built(version, SyncAccessApp(hostname=hostname, path=path, version=version, app=app), (name,))
-        log.error("planner.unknown_target", target=target)
-        return Built("", None)
+        # An Access app: one rule's.
+        hostname = target.hostname
+        decisions = await self.decisions_for([hostname])
+        app = access_app(name, decisions)
+        if app is None and stored and stored != b"absent":
+            # A rule held back by an Access error keeps an app that lets nobody in until its routes are gone.
+            app = held_app(name, decisions)
+        if app is None and not stored:
+            return Built("", None)
+        version = version_of(app) if app is not None else "absent"
+        return Built(version, SyncAccessApp(hostname=hostname, path=target.path, version=version, app=app), (name,))

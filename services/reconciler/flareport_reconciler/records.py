@@ -23,8 +23,9 @@ from redis.exceptions import WatchError
 from flareport_common.keys import Keys
 from flareport_common.readmodel import AgentRecord, RuleRecord, RuleStatus
 from flareport_common.settings import ReconcilerSettings
-from flareport_reconciler.planning import AgentView, wants_access
+from flareport_reconciler.resolution import AgentView
 from flareport_reconciler.scripts import BUMP_VERSION
+from flareport_reconciler.targets import wants_access
 
 TX_RETRIES = Counter(
     "flareport_reconciler_transaction_retries_total",

@@ -34,21 +34,12 @@ from flareport_common.keys import Keys
 from flareport_common.readmodel import AgentRecord, RuleRecord
 from flareport_reconciler.claimstore import decode_hash
 from flareport_reconciler.planner import Planner
-from flareport_reconciler.planning import (
-    AgentView,
-    Decision,
-    access_app,
-    resolve_hostname,
-    tunnel_ingress,
-    version_of,
-    wants_access,
-    zone_of,
-    zone_records,
-)
 from flareport_reconciler.records import TX_RETRIES, agent_views, decode_rule, raw_bytes, version_seed, view_of
 from flareport_reconciler.records import encode as encode_doc
+from flareport_reconciler.resolution import AgentView, resolve_hostname
 from flareport_reconciler.ruledocs import doc_key, merge_docs, template
 from flareport_reconciler.scripts import FINISH_REFRESH, READ_HOSTNAMES, WRITE_REFRESH
+from flareport_reconciler.targets import Target, parse_all, parts_of
 
 ACCESS_HELD = Counter(
     "flareport_reconciler_access_held_total",
@@ -112,9 +103,9 @@ def claims_args(read: HostnameRead) -> list[bytes | str | int]:
 class _Outcome:
     """One resolution of the hostnames: the writes, the targets to touch, and what finishing expects."""
 
-    touch: set[str] = field(default_factory=set)
+    touch: set[Target] = field(default_factory=set)
     # Touched targets that must send a job even if their desired version is unchanged (see ``_resolve``).
-    force: set[str] = field(default_factory=set)
+    force: set[Target] = field(default_factory=set)
     written: dict[str, bytes | None] = field(default_factory=dict)
     final: dict[str, bytes | None] = field(default_factory=dict)
     state_writes: dict[str, bytes] = field(default_factory=dict)
@@ -174,7 +165,7 @@ class Refresher:
         all_docs: dict[str, RuleRecord] = {}
         held: dict[str, str] = {}  # document -> the label (or "held back") of an Access error
         stale: set[str] = set()
-        touched_by: dict[str, set[str]] = {}  # document -> the targets its hostname touches now
+        touched_by: dict[str, set[Target]] = {}  # document -> the targets its hostname touches now
         for hostname in names:
             host = per_host[hostname]
             decisions = resolve_hostname(host.claims, agents, assigned=host.assigned, catalog=catalog)
@@ -183,12 +174,13 @@ class Refresher:
             all_docs.update(docs)
             before = previous[hostname]
             stale |= set(before.docs) - docs.keys()
-            now_targets = targets_of(decisions)
+            now_targets = {str(t): fingerprint for t, fingerprint in parts_of(decisions).items()}
             parts = now_targets.keys() | before.targets.keys()
             changed = {t for t in parts if now_targets.get(t) != before.targets.get(t)}
             pending = changed | set(before.pending)
-            outcome.touch |= pending
-            touched_by.update(dict.fromkeys(docs, pending))
+            pending_targets = set(parse_all(pending))
+            outcome.touch |= pending_targets
+            touched_by.update(dict.fromkeys(docs, pending_targets))
             final = HostnameState(targets=now_targets, docs=tuple(sorted(docs)))
             written = msgspec.structs.replace(final, pending=tuple(sorted(pending)))
             outcome.final[hostname] = _encode_state(final)
@@ -258,23 +250,3 @@ def _decode_state(raw: bytes | None) -> HostnameState:
 def _encode_state(state: HostnameState) -> bytes | None:
     """A state worth keeping, encoded; None when there is nothing in it (the key is deleted)."""
     return _encoder.encode(state) if state.docs or state.targets or state.pending else None
-
-
-def targets_of(decisions: list[Decision]) -> dict[str, str]:
-    """The targets a hostname's winners are part of, each with a fingerprint of that part (sorted by target, so
-    that equal states encode equally whatever order the claims were read in)."""
-    targets: dict[str, str] = {}
-    for d in decisions:
-        if d.verdict == "blocked" and wants_access(d.claim.rule.access):
-            # Held back by an Access error: its app (if it has one) is turned into one that lets nobody in.
-            targets[f"access:{d.claim.rule.key}"] = "held"
-        if d.verdict != "winner":
-            continue
-        zone = zone_of(d.claim.rule)
-        targets[f"zone:{zone}"] = version_of(zone_records(zone, decisions))
-        if d.tunnel_id is not None:
-            targets[f"tunnel:{d.tunnel_id}"] = version_of(tunnel_ingress(d.tunnel_id, decisions))
-        if d.app is not None:
-            key = d.claim.rule.key
-            targets[f"access:{key}"] = version_of(access_app(key, decisions))
-    return dict(sorted(targets.items()))

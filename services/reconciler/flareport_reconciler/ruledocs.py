@@ -14,8 +14,8 @@ from collections.abc import Callable, Mapping
 import msgspec
 
 from flareport_common.readmodel import RuleRecord
-from flareport_reconciler.planning import Decision, zone_of
 from flareport_reconciler.records import rule_status, to_datetime
+from flareport_reconciler.resolution import Decision, zone_of
 
 DocsChange = Callable[[Mapping[str, RuleRecord | None]], Mapping[str, RuleRecord | None]]
 
@@ -61,6 +61,8 @@ def carry_states(old: RuleRecord | None, doc: RuleRecord) -> None:
     doc.dns_state = old.dns_state if dns else None
     doc.ingress_state = old.ingress_state if ingress else None
     doc.access_state = old.access_state if access else None
+    kept = {"dns": dns, "ingress": ingress, "access": access}
+    doc.adopted = {part: what for part, what in old.adopted.items() if kept.get(part)}
     if dns and ingress and access:
         doc.error, doc.error_code = old.error, old.error_code
 

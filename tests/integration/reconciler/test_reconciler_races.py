@@ -23,6 +23,7 @@ from flareport_common.streams.consumer import Delivery
 from flareport_reconciler import handlers
 from flareport_reconciler.handlers import Reconciler
 from flareport_reconciler.records import update_agent
+from flareport_reconciler.targets import Target
 from fptest.reconciler_harness import FakeDnsWorker, Replicas, container, rule_records, settle
 
 AGENTS = 20
@@ -107,7 +108,7 @@ async def test_targets_a_refresh_did_not_get_to_touch_are_touched_by_the_next_on
         raise ConnectionError("the replica died")
 
     async def records(targets: Any, *, force: Any = False) -> None:
-        touched.append(set(targets))
+        touched.append({str(t) for t in targets})
 
     app = container("c1", "app.example.com")
     applied = await r.claims.apply_inventory("a1", [ContainerStart(agent_id="a1", seq=1, container=app)])
@@ -146,7 +147,7 @@ async def test_a_rule_documented_after_its_targets_result_still_becomes_active(
     await redis.hset(keys.tunnel_agents, "tun-a1", "a1")  # as the enrolment's result records it
     app = container("c1", "app.example.com")
     applied = await r.claims.apply_inventory("a1", [ContainerStart(agent_id="a1", seq=1, container=app)])
-    await r.planner.touch({"zone:example.com", "tunnel:tun-a1"})  # the other replica
+    await r.planner.touch({Target.zone("example.com"), Target.tunnel("tun-a1")})  # the other replica
     await answer_directly(r, worker)
     assert [j.target for j in worker.jobs] == ["tunnel:tun-a1", "zone:example.com"]
     assert await rule_records(redis, keys) == {}, "no document yet when the results came"

@@ -8,7 +8,8 @@ import msgspec
 from flareport_common.messages import Rule
 from flareport_common.messages.rules import AccessSpec
 from flareport_reconciler.claimstore import ASSIGNED, decode_hash, decode_value, encode_value
-from flareport_reconciler.planning import AgentView, Claim, resolve_hostname, zone_records
+from flareport_reconciler.resolution import AgentView, Claim, resolve_hostname
+from flareport_reconciler.targets import zone_records
 
 AGENTS = {
     "a1": AgentView("a1", tunnel_id="t1"),

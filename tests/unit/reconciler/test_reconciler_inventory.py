@@ -22,7 +22,8 @@ from flareport_reconciler.inventory import (
     apply_all,
     apply_event,
 )
-from flareport_reconciler.planning import AgentView, resolve_hostname, tunnel_ingress, zone_records
+from flareport_reconciler.resolution import AgentView, resolve_hostname
+from flareport_reconciler.targets import tunnel_ingress, zone_records
 
 GRACE = 5.0
 POOL = ["a.example.com", "b.example.com", "c.example.org", "d.example.org"]

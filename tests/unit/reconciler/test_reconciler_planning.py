@@ -3,17 +3,8 @@
 from __future__ import annotations
 
 from flareport_common.messages import AccessPolicyDef, AccessSpec, DesiredAccessApp, ReusablePolicyRef, Rule
-from flareport_reconciler.planning import (
-    AccessCatalog,
-    AgentView,
-    Claim,
-    access_app,
-    resolve_hostname,
-    tunnel_ingress,
-    version_of,
-    zone_of,
-    zone_records,
-)
+from flareport_reconciler.resolution import AccessCatalog, AgentView, Claim, resolve_hostname, zone_of
+from flareport_reconciler.targets import access_app, tunnel_ingress, version_of, zone_records
 
 AGENTS = {
     "a1": AgentView("a1", tunnel_id="t1", allow_wildcard=True),

@@ -1,33 +1,43 @@
-"""The planning core: from claims on hostnames to the desired state of each Cloudflare target. Pure, no I/O.
+"""Resolution of one hostname's claims: who publishes it, who is in conflict, who is denied. Pure, no I/O.
 
 A *claim* is one source (a container's rule, or a manual rule) wanting ``hostname + path`` routed through a
-tunnel. Claims are grouped by hostname, because a hostname is one DNS record and so can point at one tunnel:
+tunnel. Claims are resolved per hostname, because a hostname is one DNS record and so can point at one tunnel:
 
-* claims whose agent may not publish the hostname (per-agent allow-lists of zones / suffixes) are *denied*;
-* the earliest claim (``claimed_at``, then claim id for a stable tie-break) decides the hostname's *owner*
-  (an agent, or an explicit tunnel for manual rules). Claims of another owner are *conflicts* — "first claim
-  wins" — and so is a second claim of the same ``hostname + path`` by the same owner;
-* the winners make the desired state of three kinds of target:
-  ``tunnel:<id>`` (the ordered ingress rules), ``zone:<name>`` (the CNAME set), ``access:<host><path>`` (one app).
+* claims that may not publish the hostname at all (unknown or retired agent, not enrolled, outside its
+  allow-lists, a wildcard or apex it may not publish, a denied origin, a ``zonename`` that does not hold the
+  hostname, an admin's assignment to another owner) are *denied*;
+* the earliest remaining claim (``claimed_at``, then claim id for a stable tie-break) decides the hostname's
+  *owner* (an agent, or an explicit tunnel for manual rules). Claims of another owner are *conflicts* — "first
+  claim wins" — and so is a second claim of the same ``hostname + path`` by the same owner;
+* a winner whose Access labels cannot be resolved is *blocked*, and so, then, is every other winner of the
+  hostname (fail closed: see ``hold_back``).
 
-Each target's desired state is built only from its own hostnames, and its version is a hash of it, so an
-unchanged target produces the same version and no job. The dns-worker resolves the real Cloudflare zone of a
-hostname; here the zone is the ``zonename`` label or, failing that, the last two labels of the hostname.
+What the winners make of each Cloudflare target is ``targets``'s business; here only the verdicts are decided.
+
+Invariants (tested with Hypothesis in ``tests/unit/reconciler/test_reconciler_resolution.py``):
+
+1. one decision per claim, whatever the claims are;
+2. the decisions depend on the *set* of claims, not on the order they are given in;
+3. every winner and every blocked claim has the same owner, and that owner is the owner of the earliest claim
+   that is not denied;
+4. at most one winner per path;
+5. a denied claim takes no place in the order: taking it away changes no other claim's verdict;
+6. either no claim is blocked or no claim wins;
+7. with an admin's assignment, no claim of another owner wins.
 """
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Literal
 
 import msgspec
 
 from flareport_common import access
 from flareport_common.access import AccessError, AccessFacts
-from flareport_common.messages.cfjobs import AccessPolicyDef, DesiredAccessApp, DesiredRecord, IngressEntry
-from flareport_common.messages.rules import AccessSpec, Rule
+from flareport_common.messages.cfjobs import AccessPolicyDef, DesiredAccessApp
+from flareport_common.messages.rules import Rule
 from flareport_common.validate import inside
 from flareport_reconciler.origins import origin_denial
 
@@ -211,87 +221,3 @@ def hold_back(decisions: list[Decision]) -> list[Decision]:
 
 def winners(decisions: Iterable[Decision]) -> list[Decision]:
     return [d for d in decisions if d.verdict == "winner"]
-
-
-def _ingress_order(entry: IngressEntry) -> tuple[bool, str, bool, int, str]:
-    # cloudflared takes the first matching rule: exact hostnames before wildcards, longer paths before shorter
-    # ones and a rule without a path last for its hostname.
-    path = entry.path or ""
-    return (entry.hostname.startswith("*"), entry.hostname, not path, -len(path), path)
-
-
-def tunnel_ingress(tunnel_id: str, decisions: Iterable[Decision]) -> tuple[IngressEntry, ...]:
-    """The ordered ingress rules of one tunnel, from the decisions of its hostnames. A path that an Access app
-    protects is matched as that literal prefix only (``protected``): cloudflared matches paths as unanchored
-    regular expressions, and ``/eng`` would otherwise route ``/x/eng`` and ``/engineering``, which the app on
-    ``host/eng`` does not cover."""
-    entries = [
-        IngressEntry(
-            hostname=d.claim.rule.hostname,
-            service=d.claim.rule.service,
-            path=d.claim.rule.path,
-            origin=d.claim.rule.origin,
-            source=d.claim.source,
-            protected=d.app is not None and d.claim.rule.path is not None,
-        )
-        for d in decisions
-        if d.verdict == "winner" and d.tunnel_id == tunnel_id
-    ]
-    return tuple(sorted(entries, key=_ingress_order))
-
-
-def zone_records(zone: str, decisions: Iterable[Decision]) -> tuple[DesiredRecord, ...]:
-    """One proxied CNAME per hostname of the zone that has a winner with a tunnel."""
-    records: dict[str, DesiredRecord] = {}
-    for d in decisions:
-        if d.verdict != "winner" or d.tunnel_id is None or zone_of(d.claim.rule) != zone:
-            continue
-        name = d.claim.rule.hostname.lower()
-        current = records.get(name)
-        # Only an admin's manual rule may adopt a foreign record; an agent's claim never does.
-        adopt = (d.claim.rule.adopt and d.claim.manual_rule_id is not None) or (current is not None and current.adopt)
-        source = current.source if current is not None else d.claim.source
-        records[name] = DesiredRecord(name=name, tunnel_id=d.tunnel_id, adopt=adopt, source=source)
-    return tuple(records[name] for name in sorted(records))
-
-
-HOLD_POLICY = AccessPolicyDef(name="flareport hold: Access error", decision="deny", include=access.EVERYONE)
-
-
-def access_app(rule_key: str, decisions: Iterable[Decision]) -> DesiredAccessApp | None:
-    """The Access app wanted for ``rule_key`` (hostname + path), or None when no winner asks for one."""
-    for d in decisions:
-        rule = d.claim.rule
-        if d.verdict == "winner" and d.tunnel_id is not None and rule.key == rule_key:
-            return d.app
-    return None
-
-
-def held_app(rule_key: str, decisions: Iterable[Decision]) -> DesiredAccessApp | None:
-    """For a rule held back by an Access error: an app that lets nobody in, so that an app it had is never
-    deleted (or weakened) while its routes are being withdrawn; None when the rule is not held back."""
-    for d in decisions:
-        rule = d.claim.rule
-        if d.verdict == "blocked" and rule.key == rule_key and access.wants_app(rule.access):
-            return DesiredAccessApp(hostname=rule.hostname, path=rule.path, inline=(HOLD_POLICY,))
-    return None
-
-
-def wants_access(spec: AccessSpec | None) -> bool:
-    """Whether a rule's Access labels ask for an app (``default_tld`` or settings alone do not)."""
-    return access.wants_app(spec)
-
-
-def version_of(desired: Any) -> str:
-    """A stable hash of a target's desired state; equal state, equal version."""
-    encoded = msgspec.json.encode(desired, order="deterministic")
-    return hashlib.sha256(encoded).hexdigest()[:20]
-
-
-def access_target(rule: Rule) -> str:
-    return f"access:{rule.key}"
-
-
-def hostname_of_target(target: str) -> str:
-    """The hostname an ``access:`` target is about (its key is hostname + path)."""
-    return target.split(":", 1)[1].split("/", 1)[0]
