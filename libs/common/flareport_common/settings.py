@@ -178,6 +178,8 @@ class DnsWorkerSettings:
     tunnel_delete_deadline_seconds: float = 600.0
     # The Cloudflare account owner's email for the system group authenticated-default; None: found in the account.
     access_owner_email: str | None = None
+    # Take over, in place, Access apps DockFlare made for wanted hostnames (untagged, named "DockFlare-<host>").
+    adopt_dockflare_access: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -448,6 +450,7 @@ def load_dns_worker(environ: Mapping[str, str]) -> DnsWorkerSettings:
             "CLOUDFLARE_TUNNEL_DELETE_DEADLINE_SECONDS", default=600.0, minimum=0.0
         ),
         access_owner_email=_email(env, "FLAREPORT_ACCESS_OWNER_EMAIL"),
+        adopt_dockflare_access=env.flag("FLAREPORT_ADOPT_DOCKFLARE_ACCESS", default=False),
     )
 
 

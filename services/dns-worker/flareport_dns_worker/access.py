@@ -34,12 +34,13 @@ import redis.asyncio as aioredis
 
 from flareport_common.keys import Keys
 from flareport_common.messages.cfjobs import DesiredAccessApp, SyncAccessApp
-from flareport_common.messages.cfresults import CfError
+from flareport_common.messages.cfresults import CfError, CfNote
 from flareport_dns_worker.access_plan import (
     app_body,
     app_domain,
     app_matches,
     app_problem,
+    dockflare_app,
     foreign_app_conflict,
     group_policy_name,
     is_ours,
@@ -48,7 +49,7 @@ from flareport_dns_worker.access_plan import (
     unique_refs,
 )
 from flareport_dns_worker.cfclient import CfApiError, CloudflareApi
-from flareport_dns_worker.metrics import APP_CREATE_REFUSED, CONFLICTS
+from flareport_dns_worker.metrics import ADOPTED, APP_CREATE_REFUSED, CONFLICTS
 from flareport_dns_worker.outcome import Outcome
 from flareport_dns_worker.tunnels import JobFailed, api_error
 
@@ -60,8 +61,11 @@ ACCESS_PER_PAGE = 50
 
 
 class AccessSync:
-    def __init__(self, api: CloudflareApi, redis: aioredis.Redis, keys: Keys, *, tag: str) -> None:
+    def __init__(
+        self, api: CloudflareApi, redis: aioredis.Redis, keys: Keys, *, tag: str, adopt_dockflare: bool = False
+    ) -> None:
         self._api = api
+        self._adopt_dockflare = adopt_dockflare
         self._redis = redis
         self._keys = keys
         self._tag = tag
@@ -110,7 +114,14 @@ class AccessSync:
             ACCESS + "/apps", per_page=ACCESS_PER_PAGE, params={"domain": domain, "exact": "true"}
         )
         current = next((a for a in found if str(a.get("domain", "")).lower() == domain.lower()), None)
-        if current is not None and not is_ours(current, self._tag):
+        adopting = (
+            current is not None
+            and desired is not None
+            and not is_ours(current, self._tag)
+            and self._adopt_dockflare
+            and dockflare_app(current, desired)
+        )
+        if current is not None and not is_ours(current, self._tag) and not adopting:
             CONFLICTS.labels("access").inc()
             outcome.errors.append(foreign_app_conflict(job.hostname, job.path, current, self._tag))
             return outcome
@@ -125,7 +136,7 @@ class AccessSync:
             await self._redis.delete(key)
             return outcome
         wanted = app_body(desired, self._tag, await self._reusable_policies(desired, outcome))
-        if current is not None and app_matches(current, wanted):
+        if current is not None and app_matches(current, wanted) and not adopting:
             await self._redis.set(key, json.dumps(current))
             return outcome
         await self._ensure_tag(outcome)
@@ -155,6 +166,16 @@ class AccessSync:
                 return outcome
         else:
             answer = await self._api.request("PUT", ACCESS + "/apps/{app_id}", body=wanted, app_id=str(current["id"]))
+            if adopting:
+                # Same app id, our tag and policies now: the hostname is never without an app in between.
+                ADOPTED.labels("access").inc()
+                outcome.notes.append(
+                    CfNote(
+                        hostname=job.hostname,
+                        path=job.path,
+                        message=f"Access application {current.get('name')!r} made by DockFlare adopted in place",
+                    )
+                )
         await self._redis.set(key, json.dumps(answer.get("result") or {}))
         return outcome
 

@@ -187,12 +187,34 @@ def app_matches(current: Mapping[str, Any], wanted: Mapping[str, Any]) -> bool:
     return True
 
 
+# DockFlare names its apps "DockFlare-<hostname>" (or the access.name label) and tags none of them.
+DOCKFLARE_APP_PREFIX = "DockFlare-"
+
+
+def dockflare_app(current: Mapping[str, Any], desired: DesiredAccessApp) -> bool:
+    """Is ``current`` (found on the desired app's domain) an app DockFlare made for this hostname?
+
+    Only asked when the operator opted in to adopting DockFlare's apps: an untagged self-hosted app named as
+    DockFlare names them, on exactly the domain the rule wants.
+    """
+    name = str(current.get("name") or "")
+    named = name.startswith(DOCKFLARE_APP_PREFIX) or (desired.name is not None and name == desired.name)
+    domain = str(current.get("domain") or "").lower()
+    return (
+        named
+        and not current.get("tags")
+        and str(current.get("type") or "self_hosted") == "self_hosted"
+        and domain == app_domain(desired.hostname, desired.path).lower()
+    )
+
+
 def foreign_app_conflict(hostname: str, path: str | None, current: Mapping[str, Any], tag: str) -> CfError:
     return CfError(
         code=CONFLICT_CODE,
         message=(
             f"Access application {current.get('name')!r} on {app_domain(hostname, path)} has no {tag!r} tag: "
-            "it was not made by Flareport and is left untouched"
+            "it was not made by Flareport and is left untouched (an app DockFlare made is adopted when "
+            "FLAREPORT_ADOPT_DOCKFLARE_ACCESS is set)"
         ),
         hostname=hostname,
         path=path,

@@ -108,7 +108,9 @@ class DnsWorkerService:
                 self.api, redis, keys, zones, leases, owner=settings.owner_id, batch_size=settings.dns_batch_size
             ),
             tunnels=Tunnels(self.api, redis, keys, delete_deadline_seconds=settings.tunnel_delete_deadline_seconds),
-            access=AccessSync(self.api, redis, keys, tag=settings.access_tag),
+            access=AccessSync(
+                self.api, redis, keys, tag=settings.access_tag, adopt_dockflare=settings.adopt_dockflare_access
+            ),
             max_deliveries=config.max_deliveries,
         )
         # One target at a time per process (the lease covers other processes), so a burst of jobs for one zone

@@ -139,6 +139,61 @@ async def test_foreign_access_app_is_never_touched(
         await svc.close()
 
 
+async def test_dockflare_access_apps_are_adopted_in_place_only_when_the_operator_opted_in(
+    emu: RunningEmulator, redis: aioredis.Redis, redis_server: LocalRedis, keys: Keys, prefix: str
+) -> None:
+    emu.emulator.seed(
+        {
+            "access_apps": [
+                {"domain": "app.example.com", "type": "self_hosted", "name": "DockFlare-app.example.com"},
+                {"domain": "hand.example.com", "type": "self_hosted", "name": "made by hand"},
+            ]
+        }
+    )
+    ids = {app["domain"]: app_id for app_id, app in emu.emulator.state.access_apps.items()}
+    jobs = [
+        SyncAccessApp(hostname=h, version="v1", app=DesiredAccessApp(hostname=h, inline=(BYPASS,)))
+        for h in ("app.example.com", "hand.example.com")
+    ]
+
+    # Not opted in: DockFlare's app is foreign like any other.
+    svc = service(settings_for(redis_server.url, prefix, emu), redis)
+    try:
+        await send(redis, keys, jobs)
+        await drain(svc)
+        assert {e.hostname for r in await job_results(redis, keys) for e in r.errors if e.kind == "conflict"} == {
+            "app.example.com",
+            "hand.example.com",
+        }
+    finally:
+        await svc.close()
+    assert all(app["tags"] == [] for app in emu.emulator.state.access_apps.values())
+
+    emu.emulator.clear_requests()
+    svc = service(settings_for(redis_server.url, prefix, emu, FLAREPORT_ADOPT_DOCKFLARE_ACCESS="true"), redis)
+    try:
+        await send(redis, keys, [SyncAccessApp(hostname=j.hostname, version="v2", app=j.app) for j in jobs])
+        await drain(svc)
+        latest = {r.target: r for r in await job_results(redis, keys) if r.version == "v2"}
+    finally:
+        await svc.close()
+
+    apps = {app["domain"]: (app_id, app) for app_id, app in emu.emulator.state.access_apps.items()}
+    app_id, adopted = apps["app.example.com"]
+    assert app_id == ids["app.example.com"], "adopted in place: the same app, never deleted and recreated"
+    assert adopted["tags"] == ["flareport"] and adopted["name"] == "app.example.com", "our tag and settings now"
+    [note] = next(r for t, r in latest.items() if "app.example.com" in t and "hand" not in t).notes
+    assert note.hostname == "app.example.com" and "DockFlare-app.example.com" in note.message
+    assert apps["hand.example.com"][1]["tags"] == [], "an app DockFlare did not name stays untouched"
+    hand = next(r for t, r in latest.items() if "hand.example.com" in t)
+    assert [e.kind for e in hand.errors] == ["conflict"] and not hand.notes
+    log = emu.emulator.log
+    assert log.count("DELETE /accounts/{account_id}/access/apps/{app_id}") == 0, "no app was deleted"
+    created = [k for k, n in log.status_counters.items() if k.startswith("POST /accounts/{account_id}/access/apps 2")]
+    assert created == [] and len(emu.emulator.state.access_apps) == 2, "no app was created"
+    assert log.count("PUT /accounts/{account_id}/access/apps/{app_id}") == 1, "one write: the adoption"
+
+
 async def test_an_app_mixing_both_kinds_or_without_policy_is_refused_and_the_app_in_place_kept(
     emu: RunningEmulator, redis: aioredis.Redis, redis_server: LocalRedis, keys: Keys, prefix: str
 ) -> None:
