@@ -12,7 +12,7 @@ from typing import Any
 import docker
 
 from flareport_agent.agent import Agent, Tuning
-from flareport_agent.tunnel import MANAGED_LABEL, MANAGED_VALUE
+from flareport_agent.cloudflared import MANAGED_LABEL, MANAGED_VALUE
 from flareport_cli.localpodman import BUSYBOX_IMAGE
 from flareport_common.messages.events import ContainerStart, Inventory
 from flareport_common.messages.rules import ContainerInfo

@@ -26,13 +26,14 @@ import docker
 
 from flareport_agent import watcher as watching
 from flareport_agent.client import KeyRejected, MasterClient, MasterUnavailable, RequestRejected
+from flareport_agent.cloudflared import MANAGED_LABEL, MANAGED_VALUE
 from flareport_agent.commands import CommandExecutor
 from flareport_agent.metrics import HEARTBEATS, MASTER_CLEARTEXT, MASTER_ERRORS
 from flareport_agent.outbox import Outbox, send_loop
 from flareport_agent.pollcommands import CommandPoller
 from flareport_agent.state import StateStore, effective_key
 from flareport_agent.tracker import Tracker
-from flareport_agent.tunnel import MANAGED_LABEL, MANAGED_VALUE, TunnelManager, TunnelResult
+from flareport_agent.tunnel import TunnelManager, TunnelResult
 from flareport_common.backoff import Backoff
 from flareport_common.health import bound_port, start_health_server
 from flareport_common.logs import get_logger

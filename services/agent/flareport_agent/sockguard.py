@@ -34,8 +34,8 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, urlencode
 
+from flareport_agent.cloudflared import COMMAND, CONTAINER_NAME, MANAGED_LABEL, MANAGED_VALUE, NETWORK
 from flareport_agent.images import allowed
-from flareport_agent.tunnel import COMMAND, CONTAINER_NAME, MANAGED_LABEL, MANAGED_VALUE, NETWORK
 
 MAX_BODY = 64 * 1024
 MAX_INSPECT = 8 * 1024 * 1024

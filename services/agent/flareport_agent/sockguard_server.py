@@ -30,6 +30,7 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
+from flareport_agent.cloudflared import NETWORK
 from flareport_agent.sockguard import (
     MAX_BODY,
     MAX_INSPECT,
@@ -285,8 +286,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--network",
-        default=env.get("FLAREPORT_GUARD_NETWORK") or "cloudflare-net",
-        help="the cloudflared network, the only one it may create (FLAREPORT_GUARD_NETWORK; default cloudflare-net)",
+        default=env.get("FLAREPORT_GUARD_NETWORK") or NETWORK,
+        help=f"the cloudflared network, the only one it may create (FLAREPORT_GUARD_NETWORK; default {NETWORK})",
     )
     parser.add_argument(
         "--socket-mode",

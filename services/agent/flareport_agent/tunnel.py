@@ -22,6 +22,15 @@ from typing import Any
 import docker
 import docker.errors
 
+from flareport_agent.cloudflared import (
+    COMMAND,
+    CONFIG_LABEL,
+    CONTAINER_NAME,
+    MANAGED_LABEL,
+    MANAGED_VALUE,
+    NETWORK,
+    TUNNEL_ID_LABEL,
+)
 from flareport_agent.images import check_image
 from flareport_common.messages.events import TunnelState
 
@@ -29,15 +38,6 @@ from flareport_common.messages.events import TunnelState
 class EngineRefused(Exception):
     """The engine refused what the tunnel needs (an image it cannot pull, a name in use...): an operator's matter,
     reported with the command's result and logged in one line, not as a crash."""
-
-
-MANAGED_LABEL = "flareport.managed"
-MANAGED_VALUE = "cloudflared"
-TUNNEL_ID_LABEL = "flareport.tunnel_id"
-CONFIG_LABEL = "flareport.config_hash"
-CONTAINER_NAME = "flareport-cloudflared"
-NETWORK = "cloudflare-net"
-COMMAND = ("tunnel", "--no-autoupdate", "run")
 
 
 @dataclass(frozen=True, slots=True)

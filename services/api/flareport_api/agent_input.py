@@ -14,7 +14,7 @@ import re
 
 import msgspec
 
-from flareport_api.errors import invalid
+from flareport_api.apierror import invalid
 from flareport_common import validate
 from flareport_common.messages.events import (
     ContainerDie,

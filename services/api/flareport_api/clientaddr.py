@@ -7,7 +7,8 @@ client could pick a fresh address per request and escape every brake, or pose as
 The forwarded chain is read from the right, the end our own proxy appended: each hop that is itself a trusted
 proxy hands over to the one before it, and the first hop that is not is the client. A hop that is not an IP
 address ends the walk at the proxy that wrote it (a proxy we trust does not write garbage, so the garbage came
-from the client side of it). Pure: no I/O, so it is unit-tested on plain values.
+from the client side of it). ``TrustedProxies`` is pure (no I/O), so it is unit-tested on plain values; the two
+request helpers at the end are its aiohttp edge.
 """
 
 from __future__ import annotations

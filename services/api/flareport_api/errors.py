@@ -14,6 +14,11 @@ from typing import Any, Literal, TypeVar
 import msgspec
 from aiohttp import web
 
+# The refusal itself lives in apierror (no aiohttp there, for the pure checks); route modules keep importing their
+# whole error vocabulary from here.
+from flareport_api.apierror import ApiError as ApiError
+from flareport_api.apierror import invalid as invalid
+from flareport_api.apierror import not_found as not_found
 from flareport_common.protocol import ErrorDetail, ErrorResponse
 
 T = TypeVar("T")
@@ -30,34 +35,6 @@ _NAMED_FIELD = re.compile(r"(?:unknown|required) field `(?P<name>[^`]+)`")
 # Query numbers in ASCII digits only: int() and float() would also take "1_0", full-width digits, "nan" or "inf".
 _QUERY_INT = re.compile(r"^[+-]?[0-9]{1,20}\Z")
 _QUERY_NUMBER = re.compile(r"^[+-]?(?:[0-9]{1,20}(?:\.[0-9]{0,20})?|\.[0-9]{1,20})\Z")
-
-
-class ApiError(Exception):
-    """An answer other than success; ``status`` is the HTTP status, ``code`` the machine-readable reason."""
-
-    def __init__(
-        self,
-        status: int,
-        code: str,
-        message: str,
-        *,
-        field: str | None = None,
-        headers: dict[str, str] | None = None,
-    ) -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
-        self.field = field
-        self.headers = headers or {}
-
-
-def invalid(field: str, message: str) -> ApiError:
-    return ApiError(422, "invalid_body", message, field=field)
-
-
-def not_found(what: str, ident: str) -> ApiError:
-    return ApiError(404, "not_found", f"unknown {what} {ident!r}")
 
 
 def error_response(

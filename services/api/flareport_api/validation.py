@@ -11,7 +11,7 @@ import re
 from collections.abc import Callable
 from typing import ParamSpec, TypeVar
 
-from flareport_api.errors import ApiError, invalid
+from flareport_api.apierror import ApiError, invalid
 from flareport_common import validate
 
 P = ParamSpec("P")

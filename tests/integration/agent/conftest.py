@@ -23,7 +23,7 @@ import docker
 import pytest
 
 from flareport_agent.agent import Agent, Tuning
-from flareport_agent.tunnel import NETWORK
+from flareport_agent.cloudflared import NETWORK
 from flareport_cli.localpodman import BUSYBOX_IMAGE, LocalPodman, podman_available
 from flareport_common.settings import AgentSettings
 from fptest.agent_harness import FAST, KEY, Containers, RunningAgent

@@ -17,7 +17,7 @@ import pytest
 import structlog.testing
 from prometheus_client import REGISTRY
 
-from flareport_agent.tunnel import MANAGED_LABEL, TUNNEL_ID_LABEL
+from flareport_agent.cloudflared import MANAGED_LABEL, TUNNEL_ID_LABEL
 from flareport_cli.localpodman import BUSYBOX_IMAGE
 from flareport_common.messages.commands import RestartTunnel, StartTunnel
 from flareport_common.protocol import CommandAckRequest

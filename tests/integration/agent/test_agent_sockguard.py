@@ -26,8 +26,9 @@ import docker.errors
 import pytest
 import structlog.testing
 
+from flareport_agent.cloudflared import CONFIG_LABEL, MANAGED_LABEL, MANAGED_VALUE, NETWORK
 from flareport_agent.sockguard import Policy
-from flareport_agent.tunnel import CONFIG_LABEL, MANAGED_LABEL, MANAGED_VALUE, NETWORK, EngineRefused, TunnelManager
+from flareport_agent.tunnel import EngineRefused, TunnelManager
 from flareport_cli.localpodman import BUSYBOX_IMAGE
 from flareport_common.messages.commands import StartTunnel, StopTunnel
 from flareport_common.messages.events import ContainerStart

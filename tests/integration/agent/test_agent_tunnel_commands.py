@@ -12,7 +12,7 @@ from typing import Any
 
 import docker
 
-from flareport_agent.tunnel import MANAGED_LABEL, NETWORK, TUNNEL_ID_LABEL
+from flareport_agent.cloudflared import MANAGED_LABEL, NETWORK, TUNNEL_ID_LABEL
 from flareport_cli.localpodman import BUSYBOX_IMAGE
 from flareport_common.messages.commands import Decommission, RestartTunnel, RotateKey, StartTunnel, StopTunnel
 from flareport_common.messages.events import TunnelStatus
