@@ -19,7 +19,6 @@ from redis.exceptions import WatchError
 
 from flareport_api import readstore, validation
 from flareport_api.errors import ApiError, invalid, json_response, not_found, query_choice, read_body
-from flareport_api.keystore import bump_version
 from flareport_api.schemas import (
     Accepted,
     AccessGroup,
@@ -34,6 +33,7 @@ from flareport_api.schemas import (
     view,
 )
 from flareport_api.state import ApiContext, QueryParam, Route, context
+from flareport_common import readversion
 from flareport_common.access import AUTHENTICATED, DEFAULT_SESSION, LEGACY_BYPASS, PUBLIC_BYPASS
 from flareport_common.messages.base import Message, new_id, utcnow
 from flareport_common.messages.intents import (
@@ -42,6 +42,7 @@ from flareport_common.messages.intents import (
     ManualRuleDeleted,
     ManualRuleUpserted,
 )
+from flareport_common.replies import text
 from flareport_common.streams.codec import encode
 from flareport_common.validate import ACCESS_RULE_TYPES
 
@@ -97,11 +98,10 @@ async def _store_with_intent(ctx: ApiContext, hash_key: str, field: str, value: 
         pipe.hdel(hash_key, field)
     else:
         pipe.hset(hash_key, field, value)
-    bump_version(pipe, ctx.keys)  # the manual rules and access groups pages show these hashes
+    readversion.bump(pipe, ctx.keys)  # the manual rules and access groups pages show these hashes
     pipe.xadd(ctx.keys.intents, encode(intent))  # type: ignore[arg-type]  # no MAXLEN: the reconciler trims
     results = await pipe.execute()
-    entry = results[-1]
-    return entry.decode() if isinstance(entry, bytes) else str(entry)
+    return text(results[-1])
 
 
 async def _manual_rules(ctx: ApiContext) -> dict[str, ManualRule]:
@@ -333,7 +333,7 @@ async def _create_stored(ctx: ApiContext, group_id: str, value: bytes, intent: M
                     return False
                 pipe.multi()  # type: ignore[no-untyped-call]
                 pipe.hset(key, group_id, value)
-                bump_version(pipe, ctx.keys)
+                readversion.bump(pipe, ctx.keys)
                 pipe.xadd(ctx.keys.intents, encode(intent))  # type: ignore[arg-type]  # no MAXLEN: the reconciler trims
                 await pipe.execute()
                 return True

@@ -17,10 +17,10 @@ from aiohttp import web
 
 from flareport_api import agent_input, ingest, quotas, readstore, validation
 from flareport_api.errors import ApiError, invalid, json_response, query_float, read_body
-from flareport_api.keystore import bump_version
 from flareport_api.metrics import HEARTBEATS_DROPPED
 from flareport_api.quotas import refuse as refuse_quota
 from flareport_api.state import QueryParam, Route, context
+from flareport_common import readversion
 from flareport_common.keys import GROUP_AGENT
 from flareport_common.messages.base import utcnow
 from flareport_common.messages.commands import CommandMessage, RotateKey
@@ -38,7 +38,7 @@ from flareport_common.protocol import (
     RegisterResponse,
 )
 from flareport_common.readmodel import CommandRecord
-from flareport_common.streams.codec import FIELD
+from flareport_common.streams.codec import FIELD, message_json
 
 MAX_EVENTS_PER_BATCH = 1000
 MAX_SEQ = 2**53  # Lua numbers are doubles: larger integers would compare wrongly
@@ -217,7 +217,7 @@ async def ack(request: web.Request) -> web.StreamResponse:
     # Never refused nor trimmed: an ack answers a command the reconciler sent, so their number is bounded by the
     # commands, and losing one would leave the command pending forever.
     pipe.xadd(ctx.keys.events, {FIELD: _encoder.encode(event)})
-    bump_version(pipe, ctx.keys)  # the command history is on the agent's page
+    readversion.bump(pipe, ctx.keys)  # the command history is on the agent's page
     acked = (await pipe.execute())[0] == 1
     if acked and body.ok and isinstance(command, RotateKey):
         # The agent stored its new key: every other key of this agent stops working from now on.
@@ -226,7 +226,7 @@ async def ack(request: web.Request) -> web.StreamResponse:
 
 
 def _decode_command(fields: Any) -> CommandMessage | None:
-    raw = fields.get(FIELD, fields.get(FIELD.decode()))
+    raw = message_json(fields)
     try:
         return None if raw is None else _command_decoder.decode(raw)
     except msgspec.DecodeError:

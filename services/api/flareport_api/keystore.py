@@ -19,7 +19,7 @@ not sufficient: the restore also needs positive evidence that Redis lost its dat
 holding the agent-key secret can mint keys with valid proofs.
 
 Every write of a field the web UI shows also raises the read-model counter (``Keys.readmodel_version``) in the same
-transaction, so the UI's live updates notice it (``bump_version``); only ``redeliver`` (never shown) does not.
+transaction, so the UI's live updates notice it (``readversion.bump``); only ``redeliver`` (never shown) does not.
 """
 
 from __future__ import annotations
@@ -27,7 +27,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import math
-import secrets
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
@@ -42,8 +41,10 @@ from flareport_api.errors import ApiError
 from flareport_api.keyproof import KeyMinter, KeyProof
 from flareport_api.recovery import RESTORES_REFUSED, SEALED, Epoch, marker_for_missing, may_restore
 from flareport_api.schemas import KeyInfo, KeyStatus
+from flareport_common import readversion
 from flareport_common.keys import Keys
 from flareport_common.messages.base import utcnow
+from flareport_common.replies import optional_text
 
 log = structlog.get_logger("flareport.api.keys")
 
@@ -54,21 +55,8 @@ KEYS_RECOVERED = Counter(
 _LAST_USED_EVERY_S = 60.0
 
 
-def bump_version(pipe: aioredis.client.Pipeline, keys: Keys) -> None:
-    """Queue the rise of the read-model counter in ``pipe``'s transaction (it starts at a random value, see
-    ``Keys.readmodel_version``), next to a write the web UI must notice."""
-    pipe.set(keys.readmodel_version, secrets.randbits(52), nx=True)
-    pipe.incr(keys.readmodel_version)
-
-
 def hash_key(key: str) -> str:
     return hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()
-
-
-def _text(value: bytes | str | None) -> str | None:
-    if value is None:
-        return None
-    return value.decode() if isinstance(value, bytes) else value
 
 
 def _time(value: str | None) -> datetime | None:
@@ -96,7 +84,7 @@ class StoredKey:
 
     @classmethod
     def from_hash(cls, raw: Mapping[Any, Any]) -> StoredKey:
-        fields = {_text(k): _text(v) for k, v in raw.items()}
+        fields = {optional_text(k): optional_text(v) for k, v in raw.items()}
         status: KeyStatus = "revoked" if fields.get("status") == "revoked" else "active"
         return cls(
             key_id=fields.get("key_id") or "",
@@ -163,7 +151,7 @@ class KeyStore:
         pipe.hset(self._keys.api_keys_index, key_id, digest)
         # This data set issues keys: from now on a key missing from it is unknown, not lost (``recovery``).
         pipe.set(self._keys.data_epoch, Epoch(SEALED, time.time()).encode(), nx=True)
-        bump_version(pipe, self._keys)
+        readversion.bump(pipe, self._keys)
         await pipe.execute()
         stored = await self.get(key_id)
         assert stored is not None
@@ -225,7 +213,7 @@ class KeyStore:
         pipe.hset(self._keys.api_keys_index, proof.key_id, digest)
         pipe.sadd(self._keys.agent_api_keys(proof.agent_id), proof.key_id)
         pipe.set(self._keys.keys_recovered_at, f"{now.timestamp():.3f}")
-        bump_version(pipe, self._keys)
+        readversion.bump(pipe, self._keys)
         first = (await pipe.execute())[0]
         if first:
             KEYS_RECOVERED.inc()
@@ -245,7 +233,7 @@ class KeyStore:
             found = marker_for_missing(await self._redis.hlen(self._keys.api_keys_index), now)
             await self._redis.set(self._keys.data_epoch, found.encode(), nx=True)
             raw = await self._redis.get(self._keys.data_epoch)
-        epoch = Epoch.decode(_text(raw))
+        epoch = Epoch.decode(optional_text(raw))
         if epoch is None or not may_restore(epoch, now, self._window_s):
             RESTORES_REFUSED.labels("data_present").inc()
             log.warning(
@@ -295,28 +283,29 @@ class KeyStore:
         self._last_used[stored.key_id] = now
         pipe = self._redis.pipeline(transaction=True)
         pipe.hset(self._keys.api_key(stored.key_hash), "last_used_at", utcnow().isoformat())
-        bump_version(pipe, self._keys)  # "last used" is on the keys page (at most once a minute per key and process)
+        # "last used" is on the keys page (written at most once a minute per key and process).
+        readversion.bump(pipe, self._keys)
         await pipe.execute()
 
     async def get(self, key_id: str) -> StoredKey | None:
         digest = await self._redis.hget(self._keys.api_keys_index, key_id)
         if digest is None:
             return None
-        raw = await self._redis.hgetall(self._keys.api_key(_text(digest) or ""))
+        raw = await self._redis.hgetall(self._keys.api_key(optional_text(digest) or ""))
         return self._configured_revocation(StoredKey.from_hash(raw)) if raw else None
 
     async def all(self) -> list[StoredKey]:
         index = await self._redis.hgetall(self._keys.api_keys_index)
         pipe = self._redis.pipeline(transaction=False)
         for digest in index.values():
-            pipe.hgetall(self._keys.api_key(_text(digest) or ""))
+            pipe.hgetall(self._keys.api_key(optional_text(digest) or ""))
         rows = await pipe.execute() if index else []
         found = [self._configured_revocation(StoredKey.from_hash(raw)) for raw in rows if raw]
         return sorted(found, key=lambda k: (k.created_at, k.key_id))
 
     async def of_agent(self, agent_id: str) -> list[StoredKey]:
         ids = await self._redis.smembers(self._keys.agent_api_keys(agent_id))
-        found = [await self.get(_text(i) or "") for i in ids]
+        found = [await self.get(optional_text(i) or "") for i in ids]
         return sorted((k for k in found if k is not None), key=lambda k: (k.created_at, k.key_id))
 
     async def bind(self, stored: StoredKey, agent_id: str, display_name: str) -> str:
@@ -325,16 +314,16 @@ class KeyStore:
         claim = self._redis.pipeline(transaction=True)
         claim.hsetnx(record, "agent_id", agent_id)
         claim.hget(record, "agent_id")
-        bump_version(claim, self._keys)
+        readversion.bump(claim, self._keys)
         won, current, *_ = await claim.execute()
-        bound = agent_id if won else _text(current) or agent_id
+        bound = agent_id if won else optional_text(current) or agent_id
         pipe = self._redis.pipeline(transaction=True)
         pipe.sadd(self._keys.agent_api_keys(bound), stored.key_id)
         pipe.hset(
             record, mapping={"display_name": display_name, "registered_at": utcnow().isoformat(), "redeliver": "1"}
         )
         pipe.hdel(record, "must_register")
-        bump_version(pipe, self._keys)
+        readversion.bump(pipe, self._keys)
         await pipe.execute()
         return bound
 
@@ -348,7 +337,7 @@ class KeyStore:
         pipe.hset(
             self._keys.api_key(stored.key_hash), mapping={"status": "revoked", "revoked_at": utcnow().isoformat()}
         )
-        bump_version(pipe, self._keys)
+        readversion.bump(pipe, self._keys)
         await pipe.execute()
 
     async def revoke_agent_keys(self, agent_id: str, *, keep: str | None = None) -> int:

@@ -16,18 +16,15 @@ import structlog
 
 from flareport_common.keys import Keys
 from flareport_common.readmodel import AgentRecord, CommandRecord, RuleRecord
+from flareport_common.replies import text
 
 log = structlog.get_logger("flareport.api.readstore")
 T = TypeVar("T")
 HISTORY_LIMIT = 200
 
 
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
 async def index_members(redis: aioredis.Redis, key: str) -> list[str]:
-    kind = _text(await redis.type(key))
+    kind = text(await redis.type(key))
     if kind == "set":
         members: Any = await redis.smembers(key)
     elif kind == "zset":
@@ -38,7 +35,7 @@ async def index_members(redis: aioredis.Redis, key: str) -> list[str]:
         members = await redis.lrange(key, 0, -1)
     else:
         return []
-    return sorted({_text(m) for m in members})
+    return sorted({text(m) for m in members})
 
 
 def _decode(raw: Any, kind: type[T], where: str) -> T | None:
@@ -92,7 +89,7 @@ async def command_history(redis: aioredis.Redis, keys: Keys, agent_id: str, limi
 async def heartbeats(redis: aioredis.Redis, keys: Keys, agent_id: str, limit: int = 20) -> list[dict[str, Any]]:
     """Recent heartbeats if a writer keeps them (a capped list of JSON objects, newest first)."""
     key = keys.agent_heartbeats(agent_id)
-    if _text(await redis.type(key)) != "list":
+    if text(await redis.type(key)) != "list":
         return []
     raws = await redis.lrange(key, 0, limit - 1)
     found = (_decode(raw, dict[str, Any], key) for raw in raws)

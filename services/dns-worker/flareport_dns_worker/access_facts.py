@@ -38,6 +38,7 @@ import structlog
 from flareport_common.keys import Keys
 from flareport_common.messages.intents import ReconcileRequested
 from flareport_common.metrics import STREAM_PRODUCED
+from flareport_common.replies import text
 from flareport_common.streams.codec import encode
 from flareport_dns_worker.cfclient import CfApiError, CfTransientError, CloudflareApi
 
@@ -88,10 +89,6 @@ def pick_otp_idp_id(providers: Sequence[Mapping[str, Any]]) -> str | None:
     return next((str(p["id"]) for p in providers if p.get("type") == OTP_TYPE and p.get("id")), None)
 
 
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
 class AccessFactsFinder:
     def __init__(
         self,
@@ -115,7 +112,7 @@ class AccessFactsFinder:
         key = self._keys.access_facts
         if not force:
             checked = await self._redis.hget(key, CHECKED_AT)
-            if checked is not None and time.time() - float(_text(checked)) < self._interval * 0.9:
+            if checked is not None and time.time() - float(text(checked)) < self._interval * 0.9:
                 return await self._stored()
         found: dict[str, str | _Keep | None] = {
             OWNER_EMAIL: self._configured_owner or await self._ask(OWNER_EMAIL),
@@ -146,7 +143,7 @@ class AccessFactsFinder:
 
     async def _stored(self) -> dict[str, str]:
         raw: dict[Any, Any] = await self._redis.hgetall(self._keys.access_facts)
-        return {_text(k): _text(v) for k, v in raw.items()}
+        return {text(k): text(v) for k, v in raw.items()}
 
     async def _ask(self, fact: str) -> str | _Keep | None:
         try:

@@ -32,6 +32,7 @@ import structlog
 from flareport_common.keys import Keys
 from flareport_common.messages.cfjobs import DesiredRecord, SyncDnsZone
 from flareport_common.messages.cfresults import CfError, CfNote
+from flareport_common.replies import text
 from flareport_dns_worker.cfclient import CfApiError, CfTransientError, CloudflareApi
 from flareport_dns_worker.dns_plan import (
     COLLIDING_TYPES,
@@ -171,7 +172,7 @@ class DnsSync:
         raw: dict[Any, Any] = await self._redis.hgetall(key)
         if not raw.get(SYNCED.encode()):
             return None
-        return {_text(k): _text(v) for k, v in raw.items() if _text(k) != SYNCED}
+        return {text(k): text(v) for k, v in raw.items() if text(k) != SYNCED}
 
     async def _save_managed(self, target: str, names: dict[str, str]) -> None:
         key = self._keys.target_observed(target)
@@ -186,7 +187,7 @@ class DnsSync:
         if not fresh:
             raw: dict[Any, Any] = await self._redis.hgetall(key)
             if raw.get(LOADED.encode()):
-                return {_text(k): _records.decode(v) for k, v in raw.items() if _text(k) != LOADED}
+                return {text(k): _records.decode(v) for k, v in raw.items() if text(k) != LOADED}
         listed = await self._api.list_all(RECORDS, per_page=MAX_PER_PAGE, zone_id=zone_id)
         current: Current = defaultdict(list)
         for item in listed:
@@ -342,10 +343,6 @@ def placed(
             continue
         wanted.append(Wanted(bare(record.name), record.tunnel_id, record.adopt))
     return wanted, errors
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def _drop(current: Current, name: str, record_id: str) -> None:

@@ -19,6 +19,11 @@ def encode(message: msgspec.Struct) -> dict[bytes, bytes]:
     return {FIELD: _encoder.encode(message)}
 
 
+def message_json(fields: dict[Any, Any]) -> Any:
+    """The message's JSON in an entry's fields (bytes or str keys, as the client gave them), None if absent."""
+    return fields.get(FIELD, fields.get(FIELD.decode()))
+
+
 def display_fields(fields: dict[Any, Any]) -> dict[str, str]:
     """An entry's fields as text, for dead letters and logs (bytes decoded with replacement)."""
 

@@ -50,7 +50,9 @@ from flareport_common.metrics import (
     STREAM_REDIS_ERRORS,
     STREAM_RETRIES,
 )
-from flareport_common.streams.codec import FIELD, display_fields, encode
+from flareport_common.replies import text
+from flareport_common.streams import groups
+from flareport_common.streams.codec import FIELD, display_fields, message_json
 from flareport_common.streams.trim import StreamTrimmer
 
 M = TypeVar("M")
@@ -58,8 +60,6 @@ log = structlog.get_logger("flareport.streams")
 
 # Errors after which Redis is worth trying again (the server restarted, the network blipped, it is loading).
 REDIS_TRANSIENT = (RedisConnectionError, RedisTimeoutError, BusyLoadingError, OSError)
-# Replies meaning the stream or its group is gone (Redis lost its data): recreate them and go on.
-_STREAM_LOST = ("NOGROUP", "UNBLOCKED")
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,10 +104,6 @@ class _KeySlot:
     def __init__(self) -> None:
         self.lock = asyncio.Lock()
         self.users = 0
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 class StreamConsumer(Generic[M]):
@@ -173,7 +169,7 @@ class StreamConsumer(Generic[M]):
                 except REDIS_TRANSIENT as exc:
                     await self._on_redis_error(exc, backoff)
                 except ResponseError as exc:
-                    if not any(code in str(exc) for code in _STREAM_LOST):
+                    if not groups.stream_lost(exc):
                         # Not ours to fix (a key of the wrong type, a script error): say so, wait, try again,
                         # but never let one Redis reply end the service.
                         self._log.error("stream.redis_error", error=str(exc))
@@ -211,11 +207,7 @@ class StreamConsumer(Generic[M]):
 
     async def ensure_group(self) -> None:
         """Create the group (and the stream) if missing; only "already exists" is ignored."""
-        try:
-            await self._redis.xgroup_create(self.config.stream, self.config.group, id="0", mkstream=True)
-        except ResponseError as exc:
-            if "BUSYGROUP" not in str(exc):
-                raise
+        await groups.ensure_group(self._redis, self.config.stream, self.config.group)
 
     # ---- reading -----------------------------------------------------------------------------------------------
 
@@ -244,9 +236,9 @@ class StreamConsumer(Generic[M]):
             count=min(self.config.count, self._free_slots()),
             block=block_ms,
         )
-        entries = _entries(response)
+        entries = groups.entries(response)
         for entry_id, fields in entries:
-            self._dispatch(_text(entry_id), fields, 1)
+            self._dispatch(text(entry_id), fields, 1)
         return len(entries)
 
     async def _consume_own_pending(self) -> None:
@@ -256,11 +248,11 @@ class StreamConsumer(Generic[M]):
             response = await self._redis.xreadgroup(
                 self.config.group, self.config.consumer, {self.config.stream: cursor}, count=self.config.count
             )
-            entries = _entries(response)
+            entries = groups.entries(response)
             if not entries:
                 return
             await self._dispatch_claimed(entries)
-            cursor = _text(entries[-1][0])
+            cursor = text(entries[-1][0])
             await self._wait_all()
 
     async def _reclaim_once(self, min_idle_ms: int) -> int:
@@ -274,7 +266,7 @@ class StreamConsumer(Generic[M]):
             self._claim_cursor,
             count=self._free_slots(),
         )
-        self._claim_cursor = _text(cursor)
+        self._claim_cursor = text(cursor)
         if deleted:
             # Trimmed away while pending: Redis already dropped them from the pending list; say so loudly.
             self._log.warning("stream.pending_trimmed", count=len(deleted))
@@ -285,11 +277,11 @@ class StreamConsumer(Generic[M]):
         return len(entries)
 
     async def _dispatch_claimed(self, entries: list[Any]) -> None:
-        ids = [_text(entry_id) for entry_id, _ in entries]
+        ids = [text(entry_id) for entry_id, _ in entries]
         counts = await self._delivery_counts(ids)
         inflight = set(self._tasks.values())
         for entry_id, fields in entries:
-            text_id = _text(entry_id)
+            text_id = text(entry_id)
             if text_id in inflight or text_id not in counts:
                 continue  # already being handled here, or acknowledged since it was claimed
             if fields is None:
@@ -299,17 +291,10 @@ class StreamConsumer(Generic[M]):
             self._dispatch(text_id, fields, counts[text_id])
 
     async def _delivery_counts(self, ids: list[str]) -> dict[str, int]:
-        if not ids:
-            return {}
-        rows = await self._redis.xpending_range(
-            self.config.stream,
-            self.config.group,
-            min=ids[0],
-            max=ids[-1],
-            count=len(ids) + len(self._tasks) + 1,
-            consumername=self.config.consumer,
-        )
-        return {_text(row["message_id"]): int(row["times_delivered"]) for row in rows}
+        # Between the claimed ids lie at most this consumer's in-flight entries.
+        others = len(self._tasks) + 1
+        c = self.config
+        return await groups.delivery_counts(self._redis, c.stream, c.group, c.consumer, ids, others=others)
 
     # ---- handling ----------------------------------------------------------------------------------------------
 
@@ -327,7 +312,7 @@ class StreamConsumer(Generic[M]):
 
     async def _process(self, entry_id: str, fields: dict[Any, Any], deliveries: int) -> None:
         with structlog.contextvars.bound_contextvars(msg_id=entry_id, stream=self._labels[0]):
-            raw = fields.get(FIELD, fields.get(FIELD.decode()))
+            raw = message_json(fields)
             try:
                 if raw is None:
                     raise msgspec.DecodeError(f"entry has no {FIELD.decode()!r} field")
@@ -440,8 +425,7 @@ class StreamConsumer(Generic[M]):
         async def write() -> None:
             # Dead letter and ack in one transaction: the message is in exactly one of the two places.
             pipe = self._redis.pipeline(transaction=True)
-            pipe.xadd(self.config.dead_letter_stream, encode(letter), maxlen=100_000, approximate=True)  # type: ignore[arg-type]
-            pipe.xack(self.config.stream, self.config.group, entry_id)
+            groups.queue_dead_letter(pipe, self.config.dead_letter_stream, letter)
             await pipe.execute()
 
         await self._redis_retrying(write)
@@ -500,15 +484,6 @@ class StreamConsumer(Generic[M]):
             self._log.warning("stream.cancelled_on_stop", count=len(pending))
 
 
-def _entries(response: Any) -> list[Any]:
-    """Entries of a single-stream XREADGROUP reply (RESP2 list form or RESP3 map form)."""
-    if not response:
-        return []
-    if isinstance(response, dict):
-        return list(next(iter(response.values()))[0])
-    return list(response[0][1])
-
-
 def _describe(exc: BaseException) -> str:
-    text = str(exc)
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+    said = str(exc)
+    return f"{type(exc).__name__}: {said}" if said else type(exc).__name__

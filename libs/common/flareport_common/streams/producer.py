@@ -13,6 +13,7 @@ import msgspec
 import redis.asyncio as aioredis
 
 from flareport_common.metrics import STREAM_PRODUCED
+from flareport_common.replies import text
 from flareport_common.streams.codec import encode
 
 
@@ -24,7 +25,7 @@ class Producer:
     async def send(self, stream: str, message: msgspec.Struct) -> str:
         entry_id = await self._redis.xadd(stream, encode(message))  # type: ignore[arg-type]
         STREAM_PRODUCED.labels(self._label or stream).inc()
-        return entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)
+        return text(entry_id)
 
     async def send_many(self, stream: str, messages: Iterable[msgspec.Struct]) -> list[str]:
         """Add several messages in one round trip (a non-transactional pipeline keeps their order)."""
@@ -37,4 +38,4 @@ class Producer:
             return []
         ids = await pipe.execute()
         STREAM_PRODUCED.labels(self._label or stream).inc(count)
-        return [i.decode() if isinstance(i, bytes) else str(i) for i in ids]
+        return [text(i) for i in ids]
