@@ -64,8 +64,7 @@ from flareport_reconciler.claims import Claims
 from flareport_reconciler.coalesce import Coalescer
 from flareport_reconciler.inventory import InventoryEvent
 from flareport_reconciler.planner import Planner
-from flareport_reconciler.records import RETIRED, AgentUpdate, text, update_agent
-from flareport_reconciler.statuses import apply_result_to_rules
+from flareport_reconciler.records import RETIRED, AgentUpdate, apply_result, text, update_agent
 from flareport_reconciler.targets import Target, parse_all
 
 REFRESH_CHUNK = 500  # hostnames resolved per refresh when all of them must be
@@ -358,7 +357,7 @@ class Reconciler:
         if not outcome.current:
             return
         members = msgspec.json.decode(outcome.members, type=list[str]) if outcome.members else []
-        await apply_result_to_rules(self.redis, self.keys, message, members)
+        await apply_result(self.redis, self.keys, message, members)
         target = Target.parse(message.target)
         if outcome.plan_again and target is not None:  # a result names the target of a job this service sent
             await self.planner.plan(target, token)

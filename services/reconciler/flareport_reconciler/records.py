@@ -10,9 +10,8 @@ or script, which is all the web UI's live updates read to notice a change.
 from __future__ import annotations
 
 import secrets
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
@@ -21,11 +20,12 @@ from prometheus_client import Counter
 from redis.exceptions import WatchError
 
 from flareport_common.keys import Keys
-from flareport_common.readmodel import AgentRecord, RuleRecord, RuleStatus
+from flareport_common.messages.cfresults import JobResult
+from flareport_common.readmodel import AgentRecord, RuleRecord
 from flareport_common.settings import ReconcilerSettings
 from flareport_reconciler.resolution import AgentView
+from flareport_reconciler.rules import DocsChange, result_change
 from flareport_reconciler.scripts import BUMP_VERSION
-from flareport_reconciler.targets import wants_access
 
 TX_RETRIES = Counter(
     "flareport_reconciler_transaction_retries_total",
@@ -50,10 +50,6 @@ def raw_bytes(value: Any) -> bytes | None:
     if value is None or isinstance(value, bytes):
         return value
     return str(value).encode()
-
-
-def to_datetime(epoch: float | None) -> datetime | None:
-    return None if epoch is None else datetime.fromtimestamp(epoch, UTC)
 
 
 def decode_agent(raw: bytes | None) -> AgentRecord | None:
@@ -171,22 +167,6 @@ async def update_agent(redis: aioredis.Redis, keys: Keys, agent_id: str, change:
                 continue
 
 
-def rule_status(doc: RuleRecord) -> tuple[RuleStatus, str | None]:
-    """The status the API shows, derived from the rule's parts (a conflict or denial is decided before)."""
-    if doc.delete_at is not None:
-        return "pending_deletion", doc.error
-    states = [doc.dns_state, doc.ingress_state]
-    if wants_access(doc.access):
-        states.append(doc.access_state)
-    if "conflict" in states:
-        return "conflict", doc.error
-    if "error" in states:
-        return "error", doc.error
-    if all(s == "active" for s in states):
-        return "active", None
-    return "pending", None
-
-
 # KEYS: rules index, read-model counter, then n document keys. ARGV: n rule keys, n expected values ('' = absent),
 # n writes ('' = leave as is, '-' = delete, else the new document), the counter's seed. Nothing is written unless
 # every document is as expected; the counter rises with the writes.
@@ -215,10 +195,8 @@ return 1
 """
 )
 
-RuleUpdate = Callable[[Mapping[str, RuleRecord | None]], Mapping[str, RuleRecord | None]]
 
-
-async def update_rules(redis: aioredis.Redis, keys: Keys, rule_keys: Iterable[str], change: RuleUpdate) -> None:
+async def update_rules(redis: aioredis.Redis, keys: Keys, rule_keys: Iterable[str], change: DocsChange) -> None:
     """Atomically replace the documents of ``rule_keys``: ``change`` maps current docs to new ones (None deletes)."""
     names = sorted(set(rule_keys))
     if not names:
@@ -245,3 +223,10 @@ async def update_rules(redis: aioredis.Redis, keys: Keys, rule_keys: Iterable[st
         if await redis.eval(COMPARE_AND_SET, len(names) + 2, *index, *doc_keys, *names, *expected, *writes, seed):
             return
         TX_RETRIES.labels("rules").inc()
+
+
+async def apply_result(redis: aioredis.Redis, keys: Keys, result: JobResult, members: list[str]) -> None:
+    """A job's result on the documents of the rules it carried (``rules.result_change``)."""
+    change = result_change(result)
+    if change is not None and members:
+        await update_rules(redis, keys, members, change)

@@ -37,7 +37,7 @@ from flareport_reconciler.planner import Planner
 from flareport_reconciler.records import TX_RETRIES, agent_views, decode_rule, raw_bytes, version_seed, view_of
 from flareport_reconciler.records import encode as encode_doc
 from flareport_reconciler.resolution import AgentView, resolve_hostname
-from flareport_reconciler.ruledocs import doc_key, merge_docs, template
+from flareport_reconciler.rules import doc_key, merge_docs, template
 from flareport_reconciler.scripts import FINISH_REFRESH, READ_HOSTNAMES, WRITE_REFRESH
 from flareport_reconciler.targets import Target, parse_all, parts_of
 

@@ -176,7 +176,7 @@ async def test_a_result_whose_handler_died_before_the_statuses_is_applied_when_d
     async def dies(*args: Any) -> None:
         raise ConnectionError("the replica died after clearing the job, before the statuses")
 
-    monkeypatch.setattr(handlers, "apply_result_to_rules", dies)
+    monkeypatch.setattr(handlers, "apply_result", dies)
     with pytest.raises(ConnectionError):
         await r.on_result(result, delivery)
     monkeypatch.undo()

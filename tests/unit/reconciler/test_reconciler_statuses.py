@@ -7,9 +7,7 @@ from datetime import UTC, datetime
 from flareport_common.messages import AccessSpec, CfError, JobResult
 from flareport_common.messages.cfresults import CfNote
 from flareport_common.readmodel import RuleRecord
-from flareport_reconciler.records import rule_status
-from flareport_reconciler.ruledocs import carry_states
-from flareport_reconciler.statuses import with_result
+from flareport_reconciler.rules import carry_states, rule_status, with_result
 
 
 def doc(**fields: object) -> RuleRecord:
