@@ -77,3 +77,16 @@ async def test_a_consumer_trims_what_its_group_handled_but_not_what_another_grou
     assert await StreamConsumer(redis, config, Work, handle).run_burst() == 100
     assert await redis.xlen(stream) < 100, "handled by every group: trimmed (but for the last macro-node)"
     assert handled == ids + more
+
+
+async def test_the_trim_answers_how_many_entries_it_removed(redis: aioredis.Redis, prefix: str) -> None:
+    stream = f"{prefix}work"
+    pipe = redis.pipeline(transaction=False)
+    for i in range(1000):
+        pipe.xadd(stream, {"m": str(i)})
+    await pipe.execute()
+    await redis.xgroup_create(stream, "late", id="$")  # joined after everything: nothing left for it to read
+
+    removed = await StreamTrimmer(redis, stream).trim()
+
+    assert removed > 900 and removed == 1000 - await redis.xlen(stream)

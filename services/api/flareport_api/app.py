@@ -18,7 +18,7 @@ from redis.exceptions import BusyLoadingError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from flareport_api import admin_agents, admin_hostnames, admin_ops, admin_rules, agent_routes, ingest, openapi, ui
+from flareport_api import admin_agents, admin_hostnames, admin_ops, admin_rules, agent_routes, openapi, ui
 from flareport_api.auth import Authenticator, FailureLimiter, SharedFailures
 from flareport_api.clientaddr import TRUSTED_PROXIES, TrustedProxies
 from flareport_api.errors import ApiError, error_response, json_response
@@ -26,6 +26,7 @@ from flareport_api.keyproof import KeyMinter
 from flareport_api.keystore import KeyStore
 from flareport_api.longpoll import CommandHub
 from flareport_api.metrics import Handler, metrics_middleware
+from flareport_api.scripts import AcceptEvents
 from flareport_api.state import CONTEXT, ROUTES, SETTINGS, ApiContext, Route
 from flareport_common.keys import Keys
 from flareport_common.redisconn import connect
@@ -101,7 +102,7 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
         hub=hub,
         producer=Producer(redis, metrics_label=None),
     )
-    ctx.scripts["accept_events"] = redis.register_script(ingest.ACCEPT_EVENTS_LUA)
+    ctx.scripts["accept_events"] = AcceptEvents(redis)
     app[CONTEXT] = ctx
     listener = asyncio.create_task(hub.listen(), name="api-command-notifications")
     fallback = asyncio.create_task(hub.fallback(), name="api-command-fallback")

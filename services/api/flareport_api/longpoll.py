@@ -40,6 +40,7 @@ from redis.asyncio.client import PubSub
 from redis.exceptions import ResponseError
 
 from flareport_api.metrics import COMMANDS_DELIVERED, LONGPOLLS_OPEN, NOTIFICATIONS, NOTIFY_ERRORS
+from flareport_api.scripts import AcquirePollSlot, Slot
 from flareport_common.backoff import Backoff
 from flareport_common.keys import GROUP_AGENT, Keys
 from flareport_common.messages.base import new_id
@@ -56,22 +57,6 @@ _decoder = msgspec.json.Decoder(CommandMessage)
 _ALIVE_CHECK_S = 5.0
 # A slot lapses this long after its poll's wait would have ended (the reads and checks around the wait).
 _SLOT_MARGIN_S = 30.0
-
-# KEYS[1] the agent's open polls; ARGV[1] limit, ARGV[2] slot lifetime (ms), ARGV[3] poll id.
-# Returns {1, 0} when the slot is taken, {0, ms until the oldest slot lapses} when the agent is at its limit.
-ACQUIRE_SLOT_LUA = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
-if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[1]) then
-  local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
-  return {0, math.max(0, tonumber(oldest[2]) - now)}
-end
-local life = tonumber(ARGV[2])
-redis.call('ZADD', KEYS[1], now + life, ARGV[3])
-if redis.call('PTTL', KEYS[1]) < life then redis.call('PEXPIRE', KEYS[1], life) end
-return {1, 0}
-"""
 
 
 def _text(value: Any) -> str:
@@ -91,7 +76,7 @@ class CommandHub:
         self._groups: set[str] = set()
         self._closing = False
         self._pubsub: PubSub | None = None
-        self._acquire = redis.register_script(ACQUIRE_SLOT_LUA)
+        self._acquire = AcquirePollSlot(redis)
 
     # ---- background: notifications and the fallback timer ---------------------------------------------------
 
@@ -204,8 +189,10 @@ class CommandHub:
         """Take one of the agent's ``limit`` poll slots: (slot id, 0), or (None, seconds until one lapses)."""
         slot = new_id()
         life_ms = math.ceil((wait_s + _SLOT_MARGIN_S) * 1000)
-        taken, lapse_ms = await self._acquire(keys=[self._keys.agent_longpolls(agent_id)], args=[limit, life_ms, slot])
-        return (slot, 0.0) if int(taken) else (None, int(lapse_ms) / 1000)
+        answer, lapse_ms = await self._acquire(
+            self._keys.agent_longpolls(agent_id), limit=limit, life_ms=life_ms, poll_id=slot
+        )
+        return (slot, 0.0) if answer is Slot.TAKEN else (None, lapse_ms / 1000)
 
     async def release(self, agent_id: str, slot: str) -> None:
         try:

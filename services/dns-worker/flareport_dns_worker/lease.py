@@ -19,25 +19,17 @@ import redis.asyncio as aioredis
 import structlog
 
 from flareport_common.errors import TemporaryError
+from flareport_dns_worker.scripts import ReleaseLease, RenewLease
 
 log = structlog.get_logger("flareport.dns_worker.lease")
-
-_RENEW = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
-return 0
-"""
-_RELEASE = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
-"""
 
 
 class Leases:
     def __init__(self, redis: aioredis.Redis, *, lease_ms: int) -> None:
         self._redis = redis
         self.lease_ms = lease_ms
-        self._renew = redis.register_script(_RENEW)
-        self._release = redis.register_script(_RELEASE)
+        self._renew = RenewLease(redis)
+        self._release = ReleaseLease(redis)
 
     @contextlib.asynccontextmanager
     async def hold(self, key: str, target: str, *, wait: float = 0.0) -> AsyncIterator[None]:
@@ -57,13 +49,13 @@ class Leases:
             renewer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await renewer
-            await self._release(keys=[key], args=[token])
+            await self._release(key, token=token)
 
     async def _keep(self, key: str, token: str, target: str) -> None:
         while True:
             await asyncio.sleep(self.lease_ms / 3000)
             try:
-                renewed = await self._renew(keys=[key], args=[token, self.lease_ms])
+                renewed = await self._renew(key, token=token, lease_ms=self.lease_ms)
             except Exception as exc:  # Redis blips: the next renewal may still make it in time
                 log.warning("lease.renew_failed", target=target, error=str(exc))
                 continue

@@ -1,8 +1,8 @@
 """The Cloudflare rate limit, shared by every dns-worker replica through Redis.
 
 Cloudflare allows ``N`` requests per window (1,200 per 5 minutes) per token and answers 429 past it. Every
-call — read or write — first takes a token from one bucket in Redis, in a Lua script so that replicas never
-race; the script reads Redis' own clock (``TIME``), so replica clocks do not matter.
+call — read or write — first takes a token from one bucket in Redis, in a Lua script (``lua/take_token.lua``) so
+that replicas never race; the script reads Redis' own clock (``TIME``), so replica clocks do not matter.
 
 The bucket holds at most ``burst`` tokens and refills at ``(B - burst) / window`` per second, where the budget
 ``B`` is ``N`` less a 5% margin for timing jitter. In any span of one window that admits at most
@@ -23,41 +23,7 @@ import redis.asyncio as aioredis
 
 from flareport_common.keys import Keys
 from flareport_dns_worker.metrics import RATE_LIMIT_WAIT_SECONDS, RATE_LIMIT_WAITS
-
-# KEYS[1] bucket hash (tokens, at_ms), KEYS[2] pause-until (ms); ARGV: burst, refill per ms.
-# Returns 0 when a token was taken, else the milliseconds to wait before trying again.
-_TAKE = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local pause = tonumber(redis.call('GET', KEYS[2]) or '0')
-if pause > now then return pause - now end
-local burst = tonumber(ARGV[1])
-local rate = tonumber(ARGV[2])
-local state = redis.call('HMGET', KEYS[1], 'tokens', 'at')
-local tokens = tonumber(state[1])
-local at = tonumber(state[2])
-if tokens == nil or at == nil then tokens = burst; at = now end
-tokens = math.min(burst, tokens + (now - at) * rate)
-local ttl = math.ceil(burst / rate) + 1000
-if tokens >= 1 then
-  redis.call('HSET', KEYS[1], 'tokens', tostring(tokens - 1), 'at', tostring(now))
-  redis.call('PEXPIRE', KEYS[1], ttl)
-  return 0
-end
-redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'at', tostring(now))
-redis.call('PEXPIRE', KEYS[1], ttl)
-return math.max(1, math.ceil((1 - tokens) / rate))
-"""
-
-# KEYS[1] pause-until; ARGV[1] pause length in ms. Only ever moves the pause later.
-_PAUSE = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local untl = now + tonumber(ARGV[1])
-local cur = tonumber(redis.call('GET', KEYS[1]) or '0')
-if untl > cur then redis.call('SET', KEYS[1], tostring(untl), 'PX', tonumber(ARGV[1]) + 1000) end
-return untl
-"""
+from flareport_dns_worker.scripts import PauseCalls, TakeToken
 
 
 def default_burst(requests: int) -> int:
@@ -76,8 +42,8 @@ class RateLimiter:
         self.burst = min(burst if burst is not None else default_burst(budget), budget)
         # Keep the refill strictly positive even when burst == budget (about one request per window then).
         self.refill_per_ms = max(budget - self.burst, 1) / (window_seconds * 1000)
-        self._take = redis.register_script(_TAKE)
-        self._pause = redis.register_script(_PAUSE)
+        self._take = TakeToken(redis)
+        self._pause = PauseCalls(redis)
 
     async def acquire(self) -> float:
         """Take one token, waiting as long as needed; returns the seconds waited."""
@@ -100,11 +66,10 @@ class RateLimiter:
     async def try_acquire(self) -> float:
         """Take one token if there is one (returns 0), else return the seconds to wait before asking again."""
         wait_ms = await self._take(
-            keys=[self._keys.cf_rate_bucket, self._keys.cf_pause_until],
-            args=[self.burst, repr(self.refill_per_ms)],
+            self._keys.cf_rate_bucket, self._keys.cf_pause_until, burst=self.burst, refill_per_ms=self.refill_per_ms
         )
-        return int(wait_ms) / 1000
+        return wait_ms / 1000
 
     async def pause(self, seconds: float) -> None:
         """Stop every replica's calls for ``seconds`` (a 429's Retry-After)."""
-        await self._pause(keys=[self._keys.cf_pause_until], args=[max(1, int(seconds * 1000))])
+        await self._pause(self._keys.cf_pause_until, pause_ms=max(1, int(seconds * 1000)))

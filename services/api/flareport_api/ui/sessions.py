@@ -40,6 +40,7 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
 from flareport_api.clientaddr import is_https
+from flareport_api.scripts import delete_if_same, release_login, reserve_login
 from flareport_common.errors import SettingsError
 from flareport_common.keys import Keys
 from flareport_common.messages.base import utcnow
@@ -63,13 +64,6 @@ def same(a: str, b: str) -> bool:
     return hmac.compare_digest(a.encode("utf-8", "surrogatepass"), b.encode("utf-8", "surrogatepass"))
 
 
-# Deletes the generated hash only if it is still the one this process stored (its password could not be saved).
-_DELETE_IF_SAME_LUA = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
-"""
-
-
 async def admin_password_hash(settings: ApiSettings, redis: aioredis.Redis, keys: Keys) -> str:
     """The hash to check the admin's password against (see the module docstring for the order)."""
     if settings.admin_password_hash is not None:
@@ -89,7 +83,7 @@ async def admin_password_hash(settings: ApiSettings, redis: aioredis.Redis, keys
     try:
         await asyncio.to_thread(write_secret_file, path, generated + "\n")
     except OSError as exc:
-        await redis.eval(_DELETE_IF_SAME_LUA, 1, keys.ui_admin_password_hash, hashed)
+        await delete_if_same(redis, keys.ui_admin_password_hash, hashed)
         raise SettingsError(
             f"FLAREPORT_ADMIN_PASSWORD_FILE: cannot write the generated admin password to {path} ({exc}); "
             "choose a writable path, or set FLAREPORT_ADMIN_PASSWORD_HASH"
@@ -273,30 +267,6 @@ class Sessions:
         )
 
 
-# Reserve one attempt: refused (the seconds left in the window) when the window's count is at the limit already,
-# else counted (0). One script, so concurrent attempts can never all read a count below the limit.
-_RESERVE_LUA = """
-local count = tonumber(redis.call('GET', KEYS[1]) or '0')
-if count >= tonumber(ARGV[1]) then
-  local ttl = redis.call('TTL', KEYS[1])
-  if ttl < 0 then
-    redis.call('EXPIRE', KEYS[1], ARGV[2])
-    ttl = tonumber(ARGV[2])
-  end
-  return math.max(1, ttl)
-end
-redis.call('INCR', KEYS[1])
-if redis.call('TTL', KEYS[1]) < 0 then redis.call('EXPIRE', KEYS[1], ARGV[2]) end
-return 0
-"""
-# Give a reserved attempt back (a right password), never below zero, never creating the key again.
-_RELEASE_LUA = """
-local count = tonumber(redis.call('GET', KEYS[1]) or '0')
-if count > 0 then redis.call('DECR', KEYS[1]) end
-return 0
-"""
-
-
 class LoginBrake:
     """Password checks per client address, in Redis so every replica counts the same attempts.
 
@@ -313,8 +283,8 @@ class LoginBrake:
 
     async def reserve(self, address: str) -> int | None:
         key = self._keys.ui_login_failures(address)
-        retry = int(await self._redis.eval(_RESERVE_LUA, 1, key, self._limit, self._window))
+        retry = await reserve_login(self._redis, key, limit=self._limit, window_s=self._window)
         return retry or None
 
     async def release(self, address: str) -> None:
-        await self._redis.eval(_RELEASE_LUA, 1, self._keys.ui_login_failures(address))
+        await release_login(self._redis, self._keys.ui_login_failures(address))

@@ -1,0 +1,61 @@
+"""The dns-worker's Lua scripts (``lua/*.lua``), one typed wrapper each: the only code that knows their KEYS/ARGV
+order.
+
+They stay registered script objects (EVALSHA, loaded again by redis-py when a restarted Redis lost its cache): each
+runs on a client, never inside a pipeline or MULTI, and the rate limit's runs before every Cloudflare call.
+"""
+
+from __future__ import annotations
+
+import redis.asyncio as aioredis
+
+from flareport_common import lua
+
+_TAKE_TOKEN = lua.load("flareport_dns_worker", "take_token")
+_PAUSE_CALLS = lua.load("flareport_dns_worker", "pause_calls")
+_RENEW_LEASE = lua.load("flareport_dns_worker", "renew_lease")
+_RELEASE_LEASE = lua.load("flareport_dns_worker", "release_lease")
+
+
+class TakeToken:
+    """``take_token.lua``: take one token from the bucket unless calls are paused."""
+
+    def __init__(self, redis: aioredis.Redis) -> None:
+        self._script = redis.register_script(_TAKE_TOKEN.source)
+
+    async def __call__(self, bucket_key: str, pause_key: str, *, burst: int, refill_per_ms: float) -> int:
+        """0 when a token was taken, else the milliseconds to wait before asking again."""
+        return int(await self._script(keys=[bucket_key, pause_key], args=[burst, repr(refill_per_ms)]))
+
+
+class PauseCalls:
+    """``pause_calls.lua``: pause everyone's calls, never shortening a pause that lasts longer."""
+
+    def __init__(self, redis: aioredis.Redis) -> None:
+        self._script = redis.register_script(_PAUSE_CALLS.source)
+
+    async def __call__(self, pause_key: str, *, pause_ms: int) -> int:
+        """The Redis time (ms) the new pause ends at (an older, longer pause may outlast it)."""
+        return int(await self._script(keys=[pause_key], args=[pause_ms]))
+
+
+class RenewLease:
+    """``renew_lease.lua``: extend a lease only while the caller's token holds it."""
+
+    def __init__(self, redis: aioredis.Redis) -> None:
+        self._script = redis.register_script(_RENEW_LEASE.source)
+
+    async def __call__(self, lease_key: str, *, token: str, lease_ms: int) -> bool:
+        """Whether the lease was extended to ``lease_ms`` (``False``: it is gone or someone else's)."""
+        return bool(await self._script(keys=[lease_key], args=[token, lease_ms]))
+
+
+class ReleaseLease:
+    """``release_lease.lua``: delete a lease only while the caller's token holds it."""
+
+    def __init__(self, redis: aioredis.Redis) -> None:
+        self._script = redis.register_script(_RELEASE_LEASE.source)
+
+    async def __call__(self, lease_key: str, *, token: str) -> bool:
+        """Whether the lease was deleted (``False``: it is gone or someone else's)."""
+        return bool(await self._script(keys=[lease_key], args=[token]))
