@@ -1,4 +1,5 @@
-"""``flareport doctor``: the preflight (``preflight.py``) against Cloudflare, with the dns-worker's settings.
+"""``flareport doctor``: the preflight (``preflight.py``) against Cloudflare, with the dns-worker's settings, plus
+the Redis server and, with ``--tunnel``, the tunnels a migration reuses (``doctor_checks.py``).
 
 Reads exactly the environment ``flareport dns-worker`` reads (a bad value stops it the same way, exit 2), runs the
 reads, prints a table (or ``--json``) and exits 0 when every required check passed, 1 otherwise; optional checks
@@ -17,6 +18,7 @@ from typing import Any
 from flareport_common.logs import setup_logging
 from flareport_common.settings import DnsWorkerSettings, load_dns_worker, load_or_exit, secret_values
 from flareport_dns_worker.cfclient import CloudflareApi
+from flareport_dns_worker.doctor_checks import check_redis, check_tunnel
 from flareport_dns_worker.preflight import OK, Preflight, Report
 from flareport_dns_worker.service import make_sdk
 
@@ -40,10 +42,18 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         epilog="Exit codes: 0 every required check passed, 1 a required check failed, 2 invalid configuration.",
     )
     parser.add_argument("--json", action="store_true", help="print the report as one JSON document")
+    parser.add_argument(
+        "--tunnel",
+        action="append",
+        default=[],
+        metavar="NAME_OR_ID",
+        help="a tunnel agents will be enrolled on (e.g. DockFlare's): check it and forecast which of the DNS records "
+        "and Access apps pointing to it Flareport adopts in place and which stay conflicts (repeatable)",
+    )
     return parser.parse_args(list(argv))
 
 
-async def preflight(settings: DnsWorkerSettings) -> Report:
+async def preflight(settings: DnsWorkerSettings, tunnels: Sequence[str] = ()) -> Report:
     sdk = make_sdk(settings)
     try:
         api = CloudflareApi(
@@ -52,13 +62,17 @@ async def preflight(settings: DnsWorkerSettings) -> Report:
             account_id=settings.cloudflare.account_id,
             max_attempts=min(3, settings.max_call_attempts),
         )
-        return await Preflight(
+        report = await Preflight(
             api,
             account_id=settings.cloudflare.account_id,
             api_base_url=settings.cloudflare.api_base_url,
             default_zone_id=settings.cloudflare.default_zone_id,
             owner_email_set=settings.access_owner_email is not None,
         ).run()
+        await check_redis(settings, report)
+        for ref in tunnels:
+            await check_tunnel(api, settings, ref, report)
+        return report
     finally:
         await sdk.close()
 
@@ -81,6 +95,15 @@ def render(report: Report) -> str:
     if report.zones:
         lines.append(f"Zones the token sees ({len(report.zones)}):")
         lines += ["  " + line for line in _table([["NAME", "ID", "STATUS"]] + [_zone_row(z) for z in report.zones])]
+        lines.append("")
+    for ref, seen in report.takeovers.items():
+        lines.append(f"Tunnel {ref} ({seen['tunnel_id']}): what the first syncs do with what points to it")
+        rows = [["HOSTNAME", "DNS"]]
+        rows += [[host, "adopted in place (ownership comment added)"] for host in seen["adopt_in_place"]]
+        rows += [[host, "already Flareport's"] for host in seen["already_ours"]]
+        rows += [[host, f"conflict, left untouched: {why}"] for host, why in seen["conflicts"].items()]
+        rows += [[domain, "DockFlare Access app"] for domain in seen["dockflare_access_apps"]]
+        lines += ["  " + line for line in _table(rows)] if len(rows) > 1 else ["  nothing points to it"]
         lines.append("")
     lines += [f"warning: {warning}" for warning in report.warnings]
     failures = report.failures()
@@ -110,7 +133,7 @@ def main(argv: Sequence[str]) -> int:
     settings = load_or_exit(load_dns_worker)
     # Retries and 429 waits are logged on stderr (warnings only), never mixed into the report.
     setup_logging("warning", settings.common.log_format, service="doctor", secrets=secret_values(settings))
-    report = asyncio.run(preflight(settings))
+    report = asyncio.run(preflight(settings, args.tunnel))
     text = json.dumps(report.to_json(), indent=2) if args.json else render(report)
     print(_masked(text, secret_values(settings)))
     sys.stdout.flush()

@@ -70,6 +70,8 @@ class Report:
     zones: list[Json] = field(default_factory=list)
     token: Json = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+    # Per tunnel named with ``flareport doctor --tunnel``: what the first syncs will adopt (takeover.py).
+    takeovers: dict[str, Json] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -87,6 +89,7 @@ class Report:
             "zones": self.zones,
             "checks": [asdict(check) for check in self.checks],
             "warnings": self.warnings,
+            "takeovers": self.takeovers,
         }
 
 

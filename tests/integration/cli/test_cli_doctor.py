@@ -19,6 +19,8 @@ from typing import Any
 
 import pytest
 
+from flareport_cli.localredis import LocalRedis
+
 ACCOUNT = "0123456789abcdef0123456789abcdef"
 ZONE = "fedcba9876543210fedcba9876543210"
 OTHER_ZONE = "aaaabbbbccccddddeeeeffff00001111"
@@ -30,11 +32,35 @@ EVERY_PERMISSION = [
     "Account > Access: Organizations, Identity Providers, and Groups > Read",
     "Account > Account Settings > Read",
 ]
+DOCKFLARE_TUNNEL = "d0cf1a4e-0000-4000-8000-000000000001"
+OTHER_TUNNEL = "d0cf1a4e-0000-4000-8000-000000000002"
+
+
+def cname(name: str, tunnel: str, **more: Any) -> dict[str, Any]:
+    return {"zone_id": ZONE, "name": name, "type": "CNAME", "content": f"{tunnel}.cfargotunnel.com", **more}
+
+
 SEED = {
     "accounts": [{"id": ACCOUNT, "name": "doctor"}],
     "zones": [
         {"id": ZONE, "name": "example.test", "account_id": ACCOUNT},
         {"id": OTHER_ZONE, "name": "other.test", "account_id": ACCOUNT},
+    ],
+    # What DockFlare leaves: its remotely managed tunnel, proxied CNAMEs without comments, untagged apps.
+    "tunnels": [
+        {"id": DOCKFLARE_TUNNEL, "name": "dockflare-home", "config_src": "cloudflare"},
+        {"id": OTHER_TUNNEL, "name": "hand-made", "config_src": "local"},
+    ],
+    "dns_records": [
+        cname("app.example.test", DOCKFLARE_TUNNEL, proxied=True),
+        cname("wiki.example.test", DOCKFLARE_TUNNEL, proxied=True),
+        cname("noted.example.test", DOCKFLARE_TUNNEL, proxied=True, comment="set up by hand, keep"),
+        cname("grey.example.test", DOCKFLARE_TUNNEL, proxied=False),
+        cname("elsewhere.example.test", OTHER_TUNNEL, proxied=True),
+    ],
+    "access_apps": [
+        {"domain": "app.example.test", "type": "self_hosted", "name": "DockFlare-app.example.test"},
+        {"domain": "elsewhere.example.test", "type": "self_hosted", "name": "DockFlare-elsewhere.example.test"},
     ],
 }
 
@@ -42,6 +68,7 @@ SEED = {
 @dataclass(frozen=True)
 class Emulator:
     root: str
+    redis_url: str
 
     @property
     def base_url(self) -> str:
@@ -59,7 +86,7 @@ class Emulator:
 
 
 @pytest.fixture(scope="module")
-def emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Emulator]:
+def emulator(tmp_path_factory: pytest.TempPathFactory, redis_server: LocalRedis) -> Iterator[Emulator]:
     seed = tmp_path_factory.mktemp("doctor") / "seed.json"
     seed.write_text(json.dumps(SEED))
     process = subprocess.Popen(
@@ -72,7 +99,7 @@ def emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Emulator]:
         assert process.stdout is not None
         line = process.stdout.readline()  # printed once the socket is bound
         assert "listening on" in line, line
-        yield Emulator(line.split("listening on ", 1)[1].strip().removesuffix("/client/v4"))
+        yield Emulator(line.split("listening on ", 1)[1].strip().removesuffix("/client/v4"), redis_server.url)
     finally:
         process.terminate()
         process.wait(timeout=15)
@@ -105,6 +132,7 @@ def doctor(emulator: Emulator, token: str, *args: str, **env: str) -> Run:
             "CLOUDFLARE_ACCOUNT_ID": ACCOUNT,
             "CLOUDFLARE_API_BASE_URL": emulator.base_url,
             "CLOUDFLARE_MAX_CALL_ATTEMPTS": "1",
+            "REDIS_URL": emulator.redis_url,
             **env,
         }
     )
@@ -124,7 +152,7 @@ def doctor(emulator: Emulator, token: str, *args: str, **env: str) -> Run:
 def test_every_permission_passes_and_lists_the_zones(emulator: Emulator) -> None:
     run = doctor(emulator, emulator.token("tok-all-7f3a", permissions=EVERY_PERMISSION))
     assert run.code == 0, run.out + run.err
-    for check in ("token", "zones", "dns", "tunnels", "access apps", "access policies"):
+    for check in ("token", "zones", "dns", "tunnels", "access apps", "access policies", "redis"):
         assert run.row(check)[1:3] == ["ok", "required"], run.row(check)
     assert run.row("identity providers")[1:3] == ["ok", "optional"]
     assert run.row("account members")[1:3] == ["ok", "optional"]
@@ -198,7 +226,7 @@ def test_json_report_of_an_account_api_token(emulator: Emulator) -> None:
     run = doctor(emulator, token, "--json", CLOUDFLARE_ZONE_ID=ZONE)
     assert run.code == 0, run.out + run.err
     report = json.loads(run.out)
-    assert set(report) == {"ok", "account_id", "api_base_url", "token", "zones", "checks", "warnings"}
+    assert set(report) == {"ok", "account_id", "api_base_url", "token", "zones", "checks", "warnings", "takeovers"}
     assert report["ok"] is True and report["account_id"] == ACCOUNT and report["warnings"] == []
     assert report["token"]["kind"] == "account" and report["token"]["status"] == "active"
     assert report["token"]["expires_on"] == "2999-01-01T00:00:00Z"
@@ -226,3 +254,41 @@ def test_configuration_is_read_as_the_dns_worker_reads_it(emulator: Emulator) ->
     run = doctor(emulator, "tok-conf-0e8b", CLOUDFLARE_MAX_CALL_ATTEMPTS="many")
     assert run.code == 2
     assert "CLOUDFLARE_MAX_CALL_ATTEMPTS" in run.err
+
+
+def test_redis_out_of_reach_fails_the_doctor(emulator: Emulator) -> None:
+    token = emulator.token("tok-redis-4d2c", permissions=EVERY_PERMISSION)
+    run = doctor(emulator, token, REDIS_URL="redis://127.0.0.1:1")
+    assert run.code == 1, run.out + run.err
+    assert run.row("redis")[1:3] == ["failed", "required"] and "cannot reach Redis" in run.row("redis")[4]
+
+
+def test_a_dockflare_tunnel_is_checked_and_what_points_to_it_forecast(emulator: Emulator) -> None:
+    token = emulator.token("tok-tunnel-8e1f", permissions=EVERY_PERMISSION)
+    run = doctor(emulator, token, "--tunnel", "dockflare-home")
+    assert run.code == 0, run.out + run.err
+    assert run.row("tunnel dockflare-home")[1] == "ok"
+    assert "2 adopted in place, 0 already Flareport's, 2 conflict(s); 1 DockFlare Access app(s)" in run.out
+    assert run.row("app.example.test")[1] == "adopted in place (ownership comment added)"
+    assert run.row("noted.example.test")[1].startswith("conflict, left untouched: has a comment")
+    assert run.row("grey.example.test")[1] == "conflict, left untouched: not proxied"
+    assert "elsewhere.example.test" not in run.out, "a record to another tunnel is no business of this one"
+    assert "set FLAREPORT_ADOPT_DOCKFLARE_ACCESS=true" in run.out
+
+    by_id = doctor(emulator, token, "--json", "--tunnel", DOCKFLARE_TUNNEL)
+    seen = json.loads(by_id.out)["takeovers"][DOCKFLARE_TUNNEL]
+    assert seen["tunnel_id"] == DOCKFLARE_TUNNEL and seen["adopt_in_place"] == ["app.example.test", "wiki.example.test"]
+    assert seen["dockflare_access_apps"] == ["app.example.test"]
+
+    opted_in = doctor(emulator, token, "--tunnel", "dockflare-home", FLAREPORT_ADOPT_DOCKFLARE_ACCESS="true")
+    assert "FLAREPORT_ADOPT_DOCKFLARE_ACCESS" not in opted_in.out
+
+
+@pytest.mark.parametrize(
+    ("ref", "expected"),
+    [("no-such-tunnel", "no such tunnel in the account"), ("hand-made", "is locally managed")],
+)
+def test_a_missing_or_locally_managed_tunnel_fails(emulator: Emulator, ref: str, expected: str) -> None:
+    run = doctor(emulator, emulator.token(f"tok-{ref}-5a0b", permissions=EVERY_PERMISSION), "--tunnel", ref)
+    assert run.code == 1, run.out + run.err
+    assert run.row(f"tunnel {ref}")[1] == "failed" and expected in run.out
