@@ -26,7 +26,7 @@ from typing import Any
 
 from flareport_api.metrics import EVENTS
 from flareport_api.quotas import refuse
-from flareport_api.scripts import AcceptEvents
+from flareport_api.scripts import AcceptEvents, Admission
 from flareport_api.state import ApiContext
 from flareport_common.keys import GROUP_RECONCILER
 
@@ -56,9 +56,9 @@ def _text(value: Any) -> str:
 def interpret(reply: list[Any], *, rate: float, backlog_limit: int) -> Accepted | Refused:
     """The script's answer as a value (pure: tested without Redis)."""
     kind = _text(reply[0])
-    if kind == "ok":
+    if kind == Admission.OK:
         return Accepted(int(reply[1]), int(_text(reply[2])), tuple(int(_text(d)) for d in reply[3]))
-    if kind == "rate":
+    if kind == Admission.RATE:
         wait = max(int(reply[1]), 1) / 1000
         return Refused("events_per_second", f"over this agent's rate of {rate:g} events per second", wait)
     return Refused(

@@ -8,7 +8,7 @@ the longest one the API sends on its busiest path. The UI's scripts run once per
 from __future__ import annotations
 
 from collections.abc import Sequence
-from enum import IntEnum
+from enum import IntEnum, StrEnum
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -21,6 +21,14 @@ _ACQUIRE_POLL_SLOT = lua.load("flareport_api", "acquire_poll_slot")
 _RESERVE_LOGIN = lua.load("flareport_api", "reserve_login")
 _RELEASE_LOGIN = lua.load("flareport_api", "release_login")
 _DELETE_IF_SAME = lua.load("flareport_api", "delete_if_same")
+
+
+class Admission(StrEnum):
+    """What ``accept_events.lua`` answers first (a word: the reply's other fields depend on it)."""
+
+    OK = "ok"
+    RATE = "rate"  # over the agent's events rate
+    BACKLOG = "backlog"  # the group's unhandled entries are at the limit
 
 
 class AcceptEvents:

@@ -8,12 +8,13 @@
 --       group          the consumer group whose backlog counts
 --       field          the stream entry's field that holds the message
 --       (seq, payload)...  per event: its sequence number ("" when it has none) and its encoded message
--- Returns {"ok", accepted, last seq, duplicates}, {"rate", milliseconds until enough tokens} or
--- {"backlog", entries not yet handled}. Nothing is written unless the answer is "ok".
+-- Returns {OK, accepted, last seq, duplicates}, {RATE, milliseconds until enough tokens} or
+-- {BACKLOG, entries not yet handled}. Nothing is written unless the answer is OK.
 local last_seq_key, stream, bucket_key = KEYS[1], KEYS[2], KEYS[3]
 local rate, burst = tonumber(ARGV[1]), tonumber(ARGV[2])
 local backlog_limit, group_name, field = tonumber(ARGV[3]), ARGV[4], ARGV[5]
 local FIRST_EVENT = 6
+local OK, RATE, BACKLOG = 'ok', 'rate', 'backlog'
 
 local last = tonumber(redis.call('GET', last_seq_key) or '-1')
 local fresh = {}
@@ -28,7 +29,7 @@ for i = FIRST_EVENT, #ARGV, 2 do
   end
 end
 local last_text = string.format('%d', last)
-if #fresh == 0 then return {'ok', 0, last_text, dups} end
+if #fresh == 0 then return {OK, 0, last_text, dups} end
 
 local clock = redis.call('TIME')
 local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
@@ -38,7 +39,7 @@ if bucket[1] then
   tokens = math.min(burst, tonumber(bucket[1]) + math.max(0, now - tonumber(bucket[2])) * rate / 1000)
 end
 local need = math.min(#fresh, burst)
-if tokens < need then return {'rate', math.ceil((need - tokens) * 1000 / rate)} end
+if tokens < need then return {RATE, math.ceil((need - tokens) * 1000 / rate)} end
 
 local backlog = 0
 if redis.call('EXISTS', stream) == 1 then
@@ -51,7 +52,7 @@ if redis.call('EXISTS', stream) == 1 then
   end
   if not backlog then backlog = redis.call('XLEN', stream) end
 end
-if backlog >= backlog_limit then return {'backlog', backlog} end
+if backlog >= backlog_limit then return {BACKLOG, backlog} end
 
 tokens = tokens - #fresh
 redis.call('HSET', bucket_key, 'tokens', tostring(tokens), 'ms', string.format('%d', now))
@@ -59,4 +60,4 @@ redis.call('HSET', bucket_key, 'tokens', tostring(tokens), 'ms', string.format('
 redis.call('PEXPIRE', bucket_key, math.ceil((burst - tokens) * 1000 / rate) + 1000)
 for _, payload in ipairs(fresh) do redis.call('XADD', stream, '*', field, payload) end
 if last >= 0 then redis.call('SET', last_seq_key, last_text) end
-return {'ok', #fresh, last_text, dups}
+return {OK, #fresh, last_text, dups}
