@@ -140,6 +140,8 @@ class Plan:
     rules: tuple[RulePlan, ...]
     info: tuple[InfoItem, ...]
     warnings: tuple[str, ...]
+    # DockFlare's tunnels (ids or names) the rules and agents used: where its DNS records point.
+    tunnels: tuple[str, ...] = ()
 
     @property
     def errors(self) -> tuple[str, ...]:
@@ -287,6 +289,7 @@ def _rule(key: str, entry: dict[str, Any], warnings: list[str]) -> RulePlan:
         if value not in (None, False, ""):
             origin[option] = value
     body: dict[str, Any] = {}
+    access: AccessSpec | None = None
     try:
         access = _access(entry, where, warnings)
         rule = msgspec.convert(
@@ -309,6 +312,16 @@ def _rule(key: str, entry: dict[str, Any], warnings: list[str]) -> RulePlan:
         errors.append(str(exc))
     if entry.get("tunnel_name"):
         notes.append(f"DockFlare tunnel {entry['tunnel_name']!r}")
+    if body.get("tunnel_id"):
+        notes.append(
+            "its DNS record, a proxied CNAME to that tunnel without a comment as DockFlare leaves it, is adopted in "
+            "place at the first sync (anything else on the name stays a conflict)"
+        )
+    if access is not None:
+        notes.append(
+            "its Access app made by DockFlare is adopted in place when the dns-worker runs with "
+            "FLAREPORT_ADOPT_DOCKFLARE_ACCESS=true; otherwise it is a conflict"
+        )
     return RulePlan(key=key, hostname=str(hostname), path=path, body=body, notes=tuple(notes), errors=tuple(errors))
 
 
@@ -362,4 +375,17 @@ def parse(data: bytes, source: str) -> Plan:
         else:
             warnings.append(f"managed_rules.{key}.source: {source_kind!r} not understood, not imported")
     info += [_agent(str(aid), entry) for aid, entry in agents_in.items()]
-    return Plan(source=name, groups=tuple(groups), rules=tuple(rules), info=tuple(info), warnings=tuple(warnings))
+    tunnels: set[str] = set()
+    for entry in [*rules_in.values(), *agents_in.values()]:
+        if isinstance(entry, dict):
+            found = entry.get("tunnel_id") or entry.get("assigned_tunnel_id") or entry.get("tunnel_name")
+            if found or entry.get("assigned_tunnel_name"):
+                tunnels.add(str(found or entry.get("assigned_tunnel_name")))
+    return Plan(
+        source=name,
+        groups=tuple(groups),
+        rules=tuple(rules),
+        info=tuple(info),
+        warnings=tuple(warnings),
+        tunnels=tuple(sorted(tunnels)),
+    )

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from flareport_cli.admin.importer import adoption
 from flareport_cli.dockflare_import import ImportFormatError, Plan, parse
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "dockflare"
@@ -110,3 +111,14 @@ def test_a_group_with_a_bad_id_or_no_policy_is_an_error() -> None:
     errors = parse(state, "s.json").errors
     assert any(e.startswith("access_groups.Admins:") for e in errors)
     assert any(e.startswith("access_groups.empty.policies") for e in errors)
+
+
+def test_the_plan_names_dockflares_tunnels_and_what_is_adopted_per_rule() -> None:
+    plan = load("state.json")
+    assert plan.tunnels == ("tunnel-home",), "the tunnel DockFlare's rules and agents used, once"
+    rules = {r.hostname: r for r in plan.rules}
+    assert any("adopted in place" in n for n in rules["nas.example.com"].notes)
+    protected = next(r for r in plan.rules if r.body.get("rule", {}).get("access"))
+    assert any("FLAREPORT_ADOPT_DOCKFLARE_ACCESS=true" in n for n in protected.notes)
+    steps = adoption(plan)["steps"]
+    assert "see each record before enrolling: flareport doctor --tunnel tunnel-home" in steps

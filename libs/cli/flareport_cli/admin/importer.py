@@ -93,6 +93,21 @@ def compare(plan: Plan, groups: list[dict[str, Any]], rules: list[dict[str, Any]
     return report
 
 
+def adoption(plan: Plan) -> dict[str, Any]:
+    """What happens to what DockFlare made in Cloudflare, and how to see it record by record before switching."""
+    steps = [
+        "DNS records DockFlare made (proxied CNAMEs to its tunnel, no comment) are adopted in place at the first "
+        "sync of a hostname Flareport publishes: no delete, no re-create; other records on those names stay "
+        "conflicts, shown on the rule"
+    ]
+    steps += [f"see each record before enrolling: flareport doctor --tunnel {tunnel}" for tunnel in plan.tunnels]
+    steps.append(
+        "Access apps DockFlare made (DockFlare-<host>) are adopted in place only with "
+        "FLAREPORT_ADOPT_DOCKFLARE_ACCESS=true on the dns-worker; DockFlare's reusable policies are left as they are"
+    )
+    return {"tunnels": list(plan.tunnels), "steps": steps}
+
+
 def _print_human(document: dict[str, Any]) -> None:
     verb = {"create": "would create" if not document["applied"] else "created"}
     print(f"DockFlare import from {document['source']} ({'applied' if document['applied'] else 'dry run'})")
@@ -107,6 +122,8 @@ def _print_human(document: dict[str, Any]) -> None:
         print(f"  {'info':<13} {label} {item['name']}: {item['todo']}")
     for warning in document["warnings"]:
         print(f"  {'warning':<13} {warning}")
+    for step in document["adoption"]["steps"]:
+        print(f"  {'adoption':<13} {step}")
     counts = document["summary"]
     print("Summary: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
     if not document["applied"] and counts.get("create"):
@@ -140,6 +157,7 @@ def _run(ctx: Context, args: argparse.Namespace, plan: Plan) -> int:
         "objects": objects,
         "information": [{"kind": i.kind, "name": i.name, "todo": i.todo, **i.details} for i in plan.info],
         "warnings": list(plan.warnings),
+        "adoption": adoption(plan),
         "summary": summary,
     }
     if ctx.as_json:
