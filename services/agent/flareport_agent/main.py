@@ -1,4 +1,7 @@
-"""``flareport agent``: settings -> logging -> run the agent until SIGTERM/SIGINT (or a decommission command)."""
+"""``flareport agent``: settings -> logging (secrets redacted) -> the agent, with its health server (/healthz,
+/metrics), until SIGTERM/SIGINT or a decommission command -> stop watching and polling, save the state (cloudflared
+keeps serving: the engine runs it).
+"""
 
 from __future__ import annotations
 
@@ -22,7 +25,7 @@ def main(argv: Sequence[str]) -> int:
     argparse.ArgumentParser(
         prog="flareport agent",
         description="Watch this host's containers, report them to the master and run its cloudflared. "
-        "Configured by environment variables (see docs/agent.md).",
+        "Configured by environment variables (see docs/configuration.md and docs/agent.md).",
     ).parse_args(list(argv))
     settings = load_or_exit(load_agent)
     setup_logging(settings.log_level, settings.log_format, service="agent", secrets=secret_values(settings))

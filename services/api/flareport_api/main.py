@@ -1,9 +1,11 @@
-"""``flareport api``: settings -> logging -> serve until SIGTERM/SIGINT, then stop gracefully."""
+"""``flareport api``: settings -> logging (secrets redacted) -> the app, whose routes include /healthz, /readyz and
+/metrics -> serve until SIGTERM/SIGINT -> stop gracefully (open requests get ``SHUTDOWN_TIMEOUT_S`` to finish).
+"""
 
 from __future__ import annotations
 
+import argparse
 import asyncio
-import sys
 from collections.abc import Sequence
 
 import structlog
@@ -18,7 +20,7 @@ log = structlog.get_logger("flareport.api")
 SHUTDOWN_TIMEOUT_S = 10.0
 
 
-async def serve(settings: ApiSettings) -> None:
+async def serve(settings: ApiSettings) -> int:
     runner = web.AppRunner(create_app(settings), access_log=None, shutdown_timeout=SHUTDOWN_TIMEOUT_S)
     await runner.setup()
     try:
@@ -32,13 +34,15 @@ async def serve(settings: ApiSettings) -> None:
     finally:
         await runner.cleanup()
     log.info("api.stopped")
+    return 0
 
 
 def main(argv: Sequence[str]) -> int:
-    if argv:
-        print("usage: flareport api  (configured through the environment; see docs/api.md)", file=sys.stderr)
-        return 2
+    argparse.ArgumentParser(
+        prog="flareport api",
+        description="Serve the HTTP API for admins and agents (it never calls Cloudflare). "
+        "Configured by environment variables (see docs/configuration.md and docs/api.md).",
+    ).parse_args(list(argv))
     settings = load_or_exit(load_api)
     setup_logging(settings.common.log_level, settings.common.log_format, service="api", secrets=secret_values(settings))
-    asyncio.run(serve(settings))
-    return 0
+    return asyncio.run(serve(settings))
