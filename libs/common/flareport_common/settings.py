@@ -22,6 +22,7 @@ from flareport_common.env import Env, validate_image
 from flareport_common.errors import SettingsError
 from flareport_common.keys import DEFAULT_PREFIX
 from flareport_common.policy import ORIGIN_ALLOW_ENV, kinds_hint, unknown_kinds
+from flareport_common.redissettings import RedisNodes, load_redis_nodes
 
 DEFAULT_CLOUDFLARED_IMAGE = "cloudflare/cloudflared:2025.9.0"
 DEFAULT_CLOUDFLARE_API_BASE_URL = "https://api.cloudflare.com/client/v4"
@@ -36,6 +37,8 @@ class CommonSettings:
     log_level: str
     log_format: str  # "json", "console" or "auto" (console when attached to a terminal)
     tz: str | None
+    # Sentinel, and the data nodes' credentials and TLS beyond REDIS_URL (flareport_common.redissettings).
+    redis_nodes: RedisNodes = RedisNodes()
 
 
 @dataclass(frozen=True, slots=True)
@@ -204,13 +207,15 @@ def _log(env: Env) -> tuple[str, str]:
 
 def load_common(env: Env) -> CommonSettings:
     level, fmt = _log(env)
+    redis_url = env.url("REDIS_URL", schemes=("redis", "rediss", "unix"), default="redis://127.0.0.1:6379")
     return CommonSettings(
-        redis_url=env.url("REDIS_URL", schemes=("redis", "rediss", "unix"), default="redis://127.0.0.1:6379"),
+        redis_url=redis_url,
         redis_db_index=env.optional_int("REDIS_DB_INDEX", minimum=0, maximum=15),
         key_prefix=env.text("FLAREPORT_KEY_PREFIX", default=DEFAULT_PREFIX),
         log_level=level,
         log_format=fmt,
         tz=env.optional("TZ"),
+        redis_nodes=load_redis_nodes(env, redis_url),
     )
 
 

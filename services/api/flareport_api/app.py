@@ -90,6 +90,7 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
         revoked=settings.revoked_agent_keys,
         recovery_window_s=settings.agent_key_recovery_window_seconds,
         restores_per_minute=settings.agent_key_restores_per_minute,
+        nodes=settings.common.redis_nodes,
     )
     limiter = FailureLimiter(settings.auth_failure_limit, settings.auth_failure_window_seconds)
     hub = CommandHub(redis, keys, poll_s=settings.command_poll_seconds, redeliver_s=settings.command_redeliver_seconds)

@@ -44,6 +44,8 @@ from flareport_api.schemas import KeyInfo, KeyStatus
 from flareport_common import readversion
 from flareport_common.keys import Keys
 from flareport_common.messages.base import utcnow
+from flareport_common.redisconn import replicated
+from flareport_common.redissettings import RedisNodes
 from flareport_common.replies import optional_text
 
 log = structlog.get_logger("flareport.api.keys")
@@ -125,8 +127,11 @@ class KeyStore:
         revoked: frozenset[str] = frozenset(),
         recovery_window_s: float = 3600.0,
         restores_per_minute: int = 600,
+        nodes: RedisNodes | None = None,
     ) -> None:
         self._redis = redis
+        # With Sentinel, a new key waits for a replica: shown once to the admin, it must survive a failover.
+        self._nodes = nodes or RedisNodes()
         self._keys = keys
         self.minter = minter
         self._recovery = recovery
@@ -153,6 +158,7 @@ class KeyStore:
         pipe.set(self._keys.data_epoch, Epoch(SEALED, time.time()).encode(), nx=True)
         readversion.bump(pipe, self._keys)
         await pipe.execute()
+        await replicated(self._redis, self._nodes, f"{self._keys.prefix}replicated", what="agent_key")
         stored = await self.get(key_id)
         assert stored is not None
         return key, stored

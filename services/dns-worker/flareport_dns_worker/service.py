@@ -18,7 +18,7 @@ import structlog
 from flareport_common.health import start_health_server
 from flareport_common.keys import GROUP_DNS_WORKER, Keys
 from flareport_common.messages.cfjobs import CfJobMessage
-from flareport_common.redisconn import connect
+from flareport_common.redisconn import connect, ready
 from flareport_common.runtime import consumer_name, install_stop_handlers
 from flareport_common.settings import DnsWorkerSettings
 from flareport_common.streams.consumer import ConsumerConfig, StreamConsumer
@@ -127,10 +127,10 @@ async def serve(settings: DnsWorkerSettings) -> int:
     redis = connect(settings.common)
     service = DnsWorkerService(settings, redis)
 
-    async def ready() -> bool:
-        return bool(await redis.ping())
+    async def redis_ready() -> bool:
+        return await ready(redis)
 
-    health = await start_health_server("0.0.0.0", settings.health_port, ready)
+    health = await start_health_server("0.0.0.0", settings.health_port, redis_ready)
     stopping = install_stop_handlers(service.consumer.stop)
     facts = asyncio.create_task(service.access_facts.run(stopping), name="access-facts")
     # The token checked once at start (what `flareport doctor` checks), logged as warnings; jobs do not wait for it.

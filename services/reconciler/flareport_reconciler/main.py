@@ -14,7 +14,7 @@ import structlog
 
 from flareport_common.health import start_health_server
 from flareport_common.logs import setup_logging
-from flareport_common.redisconn import connect
+from flareport_common.redisconn import connect, ready
 from flareport_common.runtime import consumer_name, install_stop_handlers
 from flareport_common.settings import ReconcilerSettings, load_or_exit, load_reconciler, secret_values
 from flareport_reconciler.service import Replica
@@ -29,10 +29,10 @@ async def serve(settings: ReconcilerSettings) -> int:
     replica = Replica(redis, settings, consumer_name("reconciler"))
     install_stop_handlers(replica.stop)
 
-    async def ready() -> bool:
-        return bool(await redis.ping())
+    async def redis_ready() -> bool:
+        return await ready(redis)
 
-    runner = await start_health_server("0.0.0.0", settings.health_port, ready, check="redis")
+    runner = await start_health_server("0.0.0.0", settings.health_port, redis_ready, check="redis")
     log.info("reconciler.started", health_port=settings.health_port)
     try:
         await replica.run()
