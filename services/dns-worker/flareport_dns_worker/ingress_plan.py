@@ -13,8 +13,11 @@ order, then exactly one catch-all ``http_status:404``. Our rules come first so t
 it stays, ours is left out and reported — unless it is exactly the rule we would write (same hostname, path,
 service and origin options). Such a rule is taken as ours: adopting it changes no routing, and it is how our own
 rule looks when Redis lost the last moments of writes (a crash under ``appendfsync everysec``) after the PUT
-went through but before the worker's record of it was persisted. Top-level settings (``originRequest``,
-``warp-routing``) are kept.
+went through but before the worker's record of it was persisted. The same holds for a protected path's rule in the
+form DockFlare writes it (the literal path, unanchored, e.g. ``/admin``) with our service and origin options: it
+routes the same requests to the same service plus any path that merely contains ``/admin``, around the Access app;
+it is taken as ours and replaced by the anchored rule. Top-level settings (``originRequest``, ``warp-routing``)
+are kept.
 
 With ``prune=False`` (the control plane is rebuilding after a loss of its data and may not know every rule
 yet) a rule of ours that is no longer wanted is kept like a foreign one, in its original order among them,
@@ -134,6 +137,12 @@ def plan_ingress(
     config = dict(current or {})
     rules: list[Mapping[str, Any]] = list(config.get("ingress") or [])
     wanted = {rule_key(e.hostname, written_path(e)): e for e in desired}
+    # A protected path's rule as DockFlare writes it (the literal path) -> the rule it would be with that path.
+    literal = {
+        rule_key(e.hostname, e.path): {**entry_rule(e), "path": e.path}
+        for e in desired
+        if e.path and written_path(e) != e.path
+    }
     known = set(owned) if owned is not None else set(wanted)
     # Every rule that stays as it is, foreign or kept, in its original order after ours.
     others: list[dict[str, Any]] = []
@@ -147,6 +156,8 @@ def plan_ingress(
         key = rule_key(rule.get("hostname"), rule.get("path"))
         if key not in known and key in wanted and normalise(rule) == entry_rule(wanted[key]):
             known.add(key)  # exactly what we would write: ours (see the module docstring)
+        elif key not in known and key not in wanted and normalise(rule) == literal.get(key):
+            known.add(key)  # ours in DockFlare's unanchored form: replaced by the anchored rule
         if key in known:
             if key not in wanted and not prune and key not in kept:
                 kept.add(key)

@@ -162,3 +162,20 @@ def test_a_rule_exactly_as_we_would_write_it_is_adopted_but_a_different_one_is_a
     with_origin = entry("app.example.com", origin=OriginOptions(no_tls_verify=True))
     differs = plan_ingress(current, [with_origin], set())
     assert [c.hostname for c in differs.conflicts] == ["app.example.com"], "other origin options: not ours"
+
+
+def test_a_protected_path_in_dockflares_unanchored_form_is_replaced_by_the_anchored_rule() -> None:
+    protected = entry("router.example.com", path="/admin", protected=True)
+    dockflare = {"hostname": "router.example.com", "path": "/admin", "service": "http://web:80"}
+    elsewhere = {"hostname": "router.example.com", "path": "/admin", "service": "http://other:80"}
+
+    plan = plan_ingress({"ingress": [dockflare, CATCH_ALL]}, [protected], set())
+    assert plan.config["ingress"] == [
+        {"hostname": "router.example.com", "service": "http://web:80", "path": "^/admin(/.*)?$"},
+        CATCH_ALL,
+    ], "the unanchored copy would route /x/admin around the Access app"
+    assert not plan.conflicts
+
+    kept = plan_ingress({"ingress": [elsewhere, CATCH_ALL]}, [protected], set())
+    assert elsewhere in kept.config["ingress"], "a rule to another service is not ours in any form"
+    assert kept.foreign == 1
