@@ -14,7 +14,7 @@ import os
 import re
 import sys
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, fields, is_dataclass
+from dataclasses import MISSING, dataclass, field, fields, is_dataclass
 from typing import Any, NoReturn, TypeVar
 from urllib.parse import unquote, urlsplit
 
@@ -26,19 +26,21 @@ from flareport_common.redissettings import RedisNodes, load_redis_nodes
 
 DEFAULT_CLOUDFLARED_IMAGE = "cloudflare/cloudflared:2025.9.0"
 DEFAULT_CLOUDFLARE_API_BASE_URL = "https://api.cloudflare.com/client/v4"
+DEFAULT_LOG_LEVEL = "info"
+DEFAULT_LOG_FORMAT = "auto"  # console when attached to a terminal, JSON otherwise
 _KEY_ID = re.compile(r"key_[0-9a-f]{16}")
 
 
 @dataclass(frozen=True, slots=True)
 class CommonSettings:
-    redis_url: str = field(repr=False)  # may carry the Redis password
-    redis_db_index: int | None
-    key_prefix: str
-    log_level: str
-    log_format: str  # "json", "console" or "auto" (console when attached to a terminal)
-    tz: str | None
+    redis_url: str = field(default="redis://127.0.0.1:6379", repr=False)  # may carry the Redis password
+    redis_db_index: int | None = None  # None: the URL's database
+    key_prefix: str = DEFAULT_PREFIX
+    log_level: str = DEFAULT_LOG_LEVEL
+    log_format: str = DEFAULT_LOG_FORMAT  # "json", "console" or "auto"
+    tz: str | None = None
     # Sentinel, and the data nodes' credentials and TLS beyond REDIS_URL (flareport_common.redissettings).
-    redis_nodes: RedisNodes = RedisNodes()
+    redis_nodes: RedisNodes = field(default_factory=RedisNodes)
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,10 +69,10 @@ DEFAULT_QUOTAS = AgentQuotas()
 @dataclass(frozen=True, slots=True)
 class ApiSettings:
     common: CommonSettings
-    host: str
-    port: int
     master_api_key: str = field(repr=False)
-    max_body_bytes: int
+    host: str = "0.0.0.0"
+    port: int = 8080
+    max_body_bytes: int = 1_048_576
     # An agent's event batch may carry its whole inventory (about 400 bytes per labelled container), so it gets a
     # limit of its own: 16 MiB is some 40,000 containers, more than one engine runs.
     max_events_body_bytes: int = 16 * 1_048_576
@@ -123,10 +125,10 @@ class ApiSettings:
 @dataclass(frozen=True, slots=True)
 class ReconcilerSettings:
     common: CommonSettings
-    grace_period_seconds: int
-    agent_offline_seconds: int
-    drift_check_seconds: int
-    health_port: int
+    grace_period_seconds: int = 600
+    agent_offline_seconds: int = 60
+    drift_check_seconds: int = 600
+    health_port: int = 9101
     # How long a stream message may sit unacknowledged with a dead replica before another takes it over.
     claim_idle_seconds: float = 30.0
     # How often background work runs (grace deletions, offline detection, leftovers of crashed replicas).
@@ -154,18 +156,18 @@ class ReconcilerSettings:
 class CloudflareSettings:
     api_token: str = field(repr=False)
     account_id: str
-    default_zone_id: str | None
-    api_base_url: str
-    rate_limit_requests: int
-    rate_limit_window_seconds: int
+    default_zone_id: str | None = None
+    api_base_url: str = DEFAULT_CLOUDFLARE_API_BASE_URL
+    rate_limit_requests: int = 1200
+    rate_limit_window_seconds: int = 300
 
 
 @dataclass(frozen=True, slots=True)
 class DnsWorkerSettings:
     common: CommonSettings
     cloudflare: CloudflareSettings
-    owner_id: str
-    health_port: int
+    owner_id: str = "flareport"
+    health_port: int = 9102
     # Operations per dns_records/batch call (Cloudflare Free allows 200, paid plans 3,500).
     dns_batch_size: int = 200
     request_timeout_seconds: float = 30.0
@@ -189,29 +191,45 @@ class DnsWorkerSettings:
 class AgentSettings:
     master_url: str
     api_key: str = field(repr=False)
-    docker_host: str | None
-    cloudflared_image: str
-    data_dir: str
-    label_prefix: str | None
-    log_level: str
-    log_format: str
-    tz: str | None
-    health_port: int
+    docker_host: str | None = None  # None: the Docker SDK's default
+    cloudflared_image: str = DEFAULT_CLOUDFLARED_IMAGE
+    data_dir: str = "/app/data"
+    label_prefix: str | None = None
+    log_level: str = DEFAULT_LOG_LEVEL
+    log_format: str = DEFAULT_LOG_FORMAT
+    tz: str | None = None
+    health_port: int = 9103
+
+
+def _defaults(settings: type[Any]) -> dict[str, Any]:
+    """Each field's default, by name. A default is written once, on its struct's field: the loaders read their
+    fallbacks from here, and tests or tools that build a struct directly get the same values."""
+    return {item.name: item.default for item in fields(settings) if item.default is not MISSING}
+
+
+_COMMON = _defaults(CommonSettings)
+_API = _defaults(ApiSettings)
+_RECONCILER = _defaults(ReconcilerSettings)
+_CLOUDFLARE = _defaults(CloudflareSettings)
+_DNS_WORKER = _defaults(DnsWorkerSettings)
+_AGENT = _defaults(AgentSettings)
 
 
 def _log(env: Env) -> tuple[str, str]:
-    level = env.choice("LOG_LEVEL", default="info", choices=("debug", "info", "warning", "error", "critical"))
-    fmt = env.choice("LOG_FORMAT", default="auto", choices=("auto", "json", "console"))
+    level = env.choice(
+        "LOG_LEVEL", default=DEFAULT_LOG_LEVEL, choices=("debug", "info", "warning", "error", "critical")
+    )
+    fmt = env.choice("LOG_FORMAT", default=DEFAULT_LOG_FORMAT, choices=("auto", "json", "console"))
     return level, fmt
 
 
 def load_common(env: Env) -> CommonSettings:
     level, fmt = _log(env)
-    redis_url = env.url("REDIS_URL", schemes=("redis", "rediss", "unix"), default="redis://127.0.0.1:6379")
+    redis_url = env.url("REDIS_URL", schemes=("redis", "rediss", "unix"), default=_COMMON["redis_url"])
     return CommonSettings(
         redis_url=redis_url,
         redis_db_index=env.optional_int("REDIS_DB_INDEX", minimum=0, maximum=15),
-        key_prefix=env.text("FLAREPORT_KEY_PREFIX", default=DEFAULT_PREFIX),
+        key_prefix=env.text("FLAREPORT_KEY_PREFIX", default=_COMMON["key_prefix"]),
         log_level=level,
         log_format=fmt,
         tz=env.optional("TZ"),
@@ -226,32 +244,50 @@ def load_api(environ: Mapping[str, str]) -> ApiSettings:
         raise SettingsError("MASTER_API_KEY: must be at least 16 characters")
     return ApiSettings(
         common=load_common(env),
-        host=env.text("FLAREPORT_API_HOST", default="0.0.0.0"),
-        port=env.integer("FLAREPORT_API_PORT", default=8080, minimum=0, maximum=65535),
+        host=env.text("FLAREPORT_API_HOST", default=_API["host"]),
+        port=env.integer("FLAREPORT_API_PORT", default=_API["port"], minimum=0, maximum=65535),
         master_api_key=key,
-        max_body_bytes=env.integer("FLAREPORT_API_MAX_BODY_BYTES", default=1_048_576, minimum=1024),
-        max_events_body_bytes=env.integer("FLAREPORT_API_MAX_EVENTS_BODY_BYTES", default=16 * 1_048_576, minimum=1024),
-        command_poll_seconds=env.number("FLAREPORT_API_COMMAND_POLL_SECONDS", default=2.0, minimum=0.05),
-        command_redeliver_seconds=env.number("FLAREPORT_API_COMMAND_REDELIVER_SECONDS", default=60.0, minimum=1.0),
-        max_wait_seconds=env.number("FLAREPORT_API_MAX_WAIT_SECONDS", default=60.0, minimum=0.0),
-        auth_failure_limit=env.integer("FLAREPORT_API_AUTH_FAILURE_LIMIT", default=20, minimum=1),
-        auth_failure_window_seconds=env.number("FLAREPORT_API_AUTH_FAILURE_WINDOW_SECONDS", default=60.0, minimum=1.0),
-        admin_user=env.text("FLAREPORT_ADMIN_USER", default="admin"),
+        max_body_bytes=env.integer("FLAREPORT_API_MAX_BODY_BYTES", default=_API["max_body_bytes"], minimum=1024),
+        max_events_body_bytes=env.integer(
+            "FLAREPORT_API_MAX_EVENTS_BODY_BYTES", default=_API["max_events_body_bytes"], minimum=1024
+        ),
+        command_poll_seconds=env.number(
+            "FLAREPORT_API_COMMAND_POLL_SECONDS", default=_API["command_poll_seconds"], minimum=0.05
+        ),
+        command_redeliver_seconds=env.number(
+            "FLAREPORT_API_COMMAND_REDELIVER_SECONDS", default=_API["command_redeliver_seconds"], minimum=1.0
+        ),
+        max_wait_seconds=env.number("FLAREPORT_API_MAX_WAIT_SECONDS", default=_API["max_wait_seconds"], minimum=0.0),
+        auth_failure_limit=env.integer(
+            "FLAREPORT_API_AUTH_FAILURE_LIMIT", default=_API["auth_failure_limit"], minimum=1
+        ),
+        auth_failure_window_seconds=env.number(
+            "FLAREPORT_API_AUTH_FAILURE_WINDOW_SECONDS", default=_API["auth_failure_window_seconds"], minimum=1.0
+        ),
+        admin_user=env.text("FLAREPORT_ADMIN_USER", default=_API["admin_user"]),
         admin_password=env.optional("FLAREPORT_ADMIN_PASSWORD"),
         admin_password_hash=_argon2_hash(env.optional("FLAREPORT_ADMIN_PASSWORD_HASH")),
         admin_password_file=_admin_password_file(env, environ),
-        ui_session_hours=env.number("FLAREPORT_UI_SESSION_HOURS", default=12.0, minimum=0.01),
+        ui_session_hours=env.number("FLAREPORT_UI_SESSION_HOURS", default=_API["ui_session_hours"], minimum=0.01),
         ui_session_max_hours=_session_max_hours(env),
-        ui_login_limit=env.integer("FLAREPORT_UI_LOGIN_LIMIT", default=5, minimum=1),
-        ui_login_window_seconds=env.number("FLAREPORT_UI_LOGIN_WINDOW_SECONDS", default=300.0, minimum=1.0),
-        ui_secure_cookie=env.choice("FLAREPORT_UI_SECURE_COOKIE", default="auto", choices=("auto", "always", "never")),
-        ui_events_seconds=env.number("FLAREPORT_UI_EVENTS_SECONDS", default=2.0, minimum=0.1),
-        agent_key_secret=_agent_key_secret(env, key),
-        agent_key_recovery=env.flag("FLAREPORT_AGENT_KEY_RECOVERY", default=True),
-        agent_key_recovery_window_seconds=env.number(
-            "FLAREPORT_AGENT_KEY_RECOVERY_WINDOW_SECONDS", default=3600.0, minimum=0.0
+        ui_login_limit=env.integer("FLAREPORT_UI_LOGIN_LIMIT", default=_API["ui_login_limit"], minimum=1),
+        ui_login_window_seconds=env.number(
+            "FLAREPORT_UI_LOGIN_WINDOW_SECONDS", default=_API["ui_login_window_seconds"], minimum=1.0
         ),
-        agent_key_restores_per_minute=env.integer("FLAREPORT_AGENT_KEY_RESTORES_PER_MINUTE", default=600, minimum=1),
+        ui_secure_cookie=env.choice(
+            "FLAREPORT_UI_SECURE_COOKIE", default=_API["ui_secure_cookie"], choices=("auto", "always", "never")
+        ),
+        ui_events_seconds=env.number("FLAREPORT_UI_EVENTS_SECONDS", default=_API["ui_events_seconds"], minimum=0.1),
+        agent_key_secret=_agent_key_secret(env, key),
+        agent_key_recovery=env.flag("FLAREPORT_AGENT_KEY_RECOVERY", default=_API["agent_key_recovery"]),
+        agent_key_recovery_window_seconds=env.number(
+            "FLAREPORT_AGENT_KEY_RECOVERY_WINDOW_SECONDS",
+            default=_API["agent_key_recovery_window_seconds"],
+            minimum=0.0,
+        ),
+        agent_key_restores_per_minute=env.integer(
+            "FLAREPORT_AGENT_KEY_RESTORES_PER_MINUTE", default=_API["agent_key_restores_per_minute"], minimum=1
+        ),
         revoked_agent_keys=_key_ids(env, "FLAREPORT_REVOKED_AGENT_KEYS"),
         quotas=_load_quotas(env),
         trusted_proxies=_networks(env, "FLAREPORT_TRUSTED_PROXIES"),
@@ -329,7 +365,7 @@ def _key_ids(env: Env, name: str) -> frozenset[str]:
 
 def _load_oidc(env: Env) -> dict[str, Any]:
     issuer = env.optional("FLAREPORT_OIDC_ISSUER")
-    password_login = env.flag("FLAREPORT_UI_PASSWORD_LOGIN", default=True)
+    password_login = env.flag("FLAREPORT_UI_PASSWORD_LOGIN", default=_API["ui_password_login"])
     if issuer is None:
         if not password_login:
             raise SettingsError("FLAREPORT_UI_PASSWORD_LOGIN: can be false only when FLAREPORT_OIDC_ISSUER is set")
@@ -358,10 +394,11 @@ def _load_oidc(env: Env) -> dict[str, Any]:
 
 
 def _session_max_hours(env: Env) -> float:
-    idle = env.number("FLAREPORT_UI_SESSION_HOURS", default=12.0, minimum=0.01)
+    idle = env.number("FLAREPORT_UI_SESSION_HOURS", default=_API["ui_session_hours"], minimum=0.01)
     if env.optional("FLAREPORT_UI_SESSION_MAX_HOURS") is None:
-        return max(24.0, idle)
-    hours = env.number("FLAREPORT_UI_SESSION_MAX_HOURS", default=24.0, minimum=0.01)
+        longest: float = _API["ui_session_max_hours"]
+        return max(longest, idle)
+    hours = env.number("FLAREPORT_UI_SESSION_MAX_HOURS", default=_API["ui_session_max_hours"], minimum=0.01)
     if hours < idle:
         raise SettingsError(
             f"FLAREPORT_UI_SESSION_MAX_HOURS: must be at least FLAREPORT_UI_SESSION_HOURS ({idle:g}), got {hours:g}"
@@ -397,17 +434,29 @@ def load_reconciler(environ: Mapping[str, str]) -> ReconcilerSettings:
     env = Env(environ)
     return ReconcilerSettings(
         common=load_common(env),
-        grace_period_seconds=env.integer("GRACE_PERIOD_SECONDS", default=600, minimum=0),
-        agent_offline_seconds=env.integer("AGENT_OFFLINE_SECONDS", default=60, minimum=5),
-        drift_check_seconds=env.integer("DRIFT_CHECK_SECONDS", default=600, minimum=10),
-        health_port=env.integer("FLAREPORT_HEALTH_PORT", default=9101, minimum=0, maximum=65535),
-        claim_idle_seconds=env.number("FLAREPORT_CLAIM_IDLE_SECONDS", default=30.0, minimum=0.1),
-        sweep_interval_seconds=env.number("FLAREPORT_SWEEP_INTERVAL_SECONDS", default=2.0, minimum=0.05),
-        job_timeout_seconds=env.integer("FLAREPORT_JOB_TIMEOUT_SECONDS", default=600, minimum=1),
-        recovery_hold_seconds=env.integer("FLAREPORT_RECOVERY_HOLD_SECONDS", default=600, minimum=0),
+        grace_period_seconds=env.integer(
+            "GRACE_PERIOD_SECONDS", default=_RECONCILER["grace_period_seconds"], minimum=0
+        ),
+        agent_offline_seconds=env.integer(
+            "AGENT_OFFLINE_SECONDS", default=_RECONCILER["agent_offline_seconds"], minimum=5
+        ),
+        drift_check_seconds=env.integer("DRIFT_CHECK_SECONDS", default=_RECONCILER["drift_check_seconds"], minimum=10),
+        health_port=env.integer("FLAREPORT_HEALTH_PORT", default=_RECONCILER["health_port"], minimum=0, maximum=65535),
+        claim_idle_seconds=env.number(
+            "FLAREPORT_CLAIM_IDLE_SECONDS", default=_RECONCILER["claim_idle_seconds"], minimum=0.1
+        ),
+        sweep_interval_seconds=env.number(
+            "FLAREPORT_SWEEP_INTERVAL_SECONDS", default=_RECONCILER["sweep_interval_seconds"], minimum=0.05
+        ),
+        job_timeout_seconds=env.integer(
+            "FLAREPORT_JOB_TIMEOUT_SECONDS", default=_RECONCILER["job_timeout_seconds"], minimum=1
+        ),
+        recovery_hold_seconds=env.integer(
+            "FLAREPORT_RECOVERY_HOLD_SECONDS", default=_RECONCILER["recovery_hold_seconds"], minimum=0
+        ),
         agent_origin_allow=_origin_kinds(env, ORIGIN_ALLOW_ENV),
-        agent_allow_wildcard=env.flag("FLAREPORT_AGENT_ALLOW_WILDCARD", default=False),
-        agent_allow_apex=env.flag("FLAREPORT_AGENT_ALLOW_APEX", default=False),
+        agent_allow_wildcard=env.flag("FLAREPORT_AGENT_ALLOW_WILDCARD", default=_RECONCILER["agent_allow_wildcard"]),
+        agent_allow_apex=env.flag("FLAREPORT_AGENT_ALLOW_APEX", default=_RECONCILER["agent_allow_apex"]),
         access_owner_email=_email(env, "FLAREPORT_ACCESS_OWNER_EMAIL"),
         agent_max_containers=env.integer(
             "FLAREPORT_AGENT_MAX_CONTAINERS", default=DEFAULT_QUOTAS.containers, minimum=1
@@ -429,11 +478,13 @@ def load_cloudflare(env: Env) -> CloudflareSettings:
         api_token=env.text("CLOUDFLARE_API_TOKEN", "CF_API_TOKEN", required=True),
         account_id=env.text("CLOUDFLARE_ACCOUNT_ID", "CF_ACCOUNT_ID", required=True),
         default_zone_id=env.optional("CLOUDFLARE_ZONE_ID", "CF_ZONE_ID"),
-        api_base_url=env.url(
-            "CLOUDFLARE_API_BASE_URL", schemes=("http", "https"), default=DEFAULT_CLOUDFLARE_API_BASE_URL
+        api_base_url=env.url("CLOUDFLARE_API_BASE_URL", schemes=("http", "https"), default=_CLOUDFLARE["api_base_url"]),
+        rate_limit_requests=env.integer(
+            "CLOUDFLARE_RATE_LIMIT_REQUESTS", default=_CLOUDFLARE["rate_limit_requests"], minimum=1
         ),
-        rate_limit_requests=env.integer("CLOUDFLARE_RATE_LIMIT_REQUESTS", default=1200, minimum=1),
-        rate_limit_window_seconds=env.integer("CLOUDFLARE_RATE_LIMIT_WINDOW_SECONDS", default=300, minimum=1),
+        rate_limit_window_seconds=env.integer(
+            "CLOUDFLARE_RATE_LIMIT_WINDOW_SECONDS", default=_CLOUDFLARE["rate_limit_window_seconds"], minimum=1
+        ),
     )
 
 
@@ -443,25 +494,39 @@ def load_dns_worker(environ: Mapping[str, str]) -> DnsWorkerSettings:
         common=load_common(env),
         cloudflare=load_cloudflare(env),
         owner_id=_owner_id(env),
-        health_port=env.integer("FLAREPORT_HEALTH_PORT", default=9102, minimum=0, maximum=65535),
-        dns_batch_size=env.integer("CLOUDFLARE_DNS_BATCH_SIZE", default=200, minimum=1, maximum=3500),
-        request_timeout_seconds=float(env.integer("CLOUDFLARE_REQUEST_TIMEOUT_SECONDS", default=30, minimum=1)),
-        target_lease_ms=env.integer("FLAREPORT_TARGET_LEASE_MS", default=15_000, minimum=1000),
-        zone_refresh_seconds=env.integer("CLOUDFLARE_ZONE_REFRESH_SECONDS", default=300, minimum=10),
-        max_call_attempts=env.integer("CLOUDFLARE_MAX_CALL_ATTEMPTS", default=5, minimum=1, maximum=20),
-        access_tag=env.text("FLAREPORT_ACCESS_TAG", default="flareport"),
-        claim_idle_seconds=env.number("FLAREPORT_CLAIM_IDLE_SECONDS", default=30.0, minimum=0.1),
+        health_port=env.integer("FLAREPORT_HEALTH_PORT", default=_DNS_WORKER["health_port"], minimum=0, maximum=65535),
+        dns_batch_size=env.integer(
+            "CLOUDFLARE_DNS_BATCH_SIZE", default=_DNS_WORKER["dns_batch_size"], minimum=1, maximum=3500
+        ),
+        request_timeout_seconds=env.number(
+            "CLOUDFLARE_REQUEST_TIMEOUT_SECONDS", default=_DNS_WORKER["request_timeout_seconds"], minimum=1.0
+        ),
+        target_lease_ms=env.integer("FLAREPORT_TARGET_LEASE_MS", default=_DNS_WORKER["target_lease_ms"], minimum=1000),
+        zone_refresh_seconds=env.integer(
+            "CLOUDFLARE_ZONE_REFRESH_SECONDS", default=_DNS_WORKER["zone_refresh_seconds"], minimum=10
+        ),
+        max_call_attempts=env.integer(
+            "CLOUDFLARE_MAX_CALL_ATTEMPTS", default=_DNS_WORKER["max_call_attempts"], minimum=1, maximum=20
+        ),
+        access_tag=env.text("FLAREPORT_ACCESS_TAG", default=_DNS_WORKER["access_tag"]),
+        claim_idle_seconds=env.number(
+            "FLAREPORT_CLAIM_IDLE_SECONDS", default=_DNS_WORKER["claim_idle_seconds"], minimum=0.1
+        ),
         tunnel_delete_deadline_seconds=env.number(
-            "CLOUDFLARE_TUNNEL_DELETE_DEADLINE_SECONDS", default=600.0, minimum=0.0
+            "CLOUDFLARE_TUNNEL_DELETE_DEADLINE_SECONDS",
+            default=_DNS_WORKER["tunnel_delete_deadline_seconds"],
+            minimum=0.0,
         ),
         access_owner_email=_email(env, "FLAREPORT_ACCESS_OWNER_EMAIL"),
-        adopt_dockflare_access=env.flag("FLAREPORT_ADOPT_DOCKFLARE_ACCESS", default=False),
+        adopt_dockflare_access=env.flag(
+            "FLAREPORT_ADOPT_DOCKFLARE_ACCESS", default=_DNS_WORKER["adopt_dockflare_access"]
+        ),
     )
 
 
 def _owner_id(env: Env) -> str:
     # The owner id goes into a DNS comment "managed-by=flareport owner=<id>": Cloudflare Free allows 100 characters.
-    owner = env.text("FLAREPORT_OWNER_ID", default="flareport")
+    owner = env.text("FLAREPORT_OWNER_ID", default=_DNS_WORKER["owner_id"])
     if len(owner) > 60 or not owner.replace("-", "").replace("_", "").replace(".", "").isalnum():
         raise SettingsError("FLAREPORT_OWNER_ID: must be 1-60 letters, digits, '-', '_' or '.'")
     return owner
@@ -470,19 +535,19 @@ def _owner_id(env: Env) -> str:
 def load_agent(environ: Mapping[str, str]) -> AgentSettings:
     env = Env(environ)
     level, fmt = _log(env)
-    image = env.text("CLOUDFLARED_IMAGE", default=DEFAULT_CLOUDFLARED_IMAGE)
+    image = env.text("CLOUDFLARED_IMAGE", default=_AGENT["cloudflared_image"])
     name = (env.raw("CLOUDFLARED_IMAGE") or ("CLOUDFLARED_IMAGE", image))[0]
     return AgentSettings(
         master_url=env.url("FLAREPORT_MASTER_URL", "DOCKFLARE_MASTER_URL", schemes=("http", "https"), required=True),
         api_key=env.text("FLAREPORT_API_KEY", "DOCKFLARE_API_KEY", required=True),
         docker_host=env.optional("DOCKER_HOST"),
         cloudflared_image=validate_image(name, image),
-        data_dir=env.text("AGENT_DATA_DIR", default="/app/data"),
+        data_dir=env.text("AGENT_DATA_DIR", default=_AGENT["data_dir"]),
         label_prefix=env.optional("LABEL_PREFIX"),
         log_level=level,
         log_format=fmt,
         tz=env.optional("TZ"),
-        health_port=env.integer("FLAREPORT_HEALTH_PORT", default=9103, minimum=0, maximum=65535),
+        health_port=env.integer("FLAREPORT_HEALTH_PORT", default=_AGENT["health_port"], minimum=0, maximum=65535),
     )
 
 
