@@ -12,7 +12,9 @@ part changed (a new service touches the tunnel, not the zone).
 
 Invariants (tested with Hypothesis in ``tests/unit/reconciler/test_reconciler_resolution.py``):
 
-1. the desired state and the version of a target do not depend on the order of the decisions;
+1. the desired state and the version of a target do not depend on the order the claims of a hostname, or the
+   hostnames, were read in (the decisions of one hostname come in resolution's order: a record's ``source`` is
+   that of the hostname's first winner);
 2. a tunnel's ingress holds exactly the winners served by that tunnel, exact hostnames before wildcards, for
    one hostname longer paths before shorter ones and the rule without a path last;
 3. a zone holds one record per hostname that has a winner with a tunnel in that zone, sorted by name;
