@@ -161,7 +161,3 @@ async def serve(settings: DnsWorkerSettings) -> int:
             await redis.aclose()
     log.info("dns_worker.stopped")
     return 0
-
-
-def run(settings: DnsWorkerSettings) -> int:
-    return asyncio.run(serve(settings))

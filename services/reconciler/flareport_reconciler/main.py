@@ -1,4 +1,5 @@
-"""``flareport reconciler``: settings -> logging -> one replica with its health server, until SIGTERM.
+"""``flareport reconciler``: settings -> logging (secrets redacted) -> one replica with its health server
+(/healthz, /readyz, /metrics) until SIGTERM/SIGINT -> stop gracefully.
 
 On SIGTERM the replica stops reading, lets in-flight handlers finish (what does not finish stays pending in
 its stream for another replica), stops the background loop and exits 0.
