@@ -12,10 +12,10 @@ import msgspec
 from aiohttp import web
 
 from flareport_api import validation
-from flareport_api.admin_agents import send_intent
-from flareport_api.errors import invalid, read_body
+from flareport_api.errors import invalid, json_response, read_body
 from flareport_api.schemas import Accepted
 from flareport_api.state import Route, context
+from flareport_api.usecases import intents
 from flareport_common.messages.intents import HostnameAssigned
 
 
@@ -41,13 +41,14 @@ async def assign(request: web.Request) -> web.StreamResponse:
         owner = f"agent:{validation.path_id(body.agent_id, 'agent_id')}"
     else:
         owner = f"tunnel:{validation.path_id(body.tunnel_id or '', 'tunnel_id')}"
-    return await send_intent(ctx, HostnameAssigned(hostname=hostname, owner=owner))
+    return json_response(await intents.send(ctx, HostnameAssigned(hostname=hostname, owner=owner)), status=202)
 
 
 async def unassign(request: web.Request) -> web.StreamResponse:
     ctx = context(request)
     await ctx.auth.admin(request)
-    return await send_intent(ctx, HostnameAssigned(hostname=_hostname(request), owner=None))
+    intent = HostnameAssigned(hostname=_hostname(request), owner=None)
+    return json_response(await intents.send(ctx, intent), status=202)
 
 
 ROUTES = [

@@ -1,27 +1,22 @@
 """Operations: reconcile on demand, dead letters (list, replay), stream status, health and metrics.
 
-Replay puts a dead letter's original fields back on the stream it came from and deletes the dead letter,
-in one MULTI: the message is in exactly one of the two places. Only streams under this deployment's key
-prefix are accepted as replay targets, so a forged dead letter cannot make the API write elsewhere.
+Reconcile and dead letters are use cases the web UI shares (``usecases.operations``); stream status, health and
+metrics are read here.
 """
 
 from __future__ import annotations
 
-import re
 from datetime import UTC, datetime
 from typing import Any
 
-import msgspec
 import structlog
 from aiohttp import web
 from redis.exceptions import ResponseError
 
 from flareport_api import readstore, validation
-from flareport_api.admin_agents import send_intent
-from flareport_api.errors import ApiError, error_response, json_response, not_found, query_int, read_body
+from flareport_api.errors import error_response, json_response, query_int, read_body
 from flareport_api.schemas import (
     Accepted,
-    DeadLetterEntry,
     DeadLetterList,
     GroupStatus,
     HealthStatus,
@@ -31,49 +26,20 @@ from flareport_api.schemas import (
     StreamStatus,
 )
 from flareport_api.state import QueryParam, Route, context
-from flareport_common import validate
+from flareport_api.usecases import operations
 from flareport_common.messages.base import utcnow
-from flareport_common.messages.deadletters import DeadLetter
-from flareport_common.messages.intents import ReconcileRequested
 from flareport_common.metrics import render
-from flareport_common.streams.codec import FIELD
+from flareport_common.redisconn import ready
+from flareport_common.replies import text
 
 log = structlog.get_logger("flareport.api")
-_AFTER_THE_LAST = f"({validate.MAX_STREAM_PART}-{validate.MAX_STREAM_PART}"
-_scope = re.compile(r"^(?:all|(?:agent|zone|tunnel|access|rule):[A-Za-z0-9*._:/-]{1,253})\Z")
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 async def reconcile(request: web.Request) -> web.StreamResponse:
     ctx = context(request)
     await ctx.auth.admin(request)
     body = await read_body(request, ReconcileRequest)
-    if not _scope.match(body.scope):
-        raise ApiError(422, "invalid_body", "scope must be 'all' or kind:name (e.g. zone:example.com)", field="scope")
-    return await send_intent(ctx, ReconcileRequested(scope=body.scope, verify=body.verify))
-
-
-def _letter(entry_id: Any, fields: Any) -> DeadLetterEntry | None:
-    raw = fields.get(FIELD, fields.get(FIELD.decode()))
-    try:
-        letter = msgspec.json.decode(raw, type=DeadLetter)
-    except (msgspec.DecodeError, TypeError):
-        return None
-    return DeadLetterEntry(
-        entry_id=_text(entry_id),
-        source_stream=letter.source_stream,
-        source_id=letter.source_id,
-        group=letter.group,
-        consumer=letter.consumer,
-        reason=letter.reason,
-        error=letter.error,
-        deliveries=letter.deliveries,
-        occurred_at=letter.occurred_at,
-        payload=letter.payload,
-    )
+    return json_response(await operations.reconcile(ctx, body.scope, verify=body.verify), status=202)
 
 
 async def dead_letters(request: web.Request) -> web.StreamResponse:
@@ -81,32 +47,16 @@ async def dead_letters(request: web.Request) -> web.StreamResponse:
     await ctx.auth.admin(request)
     count = query_int(request, "count", default=100, minimum=1, maximum=1000)
     after = request.query.get("after") or None
-    start = "-" if after is None else "(" + validation.entry_id(after, "after")
-    if start == _AFTER_THE_LAST:  # no id can follow it (Redis would answer an error, not an empty range)
-        return json_response(DeadLetterList(dead_letters=()))
-    entries = await ctx.redis.xrange(ctx.keys.dead_letters, start, "+", count=count) or []
-    letters = [letter for entry_id, fields in entries if (letter := _letter(entry_id, fields)) is not None]
-    next_after = _text(entries[-1][0]) if len(entries) == count else None
-    return json_response(DeadLetterList(dead_letters=tuple(letters), next_after=next_after))
+    if after is not None:
+        after = validation.entry_id(after, "after")
+    return json_response(await operations.dead_letters(ctx, count, after))
 
 
 async def replay(request: web.Request) -> web.StreamResponse:
     ctx = context(request)
     await ctx.auth.admin(request)
     entry_id = validation.entry_id(request.match_info["entry_id"], "entry_id")
-    entries = await ctx.redis.xrange(ctx.keys.dead_letters, entry_id, entry_id, count=1)
-    if not entries:
-        raise not_found("dead letter", entry_id)
-    letter = _letter(*entries[0])
-    if letter is None:
-        raise ApiError(409, "undecodable_dead_letter", "this dead letter cannot be read; inspect it with redis-cli")
-    if not letter.source_stream.startswith(ctx.keys.prefix) or letter.source_stream == ctx.keys.dead_letters:
-        raise ApiError(409, "foreign_stream", f"source stream {letter.source_stream!r} is not one of ours")
-    pipe = ctx.redis.pipeline(transaction=True)
-    pipe.xadd(letter.source_stream, letter.payload)  # type: ignore[arg-type]
-    pipe.xdel(ctx.keys.dead_letters, entry_id)
-    new_id, _ = await pipe.execute()
-    return json_response(Replayed(source_stream=letter.source_stream, new_id=_text(new_id)))
+    return json_response(await operations.replay(ctx, entry_id))
 
 
 async def _stream_status(request: web.Request, name: str) -> StreamStatus:
@@ -121,7 +71,7 @@ async def _stream_status(request: web.Request, name: str) -> StreamStatus:
         length=length,
         groups=tuple(
             GroupStatus(
-                name=_text(g["name"]),
+                name=text(g["name"]),
                 consumers=int(g["consumers"]),
                 pending=int(g["pending"]),
                 lag=None if g.get("lag") is None else int(g["lag"]),
@@ -155,7 +105,7 @@ async def status(request: web.Request) -> web.StreamResponse:
 
 def _number(raw: Any) -> float | None:
     try:
-        return None if raw is None else float(_text(raw))
+        return None if raw is None else float(text(raw))
     except ValueError:
         return None
 
@@ -175,9 +125,12 @@ async def readyz(request: web.Request) -> web.StreamResponse:
     to the log, never to the caller."""
     ctx = context(request)
     try:
-        await ctx.redis.ping()
+        # With Sentinel, a master being replaced is "not ready" too (flareport_common.redisconn.ready).
+        up = await ready(ctx.redis)
     except Exception as exc:
         log.warning("api.readyz_redis_unavailable", error=str(exc), error_type=type(exc).__name__)
+        up = False
+    if not up:
         return error_response(503, "redis_unavailable", "Redis is not reachable")
     return json_response(HealthStatus(status="ok"))
 

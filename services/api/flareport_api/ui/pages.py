@@ -13,13 +13,14 @@ from typing import Any
 from aiohttp import web
 
 from flareport_api import quotas, readstore
-from flareport_api.admin_agents import STATUSES, _agent, _known_agents
-from flareport_api.admin_ops import _letter
-from flareport_api.admin_rules import RULE_STATUSES, _manual_rules, all_groups
+from flareport_api.admin_rules import RULE_STATUSES
+from flareport_api.apierror import ApiError
 from flareport_api.schemas import AccessGroup, ManualRule
 from flareport_api.state import ApiContext
 from flareport_api.ui.guards import UI, page, render
 from flareport_api.ui.sessions import Session
+from flareport_api.usecases import accessgroups, agents, manualrules, operations
+from flareport_api.usecases.agents import STATUSES
 from flareport_api.validation import path_id
 from flareport_common.messages.rules import AccessSpec, OriginOptions
 
@@ -47,7 +48,7 @@ async def dashboard(request: web.Request, ctx: ApiContext, session: Session) -> 
         ).lower()
         return (not status or rule.status == status) and text in haystack
 
-    agents = await _known_agents(ctx)
+    known = await agents.known(ctx)
     return render(
         request,
         "dashboard.html",
@@ -57,17 +58,17 @@ async def dashboard(request: web.Request, ctx: ApiContext, session: Session) -> 
         statuses=RULE_STATUSES,
         status=status,
         q=text,
-        agent_names={a.agent_id: a.display_name for a in agents.values()},
+        agent_names={a.agent_id: a.display_name for a in known.values()},
         **await _common(request, session),
     )
 
 
 @page
 async def agents_page(request: web.Request, ctx: ApiContext, session: Session) -> web.StreamResponse:
-    agents = sorted((await _known_agents(ctx)).values(), key=lambda a: (a.display_name.lower(), a.agent_id))
+    listed = sorted((await agents.known(ctx)).values(), key=lambda a: (a.display_name.lower(), a.agent_id))
     status = request.query.get("status", "")
     status = status if status in STATUSES else ""
-    shown = [a for a in agents if not status or a.status == status]
+    shown = [a for a in listed if not status or a.status == status]
     beats = {a.agent_id: await readstore.heartbeats(ctx.redis, ctx.keys, a.agent_id, limit=20) for a in shown}
     return render(
         request,
@@ -84,8 +85,8 @@ async def agents_page(request: web.Request, ctx: ApiContext, session: Session) -
 async def agent_page(request: web.Request, ctx: ApiContext, session: Session) -> web.StreamResponse:
     agent_id = path_id(request.match_info["agent_id"], "agent_id")
     try:
-        record = await _agent(ctx, agent_id)
-    except Exception as exc:
+        record = await agents.find(ctx, agent_id)
+    except ApiError as exc:
         raise web.HTTPNotFound(text=f"no agent {agent_id}") from exc
     rules = [r for r in await readstore.rules(ctx.redis, ctx.keys) if r.agent_id == agent_id]
     return render(
@@ -114,7 +115,7 @@ async def keys_page(request: web.Request, ctx: ApiContext, session: Session) -> 
 
 @page
 async def manual_rules_page(request: web.Request, ctx: ApiContext, session: Session) -> web.StreamResponse:
-    stored = await _manual_rules(ctx)
+    stored = await manualrules.stored(ctx)
     manual = sorted(stored.values(), key=lambda r: r.rule.key)
     published = {r.manual_rule_id: r for r in await readstore.rules(ctx.redis, ctx.keys) if r.source == "manual"}
     # ?edit=<rule id> fills the form with that rule; saving it updates the rule in place (same id). Only rules
@@ -134,7 +135,7 @@ async def manual_rules_page(request: web.Request, ctx: ApiContext, session: Sess
 
 @page
 async def access_groups_page(request: web.Request, ctx: ApiContext, session: Session) -> web.StreamResponse:
-    groups = await all_groups(ctx)  # the system groups first: shown, never editable or deletable
+    groups = await accessgroups.every(ctx)  # the system groups first: shown, never editable or deletable
     editable = {g.group_id for g in groups if not g.system and form_can_edit_group(g)}
     editing = next((g for g in groups if g.group_id == request.query.get("edit") and g.group_id in editable), None)
     return render(
@@ -162,6 +163,5 @@ def form_can_edit_group(group: AccessGroup) -> bool:
 
 @page
 async def dead_letters_page(request: web.Request, ctx: ApiContext, session: Session) -> web.StreamResponse:
-    entries = await ctx.redis.xrevrange(ctx.keys.dead_letters, "+", "-", count=DEAD_LETTER_PAGE) or []
-    letters = [letter for entry_id, fields in entries if (letter := _letter(entry_id, fields)) is not None]
+    letters = await operations.newest_dead_letters(ctx, DEAD_LETTER_PAGE)
     return render(request, "dead_letters.html", letters=letters, **await _common(request, session))
