@@ -51,10 +51,11 @@ class RedisNodes:
 
 
 def load_redis_nodes(env: Env, redis_url: str) -> RedisNodes:
+    d = RedisNodes()  # the defaults, written once on the struct's fields
     sentinels = _addresses(env, "REDIS_SENTINELS")
     if sentinels and urlsplit(redis_url).scheme == "unix":
         raise SettingsError("REDIS_URL: a unix:// socket cannot be combined with REDIS_SENTINELS")
-    master = env.text("REDIS_SENTINEL_MASTER", default=DEFAULT_MASTER_NAME)
+    master = env.text("REDIS_SENTINEL_MASTER", default=d.master_name)
     if any(c.isspace() for c in master):
         raise SettingsError(f"REDIS_SENTINEL_MASTER: a master name has no spaces, got {master!r}")
     return RedisNodes(
@@ -62,17 +63,17 @@ def load_redis_nodes(env: Env, redis_url: str) -> RedisNodes:
         master_name=master,
         sentinel_username=env.optional("REDIS_SENTINEL_USERNAME"),
         sentinel_password=env.optional("REDIS_SENTINEL_PASSWORD"),
-        sentinel_tls=env.flag("REDIS_SENTINEL_TLS", default=False),
+        sentinel_tls=env.flag("REDIS_SENTINEL_TLS", default=d.sentinel_tls),
         sentinel_tls_ca_file=env.optional("REDIS_SENTINEL_TLS_CA_FILE"),
         username=env.optional("REDIS_USERNAME"),
         password=env.optional("REDIS_PASSWORD"),
-        tls=env.flag("REDIS_TLS", default=False),
+        tls=env.flag("REDIS_TLS", default=d.tls),
         tls_ca_file=env.optional("REDIS_TLS_CA_FILE"),
         # With Sentinel a write acknowledged by the master alone can vanish in a failover: wait for one replica.
-        wait_replicas=env.integer("REDIS_WAIT_REPLICAS", default=1 if sentinels else 0, minimum=0, maximum=16),
-        wait_timeout_ms=env.integer(
-            "REDIS_WAIT_TIMEOUT_MS", default=DEFAULT_WAIT_TIMEOUT_MS, minimum=10, maximum=60_000
+        wait_replicas=env.integer(
+            "REDIS_WAIT_REPLICAS", default=1 if sentinels else d.wait_replicas, minimum=0, maximum=16
         ),
+        wait_timeout_ms=env.integer("REDIS_WAIT_TIMEOUT_MS", default=d.wait_timeout_ms, minimum=10, maximum=60_000),
     )
 
 
