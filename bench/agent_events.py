@@ -32,6 +32,7 @@ import docker
 
 from flareport_agent.agent import Agent, Tuning
 from flareport_agent.client import MasterClient
+from flareport_agent.link import MasterLink
 from flareport_agent.outbox import Outbox, send_loop
 from flareport_agent.tracker import Tracker
 from flareport_cli.localpodman import BUSYBOX_IMAGE, LocalPodman
@@ -121,18 +122,15 @@ async def engine(workdir: Path, count: int) -> dict[str, float]:
 async def pipeline(count: int) -> dict[str, float]:
     master = MasterDouble(keys={KEY})
     await master.start()
-    client = MasterClient(master.url, KEY)
-    await client.register(RegisterRequest(display_name="bench"))
+    link = MasterLink(MasterClient(master.url, KEY), lambda: RegisterRequest(display_name="bench"))
+    await link.connect()
     tracker = Tracker()
     outbox = Outbox(capacity=count + 10, last_seq=0, snapshot=tracker.inventory)
     raws = [
         {"Action": "start", "Actor": {"ID": f"{i:064x}", "Attributes": {"name": f"c{i}", **labels(i)}}}
         for i in range(count)
     ]
-    sender = asyncio.create_task(
-        send_loop(outbox, client.send_events, max_batch=200, linger=0, on_accepted=lambda _: None,
-                  on_key_rejected=lambda exc: asyncio.sleep(0))
-    )  # fmt: skip
+    sender = asyncio.create_task(send_loop(outbox, link, max_batch=200, linger=0, on_accepted=lambda _: None))
     started = time.perf_counter()
     for i, raw in enumerate(raws):
         event = tracker.event(raw)
@@ -144,7 +142,7 @@ async def pipeline(count: int) -> dict[str, float]:
         await asyncio.sleep(0.005)
     elapsed = time.perf_counter() - started
     sender.cancel()
-    await client.close()
+    await link.close()
     await master.stop()
     return {
         "events": float(count),

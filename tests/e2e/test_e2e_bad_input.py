@@ -120,7 +120,7 @@ def test_a_revoked_key_is_refused_on_the_next_call_and_everything_else_keeps_wor
 
     # The agent's own next call (the event of a new container) is refused, and it says so.
     second.labelled("after", f"after-revoke.{ZONE}", stack.image)
-    line = stack.supervisor.wait_for_line(second.agent, lambda text: "rejected this agent's key" in text, 90)
+    line = stack.supervisor.wait_for_line(second.agent, lambda text: "master.key_rejected" in text, 90)
     assert "FLAREPORT_API_KEY" in line
     # Everything else keeps working: the first host publishes, and nothing of the revoked agent's came in.
     enrolled.host.labelled("unaffected", f"unaffected.{ZONE}", stack.image)

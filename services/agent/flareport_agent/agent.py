@@ -4,15 +4,14 @@ Start-up order matters for running without a master: first the cloudflared conta
 last-known tunnel token on disk (if one was wanted; retried in the background while the engine is unreachable),
 then Docker watching starts (events are buffered), and only then does the agent try to register.
 
-Everything that talks to the master waits on one gate, ``_link``: it opens when registration succeeds and closes
-when the master rejects the key (401/403). While it is closed the agent makes no calls except a slow re-register
-attempt, and says so once in the log; Docker watching and cloudflared carry on.
+Everything that talks to the master goes through one ``MasterLink`` (``link.py``): it registers, closes its gate
+when the master rejects the key and reopens it with a slow re-register, and applies the one error policy
+(``linkpolicy.py``) to every call. Docker watching and cloudflared carry on whatever the master answers.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import ipaddress
 import socket
@@ -25,10 +24,12 @@ from urllib.parse import urlsplit
 import docker
 
 from flareport_agent import watcher as watching
-from flareport_agent.client import KeyRejected, MasterClient, MasterUnavailable, RequestRejected
+from flareport_agent.client import MasterClient
 from flareport_agent.cloudflared import MANAGED_LABEL, MANAGED_VALUE
 from flareport_agent.commands import CommandExecutor
-from flareport_agent.metrics import HEARTBEATS, MASTER_CLEARTEXT, MASTER_ERRORS
+from flareport_agent.link import LinkTiming, MasterLink, Missed
+from flareport_agent.linkpolicy import Reaction
+from flareport_agent.metrics import HEARTBEATS, MASTER_CLEARTEXT
 from flareport_agent.outbox import Outbox, send_loop
 from flareport_agent.pollcommands import CommandPoller
 from flareport_agent.state import StateStore, effective_key
@@ -38,7 +39,7 @@ from flareport_common.backoff import Backoff
 from flareport_common.health import bound_port, start_health_server
 from flareport_common.logs import get_logger
 from flareport_common.messages.events import TunnelState, TunnelStatus
-from flareport_common.protocol import HeartbeatRequest, RegisterRequest
+from flareport_common.protocol import HeartbeatRequest, RegisterRequest, RegisterResponse
 from flareport_common.settings import AgentSettings
 
 log = get_logger("flareport.agent")
@@ -74,10 +75,11 @@ def warn_if_cleartext(url: str) -> bool:
     MASTER_CLEARTEXT.set(1 if cleartext else 0)
     if cleartext:
         log.warning(
-            "FLAREPORT_MASTER_URL is plain http:// to a host that is not loopback: the agent key and the tunnel "
+            "master.cleartext_url",
+            master_host=urlsplit(url).hostname,  # not the URL: it may carry credentials
+            hint="FLAREPORT_MASTER_URL is plain http:// to a host that is not loopback: the agent key and the tunnel "
             "token travel in clear text, readable and replayable by anyone on the network path. Use https:// "
             "(a TLS-terminating proxy in front of the API), or a tunnel/VPN to a loopback address",
-            master_host=urlsplit(url).hostname,  # not the URL: it may carry credentials
         )
     return cleartext
 
@@ -109,8 +111,17 @@ class Agent:
         self.store = StateStore(settings.data_dir)
         self.store.prepare()
         self.state = self.store.load()
-        self.client = MasterClient(settings.master_url, effective_key(self.state, settings.api_key))
-        self.client.agent_id = self.state.agent_id
+        client = MasterClient(settings.master_url, effective_key(self.state, settings.api_key))
+        client.agent_id = self.state.agent_id
+        self.link = MasterLink(
+            client,
+            self._registration,
+            registered=self._registered,
+            timing=LinkTiming(
+                reregister_seconds=self.tuning.reregister_seconds,
+                register_backoff_max=self.tuning.register_backoff_max,
+            ),
+        )
         self.docker_factory = docker_factory or self._default_docker
         self.tracker = Tracker(label_prefix=settings.label_prefix, ignore_label=(MANAGED_LABEL, MANAGED_VALUE))
         self.outbox = Outbox(
@@ -120,8 +131,6 @@ class Agent:
         self.poll_wait_seconds = self.tuning.poll_wait_seconds or 25.0
         self.health_port: int | None = None
         self.stopped = asyncio.Event()
-        self._link = asyncio.Event()
-        self._revoked = False
         self._tasks: set[asyncio.Task[Any]] = set()
         self._tunnel_lock = asyncio.Lock()
         self._watcher: watching.DockerWatcher | None = None
@@ -133,7 +142,7 @@ class Agent:
             configured_key=settings.api_key,
             resync=self.resync,
             tunnel_changed=lambda: self._spawn(self._report_tunnel()),
-            use_key=self._use_key,
+            use_key=self.link.use_key,
             shutdown=self.stop,
         )
 
@@ -171,10 +180,6 @@ class Agent:
     def docker_connected(self) -> bool:
         return self._watcher is not None and self._watcher.connected
 
-    def _use_key(self, key: str) -> None:
-        self.client.key = key
-        log.info("now using the rotated agent key")
-
     def _spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
         task = asyncio.create_task(coro)
         self._tasks.add(task)
@@ -204,7 +209,7 @@ class Agent:
             await asyncio.gather(*self._tasks, return_exceptions=True)
             if self._watcher is not None:
                 await asyncio.to_thread(self._watcher.join)
-            await self.client.close()
+            await self.link.close()
             await runner.cleanup()
             self.save_state()
         return 0
@@ -222,22 +227,16 @@ class Agent:
             # image an older release took from a command). An operator's new CLOUDFLARED_IMAGE replaces it here.
             image = self.settings.cloudflared_image
             if st.tunnel_image and st.tunnel_image != image:
-                log.warning(
-                    "the saved state names another cloudflared image; running the configured one",
-                    saved_image=st.tunnel_image,
-                    image=image,
-                )
+                log.warning("cloudflared.saved_image_replaced", saved_image=st.tunnel_image, image=image)
                 st.tunnel_image = image
             try:
                 result = await self.in_tunnel(_ensure(tunnel_id, token, image))
             except Exception as exc:  # engine down or refusing: keep trying, the tunnel is what serves traffic
                 delay = backoff.next()
-                log.error(
-                    "could not restore cloudflared; retrying", tunnel_id=tunnel_id, error=str(exc), retry_in=delay
-                )
+                log.error("cloudflared.restore_failed", tunnel_id=tunnel_id, error=str(exc), retry_in=delay)
                 await asyncio.sleep(delay)
                 continue
-            log.info("cloudflared restored from saved state", action=result.action, tunnel_id=tunnel_id)
+            log.info("cloudflared.restored", action=result.action, tunnel_id=tunnel_id)
             return
 
     async def _consume(self, queue: asyncio.Queue[watching.WatchItem]) -> None:
@@ -245,11 +244,11 @@ class Agent:
             item = await queue.get()
             if isinstance(item, watching.Snapshot):
                 inventory = self.tracker.snapshot(item.containers)
-                log.info("docker inventory", containers=len(inventory.containers))
+                log.info("docker.inventory", containers=len(inventory.containers))
                 self._log_errors(inventory.containers)
                 self.outbox.put(inventory)
             elif isinstance(item, watching.Event):
-                log.debug("docker event", action=item.raw.get("Action"), id=str(item.raw.get("id", ""))[:12])
+                log.debug("docker.event", action=item.raw.get("Action"), id=str(item.raw.get("id", ""))[:12])
                 event = self.tracker.event(item.raw)
                 if event is not None:
                     container = getattr(event, "container", None)
@@ -260,13 +259,12 @@ class Agent:
     def _log_errors(self, containers: Any) -> None:
         for info in containers:
             for error in info.errors:
-                log.warning("invalid label", container=info.name, label=error.label, reason=error.reason)
+                log.warning("labels.invalid", container=info.name, label=error.label, reason=error.reason)
 
-    async def _register(self) -> bool:
-        """One registration attempt; True when the gate is open afterwards."""
+    def _registration(self) -> RegisterRequest:
         st = self.state
         token = st.tunnel_token if st.tunnel_wanted and st.tunnel_id else None
-        request = RegisterRequest(
+        return RegisterRequest(
             display_name=socket.gethostname(),
             hostname=socket.gethostname(),
             version=agent_version(),
@@ -275,44 +273,37 @@ class Agent:
             tunnel_id=st.tunnel_id if token else None,
             tunnel_token_sha256=hashlib.sha256(token.encode()).hexdigest() if token else None,
         )
-        response = await self.client.register(request)
+
+    def _registered(self, response: RegisterResponse, again: bool) -> None:
         if response.agent_id != self.state.agent_id:
             self.state.agent_id = response.agent_id
             self.save_state()
         self.outbox.rebase(response.last_seq, response.agent_id)
         self.heartbeat_seconds = self.tuning.heartbeat_seconds or response.heartbeat_interval_seconds
         self.poll_wait_seconds = self.tuning.poll_wait_seconds or response.poll_wait_seconds
-        log.info("registered with the master", agent_id=response.agent_id, status=response.status)
-        self._revoked = False
-        self._link.set()
-        return True
+        if again:
+            # The master may have missed changes (or lost its record): what runs now, after what is buffered.
+            self.outbox.put(self.tracker.inventory())
 
     async def _start_talking(self) -> None:
-        backoff = Backoff(initial=0.2, maximum=self.tuning.register_backoff_max)
-        while True:
-            try:
-                await self._register()
-                break
-            except MasterUnavailable as exc:
-                MASTER_ERRORS.labels(call="register", kind="unavailable").inc()
-                delay = exc.retry_after if exc.retry_after is not None else backoff.next()
-                log.warning("master unreachable; running on last-known state", error=str(exc), retry_in=delay)
-                await asyncio.sleep(delay)
-            except (KeyRejected, RequestRejected) as exc:
-                MASTER_ERRORS.labels(call="register", kind="key_rejected").inc()
-                self._spawn(self.on_key_rejected(exc))
-                break
+        await self.link.connect()
         self._spawn(
             send_loop(
                 self.outbox,
-                self.client.send_events,
+                self.link,
                 max_batch=self.tuning.max_batch,
                 linger=self.tuning.linger_seconds,
                 on_accepted=self._accepted,
-                on_key_rejected=self.on_key_rejected,
             )
         )
-        self._spawn(CommandPoller(self).run())
+        poller = CommandPoller(
+            self.link,
+            state=self.state,
+            executor=self.executor,
+            save=self.save_state,
+            poll_wait=lambda: self.poll_wait_seconds,
+        )
+        self._spawn(poller.run())
         self._spawn(self._heartbeats())
 
     def _accepted(self, last_seq: int) -> None:
@@ -328,35 +319,12 @@ class Agent:
                 saved = self.state.last_seq
                 await asyncio.to_thread(self.save_state)
 
-    async def on_key_rejected(self, exc: Exception) -> None:
-        """Close the gate; only a slow re-register runs until the master takes a key again. Returns when open."""
-        if not self._revoked:
-            self._revoked = True
-            self._link.clear()
-            log.error(
-                "the master rejected this agent's key (revoked or unknown); all calls stopped except a re-register "
-                f"attempt every {self.tuning.reregister_seconds}s. Set a valid FLAREPORT_API_KEY to recover.",
-                error=str(exc),
-            )
-            self._spawn(self._reregister_slowly())
-        await self._link.wait()
-
-    async def _reregister_slowly(self) -> None:
-        while not self._link.is_set():
-            await asyncio.sleep(self.tuning.reregister_seconds)
-            with contextlib.suppress(MasterUnavailable, KeyRejected, RequestRejected):
-                await self._register()
-                self.outbox.put(self.tracker.inventory())
-
-    async def wait_link(self) -> None:
-        await self._link.wait()
-
     async def tunnel_state(self) -> TunnelState:
         try:
             tunnel_id = self.state.tunnel_id
             return await self.in_tunnel(lambda tm: tm.state(tunnel_id))
         except Exception as exc:  # the engine is unreachable: report that instead of failing the heartbeat
-            log.debug("cannot inspect cloudflared", error=str(exc))
+            log.debug("cloudflared.inspect_failed", error=str(exc))
             return TunnelState(container_state="unknown", tunnel_id=self.state.tunnel_id)
 
     async def _report_tunnel(self) -> None:
@@ -364,27 +332,19 @@ class Agent:
 
     async def _heartbeats(self) -> None:
         while True:
-            await self._link.wait()
+            await self.link.opened()
             request = HeartbeatRequest(
                 tunnel=await self.tunnel_state(), docker_reachable=self.docker_connected, agent_version=agent_version()
             )
-            try:
-                response = await self.client.heartbeat(request)
+            response = await self.link.heartbeat(request)
+            if isinstance(response, Missed):
+                if response.reaction is Reaction.REVOKE:
+                    continue  # the link is open again: say so at once
+            else:
                 HEARTBEATS.inc()
                 if response.reregister:
-                    log.warning("the master lost this agent's record; registering again")
-                    await self._register()
-                    self.outbox.put(self.tracker.inventory())
-            except MasterUnavailable as exc:
-                MASTER_ERRORS.labels(call="heartbeat", kind="unavailable").inc()
-                log.debug("heartbeat failed", error=str(exc))
-            except RequestRejected as exc:
-                MASTER_ERRORS.labels(call="heartbeat", kind="rejected").inc()
-                log.warning("heartbeat rejected", error=str(exc))
-            except KeyRejected as exc:
-                MASTER_ERRORS.labels(call="heartbeat", kind="key_rejected").inc()
-                await self.on_key_rejected(exc)
-                continue
+                    log.warning("master.record_lost", hint="the master lost this agent's record; registering again")
+                    await self.link.register_again()
             await asyncio.sleep(self.heartbeat_seconds)
 
 

@@ -79,13 +79,13 @@ class CommandExecutor:
         except CommandFailed as exc:
             return Outcome(CommandAckRequest(ok=False, error=str(exc)))
         except ImageNotAllowed as exc:  # a forged command, or a master that must not choose what runs here
-            log.warning("command refused", command=type(command).__name__, error=str(exc))
+            log.warning("command.refused", command=type(command).__name__, error=str(exc))
             return Outcome(CommandAckRequest(ok=False, error=str(exc)))
         except (EngineRefused, docker.errors.APIError) as exc:  # an answer from the engine, not a bug here
-            log.error("command failed", command=type(command).__name__, error=str(exc))
+            log.error("command.failed", command=type(command).__name__, error=str(exc))
             return Outcome(CommandAckRequest(ok=False, error=str(exc)))
         except Exception as exc:  # anything else: report it with its traceback, the master may retry
-            log.exception("command failed", command=type(command).__name__)
+            log.exception("command.failed", command=type(command).__name__)
             return Outcome(CommandAckRequest(ok=False, error=f"{type(exc).__name__}: {exc}"))
         return Outcome(CommandAckRequest(ok=True, result=result), after)
 
@@ -133,6 +133,6 @@ class CommandExecutor:
         self.state.tunnel_wanted = True
         self.save()
         result: TunnelResult = await self.in_tunnel(lambda tm: tm.ensure(tunnel_id, token, image, force=force))
-        log.info("cloudflared " + result.action, tunnel_id=tunnel_id, image=image, container=result.container_id)
+        log.info(f"cloudflared.{result.action}", tunnel_id=tunnel_id, image=image, container=result.container_id)
         self.tunnel_changed()
         return result.as_dict()

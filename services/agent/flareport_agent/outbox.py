@@ -4,8 +4,9 @@ Watching never waits for the master: ``put`` only appends. Each event gets the n
 when it is buffered, so the master sees them in the order Docker produced them. When the buffer is full (the master
 has been away for a long time) its content is thrown away and replaced by one ``inventory`` snapshot of what is
 running now — the master loses no state, only the history in between, which it does not need (rules are
-level-based). The sender removes events from the buffer only after the master accepted them, retries with capped
-backoff, honours ``Retry-After``, and persists the last accepted sequence number (through ``on_accepted``).
+level-based). The sender removes events from the buffer only after the master accepted them, and persists the
+last accepted sequence number (through ``on_accepted``); waiting out an absent master (capped backoff,
+``Retry-After``) and a rejected key is the link's part (``link.py``).
 
 A batch the master refuses (a 4xx other than 401/403/429: invalid field, size quota) is never retried as is, and
 never costs the events around the refused one: the sender sends what comes before the event the error names
@@ -18,20 +19,20 @@ from __future__ import annotations
 import asyncio
 import re
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 
 import msgspec
 
-from flareport_agent.client import KeyRejected, MasterUnavailable, RequestRejected
-from flareport_agent.metrics import BUFFER_OVERFLOWS, BUFFERED_EVENTS, EVENT_BATCHES, EVENTS_SENT, MASTER_ERRORS
-from flareport_common.backoff import Backoff
+from flareport_agent.client import RequestRejected
+from flareport_agent.link import MasterLink, Missed
+from flareport_agent.linkpolicy import Reaction
+from flareport_agent.metrics import BUFFER_OVERFLOWS, BUFFERED_EVENTS, EVENT_BATCHES, EVENTS_SENT
 from flareport_common.logs import get_logger
 from flareport_common.messages.events import Inventory, TunnelStatus
-from flareport_common.protocol import AgentEvent, EventBatchResponse
+from flareport_common.protocol import AgentEvent
 
 log = get_logger("flareport.agent.outbox")
 
-SendBatch = Callable[[tuple[AgentEvent, ...]], Awaitable[EventBatchResponse]]
 _EVENT_INDEX = re.compile(r"^events\[(\d+)\]")
 
 
@@ -52,7 +53,7 @@ class Outbox:
     def put(self, event: AgentEvent) -> None:
         if len(self._buffer) >= self.capacity:
             BUFFER_OVERFLOWS.inc()
-            log.warning("event buffer full; replacing it with an inventory snapshot", dropped=len(self._buffer))
+            log.warning("events.buffer_full", dropped=len(self._buffer), hint="replaced by an inventory snapshot")
             self._buffer.clear()
             self._generation += 1
             event = self._snapshot()
@@ -105,50 +106,38 @@ def refused_index(exc: RequestRejected, size: int) -> int | None:
 
 async def send_loop(
     outbox: Outbox,
-    send: SendBatch,
+    link: MasterLink,
     *,
     max_batch: int,
     linger: float,
     on_accepted: Callable[[int], None],
-    on_key_rejected: Callable[[KeyRejected], Awaitable[None]],
     on_sent: Callable[[tuple[AgentEvent, ...]], None] | None = None,
-    backoff: Backoff | None = None,
 ) -> None:
-    """Send until cancelled. ``on_key_rejected`` returns once the agent may call the master again."""
-    backoff = backoff or Backoff(initial=0.2, maximum=30.0)
+    """Send until cancelled. The link waits out an absent master and a rejected key (``linkpolicy.py``); a batch
+    is taken from the buffer afresh after every wait, as the buffer may have been replaced meanwhile."""
     probe: int | None = None  # a smaller batch while looking for the event the master refuses
     while True:
         await outbox.wait_ready()
         if linger:
             await asyncio.sleep(linger)  # let a burst gather into one batch
+        await link.opened()
         generation, batch = outbox.peek(min(max_batch, probe or max_batch))
         if not batch:
             outbox.done(generation, 0)
             continue
-        try:
-            response = await send(batch)
-        except MasterUnavailable as exc:
-            MASTER_ERRORS.labels(call="events", kind="unavailable").inc()
-            EVENT_BATCHES.labels(outcome="retry").inc()
-            delay = exc.retry_after if exc.retry_after is not None else backoff.next()
-            log.warning("sending events failed; will retry", error=str(exc), retry_in=round(delay, 2))
-            await asyncio.sleep(delay)
-            continue
-        except KeyRejected as exc:
-            MASTER_ERRORS.labels(call="events", kind="key_rejected").inc()
-            await on_key_rejected(exc)
-            continue
-        except RequestRejected as exc:
-            MASTER_ERRORS.labels(call="events", kind="rejected").inc()
-            EVENT_BATCHES.labels(outcome="rejected").inc()
-            if exc.code == "body_too_large" and len(batch) > 1:
-                max_batch = max(1, len(batch) // 2)
-                log.warning("event batch too large; halving it", max_batch=max_batch)
-                continue
-            probe = _refused(outbox, generation, batch, exc)
+        response = await link.send_events(batch)
+        if isinstance(response, Missed):
+            if isinstance(response.error, RequestRejected):
+                EVENT_BATCHES.labels(outcome="rejected").inc()
+                if response.error.code == "body_too_large" and len(batch) > 1:
+                    max_batch = max(1, len(batch) // 2)
+                    log.warning("events.batch_halved", max_batch=max_batch)
+                    continue
+                probe = _refused(outbox, generation, batch, response.error)
+            elif response.reaction is Reaction.RETRY:
+                EVENT_BATCHES.labels(outcome="retry").inc()
             continue
         probe = None
-        backoff.reset()
         EVENT_BATCHES.labels(outcome="accepted").inc()
         for event in batch:
             EVENTS_SENT.labels(type=type(event).__struct_config__.tag).inc()
@@ -165,18 +154,19 @@ def _refused(outbox: Outbox, generation: int, batch: tuple[AgentEvent, ...], exc
         # Send what comes before the named event (the master checked it), or look for it: halves for a size quota
         # the batch as a whole may exceed (distinct hostnames), one event at a time otherwise.
         narrowed = index or (max(1, len(batch) // 2) if exc.status == 413 else 1)
-        log.warning("master refused an event batch; narrowing it down", error=str(exc), send_first=narrowed)
+        log.warning("events.batch_narrowed", error=str(exc), send_first=narrowed)
         return narrowed
     # Retrying this event can never succeed: drop it alone. Each refusal drops an event or narrows the batch, so a
     # refused event cannot become a retry loop.
     event = batch[0]
     EVENT_BATCHES.labels(outcome="dropped").inc()
     log.error(
-        "master refused an event; dropped it (its rules are not published until the cause is fixed)",
+        "events.dropped",
         type=type(event).__struct_config__.tag,
         seq=getattr(event, "seq", None),
         field=exc.field,
         error=str(exc),
+        hint="the master refused this event; its rules are not published until the cause is fixed",
     )
     outbox.done(generation, 1)
     if not isinstance(event, Inventory | TunnelStatus):

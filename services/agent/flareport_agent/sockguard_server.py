@@ -151,15 +151,11 @@ class SocketGuard:
                 return await self._inspect(allowed)
             return await self._forward(request, allowed.method, allowed.url(), data)
         except aiohttp.ClientConnectionError as exc:
-            log.warning(
-                "socket guard cannot reach the engine", method=request.method, path=request.path, error=str(exc)
-            )
+            log.warning("sockguard.engine_unreachable", method=request.method, path=request.path, error=str(exc))
             return web.json_response({"message": f"the socket guard cannot reach the engine: {exc}"}, status=502)
         except Refused as refusal:
             self.refused += 1
-            log.warning(
-                "socket guard refused a request", method=request.method, path=request.path, reason=refusal.message
-            )
+            log.warning("sockguard.refused", method=request.method, path=request.path, reason=refusal.message)
             return web.json_response({"message": refusal.message}, status=refusal.status)
 
     async def _owned(self, request: web.Request, allowed: Route) -> web.StreamResponse:
@@ -225,7 +221,7 @@ class SocketGuard:
                 await response.write_eof()
             except (ConnectionResetError, aiohttp.ClientPayloadError, aiohttp.ServerDisconnectedError) as exc:
                 # The client went away (an events stream it closed) or the engine did mid-answer: nothing to send.
-                log.debug("socket guard stream ended early", path=request.path, error=str(exc))
+                log.debug("sockguard.stream_ended_early", path=request.path, error=str(exc))
             return response
 
 
@@ -302,7 +298,7 @@ async def serve(guard: SocketGuard, listen: Endpoint, socket_mode: int) -> int:
     install_stop_handlers(stop.set)
     await guard.start(listen, socket_mode=socket_mode)
     log.info(
-        "socket guard listening",
+        "sockguard.listening",
         listen=[str(address) for address in guard.addresses],
         upstream=guard.upstream.address,
         image=guard.policy.image,

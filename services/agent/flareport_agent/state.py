@@ -115,14 +115,15 @@ def _tighten(path: Path, mode: int) -> None:
         return
     if info.st_uid != os.geteuid():
         log.warning(
-            "agent data is readable by others and not owned by this user; restrict it",
+            "state.too_open",
             path=str(path),
             mode=oct(current),
             owner_uid=info.st_uid,
+            hint="agent data is readable by others and not owned by this user; restrict it",
         )
         return
     path.chmod(mode)
-    log.warning("agent data was readable by others; restricted", path=str(path), mode=oct(current), now=oct(mode))
+    log.warning("state.restricted", path=str(path), mode=oct(current), now=oct(mode))
 
 
 def effective_key(state: AgentState, configured: str) -> str:

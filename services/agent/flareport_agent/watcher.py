@@ -94,7 +94,7 @@ class DockerWatcher:
             try:
                 stream.close()
             except Exception as exc:  # closing a half-dead socket may fail in many ways; the thread reconnects
-                log.debug("closing the event stream failed", error=str(exc))
+                log.debug("docker.stream_close_failed", error=str(exc))
 
     def _put(self, item: WatchItem) -> None:
         try:
@@ -136,17 +136,19 @@ class DockerWatcher:
                     try:
                         client.close()
                     except Exception as exc:  # the engine may already be gone; nothing to clean up then
-                        log.debug("closing the docker client failed", error=str(exc))
+                        log.debug("docker.client_close_failed", error=str(exc))
             if self._stop.is_set():
                 break
             if repeated:
                 DOCKER_EVENTS_REPEATED.inc()
-                log.warning("docker event stream repeated events it had delivered; subscribing again")
+                log.warning(
+                    "docker.events_repeated", hint="the engine repeated events it had delivered; subscribing again"
+                )
                 continue
             DOCKER_RECONNECTS.inc()
             self._put(Disconnected(reason))
             delay = self.backoff.next()
-            log.warning("docker event stream lost; reconnecting", reason=reason, retry_in=round(delay, 2))
+            log.warning("docker.stream_lost", reason=reason, retry_in=round(delay, 2))
             self._stop.wait(delay)
 
 
@@ -155,5 +157,5 @@ def _engine_time_ns(client: docker.DockerClient) -> int | None:
     try:
         return rfc3339_ns(client.info().get("SystemTime"))
     except Exception as exc:  # refused or failed: the replay guard then works from the stream alone
-        log.debug("the engine did not tell its time", error=str(exc))
+        log.debug("docker.time_unknown", error=str(exc))
         return None

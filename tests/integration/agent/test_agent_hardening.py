@@ -193,7 +193,7 @@ async def test_an_open_data_dir_of_ours_is_tightened_with_a_warning(
         await wait_for(lambda: _true(len(master.registrations) > 0), what="registration")
     assert mode(data) == 0o700
     assert mode(data / "state.json") == 0o600
-    tightened = {e["path"]: e for e in logs if e["event"].startswith("agent data was readable by others")}
+    tightened = {e["path"]: e for e in logs if e["event"] == "state.restricted"}
     assert set(tightened) == {str(data), str(data / "state.json")}
     assert tightened[str(data)]["mode"] == "0o755" and tightened[str(data)]["log_level"] == "warning"
     await running.stop()
@@ -222,10 +222,10 @@ async def test_a_master_in_clear_text_over_the_network_is_warned_about_at_start(
 
         await wait_for(started, what="the agent started")
         await running.stop()
-    cleartext = [e for e in logs if "clear text" in e["event"]]
+    cleartext = [e for e in logs if e["event"] == "master.cleartext_url"]
     if warned:
         assert len(cleartext) == 1 and cleartext[0]["log_level"] == "warning", logs
-        assert "agent key" in cleartext[0]["event"] and "tunnel token" in cleartext[0]["event"]
+        assert "agent key" in cleartext[0]["hint"] and "tunnel token" in cleartext[0]["hint"]
     else:
         assert cleartext == []
     metric = _metric("flareport_agent_master_url_cleartext")
@@ -239,7 +239,7 @@ async def test_the_loopback_master_of_the_harness_gets_no_warning(
         start_agent()
         await wait_for(lambda: _true(len(master.registrations) > 0), what="registration")
     assert master.url.startswith("http://127.0.0.1:")
-    assert not [e for e in logs if "clear text" in e["event"]]
+    assert not [e for e in logs if e["event"] == "master.cleartext_url"]
 
 
 def _metric(name: str) -> float | None:

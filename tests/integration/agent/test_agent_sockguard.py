@@ -396,7 +396,7 @@ def test_the_guards_refusals_are_logged_without_the_body(guard: GuardThread) -> 
     with structlog.testing.capture_logs() as logs:
         status, _ = raw(guard.socket_path, "POST", CREATE, cloudflared_body(Env=[f"TUNNEL_TOKEN={TOKEN}", "X=1"]))
     assert status == 403
-    (line,) = [entry for entry in logs if entry["event"] == "socket guard refused a request"]
+    (line,) = [entry for entry in logs if entry["event"] == "sockguard.refused"]
     assert line["path"] == CREATE and "Env" in line["reason"]
     assert TOKEN not in json.dumps(logs, default=str)
 
@@ -438,15 +438,15 @@ def test_the_command_serves_on_a_unix_socket_and_stops_on_sigterm(engine_socket:
         lines: list[str] = []
         for line in process.stderr:  # its first log line says it is listening (no polling)
             lines.append(line)
-            if "socket guard listening" in line:
+            if "sockguard.listening" in line:
                 break
-        assert any("socket guard listening" in line for line in lines), lines
+        assert any("sockguard.listening" in line for line in lines), lines
         assert stat.S_IMODE(listen.stat().st_mode) == 0o660
         assert raw(listen, "GET", "/_ping") == (200, "OK")
         status, answer = raw(listen, "POST", CREATE, cloudflared_body(HostConfig={"Privileged": True}))
         assert status == 403 and "HostConfig.Privileged" in answer["message"]
         refusal = json.loads(process.stderr.readline())
-        assert refusal["event"] == "socket guard refused a request" and refusal["path"] == CREATE
+        assert refusal["event"] == "sockguard.refused" and refusal["path"] == CREATE
         process.send_signal(signal.SIGTERM)
         assert process.wait(30) == 0
     finally:

@@ -13,13 +13,15 @@ import pytest
 import redis.asyncio as aioredis
 from aiohttp.test_utils import TestClient, TestServer
 
-from flareport_agent.client import KeyRejected, MasterClient
+from flareport_agent.client import MasterClient
+from flareport_agent.link import MasterLink
 from flareport_agent.outbox import Outbox, send_loop
 from flareport_api.app import create_app
 from flareport_api.quotas import refusals
 from flareport_common.keys import GROUP_RECONCILER, Keys
 from flareport_common.messages import EventMessage
 from flareport_common.messages.events import ContainerStop
+from flareport_common.protocol import RegisterRequest
 from flareport_common.settings import AgentQuotas, ApiSettings
 from fptest.api_helpers import stream_messages
 from fptest.waiting import wait_for
@@ -148,10 +150,6 @@ async def test_an_agent_over_its_rate_gets_429_naming_the_limit_while_others_are
         await api.client.close()
 
 
-async def _no_key_rejection(exc: KeyRejected) -> None:
-    pytest.fail(f"the key was refused: {exc}")
-
-
 async def test_the_agent_outbox_waits_out_429s_and_delivers_every_event_in_order(
     api_settings: ApiSettings, keys: Keys, redis: aioredis.Redis
 ) -> None:
@@ -160,20 +158,13 @@ async def test_the_agent_outbox_waits_out_429s_and_delivers_every_event_in_order
     key = await api.new_key()
     agent_id = (await api.register(key))["agent_id"]
     client = MasterClient(str(api.client.make_url("/")), key)
-    client.agent_id = agent_id
+    link = MasterLink(client, lambda: RegisterRequest(display_name="flooder"))
+    await link.connect()
+    assert client.agent_id == agent_id
     outbox = Outbox(capacity=1000, last_seq=0, snapshot=lambda: pytest.fail("no snapshot: nothing may be dropped"))
     outbox.agent_id = agent_id
     delivered: list[int] = []
-    sender = asyncio.create_task(
-        send_loop(
-            outbox,
-            client.send_events,
-            max_batch=10,
-            linger=0,
-            on_accepted=delivered.append,
-            on_key_rejected=_no_key_rejection,
-        )
-    )
+    sender = asyncio.create_task(send_loop(outbox, link, max_batch=10, linger=0, on_accepted=delivered.append))
     try:
         for i in range(60):
             outbox.put(ContainerStop(agent_id=agent_id, seq=0, container_id=f"c{i}"))
@@ -190,5 +181,5 @@ async def test_the_agent_outbox_waits_out_429s_and_delivers_every_event_in_order
         sender.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await sender
-        await client.close()
+        await link.close()
         await api.client.close()

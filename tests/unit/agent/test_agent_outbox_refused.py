@@ -5,11 +5,11 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 
-from flareport_agent.client import KeyRejected, RequestRejected
+from flareport_agent.client import RequestRejected
 from flareport_agent.outbox import Outbox, send_loop
-from flareport_common.backoff import Backoff
 from flareport_common.messages.events import ContainerStop, Inventory
 from flareport_common.protocol import AgentEvent, EventBatchResponse
+from fptest.agent_link import ScriptedClient, scripted_link
 from fptest.waiting import wait_for
 
 
@@ -39,19 +39,18 @@ async def run(outbox: Outbox, judge: Judge, *, until: Callable[[list[list[str]]]
             raise refusal
         return EventBatchResponse(accepted=len(batch))
 
-    async def key_rejected(exc: KeyRejected) -> None:
-        raise AssertionError("not expected")
-
-    task = asyncio.create_task(
-        send_loop(outbox, send, max_batch=10, linger=0, on_accepted=lambda _: None, on_key_rejected=key_rejected,
-                  backoff=Backoff(initial=0.01, maximum=0.02))
-    )  # fmt: skip
+    client = ScriptedClient(send)
+    link = scripted_link(client)
+    await link.connect()
+    task = asyncio.create_task(send_loop(outbox, link, max_batch=10, linger=0, on_accepted=lambda _: None))
 
     async def done() -> bool:
         return len(outbox) == 0 and until(seen)
 
     await wait_for(done, what="the outbox drained")
     task.cancel()
+    await link.close()
+    assert "register" not in client.calls[1:], "a refused batch is not a rejected key"
     return seen
 
 

@@ -12,9 +12,9 @@ import pytest
 from flareport_agent.client import KeyRejected, MasterUnavailable
 from flareport_agent.outbox import Outbox, send_loop
 from flareport_agent.state import AgentState, StateStore, effective_key, key_hash, remember_command
-from flareport_common.backoff import Backoff
 from flareport_common.messages.events import ContainerStop, Inventory, TunnelState, TunnelStatus
 from flareport_common.protocol import AgentEvent, EventBatchResponse
+from fptest.agent_link import ScriptedClient, scripted_link
 from fptest.waiting import wait_for
 
 
@@ -51,30 +51,17 @@ async def test_rebase_renumbers_after_a_master_that_is_ahead() -> None:
 async def test_sender_retries_honours_retry_after_and_waits_out_a_rejected_key() -> None:
     outbox = Outbox(capacity=100, last_seq=0, snapshot=snapshot)
     sent: list[tuple[AgentEvent, ...]] = []
-    failures: list[Exception] = [MasterUnavailable("down", retry_after=0.01), KeyRejected("revoked", status=401)]
     accepted: list[int] = []
-    unblocked = asyncio.Event()
 
     async def send(batch: tuple[AgentEvent, ...]) -> EventBatchResponse:
-        if failures:
-            raise failures.pop(0)
         sent.append(batch)
         return EventBatchResponse(accepted=len(batch), last_seq=0)
 
-    async def key_rejected(exc: KeyRejected) -> None:
-        unblocked.set()
-
-    task = asyncio.create_task(
-        send_loop(
-            outbox,
-            send,
-            max_batch=2,
-            linger=0,
-            on_accepted=accepted.append,
-            on_key_rejected=key_rejected,
-            backoff=Backoff(initial=0.01, maximum=0.02),
-        )
-    )
+    client = ScriptedClient(send)
+    link = scripted_link(client)
+    await link.connect()
+    client.fail("events", MasterUnavailable("down", retry_after=0.01), KeyRejected("revoked", status=401))
+    task = asyncio.create_task(send_loop(outbox, link, max_batch=2, linger=0, on_accepted=accepted.append))
     for cid in "abc":
         outbox.put(stop(cid))
 
@@ -83,7 +70,10 @@ async def test_sender_retries_honours_retry_after_and_waits_out_a_rejected_key()
 
     await wait_for(all_sent, what="every buffered event sent after the failures")
     task.cancel()
-    assert unblocked.is_set()
+    await link.close()
+    assert client.calls == ["register", "events", "events", "register", "events", "events"], (
+        "retried after the master was away; after the rejected key, registered again before sending on"
+    )
     assert [[e.container_id for e in b] for b in sent] == [["a", "b"], ["c"]]  # type: ignore[union-attr]
     assert accepted == [2, 3]
 
