@@ -29,6 +29,7 @@ from flareport_api.quotas import refuse
 from flareport_api.scripts import AcceptEvents, Admission
 from flareport_api.state import ApiContext
 from flareport_common.keys import GROUP_RECONCILER
+from flareport_common.replies import text
 
 # A backlog drains at the reconciler's pace, which the API does not know; a short, fixed pause spreads the
 # agents' retries without holding a legitimate event back for long once the backlog is below the limit.
@@ -49,15 +50,11 @@ class Refused:
     retry_after: float
 
 
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
 def interpret(reply: list[Any], *, rate: float, backlog_limit: int) -> Accepted | Refused:
     """The script's answer as a value (pure: tested without Redis)."""
-    kind = _text(reply[0])
+    kind = text(reply[0])
     if kind == Admission.OK:
-        return Accepted(int(reply[1]), int(_text(reply[2])), tuple(int(_text(d)) for d in reply[3]))
+        return Accepted(int(reply[1]), int(text(reply[2])), tuple(int(text(d)) for d in reply[3]))
     if kind == Admission.RATE:
         wait = max(int(reply[1]), 1) / 1000
         return Refused("events_per_second", f"over this agent's rate of {rate:g} events per second", wait)

@@ -13,7 +13,8 @@ with the agent id as consumer name, so Redis keeps, per agent, what was delivere
   still wakes it.
 * Redelivery: every poll first claims (XAUTOCLAIM) entries delivered more than ``command_redeliver_seconds``
   ago without an ack; after a (re-)register the next poll re-reads the agent's whole pending list (ID 0), so
-  an agent that restarted gets again what it had fetched but not acknowledged.
+  an agent that restarted gets again what it had fetched but not acknowledged. Creating the group, a lost group,
+  delivery counts and dead letters follow the stream runtime's rules (``flareport_common.streams.groups``).
 * Secrets: a command that carries a secret names it (``secret_ref``, see ``flareport_common.parcels``); it is
   read from the agent's own key only to build the answer, never written back to any stream. A command whose
   secret is gone (acknowledged through an earlier copy of the command, or expired) is acknowledged unseen.
@@ -48,7 +49,9 @@ from flareport_common.messages.commands import CommandMessage
 from flareport_common.messages.deadletters import DeadLetter
 from flareport_common.parcels import reveal, secret_ref
 from flareport_common.protocol import CommandEnvelope
-from flareport_common.streams.codec import FIELD, display_fields, encode
+from flareport_common.replies import text
+from flareport_common.streams import groups
+from flareport_common.streams.codec import FIELD, display_fields, message_json
 
 log = structlog.get_logger("flareport.api.longpoll")
 BATCH = 20
@@ -57,10 +60,6 @@ _decoder = msgspec.json.Decoder(CommandMessage)
 _ALIVE_CHECK_S = 5.0
 # A slot lapses this long after its poll's wait would have ended (the reads and checks around the wait).
 _SLOT_MARGIN_S = 30.0
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 class CommandHub:
@@ -91,7 +90,7 @@ class CommandHub:
                 async for message in pubsub.listen():
                     if message.get("type") == "message":
                         NOTIFICATIONS.inc()
-                        self.wake(_text(message["data"]))
+                        self.wake(text(message["data"]))
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
@@ -147,11 +146,11 @@ class CommandHub:
         for agent_id in agents:
             pipe.xinfo_groups(self._keys.agent_commands(agent_id))
         replies = await pipe.execute(raise_on_error=False)
-        for agent_id, groups in zip(agents, replies, strict=True):
-            if isinstance(groups, Exception):
+        for agent_id, infos in zip(agents, replies, strict=True):
+            if isinstance(infos, Exception):
                 self.wake(agent_id)
                 continue
-            group = next((g for g in groups if _text(g.get("name")) == GROUP_AGENT), None)
+            group = next((g for g in infos if text(g.get("name")) == GROUP_AGENT), None)
             # lag is None when Redis cannot tell (entries deleted or trimmed): look rather than guess.
             if group is None or group.get("lag") is None or int(group["lag"]) > 0:
                 self.wake(agent_id)
@@ -245,18 +244,14 @@ class CommandHub:
     async def ensure_group(self, agent_id: str) -> None:
         if agent_id in self._groups:
             return
-        try:
-            await self._redis.xgroup_create(self._keys.agent_commands(agent_id), GROUP_AGENT, id="0", mkstream=True)
-        except ResponseError as exc:
-            if "BUSYGROUP" not in str(exc):
-                raise
+        await groups.ensure_group(self._redis, self._keys.agent_commands(agent_id), GROUP_AGENT)
         self._groups.add(agent_id)
 
     async def _read(self, agent_id: str, *, pending: bool, claim: bool) -> list[CommandEnvelope]:
         try:
             return await self._read_once(agent_id, pending=pending, claim=claim)
         except ResponseError as exc:
-            if "NOGROUP" not in str(exc):
+            if not groups.stream_lost(exc):
                 raise
             # The stream or group vanished (Redis lost its data): make them again and read once more.
             self._groups.discard(agent_id)
@@ -267,16 +262,18 @@ class CommandHub:
         stream = self._keys.agent_commands(agent_id)
         again: list[Any] = []
         if pending:
-            again += _entries(await self._redis.xreadgroup(GROUP_AGENT, agent_id, {stream: "0"}, count=BATCH))
+            again += groups.entries(await self._redis.xreadgroup(GROUP_AGENT, agent_id, {stream: "0"}, count=BATCH))
         if claim:
             reply = await self._redis.xautoclaim(stream, GROUP_AGENT, agent_id, self._redeliver_ms, "0-0", count=BATCH)
             again += list(reply[1])
-        fresh = _entries(await self._redis.xreadgroup(GROUP_AGENT, agent_id, {stream: ">"}, count=BATCH))
-        counts = await self._delivery_counts(stream, agent_id, [_text(entry_id) for entry_id, _ in again])
+        fresh = groups.entries(await self._redis.xreadgroup(GROUP_AGENT, agent_id, {stream: ">"}, count=BATCH))
+        # Entries delivered to this agent earlier and not re-read now may lie between these ids: a batch of margin.
+        ids = [text(entry_id) for entry_id, _ in again]
+        counts = await groups.delivery_counts(self._redis, stream, GROUP_AGENT, agent_id, ids, others=BATCH)
         out: list[CommandEnvelope] = []
         seen: set[str] = set()
         for (entry_id, fields), deliveries in [*((e, None) for e in again), *((e, 1) for e in fresh)]:
-            text_id = _text(entry_id)
+            text_id = text(entry_id)
             if text_id in seen:
                 continue
             seen.add(text_id)
@@ -285,22 +282,13 @@ class CommandHub:
                 out.append(envelope)
         return out
 
-    async def _delivery_counts(self, stream: str, agent_id: str, ids: list[str]) -> dict[str, int]:
-        if not ids:
-            return {}
-        ordered = sorted(ids, key=lambda i: tuple(int(p) for p in i.split("-")))
-        rows = await self._redis.xpending_range(
-            stream, GROUP_AGENT, min=ordered[0], max=ordered[-1], count=len(ids) + BATCH, consumername=agent_id
-        )
-        return {_text(row["message_id"]): int(row["times_delivered"]) for row in rows}
-
     async def _envelope(
         self, agent_id: str, stream: str, entry_id: str, fields: Any, deliveries: int
     ) -> CommandEnvelope | None:
         if fields is None:  # trimmed while pending: nothing left to deliver
             await self._redis.xack(stream, GROUP_AGENT, entry_id)
             return None
-        raw = fields.get(FIELD, fields.get(FIELD.decode()))
+        raw = message_json(fields)
         try:
             if raw is None:
                 raise msgspec.DecodeError(f"entry has no {FIELD.decode()!r} field")
@@ -319,7 +307,7 @@ class CommandHub:
                 )
                 await self._redis.xack(stream, GROUP_AGENT, entry_id)
                 return None
-            command = reveal(command, _text(secret))
+            command = reveal(command, text(secret))
         return CommandEnvelope(command_id=entry_id, command=command, deliveries=deliveries)
 
     async def _dead_letter(self, stream: str, entry_id: str, fields: Any, error: str, deliveries: int) -> None:
@@ -335,15 +323,6 @@ class CommandHub:
             payload=display_fields(fields),
         )
         pipe = self._redis.pipeline(transaction=True)
-        pipe.xadd(self._keys.dead_letters, encode(letter), maxlen=100_000, approximate=True)  # type: ignore[arg-type]
-        pipe.xack(stream, GROUP_AGENT, entry_id)
+        groups.queue_dead_letter(pipe, self._keys.dead_letters, letter)
         await pipe.execute()
         log.error("longpoll.undecodable_command", stream=stream, entry_id=entry_id, error=error)
-
-
-def _entries(response: Any) -> list[Any]:
-    if not response:
-        return []
-    if isinstance(response, dict):
-        return list(next(iter(response.values()))[0])
-    return list(response[0][1])

@@ -44,16 +44,13 @@ from flareport_api.scripts import delete_if_same, release_login, reserve_login
 from flareport_common.errors import SettingsError
 from flareport_common.keys import Keys
 from flareport_common.messages.base import utcnow
+from flareport_common.replies import optional_text
 from flareport_common.settings import ApiSettings, default_admin_password_file
 
 log = structlog.get_logger("flareport.api.ui")
 SESSION_COOKIE = "fp_session"
 LOGIN_CSRF_COOKIE = "fp_login_csrf"
 _hasher = PasswordHasher()
-
-
-def _text(value: bytes | str | None) -> str | None:
-    return value.decode() if isinstance(value, bytes) else value
 
 
 def _digest(token: str) -> str:
@@ -70,13 +67,13 @@ async def admin_password_hash(settings: ApiSettings, redis: aioredis.Redis, keys
         return settings.admin_password_hash
     if settings.admin_password is not None:
         return await asyncio.to_thread(_hasher.hash, settings.admin_password)
-    stored = _text(await redis.get(keys.ui_admin_password_hash))
+    stored = optional_text(await redis.get(keys.ui_admin_password_hash))
     if stored:
         return stored
     generated = secrets.token_urlsafe(18)
     hashed = await asyncio.to_thread(_hasher.hash, generated)
     if not await redis.set(keys.ui_admin_password_hash, hashed, nx=True):
-        return _text(await redis.get(keys.ui_admin_password_hash)) or hashed
+        return optional_text(await redis.get(keys.ui_admin_password_hash)) or hashed
     # Only the process that stored the hash knows the password: it goes to a file only the owner can read, never
     # to the log (logs are shipped, kept and read by many), and to the terminal only when a person watches it.
     path = settings.admin_password_file or default_admin_password_file(os.environ)
@@ -208,7 +205,7 @@ class Sessions:
         raw = await self._redis.hgetall(key)
         if not raw:
             return None
-        fields = {_text(k): _text(v) for k, v in raw.items()}
+        fields = {optional_text(k): optional_text(v) for k, v in raw.items()}
         user, csrf, via = fields.get("user"), fields.get("csrf"), fields.get("via") or "password"
         if not user or not csrf or not self._still_allowed(user, via):
             return None  # a renamed admin, or an email taken off the allow-list, loses its sessions at once
@@ -253,7 +250,7 @@ class Sessions:
         pipe.hget(key, "flash")
         pipe.hdel(key, "flash")
         flash, _ = await pipe.execute()
-        return _text(flash)
+        return optional_text(flash)
 
     def secure(self, request: web.Request) -> bool:
         mode = self._settings.ui_secure_cookie
