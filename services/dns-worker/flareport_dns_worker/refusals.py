@@ -31,6 +31,7 @@ import redis.asyncio as aioredis
 
 from flareport_common.keys import Keys
 from flareport_common.messages.cfresults import CfError
+from flareport_common.replies import text
 from flareport_dns_worker.dns_plan import Delete, DnsPlan, Patch, Post
 
 REMEMBER_SECONDS = 3600.0
@@ -98,7 +99,7 @@ class Refusals:
         for field, value in raw.items():
             entry = _remembered.decode(value)
             if entry.until > now:
-                live[field.decode() if isinstance(field, bytes) else str(field)] = entry.error
+                live[text(field)] = entry.error
             else:
                 expired.append(field)
         if expired:
