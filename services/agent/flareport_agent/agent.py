@@ -192,6 +192,7 @@ class Agent:
         warn_if_cleartext(self.settings.master_url)
         runner = await start_health_server(self.tuning.health_host, self.settings.health_port, ready)
         self.health_port = bound_port(runner)
+        log.info("agent.started", health_port=self.health_port, version=agent_version())
         try:
             self._spawn(self._restore_tunnel())
             queue: asyncio.Queue[watching.WatchItem] = asyncio.Queue()
@@ -212,6 +213,7 @@ class Agent:
             await self.link.close()
             await runner.cleanup()
             self.save_state()
+            log.info("agent.stopped")
         return 0
 
     async def _restore_tunnel(self) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import sys
@@ -41,6 +42,9 @@ async def test_agent_process_registers_and_exits_cleanly_on_sigterm(
         _, stderr = await asyncio.wait_for(process.communicate(), 30)
     assert process.returncode == 0, stderr.decode()[-2000:]
     assert (tmp_path / "data" / "state.json").exists()
+    events = [json.loads(line)["event"] for line in stderr.decode().splitlines() if line.startswith("{")]
+    assert "agent.started" in events and "master.registered" in events, events
+    assert events[-1] == "agent.stopped", "the last line says the agent stopped cleanly"
 
 
 async def test_bad_settings_stop_the_process_with_one_line(tmp_path: Path) -> None:
