@@ -48,7 +48,9 @@ IDS = [str(f.path.relative_to(ROOT)) for f in FILES]
 
 def test_the_services_have_lua_files() -> None:
     packages = {f.package for f in FILES}
-    assert {"flareport_common", "flareport_api", "flareport_dns_worker"} <= packages, f"found only {packages}"
+    assert {"flareport_common", "flareport_api", "flareport_dns_worker", "flareport_reconciler"} <= packages, (
+        f"found only {packages}"
+    )
 
 
 @pytest.mark.parametrize("file", FILES, ids=IDS)

@@ -1,4 +1,5 @@
-"""Coalescing of Cloudflare jobs per target, shared by all replicas through three small Lua scripts.
+"""Coalescing of Cloudflare jobs per target, shared by all replicas through three small Lua scripts
+(``lua/target_mark.lua``, ``target_commit.lua``, ``target_result.lua``).
 
 Each target (``tunnel:<id>``, ``zone:<name>``, ``access:<host><path>``) has a state hash with:
 ``inflight`` (the job id awaiting its result, or ``plan:<token>`` while a replica is building the job),
@@ -24,73 +25,43 @@ dies while planning, or a job whose result never comes, holds the target only un
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import IntEnum
+from typing import Any
 
 import redis.asyncio as aioredis
 
+from flareport_common import lua
 from flareport_common.keys import Keys
+from flareport_common.streams.codec import FIELD
 
-Arg = bytes | str | int | float
+_MARK = lua.load("flareport_reconciler", "target_mark")
+_COMMIT = lua.load("flareport_reconciler", "target_commit")
+_RESULT = lua.load("flareport_reconciler", "target_result")
 
-MARK = """
-local inflight = redis.call('HGET', KEYS[1], 'inflight')
-local now = tonumber(ARGV[1])
-if inflight then
-  local since = tonumber(redis.call('HGET', KEYS[1], 'since') or '0')
-  local limit = tonumber(ARGV[4])
-  if string.sub(inflight, 1, 5) == 'plan:' then limit = tonumber(ARGV[3]) end
-  if now - since < limit then
-    redis.call('HSET', KEYS[1], 'pending', '1')
-    return 0
-  end
-end
-redis.call('HSET', KEYS[1], 'inflight', 'plan:' .. ARGV[2], 'since', ARGV[1])
-redis.call('HDEL', KEYS[1], 'pending')
-if ARGV[5] == '1' then redis.call('HDEL', KEYS[1], 'version') end
-return 1
-"""
 
-COMMIT = """
-if redis.call('HGET', KEYS[1], 'inflight') ~= 'plan:' .. ARGV[1] then return -1 end
-if (redis.call('HGET', KEYS[1], 'version') or '') == ARGV[3] then
-  if redis.call('HGET', KEYS[1], 'pending') == '1' then
-    redis.call('HDEL', KEYS[1], 'pending')
-    redis.call('HSET', KEYS[1], 'since', ARGV[6])
-    return 2
-  end
-  redis.call('HDEL', KEYS[1], 'inflight', 'since')
-  return 0
-end
-redis.call('XADD', KEYS[2], '*', 'm', ARGV[4])  -- no MAXLEN: consumers trim what they handled
-redis.call('HSET', KEYS[1], 'inflight', ARGV[2], 'since', ARGV[6], 'version', ARGV[3], 'members', ARGV[5])
-redis.call('SADD', KEYS[3], ARGV[7])
-return 1
-"""
+class Marked(IntEnum):
+    """What ``target_mark.lua`` answers."""
 
-RESULT = """
-local inflight = redis.call('HGET', KEYS[1], 'inflight')
-if inflight ~= ARGV[1] then
-  -- The last finished job's result again, and no later job sent since (nothing in flight, or only a plan):
-  -- it is still the newest word on these rules.
-  local idle = (not inflight) or string.sub(inflight, 1, 5) == 'plan:'
-  if idle and redis.call('HGET', KEYS[1], 'done') == ARGV[1] then
-    return {3, redis.call('HGET', KEYS[1], 'done_members') or ''}
-  end
-  return {0, ''}
-end
-local members = redis.call('HGET', KEYS[1], 'members') or ''
-redis.call('HSET', KEYS[1], 'done', ARGV[1], 'done_members', members)
-if ARGV[2] == '0' then redis.call('HDEL', KEYS[1], 'version') end
-if redis.call('HGET', KEYS[1], 'pending') == '1' then
-  redis.call('HSET', KEYS[1], 'inflight', 'plan:' .. ARGV[4], 'since', ARGV[3])
-  redis.call('HDEL', KEYS[1], 'pending')
-  return {2, members}
-end
-redis.call('HDEL', KEYS[1], 'inflight', 'since')
-return {1, members}
-"""
+    PENDING = 0  # folded into the next job
+    HELD = 1  # the caller holds the target and must plan it now
 
-# Outcomes of commit.
-LOST, UNCHANGED, SENT, AGAIN = -1, 0, 1, 2
+
+class Committed(IntEnum):
+    """What ``target_commit.lua`` answers."""
+
+    LOST = -1  # the caller's plan went stale and another replica took the target over
+    UNCHANGED = 0  # same version as the last job sent: no job, the target is released
+    SENT = 1
+    AGAIN = 2  # same version, but a change became pending: the caller still holds the target, plans again
+
+
+class Answered(IntEnum):
+    """What ``target_result.lua`` answers first."""
+
+    STALE = 0  # neither the job in flight nor the last finished one: nothing to apply
+    FINISHED = 1
+    PLAN_AGAIN = 2  # a change is pending: the caller now holds the target
+    REPEATED = 3  # the last finished job's result again: its rule statuses still apply
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,39 +72,50 @@ class ResultOutcome:
 
 
 class Coalescer:
+    """The coalescing scripts' typed wrappers: the only code that knows their KEYS/ARGV order.
+
+    The scripts are registered (EVALSHA, loaded again by redis-py if a restarted Redis lost its cache) where they
+    run on the client, and sent with EVAL from ``mark_many``'s pipeline (see ``scripts``)."""
+
     def __init__(
         self, redis: aioredis.Redis, keys: Keys, *, stale_plan_ms: int = 30_000, stale_job_ms: int = 600_000
     ) -> None:
         self._redis = redis
         self._keys = keys
-        self._mark = redis.register_script(MARK)
-        self._commit = redis.register_script(COMMIT)
-        self._result = redis.register_script(RESULT)
+        self._mark = redis.register_script(_MARK.source)
+        self._commit = redis.register_script(_COMMIT.source)
+        self._result = redis.register_script(_RESULT.source)
         self.stale_plan_ms = stale_plan_ms
         self.stale_job_ms = stale_job_ms
 
+    def _mark_args(self, now_ms: int, token: str, force: bool) -> list[Any]:
+        return [now_ms, token, self.stale_plan_ms, self.stale_job_ms, "1" if force else "0"]
+
     async def mark(self, target: str, token: str, now_ms: int, *, force: bool = False) -> bool:
         """True: the caller holds the target and must plan it now. ``force`` forgets the last version."""
-        args: list[Arg] = [now_ms, token, self.stale_plan_ms, self.stale_job_ms, "1" if force else "0"]
-        return int(await self._mark(keys=[self._keys.target_state(target)], args=args)) == 1
+        keys = [self._keys.target_state(target)]
+        return Marked(int(await self._mark(keys=keys, args=self._mark_args(now_ms, token, force)))) == Marked.HELD
 
     async def mark_many(self, targets: list[str], tokens: list[str], now_ms: int, force: list[bool]) -> list[bool]:
         """``mark`` for several targets in one round trip (a pipeline of the same script); ``force`` per target."""
         pipe = self._redis.pipeline(transaction=False)
         for target, token, forced in zip(targets, tokens, force, strict=True):
-            args: list[Arg] = [now_ms, token, self.stale_plan_ms, self.stale_job_ms, "1" if forced else "0"]
             # EVAL, not the registered script: that would add a SCRIPT EXISTS round trip to every pipeline.
-            pipe.eval(MARK, 1, self._keys.target_state(target), *args)
-        return [int(held) == 1 for held in await pipe.execute()] if targets else []
+            _MARK.eval(pipe, [self._keys.target_state(target)], self._mark_args(now_ms, token, forced))
+        return [Marked(int(held)) == Marked.HELD for held in await pipe.execute()] if targets else []
 
     async def commit(
         self, target: str, token: str, job_id: str, version: str, payload: bytes, members: bytes, now_ms: int
-    ) -> int:
+    ) -> Committed:
+        """Send the job (``payload``, under the stream codec's field) unless ``version`` is the last one sent."""
         keys = [self._keys.target_state(target), self._keys.cf_jobs, self._keys.targets_index]
-        args: list[Arg] = [token, job_id, version, payload, members, now_ms, target]
-        return int(await self._commit(keys=keys, args=args))
+        args: list[Any] = [token, job_id, version, payload, members, now_ms, target, FIELD]
+        return Committed(int(await self._commit(keys=keys, args=args)))
 
     async def result(self, target: str, job_id: str, ok: bool, token: str, now_ms: int) -> ResultOutcome:
-        args = [job_id, "1" if ok else "0", now_ms, token]
+        args: list[Any] = [job_id, "1" if ok else "0", now_ms, token]
         code, members = await self._result(keys=[self._keys.target_state(target)], args=args)
-        return ResultOutcome(current=int(code) != 0, plan_again=int(code) == 2, members=bytes(members or b""))
+        answer = Answered(int(code))
+        return ResultOutcome(
+            current=answer != Answered.STALE, plan_again=answer == Answered.PLAN_AGAIN, members=bytes(members or b"")
+        )

@@ -23,10 +23,10 @@ from flareport_common.messages.base import new_id
 from flareport_common.messages.cfjobs import CfJobMessage, SyncAccessApp, SyncDnsZone, SyncTunnelIngress
 from flareport_common.streams.codec import FIELD, encode
 from flareport_reconciler.claimstore import HostnameClaims, decode_hash
-from flareport_reconciler.coalesce import AGAIN, SENT, Coalescer
+from flareport_reconciler.coalesce import Coalescer, Committed
 from flareport_reconciler.records import agent_views, text
 from flareport_reconciler.resolution import AccessCatalog, Decision, resolve_hostname
-from flareport_reconciler.scripts import FORGET_UNCLAIMED, HGETALL_MANY
+from flareport_reconciler.scripts import forget_unclaimed, read_claims_hashes
 from flareport_reconciler.targets import Target, access_app, held_app, tunnel_ingress, version_of, zone_records
 
 log = structlog.get_logger("flareport.reconciler.planner")
@@ -41,7 +41,7 @@ async def read_claims(redis: aioredis.Redis, keys: Keys, hostnames: list[str]) -
     """The claims of each hostname, in order, in one round trip and one command."""
     if not hostnames:
         return []
-    replies = await redis.eval(HGETALL_MANY, len(hostnames), *(keys.hostname_claims(h) for h in hostnames))
+    replies = await read_claims_hashes(redis, keys, hostnames)
     return [decode_hash(reply) for reply in replies]
 
 
@@ -125,13 +125,13 @@ class Planner:
             job_id = built.job.id if built.job is not None else ""
             members = _members_encoder.encode(built.members)
             code = await self._co.commit(str(target), token, job_id, built.version, payload, members, now_ms())
-            if code == SENT and built.job is not None:
+            if code == Committed.SENT and built.job is not None:
                 JOBS.labels(type(built.job).__name__).inc()
                 PLANS.labels("sent").inc()
                 log.debug("planner.job_sent", target=str(target), version=built.version, job_id=job_id)
-            elif code != AGAIN:
-                PLANS.labels("unchanged" if code == 0 else "lost").inc()
-            if code != AGAIN:
+            elif code != Committed.AGAIN:
+                PLANS.labels("unchanged" if code == Committed.UNCHANGED else "lost").inc()
+            if code != Committed.AGAIN:
                 return
 
     async def decisions_for(self, hostnames: Iterable[str], *, index_keys: Sequence[str] = ()) -> list[Decision]:
@@ -144,9 +144,7 @@ class Planner:
         per_host = await read_claims(self._redis, self._keys, names)
         unclaimed = [name for name, host in zip(names, per_host, strict=True) if not host.claims and not host.assigned]
         if unclaimed and index_keys:
-            claim_keys = [self._keys.hostname_claims(h) for h in unclaimed]
-            numkeys = len(index_keys) + len(claim_keys)
-            await self._redis.eval(FORGET_UNCLAIMED, numkeys, *index_keys, *claim_keys, len(index_keys), *unclaimed)
+            await forget_unclaimed(self._redis, self._keys, index_keys, unclaimed)
         wanted = (c.agent_id for host in per_host for c in host.claims if c.agent_id)
         agents = await agent_views(self._redis, self._keys, wanted)
         catalog = await self.catalog()
