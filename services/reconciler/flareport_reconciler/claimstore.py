@@ -1,6 +1,6 @@
 """How claims are stored in a hostname's claims hash, and read back. Pure, no I/O.
 
-A claim's value is ``<time ms>|<owner>|<claim JSON>``. The prefix is written by ``scripts.WRITE_CLAIMS`` from the
+A claim's value is ``<time ms>|<owner>|<claim JSON>``. The prefix is written by ``lua/write_claims.lua`` from the
 server's own arguments: the claim order ("first claim wins") and the owner never come from the JSON, which
 carries agent-controlled data (labels, Access custom rules) and is never pattern-matched. A value read back takes
 its ``claimed_at`` from the prefix, whatever the JSON says.
