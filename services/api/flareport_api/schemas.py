@@ -182,7 +182,7 @@ class ManualRuleList(msgspec.Struct, frozen=True, kw_only=True):
 
 
 # A Cloudflare Access rule: an object with exactly one known rule type, e.g. {"email": {"email": "a@example.com"}}.
-# The schema documents the shape; the API checks it itself (admin_rules.save_group) to name the exact entry.
+# The schema documents the shape; the API checks it itself (usecases.accessgroups.save) to name the exact entry.
 AccessRuleObject = Annotated[
     dict[str, Any],
     msgspec.Meta(
@@ -195,7 +195,7 @@ AccessRuleObject = Annotated[
         },
     ),
 ]
-# A chosen access group id, as ``access.group=<id>`` labels name it (checked with \Z by admin_rules.group_id).
+# A chosen access group id, as ``access.group=<id>`` labels name it (checked with \Z by usecases.accessgroups.GROUP_ID).
 GROUP_ID_PATTERN = "^[a-z0-9][a-z0-9_.-]{0,63}$"
 ChosenGroupId = Annotated[
     str,
