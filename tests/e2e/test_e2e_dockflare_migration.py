@@ -24,7 +24,7 @@ from .conftest import StackFactory
 
 TUNNEL = "d0cf1a4e-5eed-4000-8000-00000000d0c1"
 TARGET = f"{TUNNEL}.cfargotunnel.com"
-APP, WIKI, NAS, GONE = (f"{name}.{ZONE}" for name in ("app", "wiki", "nas", "gone"))
+APP, WIKI, NAS, GONE, NOTED = (f"{name}.{ZONE}" for name in ("app", "wiki", "nas", "gone", "noted"))
 DNS_WRITES = ("POST /zones/{zone_id}/dns_records", "DELETE /zones/{zone_id}/dns_records/{dns_record_id}")
 
 
@@ -54,6 +54,7 @@ def dockflare_cloudflare() -> dict[str, Any]:
         ],
         "dns_records": [
             *({**cname, "name": name} for name in (APP, WIKI, NAS, GONE)),
+            {**cname, "name": NOTED, "comment": "set up by hand"},
             {"zone_name": ZONE, "name": f"mail.{ZONE}", "type": "A", "content": "192.0.2.25", "proxied": False},
             {"zone_name": ZONE, "name": f"legacy.{ZONE}", "type": "CNAME", "content": "elsewhere.example.net"},
         ],
@@ -151,7 +152,8 @@ def test_a_dockflare_host_moves_with_no_dns_record_deleted_or_recreated(
     # 1. The preflight says what will happen, before anything is written.
     forecast = doctor(stack)
     assert forecast["tunnel_id"] == TUNNEL
-    assert forecast["adopt_in_place"] == sorted([APP, GONE, NAS, WIKI]) and forecast["conflicts"] == {}
+    assert forecast["adopt_in_place"] == sorted([APP, GONE, NAS, WIKI])
+    assert list(forecast["conflicts"]) == [NOTED], "someone wrote a comment on it: not taken without being asked"
     assert forecast["dockflare_access_apps"] == [WIKI]
 
     # 2. DockFlare's state: the group and the manual rule (dry run first, then --apply).
@@ -203,3 +205,27 @@ def test_a_dockflare_host_moves_with_no_dns_record_deleted_or_recreated(
     total = sum(calls.values())
     writes = {e: n for e, n in calls.items() if e.split(" ", 1)[0] in ("POST", "PUT", "PATCH", "DELETE")}
     print(f"migration: {total} Cloudflare calls after enrolment, writes {writes}")
+
+    # A record someone annotated is not taken without being asked: a conflict, until an admin adopts it. An agent's
+    # key cannot grant that.
+    host.run(
+        "noted",
+        {"dockflare.enable": "true", "dockflare.hostname": NOTED, "dockflare.service": "http://n:80"},
+        stack.image,
+    )
+    wait_for_sync(
+        lambda: [r for r in stack.rules_of(NOTED) if r["status"] == "conflict"],
+        timeout=90,
+        interval=0.3,
+        what="the annotated name reported as a conflict",
+    )
+    assert by_name(stack)[NOTED] == records_before[NOTED]
+    agent_key = (stack.workdir / "dev" / "agent-key").read_text().split()[-1]
+    status, refused = stack.api("POST", f"/api/v1/rules/{NOTED}/adopt", key=agent_key)
+    assert status in (401, 403), refused
+    adopted = flareport(stack, "rules", "adopt", NOTED)
+    assert adopted.returncode == 0, adopted.stdout + adopted.stderr
+    stack.wait_rules_active({NOTED})
+    record = by_name(stack)[NOTED]
+    assert record["id"] == records_before[NOTED]["id"] and record["comment"].startswith("managed-by=flareport")
+    assert "adopted" in flareport(stack, "rules", "show", NOTED).stdout

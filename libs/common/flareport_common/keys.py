@@ -185,6 +185,12 @@ class Keys:
         return f"{self.prefix}cf:zones"
 
     @property
+    def adopt_grants(self) -> str:
+        """Hash: hostname -> JSON {granted_at}: an admin's one-time permission to take over the foreign DNS records
+        on that name for the rule that wants it (``flareport rules adopt``); the dns-worker removes it once used."""
+        return f"{self.prefix}admin:adopt-grants"
+
+    @property
     def cf_created_tunnels(self) -> str:
         return f"{self.prefix}cf:created-tunnels"
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
+from dataclasses import replace
 from typing import Any
 
 import msgspec
@@ -139,9 +140,17 @@ class DnsSync:
             refused = await self._refusals.load(zone_id)
         refused_now: dict[str, CfError] = {}
         try:
+            granted: set[str] = set()
             for attempt in range(3):
                 current = await self._current(zone_id, fresh=fresh or attempt > 0)
-                plan, again = without_refused(plan_dns(current, wanted, self._owner, names, prune=prune), refused)
+                plan = plan_dns(current, wanted, self._owner, names, prune=prune)
+                if plan.conflicts:
+                    # Only a conflict costs the look at the admin's grants (``flareport rules adopt``).
+                    granted = await self.granted({c.hostname for c in plan.conflicts if c.hostname})
+                    if granted:
+                        wanted = [replace(w, adopt=True) if w.name in granted else w for w in wanted]
+                        plan = plan_dns(current, wanted, self._owner, names, prune=prune)
+                plan, again = without_refused(plan, refused)
                 outcome = Outcome(errors=[*plan.conflicts, *again])
                 CONFLICTS.labels("dns").inc(len(plan.conflicts))
                 LEFT_OUT.labels("refused").inc(len(again))
@@ -154,6 +163,10 @@ class DnsSync:
                     refused.update(refused_now)
                     continue
                 failed = {e.hostname for e in outcome.errors}
+                taken = granted & (plan.managed - failed)
+                if taken:  # used: the grant was for this take-over, not for whatever appears on the name later
+                    await self._redis.hdel(self._keys.adopt_grants, *sorted(taken))
+                    plan.adopted.update(dict.fromkeys(taken, "foreign records taken over as an admin asked"))
                 adopted = [CfNote(hostname=n, message=what) for n, what in plan.adopted.items() if n not in failed]
                 outcome.notes.extend(adopted)
                 ADOPTED.labels("dns").inc(len(adopted))
@@ -165,6 +178,12 @@ class DnsSync:
             await self._refusals.remember(zone_id, refused_now)
 
     # ---- observed state ----------------------------------------------------------------------------------
+
+    async def granted(self, names: set[str]) -> set[str]:
+        """Which of ``names`` an admin allowed to take over (``Keys.adopt_grants``)."""
+        ordered = sorted(names)
+        found = await self._redis.hmget(self._keys.adopt_grants, ordered)
+        return {name for name, grant in zip(ordered, found, strict=True) if grant is not None}
 
     async def _managed(self, target: str) -> dict[str, str] | None:
         """Record name -> zone id of what this target wrote, or None when unknown."""

@@ -119,12 +119,12 @@ class Worker:
         if isinstance(job, VerifyTarget):
             return await self._verify(job)
         applied = await self._applied(job)
-        if applied is not None:
+        if applied is not None and not await self._granted_since(job, applied[1]):
             await self._publish(job, Outcome(errors=list(applied[1])), version=applied[0])
             return "skipped"
         async with self._leases.hold(self._keys.target_lease(job.target), job.target):
             applied = await self._applied(job)  # another replica may have finished it while we waited
-            if applied is not None:
+            if applied is not None and not await self._granted_since(job, applied[1]):
                 await self._publish(job, Outcome(errors=list(applied[1])), version=applied[0])
                 return "skipped"
             return await self._run(job, lambda: self._sync(job, fresh=False), version=job.version, record=job)
@@ -178,6 +178,12 @@ class Worker:
             log.warning("verify.drift_repaired", writes=outcome.writes)
         await self._publish(job, outcome, version=desired.version, drift=outcome.writes > 0)
         return "applied" if outcome.writes else "unchanged"
+
+    async def _granted_since(self, job: VersionedJob, errors: tuple[CfError, ...]) -> bool:
+        """Did an admin allow taking over a name this zone's last sync left as a conflict? Then the same version is
+        worth syncing again (``flareport rules adopt``); only looked at when the last sync had conflicts."""
+        names = {e.hostname for e in errors if e.kind == "conflict" and e.hostname}
+        return isinstance(job, SyncDnsZone) and bool(names) and bool(await self._dns.granted(names))
 
     async def _applied(self, job: VersionedJob) -> tuple[str, tuple[CfError, ...]] | None:
         """Version and errors to report when ``job`` needs no work: its own when applied, the newer when stale."""

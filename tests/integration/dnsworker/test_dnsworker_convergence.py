@@ -217,3 +217,26 @@ async def test_wildcard_hostname_gets_its_record_and_rule(
         assert all(r.ok and not r.errors for r in await job_results(redis, keys))
     finally:
         await svc.close()
+
+
+async def test_an_admins_grant_takes_over_a_conflicting_name_once(
+    emu: RunningEmulator, redis: aioredis.Redis, redis_server: LocalRedis, keys: Keys, prefix: str
+) -> None:
+    svc = service(settings_for(redis_server.url, prefix, emu), redis)
+    try:
+        await send(redis, keys, [dns_job(["mail.example.com"], "v1")])
+        await drain(svc)
+        assert [e.kind for e in (await job_results(redis, keys))[-1].errors] == ["conflict"]
+
+        # The same version again (the reconciler re-plans on the grant; nothing it wants changed): synced anew.
+        await redis.hset(keys.adopt_grants, "mail.example.com", "{}")
+        await send(redis, keys, [dns_job(["mail.example.com"], "v1")])
+        await drain(svc)
+        result = (await job_results(redis, keys))[-1]
+        assert result.ok and not result.errors
+        assert [n.hostname for n in result.notes] == ["mail.example.com"], "the take-over is shown on the rule"
+        [adopted] = records_named(emu, "mail.example.com")
+        assert adopted["type"] == "CNAME" and adopted["comment"] == marker("fp-test")
+        assert not await redis.hexists(keys.adopt_grants, "mail.example.com"), "a grant is used once"
+    finally:
+        await svc.close()

@@ -2,7 +2,8 @@
 
 Filters are passed to the API (``--status``, ``--source``, ``--agent``, ``--zone``, ``--search``), so ``--json``
 returns exactly what the table shows. ``show`` lists every path of one hostname with the state of each part
-(DNS, tunnel ingress, Access) and the reason when Cloudflare or a conflict stopped it.
+(DNS, tunnel ingress, Access) and the reason when Cloudflare or a conflict stopped it. ``adopt`` takes over the
+foreign DNS records on a hostname in conflict (an admin's one-time grant, used by the dns-worker's next sync).
 """
 
 from __future__ import annotations
@@ -77,6 +78,16 @@ def _show(ctx: Context, args: argparse.Namespace) -> int:
     return ctx.emit(ctx.client.get(f"/api/v1/rules/{quote(args.hostname)}"), show_rules)
 
 
+def _adopt(ctx: Context, args: argparse.Namespace) -> int:
+    def human(body: dict[str, Any]) -> None:
+        print(
+            f"{args.hostname}: the foreign DNS records on the name will be taken over at the next sync of its zone "
+            f"(requested now, intent {body['intent_id']}); `flareport rules show {args.hostname}` shows the result."
+        )
+
+    return ctx.emit(ctx.client.post(f"/api/v1/rules/{quote(args.hostname)}/adopt"), human)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser, actions = group_parser("rules", "Published rules (from containers and manual rules) and their state.")
     ls = action(actions, "ls", "list rules", _list, aliases=["list"])
@@ -87,6 +98,14 @@ def build_parser() -> argparse.ArgumentParser:
     ls.add_argument("--search", "-q", help="only hostnames containing this text")
     show = action(actions, "show", "every rule (path) of one hostname", _show)
     show.add_argument("hostname")
+    adopt = action(
+        actions,
+        "adopt",
+        "take over the DNS records Flareport did not make on a hostname in conflict (one CNAME kept in place, "
+        "the other colliding records deleted)",
+        _adopt,
+    )
+    adopt.add_argument("hostname")
     return parser
 
 
