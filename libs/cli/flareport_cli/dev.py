@@ -1,7 +1,8 @@
 """``flareport dev`` (what ``make run`` starts): the whole stack on this machine, each service its own process.
 
 Embedded defaults, all overridable by the usual environment variables:
-- a local ``redis-server`` with AOF, data under ``./.flareport/redis`` (``REDIS_URL`` set = use that Redis);
+- a local ``redis-server`` with AOF, data under ``./.flareport/redis`` (``REDIS_URL`` or ``REDIS_SENTINELS`` set =
+  use that Redis);
 - the Cloudflare emulator seeded with an example account and zone ``example.test``, its state kept in
   ``./.flareport/cloudflare-emulator.json`` (``CLOUDFLARE_API_TOKEN`` set = real Cloudflare instead);
 - the API on http://127.0.0.1:8080 (``FLAREPORT_API_PORT``), the reconciler and the dns-worker;
@@ -149,7 +150,8 @@ class DevStack:
         env["MASTER_API_KEY"] = self.master_key
         if not env.get("FLAREPORT_ADMIN_PASSWORD_HASH"):
             env.setdefault("FLAREPORT_ADMIN_PASSWORD", _secret_file(self.data_dir / "admin-password"))
-        if not env.get("REDIS_URL"):
+        # REDIS_SENTINELS set: the Sentinels name the Redis to use, as REDIS_URL would.
+        if not env.get("REDIS_URL") and not env.get("REDIS_SENTINELS"):
             password = _secret_file(self.data_dir / "redis-password")
             self.redis = LocalRedis(self.data_dir / "redis", aof=True, password=password, umask=PRIVATE_UMASK)
             self.redis.start()

@@ -229,6 +229,13 @@ class Keys:
         return f"{self.prefix}agents-last-seen"
 
     @property
+    def redis_history(self) -> str:
+        """The replication id (``master_replid``) of the Redis the reconciler last saw. A failover or a restart
+        changes it; the last writes before it may be gone, so the reconciler then has every agent send its
+        inventory again and plans every target again (``flareport_reconciler.failover``)."""
+        return f"{self.prefix}redis-history"
+
+    @property
     def tunnel_agents(self) -> str:
         """Hash tunnel id -> agent id."""
         return f"{self.prefix}tunnel-agents"

@@ -18,6 +18,7 @@ from flareport_common.logs import setup_logging
 from flareport_common.redisconn import connect, ready
 from flareport_common.runtime import consumer_name, install_stop_handlers
 from flareport_common.settings import ReconcilerSettings, load_or_exit, load_reconciler, secret_values
+from flareport_reconciler import failover
 from flareport_reconciler.service import Replica
 
 log = structlog.get_logger("flareport.reconciler")
@@ -35,9 +36,14 @@ async def serve(settings: ReconcilerSettings) -> int:
 
     runner = await start_health_server("0.0.0.0", settings.health_port, redis_ready, check="redis")
     log.info("reconciler.started", health_port=settings.health_port)
+    # Heals what a Redis failover or restart lost (flareport_reconciler.failover); stops with the replica.
+    stopping = asyncio.Event()
+    healer = asyncio.create_task(failover.watch(replica.reconciler, stopping), name="failover-watch")
     try:
         await replica.run()
     finally:
+        stopping.set()
+        await healer
         await runner.cleanup()
         await redis.aclose()
         log.info("reconciler.stopped")

@@ -12,13 +12,25 @@ from flareport_api.schemas import Accepted
 from flareport_api.state import ApiContext
 from flareport_common import readversion
 from flareport_common.messages.base import Message
+from flareport_common.redisconn import replicated
 from flareport_common.replies import text
 from flareport_common.streams.codec import encode
 
 
 async def send(ctx: ApiContext, intent: Message) -> Accepted:
     stream_id = await ctx.producer.send(ctx.keys.intents, intent)
+    await _replicated(ctx, intent)
     return Accepted(intent_id=intent.id, stream_id=stream_id)
+
+
+async def _replicated(ctx: ApiContext, intent: Message) -> None:
+    """With Sentinel, an admin's change is answered only once a replica holds it (REDIS_WAIT_REPLICAS): a 202
+    followed by a failover must not lose an enrolment nobody would repeat. Admin changes are rare, so the wait
+    (a replica round trip) costs nothing noticeable; agents' events do not wait (the reconciler heals those after
+    a failover)."""
+    await replicated(
+        ctx.redis, ctx.settings.common.redis_nodes, f"{ctx.keys.prefix}replicated", what=type(intent).__name__
+    )
 
 
 async def store_with(ctx: ApiContext, hash_key: str, field: str, value: bytes | None, intent: Message) -> Accepted:
@@ -32,4 +44,5 @@ async def store_with(ctx: ApiContext, hash_key: str, field: str, value: bytes | 
     readversion.bump(pipe, ctx.keys)  # the manual rules and access groups pages show these hashes
     pipe.xadd(ctx.keys.intents, encode(intent))  # type: ignore[arg-type]  # no MAXLEN: the reconciler trims
     results = await pipe.execute()
+    await _replicated(ctx, intent)
     return Accepted(intent_id=intent.id, stream_id=text(results[-1]))

@@ -1,0 +1,143 @@
+"""Redis Sentinel failover under the whole stack: a primary, a replica and three Sentinels (real processes), every
+control-plane service configured with REDIS_SENTINELS only, two hosts with their agents.
+
+The primary is SIGKILLed (no shutdown, no last fsync) in the middle of a burst of container starts and stops on
+both hosts, and in the middle of an enrolment. What must hold afterwards, with nobody touching anything: Cloudflare
+converges to exactly what the containers want (one CNAME per hostname: no duplicates; every wanted hostname there:
+no lost rules; stopped containers' hostnames gone), the read model shows every wanted rule active, and the
+enrolment completes with exactly one tunnel.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from flareport_cli.localsentinel import LocalSentinelSet
+from fptest.e2e_stack import E2EStack, Host
+from fptest.waiting import wait_for_sync
+
+from .conftest import StackFactory
+
+pytestmark = pytest.mark.timeout(300)
+
+
+@dataclass
+class HaStack:
+    stack: E2EStack
+    sentinels: LocalSentinelSet
+    tunnels: dict[str, str]  # host name -> tunnel id
+
+
+@pytest.fixture(scope="module")
+def ha(stack_factory: StackFactory, tmp_path_factory: pytest.TempPathFactory) -> Iterator[HaStack]:
+    sentinels = LocalSentinelSet(Path(tmp_path_factory.mktemp("sentinels"))).start()
+    try:
+        stack = stack_factory(
+            **sentinels.env,
+            GRACE_PERIOD_SECONDS="2",
+            # A job or event whose handler died with a connection is taken over soon after the failover.
+            FLAREPORT_CLAIM_IDLE_SECONDS="3",
+            FLAREPORT_TARGET_LEASE_MS="3000",
+        )
+        tunnels = {"host1": stack.enroll(stack.wait_new_agent(set())["agent_id"], "ha-host1")}
+        known = {a["agent_id"] for a in stack.agents()}
+        stack.add_host("host2")
+        tunnels["host2"] = stack.enroll(stack.wait_new_agent(known)["agent_id"], "ha-host2")
+        yield HaStack(stack, sentinels, tunnels)
+    finally:
+        sentinels.stop()
+
+
+def _kill_primary(ha: HaStack, killed: list[float]) -> None:
+    ha.sentinels.kill_master()
+    killed.append(time.monotonic())
+
+
+def _host_burst(host: Host, image: str, count: int, stop_every: int, at: dict[int, Callable[[], None]]) -> set[str]:
+    """Start ``count`` labelled containers, stopping every ``stop_every``-th right after the next one started;
+    ``at[i]`` runs before the i-th start. The hostnames that should stay published."""
+    wanted: set[str] = set()
+    previous = None
+    for index in range(count):
+        if index in at:
+            at[index]()
+        name = f"{host.name}-b{index}"
+        container = host.labelled(name, f"{name}.example.test", image)
+        wanted.add(f"{name}.example.test")
+        if previous is not None:
+            previous.stop(timeout=1)
+            wanted.discard(f"{previous.name}.example.test")
+            previous = None
+        if index % stop_every == stop_every - 1:
+            previous = container
+    return wanted
+
+
+def test_primary_killed_during_a_burst_from_two_agents_loses_nothing_and_duplicates_nothing(ha: HaStack) -> None:
+    stack = ha.stack
+    ha.sentinels.heal()
+    killed: list[float] = []
+    wanted: dict[str, set[str]] = {}
+    errors: list[BaseException] = []
+
+    def burst(host: Host, at: dict[int, Callable[[], None]]) -> None:
+        try:
+            wanted[host.name] = _host_burst(host, stack.image, 8, 3, at)
+        except BaseException as exc:  # reported by the main thread
+            errors.append(exc)
+
+    threads = [
+        threading.Thread(target=burst, args=(stack.hosts["host1"], {4: lambda: _kill_primary(ha, killed)})),
+        threading.Thread(target=burst, args=(stack.hosts["host2"], {})),
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert not errors, f"the container engine failed: {errors}"
+    assert killed, "the primary should have been killed during the burst"
+
+    for name, hostnames in wanted.items():
+        # Exactly these CNAMEs (no duplicate, none missing, the stopped containers' gone) and ingress rules.
+        stack.wait_published(ha.tunnels[name], {h: f"http://{h.split('.')[0]}:80" for h in hostnames}, timeout=120)
+    every = set().union(*wanted.values())
+    stack.wait_rules_active(every, timeout=60)
+    converged = time.monotonic() - killed[0]
+    records = [r["name"] for r in stack.dns_records()]
+    assert sorted(set(records)) == sorted(records), "Cloudflare should hold no duplicate DNS record"
+    stale = [r["hostname"] for r in stack.rules() if r["hostname"] not in every and "-b" in r["hostname"]]
+    print(f"converged {converged:.1f}s after the primary was killed; stopped containers' rules left: {stale}")
+
+
+def test_primary_killed_during_an_enrolment_the_agent_ends_active_with_one_tunnel(ha: HaStack) -> None:
+    stack = ha.stack
+    ha.sentinels.heal()
+    known = {a["agent_id"] for a in stack.agents()}
+    host = stack.add_host("host3")
+    agent_id = stack.wait_new_agent(known)["agent_id"]
+    # The API answers 202 only once a replica holds the enrolment (REDIS_WAIT_REPLICAS): killing the primary right
+    # after the answer must not lose it.
+    stack.admin("POST", f"/api/v1/agents/{agent_id}/enroll", {"tunnel_name": "ha-host3"})
+    ha.sentinels.kill_master()
+
+    def active() -> dict[str, object]:
+        status, answer = stack.api("GET", f"/api/v1/agents/{agent_id}")  # 503 while the master is replaced
+        agent = answer["agent"] if status == 200 else {}
+        return dict(agent) if agent.get("status") == "active" and agent.get("tunnel_id") else {}
+
+    record = wait_for_sync(
+        active,
+        timeout=120,
+        interval=0.3,
+        what="the agent enrolled during the failover active with its tunnel",
+    )
+    tunnels = [t for t in stack.cf_state()["tunnels"].values() if t["name"] == "ha-host3" and not t.get("deleted_at")]
+    assert len(tunnels) == 1, f"exactly one tunnel should exist for the enrolment, got {len(tunnels)}"
+    host.labelled("late", "late.example.test", stack.image)
+    stack.wait_published(str(record["tunnel_id"]), {"late.example.test": "http://late:80"})
