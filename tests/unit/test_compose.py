@@ -147,3 +147,24 @@ def test_agent_guarded_profile_puts_the_socket_guard_alone_in_front_of_the_socke
         name for name, service in services.items() if any("docker.sock" in v for v in service.get("volumes", []))
     ]
     assert sorted(mounted) == ["docker-socket-proxy", "socket-guard"]
+
+
+def test_ha_profile_adds_a_replica_and_three_sentinels_with_a_majority_quorum(compose: dict[str, Any]) -> None:
+    services = compose["services"]
+    replica = services["redis-replica"]
+    assert replica["profiles"] == ["ha"]
+    command = " ".join(replica["command"])
+    assert "--replicaof redis 6379" in command and '--masterauth "$$REDIS_PASSWORD"' in command
+    # The primary must be able to follow the new primary once it comes back as a replica.
+    assert '--masterauth "$$REDIS_PASSWORD"' in " ".join(services["redis"]["command"])
+    sentinels = [services[f"sentinel-{n}"] for n in (1, 2, 3)]
+    assert all(s["profiles"] == ["ha"] for s in sentinels)
+    assert len({s["volumes"][0] for s in sentinels}) == 3, "each Sentinel rewrites a config file of its own"
+    for sentinel in sentinels:
+        script = " ".join(sentinel["command"])
+        assert "sentinel monitor mymaster redis 6379 2" in script, "quorum 2 of 3: a majority decides"
+        assert "--sentinel" in script
+    # Off by default: the services use REDIS_URL's one Redis unless REDIS_SENTINELS is set.
+    for name in CONTROL_PLANE:
+        assert services[name]["environment"]["REDIS_SENTINELS"] == "${REDIS_SENTINELS:-}"
+    assert not {"redis-replica", "sentinel-1"} & {n for n, s in services.items() if "profiles" not in s}
