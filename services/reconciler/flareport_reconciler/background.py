@@ -28,12 +28,13 @@ import structlog
 from prometheus_client import Counter
 from redis.exceptions import WatchError
 
-from flareport_common.readmodel import AgentRecord
+from flareport_reconciler.agents import went_silent
 from flareport_reconciler.claims import pending_member
 from flareport_reconciler.handlers import Reconciler
 from flareport_reconciler.inventory import ContainerEntry, newest_seq, prunable
 from flareport_reconciler.planner import pruning
 from flareport_reconciler.records import TX_RETRIES, text, update_agent
+from flareport_reconciler.scripts import DeleteDue, DueDeletion
 
 log = structlog.get_logger("flareport.reconciler.background")
 
@@ -42,18 +43,6 @@ OFFLINE = Counter("flareport_reconciler_agents_offline_total", "Agents marked of
 SWEPT = Counter("flareport_reconciler_swept_hostnames_total", "Hostnames refreshed by the sweeper (left by a crash).")
 PRUNED = Counter("flareport_reconciler_pruned_containers_total", "Inventory entries of long-stopped containers pruned.")
 BACKGROUND_ERRORS = Counter("flareport_reconciler_background_errors_total", "Failed background passes.", ["task"])
-
-# Removes a claim whose grace period ended. The pending-deletions score is the claim's due time, kept in step with
-# the claim by ``WRITE_CLAIMS`` (a rewrite moves or removes it), so the claim's JSON (agent data) is never decoded
-# here. KEYS: pending deletions, the claims hash, the dirty set. ARGV: member, claim id, now, mark, hostname.
-DELETE_DUE = """
-local due = redis.call('ZSCORE', KEYS[1], ARGV[1])
-if not due or tonumber(due) > tonumber(ARGV[3]) then return 0 end
-redis.call('ZREM', KEYS[1], ARGV[1])
-if redis.call('HDEL', KEYS[2], ARGV[2]) == 0 then return 0 end
-redis.call('ZADD', KEYS[3], ARGV[4], ARGV[5])
-return 1
-"""
 
 BATCH = 200
 # Stopped containers are remembered at least this long (and at least the grace period) to recognise late events.
@@ -67,7 +56,7 @@ _entry_decoder = msgspec.json.Decoder(ContainerEntry)
 class Background:
     def __init__(self, reconciler: Reconciler) -> None:
         self.r = reconciler
-        self._delete_due = reconciler.redis.register_script(DELETE_DUE)
+        self._delete_due = DeleteDue(reconciler.redis)
         self._stopping = asyncio.Event()
 
     def stop(self) -> None:
@@ -130,15 +119,15 @@ class Background:
                 member = text(raw)
                 hostname, _, claim_id = member.partition("\x1f")
                 mark = int(time.time() * 1000)
-                args: list[bytes | str | int | float] = [
-                    pending_member(hostname, claim_id),
-                    claim_id,
-                    now,
-                    mark,
-                    hostname,
-                ]
-                claim_keys = [keys.pending_deletions, keys.hostname_claims(hostname), keys.dirty_hostnames]
-                if int(await self._delete_due(keys=claim_keys, args=args)) == 1:
+                answer = await self._delete_due(
+                    keys,
+                    hostname=hostname,
+                    claim_id=claim_id,
+                    pending_member=pending_member(hostname, claim_id),
+                    now=now,
+                    mark_ms=mark,
+                )
+                if answer == DueDeletion.DELETED:
                     marks[hostname] = mark
                     GRACE_DELETIONS.inc()
             deleted += len(marks)
@@ -163,17 +152,7 @@ class Background:
         stale = await redis.zrangebyscore(keys.agents_last_seen, "-inf", cutoff)
         count = 0
         for raw in stale:
-            agent_id = text(raw)
-
-            def change(record: AgentRecord | None) -> AgentRecord | None:
-                if record is None or record.status not in ("active", "pending"):
-                    return None
-                if record.last_seen is not None and record.last_seen.timestamp() > cutoff:
-                    return None  # it came back meanwhile
-                record.status = "offline"
-                return record
-
-            record = await update_agent(redis, keys, agent_id, change)
+            record = await update_agent(redis, keys, text(raw), went_silent(cutoff))
             if record is not None and record.status == "offline":
                 count += 1
                 OFFLINE.inc()

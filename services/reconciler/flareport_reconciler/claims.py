@@ -29,6 +29,7 @@ from flareport_common.messages.rules import Rule, RuleError
 from flareport_common.readmodel import AgentRecord, ContainerLabelErrors
 from flareport_common.settings import DEFAULT_QUOTAS
 from flareport_reconciler import agentquota
+from flareport_reconciler.agents import retired
 from flareport_reconciler.claimstore import ASSIGNED, encode_value, time_ms
 from flareport_reconciler.inventory import (
     AgentInventory,
@@ -40,11 +41,11 @@ from flareport_reconciler.inventory import (
     label_errors,
 )
 from flareport_reconciler.planner import Planner, read_claims
-from flareport_reconciler.records import RETIRED, TX_RETRIES, bump_version, decode_agent, raw_bytes, text
+from flareport_reconciler.records import TX_RETRIES, bump_version, decode_agent, raw_bytes, text
 from flareport_reconciler.records import encode as encode_doc
 from flareport_reconciler.refresh import HostnameRead, Refresher, parse_read, read_hostnames_command
 from flareport_reconciler.resolution import Claim, zone_of
-from flareport_reconciler.scripts import MARK_DIRTY, READ_INVENTORY, WRITE_CLAIMS
+from flareport_reconciler.scripts import NewClaim, RemovedClaim, mark_dirty, read_inventory, write_claims
 from flareport_reconciler.targets import Target
 
 ClaimKey = tuple[str, str]  # (hostname, claim id)
@@ -162,7 +163,7 @@ class Claims:
             while True:
                 try:
                     before, record, counts = await self._load_inventory(pipe, agent_id, events)
-                    if record is not None and record.status in RETIRED:
+                    if record is not None and retired(record):
                         await pipe.reset()  # type: ignore[no-untyped-call]
                         return Applied(record=record, retired=True)
                     if record is not None and record.revoked_at is not None:
@@ -257,9 +258,10 @@ class Claims:
             ids = sorted({*ids, *(text(c) for c in await pipe.smembers(k.agent_containers(agent_id)))})
         entry_keys = [k.agent_container(agent_id, cid) for cid in ids]
         await pipe.watch(*entry_keys, *shared)
-        counted = [k.agent_containers(agent_id), k.agent_hostnames(agent_id)]
-        reply = await pipe.eval(READ_INVENTORY, 2 + len(entry_keys) + len(shared), *counted, *entry_keys, *shared)
-        raws, counts = reply[:-2], (int(reply[-2]), int(reply[-1]))
+        read = await read_inventory(
+            pipe, k.agent_containers(agent_id), k.agent_hostnames(agent_id), [*entry_keys, *shared]
+        )
+        raws, counts = read.values, (read.containers, read.hostnames)
         containers = {cid: _entry_decoder.decode(raw) for cid, raw in zip(ids, raws, strict=False) if raw}
         snapshot_raw, floor_raw, record_raw = raws[len(ids) :]
         snapshot = _snapshot_decoder.decode(snapshot_raw) if snapshot_raw else None
@@ -278,26 +280,25 @@ class Claims:
         k = self._keys
         removed = sorted(old.keys() - new.keys())
         if removed or new:
-            keys = [
-                k.pending_deletions,
-                k.agent_hostnames(agent_id) if agent_id is not None else k.pending_deletions,
-                k.target_hostnames(str(Target.tunnel(tunnel_id))) if tunnel_id is not None else k.pending_deletions,
+            gone = [
+                RemovedClaim(hostname, claim_id, pending_member(hostname, claim_id)) for hostname, claim_id in removed
             ]
-            args: list[str | bytes | float] = [
-                len(removed),
-                len(new),
-                int(agent_id is not None),
-                int(tunnel_id is not None),
+            added = [
+                NewClaim(
+                    hostname=hostname,
+                    claim_id=claim_id,
+                    pending_member=pending_member(hostname, claim_id),
+                    claim_json=encode_value(claim),
+                    delete_at=claim.delete_at,
+                    owner=claim.owner,
+                    claimed_at_ms=time_ms(claim.claimed_at),
+                    zone_hostnames=k.target_hostnames(str(Target.zone(zone_of(claim.rule)))),
+                )
+                for (hostname, claim_id), claim in new.items()
             ]
-            for hostname, claim_id in removed:
-                keys.append(k.hostname_claims(hostname))
-                args += [hostname, claim_id]
-            for (hostname, claim_id), claim in new.items():
-                keys += [k.hostname_claims(hostname), k.target_hostnames(str(Target.zone(zone_of(claim.rule))))]
-                due = "" if claim.delete_at is None else claim.delete_at
-                args += [hostname, claim_id, encode_value(claim), due, claim.owner, time_ms(claim.claimed_at)]
-            # EVAL rather than EVALSHA: inside MULTI a missing script would fail alone, after the other writes.
-            pipe.eval(WRITE_CLAIMS, len(keys), *keys, *args)
+            agent_set = k.agent_hostnames(agent_id) if agent_id is not None else None
+            tunnel_set = k.target_hostnames(str(Target.tunnel(tunnel_id))) if tunnel_id is not None else None
+            write_claims(pipe, k, gone, added, agent_hostnames=agent_set, tunnel_hostnames=tunnel_set)
         return self.mark_dirty(pipe, {h for h, _ in old} | {h for h, _ in new})
 
     def mark_dirty(self, pipe: aioredis.client.Pipeline, hostnames: Iterable[str]) -> dict[str, int]:
@@ -307,7 +308,7 @@ class Claims:
         mark = int(time.time() * 1000)
         marks = dict.fromkeys(sorted(set(hostnames)), mark)
         if marks:
-            pipe.eval(MARK_DIRTY, 1, self._keys.dirty_hostnames, mark, *marks)
+            mark_dirty(pipe, self._keys, mark, marks)
         return marks
 
     async def upsert_manual(
@@ -335,7 +336,7 @@ class Claims:
                     raw = await pipe.hget(key, rule_id)
                     previous = _claim_decoder.decode(raw) if raw is not None else None
                     old = {(previous.rule.hostname, previous.claim_id): previous} if previous else {}
-                    # An unchanged hostname keeps its claim time (``WRITE_CLAIMS`` keeps the earliest).
+                    # An unchanged hostname keeps its claim time (``write_claims.lua`` keeps the earliest).
                     new = {(claim.rule.hostname, claim.claim_id): claim} if claim else {}
                     pipe.multi()  # type: ignore[no-untyped-call]
                     if claim is None:

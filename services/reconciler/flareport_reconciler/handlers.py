@@ -53,18 +53,18 @@ from flareport_common.messages.base import new_id
 from flareport_common.messages.cfresults import CfResultMessage, JobResult
 from flareport_common.messages.intents import AgentKeysRevoked, HostnameAssigned
 from flareport_common.parcels import stash
-from flareport_common.protocol import AgentStatus
 from flareport_common.readmodel import AgentRecord
 from flareport_common.settings import ReconcilerSettings
 from flareport_common.streams import Delivery, Producer
 from flareport_common.streams.codec import encode
+from flareport_reconciler import agents
 from flareport_reconciler.agentquota import Limits
 from flareport_reconciler.batching import AgentBatches
 from flareport_reconciler.claims import Claims
 from flareport_reconciler.coalesce import Coalescer
 from flareport_reconciler.inventory import InventoryEvent
 from flareport_reconciler.planner import Planner
-from flareport_reconciler.records import RETIRED, AgentUpdate, apply_result, text, update_agent
+from flareport_reconciler.records import apply_result, text, update_agent
 from flareport_reconciler.targets import Target, parse_all
 
 REFRESH_CHUNK = 500  # hostnames resolved per refresh when all of them must be
@@ -126,7 +126,7 @@ class Reconciler:
         applied = await self.claims.apply_inventory(agent_id, events)
         record = applied.record
         newest = max(event.occurred_at for event in events)
-        if record is None or _contact_worth_recording(record, newest):
+        if record is None or agents.contact_worth_recording(record, newest):
             await self._seen(agent_id, newest, seq=max(event.seq for event in events))
         if applied.retired:
             IGNORED.labels("agent_retired").inc(len(events))
@@ -136,30 +136,9 @@ class Reconciler:
         await self.claims.refresh(applied.marks, applied.read, record)
 
     async def _registered(self, message: AgentRegistered) -> None:
-        restore = False
-
-        def change(record: AgentRecord | None) -> AgentRecord:
-            nonlocal restore
-            if record is None:
-                record = AgentRecord(agent_id=message.agent_id, display_name=message.display_name)
-                record.registered_at = message.occurred_at
-            record.display_name = message.display_name
-            record.hostname = message.hostname
-            record.version = message.version
-            record.capabilities = message.capabilities
-            record.last_seen = max(record.last_seen or message.occurred_at, message.occurred_at)
-            if record.revoked_at is not None and message.occurred_at > record.revoked_at:
-                record.revoked_at = None  # registered with a key issued after the revocation
-            # An agent that runs a tunnel we have no record of: our data was lost (an enrolment is never
-            # forgotten otherwise, and a decommissioned agent keeps its record). Its enrolment is restored.
-            restore = bool(message.tunnel_id and message.tunnel_token_sha256) and (
-                record.tunnel_id is None and record.status == "pending"
-            )
-            return record
-
-        await update_agent(self.redis, self.keys, message.agent_id, change)
+        record = await update_agent(self.redis, self.keys, message.agent_id, agents.registered(message))
         await self.redis.zadd(self.keys.agents_last_seen, {message.agent_id: message.occurred_at.timestamp()})
-        if restore:
+        if agents.enrolment_lost(record, message):
             log.warning("reconciler.enrolment_restoring", tunnel_id=message.tunnel_id)
             job = EnsureTunnel(
                 agent_id=message.agent_id,
@@ -179,29 +158,8 @@ class Reconciler:
         version: str | None = None,
         **fields: object,
     ) -> AgentRecord | None:
-        """Record contact from the agent (server time); an offline agent comes back. Skips writes that
-        would change nothing but a timestamp less than a second newer, which bursts are made of.
-        """
-
-        def change(record: AgentRecord | None) -> AgentRecord | None:
-            fresh = record is None
-            if record is None:
-                record = AgentRecord(agent_id=agent_id, display_name=agent_id, registered_at=at)
-            previous = msgspec.structs.replace(record)
-            if record.last_seen is None or at > record.last_seen:
-                record.last_seen = at
-            if seq is not None:
-                record.last_seq = max(record.last_seq, seq)
-            if version:
-                record.version = version
-            for name, value in fields.items():
-                setattr(record, name, value)
-            if record.status == "offline":
-                record.status = "active" if record.tunnel_id else "pending"
-            if not fresh and _only_time_moved(previous, record):
-                return None
-            return record
-
+        """Record contact from the agent (``agents.seen``)."""
+        change = agents.seen(agent_id, at, seq=seq, version=version, **fields)
         record = await update_agent(self.redis, self.keys, agent_id, change)
         await self.redis.zadd(self.keys.agents_last_seen, {agent_id: at.timestamp()}, gt=True)
         return record
@@ -214,7 +172,7 @@ class Reconciler:
         elif isinstance(message, AgentPolicyChanged):
             await self._policy_changed(message)
         elif isinstance(message, AgentRenamed):
-            await update_agent(self.redis, self.keys, message.agent_id, _rename(message.display_name))
+            await update_agent(self.redis, self.keys, message.agent_id, agents.renamed(message.display_name))
         elif isinstance(message, AgentDecommissioned | AgentRemoved):
             await self._decommission(message.agent_id)
         elif isinstance(message, AgentKeysRevoked):
@@ -235,17 +193,7 @@ class Reconciler:
             await self.reconcile(message.scope, verify=message.verify)
 
     async def _enrolled(self, message: AgentEnrolled) -> None:
-        def change(record: AgentRecord | None) -> AgentRecord:
-            if record is None:
-                record = AgentRecord(agent_id=message.agent_id, display_name=message.agent_id)
-            _set_policy(record, message)
-            record.tunnel_name = message.tunnel_name or record.tunnel_name
-            if record.status in RETIRED:
-                record.status = "pending"
-            record.error = None
-            return record
-
-        await update_agent(self.redis, self.keys, message.agent_id, change)
+        await update_agent(self.redis, self.keys, message.agent_id, agents.enrolled_by(message))
         job = EnsureTunnel(
             agent_id=message.agent_id,
             tunnel_name=message.tunnel_name or (None if message.tunnel_id else f"flareport-{message.agent_id}"),
@@ -258,14 +206,9 @@ class Reconciler:
         await self.claims.refresh(await self.claims.mark_agent_hostnames(message.agent_id))
 
     async def _policy_changed(self, message: AgentPolicyChanged) -> None:
-        def change(record: AgentRecord | None) -> AgentRecord:
-            if record is None:  # registered, not recorded yet: the policy waits in its record
-                record = AgentRecord(agent_id=message.agent_id, display_name=message.agent_id)
-            _set_policy(record, message)
-            return record
-
+        change = agents.policy_changed(message)
         record = await update_agent(self.redis, self.keys, message.agent_id, change)
-        if record is not None and record.status not in RETIRED:
+        if record is not None and not agents.retired(record):
             # What the agent may publish changed: every hostname it claims is decided again.
             await self.claims.refresh(await self.claims.mark_agent_hostnames(message.agent_id))
 
@@ -273,24 +216,14 @@ class Reconciler:
         """Release every hostname of an agent whose last key was revoked. The record is marked first, so an
         event of the agent applied meanwhile (its transaction watches the record) retries and is ignored."""
 
-        def change(record: AgentRecord | None) -> AgentRecord | None:
-            if record is None or (record.revoked_at is not None and record.revoked_at >= message.occurred_at):
-                return None
-            record.revoked_at = message.occurred_at
-            return record
-
+        change = agents.revoked(message.occurred_at)
         if await update_agent(self.redis, self.keys, message.agent_id, change) is None:
             return
         log.warning("reconciler.agent_keys_revoked", agent_id=message.agent_id)
         await self.claims.refresh(await self.claims.release_agent(message.agent_id))
 
     async def _decommission(self, agent_id: str) -> None:
-        def change(record: AgentRecord | None) -> AgentRecord | None:
-            if record is None or record.status == "removed":
-                return None
-            record.status = "decommissioning"
-            return record
-
+        change = agents.moved_by("decommission")
         record = await update_agent(self.redis, self.keys, agent_id, change)
         if record is None or record.status != "decommissioning":
             return
@@ -300,7 +233,7 @@ class Reconciler:
         if record.tunnel_id and record.tunnel_created_by_flareport:
             await self.producer.send(self.keys.cf_jobs, DeleteTunnel(tunnel_id=record.tunnel_id, agent_id=agent_id))
         else:
-            await update_agent(self.redis, self.keys, agent_id, _set_status("removed"))
+            await update_agent(self.redis, self.keys, agent_id, agents.moved_by("released"))
 
     async def _access_group(self, message: AccessGroupUpserted | AccessGroupDeleted) -> None:
         if isinstance(message, AccessGroupUpserted):
@@ -365,21 +298,12 @@ class Reconciler:
     async def _tunnel_ensured(self, message: TunnelEnsured) -> None:
         if not message.ok or not message.tunnel_id or not (message.token_ref or message.token):
             reason = message.error.message if message.error else "the tunnel could not be ensured"
-            await update_agent(self.redis, self.keys, message.agent_id, _set_error(reason))
+            await update_agent(self.redis, self.keys, message.agent_id, agents.failed(reason))
             return
 
-        def change(record: AgentRecord | None) -> AgentRecord | None:
-            if record is None or record.status in RETIRED:
-                return None
-            record.tunnel_id = message.tunnel_id
-            record.tunnel_name = message.tunnel_name or record.tunnel_name
-            record.tunnel_created_by_flareport = record.tunnel_created_by_flareport or message.created
-            record.status = "active"
-            record.error = None
-            return record
-
+        change = agents.tunnel_ensured(message)
         record = await update_agent(self.redis, self.keys, message.agent_id, change)
-        if record is None or record.status in RETIRED:
+        if record is None or agents.retired(record):
             return
         await self.redis.hset(self.keys.tunnel_agents, message.tunnel_id, message.agent_id)
         ref = await self._secret_ref(message.agent_id, message.token_ref, message.token)
@@ -398,9 +322,9 @@ class Reconciler:
         agent_id = text(agent)
         if not message.ok:
             reason = "; ".join(e.message for e in message.errors) or "tunnel deletion failed"
-            await update_agent(self.redis, self.keys, agent_id, _set_error(reason))
+            await update_agent(self.redis, self.keys, agent_id, agents.failed(reason))
             return
-        await update_agent(self.redis, self.keys, agent_id, _set_status("removed"))
+        await update_agent(self.redis, self.keys, agent_id, agents.moved_by("released"))
         await self.redis.hdel(self.keys.tunnel_agents, tunnel_id)
 
     # ---- commands ------------------------------------------------------------------------------------------
@@ -422,55 +346,3 @@ class Reconciler:
         await pipe.execute()
         COMMANDS.labels(type(command).__name__).inc()
         log.info("reconciler.command_sent", agent_id=agent_id, command=type(command).__name__)
-
-
-def _contact_worth_recording(record: AgentRecord, at: datetime) -> bool:
-    """Inside a burst, an event a second after the last recorded contact changes nothing worth a write."""
-    if record.status == "offline" or record.last_seen is None:
-        return True
-    return (at - record.last_seen).total_seconds() >= 1.0
-
-
-def _only_time_moved(before: AgentRecord, after: AgentRecord) -> bool:
-    if before.last_seen is None or after.last_seen is None:
-        return False
-    recent = (after.last_seen - before.last_seen).total_seconds() < 1.0
-    return recent and msgspec.structs.replace(before, last_seen=after.last_seen, last_seq=after.last_seq) == after
-
-
-def _set_policy(record: AgentRecord, message: AgentEnrolled | AgentPolicyChanged) -> None:
-    record.allowed_zones = message.allowed_zones
-    record.allowed_suffixes = message.allowed_suffixes
-    record.allow_wildcard = message.allow_wildcard
-    record.allow_apex = message.allow_apex
-    record.origin_allow = message.origin_allow
-
-
-def _rename(name: str) -> AgentUpdate:
-    def change(record: AgentRecord | None) -> AgentRecord | None:
-        if record is None:
-            return None
-        record.display_name = name
-        return record
-
-    return change
-
-
-def _set_status(status: AgentStatus) -> AgentUpdate:
-    def change(record: AgentRecord | None) -> AgentRecord | None:
-        if record is None:
-            return None
-        record.status = status
-        return record
-
-    return change
-
-
-def _set_error(reason: str) -> AgentUpdate:
-    def change(record: AgentRecord | None) -> AgentRecord | None:
-        if record is None:
-            return None
-        record.error = reason
-        return record
-
-    return change

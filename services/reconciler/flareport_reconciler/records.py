@@ -10,8 +10,7 @@ or script, which is all the web UI's live updates read to notice a change.
 from __future__ import annotations
 
 import secrets
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from collections.abc import Iterable
 from typing import Any
 
 import msgspec
@@ -22,10 +21,10 @@ from redis.exceptions import WatchError
 from flareport_common.keys import Keys
 from flareport_common.messages.cfresults import JobResult
 from flareport_common.readmodel import AgentRecord, RuleRecord
-from flareport_common.settings import ReconcilerSettings
+from flareport_reconciler.agents import AgentUpdate, PolicyDefaults, view_of
 from flareport_reconciler.resolution import AgentView
 from flareport_reconciler.rules import DocsChange, result_change
-from flareport_reconciler.scripts import BUMP_VERSION
+from flareport_reconciler.scripts import DocumentWrite, Written, write_rules
 
 TX_RETRIES = Counter(
     "flareport_reconciler_transaction_retries_total",
@@ -36,9 +35,6 @@ TX_RETRIES = Counter(
 _agent_decoder = msgspec.json.Decoder(AgentRecord)
 _rule_decoder = msgspec.json.Decoder(RuleRecord)
 _encoder = msgspec.json.Encoder()
-
-# Agents whose rules are no longer served (planning treats their claims as gone).
-RETIRED = ("decommissioning", "decommissioned", "removed")
 
 
 def text(value: Any) -> str:
@@ -62,52 +58,6 @@ def decode_rule(raw: bytes | None) -> RuleRecord | None:
 
 def encode(doc: msgspec.Struct) -> bytes:
     return _encoder.encode(doc)
-
-
-@dataclass(frozen=True, slots=True)
-class PolicyDefaults:
-    """What every agent may publish beyond the default policy (the reconciler's settings); each agent's record
-    can only widen it."""
-
-    allow_wildcard: bool = False
-    allow_apex: bool = False
-    origin_allow: frozenset[str] = frozenset()
-
-    @classmethod
-    def of(cls, settings: ReconcilerSettings) -> PolicyDefaults:
-        return cls(settings.agent_allow_wildcard, settings.agent_allow_apex, settings.agent_origin_allow)
-
-
-# Set once at start-up (``configure_policy``) rather than passed down: the settings are one per process, and
-# every caller of ``view_of`` (planning, refreshes) must see the same policy.
-_policy = PolicyDefaults()
-
-
-def configure_policy(defaults: PolicyDefaults) -> None:
-    global _policy
-    _policy = defaults
-
-
-def enrolled(record: AgentRecord) -> bool:
-    """Did an admin enrol this agent? Enrolment names its tunnel (or the tunnel it adopts gets its id once
-    ensured); a tunnel is never set from what an agent sends. An offline agent stays enrolled."""
-    return record.tunnel_id is not None or record.tunnel_name is not None
-
-
-def view_of(record: AgentRecord, defaults: PolicyDefaults | None = None) -> AgentView | None:
-    if record.status in RETIRED:
-        return None
-    policy = _policy if defaults is None else defaults
-    return AgentView(
-        agent_id=record.agent_id,
-        tunnel_id=record.tunnel_id,
-        allowed_zones=record.allowed_zones,
-        allowed_suffixes=record.allowed_suffixes,
-        allow_wildcard=record.allow_wildcard or policy.allow_wildcard,
-        allow_apex=record.allow_apex or policy.allow_apex,
-        origin_allow=policy.origin_allow.union(record.origin_allow),
-        enrolled=enrolled(record),
-    )
 
 
 async def agent_views(
@@ -141,9 +91,6 @@ def bump_version(pipe: aioredis.client.Pipeline, keys: Keys) -> None:
     pipe.incr(keys.readmodel_version)
 
 
-AgentUpdate = Callable[[AgentRecord | None], AgentRecord | None]
-
-
 async def update_agent(redis: aioredis.Redis, keys: Keys, agent_id: str, change: AgentUpdate) -> AgentRecord | None:
     """Apply ``change`` to the agent's record atomically; ``change`` returns None to leave it as it is."""
     key = keys.agent(agent_id)
@@ -167,35 +114,6 @@ async def update_agent(redis: aioredis.Redis, keys: Keys, agent_id: str, change:
                 continue
 
 
-# KEYS: rules index, read-model counter, then n document keys. ARGV: n rule keys, n expected values ('' = absent),
-# n writes ('' = leave as is, '-' = delete, else the new document), the counter's seed. Nothing is written unless
-# every document is as expected; the counter rises with the writes.
-COMPARE_AND_SET = (
-    BUMP_VERSION
-    + """
-local n = #KEYS - 2
-for i = 1, n do
-  if (redis.call('GET', KEYS[i + 2]) or '') ~= ARGV[n + i] then return 0 end
-end
-local changed = false
-for i = 1, n do
-  local w = ARGV[2 * n + i]
-  if w == '-' then
-    redis.call('DEL', KEYS[i + 2])
-    redis.call('SREM', KEYS[1], ARGV[i])
-    changed = true
-  elseif w ~= '' then
-    redis.call('SET', KEYS[i + 2], w)
-    redis.call('SADD', KEYS[1], ARGV[i])
-    changed = true
-  end
-end
-if changed then bump(KEYS[2], ARGV[3 * n + 1]) end
-return 1
-"""
-)
-
-
 async def update_rules(redis: aioredis.Redis, keys: Keys, rule_keys: Iterable[str], change: DocsChange) -> None:
     """Atomically replace the documents of ``rule_keys``: ``change`` maps current docs to new ones (None deletes)."""
     names = sorted(set(rule_keys))
@@ -208,7 +126,7 @@ async def update_rules(redis: aioredis.Redis, keys: Keys, rule_keys: Iterable[st
         raws = await redis.mget(doc_keys)
         current = {k: decode_rule(raw_bytes(r)) for k, r in zip(names, raws, strict=True)}
         new = change(current)
-        writes: list[str | bytes] = []
+        writes: list[bytes] = []
         for name in names:
             doc = new.get(name, current[name])
             if doc is None:
@@ -217,10 +135,8 @@ async def update_rules(redis: aioredis.Redis, keys: Keys, rule_keys: Iterable[st
                 writes.append(encode(doc) if doc != current[name] else b"")
         if not any(writes):
             return
-        expected = [raw_bytes(r) or b"" for r in raws]
-        index = (keys.rules_index, keys.readmodel_version)
-        seed = version_seed()
-        if await redis.eval(COMPARE_AND_SET, len(names) + 2, *index, *doc_keys, *names, *expected, *writes, seed):
+        documents = [DocumentWrite(n, raw_bytes(r) or b"", w) for n, r, w in zip(names, raws, writes, strict=True)]
+        if await write_rules(redis, keys, documents, version_seed()) == Written.WRITTEN:
             return
         TX_RETRIES.labels("rules").inc()
 

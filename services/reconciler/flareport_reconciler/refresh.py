@@ -4,7 +4,7 @@ A refresh reads, per hostname, its claims, its state (the targets it was part of
 last) and its dirty mark, resolves the claims, and writes the documents and the new state. Several replicas may
 refresh one hostname at once (the replica that wrote a start and the one that wrote the stop a moment later,
 each right after its own transaction), so the writes are a compare-and-set over everything the refresh read
-(``WRITE_REFRESH``): the claims, the state, the mark and the documents (a write of a document also raises the
+(``write_refresh.lua``): the claims, the state, the mark and the documents (a write of a document also raises the
 read-model counter the web UI watches, ``Keys.readmodel_version``). Were they not, a refresh that read the
 claims before the stop could write its document after the stop's refresh had removed it and cleared the mark,
 and that document would stay with no claim and no mark to correct it. A lost race reads again and resolves
@@ -12,7 +12,7 @@ again; agents' views (tunnel, allow-lists) are covered by the mark, which every 
 
 Crash safety: the state is written with the documents (so the next refresh knows which documents to delete)
 and carries the targets whose part changed as ``pending`` until they were touched; only then does
-``FINISH_REFRESH`` drop ``pending`` and the mark. A replica dying in between leaves the mark, and the sweeper's
+``finish_refresh.lua`` drop ``pending`` and the mark. A replica dying in between leaves the mark, and the sweeper's
 refresh touches the pending targets.
 
 Round trips: the read (none when the caller read it in its transaction), the agents not at hand, the documents,
@@ -21,7 +21,6 @@ the compare-and-set, the touches (``Planner.touch``), the finish.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -32,13 +31,22 @@ from prometheus_client import Counter
 
 from flareport_common.keys import Keys
 from flareport_common.readmodel import AgentRecord, RuleRecord
+from flareport_reconciler.agents import view_of
 from flareport_reconciler.claimstore import decode_hash
 from flareport_reconciler.planner import Planner
-from flareport_reconciler.records import TX_RETRIES, agent_views, decode_rule, raw_bytes, version_seed, view_of
+from flareport_reconciler.records import TX_RETRIES, agent_views, decode_rule, raw_bytes, version_seed
 from flareport_reconciler.records import encode as encode_doc
+from flareport_reconciler.refreshscripts import (
+    HostnameFinish,
+    HostnameWrite,
+    finish_refresh,
+    queue_read_hostnames,
+    write_refresh,
+)
+from flareport_reconciler.refreshscripts import read_hostnames as read_hostnames_script
 from flareport_reconciler.resolution import AgentView, resolve_hostname
 from flareport_reconciler.rules import doc_key, merge_docs, template
-from flareport_reconciler.scripts import FINISH_REFRESH, READ_HOSTNAMES, WRITE_REFRESH
+from flareport_reconciler.scripts import DocumentWrite, Written
 from flareport_reconciler.targets import Target, parse_all, parts_of
 
 ACCESS_HELD = Counter(
@@ -64,7 +72,7 @@ _state_decoder = msgspec.json.Decoder(HostnameState)
 
 @dataclass(frozen=True, slots=True)
 class HostnameRead:
-    """What a refresh resolves a hostname from, as Redis returned it (see ``READ_HOSTNAMES``)."""
+    """What a refresh resolves a hostname from, as Redis returned it (see ``lua/read_hostnames.lua``)."""
 
     claims: list[Any]  # flat field, value list
     state: bytes | None
@@ -73,7 +81,7 @@ class HostnameRead:
 
 def read_hostnames_command(pipe: aioredis.client.Pipeline, keys: Keys, hostnames: Sequence[str]) -> None:
     """Queue the read of ``hostnames`` (in a transaction, or in a pipeline); decode its reply with ``parse_read``."""
-    pipe.eval(READ_HOSTNAMES, 1 + 2 * len(hostnames), *_hostname_keys(keys, hostnames), *hostnames)
+    queue_read_hostnames(pipe, keys, hostnames)
 
 
 def parse_read(hostnames: Sequence[str], reply: list[Any]) -> dict[str, HostnameRead]:
@@ -81,22 +89,8 @@ def parse_read(hostnames: Sequence[str], reply: list[Any]) -> dict[str, Hostname
 
 
 async def read_hostnames(redis: aioredis.Redis, keys: Keys, hostnames: Sequence[str]) -> dict[str, HostnameRead]:
-    reply = await redis.eval(READ_HOSTNAMES, 1 + 2 * len(hostnames), *_hostname_keys(keys, hostnames), *hostnames)
+    reply = await read_hostnames_script(redis, keys, hostnames)
     return parse_read(hostnames, reply)
-
-
-def _hostname_keys(keys: Keys, hostnames: Sequence[str]) -> list[str]:
-    pairs = ((keys.hostname_claims(h), keys.hostname_state(h)) for h in hostnames)
-    return [keys.dirty_hostnames, *(key for pair in pairs for key in pair)]
-
-
-def claims_args(read: HostnameRead) -> list[bytes | str | int]:
-    """The claims a refresh resolved, as ``claims_match`` checks them: their number, then (id, SHA-1) each."""
-    fields, values = read.claims[0::2], read.claims[1::2]
-    args: list[bytes | str | int] = [len(fields)]
-    for name, value in zip(fields, values, strict=True):
-        args += [name, hashlib.sha1(raw_bytes(value) or b"", usedforsecurity=False).hexdigest()]
-    return args
 
 
 @dataclass
@@ -214,33 +208,21 @@ class Refresher:
         return outcome
 
     async def _write(self, names: list[str], read: Mapping[str, HostnameRead], outcome: _Outcome) -> bool:
-        k = self._keys
-        keys: list[str] = [k.rules_index, k.dirty_hostnames]
-        args: list[bytes | str | int] = [len(names), len(outcome.doc_names)]
-        for h in names:
-            keys += [k.hostname_claims(h), k.hostname_state(h)]
-            r = read[h]
-            args += [h, r.score or b"", r.state or b"", outcome.state_writes.get(h, b""), *claims_args(r)]
-        keys += [k.rule(n) for n in outcome.doc_names]
-        for name, expected, write in zip(outcome.doc_names, outcome.doc_expected, outcome.doc_writes, strict=True):
-            args += [name, expected, write]
-        keys.append(k.readmodel_version)
-        args.append(version_seed())
-        return bool(await self._redis.eval(WRITE_REFRESH, len(keys), *keys, *args))
+        hosts = [
+            HostnameWrite(h, read[h].score, read[h].state, read[h].claims, outcome.state_writes.get(h, b""))
+            for h in names
+        ]
+        docs = zip(outcome.doc_names, outcome.doc_expected, outcome.doc_writes, strict=True)
+        documents = [DocumentWrite(name, expected, write) for name, expected, write in docs]
+        return await write_refresh(self._redis, self._keys, hosts, documents, version_seed()) == Written.WRITTEN
 
     async def _finish(self, names: list[str], read: Mapping[str, HostnameRead], outcome: _Outcome) -> None:
         """Drop the pending targets (touched now) and the marks, where nobody changed anything meanwhile."""
-        k = self._keys
         todo = [h for h in names if read[h].score is not None or outcome.written[h] != outcome.final[h]]
         if not todo:
             return
-        keys: list[str] = [k.dirty_hostnames]
-        args: list[bytes | str | int] = [len(todo)]
-        for h in todo:
-            keys += [k.hostname_claims(h), k.hostname_state(h)]
-            r = read[h]
-            args += [h, r.score or b"", outcome.written[h] or b"", outcome.final[h] or b"", *claims_args(r)]
-        await self._redis.eval(FINISH_REFRESH, len(keys), *keys, *args)
+        hosts = [HostnameFinish(h, read[h].score, read[h].claims, outcome.written[h], outcome.final[h]) for h in todo]
+        await finish_refresh(self._redis, self._keys, hosts)
 
 
 def _decode_state(raw: bytes | None) -> HostnameState:

@@ -16,9 +16,9 @@ from flareport_common.keys import GROUP_RECONCILER, Keys
 from flareport_common.messages import CfResultMessage, EventMessage, IntentMessage
 from flareport_common.settings import ReconcilerSettings
 from flareport_common.streams import ConsumerConfig, StreamConsumer
+from flareport_reconciler.agents import PolicyDefaults, configure_policy
 from flareport_reconciler.background import Background
 from flareport_reconciler.handlers import Reconciler
-from flareport_reconciler.records import PolicyDefaults, configure_policy
 
 # Handlers waiting on their agent's batch are cheap; many in flight make an agent's burst a few large batches.
 EVENTS_CONCURRENCY = 256

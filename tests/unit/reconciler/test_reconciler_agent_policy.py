@@ -9,7 +9,7 @@ import pytest
 
 from flareport_common.readmodel import AgentRecord
 from flareport_common.settings import load_reconciler
-from flareport_reconciler.records import PolicyDefaults, configure_policy, view_of
+from flareport_reconciler.agents import PolicyDefaults, configure_policy, view_of
 
 
 @pytest.fixture(autouse=True)
