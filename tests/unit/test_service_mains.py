@@ -10,6 +10,8 @@ import importlib
 
 import pytest
 
+from flareport_agent import sockguard_server
+
 MAINS = ["flareport_api.main", "flareport_reconciler.main", "flareport_dns_worker.main", "flareport_agent.main"]
 
 
@@ -33,3 +35,15 @@ def test_a_stray_argument_stops_with_the_usage_before_settings_are_read(
     assert stopped.value.code == 2
     err = capsys.readouterr().err
     assert "unrecognized arguments: --bogus" in err and "invalid configuration" not in err, err
+
+
+def test_the_socket_guard_stops_on_a_bad_log_level_with_one_line_naming_it(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("LOG_LEVEL", "loud")
+    with pytest.raises(SystemExit) as stopped:
+        sockguard_server.main(["--listen", "tcp:127.0.0.1:0"])
+    assert stopped.value.code == 2
+    assert capsys.readouterr().err.strip() == (
+        "flareport: invalid configuration: LOG_LEVEL: expected one of debug, info, warning, error, critical, got 'loud'"
+    )

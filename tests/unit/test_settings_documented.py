@@ -1,13 +1,16 @@
 """docs/configuration.md is the settings' reference: checked here against what the loaders actually read.
 
 Each service's loader runs on a small environment while every typed read of ``Env`` is recorded (the variable,
-its aliases and the default it falls back to). Then, per service, against the tables of its sections of
+its aliases and the default it falls back to); the socket guard's options, which default to variables, are
+recorded as its parser declares them. Then, per program, against the tables of its sections of
 docs/configuration.md: every variable read is documented with the same aliases and the same default, and every
-variable documented is read. The admin CLI and local-stack tables describe other programs and are not checked here.
+variable documented is read. The admin CLI and local-stack tables are not checked here.
 """
 
 from __future__ import annotations
 
+import argparse
+import os
 import re
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -16,6 +19,7 @@ from typing import Any
 
 import pytest
 
+from flareport_agent import sockguard_server
 from flareport_common import settings
 from flareport_common.env import Env
 
@@ -29,6 +33,7 @@ SECTIONS = {
     "reconciler": ("reconciler",),
     "dns-worker": ("dns-worker",),
     "agent": ("agent",),
+    "socket guard (`flareport socket-guard`)": ("socket-guard",),
 }
 # Defaults computed from the environment when the variable is unset; the docs describe how instead of a value.
 COMPUTED = {"FLAREPORT_ADMIN_PASSWORD_FILE"}
@@ -54,7 +59,10 @@ LOADERS: dict[str, tuple[Callable[[Mapping[str, str]], object], list[dict[str, s
     "reconciler": (settings.load_reconciler, [{}]),
     "dns-worker": (settings.load_dns_worker, [{"CLOUDFLARE_API_TOKEN": "t", "CLOUDFLARE_ACCOUNT_ID": "a"}]),
     "agent": (settings.load_agent, [{"FLAREPORT_MASTER_URL": "http://127.0.0.1:8080", "FLAREPORT_API_KEY": "k"}]),
+    "socket-guard": (settings.load_logging, [{}]),
 }
+# Programs whose command-line options default to variables: the parser is built while they are recorded.
+PARSERS: dict[str, Callable[[], argparse.ArgumentParser]] = {"socket-guard": sockguard_server.build_parser}
 
 
 @dataclass
@@ -105,7 +113,67 @@ def _recorded(monkeypatch: pytest.MonkeyPatch, service: str) -> dict[str, Read]:
     loader, environments = LOADERS[service]
     for environ in environments:
         loader(environ)
+        if service in PARSERS:
+            _record_parser(PARSERS[service], environ, reads)
     return reads
+
+
+class _Recording(Mapping[str, str]):
+    """An environment that notes every variable the program looks up (``get`` goes through ``__getitem__``);
+    argparse's own lookups (locale, terminal size) happen while ``muted``."""
+
+    def __init__(self, values: Mapping[str, str], seen: list[str]) -> None:
+        self._values = dict(values)
+        self._seen = seen
+        self.muted = 0
+
+    def __getitem__(self, key: str) -> str:
+        if not self.muted:
+            self._seen.append(key)
+        return self._values[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._values)
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+
+def _record_parser(
+    build: Callable[[], argparse.ArgumentParser], environ: Mapping[str, str], reads: dict[str, Read]
+) -> None:
+    """Options declared as ``default=os.environ.get(NAME) or ...``: each variable looked up while an option is
+    declared falls back to that option's default."""
+    seen: list[str] = []
+    recording = _Recording(environ, seen)
+    original = argparse.ArgumentParser.add_argument
+    original_init = argparse.ArgumentParser.__init__
+
+    def init(parser: argparse.ArgumentParser, *args: Any, **kwargs: Any) -> None:
+        recording.muted += 1
+        try:
+            original_init(parser, *args, **kwargs)
+        finally:
+            recording.muted -= 1
+
+    def add_argument(parser: argparse.ArgumentParser, *args: Any, **kwargs: Any) -> argparse.Action:
+        recording.muted += 1
+        try:
+            action = original(parser, *args, **kwargs)
+        finally:
+            recording.muted -= 1
+        for name in seen:
+            read = reads.setdefault(name, Read())
+            read.aliases.add(())
+            read.defaults.append(action.default)
+        seen.clear()
+        return action
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(os, "environ", recording)
+        patch.setattr(argparse.ArgumentParser, "__init__", init)
+        patch.setattr(argparse.ArgumentParser, "add_argument", add_argument)
+        build()
 
 
 @dataclass(frozen=True)

@@ -223,6 +223,11 @@ def _log(env: Env) -> tuple[str, str]:
     return level, fmt
 
 
+def load_logging(environ: Mapping[str, str]) -> tuple[str, str]:
+    """``LOG_LEVEL`` and ``LOG_FORMAT`` alone, for a process with no other settings here (the socket guard)."""
+    return _log(Env(environ))
+
+
 def load_common(env: Env) -> CommonSettings:
     level, fmt = _log(env)
     redis_url = env.url("REDIS_URL", schemes=("redis", "rediss", "unix"), default=_COMMON["redis_url"])

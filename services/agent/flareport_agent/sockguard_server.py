@@ -45,7 +45,7 @@ from flareport_agent.sockguard import (
 )
 from flareport_common.logs import get_logger, setup_logging
 from flareport_common.runtime import install_stop_handlers
-from flareport_common.settings import DEFAULT_CLOUDFLARED_IMAGE
+from flareport_common.settings import DEFAULT_CLOUDFLARED_IMAGE, load_logging, load_or_exit
 
 log = get_logger("flareport.agent.sockguard")
 
@@ -320,6 +320,7 @@ def main(argv: Sequence[str]) -> int:
     except ValueError as exc:
         print(f"flareport socket-guard: invalid configuration: {exc}", file=sys.stderr)
         return 2
-    setup_logging(os.environ.get("LOG_LEVEL", "info"), os.environ.get("LOG_FORMAT", "auto"), service="socket-guard")
+    level, fmt = load_or_exit(load_logging)
+    setup_logging(level, fmt, service="socket-guard")
     guard = SocketGuard(Policy(image=options.image, network=options.network), upstream)
     return asyncio.run(serve(guard, listen, socket_mode))
