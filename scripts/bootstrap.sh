@@ -30,6 +30,11 @@ if [ "${FLAREPORT_NEED_PODMAN:-1}" = "1" ]; then
     command -v runc >/dev/null 2>&1 || need+=(runc)
     [ -x /bin/busybox ] || need+=(busybox-static)
 fi
+# A real Docker Engine (Debian's docker.io: dockerd, containerd) for the agent's tests on Docker and Swarm; the tests
+# start their own dockerd on a private socket (tests/fptest/dockerd.py). Skip it with FLAREPORT_NEED_DOCKERD=0.
+if [ "${FLAREPORT_NEED_DOCKERD:-1}" = "1" ]; then
+    command -v dockerd >/dev/null 2>&1 || need+=(docker.io)
+fi
 # Debian's Chromium drives the web UI tests (Playwright must never download a browser of its own here).
 if [ "${FLAREPORT_NEED_BROWSER:-1}" = "1" ]; then
     [ -x /usr/bin/chromium ] || need+=(chromium)

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import docker
+import pytest
 
 from flareport_agent.agent import Agent, Tuning
 from flareport_agent.cloudflared import MANAGED_LABEL, MANAGED_VALUE
@@ -77,3 +78,7 @@ def latest_info(events: list[Any], container_id: str) -> ContainerInfo | None:
         elif isinstance(event, Inventory):
             found = next((c for c in event.containers if c.container_id == container_id), found)
     return found
+
+
+# The agent's engine-facing tests run on Podman and on a real Docker Engine (see tests/integration/agent/conftest.py).
+both_engines = pytest.mark.parametrize("engine", ["podman", "dockerd"], indirect=True)

@@ -162,7 +162,13 @@ class LocalPodman:
         return name
 
 
-def build_busybox_image(binary: str, environ: dict[str, str], name: str, *, busybox: str = "/bin/busybox") -> None:
+# What ``podman import --change`` / Docker's ``POST /images/create?fromSrc`` apply to the root file system.
+IMAGE_CHANGES = ('ENTRYPOINT ["/entrypoint.sh"]', "CMD []", f"LABEL {REVISION_LABEL}={image_revision()}")
+
+
+def write_busybox_rootfs(archive: Path, *, busybox: str = "/bin/busybox") -> None:
+    """The stand-in image's root file system as a tar file (static busybox, its applets, the entrypoint), for any
+    engine's import."""
     if not Path(busybox).exists():
         raise PodmanError(f"{busybox} not found; install busybox-static")
     with tempfile.TemporaryDirectory(prefix="fp-busybox-") as tmp:
@@ -175,19 +181,19 @@ def build_busybox_image(binary: str, environ: dict[str, str], name: str, *, busy
         entry.write_text(STAND_IN_ENTRYPOINT)
         entry.chmod(0o755)
         (root / "tmp").mkdir()
-        archive = Path(tmp) / "image.tar"
         with tarfile.open(archive, "w") as tar:
             tar.add(root, arcname=".")
+
+
+def build_busybox_image(binary: str, environ: dict[str, str], name: str, *, busybox: str = "/bin/busybox") -> None:
+    with tempfile.TemporaryDirectory(prefix="fp-busybox-") as tmp:
+        archive = Path(tmp) / "image.tar"
+        write_busybox_rootfs(archive, busybox=busybox)
         result = subprocess.run(
             [
                 binary,
                 "import",
-                "--change",
-                'ENTRYPOINT ["/entrypoint.sh"]',
-                "--change",
-                "CMD []",
-                "--change",
-                f"LABEL {REVISION_LABEL}={image_revision()}",
+                *(arg for change in IMAGE_CHANGES for arg in ("--change", change)),
                 str(archive),
                 name,
             ],

@@ -5,6 +5,10 @@ file large enough that Podman never truncates it during the session: a truncatio
 (``replay.py``), which changes which events it reports, and the lifecycle tests assert exact event sequences.
 ``test_agent_event_replay.py`` tests the truncation itself on an engine of its own.
 
+Tests that exercise the engine API (events, inventory, cloudflared) run on a real Docker Engine as well
+(``both_engines``: ``fptest.dockerd``, one ``dockerd`` per session, started on first use); the Swarm tests get a
+second one that is a single-node Swarm manager (``engine="swarm"``).
+
 On a developer machine with Docker, set FLAREPORT_TEST_DOCKER_HOST to use that engine instead of starting Podman
 (the busybox stand-in image must then exist there). Every container a test creates carries the label
 ``fptest.run=<id>`` and is removed at the end of the test, together with the agent's cloudflared.
@@ -28,6 +32,7 @@ from flareport_cli.localpodman import BUSYBOX_IMAGE, LocalPodman, podman_availab
 from flareport_common.settings import AgentSettings
 from fptest.agent_harness import FAST, KEY, Containers, RunningAgent
 from fptest.agent_master_double import MasterDouble
+from fptest.dockerd import LocalDockerd, dockerd_available
 from fptest.e2e_podman import IsolatedPodman
 
 
@@ -43,8 +48,51 @@ def podman(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalPodman]:
 
 
 @pytest.fixture(scope="session")
-def docker_host(podman: LocalPodman) -> str:
-    return os.environ.get("FLAREPORT_TEST_DOCKER_HOST") or podman.docker_host
+def dockerd() -> Iterator[LocalDockerd]:
+    """A real Docker Engine, started once and only when a test asks for it (``both_engines``)."""
+    if not dockerd_available():
+        pytest.fail("dockerd is required for the agent integration tests (make deps installs docker.io)")
+    engine = LocalDockerd()
+    engine.start()
+    engine.load_busybox_image()
+    yield engine
+    engine.remove_all()
+    engine.stop()
+
+
+@pytest.fixture(scope="session")
+def swarm() -> Iterator[LocalDockerd]:
+    """A real Docker Engine that is a single-node Swarm manager, apart from ``dockerd``: Swarm mode changes what
+    the agent watches and how it runs cloudflared."""
+    if not dockerd_available():
+        pytest.fail("dockerd is required for the agent's Swarm tests (make deps installs docker.io)")
+    engine = LocalDockerd()
+    engine.start()
+    engine.load_busybox_image()
+    engine.swarm_init()
+    yield engine
+    engine.remove_all()
+    engine.stop()
+
+
+@pytest.fixture
+def engine(request: pytest.FixtureRequest) -> str:
+    """``podman`` unless a test is parametrized with ``both_engines`` (``fptest.agent_harness``)."""
+    return str(getattr(request, "param", "podman"))
+
+
+@pytest.fixture
+def docker_host(engine: str, request: pytest.FixtureRequest) -> str:
+    if os.environ.get("FLAREPORT_TEST_DOCKER_HOST"):
+        return os.environ["FLAREPORT_TEST_DOCKER_HOST"]
+    if engine == "dockerd":
+        started: LocalDockerd = request.getfixturevalue("dockerd")
+        return started.docker_host
+    if engine == "swarm":
+        manager: LocalDockerd = request.getfixturevalue("swarm")
+        return manager.docker_host
+    podman: LocalPodman = request.getfixturevalue("podman")
+    return podman.docker_host
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ import aiohttp
 
 from flareport_common.messages.events import ContainerDie, ContainerStart, ContainerStop
 from flareport_common.messages.rules import AccessSpec, ContainerInfo, Rule
-from fptest.agent_harness import Containers, RunningAgent, latest_info
+from fptest.agent_harness import Containers, RunningAgent, both_engines, latest_info
 from fptest.agent_master_double import MasterDouble
 from fptest.waiting import wait_for
 
@@ -37,6 +37,7 @@ def events_for(master: MasterDouble, container_id: str) -> list[str]:
     return out
 
 
+@both_engines
 async def test_lifecycle_is_reported_in_order_with_parsed_rules(
     master: MasterDouble, containers: Containers, start_agent: Callable[..., RunningAgent]
 ) -> None:
@@ -96,6 +97,7 @@ async def test_lifecycle_is_reported_in_order_with_parsed_rules(
     assert await running.stop() == 0
 
 
+@both_engines
 async def test_invalid_labels_are_reported_with_the_label_and_reason(
     master: MasterDouble, containers: Containers, start_agent: Callable[..., RunningAgent]
 ) -> None:

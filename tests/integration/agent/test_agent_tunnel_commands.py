@@ -17,7 +17,7 @@ from flareport_cli.localpodman import BUSYBOX_IMAGE
 from flareport_common.messages.commands import Decommission, RestartTunnel, RotateKey, StartTunnel, StopTunnel
 from flareport_common.messages.events import TunnelStatus
 from flareport_common.protocol import CommandAckRequest
-from fptest.agent_harness import Containers, RunningAgent
+from fptest.agent_harness import Containers, RunningAgent, both_engines
 from fptest.agent_master_double import MasterDouble
 from fptest.waiting import wait_for
 
@@ -38,6 +38,7 @@ async def acked(master: MasterDouble, command_id: str) -> CommandAckRequest:
     return ack
 
 
+@both_engines
 async def test_start_tunnel_runs_cloudflared_with_the_token_only_in_its_environment(
     master: MasterDouble,
     containers: Containers,
@@ -101,6 +102,7 @@ async def test_an_image_the_engine_cannot_pull_is_reported_in_the_ack_and_the_ag
     assert not running.task.done()
 
 
+@both_engines
 async def test_restart_tunnel_replaces_the_container_with_the_configured_image(
     master: MasterDouble,
     containers: Containers,
@@ -120,6 +122,7 @@ async def test_restart_tunnel_replaces_the_container_with_the_configured_image(
     # test_agent_hardening.py.
 
 
+@both_engines
 async def test_restart_without_master_brings_cloudflared_back_from_disk(
     master: MasterDouble,
     containers: Containers,
@@ -167,6 +170,7 @@ async def test_unknown_command_is_acked_with_an_error_and_rotate_key_switches_ke
     assert saved["rotated_key"] == "rotated-key-abcdefghijkl"
 
 
+@both_engines
 async def test_decommission_removes_cloudflared_and_stops_the_agent(
     master: MasterDouble,
     containers: Containers,
