@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from flareport_api import readstore, validation
-from flareport_api.errors import json_response, not_found, query_choice, read_body
+from flareport_api import validation
+from flareport_api.errors import json_response, query_choice, read_body
 from flareport_api.schemas import (
     Accepted,
     AccessGroup,
@@ -25,10 +25,8 @@ from flareport_api.schemas import (
     view,
 )
 from flareport_api.state import QueryParam, Route, context
-from flareport_api.usecases import accessgroups, adoption, manualrules
-
-RULE_STATUSES = ("pending", "active", "error", "pending_deletion", "conflict")
-
+from flareport_api.usecases import accessgroups, adoption, manualrules, rules
+from flareport_api.usecases.rules import RULE_SOURCES, RULE_STATUSES
 
 # ---- read model ----------------------------------------------------------------------------------------------
 
@@ -37,7 +35,7 @@ async def list_rules(request: web.Request) -> web.StreamResponse:
     ctx = context(request)
     await ctx.auth.admin(request)
     status = query_choice(request, "status", RULE_STATUSES)
-    source = query_choice(request, "source", ("container", "manual"))
+    source = query_choice(request, "source", RULE_SOURCES)
     agent_id = request.query.get("agent_id") or None
     if agent_id is not None:
         validation.path_id(agent_id, "agent_id")
@@ -45,17 +43,8 @@ async def list_rules(request: web.Request) -> web.StreamResponse:
     if zone is not None:
         zone = validation.hostname(zone, "zone", wildcard=False)
     contains = (request.query.get("q") or "").lower()
-    rules = [
-        r
-        for r in await readstore.rules(ctx.redis, ctx.keys)
-        if (status is None or r.status == status)
-        and (source is None or r.source == source)
-        and (agent_id is None or r.agent_id == agent_id)
-        and (zone is None or r.zone_name == zone)
-        and contains in r.hostname
-    ]
-    rules.sort(key=lambda r: r.key)
-    return json_response(RuleList(rules=tuple(view(r, RuleView) for r in rules)))
+    found = await rules.matching(ctx, status=status, source=source, agent_id=agent_id, zone=zone, contains=contains)
+    return json_response(RuleList(rules=tuple(view(r, RuleView) for r in found)))
 
 
 async def rule_detail(request: web.Request) -> web.StreamResponse:
@@ -63,10 +52,8 @@ async def rule_detail(request: web.Request) -> web.StreamResponse:
     ctx = context(request)
     await ctx.auth.admin(request)
     host = validation.hostname(request.match_info["hostname"], "hostname")
-    rules = sorted((r for r in await readstore.rules(ctx.redis, ctx.keys) if r.hostname == host), key=lambda r: r.key)
-    if not rules:
-        raise not_found("hostname", host)
-    return json_response(RuleList(rules=tuple(view(r, RuleView) for r in rules)))
+    found = await rules.of_hostname(ctx, host)
+    return json_response(RuleList(rules=tuple(view(r, RuleView) for r in found)))
 
 
 async def adopt_rule(request: web.Request) -> web.StreamResponse:
@@ -163,7 +150,7 @@ _ADMIN = (401, 422, 429)
 _WRITE = (400, 413, *_ADMIN)
 _FILTERS = (
     QueryParam("status", {"type": "string", "enum": list(RULE_STATUSES)}, "only rules with this status"),
-    QueryParam("source", {"type": "string", "enum": ["container", "manual"]}, "only rules from this source"),
+    QueryParam("source", {"type": "string", "enum": list(RULE_SOURCES)}, "only rules from this source"),
     QueryParam("agent_id", {"type": "string"}, "only rules published by this agent"),
     QueryParam("zone", {"type": "string"}, "only rules in this zone (a zone name: example.com)"),
     QueryParam("q", {"type": "string"}, "only hostnames containing this text"),

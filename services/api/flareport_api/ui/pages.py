@@ -13,14 +13,14 @@ from typing import Any
 from aiohttp import web
 
 from flareport_api import quotas, readstore
-from flareport_api.admin_rules import RULE_STATUSES
 from flareport_api.apierror import ApiError
 from flareport_api.schemas import AccessGroup, ManualRule
 from flareport_api.state import ApiContext
 from flareport_api.ui.guards import UI, page, render
 from flareport_api.ui.sessions import Session
-from flareport_api.usecases import accessgroups, agents, manualrules, operations
+from flareport_api.usecases import accessgroups, agents, manualrules, operations, rules
 from flareport_api.usecases.agents import STATUSES
+from flareport_api.usecases.rules import RULE_STATUSES
 from flareport_api.validation import path_id
 from flareport_common.messages.rules import AccessSpec, OriginOptions
 
@@ -39,8 +39,8 @@ async def dashboard(request: web.Request, ctx: ApiContext, session: Session) -> 
     status = request.query.get("status", "")
     status = status if status in RULE_STATUSES else ""
     text = request.query.get("q", "").strip().lower()[:200]
-    rules = sorted(await readstore.rules(ctx.redis, ctx.keys), key=lambda r: r.key)
-    counts = Counter(r.status for r in rules)
+    every = await rules.published(ctx)
+    counts = Counter(r.status for r in every)
 
     def matches(rule: Any) -> bool:
         haystack = " ".join(
@@ -52,8 +52,8 @@ async def dashboard(request: web.Request, ctx: ApiContext, session: Session) -> 
     return render(
         request,
         "dashboard.html",
-        rules=[r for r in rules if matches(r)],
-        total=len(rules),
+        rules=[r for r in every if matches(r)],
+        total=len(every),
         counts=counts,
         statuses=RULE_STATUSES,
         status=status,
@@ -88,7 +88,6 @@ async def agent_page(request: web.Request, ctx: ApiContext, session: Session) ->
         record = await agents.find(ctx, agent_id)
     except ApiError as exc:
         raise web.HTTPNotFound(text=f"no agent {agent_id}") from exc
-    rules = [r for r in await readstore.rules(ctx.redis, ctx.keys) if r.agent_id == agent_id]
     return render(
         request,
         "agent.html",
@@ -97,7 +96,7 @@ async def agent_page(request: web.Request, ctx: ApiContext, session: Session) ->
         heartbeats=await readstore.heartbeats(ctx.redis, ctx.keys, agent_id, limit=40),
         commands=await readstore.command_history(ctx.redis, ctx.keys, agent_id),
         refusals=await quotas.refusals(ctx.redis, ctx.keys, agent_id),
-        rules=sorted(rules, key=lambda r: r.key),
+        rules=await rules.matching(ctx, agent_id=agent_id),
         **await _common(request, session),
     )
 
@@ -117,7 +116,7 @@ async def keys_page(request: web.Request, ctx: ApiContext, session: Session) -> 
 async def manual_rules_page(request: web.Request, ctx: ApiContext, session: Session) -> web.StreamResponse:
     stored = await manualrules.stored(ctx)
     manual = sorted(stored.values(), key=lambda r: r.rule.key)
-    published = {r.manual_rule_id: r for r in await readstore.rules(ctx.redis, ctx.keys) if r.source == "manual"}
+    published = {r.manual_rule_id: r for r in await rules.matching(ctx, source="manual")}
     # ?edit=<rule id> fills the form with that rule; saving it updates the rule in place (same id). Only rules
     # the form can express fully are editable here, so an edit never drops a setting made through the API.
     editable = {m.rule_id for m in manual if form_can_edit_rule(m)}

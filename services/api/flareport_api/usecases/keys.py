@@ -12,6 +12,7 @@ from flareport_api.apierror import ApiError, not_found
 from flareport_api.keystore import StoredKey
 from flareport_api.schemas import KeyRolledResponse
 from flareport_api.state import ApiContext
+from flareport_api.usecases import intents
 from flareport_common.messages.intents import AgentKeysRevoked, KeyRolled
 from flareport_common.parcels import stash
 
@@ -36,7 +37,7 @@ async def revoke(ctx: ApiContext, stored: StoredKey) -> StoredKey:
     if stored.agent_id is not None and not any(
         other.status == "active" for other in await ctx.store.of_agent(stored.agent_id)
     ):
-        await ctx.producer.send(ctx.keys.intents, AgentKeysRevoked(agent_id=stored.agent_id))
+        await intents.send(ctx, AgentKeysRevoked(agent_id=stored.agent_id))
     return await find(ctx, stored.key_id)
 
 
@@ -48,6 +49,5 @@ async def roll(ctx: ApiContext, stored: StoredKey) -> KeyRolledResponse:
     key, new = await ctx.store.create(stored.label, agent_id=stored.agent_id)
     # The intents stream carries only where the key waits for its agent (flareport_common.parcels).
     ref = await stash(ctx.redis, ctx.keys, stored.agent_id, key)
-    intent = KeyRolled(agent_id=stored.agent_id, key_id=new.key_id, secret_ref=ref)
-    await ctx.producer.send(ctx.keys.intents, intent)
-    return KeyRolledResponse(agent_id=stored.agent_id, new_key_id=new.key_id, intent_id=intent.id)
+    accepted = await intents.send(ctx, KeyRolled(agent_id=stored.agent_id, key_id=new.key_id, secret_ref=ref))
+    return KeyRolledResponse(agent_id=stored.agent_id, new_key_id=new.key_id, intent_id=accepted.intent_id)
