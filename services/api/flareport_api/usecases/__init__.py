@@ -10,5 +10,10 @@ module for a private helper. A use case takes the ``ApiContext`` and already-par
 * ``keys``: agent keys (create, find, revoke, roll);
 * ``agents``: agents (list, find, enrol, publishing policy, rename, decommission, remove);
 * ``manualrules`` and ``accessgroups``: the admin's declarations;
+* ``rules``: the published rules, as the reconciler recorded them; ``adoption``: taking over a hostname's foreign
+  DNS records;
 * ``operations``: a reconcile on demand, dead letters (list, replay).
+
+Import contracts (pyproject.toml) keep the use cases off the route modules, the web UI and aiohttp, and the web UI
+off the route modules.
 """
