@@ -30,11 +30,11 @@ from redis.exceptions import WatchError
 
 from flareport_reconciler.agents import went_silent
 from flareport_reconciler.claims import pending_member
-from flareport_reconciler.handlers import Reconciler
 from flareport_reconciler.inventory import ContainerEntry, newest_seq, prunable
 from flareport_reconciler.planner import pruning
 from flareport_reconciler.records import TX_RETRIES, text, update_agent
 from flareport_reconciler.scripts import DeleteDue, DueDeletion
+from flareport_reconciler.spine import Spine
 
 log = structlog.get_logger("flareport.reconciler.background")
 
@@ -54,9 +54,9 @@ _entry_decoder = msgspec.json.Decoder(ContainerEntry)
 
 
 class Background:
-    def __init__(self, reconciler: Reconciler) -> None:
-        self.r = reconciler
-        self._delete_due = DeleteDue(reconciler.redis)
+    def __init__(self, spine: Spine) -> None:
+        self.r = spine
+        self._delete_due = DeleteDue(spine.redis)
         self._stopping = asyncio.Event()
 
     def stop(self) -> None:
@@ -131,7 +131,7 @@ class Background:
                     marks[hostname] = mark
                     GRACE_DELETIONS.inc()
             deleted += len(marks)
-            await self.r.claims.refresh(marks)
+            await self.r.converge(marks)
             if len(due) < BATCH:
                 return deleted
 
@@ -143,7 +143,7 @@ class Background:
         if marks:
             SWEPT.inc(len(marks))
             log.info("background.sweeping", hostnames=len(marks))
-            await self.r.claims.refresh(marks)
+            await self.r.converge(marks)
         return len(marks)
 
     async def detect_offline(self) -> int:

@@ -1,14 +1,15 @@
-"""Claims in Redis: written from inventories and manual rules, resolved per hostname into the read model.
+"""The source step of every change: claims written to Redis from inventories, manual rules and admins' intents.
 
 Every change follows the same two steps, so that a replica killed between them loses nothing:
 
-1. one transaction writes the new source state (an agent's inventory entries, or a manual rule), the claims it
-   implies, the indexes (agent -> hostnames, zone -> hostnames, grace deletions) and marks the hostnames dirty
-   (a sorted set scored by time);
-2. ``refresh`` (``refresh.py``) re-resolves each dirty hostname (first claim wins, allow-lists), rewrites its
-   rule documents if nothing it resolved from changed meanwhile (else it resolves again), touches every target
-   it was or is part of, and only then clears the dirty mark — if its score is unchanged, so a newer change by
-   another replica keeps its mark. A sweeper refreshes marks left by dead replicas.
+1. here, one transaction writes the new source state (an agent's inventory entries, or a manual rule), the claims
+   it implies, the indexes (agent -> hostnames, zone -> hostnames, grace deletions) and marks the hostnames dirty
+   (a sorted set scored by time), and returns the marks;
+2. the spine (``spine.Spine.converge``, with ``refresh.py``) re-resolves each dirty hostname (first claim wins,
+   allow-lists), rewrites its rule documents if nothing it resolved from changed meanwhile (else it resolves
+   again), touches every target it was or is part of, and only then clears the dirty mark — if its score is
+   unchanged, so a newer change by another replica keeps its mark. A sweeper refreshes marks left by dead
+   replicas.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from flareport_common.readmodel import AgentRecord, ContainerLabelErrors
 from flareport_common.settings import DEFAULT_QUOTAS
 from flareport_reconciler import agentquota
 from flareport_reconciler.agents import retired
-from flareport_reconciler.claimstore import ASSIGNED, encode_value, time_ms
+from flareport_reconciler.claimstore import ASSIGNED, HostnameClaims, decode_hash, encode_value, time_ms
 from flareport_reconciler.inventory import (
     AgentInventory,
     ContainerEntry,
@@ -40,12 +41,18 @@ from flareport_reconciler.inventory import (
     event_container_ids,
     label_errors,
 )
-from flareport_reconciler.planner import Planner, read_claims
 from flareport_reconciler.records import TX_RETRIES, bump_version, decode_agent, raw_bytes, text
 from flareport_reconciler.records import encode as encode_doc
-from flareport_reconciler.refresh import HostnameRead, Refresher, parse_read, read_hostnames_command
+from flareport_reconciler.refresh import HostnameRead, parse_read, read_hostnames_command
 from flareport_reconciler.resolution import Claim, zone_of
-from flareport_reconciler.scripts import NewClaim, RemovedClaim, mark_dirty, read_inventory, write_claims
+from flareport_reconciler.scripts import (
+    NewClaim,
+    RemovedClaim,
+    mark_dirty,
+    read_claims_hashes,
+    read_inventory,
+    write_claims,
+)
 from flareport_reconciler.targets import Target
 
 ClaimKey = tuple[str, str]  # (hostname, claim id)
@@ -103,6 +110,14 @@ def pending_member(hostname: str, claim_id: str) -> str:
     return f"{hostname}\x1f{claim_id}"
 
 
+async def read_claims(redis: aioredis.Redis, keys: Keys, hostnames: list[str]) -> list[HostnameClaims]:
+    """The claims of each hostname, in order, in one round trip and one command."""
+    if not hostnames:
+        return []
+    replies = await read_claims_hashes(redis, keys, hostnames)
+    return [decode_hash(reply) for reply in replies]
+
+
 # An agent record keeps the label errors of at most this many containers: the record is read with every event.
 MAX_ERROR_CONTAINERS = 200
 
@@ -134,14 +149,12 @@ class Claims:
         self,
         redis: aioredis.Redis,
         keys: Keys,
-        planner: Planner,
         *,
         grace_seconds: float,
         limits: agentquota.Limits | None = None,
     ) -> None:
         self._redis = redis
         self._keys = keys
-        self._refresher = Refresher(redis, keys, planner)
         self.grace_seconds = grace_seconds
         self.limits = limits or agentquota.Limits(
             containers=DEFAULT_QUOTAS.containers, hostnames=DEFAULT_QUOTAS.hostnames
@@ -417,16 +430,3 @@ class Claims:
         marks = self.mark_dirty(pipe, sorted(names))
         await pipe.execute()
         return marks
-
-    # ---- step 2: resolve hostnames, write documents, touch targets -------------------------------------------
-
-    async def refresh(
-        self,
-        marks: Mapping[str, int],
-        read: Mapping[str, HostnameRead] | None = None,
-        record: AgentRecord | None = None,
-    ) -> None:
-        """Resolve the dirty ``marks`` (see ``refresh``); ``read`` holds what they resolve from if the caller just
-        read it in its transaction, and ``record`` an agent record read there too.
-        """
-        await self._refresher.refresh(marks, read, record)

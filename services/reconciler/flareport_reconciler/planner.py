@@ -1,48 +1,37 @@
-"""From a dirty target to its Cloudflare job: read the target's hostnames and claims, plan, commit.
+"""The plan step: a held target's Cloudflare job, built from the target's hostnames and their claims.
 
-This is the I/O edge around ``planning``: it reads only the hostnames indexed under the target (a zone's
-hostnames, a tunnel's agent's hostnames), never the whole state, and hands the job to ``Coalescer.commit``,
-which sends it only if its version differs from the last one sent.
+This is the I/O edge around ``resolution`` and ``targets``: it reads only the hostnames indexed under the target
+(a zone's hostnames, a tunnel's agent's hostnames), never the whole state; the spine hands the job it builds to
+``Coalescer.commit``, which sends it only if its version differs from the last one sent.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Sequence
-from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 
-import msgspec
 import redis.asyncio as aioredis
 import structlog
-from prometheus_client import Counter
 
-from flareport_common.access import AccessFacts, group_definition
 from flareport_common.keys import Keys
-from flareport_common.messages.base import new_id
 from flareport_common.messages.cfjobs import CfJobMessage, SyncAccessApp, SyncDnsZone, SyncTunnelIngress
-from flareport_common.streams.codec import FIELD, encode
-from flareport_reconciler.claimstore import HostnameClaims, decode_hash
-from flareport_reconciler.coalesce import Coalescer, Committed
+from flareport_reconciler.accessgroups import AccessGroups
+from flareport_reconciler.claims import read_claims
 from flareport_reconciler.records import agent_views, text
-from flareport_reconciler.resolution import AccessCatalog, Decision, resolve_hostname
-from flareport_reconciler.scripts import forget_unclaimed, read_claims_hashes
-from flareport_reconciler.targets import Target, access_app, held_app, tunnel_ingress, version_of, zone_records
+from flareport_reconciler.resolution import Decision, resolve_hostname
+from flareport_reconciler.scripts import forget_unclaimed
+from flareport_reconciler.targets import (
+    Target,
+    access_app,
+    held_app,
+    parse_all,
+    tunnel_ingress,
+    version_of,
+    zone_records,
+)
 
 log = structlog.get_logger("flareport.reconciler.planner")
-
-JOBS = Counter("flareport_reconciler_jobs_total", "Cloudflare jobs emitted, by job type.", ["type"])
-PLANS = Counter("flareport_reconciler_plans_total", "Target plans computed, by outcome.", ["outcome"])
-
-_members_encoder = msgspec.json.Encoder()
-
-
-async def read_claims(redis: aioredis.Redis, keys: Keys, hostnames: list[str]) -> list[HostnameClaims]:
-    """The claims of each hostname, in order, in one round trip and one command."""
-    if not hostnames:
-        return []
-    replies = await read_claims_hashes(redis, keys, hostnames)
-    return [decode_hash(reply) for reply in replies]
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,68 +60,18 @@ class Planner:
         self,
         redis: aioredis.Redis,
         keys: Keys,
-        coalescer: Coalescer,
+        access: AccessGroups,
         *,
         hold_seconds: float = 600,
-        owner_email: str | None = None,
     ) -> None:
         self._redis = redis
         self._keys = keys
-        self._co = coalescer
+        self._access = access
         self._hold_seconds = hold_seconds
-        self._owner_email = owner_email
 
-    async def catalog(self) -> AccessCatalog:
-        """The access groups and account facts that resolving Access labels needs (one round trip)."""
-        pipe = self._redis.pipeline(transaction=False)
-        pipe.hgetall(self._keys.access_groups)
-        pipe.hgetall(self._keys.access_facts)
-        raw_groups, raw_facts = await pipe.execute()
-        groups = {}
-        for key, value in raw_groups.items():
-            group_id = text(key)
-            try:
-                groups[group_id] = group_definition(msgspec.json.decode(value), group_id)
-            except (msgspec.DecodeError, TypeError, ValueError, AttributeError):
-                log.error("planner.bad_access_group", group_id=group_id)  # unresolvable: its rules fail closed
-        facts = {text(k): text(v) for k, v in raw_facts.items()}
-        return AccessCatalog(
-            groups=groups,
-            facts=AccessFacts(
-                owner_email=self._owner_email or facts.get("owner_email") or None,
-                otp_idp_id=facts.get("otp_idp_id") or None,
-            ),
-        )
-
-    async def touch(self, targets: Iterable[Target], *, force: bool | AbstractSet[Target] = False) -> None:
-        """Targets a change may affect: plan each at once, or fold the change into its next job. A forced target
-        (``force=True``: all of them) taken now sends a job even if its desired version is unchanged."""
-        ordered = sorted(set(targets))
-        tokens = [new_id() for _ in ordered]
-        forced = [force if isinstance(force, bool) else t in force for t in ordered]
-        held = await self._co.mark_many([str(t) for t in ordered], tokens, now_ms(), forced)
-        for target, token, mine in zip(ordered, tokens, held, strict=True):
-            if mine:
-                await self.plan(target, token)
-            else:
-                PLANS.labels("folded").inc()
-
-    async def plan(self, target: Target, token: str) -> None:
-        """Plan a target this caller holds (``token``) until no change is pending."""
-        while True:
-            built = await self.build(target)
-            payload = encode(built.job)[FIELD] if built.job is not None else b""
-            job_id = built.job.id if built.job is not None else ""
-            members = _members_encoder.encode(built.members)
-            code = await self._co.commit(str(target), token, job_id, built.version, payload, members, now_ms())
-            if code == Committed.SENT and built.job is not None:
-                JOBS.labels(type(built.job).__name__).inc()
-                PLANS.labels("sent").inc()
-                log.debug("planner.job_sent", target=str(target), version=built.version, job_id=job_id)
-            elif code != Committed.AGAIN:
-                PLANS.labels("unchanged" if code == Committed.UNCHANGED else "lost").inc()
-            if code != Committed.AGAIN:
-                return
+    async def known_targets(self) -> list[Target]:
+        """Every target a job was ever sent for (``coalesce`` indexes them as it commits)."""
+        return parse_all(text(t) for t in await self._redis.smembers(self._keys.targets_index))
 
     async def decisions_for(self, hostnames: Iterable[str], *, index_keys: Sequence[str] = ()) -> list[Decision]:
         """Resolve ``hostnames``; those without any claim left are removed from ``index_keys`` (the sets they
@@ -147,7 +86,7 @@ class Planner:
             await forget_unclaimed(self._redis, self._keys, index_keys, unclaimed)
         wanted = (c.agent_id for host in per_host for c in host.claims if c.agent_id)
         agents = await agent_views(self._redis, self._keys, wanted)
-        catalog = await self.catalog()
+        catalog = await self._access.catalog()
         decisions: list[Decision] = []
         for host in per_host:
             decisions.extend(resolve_hostname(host.claims, agents, assigned=host.assigned, catalog=catalog))

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Iterable
+from datetime import datetime
 from typing import Any
 
 import msgspec
@@ -19,6 +20,7 @@ from prometheus_client import Counter
 from redis.exceptions import WatchError
 
 from flareport_common.keys import Keys
+from flareport_common.messages import AgentRegistered
 from flareport_common.messages.cfresults import JobResult
 from flareport_common.readmodel import AgentRecord, RuleRecord
 from flareport_reconciler.agents import AgentUpdate, PolicyDefaults, view_of
@@ -146,3 +148,36 @@ async def apply_result(redis: aioredis.Redis, keys: Keys, result: JobResult, mem
     change = result_change(result)
     if change is not None and members:
         await update_rules(redis, keys, members, change)
+
+
+async def record_contact(
+    redis: aioredis.Redis, keys: Keys, agent_id: str, at: datetime, change: AgentUpdate
+) -> AgentRecord | None:
+    """Contact from the agent: its record changed (``agents.seen``) and its place in the offline detection's set
+    moved forward (never back: an older message handled late must not make the agent look silent)."""
+    record = await update_agent(redis, keys, agent_id, change)
+    await redis.zadd(keys.agents_last_seen, {agent_id: at.timestamp()}, gt=True)
+    return record
+
+
+async def record_registration(
+    redis: aioredis.Redis, keys: Keys, message: AgentRegistered, change: AgentUpdate
+) -> AgentRecord | None:
+    """A registration: the record changed (``agents.registered``) and the agent's last contact set to it."""
+    record = await update_agent(redis, keys, message.agent_id, change)
+    await redis.zadd(keys.agents_last_seen, {message.agent_id: message.occurred_at.timestamp()})
+    return record
+
+
+async def tunnel_owner(redis: aioredis.Redis, keys: Keys, tunnel_id: str) -> str | None:
+    """The agent an ensured tunnel belongs to (``Keys.tunnel_agents``)."""
+    agent = await redis.hget(keys.tunnel_agents, tunnel_id)
+    return None if agent is None else text(agent)
+
+
+async def set_tunnel_owner(redis: aioredis.Redis, keys: Keys, tunnel_id: str, agent_id: str) -> None:
+    await redis.hset(keys.tunnel_agents, tunnel_id, agent_id)
+
+
+async def forget_tunnel_owner(redis: aioredis.Redis, keys: Keys, tunnel_id: str) -> None:
+    await redis.hdel(keys.tunnel_agents, tunnel_id)

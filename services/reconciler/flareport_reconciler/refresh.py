@@ -16,7 +16,7 @@ and carries the targets whose part changed as ``pending`` until they were touche
 refresh touches the pending targets.
 
 Round trips: the read (none when the caller read it in its transaction), the agents not at hand, the documents,
-the compare-and-set, the touches (``Planner.touch``), the finish.
+the compare-and-set, then (the spine's ``touch``) the targets, and the finish.
 """
 
 from __future__ import annotations
@@ -31,9 +31,9 @@ from prometheus_client import Counter
 
 from flareport_common.keys import Keys
 from flareport_common.readmodel import AgentRecord, RuleRecord
+from flareport_reconciler.accessgroups import AccessGroups
 from flareport_reconciler.agents import view_of
 from flareport_reconciler.claimstore import decode_hash
-from flareport_reconciler.planner import Planner
 from flareport_reconciler.records import TX_RETRIES, agent_views, decode_rule, raw_bytes, version_seed
 from flareport_reconciler.records import encode as encode_doc
 from flareport_reconciler.refreshscripts import (
@@ -111,35 +111,56 @@ class _Outcome:
         return any(self.state_writes.values()) or any(self.doc_writes)
 
 
+@dataclass(frozen=True, slots=True)
+class Refreshed:
+    """A refresh written: the targets the spine must touch now, and what ``finish`` expects afterwards."""
+
+    names: list[str]
+    read: Mapping[str, HostnameRead]
+    outcome: _Outcome
+
+    @property
+    def touch(self) -> set[Target]:
+        return self.outcome.touch
+
+    @property
+    def force(self) -> set[Target]:
+        """Touched targets that must send a job even if their desired version is unchanged (see ``_resolve``)."""
+        return self.outcome.force
+
+
 class Refresher:
-    def __init__(self, redis: aioredis.Redis, keys: Keys, planner: Planner) -> None:
+    def __init__(self, redis: aioredis.Redis, keys: Keys, access: AccessGroups) -> None:
         self._redis = redis
         self._keys = keys
-        self._planner = planner
+        self._access = access
 
     async def refresh(
         self,
         hostnames: Iterable[str],
         read: Mapping[str, HostnameRead] | None = None,
         record: AgentRecord | None = None,
-    ) -> None:
-        """Resolve ``hostnames``; ``read`` holds what they resolve from if the caller just read it in its
-        transaction, and ``record`` an agent record read there too (no need to read either again).
+    ) -> Refreshed | None:
+        """Resolve ``hostnames`` and write their documents and state; ``read`` holds what they resolve from if
+        the caller just read it in its transaction, and ``record`` an agent record read there too (no need to read
+        either again). None when there is nothing to refresh. The caller touches the targets, then ``finish``es.
         """
         names = sorted(set(hostnames))
         if not names:
-            return
+            return None
         if read is None or not all(h in read for h in names):
             read = await read_hostnames(self._redis, self._keys, names)
         while True:
             outcome = await self._resolve(names, read, record)
             if not outcome.writes_anything() or await self._write(names, read, outcome):
-                break
+                return Refreshed(names, read, outcome)
             TX_RETRIES.labels("refresh").inc()
             # Something changed since the read: read it all again, agents too.
             read, record = await read_hostnames(self._redis, self._keys, names), None
-        await self._planner.touch(outcome.touch, force=outcome.force)
-        await self._finish(names, read, outcome)
+
+    async def finish(self, refreshed: Refreshed) -> None:
+        """After the targets were touched: drop the pending targets and the marks (see ``_finish``)."""
+        await self._finish(refreshed.names, refreshed.read, refreshed.outcome)
 
     async def _resolve(
         self, names: list[str], read: Mapping[str, HostnameRead], record: AgentRecord | None
@@ -154,7 +175,7 @@ class Refresher:
             if view is not None:
                 known[record.agent_id] = view
         agents = {**await agent_views(self._redis, self._keys, wanted), **known}
-        catalog = await self._planner.catalog()
+        catalog = await self._access.catalog()
         outcome = _Outcome()
         all_docs: dict[str, RuleRecord] = {}
         held: dict[str, str] = {}  # document -> the label (or "held back") of an Access error

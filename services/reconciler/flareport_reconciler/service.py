@@ -29,7 +29,7 @@ class Replica:
         self.keys = Keys(settings.common.key_prefix)
         configure_policy(PolicyDefaults.of(settings))  # the global publishing policy every agent view starts from
         self.reconciler = Reconciler(redis, self.keys, settings)
-        self.background = Background(self.reconciler)
+        self.background = Background(self.reconciler.spine)
         idle_ms = int(settings.claim_idle_seconds * 1000)
 
         def config(stream: str, label: str, concurrency: int) -> ConsumerConfig:

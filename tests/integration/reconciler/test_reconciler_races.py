@@ -20,7 +20,7 @@ from flareport_common.readmodel import AgentRecord
 from flareport_common.settings import ReconcilerSettings
 from flareport_common.streams import Producer
 from flareport_common.streams.consumer import Delivery
-from flareport_reconciler import handlers
+from flareport_reconciler import spine
 from flareport_reconciler.handlers import Reconciler
 from flareport_reconciler.records import update_agent
 from flareport_reconciler.targets import Target
@@ -87,10 +87,10 @@ async def test_a_refresh_that_read_the_claims_before_a_stop_does_not_bring_the_r
     # the claim, the stop removes it and its refresh completes, and only then does the start's refresh run.
     r = await enrolled(redis, keys, settings)
     app = container("c1", "app.example.com", grace=0)
-    started = await r.claims.apply_inventory("a1", [ContainerStart(agent_id="a1", seq=1, container=app)])
-    stopped = await r.claims.apply_inventory("a1", [ContainerStop(agent_id="a1", seq=2, container_id="c1")])
-    await r.claims.refresh(stopped.marks, stopped.read, stopped.record)
-    await r.claims.refresh(started.marks, started.read, started.record)
+    started = await r.spine.claims.apply_inventory("a1", [ContainerStart(agent_id="a1", seq=1, container=app)])
+    stopped = await r.spine.claims.apply_inventory("a1", [ContainerStop(agent_id="a1", seq=2, container_id="c1")])
+    await r.spine.converge(stopped.marks, stopped.read, stopped.record)
+    await r.spine.converge(started.marks, started.read, started.record)
     assert await rule_records(redis, keys) == {}, "the late refresh published a rule without a claim"
     assert await redis.zcard(keys.dirty_hostnames) == 0
 
@@ -111,20 +111,20 @@ async def test_targets_a_refresh_did_not_get_to_touch_are_touched_by_the_next_on
         touched.append({str(t) for t in targets})
 
     app = container("c1", "app.example.com")
-    applied = await r.claims.apply_inventory("a1", [ContainerStart(agent_id="a1", seq=1, container=app)])
-    monkeypatch.setattr(r.planner, "touch", dies)
+    applied = await r.spine.claims.apply_inventory("a1", [ContainerStart(agent_id="a1", seq=1, container=app)])
+    monkeypatch.setattr(r.spine, "touch", dies)
     with pytest.raises(ConnectionError):
-        await r.claims.refresh(applied.marks, applied.read, applied.record)
+        await r.spine.converge(applied.marks, applied.read, applied.record)
     assert set(await rule_records(redis, keys)) == {"app.example.com"}
     mark = await redis.zscore(keys.dirty_hostnames, "app.example.com")
     assert mark is not None, "the hostname stays dirty"
 
-    monkeypatch.setattr(r.planner, "touch", records)
-    await r.claims.refresh({"app.example.com": int(mark)})
+    monkeypatch.setattr(r.spine, "touch", records)
+    await r.spine.converge({"app.example.com": int(mark)})
     expected = {"zone:example.com", "tunnel:tun-a1"}
     assert touched == [expected], "the targets the dead replica did not touch are touched now"
     assert await redis.zcard(keys.dirty_hostnames) == 0
-    await r.claims.refresh({"app.example.com": 0})
+    await r.spine.converge({"app.example.com": 0})
     assert touched[1:] == [set()], "once touched, they are not touched again for nothing"
 
 
@@ -146,13 +146,13 @@ async def test_a_rule_documented_after_its_targets_result_still_becomes_active(
     r = await enrolled(redis, keys, settings)
     await redis.hset(keys.tunnel_agents, "tun-a1", "a1")  # as the enrolment's result records it
     app = container("c1", "app.example.com")
-    applied = await r.claims.apply_inventory("a1", [ContainerStart(agent_id="a1", seq=1, container=app)])
-    await r.planner.touch({Target.zone("example.com"), Target.tunnel("tun-a1")})  # the other replica
+    applied = await r.spine.claims.apply_inventory("a1", [ContainerStart(agent_id="a1", seq=1, container=app)])
+    await r.spine.touch({Target.zone("example.com"), Target.tunnel("tun-a1")})  # the other replica
     await answer_directly(r, worker)
     assert [j.target for j in worker.jobs] == ["tunnel:tun-a1", "zone:example.com"]
     assert await rule_records(redis, keys) == {}, "no document yet when the results came"
 
-    await r.claims.refresh(applied.marks, applied.read, applied.record)
+    await r.spine.converge(applied.marks, applied.read, applied.record)
     await answer_directly(r, worker)
     [doc] = (await rule_records(redis, keys)).values()
     assert (doc.status, doc.dns_state, doc.ingress_state) == ("active", "active", "active")
@@ -167,8 +167,8 @@ async def test_a_result_whose_handler_died_before_the_statuses_is_applied_when_d
 ) -> None:
     r = await enrolled(redis, keys, settings)
     app = container("c1", "app.example.com")
-    applied = await r.claims.apply_inventory("a1", [ContainerStart(agent_id="a1", seq=1, container=app)])
-    await r.claims.refresh(applied.marks, applied.read, applied.record)
+    applied = await r.spine.claims.apply_inventory("a1", [ContainerStart(agent_id="a1", seq=1, container=app)])
+    await r.spine.converge(applied.marks, applied.read, applied.record)
     [job] = [j for j in await worker.pull() if isinstance(j, SyncDnsZone)]
     result = JobResult(job_id=job.id, job_type="sync_dns_zone", target=job.target, version=job.version, ok=True)
     delivery = Delivery(stream="cf-results", message_id="0-1", deliveries=1)
@@ -176,7 +176,7 @@ async def test_a_result_whose_handler_died_before_the_statuses_is_applied_when_d
     async def dies(*args: Any) -> None:
         raise ConnectionError("the replica died after clearing the job, before the statuses")
 
-    monkeypatch.setattr(handlers, "apply_result", dies)
+    monkeypatch.setattr(spine, "apply_result", dies)
     with pytest.raises(ConnectionError):
         await r.on_result(result, delivery)
     monkeypatch.undo()

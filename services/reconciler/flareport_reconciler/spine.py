@@ -1,0 +1,226 @@
+"""The reconciler's spine: each use case, from a message to Cloudflare jobs, as one short pipeline.
+
+Every change to what is published walks the same modules, each once, in this order::
+
+    source      claims.py     the agent's inventory, a manual rule, an admin's assignment, written with dirty marks
+    refresh     refresh.py    the marked hostnames resolved (resolution.py) into rule documents (rules.py) and the
+                              targets whose part changed (targets.py), written under a compare-and-set
+    touch       coalesce.py   each such target marked: held by this replica, or folded into the job in flight
+    plan        planner.py    a held target's job built from all of its hostnames (resolution.py, targets.py)
+    commit      coalesce.py   the job XADDed to cf-jobs if its version changed
+    finish      refresh.py    the hostnames' dirty marks cleared, where nothing changed meanwhile
+
+and a job's result walks back: ``coalesce.result`` (the job no longer in flight) -> the statuses of the rules it
+carried (``records.apply_result``, ``rules.result_change``) -> plan the target again if a change waited.
+
+Nothing here talks to Redis itself: the steps are the store modules' (``claims``, ``refresh``, ``coalesce``,
+``planner``, ``records``, ``accessgroups``, ``emit``) and the decisions the pure modules'. Agent use cases
+(registration, enrolment, decommission, ...) are in ``agentcases``; they end in ``converge`` too. Why two steps
+with marks in between, and what a replica killed between any two of them leaves behind: docs/reconciler.md,
+"Crash safety".
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Set as AbstractSet
+
+import msgspec
+import redis.asyncio as aioredis
+import structlog
+from prometheus_client import Counter
+
+from flareport_common.keys import Keys
+from flareport_common.messages import (
+    AccessGroupDeleted,
+    AccessGroupUpserted,
+    ContainerDie,
+    ContainerStart,
+    ContainerStop,
+    Inventory,
+    ManualRuleDeleted,
+    ManualRuleUpserted,
+    ReconcileRequested,
+)
+from flareport_common.messages.base import new_id
+from flareport_common.messages.cfresults import JobResult
+from flareport_common.messages.intents import HostnameAssigned
+from flareport_common.readmodel import AgentRecord
+from flareport_common.settings import ReconcilerSettings
+from flareport_common.streams.codec import FIELD, encode
+from flareport_reconciler import agents
+from flareport_reconciler.accessgroups import AccessGroups
+from flareport_reconciler.agentquota import Limits
+from flareport_reconciler.batching import AgentBatches
+from flareport_reconciler.claims import Claims
+from flareport_reconciler.coalesce import Coalescer, Committed
+from flareport_reconciler.emit import Emitter
+from flareport_reconciler.inventory import InventoryEvent
+from flareport_reconciler.planner import Planner, now_ms
+from flareport_reconciler.records import apply_result, record_contact
+from flareport_reconciler.refresh import HostnameRead, Refresher
+from flareport_reconciler.targets import Target
+
+log = structlog.get_logger("flareport.reconciler")
+
+IGNORED = Counter("flareport_reconciler_ignored_events_total", "Events ignored, by reason.", ["reason"])
+JOBS = Counter("flareport_reconciler_jobs_total", "Cloudflare jobs emitted, by job type.", ["type"])
+PLANS = Counter("flareport_reconciler_plans_total", "Target plans computed, by outcome.", ["outcome"])
+
+REFRESH_CHUNK = 500  # hostnames resolved per refresh when all of them must be
+_members_encoder = msgspec.json.Encoder()
+
+
+class Spine:
+    def __init__(self, redis: aioredis.Redis, keys: Keys, settings: ReconcilerSettings) -> None:
+        self.settings = settings
+        self.coalescer = Coalescer(
+            redis,
+            keys,
+            stale_plan_ms=int(settings.claim_idle_seconds * 1000),
+            stale_job_ms=settings.job_timeout_seconds * 1000,
+        )
+        self.access = AccessGroups(redis, keys, owner_email=settings.access_owner_email)
+        self.planner = Planner(redis, keys, self.access, hold_seconds=settings.recovery_hold_seconds)
+        limits = Limits(containers=settings.agent_max_containers, hostnames=settings.agent_max_hostnames)
+        self.claims = Claims(redis, keys, grace_seconds=settings.grace_period_seconds, limits=limits)
+        self.refresher = Refresher(redis, keys, self.access)
+        self.emit = Emitter(redis, keys)
+        self.batches = AgentBatches(self.inventory)
+        self.redis = redis
+        self.keys = keys
+
+    # ---- the pipeline, from marked hostnames to committed jobs --------------------------------------------------
+
+    async def converge(
+        self,
+        marks: Mapping[str, int],
+        read: Mapping[str, HostnameRead] | None = None,
+        record: AgentRecord | None = None,
+    ) -> None:
+        """Refresh the marked hostnames, touch the targets whose part changed, then finish (clear the marks).
+        ``read`` and ``record`` are what the source step already read in its transaction."""
+        refreshed = await self.refresher.refresh(marks, read, record)
+        if refreshed is None:
+            return
+        await self.touch(refreshed.touch, force=refreshed.force)
+        await self.refresher.finish(refreshed)
+
+    async def touch(self, targets: Iterable[Target], *, force: bool | AbstractSet[Target] = False) -> None:
+        """Targets a change may affect: plan each at once, or fold the change into its next job. A forced target
+        (``force=True``: all of them) taken now sends a job even if its desired version is unchanged."""
+        ordered = sorted(set(targets))
+        tokens = [new_id() for _ in ordered]
+        forced = [force if isinstance(force, bool) else t in force for t in ordered]
+        held = await self.coalescer.mark_many([str(t) for t in ordered], tokens, now_ms(), forced)
+        for target, token, mine in zip(ordered, tokens, held, strict=True):
+            if mine:
+                await self.plan(target, token)
+            else:
+                PLANS.labels("folded").inc()
+
+    async def plan(self, target: Target, token: str) -> None:
+        """Plan a target this caller holds (``token``) and commit its job, until no change is pending."""
+        while True:
+            built = await self.planner.build(target)
+            payload = encode(built.job)[FIELD] if built.job is not None else b""
+            job_id = built.job.id if built.job is not None else ""
+            members = _members_encoder.encode(built.members)
+            code = await self.coalescer.commit(str(target), token, job_id, built.version, payload, members, now_ms())
+            if code == Committed.SENT and built.job is not None:
+                JOBS.labels(type(built.job).__name__).inc()
+                PLANS.labels("sent").inc()
+                log.debug("planner.job_sent", target=str(target), version=built.version, job_id=job_id)
+            elif code != Committed.AGAIN:
+                PLANS.labels("unchanged" if code == Committed.UNCHANGED else "lost").inc()
+            if code != Committed.AGAIN:
+                return
+
+    # ---- sources --------------------------------------------------------------------------------------------------
+
+    async def inventory_event(self, message: ContainerStart | ContainerStop | ContainerDie | Inventory) -> None:
+        """An agent's inventory event, applied with the others of its agent that arrive together (``batching``)."""
+        await self.batches.submit(message.agent_id, message)
+
+    async def inventory(self, agent_id: str, events: Sequence[InventoryEvent]) -> None:
+        """A batch of one agent's inventory events: applied, contact recorded, converged."""
+        # The inventory transaction reads the agent record too (retired? label errors?): one read for
+        # everything, and contact is recorded afterwards only when worth a write.
+        applied = await self.claims.apply_inventory(agent_id, events)
+        record = applied.record
+        newest = max(event.occurred_at for event in events)
+        if record is None or agents.contact_worth_recording(record, newest):
+            seen = agents.seen(agent_id, newest, seq=max(event.seq for event in events))
+            await record_contact(self.redis, self.keys, agent_id, newest, seen)
+        if applied.retired:
+            IGNORED.labels("agent_retired").inc(len(events))
+            return
+        if not applied.marks:
+            IGNORED.labels("stale_or_duplicate").inc(len(events))
+        await self.converge(applied.marks, applied.read, record)
+
+    async def manual_rule_upserted(self, message: ManualRuleUpserted) -> None:
+        marks = await self.claims.upsert_manual(message.rule_id, message.rule, message.agent_id, message.tunnel_id)
+        await self.converge(marks)
+
+    async def manual_rule_deleted(self, message: ManualRuleDeleted) -> None:
+        await self.converge(await self.claims.delete_manual(message.rule_id))
+
+    async def hostname_assigned(self, message: HostnameAssigned) -> None:
+        await self.converge(await self.claims.assign(message.hostname, message.owner))
+
+    async def access_group(self, message: AccessGroupUpserted | AccessGroupDeleted) -> None:
+        if isinstance(message, AccessGroupUpserted):
+            await self.access.put(message)
+        else:
+            await self.access.delete(message.group_id)
+        # A group decides whether its rules are published at all (an unknown group holds a hostname back), so
+        # every hostname is resolved again and every target planned; an unchanged one sends no job.
+        await self.reconcile("all", verify=False, force=False)
+
+    async def reconcile_requested(self, message: ReconcileRequested) -> None:
+        await self.reconcile(message.scope, verify=message.verify)
+
+    async def reconcile(self, scope: str, *, verify: bool, force: bool = True) -> None:
+        """Plan targets again (``force``: forgetting their last version) and, if asked, have the worker verify
+        them. The drift check does not force: unchanged targets send no job, ``verify_target`` finds drift.
+        """
+        if scope == "all":
+            # Resolve every hostname again first: what rules resolve to (Access groups, the account facts) may
+            # have changed without any claim changing.
+            marks = await self.claims.mark_all_hostnames()
+            names = sorted(marks)
+            for start in range(0, len(names), REFRESH_CHUNK):
+                await self.converge({n: marks[n] for n in names[start : start + REFRESH_CHUNK]})
+            targets = await self.planner.known_targets()
+        else:
+            one = Target.parse(scope)
+            if one is None:
+                IGNORED.labels("unknown_target").inc()
+                log.warning("reconciler.unknown_target", target=scope)
+                return
+            targets = [one]
+        await self.touch(targets, force=force)
+        if verify:
+            await self.emit.verify(targets)
+
+    # ---- results --------------------------------------------------------------------------------------------------
+
+    async def job_result(self, message: JobResult) -> None:
+        """A sync job's result: the job leaves the target, the rules it carried get their statuses, and a change
+        that waited meanwhile is planned now."""
+        if message.job_type == "verify_target":
+            if message.errors or message.drift_repaired:
+                log.warning("reconciler.drift", target=message.target, errors=len(message.errors))
+            return
+        token = new_id()
+        outcome = await self.coalescer.result(
+            message.target, message.job_id, message.ok, token, int(message.occurred_at.timestamp() * 1000)
+        )
+        if not outcome.current:
+            return
+        members = msgspec.json.decode(outcome.members, type=list[str]) if outcome.members else []
+        await apply_result(self.redis, self.keys, message, members)
+        target = Target.parse(message.target)
+        if outcome.plan_again and target is not None:  # a result names the target of a job this service sent
+            await self.plan(target, token)
