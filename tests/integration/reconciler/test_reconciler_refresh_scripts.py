@@ -148,3 +148,11 @@ async def test_a_finish_keeps_the_mark_when_the_claims_changed_or_none_was_read(
     assert await refreshscripts.finish_refresh(redis, keys, [unmarked]) == 0
     assert await redis.zscore(keys.dirty_hostnames, H) == 5_000, "a mark the refresh did not read is not its own"
     assert await redis.get(keys.hostname_state(H)) == b"s2"
+
+
+async def test_a_hostname_read_without_claims_must_still_have_none(redis: aioredis.Redis, keys: Keys) -> None:
+    empty = HostnameWrite("gone.example.com", score_read=None, state_read=None, claims_read=[], state_write=b"")
+
+    assert await refreshscripts.write_refresh(redis, keys, [empty], [], seed=10) == Written.WRITTEN
+    await redis.hset(keys.hostname_claims("gone.example.com"), "manual:r1", b"1|manual:r1|{}")
+    assert await refreshscripts.write_refresh(redis, keys, [empty], [], seed=10) == Written.CHANGED
