@@ -12,7 +12,7 @@
   to their newest sequence number, in one transaction watching the entries and the floor; late messages about
   them are then recognised as stale by the floor (see ``inventory``).
 * Recovery hold: after the API restored an agent key (Redis lost its data), jobs keep what they do not list
-  (``planner.pruning``); when FLAREPORT_RECOVERY_HOLD_SECONDS have passed one replica plans every target again.
+  (``jobs.pruning``); when FLAREPORT_RECOVERY_HOLD_SECONDS have passed one replica plans every target again.
 * Drift check: every DRIFT_CHECK_SECONDS one replica (a lease) plans every known target again and sends a
   ``verify_target`` job for each, so drift made in the Cloudflare dashboard is found and repaired.
 """
@@ -31,7 +31,7 @@ from redis.exceptions import WatchError
 from flareport_reconciler.agents import went_silent
 from flareport_reconciler.claims import pending_member
 from flareport_reconciler.inventory import ContainerEntry, newest_seq, prunable
-from flareport_reconciler.planner import pruning
+from flareport_reconciler.jobs import pruning
 from flareport_reconciler.records import TX_RETRIES, text, update_agent
 from flareport_reconciler.scripts import DeleteDue, DueDeletion
 from flareport_reconciler.spine import Spine

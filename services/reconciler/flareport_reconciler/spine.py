@@ -6,12 +6,17 @@ Every change to what is published walks the same modules, each once, in this ord
     refresh     refresh.py    the marked hostnames resolved (resolution.py) into rule documents (rules.py) and the
                               targets whose part changed (targets.py), written under a compare-and-set
     touch       coalesce.py   each such target marked: held by this replica, or folded into the job in flight
-    plan        planner.py    a held target's job built from all of its hostnames (resolution.py, targets.py)
+    plan        planner.py    a held target's hostnames read and resolved (resolution.py), its job built (jobs.py)
     commit      coalesce.py   the job XADDed to cf-jobs if its version changed
     finish      refresh.py    the hostnames' dirty marks cleared, where nothing changed meanwhile
 
 and a job's result walks back: ``coalesce.result`` (the job no longer in flight) -> the statuses of the rules it
 carried (``records.apply_result``, ``rules.result_change``) -> plan the target again if a change waited.
+
+A hostname is resolved twice on the way, on purpose: the refresh resolves it alone (its documents, and which
+targets its change touches), and the plan resolves it again with every other hostname of the target, from
+claims read afresh, because a job must carry the target's whole state as it is when the job is committed, and
+other replicas change claims in between (the coalescing's pending flag then brings one more plan).
 
 Nothing here talks to Redis itself: the steps are the store modules' (``claims``, ``refresh``, ``coalesce``,
 ``planner``, ``records``, ``accessgroups``, ``emit``) and the decisions the pure modules'. Agent use cases
