@@ -39,7 +39,7 @@ TAIL_LINES = 80
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
     outcome = yield
     report: pytest.TestReport = outcome.get_result()  # type: ignore[attr-defined]
-    if report.when != "call" or not report.failed:
+    if report.when not in ("setup", "call") or not report.failed:  # a module's stack fixture fails at setup
         return
     for stack in _LIVE:
         if stack.dev is None:
