@@ -128,7 +128,9 @@ class LocalDockerd:
                 for secret in client.secrets.list():
                     secret.remove()
             for container in client.containers.list(all=True):
-                container.remove(force=True)
+                # A removed service's task containers may be on their way out already.
+                with contextlib.suppress(docker.errors.NotFound, docker.errors.APIError):
+                    container.remove(force=True)
             for network in client.networks.list():
                 if network.name not in ("bridge", "host", "none", "ingress", "docker_gwbridge"):
                     # A Swarm network may still be held by a task on its way out: the engine drops it later.

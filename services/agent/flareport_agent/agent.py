@@ -33,6 +33,8 @@ from flareport_agent.metrics import HEARTBEATS, MASTER_CLEARTEXT
 from flareport_agent.outbox import Outbox, send_loop
 from flareport_agent.pollcommands import CommandPoller
 from flareport_agent.state import StateStore, effective_key
+from flareport_agent.swarmtunnel import tunnel_manager
+from flareport_agent.swarmwatch import ServiceWatcher
 from flareport_agent.tracker import Tracker
 from flareport_agent.tunnel import TunnelManager, TunnelResult
 from flareport_common.backoff import Backoff
@@ -97,6 +99,7 @@ class Tuning:
     register_backoff_max: float = 30.0
     state_flush_seconds: float = 10.0
     health_host: str = "0.0.0.0"
+    swarm_poll_seconds: float = 5.0  # how often a Swarm manager lists services and tasks (swarmwatch.py)
 
 
 class Agent:
@@ -155,7 +158,8 @@ class Agent:
         """Run a blocking cloudflared operation in a worker thread with its own short-lived Docker client."""
 
         def run() -> T:
-            manager = TunnelManager(self.docker_factory, allowed_image=self.settings.cloudflared_image)
+            # A Swarm manager runs cloudflared as a service, any other engine as a container (swarmtunnel.py).
+            manager = tunnel_manager(self.docker_factory, allowed_image=self.settings.cloudflared_image)
             try:
                 return operation(manager)
             finally:
@@ -201,6 +205,9 @@ class Agent:
             self._spawn(self._consume(queue))
             self._spawn(self._start_talking())
             self._spawn(self._flush_state())
+            self._spawn(
+                ServiceWatcher(self.docker_factory, self.tracker, self.outbox, self.tuning.swarm_poll_seconds).run()
+            )
             await self.stopped.wait()
         finally:
             if self._watcher is not None:

@@ -34,3 +34,8 @@ MASTER_CLEARTEXT = Gauge(
     "1 when FLAREPORT_MASTER_URL is plain http:// to a host that is not loopback (the agent key and the tunnel "
     "token travel in clear text), else 0.",
 )
+SWARM_LIST_FAILURES = Counter(
+    "flareport_agent_swarm_list_failures_total",
+    "Rounds in which listing Swarm services and tasks failed (the services stay as last reported).",
+)
+SWARM_SERVICES = Gauge("flareport_agent_swarm_services", "Swarm services this manager's agent publishes.")

@@ -15,6 +15,7 @@ The tracker is pure (no I/O) so its rules are unit-tested without an engine:
 
 Labels come from the event's ``Actor.Attributes`` (Docker and Podman put every label there, next to ``name``,
 ``image`` and ``exitCode``); only prefixed keys are read by the parser, so the extra attributes do no harm.
+Containers of Swarm tasks are ignored: their services are reported instead (``swarm.py``).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import re
 from typing import Any
 
 from flareport_agent.labels import parse_container
+from flareport_agent.swarm import SWARM_SERVICE_LABEL
 from flareport_common.messages.events import ContainerDie, ContainerStart, ContainerStop, Inventory, StopAction
 from flareport_common.messages.rules import ContainerInfo
 from flareport_common.protocol import AgentEvent
@@ -38,14 +40,19 @@ class Tracker:
         # The agent's own cloudflared is never reported as a user container.
         self.ignore_label = ignore_label
         self.known: dict[str, ContainerInfo] = {}
+        # The Swarm services this manager publishes (``swarm.py``), set by ``swarmwatch.py``: every snapshot covers
+        # them too, or the master would take them for stopped.
+        self.services: dict[str, ContainerInfo] = {}
         self._killed: set[str] = set()
 
     def inventory(self) -> Inventory:
-        return Inventory(agent_id="", seq=0, containers=tuple(self.known.values()))
+        return Inventory(agent_id="", seq=0, containers=(*self.known.values(), *self.services.values()))
 
     def _info(self, labels: dict[str, str], **fields: Any) -> ContainerInfo | None:
         if self.ignore_label and labels.get(self.ignore_label[0]) == self.ignore_label[1]:
             return None
+        if SWARM_SERVICE_LABEL in labels:
+            return None  # a Swarm task: its service is reported instead, by the manager's agent (swarm.py)
         return parse_container(labels, label_prefix=self.label_prefix, **fields)
 
     def snapshot(self, containers: list[dict[str, Any]]) -> Inventory:
