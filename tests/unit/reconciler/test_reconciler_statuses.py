@@ -11,7 +11,8 @@ from flareport_reconciler.rules import carry_states, rule_status, with_result
 
 
 def doc(**fields: object) -> RuleRecord:
-    return RuleRecord(key="app.example.com", hostname="app.example.com", service="http://web:80", **fields)  # type: ignore[arg-type]
+    fields = {"service": "http://web:80", **fields}
+    return RuleRecord(key="app.example.com", hostname="app.example.com", **fields)  # type: ignore[arg-type]
 
 
 def result(job_type: str, *errors: CfError, ok: bool = True) -> JobResult:
