@@ -5,7 +5,9 @@ overlay networks the services are on unless those are attachable), so the agent 
 
 - the service ``flareport-cloudflared`` (one replica, restart on any exit, constraint ``node.id==<this node>``:
   the tunnel runs where its agent runs), command ``tunnel --no-autoupdate run``, on the overlay network
-  ``cloudflare-net`` (created attachable when missing), with the ownership labels of the container form;
+  ``cloudflare-net`` (created attachable when missing; a local network of that name is refused with what to do),
+  with the ownership labels of the container form, which replaces a cloudflared container the agent ran before
+  the engine joined a Swarm;
 - the tunnel token in a Swarm secret ``flareport-tunnel-token-<hash>`` mounted at
   ``/run/secrets/flareport-tunnel-token`` and named by ``TUNNEL_TOKEN_FILE``, which cloudflared reads: the token
   is never on a command line, in an environment variable or in the service spec. Secrets cannot change, so a new
@@ -29,8 +31,9 @@ import docker.types
 
 from flareport_agent.cloudflared import COMMAND, CONFIG_LABEL, MANAGED_LABEL, MANAGED_VALUE, TUNNEL_ID_LABEL
 from flareport_agent.images import check_image
+from flareport_agent.swarm import SWARM_SERVICE_LABEL
 from flareport_agent.swarmwatch import is_manager
-from flareport_agent.tunnel import TunnelManager, TunnelResult, config_hash
+from flareport_agent.tunnel import EngineRefused, TunnelManager, TunnelResult, config_hash
 from flareport_common.messages.events import TunnelState
 
 SECRET_NAME_PREFIX = "flareport-tunnel-token-"  # noqa: S105 - a name, not a secret
@@ -92,7 +95,19 @@ class SwarmTunnel(TunnelManager):
             mode=docker.types.ServiceMode("replicated", replicas=1),
         )
         self._remove_secrets(keep=secret.name)
-        return TunnelResult("replaced" if current is not None else "created", service.id, image)
+        replaced = self._remove_container_form()
+        return TunnelResult("replaced" if current is not None or replaced else "created", service.id, image)
+
+    def _remove_container_form(self) -> bool:
+        """Remove a cloudflared container the agent ran before this engine became a Swarm manager: two connectors
+        of one tunnel on one node would only split its traffic. Task containers of the service are left alone."""
+        found = self.client.containers.list(all=True, filters={"label": f"{MANAGED_LABEL}={MANAGED_VALUE}"})
+        legacy = [
+            c for c in found if c.labels.get(MANAGED_LABEL) == MANAGED_VALUE and SWARM_SERVICE_LABEL not in c.labels
+        ]
+        for container in legacy:
+            self._remove(container)
+        return bool(legacy)
 
     def stop(self) -> TunnelResult:
         current = self.find()
@@ -101,6 +116,7 @@ class SwarmTunnel(TunnelManager):
             return TunnelResult("absent")
         current.remove()
         self._remove_secrets(keep=None)
+        self._remove_container_form()
         return TunnelResult("stopped", current.id)
 
     def state(self, tunnel_id: str | None = None) -> TunnelState:
@@ -134,7 +150,15 @@ class SwarmTunnel(TunnelManager):
                     secret.remove()
 
     def _network_exists(self) -> bool:
-        return any(n.name == self.network for n in self.client.networks.list(names=[self.network]))
+        found = [n for n in self.client.networks.list(names=[self.network]) if n.name == self.network]
+        if found and found[0].attrs.get("Scope") != "swarm":
+            # Left by the container form (before this engine joined a Swarm): a service cannot join a local network.
+            raise EngineRefused(
+                f"the network {self.network} on this node is a local {found[0].attrs.get('Driver')} network, and a "
+                f"Swarm service can only join an overlay network: remove it (docker network rm {self.network}) or "
+                "recreate it with --driver overlay --attachable"
+            )
+        return bool(found)
 
     def _ensure_network(self) -> None:
         if not self._network_exists():

@@ -157,3 +157,28 @@ async def test_cloudflared_runs_as_a_service_with_the_token_in_a_swarm_secret(
     assert stopped.ok and stopped.result["action"] == "stopped"
     assert cloudflared_services(manager) == []
     assert manager.secrets.list() == [], "stop_tunnel leaves no token behind"
+
+
+async def test_what_the_container_form_left_behind_is_replaced_or_named_in_the_ack(
+    master: MasterDouble, manager: docker.DockerClient, start_agent: Callable[..., RunningAgent]
+) -> None:
+    start_agent(SWARM)
+    # The engine ran the agent before it joined a Swarm: a local cloudflare-net and a cloudflared container.
+    local = manager.networks.create("cloudflare-net", driver="bridge")
+    refused = await acked(master, master.push(StartTunnel(tunnel_id="tun-l", token=TOKEN)))
+    assert not refused.ok and refused.error is not None
+    assert "overlay" in refused.error and "docker network rm cloudflare-net" in refused.error, refused.error
+    assert cloudflared_services(manager) == [], "nothing runs half-configured"
+    local.remove()
+
+    legacy = manager.containers.run(
+        BUSYBOX_IMAGE,
+        detach=True,
+        name="flareport-cloudflared-old",
+        labels={MANAGED_LABEL: MANAGED_VALUE},
+        network_mode="none",
+    )
+    ack = await acked(master, master.push(StartTunnel(tunnel_id="tun-l", token=TOKEN)))
+    assert ack.ok and ack.result["action"] == "replaced", ack
+    assert legacy.id not in {c.id for c in manager.containers.list(all=True)}, "one connector per node, not two"
+    assert len(cloudflared_services(manager)) == 1
