@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 import aiohttp
 
-from flareport_common.messages.events import ContainerDie, ContainerStart, ContainerStop
+from flareport_common.messages.events import ContainerDie, ContainerStart, ContainerStop, Inventory
 from flareport_common.messages.rules import AccessSpec, ContainerInfo, Rule
 from fptest.agent_harness import Containers, RunningAgent, both_engines, latest_info
 from fptest.agent_master_double import MasterDouble
@@ -150,3 +150,37 @@ async def test_events_wait_out_a_throttling_master_and_arrive_in_order(
     await wait_for(delivered, what="the buffered events delivered once the master accepts them")
     started = [e.container.container_id for e in master.container_events() if isinstance(e, ContainerStart)]
     assert started == [c.id for c in made], "buffered events keep Docker's order"
+
+
+@both_engines
+async def test_the_first_inventory_lists_what_runs_and_a_forced_removal_is_reported(
+    master: MasterDouble, containers: Containers, start_agent: Callable[..., RunningAgent]
+) -> None:
+    before = containers.run(APP_LABELS)
+    stopped = containers.run({**APP_LABELS, "flareport.hostname": "stopped.example.com"})
+    stopped.stop(timeout=5)
+    start_agent()
+
+    async def first_inventory() -> Inventory | None:
+        return next((e for e in master.events if isinstance(e, Inventory)), None)
+
+    inventory = await wait_for(first_inventory, what="the first inventory snapshot")
+    assert inventory is not None
+    (info,) = inventory.containers
+    assert (info.container_id, info.name) == (before.id, before.name), "only the running labelled container"
+    assert [r.hostname for r in info.rules] == ["app.example.com", "docs.example.com"]
+    before.remove(force=True)
+
+    async def gone() -> list[str]:
+        return [r for r in events_for(master, before.id) if r in ("die", "stop:kill", "stop:destroy")]
+
+    await wait_for(gone, what="the forced removal of a running container reported")
+    # Events arrive in order: once a later container is reported, every event of the removal has been handled.
+    after = containers.run({**APP_LABELS, "flareport.hostname": "after.example.com"})
+    await wait_for(lambda: _reported(master, after.id), what="a later container reported")
+    reported = await gone()
+    assert len(reported) == 1, f"one report of its end, whatever events the engine sends: {reported}"
+
+
+async def _reported(master: MasterDouble, container_id: str) -> bool:
+    return bool(events_for(master, container_id))
