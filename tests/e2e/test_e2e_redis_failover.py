@@ -31,7 +31,8 @@ pytestmark = pytest.mark.timeout(300)
 class HaStack:
     stack: E2EStack
     sentinels: LocalSentinelSet
-    tunnels: dict[str, str]  # host name -> tunnel id
+    agents: dict[str, str]  # host name -> agent id
+    tunnels: dict[str, str]  # host name -> tunnel id, once enrolled
 
 
 @pytest.fixture(scope="module")
@@ -45,13 +46,27 @@ def ha(stack_factory: StackFactory, tmp_path_factory: pytest.TempPathFactory) ->
             FLAREPORT_CLAIM_IDLE_SECONDS="3",
             FLAREPORT_TARGET_LEASE_MS="3000",
         )
-        tunnels = {"host1": stack.enroll(stack.wait_new_agent(set())["agent_id"], "ha-host1")}
-        known = {a["agent_id"] for a in stack.agents()}
-        stack.add_host("host2")
-        tunnels["host2"] = stack.enroll(stack.wait_new_agent(known)["agent_id"], "ha-host2")
-        yield HaStack(stack, sentinels, tunnels)
+        agent_id = stack.wait_new_agent(set())["agent_id"]
+        yield HaStack(stack, sentinels, {"host1": agent_id}, {"host1": stack.enroll(agent_id, "ha-host1")})
     finally:
         sentinels.stop()
+
+
+def _host(ha: HaStack, name: str) -> Host:
+    """The host ``name``, with its agent registered; added on first use (the tests share it: starting an engine
+    is what costs time)."""
+    if name not in ha.stack.hosts:
+        known = {a["agent_id"] for a in ha.stack.agents()}
+        ha.stack.add_host(name)
+        ha.agents[name] = ha.stack.wait_new_agent(known)["agent_id"]
+    return ha.stack.hosts[name]
+
+
+def _enrolled(ha: HaStack, name: str) -> Host:
+    host = _host(ha, name)
+    if name not in ha.tunnels:
+        ha.tunnels[name] = ha.stack.enroll(ha.agents[name], f"ha-{name}")
+    return host
 
 
 def _kill_primary(ha: HaStack, killed: list[float]) -> None:
@@ -79,6 +94,36 @@ def _host_burst(host: Host, image: str, count: int, stop_every: int, at: dict[in
     return wanted
 
 
+def test_primary_killed_during_an_enrolment_the_agent_ends_active_with_one_tunnel(ha: HaStack) -> None:
+    stack = ha.stack
+    ha.sentinels.heal()
+    name = next(n for n in ("host2", "host3") if n not in ha.tunnels)  # host2 unless the burst enrolled it
+    host = _host(ha, name)
+    agent_id = ha.agents[name]
+    # The API answers 202 only once a replica holds the enrolment (REDIS_WAIT_REPLICAS): killing the primary right
+    # after the answer must not lose it.
+    stack.admin("POST", f"/api/v1/agents/{agent_id}/enroll", {"tunnel_name": f"ha-{name}"})
+    ha.sentinels.kill_master()
+
+    def active() -> dict[str, object]:
+        status, answer = stack.api("GET", f"/api/v1/agents/{agent_id}")  # 503 while the master is replaced
+        agent = answer["agent"] if status == 200 else {}
+        return dict(agent) if agent.get("status") == "active" and agent.get("tunnel_id") else {}
+
+    record = wait_for_sync(
+        active,
+        timeout=120,
+        interval=0.3,
+        what="the agent enrolled during the failover active with its tunnel",
+    )
+    tunnels = [t for t in stack.cf_state()["tunnels"].values() if t["name"] == f"ha-{name}" and not t["deleted_at"]]
+    assert len(tunnels) == 1, f"exactly one tunnel should exist for the enrolment, got {len(tunnels)}"
+    ha.tunnels[name] = str(record["tunnel_id"])
+    late = host.labelled("late", "late.example.test", stack.image)
+    stack.wait_published(str(record["tunnel_id"]), {"late.example.test": "http://late:80"})
+    late.remove(force=True)  # the next test wants exactly its own hostnames on this tunnel
+
+
 def test_primary_killed_during_a_burst_from_two_agents_loses_nothing_and_duplicates_nothing(ha: HaStack) -> None:
     stack = ha.stack
     ha.sentinels.heal()
@@ -94,7 +139,7 @@ def test_primary_killed_during_a_burst_from_two_agents_loses_nothing_and_duplica
 
     threads = [
         threading.Thread(target=burst, args=(stack.hosts["host1"], {4: lambda: _kill_primary(ha, killed)})),
-        threading.Thread(target=burst, args=(stack.hosts["host2"], {})),
+        threading.Thread(target=burst, args=(_enrolled(ha, "host2"), {})),
     ]
     for thread in threads:
         thread.start()
@@ -113,31 +158,3 @@ def test_primary_killed_during_a_burst_from_two_agents_loses_nothing_and_duplica
     assert sorted(set(records)) == sorted(records), "Cloudflare should hold no duplicate DNS record"
     stale = [r["hostname"] for r in stack.rules() if r["hostname"] not in every and "-b" in r["hostname"]]
     print(f"converged {converged:.1f}s after the primary was killed; stopped containers' rules left: {stale}")
-
-
-def test_primary_killed_during_an_enrolment_the_agent_ends_active_with_one_tunnel(ha: HaStack) -> None:
-    stack = ha.stack
-    ha.sentinels.heal()
-    known = {a["agent_id"] for a in stack.agents()}
-    host = stack.add_host("host3")
-    agent_id = stack.wait_new_agent(known)["agent_id"]
-    # The API answers 202 only once a replica holds the enrolment (REDIS_WAIT_REPLICAS): killing the primary right
-    # after the answer must not lose it.
-    stack.admin("POST", f"/api/v1/agents/{agent_id}/enroll", {"tunnel_name": "ha-host3"})
-    ha.sentinels.kill_master()
-
-    def active() -> dict[str, object]:
-        status, answer = stack.api("GET", f"/api/v1/agents/{agent_id}")  # 503 while the master is replaced
-        agent = answer["agent"] if status == 200 else {}
-        return dict(agent) if agent.get("status") == "active" and agent.get("tunnel_id") else {}
-
-    record = wait_for_sync(
-        active,
-        timeout=120,
-        interval=0.3,
-        what="the agent enrolled during the failover active with its tunnel",
-    )
-    tunnels = [t for t in stack.cf_state()["tunnels"].values() if t["name"] == "ha-host3" and not t.get("deleted_at")]
-    assert len(tunnels) == 1, f"exactly one tunnel should exist for the enrolment, got {len(tunnels)}"
-    host.labelled("late", "late.example.test", stack.image)
-    stack.wait_published(str(record["tunnel_id"]), {"late.example.test": "http://late:80"})
