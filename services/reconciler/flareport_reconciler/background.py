@@ -1,4 +1,5 @@
-"""Time-driven work, run by every replica; each item is taken by whichever replica gets there first.
+"""Time-driven work, run by every replica; each item is taken by whichever replica gets there first (the store
+side, and how each item is taken: ``upkeep``).
 
 * Grace deletions: due members of the time-ordered set are claimed by ZREM inside a Lua script that also
   removes the claim (only if it is still due: a restart in between cancelled it) and marks the hostname dirty,
@@ -23,18 +24,15 @@ import asyncio
 import contextlib
 import time
 
-import msgspec
 import structlog
 from prometheus_client import Counter
-from redis.exceptions import WatchError
 
 from flareport_reconciler.agents import went_silent
-from flareport_reconciler.claims import pending_member
-from flareport_reconciler.inventory import ContainerEntry, newest_seq, prunable
+from flareport_reconciler.inventory import prunable
 from flareport_reconciler.jobs import pruning
-from flareport_reconciler.records import TX_RETRIES, text, update_agent
-from flareport_reconciler.scripts import DeleteDue, DueDeletion
+from flareport_reconciler.records import update_agent
 from flareport_reconciler.spine import Spine
+from flareport_reconciler.upkeep import Upkeep
 
 log = structlog.get_logger("flareport.reconciler.background")
 
@@ -50,13 +48,11 @@ PRUNE_AFTER_SECONDS = 3600.0
 # Often enough that stops of containers never heard running (``inventory.ORPHAN_RETENTION_SECONDS``) go soon.
 PRUNE_INTERVAL_SECONDS = 60.0
 
-_entry_decoder = msgspec.json.Decoder(ContainerEntry)
-
 
 class Background:
     def __init__(self, spine: Spine) -> None:
         self.r = spine
-        self._delete_due = DeleteDue(spine.redis)
+        self.store = Upkeep(spine.redis, spine.keys)
         self._stopping = asyncio.Event()
 
     def stop(self) -> None:
@@ -87,15 +83,13 @@ class Background:
         """Once the hold after a loss of data is over, plan every target again (one replica), so records and
         rules kept for agents that never came back are removed now. True when this replica did it.
         """
-        keys, redis = self.r.keys, self.r.redis
-        recovered_at = await redis.get(keys.keys_recovered_at)
+        recovered_at = await self.store.recovered_at()
         now = time.time() if now is None else now
         if recovered_at is None or not pruning(recovered_at, self.r.settings.recovery_hold_seconds, now):
             return False
-        # GETSET: of the replicas that see the hold over, only the first finds another value there.
-        if await redis.getset(keys.recovery_released, recovered_at) == recovered_at:
+        if not await self.store.release_recovery(recovered_at):
             return False
-        log.info("background.recovery_hold_over", recovered_at=text(recovered_at))
+        log.info("background.recovery_hold_over", recovered_at=recovered_at.decode(errors="replace"))
         await self.r.reconcile("all", verify=False, force=True)
         return True
 
@@ -107,27 +101,16 @@ class Background:
             log.warning("background.failed", task=task, error=repr(exc))
 
     async def process_due_deletions(self, now: float | None = None) -> int:
-        keys, redis = self.r.keys, self.r.redis
         now = time.time() if now is None else now
         deleted = 0
         while True:
-            due = await redis.zrangebyscore(keys.pending_deletions, "-inf", now, start=0, num=BATCH)
+            due = await self.store.due_deletions(now, BATCH)
             if not due:
                 return deleted
             marks: dict[str, int] = {}
-            for raw in due:
-                member = text(raw)
-                hostname, _, claim_id = member.partition("\x1f")
+            for hostname, claim_id in due:
                 mark = int(time.time() * 1000)
-                answer = await self._delete_due(
-                    keys,
-                    hostname=hostname,
-                    claim_id=claim_id,
-                    pending_member=pending_member(hostname, claim_id),
-                    now=now,
-                    mark_ms=mark,
-                )
-                if answer == DueDeletion.DELETED:
+                if await self.store.delete_due(hostname, claim_id, now, mark):
                     marks[hostname] = mark
                     GRACE_DELETIONS.inc()
             deleted += len(marks)
@@ -136,10 +119,8 @@ class Background:
                 return deleted
 
     async def sweep_dirty(self) -> int:
-        keys, redis = self.r.keys, self.r.redis
         older_than = int(time.time() * 1000) - 2 * self.r.coalescer.stale_plan_ms
-        rows = await redis.zrangebyscore(keys.dirty_hostnames, "-inf", older_than, start=0, num=BATCH, withscores=True)
-        marks = {text(row[0]): int(row[1]) for row in rows}
+        marks = await self.store.stale_marks(older_than, BATCH)
         if marks:
             SWEPT.inc(len(marks))
             log.info("background.sweeping", hostnames=len(marks))
@@ -147,76 +128,29 @@ class Background:
         return len(marks)
 
     async def detect_offline(self) -> int:
-        keys, redis = self.r.keys, self.r.redis
         cutoff = time.time() - self.r.settings.agent_offline_seconds
-        stale = await redis.zrangebyscore(keys.agents_last_seen, "-inf", cutoff)
         count = 0
-        for raw in stale:
-            record = await update_agent(redis, keys, text(raw), went_silent(cutoff))
+        for agent_id in await self.store.silent_agents(cutoff):
+            record = await update_agent(self.r.redis, self.r.keys, agent_id, went_silent(cutoff))
             if record is not None and record.status == "offline":
                 count += 1
                 OFFLINE.inc()
-        # Handled agents leave the set (by score, so one whose heartbeat just raised its score stays);
-        # the next heartbeat puts an offline agent back.
-        await redis.zremrangebyscore(keys.agents_last_seen, "-inf", cutoff)
+        await self.store.forget_silent(cutoff)
         return count
 
     async def prune_stopped(self, now: float | None = None) -> int:
         """Forget containers stopped longer than the retention period; returns how many entries were pruned."""
-        now = time.time() if now is None else now
+        at = time.time() if now is None else now
         grace = float(self.r.settings.grace_period_seconds)
         retention = max(grace, PRUNE_AFTER_SECONDS)
-        agents = sorted(text(a) for a in await self.r.redis.smembers(self.r.keys.agents_index))
         pruned = 0
-        for agent_id in agents:
-            pruned += await self._prune_agent(agent_id, now, retention, grace)
+        for agent_id in await self.store.agents():
+            pruned += await self.store.prune_agent(agent_id, lambda e: prunable(e, at, retention, grace))
         PRUNED.inc(pruned)
         return pruned
 
-    async def _prune_agent(self, agent_id: str, now: float, retention: float, grace: float) -> int:
-        keys, redis = self.r.keys, self.r.redis
-        ids = sorted(text(c) for c in await redis.smembers(keys.agent_containers(agent_id)))
-        if not ids:
-            return 0
-        raws = await redis.mget([keys.agent_container(agent_id, cid) for cid in ids])
-        candidates = [
-            cid
-            for cid, raw in zip(ids, raws, strict=True)
-            if raw is not None and prunable(_entry_decoder.decode(raw), now, retention, grace)
-        ]
-        if not candidates:
-            return 0
-        entry_keys = [keys.agent_container(agent_id, cid) for cid in candidates]
-        floor_key = keys.agent_inventory(agent_id)
-        async with redis.pipeline(transaction=True) as pipe:
-            while True:
-                try:
-                    # An event applied meanwhile changes an entry or the floor: the check is made again.
-                    await pipe.watch(*entry_keys, floor_key)
-                    values = await pipe.mget([*entry_keys, floor_key])
-                    gone = {
-                        cid: entry
-                        for cid, raw in zip(candidates, values, strict=False)
-                        if raw is not None and prunable(entry := _entry_decoder.decode(raw), now, retention, grace)
-                    }
-                    if not gone:
-                        await pipe.reset()  # type: ignore[no-untyped-call]
-                        return 0
-                    floor = max(int(values[-1] or 0), *(newest_seq(e) for e in gone.values()))
-                    pipe.multi()  # type: ignore[no-untyped-call]
-                    pipe.delete(*(keys.agent_container(agent_id, cid) for cid in gone))
-                    pipe.srem(keys.agent_containers(agent_id), *gone)
-                    pipe.set(floor_key, floor)
-                    await pipe.execute()
-                    return len(gone)
-                except WatchError:
-                    TX_RETRIES.labels("prune").inc()
-                    continue
-
     async def drift_check(self) -> bool:
-        keys, redis = self.r.keys, self.r.redis
-        lease_ms = int(self.r.settings.drift_check_seconds * 900)
-        if not await redis.set(keys.drift_lease, "1", nx=True, px=lease_ms):
+        if not await self.store.take_drift_lease(int(self.r.settings.drift_check_seconds * 900)):
             return False
         log.info("background.drift_check")
         await self.r.reconcile("all", verify=True, force=False)

@@ -19,7 +19,8 @@ claims read afresh, because a job must carry the target's whole state as it is w
 other replicas change claims in between (the coalescing's pending flag then brings one more plan).
 
 Nothing here talks to Redis itself: the steps are the store modules' (``claims``, ``refresh``, ``coalesce``,
-``planner``, ``records``, ``accessgroups``, ``emit``) and the decisions the pure modules'. Agent use cases
+``planner``, ``records``, ``accessgroups``, ``emit``; ``upkeep`` for the background loop) and the decisions the
+pure modules'. Agent use cases
 (registration, enrolment, decommission, ...) are in ``agentcases``; they end in ``converge`` too. Why two steps
 with marks in between, and what a replica killed between any two of them leaves behind: docs/reconciler.md,
 "Crash safety".
