@@ -369,17 +369,17 @@ async def test_manual_rules_and_access_groups_are_edited_in_place(ui: Ui) -> Non
     assert edited["rule"]["service"] == "http://10.0.0.9:4000"
     assert edited["rule"]["access"]["policy"] == "bypass"
 
-    # A rule with settings the form has no field for (origin options) is not editable here: nothing is dropped.
-    api_rule = {
-        "rule": {"hostname": "api.example.com", "service": "https://api:8443", "origin": {"no_tls_verify": True}}
-    }
+    # A rule with settings the form has no field for (an Access session duration) is not editable here: nothing
+    # is dropped.
+    access = {"policy": "authenticate", "session_duration": "8h"}
+    api_rule = {"rule": {"hostname": "api.example.com", "service": "https://api:8443", "access": access}}
     created = await (await ui.client.post("/api/v1/manual-rules", json=api_rule, headers=ADMIN)).json()
     assert f"/ui/manual-rules?edit={created['rule_id']}" not in await ui.html("/ui/manual-rules")
     await ui.post(
         "/ui/manual-rules", rule_id=created["rule_id"], hostname="api.example.com", service="https://api:8443"
     )
     kept = await (await ui.client.get(f"/api/v1/manual-rules/{created['rule_id']}", headers=ADMIN)).json()
-    assert kept["rule"]["origin"] == {"no_tls_verify": True}
+    assert kept["rule"]["access"] == access
 
     await ui.post("/ui/access-groups", name="staff", include="alice@example.com")
     listed = await (await ui.client.get("/api/v1/access-groups", headers=ADMIN)).json()

@@ -22,7 +22,7 @@ from flareport_api.keystore import StoredKey
 from flareport_api.schemas import AccessGroupRequest, EnrollRequest, ManualRuleRequest, PolicyRequest
 from flareport_api.state import ApiContext
 from flareport_api.ui.guards import FormError, done, field, form, render
-from flareport_api.ui.pages import form_can_edit_group, form_can_edit_rule
+from flareport_api.ui.pages import ORIGIN_FLAGS, form_can_edit_group, form_can_edit_rule
 from flareport_api.ui.sessions import Session
 from flareport_api.usecases import accessgroups, agents, keys, manualrules, operations
 from flareport_common.readmodel import AgentRecord
@@ -193,6 +193,22 @@ def _convert(raw: dict[str, Any], kind: type[Any]) -> Any:
         raise FormError(f"Not saved: {exc}") from exc
 
 
+_SWITCH = {"on": True, "off": False}
+
+
+def _origin(data: Form) -> dict[str, Any]:
+    """The origin options the admin set; a field left empty (cloudflared's default) is not sent. Any other value
+    than on/off goes through as it is, so the API's own check refuses it naming the field."""
+    origin: dict[str, Any] = {}
+    for name in ("origin_server_name", "http_host_header"):
+        if value := _optional(data, name):
+            origin[name] = value
+    for name, _ in ORIGIN_FLAGS:
+        if value := _optional(data, name):
+            origin[name] = _SWITCH.get(value, value)
+    return origin
+
+
 @form("/ui/manual-rules")
 async def create_manual(request: web.Request, ctx: ApiContext, session: Session, data: Form) -> web.StreamResponse:
     rule: dict[str, Any] = {"hostname": field(data, "hostname"), "service": field(data, "service")}
@@ -201,6 +217,8 @@ async def create_manual(request: web.Request, ctx: ApiContext, session: Session,
             rule[name] = value
     if policy := _optional(data, "access_policy"):
         rule["access"] = {"policy": policy, "groups": list(_listed(data, "access_groups"))}
+    if origin := _origin(data):
+        rule["origin"] = origin
     raw = {"rule": rule, "agent_id": _optional(data, "agent_id"), "tunnel_id": _optional(data, "tunnel_id")}
     body = _convert(raw, ManualRuleRequest)
     rule_id = _optional(data, "rule_id")  # present when the form edits an existing rule

@@ -22,7 +22,7 @@ from flareport_api.usecases import accessgroups, agents, manualrules, operations
 from flareport_api.usecases.agents import STATUSES
 from flareport_api.usecases.rules import RULE_STATUSES
 from flareport_api.validation import path_id
-from flareport_common.messages.rules import AccessSpec, OriginOptions
+from flareport_common.messages.rules import AccessSpec
 
 DEAD_LETTER_PAGE = 200
 
@@ -128,6 +128,7 @@ async def manual_rules_page(request: web.Request, ctx: ApiContext, session: Sess
         published=published,
         editable=editable,
         editing=editing if editing is not None and editing.rule_id in editable else None,
+        origin_flags=ORIGIN_FLAGS,
         **await _common(request, session),
     )
 
@@ -147,11 +148,22 @@ async def access_groups_page(request: web.Request, ctx: ApiContext, session: Ses
     )
 
 
+# The origin options that are on/off switches, with their labels in the manual-rule form. Each is a three-way
+# choice (cloudflared's default, on, off): "not set" and "off" differ, and an edit must keep whichever it was.
+ORIGIN_FLAGS = (
+    ("no_tls_verify", "Skip TLS verification of the origin"),
+    ("http2_origin", "HTTP/2 to the origin"),
+    ("disable_chunked_encoding", "Disable chunked encoding"),
+    ("match_sni_to_host", "Match SNI to the Host header"),
+)
+
+
 def form_can_edit_rule(manual: ManualRule) -> bool:
-    """The form has fields for hostname, path, service, zone, agent/tunnel, Access policy and groups only."""
+    """The form has fields for hostname, path, service, zone, agent/tunnel, every origin option, Access policy and
+    groups; not for the other Access settings nor adoption."""
     rule = manual.rule
     access_ok = rule.access is None or rule.access == AccessSpec(policy=rule.access.policy, groups=rule.access.groups)
-    return rule.origin == OriginOptions() and access_ok and not rule.adopt
+    return access_ok and not rule.adopt
 
 
 def form_can_edit_group(group: AccessGroup) -> bool:
