@@ -18,6 +18,7 @@ from dataclasses import MISSING, dataclass, field, fields, is_dataclass
 from typing import Any, NoReturn, TypeVar
 from urllib.parse import unquote, urlsplit
 
+from flareport_common.agentenv import agent_options
 from flareport_common.env import Env, validate_image
 from flareport_common.errors import SettingsError
 from flareport_common.keys import DEFAULT_PREFIX
@@ -25,6 +26,7 @@ from flareport_common.policy import ORIGIN_ALLOW_ENV, kinds_hint, unknown_kinds
 from flareport_common.redissettings import RedisNodes, load_redis_nodes
 
 DEFAULT_CLOUDFLARED_IMAGE = "cloudflare/cloudflared:2025.9.0"
+DEFAULT_CLOUDFLARED_NETWORK = "cloudflare-net"
 DEFAULT_CLOUDFLARE_API_BASE_URL = "https://api.cloudflare.com/client/v4"
 DEFAULT_LOG_LEVEL = "info"
 DEFAULT_LOG_FORMAT = "auto"  # console when attached to a terminal, JSON otherwise
@@ -185,6 +187,8 @@ class DnsWorkerSettings:
     access_owner_email: str | None = None
     # Take over, in place, Access apps DockFlare made for wanted hostnames (untagged, named "DockFlare-<host>").
     adopt_dockflare_access: bool = False
+    # How often the account's tunnels and their connectors are listed into their read model (the tunnels page).
+    tunnel_list_seconds: int = 60
 
 
 @dataclass(frozen=True, slots=True)
@@ -199,6 +203,13 @@ class AgentSettings:
     log_format: str = DEFAULT_LOG_FORMAT
     tz: str | None = None
     health_port: int = 9103
+    # A Cloudflare Access service token sent on every call to the master (docs/agent.md, "Behind Cloudflare Access").
+    access_client_id: str | None = None
+    access_client_secret: str = field(default="", repr=False)
+    cloudflared_network: str = DEFAULT_CLOUDFLARED_NETWORK
+    cloudflared_metrics_port: int | None = None  # None: cloudflared's own default (loopback inside its container)
+    # cloudflared runs elsewhere, run by the operator: the agent never starts or stops one (docs/agent.md).
+    external_cloudflared: bool = False
 
 
 def _defaults(settings: type[Any]) -> dict[str, Any]:
@@ -526,6 +537,9 @@ def load_dns_worker(environ: Mapping[str, str]) -> DnsWorkerSettings:
         adopt_dockflare_access=env.flag(
             "FLAREPORT_ADOPT_DOCKFLARE_ACCESS", default=_DNS_WORKER["adopt_dockflare_access"]
         ),
+        tunnel_list_seconds=env.integer(
+            "CLOUDFLARE_TUNNEL_LIST_SECONDS", default=_DNS_WORKER["tunnel_list_seconds"], minimum=10
+        ),
     )
 
 
@@ -553,6 +567,7 @@ def load_agent(environ: Mapping[str, str]) -> AgentSettings:
         log_format=fmt,
         tz=env.optional("TZ"),
         health_port=env.integer("FLAREPORT_HEALTH_PORT", default=_AGENT["health_port"], minimum=0, maximum=65535),
+        **agent_options(env, _AGENT),
     )
 
 

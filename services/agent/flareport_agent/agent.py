@@ -24,7 +24,7 @@ from urllib.parse import urlsplit
 import docker
 
 from flareport_agent import watcher as watching
-from flareport_agent.client import MasterClient
+from flareport_agent.client import MasterClient, access_headers
 from flareport_agent.cloudflared import MANAGED_LABEL, MANAGED_VALUE
 from flareport_agent.commands import CommandExecutor
 from flareport_agent.link import LinkTiming, MasterLink, Missed
@@ -114,7 +114,11 @@ class Agent:
         self.store = StateStore(settings.data_dir)
         self.store.prepare()
         self.state = self.store.load()
-        client = MasterClient(settings.master_url, effective_key(self.state, settings.api_key))
+        client = MasterClient(
+            settings.master_url,
+            effective_key(self.state, settings.api_key),
+            headers=access_headers(settings.access_client_id, settings.access_client_secret),
+        )
         client.agent_id = self.state.agent_id
         self.link = MasterLink(
             client,

@@ -8,7 +8,9 @@ Every failure becomes one of three errors so the loops above can decide without 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 import aiohttp
 import msgspec
@@ -56,10 +58,23 @@ def _retry_after(value: str | None) -> float | None:
         return None  # an HTTP date: rare from our API; the caller's own backoff applies
 
 
+def access_headers(client_id: str | None, client_secret: str) -> dict[str, str]:
+    """The headers of a Cloudflare Access service token (none without one)."""
+    if not client_id:
+        return {}
+    return {"CF-Access-Client-Id": client_id, "CF-Access-Client-Secret": client_secret}
+
+
 class MasterClient:
-    def __init__(self, base_url: str, key: str, *, timeout: float = 30.0) -> None:
+    """``headers`` go on every request besides the key: a Cloudflare Access service token when the master is behind
+    Access (``CF-Access-Client-Id`` / ``CF-Access-Client-Secret``), which Cloudflare checks before the API sees it."""
+
+    def __init__(
+        self, base_url: str, key: str, *, timeout: float = 30.0, headers: Mapping[str, str] | None = None
+    ) -> None:
         self.base_url = base_url.rstrip("/")
         self.key = key
+        self._headers = dict(headers or {})
         self.agent_id: str | None = None
         self._timeout = timeout
         self._session: aiohttp.ClientSession | None = None
@@ -90,7 +105,7 @@ class MasterClient:
         deadline: float | None = None,
         key: str | None = None,
     ) -> R:
-        headers = {"Authorization": f"Bearer {key or self.key}"}
+        headers = {**self._headers, "Authorization": f"Bearer {key or self.key}"}
         data = None
         if body is not None:
             data = msgspec.json.encode(body)
@@ -103,10 +118,14 @@ class MasterClient:
                 headers=headers,
                 params=params,
                 timeout=aiohttp.ClientTimeout(total=deadline or self._timeout),
+                # A redirect is never the API's answer: Cloudflare Access sends a caller without a valid service
+                # token to its login page, whose 200 must not pass for the master's.
+                allow_redirects=False,
             ) as response:
                 raw = await response.read()
                 status = response.status
                 retry_after = _retry_after(response.headers.get("Retry-After"))
+                location = response.headers.get("Location", "")
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
             raise MasterUnavailable(f"{method} {path}: {type(exc).__name__}: {exc}") from exc
         if status < 300:
@@ -114,10 +133,17 @@ class MasterClient:
                 return msgspec.json.decode(raw, type=response_type)
             except msgspec.DecodeError as exc:
                 raise MasterUnavailable(f"{method} {path}: unreadable response: {exc}") from exc
+        if 300 <= status < 400:
+            raise KeyRejected(
+                f"{method} {path}: HTTP {status} redirect to {urlsplit(location).hostname or '?'}: {_NOT_THE_API}",
+                status=status,
+            )
         detail = _error_detail(raw)
         message = f"{method} {path}: HTTP {status}" + (f" {detail.code}: {detail.message}" if detail else "")
         if detail is not None and detail.field:
             message += f" (field {detail.field})"
+        if status in (401, 403) and detail is None:
+            message += f": {_NOT_THE_API}"
         if status in (401, 403):
             raise KeyRejected(message, status=status, code=detail.code if detail else "")
         if status == 429 or status >= 500:
@@ -155,6 +181,13 @@ class MasterClient:
 
     async def heartbeat(self, request: protocol.HeartbeatRequest) -> protocol.HeartbeatResponse:
         return await self._call("POST", self._agent_path("heartbeat"), request, protocol.HeartbeatResponse)
+
+
+# A refusal without the API's JSON error comes from something in front of it, most likely Cloudflare Access.
+_NOT_THE_API = (
+    "refused before the master (not the API's answer); behind Cloudflare Access, set CF_ACCESS_CLIENT_ID and "
+    "CF_ACCESS_CLIENT_SECRET to a service token its policy allows"
+)
 
 
 def _error_detail(raw: bytes) -> protocol.ErrorDetail | None:

@@ -1,0 +1,40 @@
+"""The agent's settings for reaching a master behind Cloudflare Access and for its cloudflared, read from the
+environment (kept apart from ``settings`` so the agent's newer options do not grow that module).
+
+Names follow DockFlare where it has one: ``CF_ACCESS_CLIENT_ID`` / ``CF_ACCESS_CLIENT_SECRET`` are the variables
+DockFlare's agent compose file sets, ``CLOUDFLARED_NETWORK_NAME`` and ``CLOUDFLARED_METRICS_PORT`` its master's, and
+``USE_EXTERNAL_CLOUDFLARED`` its switch for a cloudflared run by the operator.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from flareport_common.env import Env
+from flareport_common.errors import SettingsError
+
+ACCESS_ID = "CF_ACCESS_CLIENT_ID"
+ACCESS_SECRET = "CF_ACCESS_CLIENT_SECRET"  # noqa: S105 - a variable's name, not a secret
+# Service token parts go into HTTP headers: printable ASCII without spaces keeps a pasted newline from splitting one.
+_HEADER_VALUE = re.compile(r"[\x21-\x7e]{1,512}")
+
+
+def agent_options(env: Env, defaults: Mapping[str, Any]) -> dict[str, Any]:
+    """The ``AgentSettings`` fields of this module, by name."""
+    client_id = env.optional(ACCESS_ID)
+    secret = env.optional(ACCESS_SECRET)
+    if (client_id is None) != (secret is None):
+        missing, present = (ACCESS_SECRET, ACCESS_ID) if secret is None else (ACCESS_ID, ACCESS_SECRET)
+        raise SettingsError(
+            f"{missing}: required when {present} is set (a Cloudflare Access service token is an id and a secret; "
+            "set both, or neither)"
+        )
+    for name, value in ((ACCESS_ID, client_id), (ACCESS_SECRET, secret)):
+        if value is not None and not _HEADER_VALUE.fullmatch(value):
+            raise SettingsError(f"{name}: expected 1-512 printable characters without spaces")
+    return {
+        "access_client_id": client_id,
+        "access_client_secret": secret or "",
+    }
