@@ -9,7 +9,7 @@ import msgspec
 import pytest
 
 from flareport_common import messages as m
-from flareport_common.messages import intents
+from flareport_common.messages import cfjobs, intents
 from flareport_common.messages.base import Message
 
 STREAM_UNIONS: dict[str, Any] = {
@@ -43,9 +43,12 @@ SAMPLES: list[Message] = [
     m.KeyRolled(agent_id="a1", key_id="k", new_key="secret"),
     m.ManualRuleUpserted(rule_id="r1", rule=RULE, tunnel_id="t"),
     m.ManualRuleDeleted(rule_id="r1"),
+    intents.RuleForceDeleted(hostname="app.example.com", path="/api", requested_by="ui:admin"),
     m.AccessGroupUpserted(group_id="g", name="staff", include=({"email_domain": {"domain": "example.com"}},)),
     m.AccessGroupDeleted(group_id="g"),
     m.ReconcileRequested(scope="zone:example.com"),
+    intents.TunnelRestartRequested(agent_id="a1", tunnel_id="t1", image="cloudflare/cloudflared:2025.9.0"),
+    intents.TunnelsRefreshRequested(),
     m.EnsureTunnel(agent_id="a1", tunnel_name="host-1"),
     m.SyncTunnelIngress(
         tunnel_id="t", version="v1", rules=(m.IngressEntry(hostname="a.example.com", service="http://a"),)
@@ -56,6 +59,7 @@ SAMPLES: list[Message] = [
     m.SyncAccessApp(hostname="a.example.com", version="v1", app=None),
     m.DeleteTunnel(tunnel_id="t"),
     m.VerifyTarget(target="zone:example.com"),
+    cfjobs.RefreshTunnels(),
     m.JobResult(job_id="j", job_type="sync_dns_zone", target="zone:example.com", ok=True),
     m.TunnelEnsured(job_id="j", agent_id="a1", ok=True, tunnel_id="t", token="tok"),
     m.StartTunnel(tunnel_id="t", token="tok"),

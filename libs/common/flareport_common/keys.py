@@ -90,6 +90,12 @@ class Keys:
     def pending_deletions(self) -> str:
         return f"{self.prefix}pending-deletions"
 
+    @property
+    def admin_audit(self) -> str:
+        """List (newest first, capped) of admin actions the API records with who asked and when, such as a rule's
+        forced deletion (``flareport audit``)."""
+        return f"{self.prefix}admin:audit"
+
     # Per-target coordination between replicas.
     def target_lease(self, target: str) -> str:
         return f"{self.prefix}{{target:{target}}}:lease"
@@ -193,6 +199,12 @@ class Keys:
     @property
     def cf_created_tunnels(self) -> str:
         return f"{self.prefix}cf:created-tunnels"
+
+    @property
+    def cf_tunnels(self) -> str:
+        """JSON ``flareport_common.tunnelview.TunnelsDocument``: the account's tunnels and connectors as the
+        dns-worker last listed them."""
+        return f"{self.prefix}cf:tunnels"
 
     # Reconciler state (written only by the reconciler; replicas share it).
     def agent_inventory(self, agent_id: str) -> str:

@@ -30,6 +30,7 @@ from flareport_dns_worker.dns_sync import DnsSync
 from flareport_dns_worker.lease import Leases
 from flareport_dns_worker.preflight import Preflight, log_preflight
 from flareport_dns_worker.ratelimit import RateLimiter
+from flareport_dns_worker.tunnel_list import TunnelList
 from flareport_dns_worker.tunnels import Tunnels
 from flareport_dns_worker.worker import Worker
 from flareport_dns_worker.zones import ZoneDirectory
@@ -99,6 +100,8 @@ class DnsWorkerService:
             claim_interval_s=min(5.0, settings.claim_idle_seconds / 3),
         )
         leases = Leases(redis, lease_ms=settings.target_lease_ms)
+        # The account's tunnels and connectors for the tunnels page, listed periodically and on an admin's request.
+        self.tunnel_list = TunnelList(self.api, redis, keys, interval_seconds=settings.tunnel_list_seconds)
         self.worker = Worker(
             redis,
             keys,
@@ -112,6 +115,7 @@ class DnsWorkerService:
                 self.api, redis, keys, tag=settings.access_tag, adopt_dockflare=settings.adopt_dockflare_access
             ),
             max_deliveries=config.max_deliveries,
+            tunnel_list=self.tunnel_list,
         )
         # One target at a time per process (the lease covers other processes), so a burst of jobs for one zone
         # queues here instead of bouncing off the lease.
@@ -133,6 +137,7 @@ async def serve(settings: DnsWorkerSettings) -> int:
     health = await start_health_server("0.0.0.0", settings.health_port, redis_ready)
     stopping = install_stop_handlers(service.consumer.stop)
     facts = asyncio.create_task(service.access_facts.run(stopping), name="access-facts")
+    tunnel_list = asyncio.create_task(service.tunnel_list.run(stopping), name="tunnel-list")
     # The token checked once at start (what `flareport doctor` checks), logged as warnings; jobs do not wait for it.
     cf = settings.cloudflare
     check = Preflight(
@@ -150,9 +155,12 @@ async def serve(settings: DnsWorkerSettings) -> int:
     finally:
         stopping.set()
         facts.cancel()
+        tunnel_list.cancel()
         preflight.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await facts
+        with contextlib.suppress(asyncio.CancelledError):
+            await tunnel_list
         with contextlib.suppress(asyncio.CancelledError):
             await preflight
         await service.close()

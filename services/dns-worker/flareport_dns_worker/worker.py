@@ -31,6 +31,7 @@ from flareport_common.messages.cfjobs import (
     CfJobMessage,
     DeleteTunnel,
     EnsureTunnel,
+    RefreshTunnels,
     SyncAccessApp,
     SyncDnsZone,
     SyncTunnelIngress,
@@ -45,6 +46,7 @@ from flareport_dns_worker.dns_sync import DnsSync
 from flareport_dns_worker.lease import Leases
 from flareport_dns_worker.metrics import DRIFT_REPAIRS, JOB_SECONDS, JOBS
 from flareport_dns_worker.outcome import Outcome
+from flareport_dns_worker.tunnel_list import MIN_REFRESH_SECONDS, TunnelList
 from flareport_dns_worker.tunnels import JobFailed, Tunnels, api_error
 
 log = structlog.get_logger("flareport.dns_worker")
@@ -75,6 +77,7 @@ class Worker:
         tunnels: Tunnels,
         access: AccessSync,
         max_deliveries: int,
+        tunnel_list: TunnelList | None = None,
     ) -> None:
         self._redis = redis
         self._keys = keys
@@ -84,6 +87,7 @@ class Worker:
         self._tunnels = tunnels
         self._access = access
         self._max_deliveries = max_deliveries
+        self._tunnel_list = tunnel_list
 
     async def handle(self, job: CfJobMessage, delivery: Delivery) -> None:
         started = time.monotonic()
@@ -108,6 +112,11 @@ class Worker:
             JOB_SECONDS.labels(job_type).observe(time.monotonic() - started)
 
     async def _handle(self, job: CfJobMessage) -> str:
+        if isinstance(job, RefreshTunnels):
+            # Read-only and answered through the read model; a worker built without the list has nothing to do.
+            if self._tunnel_list is not None:
+                await self._tunnel_list.refresh(younger_than=MIN_REFRESH_SECONDS)
+            return "applied"
         if isinstance(job, EnsureTunnel):
             async with self._leases.hold(self._keys.target_lease(job.target), job.target):
                 ensured = await self._tunnels.ensure(job)

@@ -16,6 +16,7 @@ from prometheus_client import Counter
 
 from flareport_common.keys import Keys
 from flareport_common.messages import CommandMessage, DeleteTunnel, EnsureTunnel, VerifyTarget
+from flareport_common.messages.cfjobs import RefreshTunnels
 from flareport_common.parcels import stash
 from flareport_common.streams import Producer
 from flareport_common.streams.codec import encode
@@ -33,7 +34,7 @@ class Emitter:
         self._keys = keys
         self._producer = Producer(redis, metrics_label="cf-jobs")
 
-    async def job(self, job: EnsureTunnel | DeleteTunnel) -> None:
+    async def job(self, job: EnsureTunnel | DeleteTunnel | RefreshTunnels) -> None:
         await self._producer.send(self._keys.cf_jobs, job)
 
     async def verify(self, targets: Iterable[Target]) -> None:

@@ -150,4 +150,15 @@ class VerifyTarget(Message, frozen=True, kw_only=True, tag="verify_target"):
     target: str
 
 
-CfJobMessage = EnsureTunnel | SyncTunnelIngress | SyncDnsZone | SyncAccessApp | DeleteTunnel | VerifyTarget
+class RefreshTunnels(Message, frozen=True, kw_only=True, tag="refresh_tunnels"):
+    """List the account's tunnels and connectors into their read model now (``flareport_common.tunnelview``),
+    instead of at the next periodic listing. Read-only: no result is published, the read model is the answer."""
+
+    @property
+    def target(self) -> str:
+        return "account:tunnels"
+
+
+CfJobMessage = (
+    EnsureTunnel | SyncTunnelIngress | SyncDnsZone | SyncAccessApp | DeleteTunnel | VerifyTarget | RefreshTunnels
+)

@@ -98,6 +98,17 @@ class ManualRuleDeleted(Message, frozen=True, kw_only=True, tag="manual_rule_del
     rule_id: str
 
 
+class RuleForceDeleted(Message, frozen=True, kw_only=True, tag="rule_force_deleted"):
+    """An admin removes a rule in ``pending_deletion`` now instead of at the end of its grace period: the claims of
+    ``hostname + path`` whose containers are stopped are deleted at once. A claim whose container runs again (its
+    deletion was cancelled) is left as it is, as the grace period would leave it. ``requested_by`` names the admin
+    for the log (the API's audit list keeps it too)."""
+
+    hostname: str
+    path: str | None = None
+    requested_by: str = ""
+
+
 class AccessGroupUpserted(Message, frozen=True, kw_only=True, tag="access_group_upserted"):
     """A reusable Access policy referenced by ``access.group(s)`` labels."""
 
@@ -112,6 +123,19 @@ class AccessGroupUpserted(Message, frozen=True, kw_only=True, tag="access_group_
 
 class AccessGroupDeleted(Message, frozen=True, kw_only=True, tag="access_group_deleted"):
     group_id: str
+
+
+class TunnelRestartRequested(Message, frozen=True, kw_only=True, tag="tunnel_restart_requested"):
+    """Replace the agent's cloudflared container (``restart_tunnel``): the same image, or ``image``, which the agent
+    accepts only when it is its own configured ``CLOUDFLARED_IMAGE`` (a redeploy)."""
+
+    agent_id: str
+    tunnel_id: str
+    image: str | None = None
+
+
+class TunnelsRefreshRequested(Message, frozen=True, kw_only=True, tag="tunnels_refresh_requested"):
+    """An admin wants the tunnels read model listed again now (the reconciler sends ``refresh_tunnels``)."""
 
 
 class ReconcileRequested(Message, frozen=True, kw_only=True, tag="reconcile_requested"):
@@ -133,7 +157,10 @@ IntentMessage = (
     | HostnameAssigned
     | ManualRuleUpserted
     | ManualRuleDeleted
+    | RuleForceDeleted
     | AccessGroupUpserted
     | AccessGroupDeleted
     | ReconcileRequested
+    | TunnelRestartRequested
+    | TunnelsRefreshRequested
 )
