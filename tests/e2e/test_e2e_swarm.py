@@ -33,14 +33,13 @@ def manager(stack: E2EStack) -> Iterator[LocalDockerd]:
     if not dockerd_available():
         pytest.fail("dockerd is required for the Swarm system test (make deps installs docker.io)")
     engine = LocalDockerd()
-    engine.start()
-    engine.load_busybox_image(stack.image)
-    engine.swarm_init()
     try:
+        engine.start()
+        engine.load_busybox_image(stack.image)
+        engine.swarm_init()
         yield engine
     finally:
-        engine.remove_all()
-        engine.stop()
+        engine.close()
 
 
 def test_a_swarm_service_is_published_follows_scaling_and_is_removed_after_the_grace_period(
@@ -51,7 +50,8 @@ def test_a_swarm_service_is_published_follows_scaling_and_is_removed_after_the_g
 
 
 def run(stack: E2EStack, engine: LocalDockerd, manager: docker.DockerClient) -> None:
-    known = {agent["agent_id"] for agent in stack.agents()}
+    # The stack's own agent (on its Podman host) registers first: it must not be taken for the Swarm's.
+    known = {stack.wait_new_agent(set())["agent_id"]}
     key = stack.admin("POST", "/api/v1/keys", {"label": "swarm"})["key"]
     stack.start_service(
         "agent",

@@ -14,22 +14,48 @@ harness builds (``write_busybox_rootfs``). ``swarm_init`` turns the engine into 
 from __future__ import annotations
 
 import contextlib
+import itertools
+import random
 import shutil
+import socket
 import subprocess
 import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import docker
+import docker.errors
+import docker.models.containers
 
 from flareport_cli.localpodman import BUSYBOX_IMAGE, IMAGE_CHANGES, write_busybox_rootfs
 from flareport_cli.localredis import end_process
 
+_BUILT_IN_NETWORKS = ("bridge", "host", "none", "ingress", "docker_gwbridge")
+
 
 class DockerdError(RuntimeError):
     pass
+
+
+# Second octet of each Swarm's overlay address pool (10.N.0.0/16), starting anywhere so that test processes
+# running side by side are unlikely to pick the same ones.
+_POOLS = itertools.count(random.randrange(186))
+
+
+def free_udp_port() -> int:
+    """A UDP port free now in the range Swarm accepts for its data path (1024-49151, not the kernel's ephemeral
+    range above it)."""
+    while True:
+        port = random.randrange(20000, 49151)  # spreads instances apart; nothing secret
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            try:
+                sock.bind(("0.0.0.0", port))  # VXLAN listens on every address
+            except OSError:
+                continue
+            return port
 
 
 def dockerd_available() -> bool:
@@ -114,33 +140,51 @@ class LocalDockerd:
         return name
 
     def swarm_init(self) -> None:
-        """Make this engine a single-node Swarm manager (services run, overlay networks can be created)."""
+        """Make this engine a single-node Swarm manager (services run, overlay networks can be created).
+
+        Several Swarms on one machine share its network namespace: each needs its own VXLAN port and overlay
+        subnets, or the second one's tasks on an overlay network fail ("error creating vxlan interface: file
+        exists"). The control port is any free one on loopback."""
+        pool = 64 + next(_POOLS) % 186  # distinct within this process, apart from other processes by chance
         with self.client() as client:
-            client.swarm.init(advertise_addr="127.0.0.1", listen_addr="127.0.0.1:0")
+            client.swarm.init(
+                advertise_addr="127.0.0.1",
+                listen_addr="127.0.0.1:0",
+                default_addr_pool=[f"10.{pool}.0.0/16"],
+                subnet_size=24,
+                data_path_port=free_udp_port(),
+            )
         self.swarm = True
 
     def remove_all(self) -> None:
-        """Remove every service, container, secret and user network (cleanup, also after a failed test)."""
+        """Remove every service, container, secret and user network (cleanup, also after a failed test). Each
+        removal may race with the engine's own (a removed service's tasks, a network a task still holds): such
+        failures are left to the engine, which finishes them, or to ``close``, which discards everything."""
         with self.client() as client:
+            doomed: list[Any] = []
             if self.swarm:
-                for service in client.services.list():
-                    service.remove()
-                for secret in client.secrets.list():
-                    secret.remove()
-            for container in client.containers.list(all=True):
-                # A removed service's task containers may be on their way out already.
-                with contextlib.suppress(docker.errors.NotFound, docker.errors.APIError):
-                    container.remove(force=True)
-            for network in client.networks.list():
-                if network.name not in ("bridge", "host", "none", "ingress", "docker_gwbridge"):
-                    # A Swarm network may still be held by a task on its way out: the engine drops it later.
-                    with contextlib.suppress(docker.errors.APIError):
-                        network.remove()
+                doomed += client.services.list()
+            doomed += client.containers.list(all=True)
+            if self.swarm:
+                doomed += client.secrets.list()
+            doomed += [n for n in client.networks.list() if n.name not in _BUILT_IN_NETWORKS]
+            for item in doomed:
+                with contextlib.suppress(docker.errors.APIError):
+                    if isinstance(item, docker.models.containers.Container):
+                        item.remove(force=True)
+                    else:
+                        item.remove()
+
+    def close(self) -> None:
+        """``remove_all`` then ``stop``; the engine stops even when the cleanup fails."""
+        try:
+            if self._process is not None and self._process.poll() is None:  # started, and still running
+                self.remove_all()
+        finally:
+            self.stop()
 
     def stop(self) -> None:
-        if self._process is not None and self._process.poll() is None and self.swarm:
-            with contextlib.suppress(docker.errors.APIError), self.client() as client:
-                client.swarm.leave(force=True)
+        # No ``swarm leave`` first: the Swarm's state goes with the data root, and leaving costs seconds.
         process, self._process = self._process, None
         end_process(process, timeout=20)
         shutil.rmtree(self.folder, ignore_errors=True)

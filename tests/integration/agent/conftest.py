@@ -53,11 +53,12 @@ def dockerd() -> Iterator[LocalDockerd]:
     if not dockerd_available():
         pytest.fail("dockerd is required for the agent integration tests (make deps installs docker.io)")
     engine = LocalDockerd()
-    engine.start()
-    engine.load_busybox_image()
-    yield engine
-    engine.remove_all()
-    engine.stop()
+    try:
+        engine.start()
+        engine.load_busybox_image()
+        yield engine
+    finally:
+        engine.close()
 
 
 @pytest.fixture(scope="session")
@@ -67,12 +68,13 @@ def swarm() -> Iterator[LocalDockerd]:
     if not dockerd_available():
         pytest.fail("dockerd is required for the agent's Swarm tests (make deps installs docker.io)")
     engine = LocalDockerd()
-    engine.start()
-    engine.load_busybox_image()
-    engine.swarm_init()
-    yield engine
-    engine.remove_all()
-    engine.stop()
+    try:
+        engine.start()
+        engine.load_busybox_image()
+        engine.swarm_init()
+        yield engine
+    finally:
+        engine.close()
 
 
 @pytest.fixture
