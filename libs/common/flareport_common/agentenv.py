@@ -17,6 +17,8 @@ from flareport_common.errors import SettingsError
 
 ACCESS_ID = "CF_ACCESS_CLIENT_ID"
 ACCESS_SECRET = "CF_ACCESS_CLIENT_SECRET"  # noqa: S105 - a variable's name, not a secret
+# Docker's own rule for network names; anything else the engine refuses only when cloudflared is first started.
+_NETWORK_NAME = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}")
 # Service token parts go into HTTP headers: printable ASCII without spaces keeps a pasted newline from splitting one.
 _HEADER_VALUE = re.compile(r"[\x21-\x7e]{1,512}")
 
@@ -34,7 +36,16 @@ def agent_options(env: Env, defaults: Mapping[str, Any]) -> dict[str, Any]:
     for name, value in ((ACCESS_ID, client_id), (ACCESS_SECRET, secret)):
         if value is not None and not _HEADER_VALUE.fullmatch(value):
             raise SettingsError(f"{name}: expected 1-512 printable characters without spaces")
+    network = env.text("CLOUDFLARED_NETWORK_NAME", default=defaults["cloudflared_network"])
+    if not _NETWORK_NAME.fullmatch(network):
+        raise SettingsError(
+            f"CLOUDFLARED_NETWORK_NAME: expected a Docker network name (letters, digits, '_', '.', '-', starting "
+            f"with a letter or digit), got {network!r}"
+        )
+    metrics_port = env.optional_int("CLOUDFLARED_METRICS_PORT", minimum=1, maximum=65535)
     return {
         "access_client_id": client_id,
         "access_client_secret": secret or "",
+        "cloudflared_network": network,
+        "cloudflared_metrics_port": metrics_port,
     }

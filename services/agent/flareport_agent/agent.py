@@ -163,7 +163,12 @@ class Agent:
 
         def run() -> T:
             # A Swarm manager runs cloudflared as a service, any other engine as a container (swarmtunnel.py).
-            manager = tunnel_manager(self.docker_factory, allowed_image=self.settings.cloudflared_image)
+            manager = tunnel_manager(
+                self.docker_factory,
+                allowed_image=self.settings.cloudflared_image,
+                network=self.settings.cloudflared_network,
+                metrics_port=self.settings.cloudflared_metrics_port,
+            )
             try:
                 return operation(manager)
             finally:

@@ -11,8 +11,9 @@ Handlers are cancelled when their client goes away (``handler_cancellation``), s
 closes its upstream stream at once instead of when the next event arrives.
 
 Configuration: options, or the environment (``FLAREPORT_GUARD_LISTEN``, ``FLAREPORT_GUARD_UPSTREAM`` else
-``DOCKER_HOST``, ``CLOUDFLARED_IMAGE``, ``FLAREPORT_GUARD_NETWORK``, ``FLAREPORT_GUARD_SOCKET_MODE``). See
-docs/agent.md and docs/security.md ("Docker access").
+``DOCKER_HOST``, ``CLOUDFLARED_IMAGE``, ``FLAREPORT_GUARD_NETWORK`` else ``CLOUDFLARED_NETWORK_NAME``,
+``CLOUDFLARED_METRICS_PORT``, ``FLAREPORT_GUARD_SOCKET_MODE``): the agent's variables, so one set of them serves
+both. See docs/agent.md and docs/security.md ("Docker access").
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from flareport_agent.cloudflared import NETWORK
+from flareport_agent.cloudflared import NETWORK, command
 from flareport_agent.sockguard import (
     MAX_BODY,
     MAX_INSPECT,
@@ -282,8 +283,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--network",
-        default=env.get("FLAREPORT_GUARD_NETWORK") or NETWORK,
-        help=f"the cloudflared network, the only one it may create (FLAREPORT_GUARD_NETWORK; default {NETWORK})",
+        default=env.get("FLAREPORT_GUARD_NETWORK") or env.get("CLOUDFLARED_NETWORK_NAME") or NETWORK,
+        help="the cloudflared network, the only one it may create (FLAREPORT_GUARD_NETWORK, else the agent's "
+        f"CLOUDFLARED_NETWORK_NAME; default {NETWORK})",
+    )
+    parser.add_argument(
+        "--metrics-port",
+        type=int,
+        default=env.get("CLOUDFLARED_METRICS_PORT") or None,
+        help="the agent's CLOUDFLARED_METRICS_PORT: cloudflared's command may then carry --metrics 0.0.0.0:PORT "
+        "(default: unset, the plain command only)",
     )
     parser.add_argument(
         "--socket-mode",
@@ -291,6 +300,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="octal mode of a unix listening socket (FLAREPORT_GUARD_SOCKET_MODE; default 660)",
     )
     return parser
+
+
+def build_policy(options: argparse.Namespace) -> Policy:
+    """The cloudflared the guard lets the agent create: the agent's image, network and command (``--metrics``
+    when the agent has a metrics port)."""
+    port: int | None = options.metrics_port
+    if port is not None and not 1 <= port <= 65535:
+        raise ValueError(f"--metrics-port: must be 1-65535, got {port}")
+    return Policy(image=options.image, network=options.network, command=command(port))
 
 
 async def serve(guard: SocketGuard, listen: Endpoint, socket_mode: int) -> int:
@@ -317,10 +335,11 @@ def main(argv: Sequence[str]) -> int:
         listen = parse_endpoint(options.listen, "--listen")
         upstream = parse_endpoint(options.upstream, "--upstream")
         socket_mode = int(options.socket_mode, 8)
+        policy = build_policy(options)
     except ValueError as exc:
         print(f"flareport socket-guard: invalid configuration: {exc}", file=sys.stderr)
         return 2
     level, fmt = load_or_exit(load_logging)
     setup_logging(level, fmt, service="socket-guard")
-    guard = SocketGuard(Policy(image=options.image, network=options.network), upstream)
+    guard = SocketGuard(policy, upstream)
     return asyncio.run(serve(guard, listen, socket_mode))

@@ -29,11 +29,11 @@ import docker
 import docker.errors
 import docker.types
 
-from flareport_agent.cloudflared import COMMAND, CONFIG_LABEL, MANAGED_LABEL, MANAGED_VALUE, TUNNEL_ID_LABEL
+from flareport_agent.cloudflared import CONFIG_LABEL, MANAGED_LABEL, MANAGED_VALUE, NETWORK, TUNNEL_ID_LABEL
 from flareport_agent.images import check_image
 from flareport_agent.swarm import SWARM_SERVICE_LABEL
 from flareport_agent.swarmwatch import is_manager
-from flareport_agent.tunnel import EngineRefused, TunnelManager, TunnelResult, config_hash
+from flareport_agent.tunnel import EngineRefused, TunnelManager, TunnelResult
 from flareport_common.messages.events import TunnelState
 
 SECRET_NAME_PREFIX = "flareport-tunnel-token-"  # noqa: S105 - a name, not a secret
@@ -41,10 +41,16 @@ SECRET_FILE = "flareport-tunnel-token"  # noqa: S105 - the file name under /run/
 TOKEN_FILE_ENV = f"TUNNEL_TOKEN_FILE=/run/secrets/{SECRET_FILE}"
 
 
-def tunnel_manager(factory: Callable[[], docker.DockerClient], *, allowed_image: str | None) -> TunnelManager:
+def tunnel_manager(
+    factory: Callable[[], docker.DockerClient],
+    *,
+    allowed_image: str | None,
+    network: str = NETWORK,
+    metrics_port: int | None = None,
+) -> TunnelManager:
     """The Swarm form on a Swarm manager, else the container form. An engine (or socket proxy) that refuses
     ``/info`` gets the container form: that is all a plain engine needs."""
-    manager = TunnelManager(factory, allowed_image=allowed_image)
+    manager = TunnelManager(factory, allowed_image=allowed_image, network=network, metrics_port=metrics_port)
     try:
         swarm_mode = is_manager(manager.client)
     except docker.errors.APIError:
@@ -52,7 +58,7 @@ def tunnel_manager(factory: Callable[[], docker.DockerClient], *, allowed_image:
     if not swarm_mode:
         return manager
     client = manager.client
-    return SwarmTunnel(lambda: client, allowed_image=allowed_image)
+    return SwarmTunnel(lambda: client, allowed_image=allowed_image, network=network, metrics_port=metrics_port)
 
 
 class SwarmTunnel(TunnelManager):
@@ -70,7 +76,7 @@ class SwarmTunnel(TunnelManager):
     def ensure(self, tunnel_id: str, token: str, image: str, *, force: bool = False) -> TunnelResult:
         if self.allowed_image is not None:
             image = check_image(image, self.allowed_image)
-        wanted = config_hash(tunnel_id, token, image)
+        wanted = self.config_hash(tunnel_id, token, image)
         current = self.find()
         if current is not None and not force and self._labels(current).get(CONFIG_LABEL) == wanted:
             return TunnelResult("unchanged", current.id, image)  # the orchestrator keeps its task running
@@ -83,7 +89,7 @@ class SwarmTunnel(TunnelManager):
         node_id = str((self.client.info().get("Swarm") or {}).get("NodeID") or "")
         service = self.client.services.create(
             image,
-            args=list(COMMAND),
+            args=list(self.command),
             name=self.container_name,
             env=[TOKEN_FILE_ENV],
             labels=labels,

@@ -1,9 +1,10 @@
 """The host's ``cloudflared`` container: create, replace, stop and inspect it (blocking Docker calls; run in threads).
 
 The container is found by its ownership label ``flareport.managed=cloudflared`` (never by name alone, so a user's
-own container called ``cloudflared`` is never touched). It runs ``tunnel --no-autoupdate run`` with the tunnel token
-only in the ``TUNNEL_TOKEN`` environment variable — never on the command line, where ``ps`` and ``docker inspect``'s
-``Args`` would show it — on the ``cloudflare-net`` network (created when missing) with restart policy
+own container called ``cloudflared`` is never touched). It runs ``tunnel --no-autoupdate run`` (with ``--metrics``
+for ``CLOUDFLARED_METRICS_PORT``) with the tunnel token only in the ``TUNNEL_TOKEN`` environment variable — never on
+the command line, where ``ps`` and ``docker inspect``'s ``Args`` would show it — on the ``CLOUDFLARED_NETWORK_NAME``
+network (``cloudflare-net`` by default, created when missing) with restart policy
 ``unless-stopped``, so the engine brings it back after a reboot even while the agent is down.
 
 ``ensure`` is idempotent: a running container with the same image and token (compared through a hash label, the
@@ -23,13 +24,13 @@ import docker
 import docker.errors
 
 from flareport_agent.cloudflared import (
-    COMMAND,
     CONFIG_LABEL,
     CONTAINER_NAME,
     MANAGED_LABEL,
     MANAGED_VALUE,
     NETWORK,
     TUNNEL_ID_LABEL,
+    command,
 )
 from flareport_agent.images import check_image
 from flareport_common.messages.events import TunnelState
@@ -50,8 +51,11 @@ class TunnelResult:
         return {"action": self.action, "container_id": self.container_id, "image": self.image}
 
 
-def config_hash(tunnel_id: str, token: str, image: str) -> str:
-    return hashlib.sha256(f"{tunnel_id}\0{token}\0{image}".encode()).hexdigest()[:32]
+def config_hash(tunnel_id: str, token: str, image: str, shape: str = "") -> str:
+    """What makes a running cloudflared the wanted one. ``shape`` (network and command) is empty for the default
+    network and command, so containers made before they were settings keep their hash and are not replaced."""
+    extra = f"\0{shape}" if shape else ""
+    return hashlib.sha256(f"{tunnel_id}\0{token}\0{image}{extra}".encode()).hexdigest()[:32]
 
 
 class TunnelManager:
@@ -62,12 +66,22 @@ class TunnelManager:
         container_name: str = CONTAINER_NAME,
         network: str = NETWORK,
         allowed_image: str | None = None,
+        metrics_port: int | None = None,
     ) -> None:
         self._factory = client_factory
         self.allowed_image = allowed_image
         self._client: docker.DockerClient | None = None
         self.container_name = container_name
         self.network = network
+        self.metrics_port = metrics_port
+        self.command = command(metrics_port)
+
+    def config_hash(self, tunnel_id: str, token: str, image: str) -> str:
+        """The hash label of a cloudflared for this tunnel, token and image with this manager's network and
+        command: a change of ``CLOUDFLARED_NETWORK_NAME`` or ``CLOUDFLARED_METRICS_PORT`` replaces it."""
+        default = self.network == NETWORK and self.metrics_port is None
+        shape = "" if default else f"{self.network}\0{' '.join(self.command)}"
+        return config_hash(tunnel_id, token, image, shape)
 
     @property
     def client(self) -> docker.DockerClient:
@@ -91,7 +105,7 @@ class TunnelManager:
     def ensure(self, tunnel_id: str, token: str, image: str, *, force: bool = False) -> TunnelResult:
         if self.allowed_image is not None:
             image = check_image(image, self.allowed_image)
-        wanted = config_hash(tunnel_id, token, image)
+        wanted = self.config_hash(tunnel_id, token, image)
         current = self.find()
         if current is not None and not force and current.labels.get(CONFIG_LABEL) == wanted:
             if current.status == "running":
@@ -105,7 +119,7 @@ class TunnelManager:
         self._ensure_network()
         container = self.client.containers.run(
             image,
-            list(COMMAND),
+            list(self.command),
             name=self.container_name,
             detach=True,
             environment={"TUNNEL_TOKEN": token},

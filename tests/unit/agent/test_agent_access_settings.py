@@ -20,6 +20,9 @@ TOKEN = {"CF_ACCESS_CLIENT_ID": "abc.access", "CF_ACCESS_CLIENT_SECRET": "very-s
 def test_defaults_keep_todays_behaviour() -> None:
     settings = load_agent(BASE)
     assert (settings.access_client_id, settings.access_client_secret) == (None, "")
+    assert settings.cloudflared_network == "cloudflare-net"
+    assert settings.cloudflared_metrics_port is None
+    assert settings.external_cloudflared is False
 
 
 def test_the_service_token_is_read_and_its_secret_redacted_from_logs() -> None:
@@ -40,11 +43,21 @@ def test_the_service_token_is_read_and_its_secret_redacted_from_logs() -> None:
         ({"CF_ACCESS_CLIENT_ID": "abc.access"}, "CF_ACCESS_CLIENT_SECRET: required when CF_ACCESS_CLIENT_ID is set"),
         ({"CF_ACCESS_CLIENT_SECRET": "s"}, "CF_ACCESS_CLIENT_ID: required when CF_ACCESS_CLIENT_SECRET is set"),
         ({**TOKEN, "CF_ACCESS_CLIENT_SECRET": "two words"}, "CF_ACCESS_CLIENT_SECRET: expected 1-512 printable"),
+        ({"CLOUDFLARED_NETWORK_NAME": "-bad"}, "CLOUDFLARED_NETWORK_NAME: expected a Docker network name"),
+        ({"CLOUDFLARED_NETWORK_NAME": "a b"}, "CLOUDFLARED_NETWORK_NAME: expected a Docker network name"),
+        ({"CLOUDFLARED_METRICS_PORT": "0"}, "CLOUDFLARED_METRICS_PORT: must be at least 1"),
+        ({"CLOUDFLARED_METRICS_PORT": "70000"}, "CLOUDFLARED_METRICS_PORT: must be at most 65535"),
+        ({"CLOUDFLARED_METRICS_PORT": "x"}, "CLOUDFLARED_METRICS_PORT: expected an integer"),
     ],
 )
 def test_bad_values_stop_the_agent_naming_the_variable(env: dict[str, str], message: str) -> None:
     with pytest.raises(SettingsError, match=message.replace("(", r"\(")):
         load_agent({**BASE, **env})
+
+
+def test_network_and_metrics_port() -> None:
+    settings = load_agent({**BASE, "CLOUDFLARED_NETWORK_NAME": "edge_net.1", "CLOUDFLARED_METRICS_PORT": "2000"})
+    assert (settings.cloudflared_network, settings.cloudflared_metrics_port) == ("edge_net.1", 2000)
 
 
 @pytest.fixture
