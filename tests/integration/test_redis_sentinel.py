@@ -10,16 +10,18 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Iterator
 from pathlib import Path
 
 import pytest
 import redis.asyncio as aioredis
+from aiohttp.test_utils import TestClient, TestServer
 from redis.exceptions import ConnectionError as RedisConnectionError
 
+from flareport_api.app import create_app
 from flareport_cli.localsentinel import LocalSentinelSet, Node
 from flareport_common.redisconn import WAIT_SHORTFALLS, SentinelRedis, connect, ready, replicated
-from flareport_common.settings import load_reconciler
+from flareport_common.settings import load_api, load_reconciler
 from flareport_common.streams import Delivery, Producer, StreamConsumer
 from fptest.messages import Work
 from fptest.waiting import wait_for
@@ -83,14 +85,31 @@ async def test_the_client_follows_the_master_through_a_failover_and_readiness_sh
         except RedisConnectionError:
             return True
 
-    old = await asyncio.to_thread(sentinels.kill_master)
-    await wait_for(not_ready, timeout=20, interval=0.05, what="readiness down while the master is replaced")
-    new = await asyncio.to_thread(sentinels.wait_failover, old.port)
-    await _retrying_set(client, f"{prefix}after", "2")
-    assert await client.get(f"{prefix}before") == b"1", "a write the replica acknowledged should survive"
-    with sentinels.client(new) as primary:
-        assert primary.get(f"{prefix}after") == b"2", "the same client should now write to the new primary"
-    await wait_for(lambda: ready(client), timeout=30, interval=0.1, what="readiness back on the new master")
+    # The API's /readyz answers from the same check (unauthenticated, so only up or down).
+    settings = load_api({**sentinels.env, "MASTER_API_KEY": "sentinel-test-master-key", "FLAREPORT_KEY_PREFIX": prefix})
+    async with TestClient(TestServer(create_app(settings))) as api:
+        assert (await api.get("/readyz")).status == 200
+
+        async def api_status() -> int:
+            return (await api.get("/readyz")).status
+
+        old = await asyncio.to_thread(sentinels.kill_master)
+        # Both watched at once: the window between the master's loss being noticed and the promotion is short.
+        await asyncio.gather(
+            wait_for(not_ready, timeout=20, interval=0.05, what="readiness down while the master is replaced"),
+            wait_for(lambda: _is(api_status(), 503), timeout=20, interval=0.05, what="the API's /readyz 503"),
+        )
+        new = await asyncio.to_thread(sentinels.wait_failover, old.port)
+        await _retrying_set(client, f"{prefix}after", "2")
+        assert await client.get(f"{prefix}before") == b"1", "a write the replica acknowledged should survive"
+        with sentinels.client(new) as primary:
+            assert primary.get(f"{prefix}after") == b"2", "the same client should now write to the new primary"
+        await wait_for(lambda: ready(client), timeout=30, interval=0.1, what="readiness back on the new master")
+        await wait_for(lambda: _is(api_status(), 200), timeout=30, interval=0.1, what="the API's /readyz back")
+
+
+async def _is(status: Awaitable[int], wanted: int) -> bool:
+    return await status == wanted
 
 
 async def test_a_stream_consumer_keeps_consuming_across_a_failover(

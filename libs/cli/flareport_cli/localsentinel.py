@@ -191,13 +191,18 @@ class LocalSentinelSet:
 
     def heal(self, timeout: float = 60.0, *, replicas: int | None = None) -> None:
         """Start every stopped data node again (Sentinel makes an old primary a replica of the new one) and wait
-        until the primary streams to ``replicas`` of them (default: all) and every Sentinel counts that many
-        healthy: ready for the next failover. With spare replicas, waiting for one is faster: an old primary's
-        return is noticed by Sentinel's INFO every 10 s."""
-        wanted = len(self.data) - 1 if replicas is None else replicas
+        until the primary streams to all of them and every Sentinel counts them healthy: ready for the next
+        failover. With ``replicas``, nothing is started while that many replicas are online already (an old
+        primary's return is noticed by Sentinel's INFO only every 10 s, and it is a primary of its own until then).
+        """
+        if replicas is not None and len(self.replicas_online()) >= replicas:
+            # Enough spares: a node brought back now would be a stale primary until Sentinel demotes it.
+            self._wait(lambda: self._sentinels_agree(healthy_replicas=replicas), timeout, "Sentinels to see the spares")
+            return
         for node in self.data:
             if not node.running:
                 node.start()
+        wanted = len(self.data) - 1
 
         def healthy() -> bool:
             if len(self.replicas_online()) < wanted:
