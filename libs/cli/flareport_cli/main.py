@@ -26,6 +26,7 @@ ADMIN: dict[str, tuple[str, str]] = {
     "agents": ("flareport_cli.admin.agents", "agents: ls, show, enroll, rename, decommission, rm"),
     "rules": ("flareport_cli.admin.rules", "published rules and their Cloudflare state: ls, show"),
     "hostnames": ("flareport_cli.admin.hostnames", "settle a contested hostname: assign, unassign"),
+    "tunnels": ("flareport_cli.admin.tunnels", "the account's tunnels: ls, show, refresh, restart, redeploy"),
     "manual-rules": ("flareport_cli.admin.manual_rules", "rules without a container: ls, show, create, update, rm"),
     "access-groups": ("flareport_cli.admin.access_groups", "Access groups: ls, show, create, update, rm"),
     "status": ("flareport_cli.admin.ops:status_main", "streams, consumer groups, lag and counts"),

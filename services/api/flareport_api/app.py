@@ -18,7 +18,16 @@ from redis.exceptions import BusyLoadingError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from flareport_api import admin_agents, admin_hostnames, admin_ops, admin_rules, agent_routes, openapi, ui
+from flareport_api import (
+    admin_agents,
+    admin_hostnames,
+    admin_ops,
+    admin_rules,
+    admin_tunnels,
+    agent_routes,
+    openapi,
+    ui,
+)
 from flareport_api.auth import Authenticator, FailureLimiter, SharedFailures
 from flareport_api.clientaddr import TRUSTED_PROXIES, TrustedProxies
 from flareport_api.errors import ApiError, error_response, json_response
@@ -70,6 +79,7 @@ def all_routes() -> list[Route]:
         *admin_rules.ROUTES,
         *admin_ops.ROUTES,
         *admin_hostnames.ROUTES,
+        *admin_tunnels.ROUTES,
         own,
     ]
 

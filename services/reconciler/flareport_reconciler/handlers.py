@@ -41,11 +41,17 @@ from flareport_common.messages import (
     TunnelStatus,
 )
 from flareport_common.messages.cfresults import CfResultMessage, JobResult
-from flareport_common.messages.intents import AgentKeysRevoked, HostnameAssigned
+from flareport_common.messages.intents import (
+    AgentKeysRevoked,
+    HostnameAssigned,
+    TunnelRestartRequested,
+    TunnelsRefreshRequested,
+)
 from flareport_common.settings import ReconcilerSettings
 from flareport_common.streams import Delivery
 from flareport_reconciler.agentcases import AgentCases
 from flareport_reconciler.spine import Spine
+from flareport_reconciler.tunnelcases import TunnelCases
 
 UseCase = Callable[[Any], Awaitable[None]]
 
@@ -54,6 +60,7 @@ class Reconciler:
     def __init__(self, redis: aioredis.Redis, keys: Keys, settings: ReconcilerSettings) -> None:
         self.spine = spine = Spine(redis, keys, settings)
         self.agents = agents = AgentCases(spine)
+        tunnels = TunnelCases(spine.emit)
         # For the failover healer (``failover``), which works on a replica as a whole.
         self.redis, self.keys, self.settings = redis, keys, settings
         self.reconcile = spine.reconcile
@@ -82,6 +89,8 @@ class Reconciler:
             AccessGroupUpserted: spine.access_group,
             AccessGroupDeleted: spine.access_group,
             ReconcileRequested: spine.reconcile_requested,
+            TunnelRestartRequested: tunnels.restart_requested,
+            TunnelsRefreshRequested: tunnels.refresh_requested,
         }
         self.results: Mapping[type[CfResultMessage], UseCase] = {
             TunnelEnsured: agents.tunnel_ensured,

@@ -14,7 +14,7 @@ from importlib import resources
 from aiohttp import web
 
 from flareport_api.state import CONTEXT, SETTINGS
-from flareport_api.ui import actions, live, login, oidc, pages
+from flareport_api.ui import actions, live, login, oidc, pages, tunnels
 from flareport_api.ui.guards import JINJA, UI, UiContext, environment
 from flareport_api.ui.sessions import LoginBrake, Sessions, admin_password_hash
 
@@ -69,6 +69,10 @@ def setup(app: web.Application) -> None:
         ("GET", "/ui/access-groups", pages.access_groups_page, "access-groups"),
         ("POST", "/ui/access-groups", actions.create_group, "access-group-create"),
         ("POST", "/ui/access-groups/delete", actions.delete_group, "access-group-delete"),
+        ("GET", "/ui/tunnels", tunnels.tunnels_page, "tunnels"),
+        ("POST", "/ui/tunnels/refresh", tunnels.refresh, "tunnels-refresh"),
+        ("POST", "/ui/tunnels/restart", tunnels.restart, "tunnel-restart"),
+        ("POST", "/ui/tunnels/redeploy", tunnels.redeploy, "tunnel-redeploy"),
         ("GET", "/ui/dead-letters", pages.dead_letters_page, "dead-letters"),
         ("POST", "/ui/dead-letters/replay", actions.replay, "dead-letter-replay"),
         ("POST", "/ui/reconcile", actions.reconcile, "reconcile"),
