@@ -33,6 +33,8 @@ ADMIN: dict[str, tuple[str, str]] = {
     "reconcile": ("flareport_cli.admin.ops:reconcile_main", "ask the reconciler to recompute and re-apply"),
     "dlq": ("flareport_cli.admin.ops:dlq_main", "dead letters: ls, replay"),
     "import": ("flareport_cli.admin.importer", "import dockflare PATH: DockFlare's groups and manual rules"),
+    "backup": ("flareport_cli.admin.backups:backup_main", "write the admin's state as JSON (no secrets)"),
+    "restore": ("flareport_cli.admin.backups:restore_main", "restore a backup: a dry run unless --apply"),
 }
 # One-shot checks run where the services run (they read the services' environment, not the API).
 CHECKS: dict[str, tuple[str, str]] = {

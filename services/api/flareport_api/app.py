@@ -20,6 +20,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from flareport_api import (
     admin_agents,
+    admin_backups,
     admin_hostnames,
     admin_ops,
     admin_rules,
@@ -80,6 +81,7 @@ def all_routes() -> list[Route]:
         *admin_ops.ROUTES,
         *admin_hostnames.ROUTES,
         *admin_tunnels.ROUTES,
+        *admin_backups.ROUTES,
         own,
     ]
 

@@ -19,77 +19,36 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from flareport_cli.admin import report
 from flareport_cli.admin.base import Context, connection_options, run, usage_error
 from flareport_cli.admin.client import EXIT_API, EXIT_OK, EXIT_USAGE, CliError
-from flareport_cli.dockflare_import import GroupPlan, ImportFormatError, Plan, RulePlan, parse
-
-GROUP_FIELDS = ("name", "decision", "include", "exclude", "require", "session_duration")
-
-
-def _same_group(plan: GroupPlan, existing: dict[str, Any]) -> bool:
-    def norm(body: dict[str, Any], key: str) -> Any:
-        value = body.get(key)
-        if key == "decision":
-            return value or "allow"
-        return value or None  # [] and None both mean "none"
-
-    return all(norm(plan.body, k) == norm(existing, k) for k in GROUP_FIELDS)
-
-
-def _compact(value: Any) -> Any:
-    """A rule as JSON with the unset parts (None, False, empty) left out, so stored and planned compare equal."""
-    if isinstance(value, dict):
-        return {k: c for k, v in value.items() if (c := _compact(v)) not in (None, False, "", [], {})}
-    if isinstance(value, list | tuple):
-        return [_compact(v) for v in value]
-    return value
-
-
-def _same_rule(plan: RulePlan, existing: dict[str, Any]) -> bool:
-    wanted = _compact({"rule": plan.body["rule"], "tunnel_id": plan.body.get("tunnel_id")})
-    have = _compact({"rule": existing["rule"], "tunnel_id": existing.get("tunnel_id")})
-    if "zone_name" not in wanted["rule"]:
-        have["rule"].pop("zone_name", None)
-    return bool(wanted == have)
-
-
-def _entry(kind: str, ident: str, action: str, notes: Sequence[str] = (), **extra: Any) -> dict[str, Any]:
-    return {"kind": kind, "id": ident, "action": action, "notes": list(notes), **extra}
+from flareport_cli.dockflare_import import ImportFormatError, Plan, parse
+from flareport_common.declarations import entry, group_action, rule_action, rule_key, summary
 
 
 def compare(plan: Plan, groups: list[dict[str, Any]], rules: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Per planned object, what will happen: system / create / unchanged / conflict."""
     by_id = {g["group_id"]: g for g in groups}
-    by_key = {r["rule"]["hostname"] + (r["rule"].get("path") or ""): r for r in rules}
+    by_key = {rule_key(r["rule"]): r for r in rules}
     report: list[dict[str, Any]] = []
     for group in plan.groups:
         if group.system:
-            report.append(_entry("access_group", group.group_id, "system", group.notes, name=group.name))
+            report.append(entry("access_group", group.group_id, "system", group.notes, name=group.name))
             continue
-        existing = by_id.get(group.group_id)
-        if existing is None:
-            action = "create"
-        elif existing.get("system"):
-            action = "conflict"
-        else:
-            action = "unchanged" if _same_group(group, existing) else "conflict"
+        action = group_action(group.body, by_id.get(group.group_id))
         notes = list(group.notes)
         if action == "conflict":
             notes.append("a Flareport group with this id differs; left as it is (compare with access-groups show)")
-        report.append(_entry("access_group", group.group_id, action, notes, name=group.name))
+        report.append(entry("access_group", group.group_id, action, notes, name=group.name))
     for rule in plan.rules:
         key = rule.hostname + (rule.path or "")
         existing = by_key.get(key)
         notes = list(rule.notes)
-        if existing is None:
-            action = "create"
-        elif _same_rule(rule, existing):
-            action = "unchanged"
-        else:
-            action = "conflict"
+        action = rule_action(rule.body, existing)
+        if existing is not None and action == "conflict":
             notes.append(f"manual rule {existing['rule_id']} publishes {key} differently; left as it is")
         extra = {"rule_id": existing["rule_id"]} if existing else {}
-        report.append(_entry("manual_rule", key, action, notes, service=rule.body["rule"]["service"], **extra))
+        report.append(entry("manual_rule", key, action, notes, service=rule.body["rule"]["service"], **extra))
     return report
 
 
@@ -109,14 +68,8 @@ def adoption(plan: Plan) -> dict[str, Any]:
 
 
 def _print_human(document: dict[str, Any]) -> None:
-    verb = {"create": "would create" if not document["applied"] else "created"}
     print(f"DockFlare import from {document['source']} ({'applied' if document['applied'] else 'dry run'})")
-    for item in document["objects"]:
-        action = verb.get(item["action"], item["action"])
-        label = "access group" if item["kind"] == "access_group" else "manual rule"
-        print(f"  {action:<13} {label} {item['id']}")
-        for note in item["notes"]:
-            print(f"                  - {note}")
+    report.objects(document["objects"], applied=document["applied"])
     for item in document["information"]:
         label = "agent" if item["kind"] == "agent" else "docker rule"
         print(f"  {'info':<13} {label} {item['name']}: {item['todo']}")
@@ -124,10 +77,7 @@ def _print_human(document: dict[str, Any]) -> None:
         print(f"  {'warning':<13} {warning}")
     for step in document["adoption"]["steps"]:
         print(f"  {'adoption':<13} {step}")
-    counts = document["summary"]
-    print("Summary: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
-    if not document["applied"] and counts.get("create"):
-        print("Nothing was written; run again with --apply to create the objects marked 'would create'.")
+    report.counts(document["summary"], applied=document["applied"])
 
 
 def _run(ctx: Context, args: argparse.Namespace, plan: Plan) -> int:
@@ -146,11 +96,9 @@ def _run(ctx: Context, args: argparse.Namespace, plan: Plan) -> int:
                 created = ctx.client.post("/api/v1/manual-rules", by_key[item["id"]].body).json()
                 item["rule_id"] = created["rule_id"]
             item["action"] = "created"
-    summary: dict[str, int] = {}
-    for item in objects:
-        summary[item["action"]] = summary.get(item["action"], 0) + 1
-    summary["information"] = len(plan.info)
-    summary["warnings"] = len(plan.warnings)
+    counts = summary(objects)
+    counts["information"] = len(plan.info)
+    counts["warnings"] = len(plan.warnings)
     document = {
         "source": plan.source,
         "applied": bool(args.apply),
@@ -158,13 +106,13 @@ def _run(ctx: Context, args: argparse.Namespace, plan: Plan) -> int:
         "information": [{"kind": i.kind, "name": i.name, "todo": i.todo, **i.details} for i in plan.info],
         "warnings": list(plan.warnings),
         "adoption": adoption(plan),
-        "summary": summary,
+        "summary": counts,
     }
     if ctx.as_json:
         sys.stdout.write(json.dumps(document, indent=2) + "\n")
     else:
         _print_human(document)
-    return EXIT_API if summary.get("conflict") else EXIT_OK
+    return EXIT_API if counts.get("conflict") else EXIT_OK
 
 
 def _dockflare(ctx: Context, args: argparse.Namespace) -> int:

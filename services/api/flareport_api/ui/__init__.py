@@ -14,7 +14,7 @@ from importlib import resources
 from aiohttp import web
 
 from flareport_api.state import CONTEXT, SETTINGS
-from flareport_api.ui import actions, live, login, oidc, pages, tunnels
+from flareport_api.ui import actions, backups, live, login, oidc, pages, tunnels
 from flareport_api.ui.guards import JINJA, UI, UiContext, environment
 from flareport_api.ui.sessions import LoginBrake, Sessions, admin_password_hash
 
@@ -76,6 +76,9 @@ def setup(app: web.Application) -> None:
         ("GET", "/ui/dead-letters", pages.dead_letters_page, "dead-letters"),
         ("POST", "/ui/dead-letters/replay", actions.replay, "dead-letter-replay"),
         ("POST", "/ui/reconcile", actions.reconcile, "reconcile"),
+        ("GET", "/ui/backup", backups.backup_page, "backup"),
+        ("GET", "/ui/backup/download", backups.download, "backup-download"),
+        ("POST", "/ui/backup/restore", backups.restore, "backup-restore"),
         ("GET", "/ui/settings", login.settings_page, "settings"),
         ("POST", "/ui/settings/master-key", login.reveal_master_key, "settings-master-key"),
         ("GET", "/ui/events", live.events, "events"),

@@ -139,6 +139,12 @@ def _group_fields(body: AccessGroupRequest) -> dict[str, Any]:
     return fields
 
 
+def check(body: AccessGroupRequest) -> None:
+    """Refuse a group ``save`` would refuse (422 naming the field), before anything is written: a restore checks
+    every object of its document first."""
+    _group_fields(body)
+
+
 async def _stored(ctx: ApiContext) -> dict[str, AccessGroup]:
     raw = await ctx.redis.hgetall(ctx.keys.api_access_groups)
     groups = (msgspec.json.decode(v, type=AccessGroup) for v in raw.values())
