@@ -34,13 +34,18 @@ SWARM_SERVICE_LABEL = "com.docker.swarm.service.id"
 
 
 def _labels(raw: Any) -> dict[str, str]:
-    return {str(k): str(v) for k, v in raw.items()} if isinstance(raw, dict) else {}
+    return {str(k): str(v) for k, v in raw.items()} if isinstance(raw, Mapping) else {}
+
+
+def _mapping(raw: Any) -> Mapping[str, Any]:
+    """``raw`` if it is a JSON object, else an empty one: an engine's answer of another shape publishes nothing."""
+    return raw if isinstance(raw, Mapping) else {}
 
 
 def service_labels(service: Mapping[str, Any]) -> dict[str, str]:
     """The container spec's labels, overridden by the service's own."""
-    spec = service.get("Spec") or {}
-    container = (spec.get("TaskTemplate") or {}).get("ContainerSpec") or {}
+    spec = _mapping(service.get("Spec"))
+    container = _mapping(_mapping(spec.get("TaskTemplate")).get("ContainerSpec"))
     return {**_labels(container.get("Labels")), **_labels(spec.get("Labels"))}
 
 
@@ -55,8 +60,10 @@ def task_counts(tasks: Iterable[Mapping[str, Any]]) -> tuple[dict[str, int], dic
     running: dict[str, int] = {}
     live: dict[str, int] = {}
     for task in tasks:
+        if not isinstance(task, Mapping):
+            continue
         service_id = str(task.get("ServiceID") or "")
-        state = str((task.get("Status") or {}).get("State") or "")
+        state = str(_mapping(task.get("Status")).get("State") or "")
         desired = str(task.get("DesiredState") or "")
         if not service_id or desired not in ("running", "ready"):
             continue  # being shut down, or history
@@ -80,6 +87,8 @@ def published(
     running, live = task_counts(tasks)
     out: dict[str, ContainerInfo] = {}
     for service in services:
+        if not isinstance(service, Mapping):
+            continue
         service_id = str(service.get("ID") or "")
         counts = live if service_id in already else running
         if not service_id or counts.get(service_id, 0) == 0:
@@ -87,8 +96,8 @@ def published(
         labels = service_labels(service)
         if ignore_label is not None and labels.get(ignore_label[0]) == ignore_label[1]:
             continue  # the agent's own cloudflared service
-        spec = service.get("Spec") or {}
-        container = (spec.get("TaskTemplate") or {}).get("ContainerSpec") or {}
+        spec = _mapping(service.get("Spec"))
+        container = _mapping(_mapping(spec.get("TaskTemplate")).get("ContainerSpec"))
         info = parse_container(
             labels,
             container_id=service_id,

@@ -113,7 +113,11 @@ class ServiceWatcher:
                     report = log.warning if self._manager else log.debug
                     report("swarm.list_failed", error=f"{type(exc).__name__}: {exc}", retry_in=self.interval)
                 else:
-                    self.apply(listing)
+                    try:
+                        self.apply(listing)
+                    except Exception as exc:  # an answer of a shape nobody expected: never end Swarm watching
+                        SWARM_LIST_FAILURES.inc()
+                        log.error("swarm.list_failed", error=f"{type(exc).__name__}: {exc}", retry_in=self.interval)
                 await asyncio.sleep(self.interval)  # the polling period itself, see the module docstring
         finally:
             await asyncio.to_thread(self._close)

@@ -81,3 +81,13 @@ def test_the_tracker_leaves_swarm_task_containers_to_their_service_and_snapshots
         [{"Id": "c1", "Names": ["/stack_s1.1.x"], "Labels": {**ENABLED, SWARM_SERVICE_LABEL: "s1"}}]
     )
     assert [c.container_id for c in snapshot.containers] == ["s1"]
+
+
+def test_answers_of_an_unexpected_shape_publish_nothing_and_break_nothing() -> None:
+    odd_services: list[Any] = [
+        {"ID": "s2", "Spec": {"Labels": ["not", "a", "map"], "TaskTemplate": None}},
+        {"Spec": {"Labels": ENABLED}},
+        "not a service",
+    ]
+    odd_tasks: list[Any] = [{"ServiceID": "s2", "Status": None}, ["not", "a", "task"], None]
+    assert published(odd_services, odd_tasks, already={"s2"}) == {}
