@@ -11,8 +11,9 @@ than an interval ago), and when an admin asks (a ``refresh_tunnels`` job; such a
 younger than ``MIN_REFRESH_SECONDS`` so a button pressed repeatedly does not spend the shared rate budget).
 
 A listing that fails keeps the tunnels of the last good one, with the error and when it happened: stale data shown
-as stale says more than an empty page. The read-model counter is raised whenever the stored tunnels change, so
-open tunnels pages refresh themselves; a listing that finds the same tunnels changes only ``checked_at``.
+as stale says more than an empty page. The read-model counter is raised (after the write) whenever the stored
+tunnels change, so open tunnels pages refresh themselves; a listing that finds the same tunnels changes only
+``checked_at``.
 """
 
 from __future__ import annotations
@@ -108,11 +109,13 @@ class TunnelList:
             )
         else:
             after = TunnelsDocument(checked_at=utcnow(), tunnels=tunnels)
-        pipe = self._redis.pipeline(transaction=True)
-        pipe.set(self._keys.cf_tunnels, tunnelview.encode(after))
+        await self._redis.set(self._keys.cf_tunnels, tunnelview.encode(after))
         if after.tunnels != before.tunnels or after.error != before.error:
-            readversion.bump(pipe, self._keys)  # open tunnels pages show the change
-        await pipe.execute()
+            # Raised after the write, not in its transaction, so each stays in one hash slot (Redis Cluster): a page
+            # that sees the new counter still sees the new listing, and a lost raise only delays a live refresh.
+            pipe = self._redis.pipeline(transaction=True)
+            readversion.bump(pipe, self._keys)
+            await pipe.execute()
         return after
 
     async def _list(self) -> tuple[TunnelInfo, ...]:

@@ -51,10 +51,18 @@ async def test_refresh_job_lists_tunnels_with_their_connectors_and_a_refused_lis
         assert connectors[stopped].pending_reconnect, "a stopped connector's lingering connections are marked"
         assert svc.api.calls[LIST_CONNECTIONS] == 1, "connections asked only for the tunnel that ever connected"
 
+        # Open pages refresh on a changed listing, not on one that only got newer.
+        version = await redis.get(keys.readmodel_version)
+        assert version is not None, "the first listing raised the read-model counter"
+        again = await svc.tunnel_list.refresh()
+        assert again.tunnels == document.tunnels and again.checked_at != document.checked_at
+        assert await redis.get(keys.readmodel_version) == version
+        document = again
+
         # Asked again at once (a button pressed twice): answered from the listing just made, no call.
         await send(redis, keys, [RefreshTunnels()])
         await drain(svc)
-        assert svc.api.calls["GET " + TUNNELS] == 1
+        assert svc.api.calls["GET " + TUNNELS] == 2
 
         # Cloudflare refuses the next listing: the tunnels stay, with the reason and when it failed.
         emu.emulator.set_faults([{"endpoint": "GET " + TUNNELS, "sequence": [403]}])
@@ -62,5 +70,6 @@ async def test_refresh_job_lists_tunnels_with_their_connectors_and_a_refused_lis
         assert stale.tunnels == document.tunnels and stale.checked_at == document.checked_at
         assert stale.error is not None and "Cloudflare Tunnel" in stale.error and stale.failed_at is not None
         assert tunnelview.decode(await redis.get(keys.cf_tunnels)) == stale
+        assert await redis.get(keys.readmodel_version) != version, "the failure shows on open pages"
     finally:
         await svc.close()
