@@ -121,3 +121,27 @@ def test_a_container_restarted_within_its_grace_period_keeps_its_hostname(stack:
     assert [r["id"] for r in stack.dns_records() if r["name"] == "kept.example.test"] == [record_id]
     kept.remove(force=True)
     later.remove(force=True)
+
+
+def test_an_admin_deletes_a_stopped_containers_rule_before_its_grace_period_ends(stack: E2EStack) -> None:
+    host = stack.hosts["host1"]
+    agent_id = stack.agents()[0]["agent_id"]
+    tunnel_id = stack.agent(agent_id)["tunnel_id"]
+    assert tunnel_id, "the first test enrols the agent"
+    gone = host.labelled("gone", "gone.example.test", stack.image, grace_period="3600")
+    stack.wait_published(tunnel_id, {"gone.example.test": "http://gone:80"})
+    gone.stop(timeout=1)
+    wait_for_sync(
+        lambda: [r for r in stack.rules_of("gone.example.test") if r["status"] == "pending_deletion"],
+        timeout=60,
+        interval=0.2,
+        what="gone.example.test pending deletion",
+    )
+
+    accepted = stack.admin("POST", "/api/v1/rules/gone.example.test/force-delete", {})
+    # An hour of grace period left, yet the record and the ingress rule go now.
+    stack.wait_published(tunnel_id, {}, timeout=30)
+    wait_for_sync(lambda: not stack.rules_of("gone.example.test"), timeout=30, interval=0.2, what="rule gone")
+    [entry] = stack.admin("GET", "/api/v1/audit")["entries"]
+    assert (entry["actor"], entry["target"], entry["intent_id"]) == ("api", "gone.example.test", accepted["intent_id"])
+    gone.remove(force=True)

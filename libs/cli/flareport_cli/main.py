@@ -24,7 +24,7 @@ SERVICES: dict[str, tuple[str, str]] = {
 ADMIN: dict[str, tuple[str, str]] = {
     "keys": ("flareport_cli.admin.keys", "agent keys: create, ls, show, revoke, roll"),
     "agents": ("flareport_cli.admin.agents", "agents: ls, show, enroll, rename, decommission, rm"),
-    "rules": ("flareport_cli.admin.rules", "published rules and their Cloudflare state: ls, show"),
+    "rules": ("flareport_cli.admin.rules", "published rules and their state: ls, show, adopt, delete --force"),
     "hostnames": ("flareport_cli.admin.hostnames", "settle a contested hostname: assign, unassign"),
     "tunnels": ("flareport_cli.admin.tunnels", "the account's tunnels: ls, show, refresh, restart, redeploy"),
     "manual-rules": ("flareport_cli.admin.manual_rules", "rules without a container: ls, show, create, update, rm"),
@@ -32,6 +32,7 @@ ADMIN: dict[str, tuple[str, str]] = {
     "status": ("flareport_cli.admin.ops:status_main", "streams, consumer groups, lag and counts"),
     "reconcile": ("flareport_cli.admin.ops:reconcile_main", "ask the reconciler to recompute and re-apply"),
     "dlq": ("flareport_cli.admin.ops:dlq_main", "dead letters: ls, replay"),
+    "audit": ("flareport_cli.admin.audit", "recent admin actions: who asked for what, and when"),
     "import": ("flareport_cli.admin.importer", "import dockflare PATH: DockFlare's groups and manual rules"),
     "backup": ("flareport_cli.admin.backups:backup_main", "write the admin's state as JSON (no secrets)"),
     "restore": ("flareport_cli.admin.backups:restore_main", "restore a backup: a dry run unless --apply"),

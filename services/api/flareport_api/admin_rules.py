@@ -17,6 +17,7 @@ from flareport_api.schemas import (
     AccessGroupCreateRequest,
     AccessGroupList,
     AccessGroupRequest,
+    ForceDeleteRequest,
     ManualRule,
     ManualRuleList,
     ManualRuleRequest,
@@ -25,7 +26,7 @@ from flareport_api.schemas import (
     view,
 )
 from flareport_api.state import QueryParam, Route, context
-from flareport_api.usecases import accessgroups, adoption, manualrules, rules
+from flareport_api.usecases import accessgroups, adoption, audit, forcedelete, manualrules, rules
 from flareport_api.usecases.rules import RULE_SOURCES, RULE_STATUSES
 
 # ---- read model ----------------------------------------------------------------------------------------------
@@ -62,6 +63,15 @@ async def adopt_rule(request: web.Request) -> web.StreamResponse:
     await ctx.auth.admin(request)
     host = validation.hostname(request.match_info["hostname"], "hostname")
     return json_response(await adoption.adopt(ctx, host), status=202)
+
+
+async def force_delete_rule(request: web.Request) -> web.StreamResponse:
+    """Delete a rule in ``pending_deletion`` now instead of after its grace period (``usecases.forcedelete``)."""
+    ctx = context(request)
+    await ctx.auth.admin(request)
+    host = validation.hostname(request.match_info["hostname"], "hostname")
+    body = await read_body(request, ForceDeleteRequest)
+    return json_response(await forcedelete.force_delete(ctx, host, body.path, audit.API_ACTOR), status=202)
 
 
 # ---- manual rules --------------------------------------------------------------------------------------------
@@ -162,6 +172,9 @@ ROUTES = [
           None, RuleList, errors=(404, *_ADMIN)),
     Route("POST", "/api/v1/rules/{hostname}/adopt", adopt_rule, "Take over the foreign DNS records on a hostname",
           "rules", "admin", None, Accepted, status=202, errors=(404, 409, *_ADMIN)),
+    Route("POST", "/api/v1/rules/{hostname}/force-delete", force_delete_rule,
+          "Delete a rule in pending_deletion now, without waiting for its grace period", "rules", "admin",
+          ForceDeleteRequest, Accepted, status=202, errors=(404, 409, *_WRITE)),
     Route("GET", "/api/v1/manual-rules", list_manual, "Manual rules", "manual rules", "admin", None, ManualRuleList,
           errors=(401, 429)),
     Route("POST", "/api/v1/manual-rules", create_manual, "Create a manual rule", "manual rules", "admin",

@@ -20,6 +20,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from flareport_api import (
     admin_agents,
+    admin_audit,
     admin_backups,
     admin_hostnames,
     admin_ops,
@@ -82,6 +83,7 @@ def all_routes() -> list[Route]:
         *admin_hostnames.ROUTES,
         *admin_tunnels.ROUTES,
         *admin_backups.ROUTES,
+        *admin_audit.ROUTES,
         own,
     ]
 

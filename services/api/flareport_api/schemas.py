@@ -132,6 +132,27 @@ class Accepted(msgspec.Struct, frozen=True, kw_only=True):
     stream_id: str
 
 
+class ForceDeleteRequest(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Which rule of the hostname to delete now: its path, or none for the rule without a path."""
+
+    path: str | None = None
+
+
+class AuditEntry(msgspec.Struct, frozen=True, kw_only=True):
+    """One admin action the API recorded: when, who (``api`` for the master key, ``ui:<user>`` for a web UI
+    session), what, on what, and the intent it wrote."""
+
+    at: datetime
+    actor: str
+    action: str
+    target: str
+    intent_id: str
+
+
+class AuditList(msgspec.Struct, frozen=True, kw_only=True):
+    entries: tuple[AuditEntry, ...]
+
+
 # ---- rules ---------------------------------------------------------------------------------------------------
 
 

@@ -38,6 +38,7 @@ service_url = _as_api_error(validate.service)
 duration = _as_api_error(validate.duration)
 text = _as_api_error(validate.text)
 rule = _as_api_error(validate.rule)
+path = _as_api_error(validate.path)
 
 
 def path_id(value: str, what: str) -> str:

@@ -44,12 +44,14 @@ from flareport_common.messages.cfresults import CfResultMessage, JobResult
 from flareport_common.messages.intents import (
     AgentKeysRevoked,
     HostnameAssigned,
+    RuleForceDeleted,
     TunnelRestartRequested,
     TunnelsRefreshRequested,
 )
 from flareport_common.settings import ReconcilerSettings
 from flareport_common.streams import Delivery
 from flareport_reconciler.agentcases import AgentCases
+from flareport_reconciler.forcedeletes import ForceDeletions
 from flareport_reconciler.spine import Spine
 from flareport_reconciler.tunnelcases import TunnelCases
 
@@ -60,6 +62,7 @@ class Reconciler:
     def __init__(self, redis: aioredis.Redis, keys: Keys, settings: ReconcilerSettings) -> None:
         self.spine = spine = Spine(redis, keys, settings)
         self.agents = agents = AgentCases(spine)
+        forced = ForceDeletions(spine)
         tunnels = TunnelCases(spine.emit)
         # For the failover healer (``failover``), which works on a replica as a whole.
         self.redis, self.keys, self.settings = redis, keys, settings
@@ -86,6 +89,7 @@ class Reconciler:
             HostnameAssigned: spine.hostname_assigned,
             ManualRuleUpserted: spine.manual_rule_upserted,
             ManualRuleDeleted: spine.manual_rule_deleted,
+            RuleForceDeleted: forced.rule_force_deleted,
             AccessGroupUpserted: spine.access_group,
             AccessGroupDeleted: spine.access_group,
             ReconcileRequested: spine.reconcile_requested,

@@ -4,6 +4,7 @@ Filters are passed to the API (``--status``, ``--source``, ``--agent``, ``--zone
 returns exactly what the table shows. ``show`` lists every path of one hostname with the state of each part
 (DNS, tunnel ingress, Access) and the reason when Cloudflare or a conflict stopped it. ``adopt`` takes over the
 foreign DNS records on a hostname in conflict (an admin's one-time grant, used by the dns-worker's next sync).
+``delete --force`` removes a rule in ``pending_deletion`` now instead of at the end of its grace period.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from flareport_cli.admin import render
-from flareport_cli.admin.base import Context, action, group_parser, run
+from flareport_cli.admin.base import Context, action, group_parser, run, usage_error
 from flareport_cli.admin.client import quote
 
 STATUSES = ("pending", "active", "error", "pending_deletion", "conflict")
@@ -88,6 +89,30 @@ def _adopt(ctx: Context, args: argparse.Namespace) -> int:
     return ctx.emit(ctx.client.post(f"/api/v1/rules/{quote(args.hostname)}/adopt"), human)
 
 
+def split_rule(value: str) -> tuple[str, str | None]:
+    """``HOSTNAME[/PATH]`` -> (hostname, path or None): the path starts at the first ``/``, as a rule's key does."""
+    hostname, slash, rest = value.partition("/")
+    return hostname, (slash + rest) if slash else None
+
+
+def _delete(ctx: Context, args: argparse.Namespace) -> int:
+    if not args.force:
+        raise usage_error(
+            "a container's rule goes when its container does, after the grace period; `--force` deletes a rule in "
+            "pending_deletion now (a manual rule is removed with `flareport manual-rules rm`)"
+        )
+    hostname, path = split_rule(args.rule)
+    body = {} if path is None else {"path": path}
+
+    def human(accepted: dict[str, Any]) -> None:
+        print(
+            f"{args.rule}: deleted now instead of at the end of its grace period (intent {accepted['intent_id']}, "
+            "recorded in `flareport audit`)."
+        )
+
+    return ctx.emit(ctx.client.post(f"/api/v1/rules/{quote(hostname)}/force-delete", body), human)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser, actions = group_parser("rules", "Published rules (from containers and manual rules) and their state.")
     ls = action(actions, "ls", "list rules", _list, aliases=["list"])
@@ -106,6 +131,16 @@ def build_parser() -> argparse.ArgumentParser:
         _adopt,
     )
     adopt.add_argument("hostname")
+    delete = action(
+        actions,
+        "delete",
+        "with --force: delete a rule in pending_deletion now instead of at the end of its grace period (a "
+        "container that runs again keeps its rule)",
+        _delete,
+        aliases=["rm"],
+    )
+    delete.add_argument("rule", metavar="HOSTNAME[/PATH]")
+    delete.add_argument("--force", action="store_true", help="skip the rest of the grace period (required)")
     return parser
 
 

@@ -18,13 +18,15 @@ from flareport_api.schemas import AccessGroup, ManualRule
 from flareport_api.state import ApiContext
 from flareport_api.ui.guards import UI, page, render
 from flareport_api.ui.sessions import Session
-from flareport_api.usecases import accessgroups, agents, manualrules, operations, rules
+from flareport_api.usecases import accessgroups, agents, audit, manualrules, operations, rules
 from flareport_api.usecases.agents import STATUSES
 from flareport_api.usecases.rules import RULE_STATUSES
 from flareport_api.validation import path_id
 from flareport_common.messages.rules import AccessSpec
 
 DEAD_LETTER_PAGE = 200
+# The dashboard shows the newest admin actions (the whole list: GET /api/v1/audit, flareport audit).
+DASHBOARD_AUDIT = 10
 
 
 async def _common(request: web.Request, session: Session) -> dict[str, Any]:
@@ -59,6 +61,7 @@ async def dashboard(request: web.Request, ctx: ApiContext, session: Session) -> 
         status=status,
         q=text,
         agent_names={a.agent_id: a.display_name for a in known.values()},
+        audit=await audit.recent(ctx, DASHBOARD_AUDIT),
         **await _common(request, session),
     )
 

@@ -33,6 +33,10 @@ async def _replicated(ctx: ApiContext, intent: Message) -> None:
     )
 
 
+# For use cases that write their intent in a transaction of their own (``usecases.audit``).
+wait_replicated = _replicated
+
+
 async def store_with(ctx: ApiContext, hash_key: str, field: str, value: bytes | None, intent: Message) -> Accepted:
     """Set (or, with ``value`` None, delete) ``field`` of the declarations hash ``hash_key`` and send ``intent``,
     in one transaction."""
