@@ -17,6 +17,7 @@ from flareport_common.errors import SettingsError
 
 ACCESS_ID = "CF_ACCESS_CLIENT_ID"
 ACCESS_SECRET = "CF_ACCESS_CLIENT_SECRET"  # noqa: S105 - a variable's name, not a secret
+EXTERNAL = ("FLAREPORT_EXTERNAL_CLOUDFLARED", "USE_EXTERNAL_CLOUDFLARED")
 # Docker's own rule for network names; anything else the engine refuses only when cloudflared is first started.
 _NETWORK_NAME = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}")
 # Service token parts go into HTTP headers: printable ASCII without spaces keeps a pasted newline from splitting one.
@@ -43,9 +44,16 @@ def agent_options(env: Env, defaults: Mapping[str, Any]) -> dict[str, Any]:
             f"with a letter or digit), got {network!r}"
         )
     metrics_port = env.optional_int("CLOUDFLARED_METRICS_PORT", minimum=1, maximum=65535)
+    external = env.flag(*EXTERNAL, default=defaults["external_cloudflared"])
+    if external and metrics_port is not None:
+        raise SettingsError(
+            "CLOUDFLARED_METRICS_PORT: has no effect with FLAREPORT_EXTERNAL_CLOUDFLARED=true (the agent runs no "
+            "cloudflared); set the metrics port where cloudflared runs"
+        )
     return {
         "access_client_id": client_id,
         "access_client_secret": secret or "",
         "cloudflared_network": network,
         "cloudflared_metrics_port": metrics_port,
+        "external_cloudflared": external,
     }

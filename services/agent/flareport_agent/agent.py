@@ -27,6 +27,7 @@ from flareport_agent import watcher as watching
 from flareport_agent.client import MasterClient, access_headers
 from flareport_agent.cloudflared import MANAGED_LABEL, MANAGED_VALUE
 from flareport_agent.commands import CommandExecutor
+from flareport_agent.external import DETAIL, ExternalCloudflared
 from flareport_agent.link import LinkTiming, MasterLink, Missed
 from flareport_agent.linkpolicy import Reaction
 from flareport_agent.metrics import HEARTBEATS, MASTER_CLEARTEXT
@@ -47,6 +48,8 @@ from flareport_common.settings import AgentSettings
 log = get_logger("flareport.agent")
 T = TypeVar("T")
 CAPABILITIES = ("events", "inventory", "commands", "cloudflared")
+# What the master's record of the agent shows in external-cloudflared mode (external.py).
+EXTERNAL_CAPABILITIES = ("events", "inventory", "commands", "external-cloudflared")
 
 
 def agent_version() -> str:
@@ -146,6 +149,7 @@ class Agent:
             save=self.save_state,
             in_tunnel=self.in_tunnel,
             default_image=settings.cloudflared_image,
+            external=settings.external_cloudflared,
             configured_key=settings.api_key,
             resync=self.resync,
             tunnel_changed=lambda: self._spawn(self._report_tunnel()),
@@ -162,7 +166,10 @@ class Agent:
         """Run a blocking cloudflared operation in a worker thread with its own short-lived Docker client."""
 
         def run() -> T:
-            # A Swarm manager runs cloudflared as a service, any other engine as a container (swarmtunnel.py).
+            # A Swarm manager runs cloudflared as a service, any other engine as a container (swarmtunnel.py);
+            # in external mode the operator runs it elsewhere (external.py).
+            if self.settings.external_cloudflared:
+                return operation(ExternalCloudflared())
             manager = tunnel_manager(
                 self.docker_factory,
                 allowed_image=self.settings.cloudflared_image,
@@ -235,6 +242,9 @@ class Agent:
     async def _restore_tunnel(self) -> None:
         """Bring cloudflared back from disk: it serves traffic whether or not the master is reachable. Retried in
         the background while the engine is unreachable (a host booting may start the agent before the engine)."""
+        if self.settings.external_cloudflared:
+            log.info("cloudflared.external", tunnel_id=self.state.tunnel_id, hint=DETAIL)
+            return
         backoff = Backoff(initial=1.0, maximum=60.0)
         while True:
             st = self.state
@@ -286,7 +296,7 @@ class Agent:
             display_name=socket.gethostname(),
             hostname=socket.gethostname(),
             version=agent_version(),
-            capabilities=CAPABILITIES,
+            capabilities=EXTERNAL_CAPABILITIES if self.settings.external_cloudflared else CAPABILITIES,
             # Lets a control plane that lost its data restore this agent's enrolment (see RegisterRequest).
             tunnel_id=st.tunnel_id if token else None,
             tunnel_token_sha256=hashlib.sha256(token.encode()).hexdigest() if token else None,

@@ -62,8 +62,10 @@ class CommandExecutor:
         tunnel_changed: Callable[[], None],
         use_key: Callable[[str], None],
         shutdown: Callable[[], None],
+        external: bool = False,
     ) -> None:
         self.state = state
+        self.external = external
         self.save = save
         self.in_tunnel = in_tunnel
         self.default_image = default_image
@@ -125,8 +127,9 @@ class CommandExecutor:
         raise CommandFailed(f"unsupported command {type(command).__name__}")
 
     async def _start(self, tunnel_id: str, token: str, requested: str | None, *, force: bool) -> dict[str, Any]:
-        # Checked before anything is saved or touched: a refused command changes nothing on this host.
-        image = check_image(requested, self.default_image)
+        # Checked before anything is saved or touched: a refused command changes nothing on this host. An agent
+        # with an external cloudflared runs no image, so none is refused.
+        image = self.default_image if self.external else check_image(requested, self.default_image)
         self.state.tunnel_id = tunnel_id
         self.state.tunnel_token = token
         self.state.tunnel_image = image

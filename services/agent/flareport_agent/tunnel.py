@@ -43,12 +43,14 @@ class EngineRefused(Exception):
 
 @dataclass(frozen=True, slots=True)
 class TunnelResult:
-    action: str  # "created", "replaced", "unchanged", "started", "stopped", "absent"
+    action: str  # "created", "replaced", "unchanged", "started", "stopped", "absent", "external"
     container_id: str | None = None
     image: str | None = None
+    detail: str | None = None  # a sentence for the operator, in the command's result
 
     def as_dict(self) -> dict[str, Any]:
-        return {"action": self.action, "container_id": self.container_id, "image": self.image}
+        found = {"action": self.action, "container_id": self.container_id, "image": self.image}
+        return found if self.detail is None else {**found, "detail": self.detail}
 
 
 def config_hash(tunnel_id: str, token: str, image: str, shape: str = "") -> str:

@@ -48,6 +48,11 @@ def test_the_service_token_is_read_and_its_secret_redacted_from_logs() -> None:
         ({"CLOUDFLARED_METRICS_PORT": "0"}, "CLOUDFLARED_METRICS_PORT: must be at least 1"),
         ({"CLOUDFLARED_METRICS_PORT": "70000"}, "CLOUDFLARED_METRICS_PORT: must be at most 65535"),
         ({"CLOUDFLARED_METRICS_PORT": "x"}, "CLOUDFLARED_METRICS_PORT: expected an integer"),
+        ({"FLAREPORT_EXTERNAL_CLOUDFLARED": "maybe"}, "FLAREPORT_EXTERNAL_CLOUDFLARED: expected true/false"),
+        (
+            {"USE_EXTERNAL_CLOUDFLARED": "true", "CLOUDFLARED_METRICS_PORT": "2000"},
+            "CLOUDFLARED_METRICS_PORT: has no effect with FLAREPORT_EXTERNAL_CLOUDFLARED=true",
+        ),
     ],
 )
 def test_bad_values_stop_the_agent_naming_the_variable(env: dict[str, str], message: str) -> None:
@@ -55,9 +60,12 @@ def test_bad_values_stop_the_agent_naming_the_variable(env: dict[str, str], mess
         load_agent({**BASE, **env})
 
 
-def test_network_and_metrics_port() -> None:
+def test_network_metrics_port_and_external_mode_with_dockflares_switch() -> None:
     settings = load_agent({**BASE, "CLOUDFLARED_NETWORK_NAME": "edge_net.1", "CLOUDFLARED_METRICS_PORT": "2000"})
     assert (settings.cloudflared_network, settings.cloudflared_metrics_port) == ("edge_net.1", 2000)
+    assert load_agent({**BASE, "USE_EXTERNAL_CLOUDFLARED": "yes"}).external_cloudflared is True
+    own_name_wins = {"FLAREPORT_EXTERNAL_CLOUDFLARED": "false", "USE_EXTERNAL_CLOUDFLARED": "true"}
+    assert load_agent({**BASE, **own_name_wins}).external_cloudflared is False
 
 
 @pytest.fixture
