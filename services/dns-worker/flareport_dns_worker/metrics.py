@@ -72,3 +72,9 @@ LEFT_OUT = Counter(
     "job's zone), refused (Cloudflare refused the same write before).",
     ["reason"],
 )
+TUNNEL_LISTINGS = Counter(
+    "flareport_dnsworker_tunnel_listings_total",
+    "Listings of the account's tunnels for their read model, by outcome: ok, failed (Cloudflare refused or did not "
+    "answer; the last good listing is kept).",
+    ["outcome"],
+)

@@ -32,6 +32,7 @@ from flareport_common.keys import Keys
 from flareport_common.messages.base import utcnow
 from flareport_common.tunnelview import Connector, TunnelInfo, TunnelsDocument
 from flareport_dns_worker.cfclient import CfApiError, CfTransientError, CloudflareApi
+from flareport_dns_worker.metrics import TUNNEL_LISTINGS
 
 log = structlog.get_logger("flareport.dns_worker.tunnel_list")
 TUNNELS = "/accounts/{account_id}/cfd_tunnel"
@@ -104,11 +105,13 @@ class TunnelList:
         except (CfApiError, CfTransientError) as error:
             reason = error.explain() if isinstance(error, CfApiError) else str(error)
             log.warning("tunnel_list.failed", error=reason)
+            TUNNEL_LISTINGS.labels("failed").inc()
             after = TunnelsDocument(
                 checked_at=before.checked_at, tunnels=before.tunnels, error=reason, failed_at=utcnow()
             )
         else:
             after = TunnelsDocument(checked_at=utcnow(), tunnels=tunnels)
+            TUNNEL_LISTINGS.labels("ok").inc()
         await self._redis.set(self._keys.cf_tunnels, tunnelview.encode(after))
         if after.tunnels != before.tunnels or after.error != before.error:
             # Raised after the write, not in its transaction, so each stays in one hash slot (Redis Cluster): a page
@@ -123,6 +126,8 @@ class TunnelList:
         found = []
         for tunnel in listed:
             clients: list[dict[str, Any]] = []
+            if not tunnel.get("id"):
+                continue  # not a tunnel anyone could act on; never a call with an empty id
             if tunnel.get("status") not in (None, "inactive"):
                 try:
                     envelope = await self._api.request("GET", CONNECTIONS, tunnel_id=str(tunnel["id"]))
