@@ -4,6 +4,10 @@ heartbeat — gets through, and the API receives what the agent reports."""
 
 from __future__ import annotations
 
+import asyncio
+import os
+import signal
+import sys
 import urllib.request
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
@@ -13,6 +17,7 @@ import msgspec
 import pytest
 import redis.asyncio as aioredis
 
+from flareport_cli.localpodman import BUSYBOX_IMAGE
 from flareport_cli.localredis import LocalRedis
 from flareport_common.keys import Keys
 from flareport_common.messages import EventMessage, ResyncInventory
@@ -60,6 +65,7 @@ async def test_an_agent_behind_cloudflare_access_registers_and_reports_only_with
     containers: Containers,
     redis: aioredis.Redis,
     keys: Keys,
+    docker_host: str,
     tmp_path: Path,
 ) -> None:
     key = _admin(api, "POST", "/api/v1/keys", {"label": "behind-access"})["key"]
@@ -78,15 +84,43 @@ async def test_an_agent_behind_cloudflare_access_registers_and_reports_only_with
     assert gate.calls(allowed=True) == set()
     refused = len(gate.seen)
 
-    with_token = start_agent(
-        master_url=gate.url,
-        api_key=key,
-        data_dir=str(tmp_path / "with"),
-        access_client_id=CLIENT_ID,
-        access_client_secret=CLIENT_SECRET,
-    )
-    await wait_for(lambda: _async(with_token.agent.link.is_open), what="the agent with the token to register")
-    agent_id = with_token.agent.state.agent_id
+    # The agent that gets through is a real process configured by DockFlare's variable names, logging at debug.
+    log_path = tmp_path / "agent.log"
+    env = {
+        **os.environ,
+        "DOCKFLARE_MASTER_URL": gate.url,
+        "DOCKFLARE_API_KEY": key,
+        "CF_ACCESS_CLIENT_ID": CLIENT_ID,
+        "CF_ACCESS_CLIENT_SECRET": CLIENT_SECRET,
+        "DOCKER_HOST": docker_host,
+        "CLOUDFLARED_IMAGE": BUSYBOX_IMAGE,
+        "AGENT_DATA_DIR": str(tmp_path / "with"),
+        "FLAREPORT_HEALTH_PORT": "0",
+        "LOG_FORMAT": "json",
+        "LOG_LEVEL": "debug",
+    }
+    with log_path.open("wb") as log:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "flareport_cli.main", "agent", env=env, stdout=log, stderr=log
+        )
+    try:
+        await _served_with_the_token(gate, redis, keys, web.id)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        await asyncio.wait_for(process.wait(), 30)
+    assert process.returncode == 0, log_path.read_text()[-2000:]
+    logged = log_path.read_text()
+    assert "master.registered" in logged
+    assert CLIENT_SECRET not in logged, "the service token's secret is never logged"
+    assert all(seen.allowed for seen in gate.seen[refused:]), "every call of the agent with the token got through"
+
+
+async def _served_with_the_token(gate: AccessGate, redis: aioredis.Redis, keys: Keys, container_id: str) -> None:
+    async def registered() -> str | None:
+        events = await stream_messages(redis, keys.events, EventMessage)
+        return next((e.agent_id for e in events if tag(e) == "agent_registered"), None)
+
+    agent_id = await wait_for(registered, what="the agent with the token to register")
     assert agent_id is not None
 
     async def reported() -> list[Any]:
@@ -94,7 +128,9 @@ async def test_an_agent_behind_cloudflare_access_registers_and_reports_only_with
         return [
             e
             for e in events
-            if tag(e) == "inventory" and e.agent_id == agent_id and web.id in {c.container_id for c in e.containers}
+            if tag(e) == "inventory"
+            and e.agent_id == agent_id
+            and container_id in {c.container_id for c in e.containers}
         ]
 
     await wait_for(reported, what="the agent's inventory with its labelled container in the API's events stream")
@@ -112,7 +148,6 @@ async def test_an_agent_behind_cloudflare_access_registers_and_reports_only_with
         lambda: _async(("POST", "/api/v1/agents/{id}/heartbeat") in gate.calls(allowed=True)),
         what="a heartbeat through the gate",
     )
-    await with_token.stop()
     assert gate.calls(allowed=True) >= {
         ("POST", "/api/v1/agents/register"),
         ("POST", "/api/v1/agents/{id}/events"),
@@ -120,7 +155,6 @@ async def test_an_agent_behind_cloudflare_access_registers_and_reports_only_with
         ("POST", "/api/v1/agents/{id}/commands/{command}/ack"),
         ("POST", "/api/v1/agents/{id}/heartbeat"),
     }
-    assert all(seen.allowed for seen in gate.seen[refused:]), "every call of the agent with the token got through"
 
 
 async def _async(value: bool) -> bool:
