@@ -1,9 +1,12 @@
 """Watching Swarm services on a manager: list services and tasks now and then, report what changed (``swarm.py``).
 
-Polled, not event-driven, on purpose: a manager's event stream has ``service`` events (create, update, remove) but
+Listed, not followed event by event: a manager's event stream has ``service`` events (create, update, remove) but
 no event when a task starts or stops on *another* node, and "has a running task" is what publishing depends on.
-Two list calls every ``interval`` seconds cost a manager next to nothing, and a service that loses its last task
-keeps its hostnames for the grace period anyway, so a few seconds of delay changes nothing a visitor notices.
+So the services and tasks are listed every ``interval`` seconds (two list calls cost a manager next to nothing),
+and sooner when the manager's own events say something changed: a thread (``EventNudge``) reads its ``service``
+and ``container`` events and only wakes the loop, which then lists again (bursts coalesced). A service created,
+updated, scaled or removed, or a task starting on the manager itself, shows at once; a task on another node
+within ``interval``, and a service that loses its last task keeps its hostnames for the grace period anyway.
 
 The engine is asked each round whether it is a Swarm manager (``GET /info``, ``Swarm.ControlAvailable``): an agent
 on a plain engine, or a node that was demoted, lists nothing and reports nothing; a node that becomes a manager
@@ -14,8 +17,10 @@ container watcher's next snapshot (after it reconnects) carries them, and the ne
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import docker
@@ -24,9 +29,13 @@ from flareport_agent import swarm
 from flareport_agent.metrics import SWARM_LIST_FAILURES, SWARM_SERVICES
 from flareport_agent.outbox import Outbox
 from flareport_agent.tracker import Tracker
+from flareport_common.backoff import Backoff
 from flareport_common.logs import get_logger
 
 log = get_logger("flareport.agent.swarm")
+# After a nudge, wait this long before listing: one change (a service created, its task scheduled and started)
+# comes as a burst of events, and one listing answers them all.
+COALESCE_SECONDS = 0.25
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +60,62 @@ def list_swarm(client: docker.DockerClient) -> Listing:
     # Not filtered by desired state: a task an update is bringing up wants "ready" first (swarm.py).
     tasks: list[dict[str, Any]] = client.api.tasks()
     return Listing(True, services, tasks)
+
+
+@dataclass(slots=True)
+class EventNudge:
+    """Reads the engine's service and container events in a thread and sets ``wake`` for each one; reconnects
+    with capped backoff, quietly (the listing loop works without it, only later)."""
+
+    client_factory: Callable[[], docker.DockerClient]
+    loop: asyncio.AbstractEventLoop
+    wake: asyncio.Event
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _stream: Any = None
+    _thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="swarm-events", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        with self._lock:
+            stream, self._stream = self._stream, None
+        if stream is not None:
+            with contextlib.suppress(Exception):  # closing a half-dead socket may fail in many ways
+                stream.close()
+
+    def join(self, timeout: float = 5.0) -> None:
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def _run(self) -> None:
+        backoff = Backoff(initial=1.0, maximum=30.0)
+        while not self._stop.is_set():
+            client: docker.DockerClient | None = None
+            try:
+                client = self.client_factory()
+                stream = client.events(decode=True, filters={"type": ["service", "container"]})
+                with self._lock:
+                    self._stream = stream
+                if self._stop.is_set():
+                    break
+                backoff.reset()
+                for _ in stream:
+                    self.loop.call_soon_threadsafe(self.wake.set)
+            except RuntimeError:
+                break  # the event loop is closed: the agent is gone
+            except Exception as exc:  # the engine or the socket failed: the listing loop carries on regardless
+                log.debug("swarm.events_lost", error=f"{type(exc).__name__}: {exc}")
+            finally:
+                with self._lock:
+                    self._stream = None
+                if client is not None:
+                    with contextlib.suppress(Exception):  # the engine may already be gone
+                        client.close()
+            self._stop.wait(backoff.next())
 
 
 @dataclass(slots=True)
@@ -102,8 +167,11 @@ class ServiceWatcher:
             self.outbox.put(event)
 
     async def run(self) -> None:
+        wake = asyncio.Event()
+        nudge: EventNudge | None = None
         try:
             while True:
+                wake.clear()  # before listing: an event during the listing makes another round
                 try:
                     listing = await asyncio.to_thread(self._list)
                 except Exception as exc:  # engine unreachable or refusing: keep what was reported, try again
@@ -118,6 +186,14 @@ class ServiceWatcher:
                     except Exception as exc:  # an answer of a shape nobody expected: never end Swarm watching
                         SWARM_LIST_FAILURES.inc()
                         log.error("swarm.list_failed", error=f"{type(exc).__name__}: {exc}", retry_in=self.interval)
-                await asyncio.sleep(self.interval)  # the polling period itself, see the module docstring
+                if self._manager and nudge is None:
+                    nudge = EventNudge(self.client_factory, asyncio.get_running_loop(), wake)
+                    nudge.start()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(wake.wait(), self.interval)
+                    await asyncio.sleep(COALESCE_SECONDS)  # woken: let the rest of the burst arrive
         finally:
+            if nudge is not None:
+                nudge.stop()
+                await asyncio.to_thread(nudge.join)
             await asyncio.to_thread(self._close)

@@ -182,3 +182,28 @@ async def test_what_the_container_form_left_behind_is_replaced_or_named_in_the_a
     assert ack.ok and ack.result["action"] == "replaced", ack
     assert legacy.id not in {c.id for c in manager.containers.list(all=True)}, "one connector per node, not two"
     assert len(cloudflared_services(manager)) == 1
+
+
+async def test_changes_on_the_manager_show_at_once_not_at_the_next_listing(
+    master: MasterDouble, manager: docker.DockerClient, start_agent: Callable[..., RunningAgent]
+) -> None:
+    start_agent(replace(FAST, swarm_poll_seconds=120.0))  # only the manager's events can make it list again
+    await wait_for(master.inventory_seen, what="the first inventory snapshot")
+    service = manager.services.create(
+        BUSYBOX_IMAGE,
+        name=f"fpt-{uuid.uuid4().hex[:6]}",
+        labels={
+            "flareport.enable": "true",
+            "flareport.hostname": "soon.example.com",
+            "dockflare.service": "http://s:1",
+        },
+        mode=docker.types.ServiceMode("replicated", replicas=1),
+    )
+
+    async def reported(expected: list[str]) -> bool:
+        return service_reports(master, service.id) == expected
+
+    await wait_for(lambda: reported(["start:soon.example.com"]), timeout=30, what="the new service reported")
+    service.reload()
+    service.scale(0)
+    await wait_for(lambda: reported(["start:soon.example.com", "stop:stop"]), timeout=30, what="the scale to zero")
