@@ -2,9 +2,11 @@
 
 The API never calls Cloudflare, so the tunnels page and ``flareport tunnels ls`` read what this module stores under
 ``Keys.cf_tunnels``: every live tunnel of the account (``GET /accounts/{id}/cfd_tunnel?is_deleted=false``) with its
-connectors (``GET .../cfd_tunnel/{id}/connections``: version, architecture, origin IP, since when). A tunnel that
-has never connected (status ``inactive``) has no connectors, so its connections are not asked for: a listing costs
-one call plus one per tunnel that has ever had a connector.
+connectors (``GET .../cfd_tunnel/{id}/connections``: version, architecture, origin IP, since when). Only a tunnel with a
+running connector (status ``healthy`` or ``degraded``) has connections worth showing: one never connected
+(``inactive``) has none and one ``down`` only the lingering ones of stopped connectors, so theirs are not asked for.
+A listing costs one call plus one per connected tunnel, from the budget every Cloudflare call shares (with many
+tunnels, list less often).
 
 It runs at start and every ``CLOUDFLARE_TUNNEL_LIST_SECONDS`` (a replica skips its turn when another listed less
 than an interval ago), and when an admin asks (a ``refresh_tunnels`` job; such a request is answered from a listing
@@ -40,6 +42,7 @@ CONNECTIONS = TUNNELS + "/{tunnel_id}/connections"
 PER_PAGE = 1000
 # A refresh asked for by an admin within this many seconds of the last listing is answered by that listing.
 MIN_REFRESH_SECONDS = 5.0
+CONNECTED = ("healthy", "degraded")  # Cloudflare's statuses of a tunnel with at least one running connector
 
 
 def _time(raw: Any) -> datetime | None:
@@ -128,7 +131,7 @@ class TunnelList:
             clients: list[dict[str, Any]] = []
             if not tunnel.get("id"):
                 continue  # not a tunnel anyone could act on; never a call with an empty id
-            if tunnel.get("status") not in (None, "inactive"):
+            if tunnel.get("status") in CONNECTED:
                 try:
                     envelope = await self._api.request("GET", CONNECTIONS, tunnel_id=str(tunnel["id"]))
                 except CfApiError as error:

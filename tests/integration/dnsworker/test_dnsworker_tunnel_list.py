@@ -21,9 +21,12 @@ LIST_CONNECTIONS = "GET " + CONNECTIONS
 async def test_refresh_job_lists_tunnels_with_their_connectors_and_a_refused_listing_keeps_them_as_stale(
     emu: RunningEmulator, redis: aioredis.Redis, redis_server: LocalRedis, keys: Keys, prefix: str
 ) -> None:
-    # A second tunnel that never connected: listed, without asking for its connections.
-    emu.emulator.seed({"tunnels": [{"name": "idle-tunnel", "config_src": "cloudflare"}]})
+    # A tunnel that never connected and one whose only connector stopped: listed, their connections not asked for.
+    emu.emulator.seed({"tunnels": [{"name": n, "config_src": "cloudflare"} for n in ("idle-tunnel", "down-tunnel")]})
+    [down_id] = [t["id"] for t in emu.emulator.state.tunnels.values() if t["name"] == "down-tunnel"]
     async with emu.control() as control:
+        await control.connect_tunnel(down_id)
+        await control.disconnect_tunnel(down_id)
         running = await control.connect_tunnel(TUNNEL_ID, connections=4)
         stopped = await control.connect_tunnel(TUNNEL_ID, connections=2)
         await control.disconnect_tunnel(TUNNEL_ID, client_id=stopped)
@@ -34,8 +37,9 @@ async def test_refresh_job_lists_tunnels_with_their_connectors_and_a_refused_lis
         document = tunnelview.decode(await redis.get(keys.cf_tunnels))
         assert document.checked_at is not None and document.error is None
         by_name = {t.name: t for t in document.tunnels}
-        assert sorted(by_name) == ["dashboard-tunnel", "idle-tunnel"]
+        assert sorted(by_name) == ["dashboard-tunnel", "down-tunnel", "idle-tunnel"]
         assert by_name["idle-tunnel"].status == "inactive" and by_name["idle-tunnel"].connectors == ()
+        assert by_name["down-tunnel"].status == "down" and by_name["down-tunnel"].connectors == ()
         dashboard = by_name["dashboard-tunnel"]
         assert dashboard.id == TUNNEL_ID and dashboard.status == "healthy" and dashboard.remote_config
         connectors = {c.id: c for c in dashboard.connectors}
@@ -49,7 +53,7 @@ async def test_refresh_job_lists_tunnels_with_their_connectors_and_a_refused_lis
         )
         assert live.opened_at is not None and not live.pending_reconnect and len(live.colos) == 4
         assert connectors[stopped].pending_reconnect, "a stopped connector's lingering connections are marked"
-        assert svc.api.calls[LIST_CONNECTIONS] == 1, "connections asked only for the tunnel that ever connected"
+        assert svc.api.calls[LIST_CONNECTIONS] == 1, "connections asked only for the connected tunnel"
 
         # Open pages refresh on a changed listing, not on one that only got newer.
         version = await redis.get(keys.readmodel_version)
