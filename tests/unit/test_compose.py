@@ -53,7 +53,8 @@ def test_agent_profile_uses_a_restricted_socket_proxy_and_cloudflare_net(compose
     assert not {"EXEC", "VOLUMES", "SWARM", "SERVICES"} & allowed
     assert all(volume.endswith(":ro") for volume in proxy["volumes"])
     networks = compose["networks"]
-    assert networks["cloudflare-net"] == {"name": "cloudflare-net", "external": True}
+    # The agent's CLOUDFLARED_NETWORK_NAME, cloudflare-net unless set: the network the agent's cloudflared joins.
+    assert networks["cloudflare-net"] == {"name": "${CLOUDFLARED_NETWORK_NAME:-cloudflare-net}", "external": True}
     assert networks["agent-internal"]["internal"] is True
 
 
