@@ -161,3 +161,46 @@ def test_primary_killed_during_a_burst_from_two_agents_loses_nothing_and_duplica
         return [r["hostname"] for r in stack.rules() if r["hostname"] not in every and "-b" in r["hostname"]]
 
     wait_for_sync(lambda: not stopped_rules(), timeout=30, interval=0.3, what="no rule of a stopped container left")
+
+
+def test_writes_the_replica_never_got_are_healed_without_deleting_anything(ha: HaStack) -> None:
+    """Asynchronous replication at its worst: the replica is cut off (its master link fails to authenticate), a
+    container is published through the primary alone, then the primary dies and the stale replica is promoted. The
+    new primary does not know the rule; the reconciler notices the new data set, has the agents resend their
+    inventories and plans everything again: the rule is back and active, and Cloudflare saw no deletion."""
+    stack, sentinels = ha.stack, ha.sentinels
+    sentinels.heal()
+    replica = sentinels.replicas_online()[0]
+    with sentinels.client(replica) as link:
+        link.config_set("masterauth", "not-the-password")
+        link.client_kill_filter(_type="master")
+    try:
+        wait_for_sync(lambda: not sentinels.replicas_online(), timeout=10, interval=0.1, what="the replica cut off")
+        stack.hosts["host1"].labelled("unreplicated", "unreplicated.example.test", stack.image)
+        stack.wait_rules_active({"unreplicated.example.test"})
+        kept = _kept_records(stack)
+        old = sentinels.kill_master()
+    finally:
+        with sentinels.client(replica) as link:
+            link.config_set("masterauth", sentinels.password)
+    new = sentinels.wait_failover(old.port)
+    assert new.port == replica.port
+    with sentinels.client(new) as primary:
+        assert not primary.exists("fp:rule:unreplicated.example.test"), "the promoted replica should lack the rule"
+
+    def healed() -> bool:
+        status, answer = stack.api("GET", "/api/v1/rules")  # 503 until the new primary is in use
+        rules = answer["rules"] if status == 200 else []
+        return any(r["hostname"] == "unreplicated.example.test" and r["status"] == "active" for r in rules)
+
+    wait_for_sync(healed, timeout=60, interval=0.3, what="the lost rule active again")
+    records = [r for r in stack.dns_records() if r["name"] == "unreplicated.example.test"]
+    assert len(records) == 1, f"one CNAME for the healed hostname, got {len(records)}"
+    missing = kept - {r["id"] for r in stack.dns_records()}
+    assert not missing, f"records of active rules were deleted (or replaced) after the failover: {len(missing)}"
+
+
+def _kept_records(stack: E2EStack) -> set[str]:
+    """Ids of the DNS records of every active rule: a record deleted and created again would get a new id."""
+    active = {r["hostname"] for r in stack.rules() if r["status"] == "active"}
+    return {r["id"] for r in stack.dns_records() if r["name"] in active}
