@@ -13,7 +13,7 @@ from flareport_api.errors import json_response, read_body
 from flareport_api.schemas import Accepted
 from flareport_api.state import Route, context
 from flareport_api.tunnelschemas import RedeployRequest, TunnelDetail, TunnelList
-from flareport_api.usecases import tunnels
+from flareport_api.usecases import audit, tunnels
 
 
 def _tunnel_id(request: web.Request) -> str:
@@ -41,7 +41,8 @@ async def refresh(request: web.Request) -> web.StreamResponse:
 async def restart(request: web.Request) -> web.StreamResponse:
     ctx = context(request)
     await ctx.auth.admin(request)
-    return json_response(await tunnels.restart(ctx, _tunnel_id(request), redeploy=False), status=202)
+    accepted = await tunnels.restart(ctx, _tunnel_id(request), redeploy=False, actor=audit.API_ACTOR)
+    return json_response(accepted, status=202)
 
 
 async def redeploy(request: web.Request) -> web.StreamResponse:
@@ -49,7 +50,8 @@ async def redeploy(request: web.Request) -> web.StreamResponse:
     await ctx.auth.admin(request)
     tunnel_id = _tunnel_id(request)
     body = await read_body(request, RedeployRequest)
-    return json_response(await tunnels.restart(ctx, tunnel_id, redeploy=True, image=body.image), status=202)
+    accepted = await tunnels.restart(ctx, tunnel_id, redeploy=True, actor=audit.API_ACTOR, image=body.image)
+    return json_response(accepted, status=202)
 
 
 _ADMIN = (401, 422, 429)

@@ -58,6 +58,7 @@ async def test_tunnels_are_listed_with_connectors_agent_and_creator_and_only_our
         "field"
     ] == "image"
     assert await intents(api) == [], "refused actions write no intent"
+    assert (await call(api, "GET", "/api/v1/audit", 200))["entries"] == [], "nor an audit entry"
 
     await call(api, "POST", f"/api/v1/tunnels/{OURS}/restart", 202)
     # Another spelling of the image the agent runs is that image.
@@ -67,6 +68,12 @@ async def test_tunnels_are_listed_with_connectors_agent_and_creator_and_only_our
     assert isinstance(restart, TunnelRestartRequested) and (restart.agent_id, restart.image) == ("a1", None)
     assert isinstance(redeploy, TunnelRestartRequested) and redeploy.image == "docker.io/" + IMAGE
     assert isinstance(refresh, TunnelsRefreshRequested)
+    # Who interrupted the tunnel, and when: the audit list, newest first (a refresh changes nothing, so is not in it).
+    audited = (await call(api, "GET", "/api/v1/audit", 200))["entries"]
+    assert [(e["actor"], e["action"], e["target"], e["intent_id"]) for e in audited] == [
+        ("api", "tunnel_redeploy", f"tunnel:{OURS} image:docker.io/{IMAGE}", redeploy.id),
+        ("api", "tunnel_restart", f"tunnel:{OURS}", restart.id),
+    ]
 
 
 async def test_an_agent_key_is_refused_on_every_tunnel_route(api: Api) -> None:

@@ -59,6 +59,8 @@ async def test_only_a_tunnel_flareport_created_can_be_restarted_and_a_forged_pos
     restart, refresh = await stream_messages(ui.redis, ui.keys.intents, IntentMessage)
     assert isinstance(restart, TunnelRestartRequested) and (restart.agent_id, restart.image) == ("a1", None)
     assert isinstance(refresh, TunnelsRefreshRequested)
+    [entry] = await ui.redis.lrange(ui.keys.admin_audit, 0, -1)
+    assert b'"actor":"ui:admin"' in entry and b'"action":"tunnel_restart"' in entry, entry
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ from flareport_api import validation
 from flareport_api.state import ApiContext
 from flareport_api.ui.guards import UI, done, field, form, page, render
 from flareport_api.ui.sessions import Session
-from flareport_api.usecases import tunnels
+from flareport_api.usecases import audit, tunnels
 
 PAGE = "/ui/tunnels"
 
@@ -40,7 +40,7 @@ async def restart(
     request: web.Request, ctx: ApiContext, session: Session, data: MultiDictProxy[Any]
 ) -> web.StreamResponse:
     tunnel_id = _tunnel_id(data)
-    await tunnels.restart(ctx, tunnel_id, redeploy=False)
+    await tunnels.restart(ctx, tunnel_id, redeploy=False, actor=audit.ui_actor(session.user))
     raise await done(request, session, f"Restart of the cloudflared of tunnel {tunnel_id} requested.", data, PAGE)
 
 
@@ -50,7 +50,7 @@ async def redeploy(
 ) -> web.StreamResponse:
     tunnel_id = _tunnel_id(data)
     image = field(data, "image") or None
-    await tunnels.restart(ctx, tunnel_id, redeploy=True, image=image)
+    await tunnels.restart(ctx, tunnel_id, redeploy=True, actor=audit.ui_actor(session.user), image=image)
     said = f" from {image}" if image else ""
     raise await done(
         request, session, f"Redeploy of the cloudflared of tunnel {tunnel_id}{said} requested.", data, PAGE

@@ -7,7 +7,8 @@ done with a tunnel: nothing with one Flareport did not create — it is someone 
 one an agent adopted by id, which other connectors may serve too), and Flareport leaves it as it is — and nothing
 with one no agent runs or whose agent is being decommissioned. The API refuses what the page does not offer, with
 the same reason. The actions go out as intents; the reconciler sends the agent a ``restart_tunnel`` command, or
-the dns-worker a ``refresh_tunnels`` job.
+the dns-worker a ``refresh_tunnels`` job. A restart or redeploy is recorded in the admin audit list with who asked,
+in the transaction of its intent (``usecases.audit``): it interrupts the tunnel's traffic for a moment.
 """
 
 from __future__ import annotations
@@ -19,10 +20,10 @@ import msgspec
 
 from flareport_api import readstore
 from flareport_api.apierror import ApiError, invalid, not_found
-from flareport_api.schemas import Accepted
+from flareport_api.schemas import Accepted, AuditEntry
 from flareport_api.state import ApiContext
 from flareport_api.tunnelschemas import TunnelAction, TunnelConnectorView, TunnelDetail, TunnelList, TunnelView
-from flareport_api.usecases import intents
+from flareport_api.usecases import audit, intents
 from flareport_common import imagerefs, tunnelview
 from flareport_common.env import validate_image
 from flareport_common.errors import SettingsError
@@ -139,14 +140,18 @@ def redeploy_image(image: str | None, tunnel: TunnelView) -> str | None:
     return image
 
 
-async def restart(ctx: ApiContext, tunnel_id: str, *, redeploy: bool, image: str | None = None) -> Accepted:
-    """Replace the agent's cloudflared (a redeploy may name the image, which must be the one it runs)."""
+async def restart(ctx: ApiContext, tunnel_id: str, *, redeploy: bool, actor: str, image: str | None = None) -> Accepted:
+    """Replace the agent's cloudflared (a redeploy may name the image, which must be the one it runs); ``actor`` is
+    who asked, for the audit list."""
     tunnel = (await detail(ctx, tunnel_id)).tunnel
     action: TunnelAction = "redeploy" if redeploy else "restart"
     if action not in tunnel.actions or tunnel.agent_id is None:
         raise ApiError(409, "not_allowed", f"cannot {action} tunnel {tunnel_id}: {tunnel.actions_note}")
     checked = redeploy_image(image, tunnel) if redeploy else None
-    return await intents.send(ctx, TunnelRestartRequested(agent_id=tunnel.agent_id, tunnel_id=tunnel_id, image=checked))
+    intent = TunnelRestartRequested(agent_id=tunnel.agent_id, tunnel_id=tunnel_id, image=checked)
+    target = f"tunnel:{tunnel_id}" + (f" image:{checked}" if checked else "")
+    entry = AuditEntry(at=utcnow(), actor=actor, action=f"tunnel_{action}", target=target, intent_id=intent.id)
+    return await audit.with_intent(ctx, entry, intent)
 
 
 async def refresh(ctx: ApiContext) -> Accepted:
