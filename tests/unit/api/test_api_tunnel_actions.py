@@ -8,6 +8,7 @@ import pytest
 from flareport_api.apierror import ApiError
 from flareport_api.tunnelschemas import TunnelView
 from flareport_api.usecases.tunnels import actions_for, redeploy_image
+from flareport_common.messages.events import TunnelState
 from flareport_common.readmodel import AgentRecord
 
 AGENT = AgentRecord(agent_id="a1", display_name="web host", status="active")
@@ -21,6 +22,11 @@ def test_only_a_tunnel_flareport_created_and_a_running_agent_has_gets_actions() 
     assert actions_for(True, None) == ((), "no agent runs this tunnel")
     leaving = AgentRecord(agent_id="a1", display_name="web host", status="decommissioning")
     assert actions_for(True, leaving) == ((), "its agent web host is decommissioning")
+    external = AgentRecord(
+        agent_id="a1", display_name="web host", status="active", tunnel=TunnelState(container_state="external")
+    )
+    none, why = actions_for(True, external)
+    assert none == () and why is not None and "external cloudflared" in why
 
 
 def _tunnel(image: str | None) -> TunnelView:

@@ -35,6 +35,8 @@ from flareport_common.tunnelview import TunnelInfo, TunnelsDocument
 
 # Agents whose cloudflared a restart may replace: an offline one gets the command when it is back.
 RUNNING_STATUSES = ("pending", "active", "offline")
+# The cloudflared state an agent in external-cloudflared mode reports (flareport_agent.external): it runs none.
+EXTERNAL = "external"
 BOTH: tuple[TunnelAction, ...] = ("restart", "redeploy")
 
 
@@ -46,6 +48,11 @@ def actions_for(created: bool, agent: AgentRecord | None) -> tuple[tuple[TunnelA
         return (), "no agent runs this tunnel"
     if agent.status not in RUNNING_STATUSES:
         return (), f"its agent {agent.display_name} is {agent.status}"
+    if agent.tunnel.container_state == EXTERNAL:
+        return (
+            (),
+            f"its agent {agent.display_name} runs no cloudflared (external cloudflared): restart it where it runs",
+        )
     return BOTH, None
 
 
