@@ -13,7 +13,7 @@ import structlog
 from flareport_common.access import AccessFacts, group_definition
 from flareport_common.keys import Keys
 from flareport_common.messages import AccessGroupUpserted
-from flareport_reconciler.records import text
+from flareport_common.replies import text
 from flareport_reconciler.resolution import AccessCatalog
 
 log = structlog.get_logger("flareport.reconciler.accessgroups")

@@ -28,6 +28,8 @@ from flareport_common.keys import Keys
 from flareport_common.messages.events import Inventory
 from flareport_common.messages.rules import Rule, RuleError
 from flareport_common.readmodel import AgentRecord, ContainerLabelErrors
+from flareport_common.readversion import bump as bump_version
+from flareport_common.replies import text
 from flareport_common.settings import DEFAULT_QUOTAS
 from flareport_reconciler import agentquota
 from flareport_reconciler.agents import retired
@@ -41,7 +43,7 @@ from flareport_reconciler.inventory import (
     event_container_ids,
     label_errors,
 )
-from flareport_reconciler.records import TX_RETRIES, bump_version, decode_agent, raw_bytes, text
+from flareport_reconciler.records import TX_RETRIES, decode_agent, raw_bytes
 from flareport_reconciler.records import encode as encode_doc
 from flareport_reconciler.refresh import HostnameRead, parse_read, read_hostnames_command
 from flareport_reconciler.resolution import Claim, zone_of

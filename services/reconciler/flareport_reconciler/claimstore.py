@@ -18,6 +18,7 @@ from typing import Any
 
 import msgspec
 
+from flareport_common.replies import text
 from flareport_reconciler.resolution import Claim
 
 ASSIGNED = "!assigned"
@@ -43,10 +44,6 @@ def encode_value(claim: Claim) -> bytes:
     return _encoder.encode(claim)
 
 
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
 def decode_value(raw: bytes | str) -> Claim:
     """A stored claim, its time taken from the prefix.
 
@@ -68,8 +65,8 @@ def decode_hash(raw: dict[Any, Any] | list[Any]) -> HostnameClaims:
     claims: list[Claim] = []
     assigned: str | None = None
     for name, value in pairs:
-        if _text(name) == ASSIGNED:
-            assigned = _text(value) or None
+        if text(name) == ASSIGNED:
+            assigned = text(value) or None
             continue
         claims.append(decode_value(value))
     return HostnameClaims(claims, assigned)

@@ -13,10 +13,11 @@ from collections.abc import Iterable, Sequence
 import redis.asyncio as aioredis
 
 from flareport_common.keys import Keys
+from flareport_common.replies import text
 from flareport_reconciler.accessgroups import AccessGroups
 from flareport_reconciler.claims import read_claims
 from flareport_reconciler.jobs import Built, job_for, pruning
-from flareport_reconciler.records import agent_views, text
+from flareport_reconciler.records import agent_views
 from flareport_reconciler.resolution import Decision, resolve_hostname
 from flareport_reconciler.scripts import forget_unclaimed
 from flareport_reconciler.targets import (

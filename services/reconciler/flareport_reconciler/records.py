@@ -9,7 +9,6 @@ or script, which is all the web UI's live updates read to notice a change.
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
@@ -19,10 +18,12 @@ import redis.asyncio as aioredis
 from prometheus_client import Counter
 from redis.exceptions import WatchError
 
+from flareport_common import readversion
 from flareport_common.keys import Keys
 from flareport_common.messages import AgentRegistered
 from flareport_common.messages.cfresults import JobResult
 from flareport_common.readmodel import AgentRecord, RuleRecord
+from flareport_common.replies import text
 from flareport_reconciler.agents import AgentUpdate, PolicyDefaults, view_of
 from flareport_reconciler.resolution import AgentView
 from flareport_reconciler.rules import DocsChange, result_change
@@ -37,11 +38,6 @@ TX_RETRIES = Counter(
 _agent_decoder = msgspec.json.Decoder(AgentRecord)
 _rule_decoder = msgspec.json.Decoder(RuleRecord)
 _encoder = msgspec.json.Encoder()
-
-
-def text(value: Any) -> str:
-    """A Redis reply as text (replies are bytes; the typing says bytes or str)."""
-    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def raw_bytes(value: Any) -> bytes | None:
@@ -82,17 +78,6 @@ async def get_agent(redis: aioredis.Redis, keys: Keys, agent_id: str) -> AgentRe
     return decode_agent(raw_bytes(await redis.get(keys.agent(agent_id))))
 
 
-def version_seed() -> int:
-    """A random start for the read-model counter, used only by the write creating it (``Keys.readmodel_version``)."""
-    return secrets.randbits(52)
-
-
-def bump_version(pipe: aioredis.client.Pipeline, keys: Keys) -> None:
-    """Queue the rise of the read-model counter in ``pipe``'s transaction, next to the write the UI must notice."""
-    pipe.set(keys.readmodel_version, version_seed(), nx=True)
-    pipe.incr(keys.readmodel_version)
-
-
 async def update_agent(redis: aioredis.Redis, keys: Keys, agent_id: str, change: AgentUpdate) -> AgentRecord | None:
     """Apply ``change`` to the agent's record atomically; ``change`` returns None to leave it as it is."""
     key = keys.agent(agent_id)
@@ -108,7 +93,7 @@ async def update_agent(redis: aioredis.Redis, keys: Keys, agent_id: str, change:
                 pipe.multi()  # type: ignore[no-untyped-call]
                 pipe.set(key, encode(new))
                 pipe.sadd(keys.agents_index, agent_id)
-                bump_version(pipe, keys)
+                readversion.bump(pipe, keys)
                 await pipe.execute()
                 return new
             except WatchError:
@@ -138,7 +123,7 @@ async def update_rules(redis: aioredis.Redis, keys: Keys, rule_keys: Iterable[st
         if not any(writes):
             return
         documents = [DocumentWrite(n, raw_bytes(r) or b"", w) for n, r, w in zip(names, raws, writes, strict=True)]
-        if await write_rules(redis, keys, documents, version_seed()) == Written.WRITTEN:
+        if await write_rules(redis, keys, documents, readversion.seed()) == Written.WRITTEN:
             return
         TX_RETRIES.labels("rules").inc()
 

@@ -31,10 +31,11 @@ from prometheus_client import Counter
 
 from flareport_common.keys import Keys
 from flareport_common.readmodel import AgentRecord, RuleRecord
+from flareport_common.readversion import seed as version_seed
 from flareport_reconciler.accessgroups import AccessGroups
 from flareport_reconciler.agents import view_of
 from flareport_reconciler.claimstore import decode_hash
-from flareport_reconciler.records import TX_RETRIES, agent_views, decode_rule, raw_bytes, version_seed
+from flareport_reconciler.records import TX_RETRIES, agent_views, decode_rule, raw_bytes
 from flareport_reconciler.records import encode as encode_doc
 from flareport_reconciler.refreshscripts import (
     HostnameFinish,

@@ -15,9 +15,10 @@ import redis.asyncio as aioredis
 from redis.exceptions import WatchError
 
 from flareport_common.keys import Keys
+from flareport_common.replies import text
 from flareport_reconciler.claims import pending_member
 from flareport_reconciler.inventory import ContainerEntry, newest_seq
-from flareport_reconciler.records import TX_RETRIES, raw_bytes, text
+from flareport_reconciler.records import TX_RETRIES, raw_bytes
 from flareport_reconciler.scripts import DeleteDue, DueDeletion
 
 _entry_decoder = msgspec.json.Decoder(ContainerEntry)
