@@ -1,5 +1,4 @@
-"""What an admin may do with a tunnel (pure): nothing with one Flareport did not create, or that no running agent
-has; and a redeploy's image must name the image the agent runs, in any spelling of it."""
+"""What an admin may do with a tunnel (pure): nothing with one no running agent has (a foreign tunnel included); and a redeploy's image must name the image the agent runs, in any spelling of it."""
 
 from __future__ import annotations
 
@@ -17,8 +16,10 @@ AGENT = AgentRecord(agent_id="a1", display_name="web host", status="active")
 def test_only_a_tunnel_flareport_created_and_a_running_agent_has_gets_actions() -> None:
     assert actions_for(True, AGENT) == (("restart", "redeploy"), None)
     assert actions_for(True, AgentRecord(agent_id="a1", display_name="web host", status="offline"))[0]
-    none, why = actions_for(False, AGENT)
+    none, why = actions_for(False, None)
     assert none == () and why is not None and "not created by Flareport" in why
+    # Adopted at enrolment (e.g. DockFlare's tunnel): the agent's own cloudflared may still be restarted.
+    assert actions_for(False, AGENT) == (("restart", "redeploy"), None)
     assert actions_for(True, None) == ((), "no agent runs this tunnel")
     leaving = AgentRecord(agent_id="a1", display_name="web host", status="decommissioning")
     assert actions_for(True, leaving) == ((), "its agent web host is decommissioning")

@@ -3,9 +3,10 @@ them: restart or redeploy an agent's cloudflared, list the tunnels again now.
 
 The read model holds Cloudflare's view only; which agent runs a tunnel (``Keys.tunnel_agents``) and whether Flareport
 created it (``Keys.cf_created_tunnels``) are joined in here, at read time. ``actions_for`` (pure) decides what may be
-done with a tunnel: nothing with one Flareport did not create — it is someone else's (a dashboard-made tunnel, or
-one an agent adopted by id, which other connectors may serve too), and Flareport leaves it as it is — and nothing
-with one no agent runs or whose agent is being decommissioned. The API refuses what the page does not offer, with
+done with a tunnel: nothing with one no agent runs (a tunnel Flareport did not create and no agent was enrolled on
+is someone else's, and Flareport leaves it as it is) or whose agent is being decommissioned. A tunnel an agent was
+enrolled on by id (adopted, e.g. DockFlare's) gets the actions: they replace only that agent's own cloudflared
+container and touch nothing in Cloudflare; other connectors serving the tunnel keep running. The API refuses what the page does not offer, with
 the same reason. The actions go out as intents; the reconciler sends the agent a ``restart_tunnel`` command, or
 the dns-worker a ``refresh_tunnels`` job. A restart or redeploy is recorded in the admin audit list with who asked,
 in the transaction of its intent (``usecases.audit``): it interrupts the tunnel's traffic for a moment.
@@ -42,10 +43,12 @@ BOTH: tuple[TunnelAction, ...] = ("restart", "redeploy")
 
 def actions_for(created: bool, agent: AgentRecord | None) -> tuple[tuple[TunnelAction, ...], str | None]:
     """What an admin may do with a tunnel, and why not when nothing."""
-    if not created:
-        return (), "not created by Flareport: left as it is (no restart or redeploy)"
     if agent is None:
+        if not created:
+            return (), "not created by Flareport: left as it is (no restart or redeploy)"
         return (), "no agent runs this tunnel"
+    # An agent runs it (a tunnel it created, or one adopted at enrolment, e.g. DockFlare's): a restart or redeploy
+    # replaces only that agent's own cloudflared container; the tunnel in Cloudflare is not touched.
     if agent.status not in RUNNING_STATUSES:
         return (), f"its agent {agent.display_name} is {agent.status}"
     if agent.tunnel.container_state == EXTERNAL:
