@@ -145,3 +145,25 @@ def test_an_admin_deletes_a_stopped_containers_rule_before_its_grace_period_ends
     [entry] = stack.admin("GET", "/api/v1/audit")["entries"]
     assert (entry["actor"], entry["target"], entry["intent_id"]) == ("api", "gone.example.test", accepted["intent_id"])
     gone.remove(force=True)
+
+
+def test_an_admin_override_wins_over_labels_until_reverted(stack: E2EStack) -> None:
+    host = stack.hosts["host1"]
+    agent_id = stack.agents()[0]["agent_id"]
+    tunnel_id = stack.agent(agent_id)["tunnel_id"]
+    assert tunnel_id, "the first test enrols the agent"
+    app = host.labelled("over", "over.example.test", stack.image)
+    stack.wait_published(tunnel_id, {"over.example.test": "http://over:80"})
+
+    stack.admin("PUT", "/api/v1/rules/over.example.test/override", {"service": "http://over:8080"})
+    stack.wait_published(tunnel_id, {"over.example.test": "http://over:8080"}, timeout=30)
+    [rule] = stack.rules_of("over.example.test")
+    assert rule["overridden"] == ["service"]
+    # The agent reporting the container again (its labels unchanged) does not undo the admin's override.
+    app.restart(timeout=1)
+    stack.wait_idle()
+    stack.wait_published(tunnel_id, {"over.example.test": "http://over:8080"}, timeout=30)
+
+    stack.admin("POST", "/api/v1/rules/over.example.test/revert", {})
+    stack.wait_published(tunnel_id, {"over.example.test": "http://over:80"}, timeout=30)
+    app.remove(force=True)

@@ -11,6 +11,7 @@ import pytest
 from flareport_common import messages as m
 from flareport_common.messages import cfjobs, intents
 from flareport_common.messages.base import Message
+from flareport_common.messages.rules import AccessSpec, RuleOverride
 
 STREAM_UNIONS: dict[str, Any] = {
     "events": m.EventMessage,
@@ -44,6 +45,10 @@ SAMPLES: list[Message] = [
     m.ManualRuleUpserted(rule_id="r1", rule=RULE, tunnel_id="t"),
     m.ManualRuleDeleted(rule_id="r1"),
     intents.RuleForceDeleted(hostname="app.example.com", path="/api", requested_by="ui:admin"),
+    intents.RuleOverrideSet(
+        hostname="app.example.com", path="/api", override=RuleOverride(service="http://b:80", access=AccessSpec())
+    ),
+    intents.RuleOverrideCleared(hostname="app.example.com"),
     m.AccessGroupUpserted(group_id="g", name="staff", include=({"email_domain": {"domain": "example.com"}},)),
     m.AccessGroupDeleted(group_id="g"),
     m.ReconcileRequested(scope="zone:example.com"),

@@ -24,7 +24,7 @@ SERVICES: dict[str, tuple[str, str]] = {
 ADMIN: dict[str, tuple[str, str]] = {
     "keys": ("flareport_cli.admin.keys", "agent keys: create, ls, show, revoke, roll"),
     "agents": ("flareport_cli.admin.agents", "agents: ls, show, enroll, rename, decommission, rm"),
-    "rules": ("flareport_cli.admin.rules", "published rules and their state: ls, show, adopt, delete --force"),
+    "rules": ("flareport_cli.admin.rules", "published rules: ls, show, adopt, delete --force, override, revert"),
     "hostnames": ("flareport_cli.admin.hostnames", "settle a contested hostname: assign, unassign"),
     "tunnels": ("flareport_cli.admin.tunnels", "the account's tunnels: ls, show, refresh, restart, redeploy"),
     "manual-rules": ("flareport_cli.admin.manual_rules", "rules without a container: ls, show, create, update, rm"),

@@ -161,6 +161,12 @@ class Keys:
         return f"{self.prefix}recovery:released"
 
     @property
+    def api_rule_overrides(self) -> str:
+        """Hash rule key (hostname + path) -> the admin's override of that container rule as last written (the
+        reconciler gets it as an intent and keeps it in the hostname's claims hash)."""
+        return f"{self.prefix}api:rule-overrides"
+
+    @property
     def api_manual_rules(self) -> str:
         """Hash rule_id -> the admin's manual rule as last written (the reconciler gets it as an intent)."""
         return f"{self.prefix}api:manual-rules"

@@ -81,6 +81,8 @@ class RuleRecord(msgspec.Struct, kw_only=True, omit_defaults=True):
     error: str | None = None  # the reason, for status error / conflict
     error_code: int | None = None  # Cloudflare's code when Cloudflare refused it
     delete_at: datetime | None = None  # for pending_deletion
+    # The fields ("service", "origin", "access") an admin's override set instead of the container's labels.
+    overridden: tuple[str, ...] = ()
     dns_state: str | None = None  # "active" | "error" | "conflict" | None (not yet applied)
     ingress_state: str | None = None
     access_state: str | None = None

@@ -17,16 +17,17 @@ from flareport_api.schemas import (
     AccessGroupCreateRequest,
     AccessGroupList,
     AccessGroupRequest,
-    ForceDeleteRequest,
     ManualRule,
     ManualRuleList,
     ManualRuleRequest,
     RuleList,
+    RuleOverrideRequest,
+    RulePathRequest,
     RuleView,
     view,
 )
 from flareport_api.state import QueryParam, Route, context
-from flareport_api.usecases import accessgroups, adoption, audit, forcedelete, manualrules, rules
+from flareport_api.usecases import accessgroups, adoption, audit, forcedelete, manualrules, overrides, rules
 from flareport_api.usecases.rules import RULE_SOURCES, RULE_STATUSES
 
 # ---- read model ----------------------------------------------------------------------------------------------
@@ -70,8 +71,26 @@ async def force_delete_rule(request: web.Request) -> web.StreamResponse:
     ctx = context(request)
     await ctx.auth.admin(request)
     host = validation.hostname(request.match_info["hostname"], "hostname")
-    body = await read_body(request, ForceDeleteRequest)
+    body = await read_body(request, RulePathRequest)
     return json_response(await forcedelete.force_delete(ctx, host, body.path, audit.API_ACTOR), status=202)
+
+
+async def override_rule(request: web.Request) -> web.StreamResponse:
+    """Override a container rule's service, origin options or Access (``usecases.overrides``)."""
+    ctx = context(request)
+    await ctx.auth.admin(request)
+    host = validation.hostname(request.match_info["hostname"], "hostname")
+    body = await read_body(request, RuleOverrideRequest)
+    return json_response(await overrides.put(ctx, host, body), status=202)
+
+
+async def revert_rule(request: web.Request) -> web.StreamResponse:
+    """Drop the admin's override: the rule is what its container's labels say again."""
+    ctx = context(request)
+    await ctx.auth.admin(request)
+    host = validation.hostname(request.match_info["hostname"], "hostname")
+    body = await read_body(request, RulePathRequest)
+    return json_response(await overrides.revert(ctx, host, body.path), status=202)
 
 
 # ---- manual rules --------------------------------------------------------------------------------------------
@@ -174,7 +193,13 @@ ROUTES = [
           "rules", "admin", None, Accepted, status=202, errors=(404, 409, *_ADMIN)),
     Route("POST", "/api/v1/rules/{hostname}/force-delete", force_delete_rule,
           "Delete a rule in pending_deletion now, without waiting for its grace period", "rules", "admin",
-          ForceDeleteRequest, Accepted, status=202, errors=(404, 409, *_WRITE)),
+          RulePathRequest, Accepted, status=202, errors=(404, 409, *_WRITE)),
+    Route("PUT", "/api/v1/rules/{hostname}/override", override_rule,
+          "Override a container rule's service, origin options or Access over its labels", "rules", "admin",
+          RuleOverrideRequest, Accepted, status=202, errors=(404, 409, *_WRITE)),
+    Route("POST", "/api/v1/rules/{hostname}/revert", revert_rule,
+          "Revert a container rule to its labels (drop the admin's override)", "rules", "admin",
+          RulePathRequest, Accepted, status=202, errors=(404, *_WRITE)),
     Route("GET", "/api/v1/manual-rules", list_manual, "Manual rules", "manual rules", "admin", None, ManualRuleList,
           errors=(401, 429)),
     Route("POST", "/api/v1/manual-rules", create_manual, "Create a manual rule", "manual rules", "admin",

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 import msgspec
 
 from flareport_api.quotas import QuotaRefusal
-from flareport_common.messages.rules import AccessSpec, OriginOptions, Rule
+from flareport_common.messages.rules import AccessSpec, OriginOptions, Rule, RuleOverride
 from flareport_common.readmodel import AgentRecord, CommandRecord, RuleRecord
 from flareport_common.validate import ACCESS_RULE_TYPES
 
@@ -69,6 +69,10 @@ class KeyCreated(msgspec.Struct, frozen=True, kw_only=True):
 
     key: str
     info: KeyInfo
+    # For the agent's host (flareport_common.onboarding): its .env (the master's URL as this request reached it,
+    # and the key), and a compose file that reads both from that .env and holds no secret itself.
+    env: str = ""
+    compose: str = ""
 
 
 class KeyList(msgspec.Struct, frozen=True, kw_only=True):
@@ -132,10 +136,29 @@ class Accepted(msgspec.Struct, frozen=True, kw_only=True):
     stream_id: str
 
 
-class ForceDeleteRequest(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    """Which rule of the hostname to delete now: its path, or none for the rule without a path."""
+class RulePathRequest(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Which rule of the hostname (force delete, revert): its path, or none for the rule without a path."""
 
     path: str | None = None
+
+
+class RuleOverrideRequest(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """An admin's override of a container rule (its path: none for the rule without one). A field left out keeps
+    what the labels say; ``access: {}`` means no Access app whatever the labels ask for."""
+
+    path: str | None = None
+    service: str | None = None
+    origin: OriginInput | None = None
+    access: AccessInput | None = None
+
+
+class RuleOverrideRecord(msgspec.Struct, frozen=True, kw_only=True):
+    """An override as the API keeps it (``Keys.api_rule_overrides``)."""
+
+    hostname: str
+    path: str | None = None
+    override: RuleOverride
+    updated_at: datetime
 
 
 class AuditEntry(msgspec.Struct, frozen=True, kw_only=True):

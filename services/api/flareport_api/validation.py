@@ -39,6 +39,8 @@ duration = _as_api_error(validate.duration)
 text = _as_api_error(validate.text)
 rule = _as_api_error(validate.rule)
 path = _as_api_error(validate.path)
+origin = _as_api_error(validate.origin)
+access = _as_api_error(validate.access)
 
 
 def path_id(value: str, what: str) -> str:

@@ -45,6 +45,8 @@ from flareport_common.messages.intents import (
     AgentKeysRevoked,
     HostnameAssigned,
     RuleForceDeleted,
+    RuleOverrideCleared,
+    RuleOverrideSet,
     TunnelRestartRequested,
     TunnelsRefreshRequested,
 )
@@ -52,6 +54,7 @@ from flareport_common.settings import ReconcilerSettings
 from flareport_common.streams import Delivery
 from flareport_reconciler.agentcases import AgentCases
 from flareport_reconciler.forcedeletes import ForceDeletions
+from flareport_reconciler.overrides import RuleOverrides
 from flareport_reconciler.spine import Spine
 from flareport_reconciler.tunnelcases import TunnelCases
 
@@ -63,6 +66,7 @@ class Reconciler:
         self.spine = spine = Spine(redis, keys, settings)
         self.agents = agents = AgentCases(spine)
         forced = ForceDeletions(spine)
+        overrides = RuleOverrides(spine)
         tunnels = TunnelCases(spine.emit)
         # For the failover healer (``failover``), which works on a replica as a whole.
         self.redis, self.keys, self.settings = redis, keys, settings
@@ -90,6 +94,8 @@ class Reconciler:
             ManualRuleUpserted: spine.manual_rule_upserted,
             ManualRuleDeleted: spine.manual_rule_deleted,
             RuleForceDeleted: forced.rule_force_deleted,
+            RuleOverrideSet: overrides.set,
+            RuleOverrideCleared: overrides.cleared,
             AccessGroupUpserted: spine.access_group,
             AccessGroupDeleted: spine.access_group,
             ReconcileRequested: spine.reconcile_requested,

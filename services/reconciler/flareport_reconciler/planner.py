@@ -64,7 +64,7 @@ class Planner:
         catalog = await self._access.catalog()
         decisions: list[Decision] = []
         for host in per_host:
-            decisions.extend(resolve_hostname(host.claims, agents, assigned=host.assigned, catalog=catalog))
+            decisions.extend(resolve_hostname(host.effective, agents, assigned=host.assigned, catalog=catalog))
         return decisions
 
     async def build(self, target: Target) -> Built:

@@ -184,7 +184,7 @@ class Refresher:
         touched_by: dict[str, set[Target]] = {}  # document -> the targets its hostname touches now
         for hostname in names:
             host = per_host[hostname]
-            decisions = resolve_hostname(host.claims, agents, assigned=host.assigned, catalog=catalog)
+            decisions = resolve_hostname(host.effective, agents, assigned=host.assigned, catalog=catalog)
             docs = {doc_key(d): template(d) for d in decisions}
             held.update({doc_key(d): (d.reason or "").split(":", 1)[0] for d in decisions if d.verdict == "blocked"})
             all_docs.update(docs)

@@ -54,6 +54,9 @@ class Claim(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     container_name: str | None = None
     manual_rule_id: str | None = None
     delete_at: float | None = None  # set while the container is stopped (grace period)
+    # The fields an admin's override set instead of the labels (``claimstore.HostnameClaims.effective``); never
+    # stored with the claim.
+    overridden: tuple[str, ...] = ()
 
     @property
     def claim_id(self) -> str:

@@ -74,6 +74,7 @@ def template(d: Decision) -> RuleRecord:
         origin=rule.origin,
         access=rule.access,
         delete_at=to_datetime(claim.delete_at),
+        overridden=claim.overridden,
     )
     if d.verdict == "conflict":
         doc.status, doc.error = "conflict", d.reason

@@ -5,6 +5,7 @@ returns exactly what the table shows. ``show`` lists every path of one hostname 
 (DNS, tunnel ingress, Access) and the reason when Cloudflare or a conflict stopped it. ``adopt`` takes over the
 foreign DNS records on a hostname in conflict (an admin's one-time grant, used by the dns-worker's next sync).
 ``delete --force`` removes a rule in ``pending_deletion`` now instead of at the end of its grace period.
+``override`` sets a container rule's service, origin options or Access over its labels; ``revert`` drops that.
 """
 
 from __future__ import annotations
@@ -113,6 +114,50 @@ def _delete(ctx: Context, args: argparse.Namespace) -> int:
     return ctx.emit(ctx.client.post(f"/api/v1/rules/{quote(hostname)}/force-delete", body), human)
 
 
+SWITCHES = ("no_tls_verify", "http2_origin", "disable_chunked_encoding", "match_sni_to_host")
+
+
+def override_body(args: argparse.Namespace, path: str | None) -> dict[str, Any]:
+    """The override the options describe; an option left out keeps what the labels say."""
+    body: dict[str, Any] = {} if path is None else {"path": path}
+    if args.service:
+        body["service"] = args.service
+    origin: dict[str, Any] = {name: getattr(args, name) == "on" for name in SWITCHES if getattr(args, name)}
+    for name in ("origin_server_name", "http_host_header"):
+        if getattr(args, name):
+            origin[name] = getattr(args, name)
+    if origin:
+        body["origin"] = origin
+    if args.no_access:
+        body["access"] = {}
+    elif args.access_policy or args.access_groups:
+        groups = [g for g in (args.access_groups or "").replace(",", " ").split() if g]
+        body["access"] = {"policy": args.access_policy, "groups": groups} if args.access_policy else {"groups": groups}
+    return body
+
+
+def _override(ctx: Context, args: argparse.Namespace) -> int:
+    hostname, path = split_rule(args.rule)
+
+    def human(accepted: dict[str, Any]) -> None:
+        print(
+            f"{args.rule}: overridden (intent {accepted['intent_id']}); its labels no longer decide what you set, "
+            f"until `flareport rules revert {args.rule}`."
+        )
+
+    return ctx.emit(ctx.client.put(f"/api/v1/rules/{quote(hostname)}/override", override_body(args, path)), human)
+
+
+def _revert(ctx: Context, args: argparse.Namespace) -> int:
+    hostname, path = split_rule(args.rule)
+
+    def human(accepted: dict[str, Any]) -> None:
+        print(f"{args.rule}: back to its labels (intent {accepted['intent_id']}).")
+
+    body = {} if path is None else {"path": path}
+    return ctx.emit(ctx.client.post(f"/api/v1/rules/{quote(hostname)}/revert", body), human)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser, actions = group_parser("rules", "Published rules (from containers and manual rules) and their state.")
     ls = action(actions, "ls", "list rules", _list, aliases=["list"])
@@ -141,6 +186,23 @@ def build_parser() -> argparse.ArgumentParser:
     )
     delete.add_argument("rule", metavar="HOSTNAME[/PATH]")
     delete.add_argument("--force", action="store_true", help="skip the rest of the grace period (required)")
+    override = action(
+        actions,
+        "override",
+        "set a container rule's service, origin options or Access over what its labels say (until revert)",
+        _override,
+    )
+    override.add_argument("rule", metavar="HOSTNAME[/PATH]")
+    override.add_argument("--service", help="the origin service, e.g. https://app:8443")
+    override.add_argument("--origin-server-name", help="the TLS server name to expect from the origin")
+    override.add_argument("--http-host-header", help="the Host header to send to the origin")
+    for name in SWITCHES:
+        override.add_argument("--" + name.replace("_", "-"), choices=("on", "off"), help="cloudflared's " + name)
+    override.add_argument("--access-policy", choices=("bypass", "authenticate", "default_tld"))
+    override.add_argument("--access-groups", help="Access group ids, comma-separated")
+    override.add_argument("--no-access", action="store_true", help="no Access app, whatever the labels ask for")
+    revert = action(actions, "revert", "drop the override: the rule follows its container's labels again", _revert)
+    revert.add_argument("rule", metavar="HOSTNAME[/PATH]")
     return parser
 
 

@@ -9,7 +9,7 @@ from typing import Any, Literal
 import msgspec
 
 from flareport_common.messages.base import Message
-from flareport_common.messages.rules import Rule
+from flareport_common.messages.rules import Rule, RuleOverride
 
 
 class AgentEnrolled(Message, frozen=True, kw_only=True, tag="agent_enrolled"):
@@ -109,6 +109,22 @@ class RuleForceDeleted(Message, frozen=True, kw_only=True, tag="rule_force_delet
     requested_by: str = ""
 
 
+class RuleOverrideSet(Message, frozen=True, kw_only=True, tag="rule_override_set"):
+    """An admin overrides what container labels say for ``hostname + path`` (``RuleOverride``): it replaces any
+    earlier override of that rule and applies to whichever container publishes it, until reverted."""
+
+    hostname: str
+    path: str | None = None
+    override: RuleOverride
+
+
+class RuleOverrideCleared(Message, frozen=True, kw_only=True, tag="rule_override_cleared"):
+    """Revert to labels: the rule ``hostname + path`` is again what its container's labels say."""
+
+    hostname: str
+    path: str | None = None
+
+
 class AccessGroupUpserted(Message, frozen=True, kw_only=True, tag="access_group_upserted"):
     """A reusable Access policy referenced by ``access.group(s)`` labels."""
 
@@ -158,6 +174,8 @@ IntentMessage = (
     | ManualRuleUpserted
     | ManualRuleDeleted
     | RuleForceDeleted
+    | RuleOverrideSet
+    | RuleOverrideCleared
     | AccessGroupUpserted
     | AccessGroupDeleted
     | ReconcileRequested

@@ -39,6 +39,20 @@ class AccessSpec(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     custom_rules: tuple[dict[str, Any], ...] = ()
 
 
+class RuleOverride(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """An admin's override of what a container's labels say for one hostname + path; a field left ``None`` keeps
+    the labels' value. ``access=AccessSpec()`` (empty) means "no Access app", whatever the labels ask for. Admin
+    state: it wins over the agent's labels until the admin reverts it, and no agent can set or clear it."""
+
+    service: str | None = None
+    origin: OriginOptions | None = None
+    access: AccessSpec | None = None
+
+    def fields(self) -> tuple[str, ...]:
+        """The names of the fields it overrides, for the rule document."""
+        return tuple(name for name in ("service", "origin", "access") if getattr(self, name) is not None)
+
+
 class Rule(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     """One hostname (+ optional path) routed to one origin service."""
 

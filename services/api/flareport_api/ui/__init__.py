@@ -14,7 +14,7 @@ from importlib import resources
 from aiohttp import web
 
 from flareport_api.state import CONTEXT, SETTINGS
-from flareport_api.ui import actions, backups, live, login, oidc, pages, ruleactions, tunnels
+from flareport_api.ui import actions, backups, live, login, oidc, pages, ruleactions, ruleoverride, tunnels
 from flareport_api.ui.guards import JINJA, UI, UiContext, environment
 from flareport_api.ui.sessions import LoginBrake, Sessions, admin_password_hash
 
@@ -77,6 +77,9 @@ def setup(app: web.Application) -> None:
         ("POST", "/ui/dead-letters/replay", actions.replay, "dead-letter-replay"),
         ("POST", "/ui/reconcile", actions.reconcile, "reconcile"),
         ("POST", "/ui/rules/force-delete", ruleactions.force_delete, "rule-force-delete"),
+        ("GET", "/ui/rules/override", ruleoverride.override_page, "rule-override"),
+        ("POST", "/ui/rules/override", ruleoverride.save_override, "rule-override-save"),
+        ("POST", "/ui/rules/revert", ruleoverride.revert_override, "rule-revert"),
         ("GET", "/ui/backup", backups.backup_page, "backup"),
         ("GET", "/ui/backup/download", backups.download, "backup-download"),
         ("POST", "/ui/backup/restore", backups.restore, "backup-restore"),
