@@ -81,7 +81,7 @@ async def override_rule(request: web.Request) -> web.StreamResponse:
     await ctx.auth.admin(request)
     host = validation.hostname(request.match_info["hostname"], "hostname")
     body = await read_body(request, RuleOverrideRequest)
-    return json_response(await overrides.put(ctx, host, body), status=202)
+    return json_response(await overrides.put(ctx, host, body, audit.API_ACTOR), status=202)
 
 
 async def revert_rule(request: web.Request) -> web.StreamResponse:
@@ -90,7 +90,7 @@ async def revert_rule(request: web.Request) -> web.StreamResponse:
     await ctx.auth.admin(request)
     host = validation.hostname(request.match_info["hostname"], "hostname")
     body = await read_body(request, RulePathRequest)
-    return json_response(await overrides.revert(ctx, host, body.path), status=202)
+    return json_response(await overrides.revert(ctx, host, body.path, audit.API_ACTOR), status=202)
 
 
 # ---- manual rules --------------------------------------------------------------------------------------------

@@ -66,3 +66,8 @@ async def test_override_and_revert_of_a_container_rule(api: Api) -> None:
     )
     assert (cleared.hostname, cleared.path) == ("app.example.com", None)
     assert await api.redis.hlen(api.keys.api_rule_overrides) == 0, "reverted: nothing kept"
+    audit = (await (await api.client.get("/api/v1/audit", headers=api.admin)).json())["entries"]
+    assert [(e["actor"], e["action"], e["target"], e["intent_id"]) for e in audit] == [
+        ("api", "rule_override_cleared", "app.example.com", cleared.id),
+        ("api", "rule_override_set", "app.example.com", set_.id),
+    ], "who overrode and reverted the rule, newest first; refusals recorded nothing"

@@ -9,10 +9,12 @@ import os
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
+import msgspec
 import pytest
 import redis.asyncio as aioredis
 from playwright.async_api import Browser, Dialog, async_playwright, expect
 
+from flareport_api.schemas import AuditEntry
 from flareport_cli.localredis import LocalRedis
 from flareport_common.keys import Keys
 from flareport_common.messages.intents import IntentMessage, RuleOverrideCleared, RuleOverrideSet
@@ -104,3 +106,9 @@ async def test_override_and_revert_in_a_real_browser(
     assert (set_.hostname, set_.path) == (cleared.hostname, cleared.path) == ("app.example.com", "/api")
     expected = RuleOverride(service="https://app:8443", origin=OriginOptions(no_tls_verify=True), access=AccessSpec())
     assert set_.override == expected
+    audit = [(e.actor, e.action) for e in await recent(redis, keys)]
+    assert audit == [("ui:admin", "rule_override_cleared"), ("ui:admin", "rule_override_set")]
+
+
+async def recent(redis: aioredis.Redis, keys: Keys) -> list[AuditEntry]:
+    return [msgspec.json.decode(raw, type=AuditEntry) for raw in await redis.lrange(keys.admin_audit, 0, -1)]

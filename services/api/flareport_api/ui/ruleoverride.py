@@ -17,7 +17,7 @@ from flareport_api.state import ApiContext
 from flareport_api.ui.guards import UI, FormError, done, field, form, page, render
 from flareport_api.ui.pages import ORIGIN_FLAGS
 from flareport_api.ui.sessions import Session
-from flareport_api.usecases import overrides
+from flareport_api.usecases import audit, overrides
 from flareport_common.readmodel import RuleRecord
 
 Form = MultiDictProxy[Any]
@@ -84,12 +84,12 @@ def _key(data: Form) -> tuple[str, str | None, str]:
 @form("/ui/")
 async def save_override(request: web.Request, ctx: ApiContext, session: Session, data: Form) -> web.StreamResponse:
     hostname, path, key = _key(data)
-    await overrides.put(ctx, hostname, _body(data, path))
+    await overrides.put(ctx, hostname, _body(data, path), audit.ui_actor(session.user))
     raise await done(request, session, f"Override of {key} saved.", data, page_of(key))
 
 
 @form("/ui/")
 async def revert_override(request: web.Request, ctx: ApiContext, session: Session, data: Form) -> web.StreamResponse:
     hostname, path, key = _key(data)
-    await overrides.revert(ctx, hostname, path)
+    await overrides.revert(ctx, hostname, path, audit.ui_actor(session.user))
     raise await done(request, session, f"{key} follows its labels again.", data, page_of(key))

@@ -1,5 +1,5 @@
 """The admin audit list: admin actions recorded with who asked and when (``GET /api/v1/audit``, ``flareport
-audit``, the web UI's dashboard).
+audit``, the web UI's dashboard): a rule's forced deletion, a rule's override and its revert to labels.
 
 An entry is written in the same transaction as the intent it stands for, so the list never claims an action
 that was not sent, nor misses one that was. The list is capped (newest first): it answers "who did this
@@ -7,6 +7,8 @@ recently", not a compliance archive (the API's log has every request).
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import msgspec
 
@@ -29,9 +31,25 @@ def ui_actor(user: str) -> str:
     return f"ui:{user}"
 
 
-async def with_intent(ctx: ApiContext, entry: AuditEntry, intent: Message) -> Accepted:
-    """Record ``entry`` and send ``intent`` in one transaction."""
+@dataclass(frozen=True, slots=True)
+class Declaration:
+    """A field of one of the API's declaration hashes to set (``value``) or delete (``None``) with the intent."""
+
+    hash_key: str
+    field: str
+    value: bytes | None
+
+
+async def with_intent(
+    ctx: ApiContext, entry: AuditEntry, intent: Message, declaration: Declaration | None = None
+) -> Accepted:
+    """Record ``entry``, write ``declaration`` if any and send ``intent``, in one transaction."""
     pipe = ctx.redis.pipeline(transaction=True)
+    if declaration is not None:
+        if declaration.value is None:
+            pipe.hdel(declaration.hash_key, declaration.field)
+        else:
+            pipe.hset(declaration.hash_key, declaration.field, declaration.value)
     pipe.lpush(ctx.keys.admin_audit, _encoder.encode(entry))
     pipe.ltrim(ctx.keys.admin_audit, 0, AUDIT_LIMIT - 1)
     readversion.bump(pipe, ctx.keys)  # the dashboard shows the newest entries

@@ -15,9 +15,9 @@ import msgspec
 
 from flareport_api import validation
 from flareport_api.apierror import ApiError, not_found
-from flareport_api.schemas import Accepted, RuleOverrideRecord, RuleOverrideRequest
+from flareport_api.schemas import Accepted, AuditEntry, RuleOverrideRecord, RuleOverrideRequest
 from flareport_api.state import ApiContext
-from flareport_api.usecases import intents
+from flareport_api.usecases import audit
 from flareport_common.messages.base import utcnow
 from flareport_common.messages.intents import RuleOverrideCleared, RuleOverrideSet
 from flareport_common.messages.rules import AccessSpec, OriginOptions, RuleOverride
@@ -61,23 +61,27 @@ async def stored(ctx: ApiContext, key: str) -> RuleOverrideRecord | None:
     return None if raw is None else msgspec.json.decode(raw, type=RuleOverrideRecord)
 
 
-async def put(ctx: ApiContext, hostname: str, body: RuleOverrideRequest) -> Accepted:
+async def put(ctx: ApiContext, hostname: str, body: RuleOverrideRequest, actor: str) -> Accepted:
     """Override the container rule ``hostname + body.path`` (hostname already validated); 404 when no rule has
-    that key, 409 for a manual rule."""
+    that key, 409 for a manual rule. Recorded in the audit list as ``actor``'s."""
     override = checked(body)
     key = hostname + (body.path or "")
     await _container_rule(ctx, key)
-    record = RuleOverrideRecord(hostname=hostname, path=body.path, override=override, updated_at=utcnow())
+    now = utcnow()
+    record = RuleOverrideRecord(hostname=hostname, path=body.path, override=override, updated_at=now)
     intent = RuleOverrideSet(hostname=hostname, path=body.path, override=override)
-    return await intents.store_with(ctx, ctx.keys.api_rule_overrides, key, _encoder.encode(record), intent)
+    entry = AuditEntry(at=now, actor=actor, action="rule_override_set", target=key, intent_id=intent.id)
+    declaration = audit.Declaration(ctx.keys.api_rule_overrides, key, _encoder.encode(record))
+    return await audit.with_intent(ctx, entry, intent, declaration)
 
 
-async def revert(ctx: ApiContext, hostname: str, path: str | None) -> Accepted:
-    """Back to what the labels say; 404 when the rule has no override."""
+async def revert(ctx: ApiContext, hostname: str, path: str | None, actor: str) -> Accepted:
+    """Back to what the labels say; 404 when the rule has no override. Recorded in the audit list."""
     if path is not None:
         validation.path(path, "path")
     key = hostname + (path or "")
     if await stored(ctx, key) is None:
         raise not_found("rule override", key)
     intent = RuleOverrideCleared(hostname=hostname, path=path)
-    return await intents.store_with(ctx, ctx.keys.api_rule_overrides, key, None, intent)
+    entry = AuditEntry(at=utcnow(), actor=actor, action="rule_override_cleared", target=key, intent_id=intent.id)
+    return await audit.with_intent(ctx, entry, intent, audit.Declaration(ctx.keys.api_rule_overrides, key, None))
