@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import html
 import os
+import tempfile
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -25,6 +26,12 @@ from fptest.cli_helpers import api_process
 
 from .conftest import PASSWORD, Ui, put_rule
 
+# The documentation's screenshot is rewritten only on request (as in test_ui_browser).
+SHOTS = (
+    Path(__file__).resolve().parents[3] / "docs" / "img"
+    if os.environ.get("FLAREPORT_UPDATE_SCREENSHOTS") == "1"
+    else Path(tempfile.gettempdir()) / "flareport-screenshots"
+)
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run"]
 CONTAINER = RuleRecord(key="app.example.com/api", hostname="app.example.com", path="/api", service="http://app:80",
@@ -96,6 +103,8 @@ async def test_override_and_revert_in_a_real_browser(
     await expect(page.locator("input[name=service]")).to_have_value("https://app:8443")
     await expect(page.locator("select[name=no_tls_verify]")).to_have_value("on")
     await expect(page.locator("select[name=access_mode]")).to_have_value("none")
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    await page.screenshot(path=str(SHOTS / "rule-override.png"), full_page=True)
 
     await page.click("text=Revert to labels")
     await expect(page.locator(".flash")).to_contain_text("app.example.com/api follows its labels again")
