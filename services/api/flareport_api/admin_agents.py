@@ -11,6 +11,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from flareport_api import validation
+from flareport_api.clientaddr import master_url
 from flareport_api.errors import json_response, query_choice, read_body
 from flareport_api.schemas import (
     Accepted,
@@ -52,7 +53,8 @@ async def create_key(request: web.Request) -> web.StreamResponse:
     await ctx.auth.admin(request)
     body = await read_body(request, KeyCreateRequest)
     key, stored = await keys.create(ctx, body.label)
-    return json_response(KeyCreated(key=key, info=stored.info()), status=201)
+    env, compose = keys.onboarding(master_url(request), key, stored.label)
+    return json_response(KeyCreated(key=key, info=stored.info(), env=env, compose=compose), status=201)
 
 
 async def list_keys(request: web.Request) -> web.StreamResponse:

@@ -76,3 +76,8 @@ def client_address(request: web.Request) -> str:
 def is_https(request: web.Request) -> bool:
     trusted = request.app.get(TRUSTED_PROXIES, NONE)
     return trusted.https(request.remote, request.secure, request.headers.get("X-Forwarded-Proto"))
+
+
+def master_url(request: web.Request) -> str:
+    """The URL the admin reached the API at: the one agents should use too (behind a TLS proxy: https)."""
+    return f"{'https' if is_https(request) else 'http'}://{request.host}"

@@ -5,7 +5,9 @@ from __future__ import annotations
 import urllib.error
 
 import pytest
+import yaml
 
+from flareport_cli.admin.keys import COMPOSE_MARKER
 from flareport_cli.localredis import free_port
 from fptest.cli_helpers import ApiProcess, ReadModel, register_agent, row, run_cli
 
@@ -17,6 +19,12 @@ def test_create_shows_the_key_once_with_an_agent_snippet_and_ls_lists_it(api: Ap
     key = key_line.split("=", 1)[1]
     assert f"FLAREPORT_MASTER_URL={api.url}" in created.out
     assert "shown only now" in created.out
+    compose_text = created.out.split(COMPOSE_MARKER + "\n", 1)[1]
+    compose = yaml.safe_load(compose_text)
+    assert set(compose["services"]) == {"agent", "docker-socket-proxy"}
+    assert compose["services"]["agent"]["environment"]["DOCKER_HOST"] == "tcp://docker-socket-proxy:2375"
+    assert compose["networks"]["cloudflare-net"]["external"] is True
+    assert key not in compose_text, "the compose file reads the key from the .env printed above it"
 
     listed = run_cli("keys", "ls")
     assert listed.code == 0, listed.err
@@ -31,7 +39,9 @@ def test_json_output_is_the_api_body(api: ApiProcess) -> None:
     created = run_cli("keys", "create", "edge-2", "--json")
     assert created.code == 0, created.err
     body = created.json()
-    assert set(body) == {"key", "info"}
+    assert set(body) == {"key", "info", "env", "compose"}
+    assert body["env"] == f"FLAREPORT_MASTER_URL={api.url}\nFLAREPORT_API_KEY={body['key']}\n"
+    assert "edge-2" in body["compose"] and body["key"] not in body["compose"]
     assert body["info"]["label"] == "edge-2" and body["info"]["status"] == "active"
 
     listed = run_cli("keys", "ls", "--json").json()

@@ -15,6 +15,7 @@ from typing import Any
 import aiohttp
 import pytest
 import redis.asyncio as aioredis
+import yaml
 from playwright.async_api import Browser, Page, async_playwright, expect
 
 from flareport_cli.localredis import LocalRedis
@@ -122,6 +123,11 @@ async def test_admin_journey_in_a_real_browser(
     assert key.startswith("fpk_")
     await expect(page.locator("#env-snippet")).to_contain_text(f"FLAREPORT_API_KEY={key}")
     await expect(page.locator("#env-snippet")).to_contain_text(f"FLAREPORT_MASTER_URL={api_url}")
+    # And the host's compose file: agent, socket proxy and network, reading the key from that .env.
+    compose = yaml.safe_load(await page.locator("#compose-file").inner_text())
+    assert set(compose["services"]) == {"agent", "docker-socket-proxy"}
+    assert compose["services"]["agent"]["environment"]["FLAREPORT_API_KEY"].startswith("${FLAREPORT_API_KEY")
+    assert key not in await page.locator("#compose-file").inner_text()
     await _shot(page, "keys-generated")
     await page.goto(api_url + "/ui/keys")
     assert key not in await page.content(), "the key is never shown again"

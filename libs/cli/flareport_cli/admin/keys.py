@@ -1,8 +1,9 @@
 """``flareport keys``: agent keys (create, list, show, revoke, roll).
 
 A key is shown exactly once, by ``create``; the server keeps only its SHA-256. ``create`` therefore prints the
-key with a ready-to-paste snippet for the agent's environment, and ``--json`` gives scripts the whole
-``KeyCreated`` body. ``roll`` never shows the new key: the control plane delivers it to the running agent.
+key with a ready-to-paste ``.env`` for the agent's host and the host's compose file (agent, socket proxy, network;
+``flareport_common.onboarding``), and ``--json`` gives scripts the whole ``KeyCreated`` body. ``roll`` never
+shows the new key: the control plane delivers it to the running agent.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from flareport_cli.admin.base import Context, action, group_parser, run
 from flareport_cli.admin.client import quote
 
 HEADERS = ("KEY ID", "LABEL", "STATUS", "AGENT", "CREATED", "LAST USED")
+COMPOSE_MARKER = "# ---- compose.yaml ----"
 
 
 def key_row(info: dict[str, Any]) -> list[Any]:
@@ -36,9 +38,13 @@ def _create(ctx: Context, args: argparse.Namespace) -> int:
         print()
         print(f"  {body['key']}")
         print()
-        print("Agent environment (.env or compose):")
+        print("The host's .env:")
         print(f"  FLAREPORT_MASTER_URL={ctx.client.url}")
         print(f"  FLAREPORT_API_KEY={body['key']}")
+        print()
+        print("The host's compose.yaml, next to that .env (it holds no secret):")
+        print(COMPOSE_MARKER)
+        print(body.get("compose") or "", end="")
 
     return ctx.emit(ctx.client.post("/api/v1/keys", {"label": args.label}), human)
 

@@ -17,7 +17,7 @@ from aiohttp import web
 from multidict import MultiDictProxy
 
 from flareport_api import validation
-from flareport_api.clientaddr import is_https
+from flareport_api.clientaddr import master_url
 from flareport_api.keystore import StoredKey
 from flareport_api.schemas import AccessGroupRequest, EnrollRequest, ManualRuleRequest, PolicyRequest
 from flareport_api.state import ApiContext
@@ -44,14 +44,12 @@ def _optional(data: Form, name: str) -> str | None:
 @form("/ui/keys")
 async def create_key(request: web.Request, ctx: ApiContext, session: Session, data: Form) -> web.StreamResponse:
     key, stored = await keys.create(ctx, field(data, "label"))
-    # The URL the admin reached us at is the URL agents should use (behind a TLS proxy: https).
-    https = is_https(request)
-    master_url = f"{'https' if https else 'http'}://{request.host}"
+    env, compose = keys.onboarding(master_url(request), key, stored.label)
     return render(
         request,
         "keys.html",
         keys=list(reversed(await ctx.store.all())),
-        created={"key": key, "info": stored, "master_url": master_url},
+        created={"key": key, "info": stored, "env": env, "compose": compose},
         session=session,
         flash=None,
     )

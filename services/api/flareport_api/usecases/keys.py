@@ -14,12 +14,18 @@ from flareport_api.schemas import KeyRolledResponse
 from flareport_api.state import ApiContext
 from flareport_api.usecases import intents
 from flareport_common.messages.intents import AgentKeysRevoked, KeyRolled
+from flareport_common.onboarding import agent_compose, env_file
 from flareport_common.parcels import stash
 
 
 async def create(ctx: ApiContext, label: str) -> tuple[str, StoredKey]:
     """A new key, unbound until an agent registers with it: (the key itself, shown once; its record)."""
     return await ctx.store.create(validation.text(label, "label"))
+
+
+def onboarding(master_url: str, key: str, label: str) -> tuple[str, str]:
+    """What the new key's host needs: its ``.env`` (URL and key) and a compose file without secrets."""
+    return env_file(master_url, key), agent_compose(label)
 
 
 async def find(ctx: ApiContext, key_id: str) -> StoredKey:
