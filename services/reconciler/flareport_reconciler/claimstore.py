@@ -108,5 +108,9 @@ def decode_hash(raw: dict[Any, Any] | list[Any]) -> HostnameClaims:
         if name.startswith(OVERRIDE):
             overrides[name.removeprefix(OVERRIDE)] = _override_decoder.decode(value)
             continue
+        if name.startswith("!"):
+            # An admin field of a later release (no claim id starts with "!"): not a claim, and during a rolling
+            # upgrade not a reason to fail every refresh of the hostname.
+            continue
         claims.append(decode_value(value))
     return HostnameClaims(claims, assigned, overrides)

@@ -52,9 +52,10 @@ def test_an_override_applies_to_container_claims_on_its_path_only() -> None:
     assert effective["manual:mr_1"] == manual, "a manual rule is the admin's own: never overridden"
 
 
-def test_a_field_left_out_keeps_the_labels() -> None:
+def test_a_field_left_out_keeps_the_labels_and_unknown_admin_fields_are_not_claims() -> None:
     root = Claim(source="agent:a1/c1", agent_id="a1", claimed_at=1,
                  rule=Rule(hostname="app.example.com", service="http://web:80", access=LABELS))  # fmt: skip
-    host = decode_hash({root.claim_id: stored(root), OVERRIDE: b'{"service":"http://web:81"}'})
+    later = b'{"from":"a later release"}'
+    host = decode_hash({root.claim_id: stored(root), OVERRIDE: b'{"service":"http://web:81"}', "!later": later})
     [claim] = host.effective
     assert (claim.rule.service, claim.rule.access, claim.overridden) == ("http://web:81", LABELS, ("service",))
