@@ -11,8 +11,10 @@ from fptest.cli_helpers import ApiProcess, ReadModel, run_cli
 def test_override_and_revert_a_container_rule(api: ApiProcess, readmodel: ReadModel) -> None:
     readmodel.put_rule(
         RuleRecord(key="app.example.com/api", hostname="app.example.com", path="/api", service="http://app:80",
-                   agent_id="agt-1", status="active")
+                   agent_id="agt-1", status="active", overridden=("service", "access"))
     )  # fmt: skip
+    shown = run_cli("rules", "show", "app.example.com")
+    assert "override:  service, access" in shown.out, "what the admin's override set instead of the labels"
     refused = run_cli("rules", "override", "app.example.com/api", "--service", "ftp://nope")
     assert refused.code != 0 and "service" in refused.err
     nothing = run_cli("rules", "override", "app.example.com/api")

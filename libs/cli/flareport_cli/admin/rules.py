@@ -70,6 +70,7 @@ def show_rules(body: dict[str, Any]) -> None:
                 ("ingress", rule.get("ingress_state")),
                 ("access", f"{access.get('policy') or 'groups'}: {rule.get('access_state')}" if access else None),
                 ("adopted", "; ".join(f"{part}: {what}" for part, what in (rule.get("adopted") or {}).items()) or None),
+                ("override", ", ".join(rule.get("overridden") or ()) or None),
                 ("delete at", render.when(rule.get("delete_at"))),
                 ("updated", render.when(rule.get("updated_at"))),
             ]
