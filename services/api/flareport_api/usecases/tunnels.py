@@ -1,15 +1,16 @@
 """The account's tunnels (the dns-worker's read model) for the admin API, the CLI and the web UI, and the actions on
 them: restart or redeploy an agent's cloudflared, list the tunnels again now.
 
-The read model holds Cloudflare's view only; which agent runs a tunnel (``Keys.tunnel_agents``) and whether Flareport
-created it (``Keys.cf_created_tunnels``) are joined in here, at read time. ``actions_for`` (pure) decides what may be
-done with a tunnel: nothing with one no agent runs (a tunnel Flareport did not create and no agent was enrolled on
-is someone else's, and Flareport leaves it as it is) or whose agent is being decommissioned. A tunnel an agent was
-enrolled on by id (adopted, e.g. DockFlare's) gets the actions: they replace only that agent's own cloudflared
-container and touch nothing in Cloudflare; other connectors serving the tunnel keep running. The API refuses what the page does not offer, with
-the same reason. The actions go out as intents; the reconciler sends the agent a ``restart_tunnel`` command, or
-the dns-worker a ``refresh_tunnels`` job. A restart or redeploy is recorded in the admin audit list with who asked,
-in the transaction of its intent (``usecases.audit``): it interrupts the tunnel's traffic for a moment.
+The read model holds Cloudflare's view only; which agent runs a tunnel (``Keys.tunnel_agents``) and whether
+Flareport created it (``Keys.cf_created_tunnels``) are joined in here, at read time. ``actions_for`` (pure) decides
+what may be done with a tunnel: nothing with one no agent runs (a tunnel Flareport did not create and no agent was
+enrolled on is someone else's, and Flareport leaves it as it is) or whose agent is being decommissioned. A tunnel an
+agent was enrolled on by id (adopted, e.g. DockFlare's) gets the actions: they replace only that agent's own
+cloudflared container and touch nothing in Cloudflare; other connectors serving the tunnel keep running. The API
+refuses what the page does not offer, with the same reason. The actions go out as intents; the reconciler sends the
+agent a ``restart_tunnel`` command, or the dns-worker a ``refresh_tunnels`` job. A restart or redeploy is recorded
+in the admin audit list with who asked, in the transaction of its intent (``usecases.audit``): it interrupts the
+tunnel's traffic for a moment.
 """
 
 from __future__ import annotations
