@@ -36,6 +36,7 @@ ADMIN: dict[str, tuple[str, str]] = {
     "import": ("flareport_cli.admin.importer", "import dockflare PATH: DockFlare's groups and manual rules"),
     "backup": ("flareport_cli.admin.backups:backup_main", "write the admin's state as JSON (no secrets)"),
     "restore": ("flareport_cli.admin.backups:restore_main", "restore a backup: a dry run unless --apply"),
+    "settings": ("flareport_cli.admin.settings", "the API's effective configuration, secrets masked"),
 }
 # One-shot checks run where the services run (they read the services' environment, not the API).
 CHECKS: dict[str, tuple[str, str]] = {

@@ -25,6 +25,7 @@ from flareport_api import (
     admin_hostnames,
     admin_ops,
     admin_rules,
+    admin_settings,
     admin_tunnels,
     agent_routes,
     openapi,
@@ -83,6 +84,7 @@ def all_routes() -> list[Route]:
         *admin_hostnames.ROUTES,
         *admin_tunnels.ROUTES,
         *admin_backups.ROUTES,
+        *admin_settings.ROUTES,
         *admin_audit.ROUTES,
         own,
     ]

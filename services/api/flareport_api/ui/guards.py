@@ -20,6 +20,7 @@ import jinja2
 from aiohttp import web
 from multidict import MultiDictProxy
 
+from flareport_api.effectiveconfig import effective
 from flareport_api.errors import ApiError
 from flareport_api.state import ApiContext, context
 from flareport_api.ui.fingerprint import fingerprint
@@ -78,6 +79,7 @@ def environment() -> jinja2.Environment:
     env.filters["ago"] = ago
     env.filters["countdown"] = countdown
     env.filters["iso"] = lambda v: v.isoformat(timespec="seconds") if v else ""
+    env.filters["effective"] = effective  # the settings page: this process's configuration, secrets masked
     return env
 
 
