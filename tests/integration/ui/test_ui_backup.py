@@ -25,6 +25,12 @@ from .conftest import PASSWORD, Ui
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run"]
+# docs/img/backup.png is written only on request (a test run leaves the work tree unchanged).
+SHOTS = (
+    Path(__file__).resolve().parents[3] / "docs" / "img"
+    if os.environ.get("FLAREPORT_UPDATE_SCREENSHOTS") == "1"
+    else None
+)
 
 
 async def upload(ui: Ui, content: bytes, *, apply: bool) -> str:
@@ -114,6 +120,8 @@ async def test_download_then_upload_restores_what_was_deleted(
     await page.click("button:text-is('Restore')")
     await expect(report.locator("h2")).to_have_text("Restored")
     await expect(report.locator("tr", has_text="ops")).to_contain_text("created")
+    if SHOTS is not None:
+        await page.screenshot(path=str(SHOTS / "backup.png"), full_page=True)
     [restored] = client.get("/api/v1/manual-rules").json()["rules"]
     assert (restored["rule_id"], restored["rule"]["service"]) == (rule_id, "http://wiki:80")
     assert client.get("/api/v1/access-groups/ops").json()["name"] == "Ops"
