@@ -1,4 +1,5 @@
-"""What an admin may do with a tunnel (pure): nothing with one no running agent has (a foreign tunnel included); and a redeploy's image must name the image the agent runs, in any spelling of it."""
+"""What an admin may do with a tunnel (pure): nothing with one no running agent has (a foreign tunnel included);
+and a redeploy's image must name the image the agent runs, in any spelling of it."""
 
 from __future__ import annotations
 
