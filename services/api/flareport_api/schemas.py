@@ -73,10 +73,6 @@ class KeyCreated(msgspec.Struct, frozen=True, kw_only=True):
     # and the key), and a compose file that reads both from that .env and holds no secret itself.
     env: str = ""
     compose: str = ""
-    # For the agent's host (flareport_common.onboarding): its .env (the master's URL as this request reached it,
-    # and the key), and a compose file that reads both from that .env and holds no secret itself.
-    env: str = ""
-    compose: str = ""
 
 
 class KeyList(msgspec.Struct, frozen=True, kw_only=True):
