@@ -18,7 +18,7 @@
 --       version_seed                the read-model counter's start if it is absent
 -- Returns WRITTEN, or CHANGED when something read has changed (nothing is written then). The counter rises only
 -- when a document changed: the states are not shown anywhere.
--- uses: claims_match, bump_version
+-- uses: claims_match, write_documents
 local WRITTEN, CHANGED = 1, 0
 local rules_index, dirty, readmodel_version = KEYS[1], KEYS[2], KEYS[#KEYS]
 local hostname_count, document_count = tonumber(ARGV[1]), tonumber(ARGV[2])
@@ -64,17 +64,5 @@ for _, host in ipairs(hosts) do
     redis.call('SET', host.state_key, host.state_write)
   end
 end
-local changed = false
-for _, document in ipairs(documents) do
-  if document.write == '-' then
-    redis.call('DEL', document.key)
-    redis.call('SREM', rules_index, document.rule_key)
-    changed = true
-  elseif document.write ~= '' then
-    redis.call('SET', document.key, document.write)
-    redis.call('SADD', rules_index, document.rule_key)
-    changed = true
-  end
-end
-if changed then bump_version(readmodel_version, version_seed) end
+write_documents(documents, rules_index, readmodel_version, version_seed)
 return WRITTEN

@@ -9,7 +9,7 @@
 --       version_seed        the read-model counter's start if it is absent
 -- Returns WRITTEN, or CHANGED when a document has changed (nothing is written then). The counter rises with the
 -- writes.
--- uses: bump_version
+-- uses: write_documents
 local WRITTEN, CHANGED = 1, 0
 local rules_index, readmodel_version = KEYS[1], KEYS[2]
 local FIRST_DOCUMENT_KEY = 3
@@ -24,17 +24,5 @@ end
 for _, document in ipairs(documents) do
   if (redis.call('GET', document.key) or '') ~= document.read then return CHANGED end
 end
-local changed = false
-for _, document in ipairs(documents) do
-  if document.write == '-' then
-    redis.call('DEL', document.key)
-    redis.call('SREM', rules_index, document.rule_key)
-    changed = true
-  elseif document.write ~= '' then
-    redis.call('SET', document.key, document.write)
-    redis.call('SADD', rules_index, document.rule_key)
-    changed = true
-  end
-end
-if changed then bump_version(readmodel_version, version_seed) end
+write_documents(documents, rules_index, readmodel_version, version_seed)
 return WRITTEN
