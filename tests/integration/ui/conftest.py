@@ -4,14 +4,16 @@ and helpers that write the read model the way the reconciler does (AgentRecord /
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 
 import msgspec
 import pytest
 import redis.asyncio as aioredis
 from aiohttp.test_utils import TestClient, TestServer
+from playwright.async_api import Browser, async_playwright
 
 from flareport_api.app import create_app
 from flareport_cli.localredis import LocalRedis
@@ -19,8 +21,11 @@ from flareport_common.keys import Keys
 from flareport_common.readmodel import AgentRecord, RuleRecord
 from flareport_common.settings import ApiSettings, CommonSettings
 from fptest.api_helpers import MASTER
+from fptest.cli_helpers import api_process
 
 PASSWORD = "correct horse battery staple"
+CHROMIUM = "/usr/bin/chromium"
+ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run"]
 _CSRF = re.compile(r'name="csrf" value="([^"]+)"')
 
 
@@ -112,3 +117,20 @@ async def ui(settings: ApiSettings, keys: Keys, redis: aioredis.Redis) -> AsyncI
         yield Ui(client=client, keys=keys, redis=redis)
     finally:
         await client.close()
+
+
+@pytest.fixture
+def api_url(redis_server: LocalRedis, prefix: str, tmp_path: Path) -> Iterator[str]:
+    """A real ``flareport api`` process with the admin password set, for the tests that drive it from Chromium."""
+    with api_process(redis_server.url, prefix, tmp_path / "api.log", {"FLAREPORT_ADMIN_PASSWORD": PASSWORD}) as api:
+        yield api.url
+
+
+@pytest.fixture
+async def browser() -> AsyncIterator[Browser]:
+    async with async_playwright() as playwright:
+        launched = await playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
+        try:
+            yield launched
+        finally:
+            await launched.close()

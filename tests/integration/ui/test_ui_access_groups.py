@@ -6,24 +6,18 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
-from playwright.async_api import Browser, async_playwright, expect
+from playwright.async_api import Browser, expect
 
-from flareport_cli.localredis import LocalRedis
 from flareport_common.keys import Keys
 from flareport_common.messages.intents import AccessGroupUpserted, IntentMessage
 from fptest.api_helpers import MASTER, stream_messages
-from fptest.cli_helpers import api_process
 
-from .conftest import PASSWORD, Ui
+from .conftest import CHROMIUM, PASSWORD, Ui
 
-CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run"]
 ADMIN = {"Authorization": f"Bearer {MASTER}"}
 SYSTEM = ("public-default-bypass", "authenticated-default")
 
@@ -81,22 +75,6 @@ async def test_the_admin_chooses_the_id_and_sees_the_apis_refusals(ui: Ui) -> No
     assert (await groups(ui))["admin-users"]["name"] == "Admins", "the refused create changed nothing"
     sent = [(type(i), i.group_id) for i in await intents(ui.redis, ui.keys)]
     assert sent == [(AccessGroupUpserted, "admin-users"), (AccessGroupUpserted, "on-call")]
-
-
-@pytest.fixture
-def api_url(redis_server: LocalRedis, prefix: str, tmp_path: Path) -> Iterator[str]:
-    with api_process(redis_server.url, prefix, tmp_path / "api.log", {"FLAREPORT_ADMIN_PASSWORD": PASSWORD}) as api:
-        yield api.url
-
-
-@pytest.fixture
-async def browser() -> AsyncIterator[Browser]:
-    async with async_playwright() as playwright:
-        launched = await playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
-        try:
-            yield launched
-        finally:
-            await launched.close()
 
 
 @pytest.mark.skipif(not os.path.exists(CHROMIUM), reason="needs Debian's chromium (apt-get install chromium)")

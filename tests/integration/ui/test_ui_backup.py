@@ -6,25 +6,20 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import aiohttp
 import pytest
 import redis.asyncio as aioredis
-from playwright.async_api import Browser, async_playwright, expect
+from playwright.async_api import Browser, expect
 
 from flareport_cli.admin.client import ApiClient
-from flareport_cli.localredis import LocalRedis
 from flareport_common.keys import Keys
 from flareport_common.messages.intents import IntentMessage
 from fptest.api_helpers import MASTER, stream_messages
-from fptest.cli_helpers import api_process
 
-from .conftest import PASSWORD, Ui
+from .conftest import CHROMIUM, PASSWORD, Ui
 
-CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run"]
 # docs/img/backup.png is written only on request (a test run leaves the work tree unchanged).
 SHOTS = (
     Path(__file__).resolve().parents[3] / "docs" / "img"
@@ -59,22 +54,6 @@ async def test_a_refused_upload_is_the_notice_and_writes_nothing(ui: Ui) -> None
     assert "The file is not a JSON document" in await upload(ui, b"{nope", apply=True)
     assert "The file is not a valid backup" in await upload(ui, b'{"format": "flareport-backup"}', apply=True)
     assert await stream_messages(ui.redis, ui.keys.intents, IntentMessage) == [], "nothing written"
-
-
-@pytest.fixture
-def api_url(redis_server: LocalRedis, prefix: str, tmp_path: Path) -> Iterator[str]:
-    with api_process(redis_server.url, prefix, tmp_path / "api.log", {"FLAREPORT_ADMIN_PASSWORD": PASSWORD}) as api:
-        yield api.url
-
-
-@pytest.fixture
-async def browser() -> AsyncIterator[Browser]:
-    async with async_playwright() as playwright:
-        launched = await playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
-        try:
-            yield launched
-        finally:
-            await launched.close()
 
 
 @pytest.mark.skipif(not os.path.exists(CHROMIUM), reason="needs Debian's chromium (apt-get install chromium)")

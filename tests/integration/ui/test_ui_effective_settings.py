@@ -4,36 +4,13 @@
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
 
 import pytest
-from playwright.async_api import Browser, async_playwright, expect
+from playwright.async_api import Browser, expect
 
-from flareport_cli.localredis import LocalRedis
 from fptest.api_helpers import MASTER
-from fptest.cli_helpers import api_process
 
-from .conftest import PASSWORD
-
-CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run"]
-
-
-@pytest.fixture
-def api_url(redis_server: LocalRedis, prefix: str, tmp_path: Path) -> Iterator[str]:
-    with api_process(redis_server.url, prefix, tmp_path / "api.log", {"FLAREPORT_ADMIN_PASSWORD": PASSWORD}) as api:
-        yield api.url
-
-
-@pytest.fixture
-async def browser() -> AsyncIterator[Browser]:
-    async with async_playwright() as playwright:
-        launched = await playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
-        try:
-            yield launched
-        finally:
-            await launched.close()
+from .conftest import CHROMIUM, PASSWORD
 
 
 @pytest.mark.skipif(not os.path.exists(CHROMIUM), reason="needs Debian's chromium (apt-get install chromium)")

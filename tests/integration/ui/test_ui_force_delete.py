@@ -5,26 +5,19 @@ browser (Debian's Chromium, headless) against a real ``flareport api`` process, 
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator, Iterator
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
 import redis.asyncio as aioredis
-from playwright.async_api import Browser, Dialog, async_playwright, expect
+from playwright.async_api import Browser, Dialog, expect
 
-from flareport_cli.localredis import LocalRedis
 from flareport_common.keys import Keys
 from flareport_common.messages.base import utcnow
 from flareport_common.messages.intents import IntentMessage, RuleForceDeleted
 from flareport_common.readmodel import RuleRecord
 from fptest.api_helpers import stream_messages
-from fptest.cli_helpers import api_process
 
-from .conftest import PASSWORD, Ui, put_rule
-
-CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run"]
+from .conftest import CHROMIUM, PASSWORD, Ui, put_rule
 
 
 def rules() -> list[RuleRecord]:
@@ -52,22 +45,6 @@ async def test_delete_now_is_offered_only_for_pending_deletions_and_refused_othe
     assert await stream_messages(ui.redis, ui.keys.intents, IntentMessage) == []
     assert await ui.redis.llen(ui.keys.admin_audit) == 0
     assert "Recent admin actions" not in await ui.html("/ui/")
-
-
-@pytest.fixture
-def api_url(redis_server: LocalRedis, prefix: str, tmp_path: Path) -> Iterator[str]:
-    with api_process(redis_server.url, prefix, tmp_path / "api.log", {"FLAREPORT_ADMIN_PASSWORD": PASSWORD}) as api:
-        yield api.url
-
-
-@pytest.fixture
-async def browser() -> AsyncIterator[Browser]:
-    async with async_playwright() as playwright:
-        launched = await playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
-        try:
-            yield launched
-        finally:
-            await launched.close()
 
 
 @pytest.mark.skipif(not os.path.exists(CHROMIUM), reason="needs Debian's chromium (apt-get install chromium)")

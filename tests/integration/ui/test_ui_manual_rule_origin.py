@@ -6,25 +6,19 @@ from __future__ import annotations
 
 import html
 import os
-from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
-from playwright.async_api import Browser, async_playwright, expect
+from playwright.async_api import Browser, expect
 
-from flareport_cli.localredis import LocalRedis
 from flareport_common.keys import Keys
 from flareport_common.messages.intents import IntentMessage, ManualRuleUpserted
 from flareport_common.messages.rules import OriginOptions
 from fptest.api_helpers import MASTER, stream_messages
-from fptest.cli_helpers import api_process
 
-from .conftest import PASSWORD, Ui
+from .conftest import CHROMIUM, PASSWORD, Ui
 
-CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run"]
 ADMIN = {"Authorization": f"Bearer {MASTER}"}
 RULE = {"hostname": "nas.example.com", "service": "https://10.0.0.7:5001", "agent_id": "ag-one"}
 
@@ -84,22 +78,6 @@ async def test_bad_origin_options_are_refused_with_the_apis_message(ui: Ui) -> N
     await ui.post("/ui/manual-rules", **RULE, no_tls_verify="maybe")
     assert "no_tls_verify" in await ui.html("/ui/manual-rules"), "a switch with another value is refused by name"
     assert await manual_rules(ui) == [] and await stream_messages(ui.redis, ui.keys.intents, IntentMessage) == []
-
-
-@pytest.fixture
-def api_url(redis_server: LocalRedis, prefix: str, tmp_path: Path) -> Iterator[str]:
-    with api_process(redis_server.url, prefix, tmp_path / "api.log", {"FLAREPORT_ADMIN_PASSWORD": PASSWORD}) as api:
-        yield api.url
-
-
-@pytest.fixture
-async def browser() -> AsyncIterator[Browser]:
-    async with async_playwright() as playwright:
-        launched = await playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
-        try:
-            yield launched
-        finally:
-            await launched.close()
 
 
 @pytest.mark.skipif(not os.path.exists(CHROMIUM), reason="needs Debian's chromium (apt-get install chromium)")

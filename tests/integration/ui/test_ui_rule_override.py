@@ -7,24 +7,21 @@ from __future__ import annotations
 import html
 import os
 import tempfile
-from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import msgspec
 import pytest
 import redis.asyncio as aioredis
-from playwright.async_api import Browser, Dialog, async_playwright, expect
+from playwright.async_api import Browser, Dialog, expect
 
 from flareport_api.schemas import AuditEntry
-from flareport_cli.localredis import LocalRedis
 from flareport_common.keys import Keys
 from flareport_common.messages.intents import IntentMessage, RuleOverrideCleared, RuleOverrideSet
 from flareport_common.messages.rules import AccessSpec, OriginOptions, RuleOverride
 from flareport_common.readmodel import RuleRecord
 from fptest.api_helpers import stream_messages
-from fptest.cli_helpers import api_process
 
-from .conftest import PASSWORD, Ui, put_rule
+from .conftest import CHROMIUM, PASSWORD, Ui, put_rule
 
 # The documentation's screenshot is rewritten only on request (as in test_ui_browser).
 SHOTS = (
@@ -32,8 +29,6 @@ SHOTS = (
     if os.environ.get("FLAREPORT_UPDATE_SCREENSHOTS") == "1"
     else Path(tempfile.gettempdir()) / "flareport-screenshots"
 )
-CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run"]
 CONTAINER = RuleRecord(key="app.example.com/api", hostname="app.example.com", path="/api", service="http://app:80",
                        agent_id="ag-one", container_name="app", status="active")  # fmt: skip
 MANUAL = RuleRecord(key="wiki.example.com", hostname="wiki.example.com", service="http://wiki:80", source="manual",
@@ -57,22 +52,6 @@ async def test_only_container_rules_can_be_overridden_and_refusals_are_the_apis(
     await ui.client.post("/ui/rules/override", data=forged, allow_redirects=False)
     assert "is the manual rule mr_1: edit it instead" in await ui.html("/ui/")
     assert await stream_messages(ui.redis, ui.keys.intents, IntentMessage) == []
-
-
-@pytest.fixture
-def api_url(redis_server: LocalRedis, prefix: str, tmp_path: Path) -> Iterator[str]:
-    with api_process(redis_server.url, prefix, tmp_path / "api.log", {"FLAREPORT_ADMIN_PASSWORD": PASSWORD}) as api:
-        yield api.url
-
-
-@pytest.fixture
-async def browser() -> AsyncIterator[Browser]:
-    async with async_playwright() as playwright:
-        launched = await playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
-        try:
-            yield launched
-        finally:
-            await launched.close()
 
 
 @pytest.mark.skipif(not os.path.exists(CHROMIUM), reason="needs Debian's chromium (apt-get install chromium)")

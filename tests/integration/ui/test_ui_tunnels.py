@@ -7,25 +7,20 @@ from __future__ import annotations
 
 import html
 import os
-from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 import redis.asyncio as aioredis
-from playwright.async_api import Browser, Dialog, async_playwright, expect
+from playwright.async_api import Browser, Dialog, expect
 
-from flareport_cli.localredis import LocalRedis
 from flareport_common.keys import Keys
 from flareport_common.messages.intents import IntentMessage, TunnelRestartRequested, TunnelsRefreshRequested
 from fptest import tunnels_seed
 from fptest.api_helpers import stream_messages
-from fptest.cli_helpers import api_process
 from fptest.tunnels_seed import FOREIGN, IMAGE, ORIGIN_IP, OURS
 
-from .conftest import PASSWORD, Ui
+from .conftest import CHROMIUM, PASSWORD, Ui
 
-CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run"]
 SHOTS = (
     Path(__file__).resolve().parents[3] / "docs" / "img"
     if os.environ.get("FLAREPORT_UPDATE_SCREENSHOTS") == "1"
@@ -61,22 +56,6 @@ async def test_only_a_tunnel_flareport_created_can_be_restarted_and_a_forged_pos
     assert isinstance(refresh, TunnelsRefreshRequested)
     [entry] = await ui.redis.lrange(ui.keys.admin_audit, 0, -1)
     assert b'"actor":"ui:admin"' in entry and b'"action":"tunnel_restart"' in entry, entry
-
-
-@pytest.fixture
-def api_url(redis_server: LocalRedis, prefix: str, tmp_path: Path) -> Iterator[str]:
-    with api_process(redis_server.url, prefix, tmp_path / "api.log", {"FLAREPORT_ADMIN_PASSWORD": PASSWORD}) as api:
-        yield api.url
-
-
-@pytest.fixture
-async def browser() -> AsyncIterator[Browser]:
-    async with async_playwright() as playwright:
-        launched = await playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
-        try:
-            yield launched
-        finally:
-            await launched.close()
 
 
 @pytest.mark.skipif(not os.path.exists(CHROMIUM), reason="needs Debian's chromium (apt-get install chromium)")
