@@ -22,6 +22,7 @@ from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import docker
+import msgspec
 
 from flareport_agent import watcher as watching
 from flareport_agent.client import MasterClient, access_headers
@@ -38,11 +39,13 @@ from flareport_agent.swarmtunnel import tunnel_manager
 from flareport_agent.swarmwatch import ServiceWatcher
 from flareport_agent.tracker import Tracker
 from flareport_agent.tunnel import TunnelManager, TunnelResult
+from flareport_common import tracing
 from flareport_common.backoff import Backoff
 from flareport_common.health import bound_port, start_health_server
 from flareport_common.logs import get_logger
 from flareport_common.messages.events import TunnelState, TunnelStatus
-from flareport_common.protocol import HeartbeatRequest, RegisterRequest, RegisterResponse
+from flareport_common.messages.trace import Trace
+from flareport_common.protocol import AgentEvent, HeartbeatRequest, RegisterRequest, RegisterResponse
 from flareport_common.settings import AgentSettings
 
 log = get_logger("flareport.agent")
@@ -279,6 +282,7 @@ class Agent:
                 log.debug("docker.event", action=item.raw.get("Action"), id=str(item.raw.get("id", ""))[:12])
                 event = self.tracker.event(item.raw)
                 if event is not None:
+                    event = traced(event, item)
                     container = getattr(event, "container", None)
                     if container is not None:
                         self._log_errors((container,))
@@ -374,6 +378,18 @@ class Agent:
                     log.warning("master.record_lost", hint="the master lost this agent's record; registering again")
                     await self.link.register_again()
             await asyncio.sleep(self.heartbeat_seconds)
+
+
+def traced(event: AgentEvent, item: watching.Event) -> AgentEvent:
+    """The event with its trace: the engine's time of it (``timeNano``, else ``time``) and when it was read."""
+    if isinstance(event, TunnelStatus):
+        return event
+    raw = item.raw
+    nano, seconds = raw.get("timeNano"), raw.get("time")
+    engine_us = nano // 1000 if isinstance(nano, int) else seconds * 1_000_000 if isinstance(seconds, int) else 0
+    trace = Trace(engine_us=max(engine_us, 0), agent_us=item.received_us)
+    tracing.observe("engine_to_agent", trace.engine_us, trace.agent_us)
+    return msgspec.structs.replace(event, trace=trace)
 
 
 def _ensure(tunnel_id: str, token: str, image: str) -> Callable[[TunnelManager], TunnelResult]:

@@ -17,6 +17,7 @@ with the master's reason and field; a dropped change (not a snapshot) is followe
 from __future__ import annotations
 
 import asyncio
+import math
 import re
 from collections import deque
 from collections.abc import Callable
@@ -27,6 +28,7 @@ from flareport_agent.client import RequestRejected
 from flareport_agent.link import MasterLink, Missed
 from flareport_agent.linkpolicy import Reaction
 from flareport_agent.metrics import BUFFER_OVERFLOWS, BUFFERED_EVENTS, EVENT_BATCHES, EVENTS_SENT
+from flareport_common import tracing
 from flareport_common.logs import get_logger
 from flareport_common.messages.events import Inventory, TunnelStatus
 from flareport_common.protocol import AgentEvent
@@ -116,10 +118,12 @@ async def send_loop(
     """Send until cancelled. The link waits out an absent master and a rejected key (``linkpolicy.py``); a batch
     is taken from the buffer afresh after every wait, as the buffer may have been replaced meanwhile."""
     probe: int | None = None  # a smaller batch while looking for the event the master refuses
+    loop = asyncio.get_running_loop()
+    last_sent = -math.inf  # when the last batch was accepted: a lone event after a quiet spell goes at once
     while True:
         await outbox.wait_ready()
-        if linger:
-            await asyncio.sleep(linger)  # let a burst gather into one batch
+        if linger and loop.time() - last_sent < linger:
+            await asyncio.sleep(linger)  # in a burst: let it gather into one batch
         await link.opened()
         generation, batch = outbox.peek(min(max_batch, probe or max_batch))
         if not batch:
@@ -138,13 +142,23 @@ async def send_loop(
                 EVENT_BATCHES.labels(outcome="retry").inc()
             continue
         probe = None
+        last_sent = loop.time()
         EVENT_BATCHES.labels(outcome="accepted").inc()
+        _observe_outbox(batch)
         for event in batch:
             EVENTS_SENT.labels(type=type(event).__struct_config__.tag).inc()
         outbox.done(generation, len(batch))
         on_accepted(max([response.last_seq, *(e.seq for e in batch if not isinstance(e, TunnelStatus))]))
         if on_sent is not None:
             on_sent(batch)
+
+
+def _observe_outbox(batch: tuple[AgentEvent, ...]) -> None:
+    now = tracing.now_us()
+    for event in batch:
+        trace = getattr(event, "trace", None)
+        if trace is not None:
+            tracing.observe("agent_outbox", trace.agent_us, now)
 
 
 def _refused(outbox: Outbox, generation: int, batch: tuple[AgentEvent, ...], exc: RequestRejected) -> int | None:

@@ -35,6 +35,7 @@ from flareport_agent.metrics import DOCKER_EVENTS, DOCKER_EVENTS_REPEATED, DOCKE
 from flareport_agent.replay import ReplayGuard, rfc3339_ns
 from flareport_common.backoff import Backoff
 from flareport_common.logs import get_logger
+from flareport_common.tracing import now_us
 
 log = get_logger("flareport.agent.watcher")
 
@@ -49,6 +50,7 @@ class Snapshot:
 @dataclass(frozen=True, slots=True)
 class Event:
     raw: dict[str, Any]
+    received_us: int = 0  # when the thread read it (the trace's ``agent_us``)
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,7 +127,7 @@ class DockerWatcher:
                         self._close_stream()
                         break
                     DOCKER_EVENTS.labels(action=str(raw.get("Action", "")).split(":", 1)[0]).inc()
-                    self._put(Event(raw))
+                    self._put(Event(raw, now_us()))
             except Exception as exc:  # any failure of the engine or the socket: reconnect, never give up
                 reason = f"{type(exc).__name__}: {exc}"
             finally:

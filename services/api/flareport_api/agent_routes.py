@@ -20,13 +20,15 @@ from flareport_api.errors import ApiError, invalid, json_response, query_float, 
 from flareport_api.metrics import HEARTBEATS_DROPPED
 from flareport_api.quotas import refuse as refuse_quota
 from flareport_api.state import QueryParam, Route, context
-from flareport_common import readversion
+from flareport_common import readversion, tracing
 from flareport_common.keys import GROUP_AGENT
 from flareport_common.messages.base import utcnow
 from flareport_common.messages.commands import CommandMessage, RotateKey
-from flareport_common.messages.events import AgentRegistered, CommandAck, Heartbeat
+from flareport_common.messages.events import AgentRegistered, CommandAck, Heartbeat, TunnelStatus
+from flareport_common.messages.trace import Trace
 from flareport_common.parcels import secret_ref
 from flareport_common.protocol import (
+    AgentEvent,
     CommandAckRequest,
     CommandAckResponse,
     CommandBatch,
@@ -126,17 +128,27 @@ async def events(request: web.Request) -> web.StreamResponse:
     except agent_input.OverQuota as over:
         raise await quotas.refuse(ctx.redis, ctx.keys, agent_id, over.limit, over.message, status=413) from None
     now = utcnow()
+    now_us = tracing.now_us()
     stamped_events: list[tuple[int | None, bytes]] = []
+    traces: list[Trace] = []
     for index, event in enumerate(checked_events):
         seq = getattr(event, "seq", None)
         if seq is not None and not 0 <= seq <= MAX_SEQ:
             raise invalid(f"events[{index}].seq", f"seq must be between 0 and {MAX_SEQ}")
-        stamped = msgspec.structs.replace(event, agent_id=agent_id, occurred_at=now)
+        if isinstance(event, TunnelStatus):
+            stamped: AgentEvent = msgspec.structs.replace(event, agent_id=agent_id, occurred_at=now)
+        else:
+            # The agent's times are bounded here and serve the hop histograms only (flareport_common.tracing).
+            trace = tracing.admitted(event.trace, now=now_us, new_id=event.id)
+            traces.append(trace)
+            stamped = msgspec.structs.replace(event, agent_id=agent_id, occurred_at=now, trace=trace)
         stamped_events.append((seq, _encoder.encode(stamped)))
     if not batch.events:
         return json_response(EventBatchResponse(accepted=0, last_seq=await _last_seq(request, agent_id)))
     # Seq check, the agent's rate and the shared backlog, atomically; over a limit: 429 + Retry-After.
     done = await ingest.accept(ctx, agent_id, stamped_events)
+    for trace in traces:
+        tracing.observe("agent_to_api", trace.agent_us, trace.api_us)
     return json_response(
         EventBatchResponse(accepted=done.accepted, duplicates=done.duplicates, last_seq=max(done.last_seq, 0))
     )

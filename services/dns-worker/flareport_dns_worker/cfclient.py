@@ -30,6 +30,7 @@ import cloudflare
 import structlog
 
 from flareport_common.backoff import Backoff
+from flareport_dns_worker import jobtrace
 from flareport_dns_worker.metrics import CALLS, RATE_LIMITED
 
 Json = dict[str, Any]
@@ -206,6 +207,7 @@ class CloudflareApi:
             status: int | None = None
             await self._limiter.acquire()
             self.calls[endpoint] += 1
+            jobtrace.cloudflare_call()
             try:
                 response = await self._send(method, path, params, body)
             except cloudflare.APIStatusError as error:

@@ -40,6 +40,7 @@ from flareport_common.messages.cfjobs import (
 from flareport_common.messages.cfresults import CfError, JobResult, TunnelEnsured
 from flareport_common.streams.consumer import Delivery
 from flareport_common.streams.producer import Producer
+from flareport_dns_worker import jobtrace
 from flareport_dns_worker.access import AccessSync
 from flareport_dns_worker.cfclient import CfApiError, CfTransientError
 from flareport_dns_worker.dns_sync import DnsSync
@@ -92,7 +93,10 @@ class Worker:
     async def handle(self, job: CfJobMessage, delivery: Delivery) -> None:
         started = time.monotonic()
         job_type = _tag(job)
-        with structlog.contextvars.bound_contextvars(target=job.target, job_type=job_type):
+        with (
+            structlog.contextvars.bound_contextvars(target=job.target, job_type=job_type),
+            jobtrace.handling(getattr(job, "trace", None)),
+        ):
             try:
                 outcome = await self._handle(job)
             except CfApiError as error:

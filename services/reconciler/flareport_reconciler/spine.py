@@ -54,7 +54,7 @@ from flareport_common.messages.intents import HostnameAssigned
 from flareport_common.readmodel import AgentRecord
 from flareport_common.settings import ReconcilerSettings
 from flareport_common.streams.codec import FIELD, encode
-from flareport_reconciler import agents
+from flareport_reconciler import agents, jobtrace
 from flareport_reconciler.accessgroups import AccessGroups
 from flareport_reconciler.agentquota import Limits
 from flareport_reconciler.batching import AgentBatches
@@ -129,12 +129,14 @@ class Spine:
         """Plan a target this caller holds (``token``) and commit its job, until no change is pending."""
         while True:
             built = await self.planner.build(target)
-            payload = encode(built.job)[FIELD] if built.job is not None else b""
-            job_id = built.job.id if built.job is not None else ""
+            job = jobtrace.attach(built.job) if built.job is not None else None
+            payload = encode(job)[FIELD] if job is not None else b""
+            job_id = job.id if job is not None else ""
             members = _members_encoder.encode(built.members)
             code = await self.coalescer.commit(str(target), token, job_id, built.version, payload, members, now_ms())
-            if code == Committed.SENT and built.job is not None:
-                JOBS.labels(type(built.job).__name__).inc()
+            if code == Committed.SENT and job is not None:
+                jobtrace.committed(job)
+                JOBS.labels(type(job).__name__).inc()
                 PLANS.labels("sent").inc()
                 log.debug("planner.job_sent", target=str(target), version=built.version, job_id=job_id)
             elif code != Committed.AGAIN:
@@ -146,10 +148,15 @@ class Spine:
 
     async def inventory_event(self, message: ContainerStart | ContainerStop | ContainerDie | Inventory) -> None:
         """An agent's inventory event, applied with the others of its agent that arrive together (``batching``)."""
-        await self.batches.submit(message.agent_id, message)
+        await self.batches.submit(message.agent_id, jobtrace.read(message))
 
     async def inventory(self, agent_id: str, events: Sequence[InventoryEvent]) -> None:
-        """A batch of one agent's inventory events: applied, contact recorded, converged."""
+        """A batch of one agent's inventory events: applied, contact recorded, converged; the jobs committed on the
+        way carry the batch's oldest trace (``jobtrace``)."""
+        with jobtrace.planning(events):
+            await self._inventory(agent_id, events)
+
+    async def _inventory(self, agent_id: str, events: Sequence[InventoryEvent]) -> None:
         # The inventory transaction reads the agent record too (retired? label errors?): one read for
         # everything, and contact is recorded afterwards only when worth a write.
         applied = await self.claims.apply_inventory(agent_id, events)

@@ -13,6 +13,7 @@ import msgspec
 
 from flareport_common.messages.base import Message
 from flareport_common.messages.rules import OriginOptions
+from flareport_common.messages.trace import Trace
 
 
 class IngressEntry(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
@@ -99,6 +100,8 @@ class SyncTunnelIngress(Message, frozen=True, kw_only=True, tag="sync_tunnel_ing
     # False while the control plane rebuilds after a loss of its data: rules already in the tunnel's configuration
     # and not listed are kept (after the listed ones, ahead of the catch-all) instead of removed.
     prune: bool = True
+    # The trace of the oldest event the job was planned from (messages.trace); not part of ``version``.
+    trace: Trace | None = None
 
     @property
     def target(self) -> str:
@@ -114,6 +117,8 @@ class SyncDnsZone(Message, frozen=True, kw_only=True, tag="sync_dns_zone"):
     # False while the control plane rebuilds after a loss of its data: owned records not listed are kept, because
     # the agents that want them may not have reported yet.
     prune: bool = True
+    # The trace of the oldest event the job was planned from (messages.trace); not part of ``version``.
+    trace: Trace | None = None
 
     @property
     def target(self) -> str:
@@ -127,6 +132,8 @@ class SyncAccessApp(Message, frozen=True, kw_only=True, tag="sync_access_app"):
     path: str | None = None
     version: str
     app: DesiredAccessApp | None = None
+    # The trace of the oldest event the job was planned from (messages.trace); not part of ``version``.
+    trace: Trace | None = None
 
     @property
     def target(self) -> str:

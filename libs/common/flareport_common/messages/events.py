@@ -13,6 +13,7 @@ import msgspec
 
 from flareport_common.messages.base import Message
 from flareport_common.messages.rules import ContainerInfo
+from flareport_common.messages.trace import Trace
 
 StopAction = Literal["stop", "die", "kill", "destroy", "pause"]
 
@@ -34,6 +35,7 @@ class ContainerStart(Message, frozen=True, kw_only=True, tag="container_start"):
     agent_id: str
     seq: int
     container: ContainerInfo
+    trace: Trace | None = None  # where the event was when (messages.trace); never decides anything
 
 
 class ContainerStop(Message, frozen=True, kw_only=True, tag="container_stop"):
@@ -44,6 +46,7 @@ class ContainerStop(Message, frozen=True, kw_only=True, tag="container_stop"):
     container_id: str
     name: str = ""
     action: StopAction = "stop"
+    trace: Trace | None = None  # where the event was when (messages.trace); never decides anything
 
 
 class ContainerDie(Message, frozen=True, kw_only=True, tag="container_die"):
@@ -54,6 +57,7 @@ class ContainerDie(Message, frozen=True, kw_only=True, tag="container_die"):
     container_id: str
     name: str = ""
     exit_code: int | None = None
+    trace: Trace | None = None  # where the event was when (messages.trace); never decides anything
 
 
 class Inventory(Message, frozen=True, kw_only=True, tag="inventory"):
@@ -62,6 +66,7 @@ class Inventory(Message, frozen=True, kw_only=True, tag="inventory"):
     agent_id: str
     seq: int
     containers: tuple[ContainerInfo, ...] = ()
+    trace: Trace | None = None  # where the event was when (messages.trace); never decides anything
 
 
 class TunnelState(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
