@@ -38,7 +38,6 @@ class Replica:
                 group=GROUP_RECONCILER,
                 consumer=consumer,
                 dead_letter_stream=self.keys.dead_letters,
-                block_ms=200,
                 concurrency=concurrency,
                 count=min(concurrency, 100),
                 claim_idle_ms=idle_ms,

@@ -18,8 +18,12 @@ Why it looks the way it does:
   ``grace_seconds`` for in-flight handlers, then cancels the rest; what was cancelled stays pending for another
   replica.
 * ``run_burst()`` drains the stream (own pending, reclaimable, new) and returns: deterministic tests.
-* Producers add without ``MAXLEN``; every ``trim_interval_s`` the consumer trims the stream below the oldest
-  entry any group still needs (``streams.trim``), so an entry is never removed before every group handled it.
+* Producers add without ``MAXLEN``; at most every ``trim_interval_s``, and only once this consumer finished a
+  message since the last trim, it trims the stream below the oldest entry any group still needs
+  (``streams.trim``), so an entry is never removed before every group handled it.
+* Idle costs nothing: the read blocks until the next reclaim is due (at most ``block_ms``), ``stop()`` interrupts
+  it at once, and the keep-alive timer runs only while handlers do. An idle consumer makes one XREADGROUP and one
+  XAUTOCLAIM per ``claim_interval_s``.
 """
 
 from __future__ import annotations
@@ -69,7 +73,8 @@ class ConsumerConfig:
     consumer: str
     dead_letter_stream: str
     count: int = 100
-    block_ms: int = 500
+    # The longest a read blocks; it blocks less when the next reclaim is due sooner. ``stop()`` interrupts it.
+    block_ms: int = 5_000
     concurrency: int = 32
     claim_idle_ms: int = 30_000
     claim_interval_s: float = 5.0
@@ -130,6 +135,7 @@ class StreamConsumer(Generic[M]):
         self._ack_batch: list[str] = []
         self._ack_done: asyncio.Future[None] | None = None
         self._flushes: set[asyncio.Task[None]] = set()
+        self._busy = asyncio.Event()  # set while handlers run: the keep-alive timer sleeps otherwise
         self._m_acked = STREAM_MESSAGES.labels(*self._labels, "acked")
         self._m_inflight = STREAM_INFLIGHT.labels(*self._labels)
         self._m_seconds = STREAM_HANDLER_SECONDS.labels(*self._labels)
@@ -150,6 +156,7 @@ class StreamConsumer(Generic[M]):
         backoff = Backoff()
         keepalive = asyncio.create_task(self._keepalive_loop(), name="stream-keepalive")
         next_claim = next_trim = 0.0
+        trimmed_at = -1  # ``processed`` at the last trim: nothing finished since, nothing new to trim
         first = True
         try:
             while not self._stopping.is_set():
@@ -161,10 +168,14 @@ class StreamConsumer(Generic[M]):
                     if time.monotonic() >= next_claim:
                         await self._reclaim_once(self.config.claim_idle_ms)
                         next_claim = time.monotonic() + self.config.claim_interval_s
-                    if self.config.trim_interval_s and time.monotonic() >= next_trim:
+                    due = self.config.trim_interval_s and time.monotonic() >= next_trim
+                    if due and self.processed != trimmed_at:
+                        trimmed_at = self.processed
                         await self._trimmer.trim()
                         next_trim = time.monotonic() + self.config.trim_interval_s
-                    await self._read_new(block_ms=self.config.block_ms)
+                    # Block until the next reclaim is due: an idle consumer wakes once per claim interval.
+                    until_claim = int((next_claim - time.monotonic()) * 1000)
+                    await self._read_new(block_ms=max(1, min(self.config.block_ms, until_claim)))
                     backoff.reset()
                 except REDIS_TRANSIENT as exc:
                     await self._on_redis_error(exc, backoff)
@@ -229,17 +240,37 @@ class StreamConsumer(Generic[M]):
         """
         if not await self._wait_for_slot(None if block_ms is None else block_ms / 1000):
             return 0
-        response = await self._redis.xreadgroup(
+        read = self._redis.xreadgroup(
             self.config.group,
             self.config.consumer,
             {self.config.stream: ">"},
             count=min(self.config.count, self._free_slots()),
             block=block_ms,
         )
+        response = await (read if block_ms is None else self._unless_stopped(read))
         entries = groups.entries(response)
         for entry_id, fields in entries:
             self._dispatch(text(entry_id), fields, 1)
         return len(entries)
+
+    async def _unless_stopped(self, read: Awaitable[Any]) -> Any:
+        """The blocking read's answer, or None when ``stop()`` came first. Cancelling the read closes its
+        connection (redis-py disconnects on cancellation), so no late answer reaches another command; entries Redis
+        delivered meanwhile stay pending for a reclaim, as after a crash.
+        """
+        task = asyncio.ensure_future(read)
+        if not self._stopping.is_set():
+            stopping = asyncio.ensure_future(self._stopping.wait())
+            try:
+                await asyncio.wait((task, stopping), return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                stopping.cancel()
+        if task.done():
+            return task.result()
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, *REDIS_TRANSIENT):
+            await task
+        return None
 
     async def _consume_own_pending(self) -> None:
         """Messages this consumer name was given before a restart (same name = same pending list)."""
@@ -301,11 +332,14 @@ class StreamConsumer(Generic[M]):
     def _dispatch(self, entry_id: str, fields: dict[Any, Any], deliveries: int) -> None:
         task = asyncio.create_task(self._process(entry_id, fields, deliveries), name=f"stream-msg-{entry_id}")
         self._tasks[task] = entry_id
+        self._busy.set()
         self._m_inflight.inc()
         task.add_done_callback(self._task_done)
 
     def _task_done(self, task: asyncio.Task[None]) -> None:
         self._tasks.pop(task, None)
+        if not self._tasks:
+            self._busy.clear()
         self._m_inflight.dec()
         if not task.cancelled() and task.exception() is not None:
             self._log.error("stream.task_crashed", error=repr(task.exception()))
@@ -452,6 +486,7 @@ class StreamConsumer(Generic[M]):
     async def _keepalive_loop(self) -> None:
         interval = max(self.config.claim_idle_ms / 3000, 0.05)
         while True:
+            await self._busy.wait()
             await asyncio.sleep(interval)
             ids = list(self._tasks.values())
             if not ids:
