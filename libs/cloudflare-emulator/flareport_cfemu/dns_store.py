@@ -7,10 +7,15 @@ working copy of the zone's records and swaps the copy in only when every operati
 any failure rolls the whole batch back, as Cloudflare's single database transaction does.
 Stored records are never mutated in place (every write builds a new dict), which is what makes
 a shallow copy of the zone's mapping a valid transaction snapshot.
+
+A batch checks each write against the records under the same name only, found through an index of the working
+copy built once per batch: a check against every record of the zone made a batch of 200 writes cost 200 scans of
+a zone that holds 20,000 records (Cloudflare's own store is indexed by name).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from flareport_cfemu import errors
@@ -35,6 +40,26 @@ def _stamp(record: Json, previous: Json | None, field: str, stamp: str, now: str
     record[stamp] = previous[stamp] if unchanged and previous is not None else now
 
 
+class _ByName:
+    """The records of a batch's working copy by name, kept up to date with every operation of the batch."""
+
+    def __init__(self, records: dict[str, Json]) -> None:
+        self._names: dict[str, dict[str, Json]] = {}
+        for record in records.values():
+            self._names.setdefault(record["name"], {})[record["id"]] = record
+
+    def under(self, name: str) -> Iterable[Json]:
+        return self._names.get(name, {}).values()
+
+    def put(self, record: Json, previous: Json | None) -> None:
+        if previous is not None and previous["name"] != record["name"]:
+            self.drop(previous)
+        self._names.setdefault(record["name"], {})[record["id"]] = record
+
+    def drop(self, record: Json) -> None:
+        self._names.get(record["name"], {}).pop(record["id"], None)
+
+
 def _build(fields: Json, *, record_id: str, previous: Json | None) -> Json:
     now = now_iso()
     created = previous["created_on"] if previous is not None else now
@@ -51,6 +76,7 @@ def _write(
     body: Json,
     *,
     previous: Json | None,
+    by_name: _ByName | None = None,
 ) -> Json:
     fields = validate_fields(body, zone, config)
     quota = config.record_quota_for(str(zone.get("_plan", "free")), str(zone.get("created_on") or ""))
@@ -59,9 +85,12 @@ def _write(
             errors.DNS_RECORD_QUOTA, f"Record quota exceeded. This zone may hold at most {quota} records."
         )
     record_id = previous["id"] if previous else new_hex_id()
-    check_conflicts(fields, records.values(), self_id=record_id if previous else None)
+    others = records.values() if by_name is None else by_name.under(fields["name"])
+    check_conflicts(fields, others, self_id=record_id if previous else None)
     record = _build(fields, record_id=record_id, previous=previous)
     records[record_id] = record
+    if by_name is not None:
+        by_name.put(record, previous)
     return record
 
 
@@ -143,11 +172,12 @@ def batch(state: EmulatorState, config: EmulatorConfig, zone_id: str, body: Json
             f"Batch contains {size} operations; this zone's plan allows at most {limit} per request.",
         )
     working = dict(state.records_of(zone_id))
+    by_name = _ByName(working) if size else None
     result: dict[str, list[Json]] = {"deletes": [], "patches": [], "puts": [], "posts": []}
     for kind, ops in (("deletes", deletes), ("patches", patches), ("puts", puts), ("posts", posts)):
         for index, op in enumerate(ops):
             try:
-                result[kind].append(public(_batch_op(kind, op, working, zone, config)))
+                result[kind].append(public(_batch_op(kind, op, working, by_name, zone, config)))
             except ApiError as error:
                 raise batch_error(kind, index, error) from None
     state.dns_records[zone_id] = working
@@ -156,16 +186,20 @@ def batch(state: EmulatorState, config: EmulatorConfig, zone_id: str, body: Json
     return result
 
 
-def _batch_op(kind: str, op: Json, working: dict[str, Json], zone: Json, config: EmulatorConfig) -> Json:
+def _batch_op(
+    kind: str, op: Json, working: dict[str, Json], by_name: _ByName | None, zone: Json, config: EmulatorConfig
+) -> Json:
     if kind == "posts":
-        return _write(working, zone, config, op, previous=None)
+        return _write(working, zone, config, op, previous=None, by_name=by_name)
     record_id = op.get("id")
     previous = working.get(record_id) if isinstance(record_id, str) else None
     if previous is None:
         raise _not_found()
     if kind == "deletes":
         del working[previous["id"]]
+        if by_name is not None:
+            by_name.drop(previous)
         return previous
     if kind == "patches":
-        return _write(working, zone, config, _merged(previous, op), previous=previous)
-    return _write(working, zone, config, op, previous=previous)
+        return _write(working, zone, config, _merged(previous, op), previous=previous, by_name=by_name)
+    return _write(working, zone, config, op, previous=previous, by_name=by_name)

@@ -120,3 +120,28 @@ async def test_a_create_beyond_the_record_quota_refuses_the_batch_with_81045(emu
         assert running.emulator.state.records_of(ZONE_ID) == {}
         result = await acf.dns.records.batch(zone_id=ZONE_ID, posts=posts[:1])
     assert result is not None and len(result.posts or []) == 1
+
+
+# The patch carries only the fields it changes; the SDK's batch patch types also require name, type and ttl.
+@pytest.mark.cloudflare_contracts_off
+async def test_a_renaming_patch_frees_its_old_name_and_is_checked_under_its_new_one(
+    cfemu: RunningEmulator, acf: cloudflare.AsyncCloudflare
+) -> None:
+    moved = await acf.dns.records.create(zone_id=ZONE_ID, name="old", type="A", content="192.0.2.1", ttl=1)
+    taken = await acf.dns.records.create(zone_id=ZONE_ID, name="taken", type="CNAME", content="t.example.net", ttl=1)
+    assert moved is not None and taken is not None
+    cname: Any = {"name": "old", "type": "CNAME", "content": "t.cfargotunnel.com", "ttl": 1, "proxied": True}
+    result = await acf.dns.records.batch(
+        zone_id=ZONE_ID, patches=[cast(Any, {"id": moved.id, "name": "new"})], posts=[cname]
+    )
+    assert result is not None and [r.name for r in result.posts or []] == ["old.example.com"], (
+        "a CNAME may take the name a patch of the same batch moved a record away from"
+    )
+    with pytest.raises(cloudflare.BadRequestError) as caught:
+        await acf.dns.records.batch(zone_id=ZONE_ID, patches=[cast(Any, {"id": moved.id, "name": "taken"})])
+    body: Any = caught.value.body
+    assert body["errors"][0]["code"] == 81054 and "patches[0]" in body["errors"][0]["message"], (
+        "an A record moved onto a CNAME's name is refused as Cloudflare refuses it"
+    )
+    stored = sorted((r["name"], r["type"]) for r in cfemu.emulator.state.dns_records[ZONE_ID].values())
+    assert stored == [("new.example.com", "A"), ("old.example.com", "CNAME"), ("taken.example.com", "CNAME")]
