@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import math
 import time
+from collections import Counter
 from typing import Any
 
 import aiohttp
@@ -95,7 +96,10 @@ async def _wait_converged(
         tunnels = {a.tunnel_id for a in fleet if a.tunnel_id}
         ingress = sum(1 for tunnel_id, _ in rules if tunnel_id in tunnels)
         progress = {"cnames_published": len(names), "ingress_rules_published": ingress, "tunnels": len(tunnels)}
-        per_tunnel = {a.agent_id: sum(1 for t, _ in rules if t == a.tunnel_id) for a in fleet}
+        # Counted in one pass over the rules: a scan of 20,000 rules per agent took seconds of the cores the
+        # stack under measurement shares with this process.
+        by_tunnel = Counter(tunnel_id for tunnel_id, _ in rules)
+        per_tunnel = {a.agent_id: by_tunnel[a.tunnel_id] if a.tunnel_id else 0 for a in fleet}
         # Which agents are behind, for the report and for whoever debugs a run that did not converge.
         progress["agents_behind"] = {k: v for k, v in sorted(per_tunnel.items()) if v < per_agent}
         if len(names) >= wanted and ingress >= wanted and len(tunnels) == len(fleet):
