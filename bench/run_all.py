@@ -7,7 +7,8 @@ Runs, each section with its own processes and redis-server, bounded in count and
 3. + 6. a fleet of simulated agents from cold start to converged under the rate limit, and every service's RSS
    (harness.scale);
 4. + 5. command delivery and API ingest (bench/api_ingest.py), reconciler throughput with 1 and 2 replicas
-   (bench/reconciler.py), the engine's part of a container start with Podman (bench/agent_events.py).
+   (bench/reconciler.py), the engine's part of a container start with Podman (bench/agent_events.py);
+7. CPU seconds per process: idle, per container start, a burst of 20, a restart with 50 containers (harness.cpu).
 Writes the results as JSON (``--output``), the markdown report (``--markdown``) and its plots (``--img-dir``).
 A section that fails is recorded with its error and the run goes on; the exit status is 1 then.
 
@@ -34,7 +35,7 @@ BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
 sys.path.insert(0, str(ROOT))  # bench.harness and bench.cloudflare_calls
 
-from bench.harness import calls, convergence, external, report, scale  # noqa: E402
+from bench.harness import calls, convergence, cpu, external, report, scale  # noqa: E402
 from bench.harness.stack import BenchStack  # noqa: E402
 
 from flareport_cli.localredis import LocalRedis  # noqa: E402
@@ -46,6 +47,7 @@ FULL: dict[str, Any] = {
     "agents": 1000, "per_agent": 20, "rate_limit": 1200, "rate_window": 10, "scale_timeout": 300.0,
     "api_agents": 1000, "commands": 500, "ingest_seconds": 5.0,
     "rec_agents": 200, "rec_per_agent": 100, "rec_updates": 2000, "engine_containers": 20, "flood_seconds": 20.0,
+    "cpu_idle_seconds": 30.0, "cpu_singles": 5, "cpu_burst": 20, "cpu_running": 50, "cpu_real_agent": True,
 }  # fmt: skip
 SMOKE: dict[str, Any] = {
     "singles": 1, "rate": 20.0, "seconds": 1.0, "big_burst": 50,
@@ -53,6 +55,7 @@ SMOKE: dict[str, Any] = {
     "agents": 20, "per_agent": 5, "rate_limit": 60, "rate_window": 2, "scale_timeout": 60.0,
     "api_agents": 20, "commands": 20, "ingest_seconds": 1.0,
     "rec_agents": 10, "rec_per_agent": 10, "rec_updates": 50, "engine_containers": 0, "flood_seconds": 2.0,
+    "cpu_idle_seconds": 2.0, "cpu_singles": 1, "cpu_burst": 3, "cpu_running": 5, "cpu_real_agent": False,
 }  # fmt: skip
 
 
@@ -89,6 +92,14 @@ def run(size: dict[str, Any], workdir: Path) -> dict[str, Any]:
             return asyncio.run(scale.run(stack, agents=size["agents"], per_agent=size["per_agent"],
                                          within=size["scale_timeout"]))  # fmt: skip
 
+    def cpu_seconds() -> Any:
+        from flareport_cli.localpodman import podman_available
+
+        real = bool(size["cpu_real_agent"]) and podman_available()  # without Podman, a simulated agent
+        return cpu.main_sync(workdir / "cpu", real_agent=real, idle_seconds=size["cpu_idle_seconds"],
+                             singles=size["cpu_singles"], burst=size["cpu_burst"],
+                             running=size["cpu_running"])  # fmt: skip
+
     section(results, "convergence", whole_stack)
     section(results, "cloudflare_calls", dns_worker_calls)
     section(results, "scale", fleet)
@@ -109,6 +120,7 @@ def run(size: dict[str, Any], workdir: Path) -> dict[str, Any]:
             f, c, size["flood_seconds"], 300))  # fmt: skip
         flood_runs.append(results.pop("event_flood"))
     results["event_flood"] = flood_runs
+    section(results, "cpu", cpu_seconds)
     if size["engine_containers"]:
         section(results, "agent_engine", lambda: external.agent_engine(size["engine_containers"], 5000, 300))
     else:

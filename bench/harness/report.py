@@ -48,6 +48,10 @@ NOTES: dict[str, str] = {
     "one is 5 minutes). The rest of the time is processing: registrations, enrolments and 1,000 tunnel jobs on "
     "2 cores shared with the simulated fleet.",
     "reconciler_rss": "The reconciler keeps inventories in Redis, not in memory; a high RSS would be caches.",
+    "cpu_restart50": "Most of a restart is the three interpreters importing their libraries (aiohttp, redis, "
+    "structlog, the Cloudflare SDK and its pydantic models) before any work: one DockFlare process imports once.",
+    "cpu_single": "A lone start pays a whole round of the pipeline (API request, reconciler batch, job, "
+    "Cloudflare calls, result); DockFlare's figure here is its burst's per-start cost, the stricter reading.",
 }
 
 IMAGES = ("bench-latency-cdf.png", "bench-calls-vs-minimum.png", "bench-throughput-replicas.png")
@@ -95,6 +99,7 @@ def markdown(results: dict[str, Any], image_dir: str) -> str:
     out += _scale(results.get("scale") or {})
     out += _throughput(results)
     out += _event_flood(results.get("event_flood") or [])
+    out += _cpu(results.get("cpu") or {})
     if "plots" in meta:
         out += ["## Plots", "", str(meta["plots"]), ""]
     else:
@@ -271,6 +276,35 @@ def _event_flood(runs: list[dict[str, Any]]) -> list[str]:
                      run.get("accepted"), run.get("lost"), run.get("error") or ""])  # fmt: skip
     out += _table(["flooding keys", "offered events/s", "accepted events/s", "alone p50 (ms)", "flood p50 (ms)",
                    "flood p99 (ms)", "flood max (ms)", "accepted", "lost", "error"], rows)  # fmt: skip
+    return out
+
+
+def _cpu(cpu: dict[str, Any]) -> list[str]:
+    if not cpu or cpu.get("error"):
+        return []
+    names = list(cpu.get("processes") or ())
+    dockflare = cpu.get("dockflare") or {}
+    out = ["## 7. CPU", "", f"harness.cpu: user + system CPU seconds from `/proc/<pid>/stat` of each process; agent: "
+           f"{cpu.get('agent')}. Each window starts with nothing in flight and ends when the hostnames are "
+           "published and every stream is acknowledged again; the restart stops api, reconciler and dns-worker "
+           "(SIGTERM) and starts them again, their imports included, until the agent's resent inventory is "
+           "processed.", ""]  # fmt: skip
+    idle, after = cpu.get("idle") or {}, cpu.get("idle_after") or {}
+    restart = dockflare.get("restart50") or (None, None)
+    rows = [
+        [f"idle, per 30 s (measured over {_fmt(idle.get('seconds'))} s)",
+         *[(idle.get("per_30s") or {}).get(n) for n in [*names, "total"]], dockflare.get("idle_per_30s")],
+        ["idle again after the work, per 30 s",
+         *[(after.get("per_30s") or {}).get(n) for n in [*names, "total"]], dockflare.get("idle_per_30s")],
+        [f"one container start (median of {len((cpu.get('single') or {}).get('runs') or ())})",
+         *[((cpu.get("single") or {}).get("cpu_s") or {}).get(n) for n in [*names, "total"]], dockflare.get("single")],
+        [f"burst of {_fmt((cpu.get('burst') or {}).get('containers'))}",
+         *[((cpu.get("burst") or {}).get("cpu_s") or {}).get(n) for n in [*names, "total"]], dockflare.get("burst20")],
+        [f"restart with {_fmt((cpu.get('restart') or {}).get('containers'))} containers, nothing changed",
+         *[((cpu.get("restart") or {}).get("cpu_s") or {}).get(n) for n in [*names, "total"]],
+         f"{restart[0]}-{restart[1]}"],
+    ]  # fmt: skip
+    out += _table(["CPU-s", *names, "total", "DockFlare 3.1.2"], rows)
     return out
 
 

@@ -42,6 +42,25 @@ def rss_mb(pid: int) -> float | None:
     return None
 
 
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float | None:
+    """User + system CPU seconds of a process (all its threads) so far; a zombie still tells its final figure."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime and stime (fields 14 and 15 of stat)
+
+
+def _exited(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] in ("Z", "X")
+    except (OSError, IndexError):
+        return True
+
+
 class BenchStack:
     def __init__(
         self,
@@ -59,6 +78,8 @@ class BenchStack:
         self.extra_env = extra_env or {}
         self.redis_server: LocalRedis | None = None
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
+        self.metrics_urls: dict[str, str] = {}  # name -> its /metrics (the API's on its port, the others' health port)
+        self._commands: dict[str, tuple[str, dict[str, str]]] = {}  # name -> (service, extra env): for restarts
         self._logs: list[IO[bytes]] = []
         self.env: dict[str, str] = {}
         self.api_url = ""
@@ -133,10 +154,39 @@ class BenchStack:
         self.emulator_url = url.removesuffix("/client/v4")
 
     def _spawn(self, name: str, service: str, **extra: str) -> None:
-        log = open(self.workdir / f"{name}.log", "wb")  # noqa: SIM115 - open as long as the process
+        log = open(self.workdir / f"{name}.log", "ab")  # noqa: SIM115 - open as long as the process
         self._logs.append(log)
         command = [sys.executable, "-m", "flareport_cli", service]
+        port = extra.get("FLAREPORT_HEALTH_PORT") or (self.env["FLAREPORT_API_PORT"] if service == "api" else None)
+        if port:
+            self.metrics_urls[name] = f"http://127.0.0.1:{port}/metrics"
+        self._commands[name] = (service, extra)
         self.processes[name] = subprocess.Popen(command, env={**self.env, **extra}, stdout=log, stderr=log)
+
+    def spawn(self, name: str, service: str, **extra: str) -> None:
+        """One more process of the control plane (e.g. an agent), stopped with the stack."""
+        self._spawn(name, service, **extra)
+
+    def restart(self, names: list[str]) -> dict[str, float | None]:
+        """Stop these processes (SIGTERM, as an orchestrator does), then start them again with the same settings;
+        the API comes back on its port. Returns the CPU seconds each stopped process had used in all, read while
+        it is a zombie (before it is reaped), once the API answers again (when it was restarted)."""
+        final: dict[str, float | None] = {}
+        for name in names:
+            self.processes[name].terminate()
+        for name in names:
+            pid = self.processes[name].pid
+            deadline = time.monotonic() + 30
+            while not _exited(pid) and time.monotonic() < deadline:
+                time.sleep(0.01)
+            final[name] = cpu_seconds(pid)
+            self.processes[name].wait(timeout=30)
+        for name in names:
+            service, extra = self._commands[name]
+            self._spawn(name, service, **extra)
+            if service == "api":
+                _wait_http(self.api_url + "/readyz", 60)
+        return final
 
     def stop(self) -> None:
         for process in self.processes.values():

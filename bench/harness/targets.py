@@ -118,6 +118,7 @@ def evaluate(results: dict[str, Any]) -> list[dict[str, Any]]:
             False if scale else None,
             "did not converge within the time allowed" if scale else "not measured",
         )
+    _cpu_targets(results.get("cpu") or {}, add)
     rss = _get(scale, "rss_mb", "reconciler-1")
     add("reconciler_rss", f"reconciler RSS < 300 MB at {scale.get('hostnames', 20000):,} hostnames", _unit(rss, "MB"),
         None if rss is None else rss < 300, "whole-stack fleet run")  # fmt: skip
@@ -134,3 +135,38 @@ def _count_429(data: Any) -> int:
     if isinstance(data, list):
         return sum(_count_429(v) for v in data)
     return 0
+
+
+# Issue 23's CPU targets against DockFlare 3.1.2's figures (harness.cpu.DOCKFLARE).
+CPU_SINGLE_FACTOR = 1.5
+CPU_BURST20_S = 0.6
+CPU_IDLE_PER_30S = 0.05
+CPU_RESTART50_S = 2.0
+
+
+def _cpu_targets(cpu: dict[str, Any], add: Any) -> None:
+    dockflare = cpu.get("dockflare") or {}
+    who = "" if "agent" in (cpu.get("processes") or ()) else " (agent not measured: simulated)"
+    single = _get(cpu, "single", "cpu_s", "total")
+    limit = round(CPU_SINGLE_FACTOR * float(dockflare.get("single", 0.025)), 4)
+    add("cpu_single", f"CPU per container start <= {CPU_SINGLE_FACTOR} x DockFlare's ({limit} CPU-s)",
+        _unit(single, "CPU-s"), None if single is None else single <= limit,
+        f"median of {len(_get(cpu, 'single', 'runs') or ())} starts{who}; DockFlare's figure is its burst's "
+        "per-start cost")  # fmt: skip
+    burst, count = _get(cpu, "burst", "cpu_s", "total"), _get(cpu, "burst", "containers")
+    add("cpu_burst20", f"CPU for a burst of {count or 20} <= {CPU_BURST20_S} CPU-s", _unit(burst, "CPU-s"),
+        None if burst is None else burst <= CPU_BURST20_S,
+        f"DockFlare: {dockflare.get('burst20')} CPU-s{who}")  # fmt: skip
+    idle = _get(cpu, "idle", "per_30s", "total")
+    after = _get(cpu, "idle_after", "per_30s", "total")
+    worst = None if idle is None else max(idle, after or 0.0)
+    add("cpu_idle", f"idle <= {CPU_IDLE_PER_30S} CPU-s per 30 s, the four processes together", _unit(worst, "CPU-s"),
+        None if worst is None else worst <= CPU_IDLE_PER_30S,
+        f"the larger of two idle windows ({idle} before the work, {after} after){who}; DockFlare: "
+        f"{dockflare.get('idle_per_30s')} CPU-s")  # fmt: skip
+    restart, running = _get(cpu, "restart", "cpu_s", "total"), _get(cpu, "restart", "containers")
+    low, high = dockflare.get("restart50") or (None, None)
+    add("cpu_restart50", f"restart of the control plane with {running or 50} containers <= {CPU_RESTART50_S} CPU-s",
+        _unit(restart, "CPU-s"), None if restart is None else restart <= CPU_RESTART50_S,
+        f"api, reconciler and dns-worker stopped and started, their imports included{who}; DockFlare: "
+        f"{low}-{high} CPU-s")  # fmt: skip
