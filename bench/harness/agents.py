@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from typing import Any
 
 import aiohttp
@@ -120,7 +121,10 @@ class SimAgent:
             raise RuntimeError(f"agent {self.index}: {answer['accepted']} of {len(events)} events accepted")
 
     def start_event(self, info: dict[str, Any]) -> dict[str, Any]:
-        return {"type": "container_start", "agent_id": self.agent_id, "seq": self._next(), "container": info}
+        # The agent's receipt of the engine's event is now: the trace's first stage (flareport_common.tracing).
+        trace = {"agent_us": time.time_ns() // 1000}
+        return {"type": "container_start", "agent_id": self.agent_id, "seq": self._next(), "container": info,
+                "trace": trace}  # fmt: skip
 
     def inventory_event(self, infos: list[dict[str, Any]]) -> dict[str, Any]:
         return {"type": "inventory", "agent_id": self.agent_id, "seq": self._next(), "containers": infos}

@@ -8,7 +8,8 @@ One stack (redis, emulator, api, reconciler, dns-worker), a few simulated agents
 - bursts of 1, 20 and 100 containers with an Access policy (Access apps are one app per hostname);
 - a restart with 50 containers running and nothing changed (the agent registers again and resends its inventory).
 Latency = from posting the agent's event to the emulator completing the last write the hostname needed; the
-engine's own delivery of the start event to the agent is measured separately (bench/agent_events.py).
+engine's own delivery of the start event to the agent is measured separately (bench/agent_events.py). A single
+start's time per hop comes from the processes' trace histograms (``harness.hops``).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from typing import Any
 
 import aiohttp
 
-from . import cfwatch
+from . import cfwatch, hops
 from .agents import SimAgent, container, hostname, make_agents, wait_tunnels
 from .stack import BenchStack
 
@@ -64,6 +65,7 @@ class Runner:
         hosts = [i["rules"][0]["hostname"] for i in infos]
         assert agent.tunnel_id is not None
         before = await cfwatch.counters(self.session, self.stack.emulator_url)
+        traced = await hops.totals(self.session, list(self.stack.metrics_urls.values())) if count == 1 else None
         started = time.time()
         for host in hosts:
             self.watcher.expect(host, agent.tunnel_id, started)
@@ -74,7 +76,12 @@ class Runner:
         calls = cfwatch.summarise(before, await cfwatch.counters(self.session, self.stack.emulator_url))
         latencies = self.watcher.latencies(hosts)
         seconds = round(max(latencies), 3) if converged and latencies else None
-        return {"rules": count, "access": access, "converged": converged, "seconds": seconds, **calls}
+        result: dict[str, Any] = {"rules": count, "access": access, "converged": converged, "seconds": seconds,
+                                  **calls}  # fmt: skip
+        if traced is not None:  # a lone start: its time on each hop (harness.hops)
+            after = await hops.totals(self.session, list(self.stack.metrics_urls.values()))
+            result["hops_ms"] = hops.per_event_ms(traced, after)
+        return result
 
     async def restart_unchanged(self, agent: SimAgent, running: int) -> dict[str, Any]:
         first = await self.burst(agent, running)
@@ -138,6 +145,7 @@ async def run(stack: BenchStack, *, singles: int, rate: float, seconds: float, b
                     "calls": max(r["calls"] for r in runs),
                     "writes": max(r["writes"] for r in runs),
                     "reads": max(r["reads"] for r in runs),
+                    "hops_median_ms": hops.medians(runs),
                 }
                 result[f"burst20_{latency}ms"] = await runner.burst(agents[1], 20)
             await cfwatch.set_latency(session, stack.emulator_url, 0)

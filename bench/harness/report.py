@@ -19,6 +19,9 @@ NOTES: dict[str, str] = {
     "about the same time), the same ~150 ms that is inside DockFlare's figure. bench/agent_events.py starts its "
     "containers 4 at a time, so its p50 is an upper bound for an isolated start and varies from run to run; "
     "measuring one start at a time in the engine would make this comparison exact.",
+    "control_plane_0ms": "The agent and the API take a few ms (table below); most of the share is the reconciler's "
+    "inventory transaction, refresh and plan before the commit, and the dns-worker's applied-version check, lease "
+    "and observed-state reads before its first call, each a few Redis round trips on 2 shared cores.",
     "single_100ms": "Besides the engine's part (see above), the control plane's part is two sequential calls: the "
     "dns-worker reads the tunnel configuration before every PUT (a PUT replaces the whole ingress and foreign rules "
     "are preserved), then writes; the DNS write runs in parallel. Skipping the GET when the cached configuration "
@@ -136,6 +139,7 @@ def _convergence(conv: dict[str, Any], engine: dict[str, Any]) -> list[str]:
                      burst.get("calls"), burst.get("writes")])  # fmt: skip
     out += _table(["case", "added latency per call (ms)", "converged after (ms)", "calls (max of runs)",
                    "writes (max of runs)"], rows)  # fmt: skip
+    out += _hops(conv)
     steady = conv.get("steady") or {}
     if steady:
         out += [
@@ -154,6 +158,37 @@ def _convergence(conv: dict[str, Any], engine: dict[str, Any]) -> list[str]:
             "",
         ]
     return out
+
+
+# What each hop of a single start's trace covers (flareport_common.tracing), in the order an event walks them.
+HOP_ROWS = (
+    ("agent_to_api", "agent -> API", "the agent's request, the API's checks, up to the XADD to events"),
+    ("api_to_reconciler", "API -> reconciler", "events stream: the XADD until a reconciler's handler starts"),
+    ("reconciler_to_commit", "reconciler", "inventory transaction, refresh, touch and plan, up to the job's commit"),
+    ("commit_to_worker", "reconciler -> dns-worker", "the commit script and cf-jobs, until the worker's handler"),
+    ("worker_to_first_call", "dns-worker", "applied-version check, lease, observed state, up to the first call"),
+    ("first_call_to_converged", "Cloudflare", "the calls, recording the applied version, the result"),
+    ("control_plane", "control plane's share", "the agent's receipt of the event -> the first Cloudflare call"),
+    ("end_to_end", "whole way", "the agent's receipt -> the job finished"),
+)
+
+
+def _hops(conv: dict[str, Any]) -> list[str]:
+    singles = [conv.get(f"single_{latency}ms") or {} for latency in (0, 100)]
+    if not any(s.get("hops_median_ms") for s in singles):
+        return []
+    out = [
+        "### Where a single start's time goes",
+        "",
+        "Median per hop over the single starts above, from the trace every event carries and the "
+        "`flareport_trace_hop_seconds` histograms of the processes (docs/operations.md, 'Tracing one event'). "
+        "The simulated agent stamps its receipt just before posting, so the agent's own outbox is not in "
+        "'agent -> API'. A start makes two jobs (DNS and ingress): the hops from the reconciler's commit on are "
+        "averaged over both, and the last two rows are totals.",
+        "",
+    ]
+    rows = [[label, *(s.get("hops_median_ms", {}).get(hop) for s in singles), what] for hop, label, what in HOP_ROWS]
+    return out + _table(["hop", "0 ms per call (ms)", "100 ms per call (ms)", "what it covers"], rows)
 
 
 def _engine_sentence(engine: dict[str, Any]) -> str:

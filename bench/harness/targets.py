@@ -46,6 +46,11 @@ def evaluate(results: dict[str, Any]) -> list[dict[str, Any]]:
     total0, detail0 = _total_ms(results, 0)
     add("single_0ms", f"single start, 0 ms per call: <= DockFlare's {DOCKFLARE_SINGLE_MS:.0f} ms",
         _unit(total0, "ms"), None if total0 is None else total0 <= DOCKFLARE_SINGLE_MS, detail0)  # fmt: skip
+    hops0 = (_get(results, "convergence", "single_0ms") or {}).get("hops_median_ms") or {}
+    share = hops0.get("control_plane")
+    add("control_plane_0ms", "single start, 0 ms per call: the control plane's share (agent receives the event -> "
+        "first Cloudflare call) <= 10 ms median", _unit(share, "ms"), None if share is None else share <= 10,
+        "per hop: table 'Where a single start's time goes'")  # fmt: skip
     total100, detail100 = _total_ms(results, 100)
     limit = DOCKFLARE_SINGLE_100MS_MS / 2
     add("single_100ms", "single start, 100 ms per call: >= 2x faster than DockFlare "

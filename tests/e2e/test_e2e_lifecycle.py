@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import base64
 import json
+import re
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from fptest.e2e_stack import E2EStack, Host
+from fptest.e2e_stack import E2EStack, Host, http
 from fptest.waiting import wait_for_sync
 
 from .conftest import StackFactory
@@ -167,3 +169,47 @@ def test_an_admin_override_wins_over_labels_until_reverted(stack: E2EStack) -> N
     stack.admin("POST", "/api/v1/rules/over.example.test/revert", {})
     stack.wait_published(tunnel_id, {"over.example.test": "http://over:80"}, timeout=30)
     app.remove(force=True)
+
+
+def _hop_counts(stack: E2EStack, name: str) -> dict[str, float]:
+    """``flareport_trace_hop_seconds_count`` by hop from one process's /metrics (its port from its environment)."""
+    if name == "api":
+        url = stack.api_url + "/metrics"
+    else:
+        environ = Path(f"/proc/{stack.child(name).process.pid}/environ").read_bytes().split(b"\0")
+        port = next(v.split(b"=", 1)[1].decode() for v in environ if v.startswith(b"FLAREPORT_HEALTH_PORT="))
+        url = f"http://127.0.0.1:{port}/metrics"
+    status, text = http("GET", url)
+    assert status == 200, text
+    found = re.findall(r'^flareport_trace_hop_seconds_count\{hop="([a-z_]+)"\} (\S+)$', text, re.M)
+    return {hop: float(value) for hop, value in found}
+
+
+def test_a_started_containers_trace_is_observed_hop_by_hop_in_every_service(stack: E2EStack) -> None:
+    host = stack.hosts["host1"]
+    tunnel_id = stack.agent(stack.agents()[0]["agent_id"])["tunnel_id"]
+    assert tunnel_id, "the first test enrols the agent"
+    hops = {
+        "agent": ("engine_to_agent", "agent_outbox"),
+        "api": ("agent_to_api",),
+        "reconciler": ("api_to_reconciler", "reconciler_to_commit"),
+        "dns-worker": ("commit_to_worker", "worker_to_first_call", "first_call_to_converged", "control_plane",
+                       "end_to_end"),
+    }  # fmt: skip
+    before = {name: _hop_counts(stack, name) for name in hops}
+    host.labelled("traced", "traced.example.test", stack.image)
+    stack.wait_published(tunnel_id, {"traced.example.test": "http://traced:80"}, timeout=60)
+
+    missing: list[str] = []
+
+    def all_observed() -> bool:
+        missing[:] = []
+        for name, names in hops.items():
+            counts = _hop_counts(stack, name)
+            missing.extend(f"{name}:{hop}" for hop in names if counts.get(hop, 0) <= before[name].get(hop, 0))
+        return not missing
+
+    try:
+        wait_for_sync(all_observed, timeout=30, interval=0.2, what="every service's hops observed")
+    except AssertionError:
+        raise AssertionError(f"hops never observed after the container's start: {missing}") from None

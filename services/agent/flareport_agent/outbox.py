@@ -5,8 +5,10 @@ when it is buffered, so the master sees them in the order Docker produced them. 
 has been away for a long time) its content is thrown away and replaced by one ``inventory`` snapshot of what is
 running now — the master loses no state, only the history in between, which it does not need (rules are
 level-based). The sender removes events from the buffer only after the master accepted them, and persists the
-last accepted sequence number (through ``on_accepted``); waiting out an absent master (capped backoff,
-``Retry-After``) and a rejected key is the link's part (``link.py``).
+last accepted sequence number (through ``on_accepted``). A lone event after a quiet spell is sent at once; only
+an event that arrives within ``linger`` of the last accepted batch (a burst) waits ``linger`` for the rest of the
+burst to gather, and what arrives while a batch is in flight goes in the next one. Waiting out an absent master
+(capped backoff, ``Retry-After``) and a rejected key is the link's part (``link.py``).
 
 A batch the master refuses (a 4xx other than 401/403/429: invalid field, size quota) is never retried as is, and
 never costs the events around the refused one: the sender sends what comes before the event the error names
