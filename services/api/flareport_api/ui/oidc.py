@@ -23,17 +23,15 @@ import hmac
 import json
 import secrets
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlencode
 
 import aiohttp
 import structlog
 from aiohttp import web
-from authlib.oauth2.rfc7636 import create_s256_code_challenge  # type: ignore[import-untyped]
-from joserfc import jwt
-from joserfc.errors import JoseError
-from joserfc.jwk import KeySet
-from joserfc.jwt import JWTClaimsRegistry
+
+if TYPE_CHECKING:  # joserfc and authlib are imported when OIDC is used: most APIs never pay their import
+    from joserfc.jwk import KeySet
 
 from flareport_api.state import context
 from flareport_api.ui.guards import UI
@@ -89,6 +87,8 @@ class OidcClient:
         return self._metadata[1]
 
     async def key_set(self, *, refresh: bool = False) -> KeySet:
+        from joserfc.jwk import KeySet
+
         if refresh or self._keys is None or time.monotonic() - self._keys[0] > CACHE_S:
             raw = await self._get_json((await self.metadata())["jwks_uri"])
             self._keys = (time.monotonic(), KeySet.import_key_set(raw))  # type: ignore[arg-type]
@@ -96,6 +96,8 @@ class OidcClient:
 
     async def start(self, request: web.Request, next_page: str) -> tuple[str, str]:
         """The provider's authorization URL for a new one-time state, and the browser binding to set as a cookie."""
+        from authlib.oauth2.rfc7636 import create_s256_code_challenge  # type: ignore[import-untyped]
+
         ctx = context(request)
         state, nonce, verifier, binding = (secrets.token_urlsafe(32) for _ in range(4))
         record = json.dumps(
@@ -170,6 +172,10 @@ class OidcClient:
         return str(body["id_token"])
 
     async def _verify(self, id_token: str, nonce: str) -> dict[str, Any]:
+        from joserfc import jwt
+        from joserfc.errors import JoseError
+        from joserfc.jwt import JWTClaimsRegistry
+
         try:
             try:
                 decoded = jwt.decode(id_token, await self.key_set(), algorithms=["RS256", "ES256", "PS256", "EdDSA"])
