@@ -14,9 +14,11 @@ Each process observes the hops that end in it, from the ``Trace`` the event (or 
     control_plane            dns-worker  received by the agent -> the first Cloudflare call: Flareport's own share
     end_to_end               dns-worker  the engine's event time (or the agent's receipt) -> the job finished
 
-Hops across processes compare two hosts' clocks: a negative duration (clock skew) is observed as 0, and the agent's
-times are bounded by the API (``admitted``), so a wrong or hostile clock can only distort the histogram, never the
-pipeline — no decision reads a trace.
+The agent and the API observe their hops once per batch (request), for the batch's oldest event: the one that
+waited longest, as a job carries the oldest trace of the events it serves; per-event observations would cost the
+ingest rate. Hops across processes compare two hosts' clocks: a negative duration (clock skew) is observed as 0,
+and the agent's times are bounded by the API (``admitted``), so a wrong or hostile clock can only distort the
+histogram, never the pipeline — no decision reads a trace.
 """
 
 from __future__ import annotations
