@@ -33,13 +33,13 @@ PACKAGES = ("flareport_common", "flareport_api", "flareport_reconciler", "flarep
 # Three reasons recur: GLOBAL (one stream, index or counter for all entities: the events, intents and cf-jobs
 # streams, the agents/rules/targets/apikeys indexes, readmodel-version that every read-model write raises in the
 # same transaction for the web UI), MANY (one key per hostname, several hostnames in one call: a refresh or a
-# deletion must see and change all of a target's hostnames at once) and UNTAGGED (two global keys that could share
+# deletion must see and change all of a target's hostnames at once) and UNTAGGED (global keys that could share
 # a hash tag, but renaming them would orphan existing data).
 GLOBAL = "GLOBAL: an entity's keys and a stream/index/counter shared by all entities change together"
 MANY = "MANY: keys of several hostnames (claims:<h>, hostname:<h>, rule:<h>) and the sets that index them"
 ALLOWED_SCRIPTS: dict[str, str] = {
     "accept_events": GLOBAL + " (the agent's last-seq and rate bucket share {agent:*}; the events stream is shared)",
-    "take_token": "UNTAGGED: cf:rate-bucket and cf:pause-until (the rate limit shared by every dns-worker)",
+    "take_token": "UNTAGGED: cf:rate-calls, cf:rate-bucket and cf:pause-until (the rate limit every dns-worker shares)",
     "target_commit": GLOBAL + " (a target's state, the targets index and the cf-jobs stream)",
     "write_rules": MANY + ", the rules index and readmodel-version",
     "write_refresh": MANY + ", dirty-hostnames and readmodel-version",

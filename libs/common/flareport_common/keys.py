@@ -105,7 +105,13 @@ class Keys:
 
     @property
     def cf_rate_bucket(self) -> str:
+        """Hash: how many Cloudflare calls may start now (``tokens``) as of ``at``, for the API's status."""
         return f"{self.prefix}cf:rate-bucket"
+
+    @property
+    def cf_rate_calls(self) -> str:
+        """List: the Redis times (ms) of the Cloudflare calls admitted within the rate limit's last span."""
+        return f"{self.prefix}cf:rate-calls"
 
     @property
     def cf_pause_until(self) -> str:
@@ -236,6 +242,11 @@ class Keys:
     @property
     def targets_index(self) -> str:
         return f"{self.prefix}targets"
+
+    @property
+    def targets_waiting(self) -> str:
+        """Sorted set of targets held for their coalescing window (score: when the plan is due, epoch ms)."""
+        return f"{self.prefix}targets:waiting"
 
     @property
     def dirty_hostnames(self) -> str:

@@ -1,17 +1,23 @@
 """The Cloudflare rate limit, shared by every dns-worker replica through Redis.
 
 Cloudflare allows ``N`` requests per window (1,200 per 5 minutes) per token and answers 429 past it. Every
-call — read or write — first takes a token from one bucket in Redis, in a Lua script (``lua/take_token.lua``) so
-that replicas never race; the script reads Redis' own clock (``TIME``), so replica clocks do not matter.
+call — read or write — is first admitted by one Lua script (``lua/take_token.lua``), so that replicas never race;
+the script reads Redis' own clock, so replica clocks do not matter.
 
-The bucket holds at most ``burst`` tokens and refills at ``(B - burst) / window`` per second, where the budget
-``B`` is ``N`` less a 5% margin for timing jitter. In any span of one window that admits at most
-``burst + (B - burst) = B < N`` calls, so even Cloudflare's fixed windows, which start wherever they like,
-never see more than ``N``. A larger burst makes small jobs start at once; a
-smaller one makes long bursts smoother; a tenth of the budget is the default.
+The rule is a sliding window: at most ``B`` calls in any span of ``S``, where the budget ``B`` is ``N`` less a 5%
+margin and the span ``S`` the window plus 5%. Redis keeps the times of the calls admitted within the last span;
+a call is admitted when fewer than ``B`` of them are younger than ``S``, else it waits until the oldest that
+counts leaves the span. Whatever windows Cloudflare counts in (fixed ones starting wherever they like, or sliding
+ones), a window of length ``N``'s window holds at most ``B < N`` of our calls, and the margins absorb the jitter
+between admitting a call and Cloudflare counting it: a call admitted late but counted early (the span's extra 5%)
+and calls bunched by network or event-loop delays (the budget's 5%).
+
+No limiter that keeps to that rule admits any call earlier: a backlog of ``2,100`` calls with ``N = 1,200`` goes
+out in two windows (the first ``B`` at once, the rest one span later), where a token bucket that refills
+steadily (an earlier version, with a tenth of the budget as its burst) needed nearly twice as long.
 
 A 429 (someone else spent the budget: another tool, the dashboard) sets ``pause-until`` for everyone: the
-script refuses tokens until then, so all replicas stop together and resume after ``Retry-After``.
+script refuses every call until then, so all replicas stop together and resume after ``Retry-After``.
 """
 
 from __future__ import annotations
@@ -25,38 +31,37 @@ from flareport_common.keys import Keys
 from flareport_dns_worker.metrics import RATE_LIMIT_WAIT_SECONDS, RATE_LIMIT_WAITS
 from flareport_dns_worker.scripts import PauseCalls, TakeToken
 
-
-def default_burst(requests: int) -> int:
-    return max(1, requests // 10)
+# The span's margin over the window, as a fraction of the window.
+SPAN_MARGIN = 0.05
 
 
 class RateLimiter:
-    def __init__(
-        self, redis: aioredis.Redis, keys: Keys, *, requests: int, window_seconds: float, burst: int | None = None
-    ) -> None:
+    def __init__(self, redis: aioredis.Redis, keys: Keys, *, requests: int, window_seconds: float) -> None:
         self._redis = redis
         self._keys = keys
-        # A token is taken a moment before Cloudflare counts the request, and those moments jitter: keep a
-        # small margin (5%) so requests bunched by network or event-loop delays still fit the window.
-        budget = max(1, requests - max(1, requests // 20)) if requests > 1 else 1
-        self.burst = min(burst if burst is not None else default_burst(budget), budget)
-        # Keep the refill strictly positive even when burst == budget (about one request per window then).
-        self.refill_per_ms = max(budget - self.burst, 1) / (window_seconds * 1000)
+        # An admitted call reaches Cloudflare a moment later, and those moments jitter: a small margin in calls
+        # (5%, at least one) keeps requests bunched by network or event-loop delays inside Cloudflare's count.
+        self.budget = max(1, requests - max(1, requests // 20)) if requests > 1 else 1
+        self.span_ms = max(1, round(window_seconds * 1000 * (1 + SPAN_MARGIN)))
         self._take = TakeToken(redis)
         self._pause = PauseCalls(redis)
+        # One caller of this process asks at a time, in the order they came: waiting callers would otherwise all
+        # wake when the oldest call leaves the span, and all but one ask again in vain.
+        self._turn = asyncio.Lock()
 
     async def acquire(self) -> float:
-        """Take one token, waiting as long as needed; returns the seconds waited."""
+        """Wait until a call is admitted; returns the seconds waited."""
         started = time.monotonic()
         waited = False
-        while True:
-            wait = await self.try_acquire()
-            if wait <= 0:
-                break
-            waited = True
-            # Re-ask at least every 5 s: a pause can be lifted early only by expiring, but a long wait computed
-            # now may shrink if the bucket's settings change with a redeploy.
-            await asyncio.sleep(min(wait, 5.0))
+        async with self._turn:
+            while True:
+                wait = await self.try_acquire()
+                if wait <= 0:
+                    break
+                waited = True
+                # Re-ask at least every 5 s: a pause can be lifted early only by expiring, but a long wait
+                # computed now may shrink if the limit's settings change with a redeploy.
+                await asyncio.sleep(min(wait, 5.0))
         seconds = time.monotonic() - started
         if waited:
             RATE_LIMIT_WAITS.inc()
@@ -64,9 +69,11 @@ class RateLimiter:
         return seconds
 
     async def try_acquire(self) -> float:
-        """Take one token if there is one (returns 0), else return the seconds to wait before asking again."""
+        """Admit one call if the limit allows it now (returns 0), else return the seconds to wait before asking
+        again."""
+        keys = self._keys
         wait_ms = await self._take(
-            self._keys.cf_rate_bucket, self._keys.cf_pause_until, burst=self.burst, refill_per_ms=self.refill_per_ms
+            keys.cf_rate_calls, keys.cf_rate_bucket, keys.cf_pause_until, budget=self.budget, span_ms=self.span_ms
         )
         return wait_ms / 1000
 

@@ -18,14 +18,14 @@ _RELEASE_LEASE = lua.load("flareport_dns_worker", "release_lease")
 
 
 class TakeToken:
-    """``take_token.lua``: take one token from the bucket unless calls are paused."""
+    """``take_token.lua``: admit one call under the shared rate limit unless calls are paused."""
 
     def __init__(self, redis: aioredis.Redis) -> None:
         self._script = redis.register_script(_TAKE_TOKEN.source)
 
-    async def __call__(self, bucket_key: str, pause_key: str, *, burst: int, refill_per_ms: float) -> int:
-        """0 when a token was taken, else the milliseconds to wait before asking again."""
-        return int(await self._script(keys=[bucket_key, pause_key], args=[burst, repr(refill_per_ms)]))
+    async def __call__(self, calls_key: str, view_key: str, pause_key: str, *, budget: int, span_ms: int) -> int:
+        """0 when the call was admitted, else the milliseconds to wait before asking again."""
+        return int(await self._script(keys=[calls_key, view_key, pause_key], args=[budget, span_ms]))
 
 
 class PauseCalls:

@@ -15,33 +15,54 @@ async def _redis_ms(redis: aioredis.Redis) -> int:
 # ---- take_token.lua -------------------------------------------------------------------------------------------
 
 
-async def test_a_missing_bucket_starts_full_and_pays_one_token(redis: aioredis.Redis, prefix: str) -> None:
-    take, bucket = TakeToken(redis), f"{prefix}bucket"
-    assert await take(bucket, f"{prefix}pause", burst=5, refill_per_ms=0.001) == 0
-    assert float(await redis.hget(bucket, "tokens") or 0) == 4
-    assert 5_000 < await redis.pttl(bucket) <= 6_000, "kept as long as a refill from empty takes, plus a second"
+async def test_calls_are_admitted_up_to_the_budget_and_kept_for_one_span(redis: aioredis.Redis, prefix: str) -> None:
+    take, calls, view = TakeToken(redis), f"{prefix}calls", f"{prefix}view"
+    waits = [await take(calls, view, f"{prefix}pause", budget=3, span_ms=60_000) for _ in range(3)]
+    assert waits == [0, 0, 0], "a whole budget may go at once"
+    assert await redis.llen(calls) == 3
+    assert 59_000 < await redis.pttl(calls) <= 60_000, "the admitted calls are kept for one span"
+    assert float(await redis.hget(view, "tokens") or -1) == 0, "the status view says no call may start now"
 
 
-async def test_an_empty_bucket_answers_the_wait_for_one_token(redis: aioredis.Redis, prefix: str) -> None:
-    take, bucket = TakeToken(redis), f"{prefix}bucket"
-    await redis.hset(bucket, mapping={"tokens": "0.5", "at": str(await _redis_ms(redis))})
+async def test_a_full_span_answers_the_wait_until_its_oldest_call_leaves(redis: aioredis.Redis, prefix: str) -> None:
+    take, calls, view = TakeToken(redis), f"{prefix}calls", f"{prefix}view"
+    now = await _redis_ms(redis)
+    await redis.rpush(calls, now - 50_000, now - 10_000)
 
-    wait_ms = await take(bucket, f"{prefix}pause", burst=5, refill_per_ms=0.001)
+    wait_ms = await take(calls, view, f"{prefix}pause", budget=2, span_ms=60_000)
 
-    assert 400 < wait_ms <= 500, f"half a token at one per second, got {wait_ms} ms"
-    assert float(await redis.hget(bucket, "tokens") or 0) < 1, "a refused call takes nothing"
+    assert 9_000 < wait_ms <= 10_000, f"the oldest call leaves the span in 10 s, got {wait_ms} ms"
+    assert await redis.llen(calls) == 2, "a refused call is not counted"
 
 
-async def test_a_pause_refuses_tokens_until_it_ends_and_leaves_the_bucket_alone(
-    redis: aioredis.Redis, prefix: str
-) -> None:
-    take, bucket, pause = TakeToken(redis), f"{prefix}bucket", f"{prefix}pause"
+async def test_calls_older_than_the_span_no_longer_count(redis: aioredis.Redis, prefix: str) -> None:
+    take, calls, view = TakeToken(redis), f"{prefix}calls", f"{prefix}view"
+    now = await _redis_ms(redis)
+    await redis.rpush(calls, now - 70_000, now - 61_000, now - 1_000)
+
+    assert await take(calls, view, f"{prefix}pause", budget=2, span_ms=60_000) == 0
+    assert [int(c) for c in await redis.lrange(calls, 0, 0)] == [now - 1_000], "only calls within the span are kept"
+    assert await redis.llen(calls) == 2
+
+
+async def test_after_a_lower_limit_the_wait_is_for_the_budget_th_newest(redis: aioredis.Redis, prefix: str) -> None:
+    take, calls, view = TakeToken(redis), f"{prefix}calls", f"{prefix}view"
+    now = await _redis_ms(redis)
+    await redis.rpush(calls, now - 40_000, now - 30_000, now - 20_000)  # admitted under a budget of 3
+
+    wait_ms = await take(calls, view, f"{prefix}pause", budget=2, span_ms=60_000)
+
+    assert 29_000 < wait_ms <= 30_000, f"two may be in the span: wait for the second newest to leave, got {wait_ms}"
+
+
+async def test_a_pause_refuses_calls_until_it_ends_and_counts_nothing(redis: aioredis.Redis, prefix: str) -> None:
+    take, calls, pause = TakeToken(redis), f"{prefix}calls", f"{prefix}pause"
     await redis.set(pause, await _redis_ms(redis) + 20_000)
 
-    wait_ms = await take(bucket, pause, burst=5, refill_per_ms=0.001)
+    wait_ms = await take(calls, f"{prefix}view", pause, budget=5, span_ms=60_000)
 
     assert 15_000 < wait_ms <= 20_000
-    assert await redis.exists(bucket) == 0
+    assert await redis.exists(calls) == 0
 
 
 # ---- pause_calls.lua ------------------------------------------------------------------------------------------

@@ -1,28 +1,32 @@
--- Takes one token from the Cloudflare rate-limit bucket shared by every replica (flareport_dns_worker.ratelimit).
--- Reads Redis' own clock, so replica clocks do not matter.
--- KEYS: bucket_key        the bucket (hash: tokens, at = Redis time in ms of the last refill)
+-- Admits one Cloudflare call under the rate limit shared by every replica (flareport_dns_worker.ratelimit): at most
+-- `budget` calls in any span of `span_ms`. Reads Redis' own clock, so replica clocks do not matter.
+-- KEYS: calls_key         list of the Redis times (ms) of the calls admitted within the last span, oldest first
+--       view_key          hash read by the API's status: tokens = calls that may start now, at = Redis time (ms)
 --       pause_key         Redis time in ms until which nobody may call (set after a 429)
--- ARGV: burst             the bucket's size
---       refill_per_ms     tokens added per millisecond
--- Returns 0 when a token was taken, else the milliseconds to wait before trying again.
-local bucket_key, pause_key = KEYS[1], KEYS[2]
-local burst, rate = tonumber(ARGV[1]), tonumber(ARGV[2])
+-- ARGV: budget            calls per span
+--       span_ms           the span
+-- Returns 0 when the call was admitted, else the milliseconds to wait before trying again.
+local calls_key, view_key, pause_key = KEYS[1], KEYS[2], KEYS[3]
+local budget, span = tonumber(ARGV[1]), tonumber(ARGV[2])
 
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local pause = tonumber(redis.call('GET', pause_key) or '0')
 if pause > now then return pause - now end
-local state = redis.call('HMGET', bucket_key, 'tokens', 'at')
-local tokens = tonumber(state[1])
-local at = tonumber(state[2])
-if tokens == nil or at == nil then tokens = burst; at = now end
-tokens = math.min(burst, tokens + (now - at) * rate)
-local ttl = math.ceil(burst / rate) + 1000
-if tokens >= 1 then
-  redis.call('HSET', bucket_key, 'tokens', tostring(tokens - 1), 'at', tostring(now))
-  redis.call('PEXPIRE', bucket_key, ttl)
-  return 0
+-- Calls that left the span no longer count (each entry is dropped once: amortised constant time).
+while true do
+  local first = redis.call('LINDEX', calls_key, 0)
+  if not first or tonumber(first) + span > now then break end
+  redis.call('LPOP', calls_key)
 end
-redis.call('HSET', bucket_key, 'tokens', tostring(tokens), 'at', tostring(now))
-redis.call('PEXPIRE', bucket_key, ttl)
-return math.max(1, math.ceil((1 - tokens) / rate))
+local n = redis.call('LLEN', calls_key)
+if n >= budget then
+  -- The call that must leave the span first: the budget-th most recent (more than budget after a lower limit).
+  local due = tonumber(redis.call('LINDEX', calls_key, n - budget)) + span
+  return math.max(1, due - now)
+end
+redis.call('RPUSH', calls_key, tostring(now))
+redis.call('PEXPIRE', calls_key, span)
+redis.call('HSET', view_key, 'tokens', tostring(budget - n - 1), 'at', tostring(now))
+redis.call('PEXPIRE', view_key, span)
+return 0
