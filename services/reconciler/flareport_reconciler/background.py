@@ -74,10 +74,23 @@ class Background:
                 await asyncio.wait_for(self._stopping.wait(), timeout=settings.sweep_interval_seconds)
 
     async def pass_once(self) -> None:
-        await self._guard("grace", self.process_due_deletions())
-        await self._guard("sweep", self.sweep_dirty())
-        await self._guard("offline", self.detect_offline())
-        await self._guard("recovery", self.end_recovery_hold())
+        """Each kind of work only when its oldest item is due: an idle pass is one round trip to Redis."""
+        try:
+            due = await self.store.due()
+        except Exception as exc:  # Redis away: the guards below say so, each retried next pass
+            log.debug("background.probe_failed", error=repr(exc))
+            due = None
+        now = time.time()
+        if due is None or (due.deletion_at is not None and due.deletion_at <= now):
+            await self._guard("grace", self.process_due_deletions())
+        stale_ms = 2 * self.r.coalescer.stale_plan_ms
+        if due is None or (due.oldest_mark_ms is not None and due.oldest_mark_ms <= now * 1000 - stale_ms):
+            await self._guard("sweep", self.sweep_dirty())
+        cutoff = now - self.r.settings.agent_offline_seconds
+        if due is None or (due.oldest_seen is not None and due.oldest_seen <= cutoff):
+            await self._guard("offline", self.detect_offline())
+        if due is None or due.recovery:
+            await self._guard("recovery", self.end_recovery_hold())
 
     async def end_recovery_hold(self, now: float | None = None) -> bool:
         """Once the hold after a loss of data is over, plan every target again (one replica), so records and

@@ -9,6 +9,7 @@ recovery hold by a GETSET.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import msgspec
 import redis.asyncio as aioredis
@@ -24,11 +25,42 @@ from flareport_reconciler.scripts import DeleteDue, DueDeletion
 _entry_decoder = msgspec.json.Decoder(ContainerEntry)
 
 
+@dataclass(frozen=True, slots=True)
+class Due:
+    """The oldest score of each sorted set the background works from (None: the set is empty)."""
+
+    deletion_at: float | None  # the earliest end of a grace period (epoch seconds)
+    oldest_mark_ms: float | None  # the oldest dirty mark (epoch milliseconds)
+    oldest_seen: float | None  # the agent heard from longest ago (epoch seconds)
+    recovery: bool  # the API restored an agent key after a loss of data
+
+
+def _first_score(rows: list[tuple[object, float]]) -> float | None:
+    return float(rows[0][1]) if rows else None
+
+
 class Upkeep:
     def __init__(self, redis: aioredis.Redis, keys: Keys) -> None:
         self._redis = redis
         self._keys = keys
         self._delete_due = DeleteDue(redis)
+
+    # ---- what is due ------------------------------------------------------------------------------------------
+
+    async def due(self) -> Due:
+        """The oldest item of each kind of time-driven work, in one round trip: an idle pass reads this only."""
+        pipe = self._redis.pipeline(transaction=False)
+        pipe.zrange(self._keys.pending_deletions, 0, 0, withscores=True)
+        pipe.zrange(self._keys.dirty_hostnames, 0, 0, withscores=True)
+        pipe.zrange(self._keys.agents_last_seen, 0, 0, withscores=True)
+        pipe.exists(self._keys.keys_recovered_at)
+        deletions, marks, seen, recovered = await pipe.execute()
+        return Due(
+            deletion_at=_first_score(deletions),
+            oldest_mark_ms=_first_score(marks),
+            oldest_seen=_first_score(seen),
+            recovery=bool(recovered),
+        )
 
     # ---- grace deletions and marks left behind ---------------------------------------------------------------
 

@@ -259,12 +259,11 @@ class StreamConsumer(Generic[M]):
         delivered meanwhile stay pending for a reclaim, as after a crash.
         """
         task = asyncio.ensure_future(read)
-        if not self._stopping.is_set():
-            stopping = asyncio.ensure_future(self._stopping.wait())
-            try:
-                await asyncio.wait((task, stopping), return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                stopping.cancel()
+        stopping = asyncio.ensure_future(self._stopping.wait())
+        try:
+            await asyncio.wait((task, stopping), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopping.cancel()
         if task.done():
             return task.result()
         task.cancel()
