@@ -10,8 +10,10 @@ within ``interval``, and a service that loses its last task keeps its hostnames 
 
 The engine is asked each round whether it is a Swarm manager (``GET /info``, ``Swarm.ControlAvailable``): an agent
 on a plain engine, or a node that was demoted, lists nothing and reports nothing; a node that becomes a manager
-starts reporting its services. When the engine cannot be reached, the services stay as last reported: the
-container watcher's next snapshot (after it reconnects) carries them, and the next successful round corrects them.
+starts reporting its services. A plain engine is asked only every ``plain_interval`` (60 s): becoming a manager is
+an operator's rare act, and ``/info`` every 5 s was a large part of an idle agent's CPU (and the engine's). When the
+engine cannot be reached, the services stay as last reported: the container watcher's next snapshot (after it
+reconnects) carries them, and the next successful round corrects them.
 """
 
 from __future__ import annotations
@@ -124,6 +126,7 @@ class ServiceWatcher:
     tracker: Tracker
     outbox: Outbox
     interval: float = 5.0
+    plain_interval: float = 60.0  # how often an engine that is not a manager is asked again
     _client: docker.DockerClient | None = None
     _manager: bool | None = None
 
@@ -189,8 +192,10 @@ class ServiceWatcher:
                 if self._manager and nudge is None:
                     nudge = EventNudge(self.client_factory, asyncio.get_running_loop(), wake)
                     nudge.start()
+                # An engine that answered "not a manager" is asked less often; one not answered yet, as often.
+                pause = self.plain_interval if self._manager is False else self.interval
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(wake.wait(), self.interval)
+                    await asyncio.wait_for(wake.wait(), pause)
                     await asyncio.sleep(COALESCE_SECONDS)  # woken: let the rest of the burst arrive
         finally:
             if nudge is not None:
