@@ -21,9 +21,10 @@ Why it looks the way it does:
 * Producers add without ``MAXLEN``; at most every ``trim_interval_s``, and only once this consumer finished a
   message since the last trim, it trims the stream below the oldest entry any group still needs
   (``streams.trim``), so an entry is never removed before every group handled it.
-* Idle costs nothing: the read blocks until the next reclaim is due (at most ``block_ms``), ``stop()`` interrupts
-  it at once, and the keep-alive timer runs only while handlers do. An idle consumer makes one XREADGROUP and one
-  XAUTOCLAIM per ``claim_interval_s``.
+* Idle costs nothing: the read blocks until the next reclaim is due (at most ``block_ms``, and at most 80% of the
+  connections' read timeout: a read that outlived it would be dropped as a timeout and its connection made
+  again), ``stop()`` interrupts it at once, and the keep-alive timer runs only while handlers do. An idle
+  consumer makes one XAUTOCLAIM and one or two XREADGROUPs per ``claim_interval_s``.
 """
 
 from __future__ import annotations
@@ -141,6 +142,7 @@ class StreamConsumer(Generic[M]):
         self._m_seconds = STREAM_HANDLER_SECONDS.labels(*self._labels)
         self._log = log.bind(stream=config.metrics_label or config.stream, group=config.group)
         self._trimmer = StreamTrimmer(redis, config.stream)
+        self._block_cap_ms = read_cap_ms(redis, config.block_ms)
 
     # ---- lifecycle -------------------------------------------------------------------------------------------
 
@@ -175,7 +177,7 @@ class StreamConsumer(Generic[M]):
                         next_trim = time.monotonic() + self.config.trim_interval_s
                     # Block until the next reclaim is due: an idle consumer wakes once per claim interval.
                     until_claim = int((next_claim - time.monotonic()) * 1000)
-                    await self._read_new(block_ms=max(1, min(self.config.block_ms, until_claim)))
+                    await self._read_new(block_ms=max(1, min(self._block_cap_ms, until_claim)))
                     backoff.reset()
                 except REDIS_TRANSIENT as exc:
                     await self._on_redis_error(exc, backoff)
@@ -516,6 +518,17 @@ class StreamConsumer(Generic[M]):
         if pending:
             await asyncio.wait(pending)
             self._log.warning("stream.cancelled_on_stop", count=len(pending))
+
+
+def read_cap_ms(redis: aioredis.Redis, block_ms: int) -> int:
+    """The longest a blocking read may wait on this client: ``block_ms``, but well under the connections' read
+    timeout (redis-py's default is 5 s, Sentinel connections have their own), or the read would fail as a timeout
+    and its connection be dropped and made again."""
+    kwargs: dict[str, Any] = getattr(redis.connection_pool, "connection_kwargs", {})
+    timeout = kwargs.get("socket_timeout")
+    if not timeout:
+        return block_ms
+    return max(50, min(block_ms, int(float(timeout) * 1000 * 0.8)))
 
 
 def _describe(exc: BaseException) -> str:
