@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -524,11 +525,27 @@ def read_cap_ms(redis: aioredis.Redis, block_ms: int) -> int:
     """The longest a blocking read may wait on this client: ``block_ms``, but well under the connections' read
     timeout (redis-py's default is 5 s, Sentinel connections have their own), or the read would fail as a timeout
     and its connection be dropped and made again."""
-    kwargs: dict[str, Any] = getattr(redis.connection_pool, "connection_kwargs", {})
-    timeout = kwargs.get("socket_timeout")
-    if not timeout:
+    pool = redis.connection_pool
+    kwargs: dict[str, Any] = getattr(pool, "connection_kwargs", {})
+    if "socket_timeout" in kwargs:
+        timeout = kwargs["socket_timeout"]
+    else:  # not set for this client: the connection class's own default applies (redis-py 8: 5 s)
+        timeout = _class_default(pool.connection_class, "socket_timeout")
+    if not isinstance(timeout, int | float) or timeout <= 0:
         return block_ms
     return max(50, min(block_ms, int(float(timeout) * 1000 * 0.8)))
+
+
+def _class_default(cls: type, name: str) -> Any:
+    """The default of ``name`` in the first ``__init__`` along the class's MRO that declares it."""
+    for klass in cls.__mro__:
+        init = klass.__dict__.get("__init__")
+        if init is None:
+            continue
+        parameter = inspect.signature(init).parameters.get(name)
+        if parameter is not None:
+            return None if parameter.default is inspect.Parameter.empty else parameter.default
+    return None
 
 
 def _describe(exc: BaseException) -> str:
