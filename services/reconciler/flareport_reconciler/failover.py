@@ -14,17 +14,20 @@ way, and what brings it back:
 Agent keys and enrolments do not wait for this: the API has a replica acknowledge them before it answers
 (``REDIS_WAIT_REPLICAS``).
 
-How a failover is noticed: the data set's replication id (``INFO replication`` ``master_replid``) changes whenever
-a replica is promoted or Redis restarts. Every replica of the reconciler checks it every few seconds and swaps it
-into ``Keys.redis_history`` with ``SET ... GET``; the one that finds an older id there does the healing, once (if
-it fails half way, it puts the older id back for the next check). A first start (no id stored yet) and a data set
-that lost everything (the agent-key recovery of docs/operations.md takes over) heal nothing here.
+How a failover is noticed: the data set's replication id (``INFO replication`` ``master_replid``) changes whenever a
+replica is promoted or Redis restarts. Every replica of the reconciler reads it every few seconds and, when it
+differs from the id it last swapped (or once a minute anyway), swaps it into ``Keys.redis_history`` with ``SET ...
+GET``; the one that finds an older id there does the healing, once (if it fails half way, it puts the older id back
+for the next check). An unchanged id costs one read: an idle reconciler makes no writes. A first start (no id stored
+yet) and a data set that lost everything (the agent-key recovery of docs/operations.md takes over) heal nothing
+here.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 
 import structlog
 from prometheus_client import Counter
@@ -43,15 +46,26 @@ HEALED = Counter(
 CHECK_ERRORS = Counter("flareport_reconciler_redis_history_errors_total", "Failed checks of Redis' replication id.")
 
 CHECK_INTERVAL_SECONDS = 2.0
+# An unchanged id is swapped in again this often anyway: a replica whose healing failed half way put the older id
+# back, and another replica that had already seen the new id must notice that too.
+CONFIRM_SECONDS = 60.0
 
 
-async def check(reconciler: Reconciler) -> bool:
-    """Heal if the Redis data set changed history since the last check; True when this replica did it."""
+async def replication_id(reconciler: Reconciler) -> str | None:
+    """The data set's replication id; None when the node answering is no master (a demoted node still answering:
+    the new master's id is what counts)."""
+    info = await reconciler.redis.info("replication")
+    return str(info["master_replid"]) if info.get("role") == "master" else None
+
+
+async def check(reconciler: Reconciler, replid: str | None = None) -> bool:
+    """Heal if the Redis data set changed history since the last check; True when this replica did it.
+    ``replid``: the id just read (read here when not given)."""
     redis, keys = reconciler.redis, reconciler.keys
-    info = await redis.info("replication")
-    if info.get("role") != "master":
-        return False  # a demoted node still answering: the new master's id is what counts
-    replid = str(info["master_replid"])
+    if replid is None:
+        replid = await replication_id(reconciler)
+        if replid is None:
+            return False
     stored = await redis.set(keys.redis_history, replid, get=True)  # the old value (GET), None when there was none
     previous = text(stored) if isinstance(stored, bytes | str) else None
     if previous is None or previous == replid:
@@ -77,9 +91,14 @@ async def _heal(reconciler: Reconciler, previous: str, current: str) -> None:
 
 async def watch(reconciler: Reconciler, stopping: asyncio.Event, interval: float = CHECK_INTERVAL_SECONDS) -> None:
     """Check until ``stopping`` is set; an error (Redis unreachable mid-failover) only waits for the next check."""
+    swapped: str | None = None  # the id this replica last swapped in successfully
+    swapped_at = 0.0
     while not stopping.is_set():
         try:
-            await check(reconciler)
+            replid = await replication_id(reconciler)
+            if replid is not None and (replid != swapped or time.monotonic() - swapped_at >= CONFIRM_SECONDS):
+                await check(reconciler, replid)
+                swapped, swapped_at = replid, time.monotonic()
         except Exception as exc:  # the next check retries; healing is idempotent
             CHECK_ERRORS.inc()
             log.warning("failover.check_failed", error=repr(exc))
