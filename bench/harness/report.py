@@ -47,12 +47,19 @@ NOTES: dict[str, str] = {
     "scale": "A new tunnel costs its create and its first configuration PUT: the token comes with the create, the "
     "name is looked up only when the create is refused, and a tunnel this worker just created is not read before "
     "its first PUT. The calls above the minimum are the few cold-cache reads (endpoint table below); every call "
-    "costs rate-limit budget (the calls made need the windows stated here; with Cloudflare's real 300 s window each "
-    "one is 5 minutes). The rest of the time is processing: registrations, enrolments and 1,000 tunnel jobs on "
-    "2 cores shared with the simulated fleet.",
+    "costs rate-limit budget (the calls made need the windows stated here, 5% more with the rate limit's margin; "
+    "with Cloudflare's real 300 s window each one is 5 minutes). The rest of the time is CPU (timeline below): the "
+    "fleet's registrations, inventories and enrolments through the API, 1,000 tunnels' creates, first PUTs and "
+    "rule statuses through reconciler and dns-worker, with the simulated fleet's heartbeats and long-polls, all on "
+    "2 cores shared with redis-server, the emulator and the bench itself.",
     "reconciler_rss": "The reconciler keeps inventories in Redis, not in memory; a high RSS would be caches.",
     "cpu_restart50": "Most of a restart is the three interpreters importing their libraries (aiohttp, redis, "
     "structlog, the Cloudflare SDK and its pydantic models) before any work: one DockFlare process imports once.",
+    "cpu_idle": "What is left are liveness timers, each a Redis round trip or two: the agent's heartbeat every 15 s "
+    "(an inspect of cloudflared, the API's check and history, the reconciler's update of the agent's record), the "
+    "reconciler's background pass and Redis history check every 2 s, each stream consumer's reclaim every 5 s and "
+    "the API's long-poll fallback every 2 s. Reading the reconciler's three streams with one XREADGROUP and taking "
+    "cloudflared's state from the engine's events instead of an inspect per heartbeat are the next steps.",
     "cpu_single": "A lone start pays a whole round of the pipeline (API request, reconciler batch, job, "
     "Cloudflare calls, result); DockFlare's figure here is its burst's per-start cost, the stricter reading.",
 }
@@ -263,6 +270,15 @@ def _scale(scale: dict[str, Any]) -> list[str]:
             f"(agent id: its published ingress rules): {scale.get('agents_behind') or 'none'}.",
             "",
         ]
+    timeline = scale.get("timeline") or {}
+    if timeline:
+        out += [
+            "Where the time went (seconds from the first registration; first and last call Cloudflare answered):",
+            "",
+        ]
+        rows = [[name.replace("_", " "), "", value] for name, value in timeline.items() if not isinstance(value, list)]
+        rows += [[name.replace("_", " "), *value] for name, value in timeline.items() if isinstance(value, list)]
+        out += _table(["step", "first", "last"], rows)
     by_endpoint = scale.get("calls_by_endpoint") or {}
     if by_endpoint:
         out += ["Where the calls went (the 12 busiest endpoints):", ""]
@@ -331,7 +347,7 @@ def _cpu(cpu: dict[str, Any]) -> list[str]:
          *[(idle.get("per_30s") or {}).get(n) for n in [*names, "total"]], dockflare.get("idle_per_30s")],
         ["idle again after the work, per 30 s",
          *[(after.get("per_30s") or {}).get(n) for n in [*names, "total"]], dockflare.get("idle_per_30s")],
-        [f"one container start (median of {len((cpu.get('single') or {}).get('runs') or ())})",
+        [f"one container start (mean of {len((cpu.get('single') or {}).get('runs') or ())})",
          *[((cpu.get("single") or {}).get("cpu_s") or {}).get(n) for n in [*names, "total"]], dockflare.get("single")],
         [f"burst of {_fmt((cpu.get('burst') or {}).get('containers'))}",
          *[((cpu.get("burst") or {}).get("cpu_s") or {}).get(n) for n in [*names, "total"]], dockflare.get("burst20")],

@@ -156,8 +156,8 @@ def _cpu_targets(cpu: dict[str, Any], add: Any) -> None:
     limit = round(CPU_SINGLE_FACTOR * float(dockflare.get("single", 0.025)), 4)
     add("cpu_single", f"CPU per container start <= {CPU_SINGLE_FACTOR} x DockFlare's ({limit} CPU-s)",
         _unit(single, "CPU-s"), None if single is None else single <= limit,
-        f"median of {len(_get(cpu, 'single', 'runs') or ())} starts{who}; DockFlare's figure is its burst's "
-        "per-start cost")  # fmt: skip
+        f"mean of {len(_get(cpu, 'single', 'runs') or ())} starts one after the other{who}; DockFlare's figure "
+        "is its burst's per-start cost")  # fmt: skip
     burst, count = _get(cpu, "burst", "cpu_s", "total"), _get(cpu, "burst", "containers")
     add("cpu_burst20", f"CPU for a burst of {count or 20} <= {CPU_BURST20_S} CPU-s", _unit(burst, "CPU-s"),
         None if burst is None else burst <= CPU_BURST20_S,
