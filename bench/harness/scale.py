@@ -10,6 +10,10 @@ resident memory is read from /proc once everything is published (item 6).
 The minimum number of calls: one tunnel create and one configuration PUT per agent, plus ceil(hostnames / DNS batch
 size) batches; the rate-limit-bound minimum time is the windows that many calls need: (ceil(calls / limit) - 1)
 whole windows (the last window is not waited out).
+
+The timeline (seconds from the first registration) says where the time went: when the fleet's registrations and
+enrolments were done (the bench's side), and the first and last tunnel create, configuration PUT and DNS batch
+Cloudflare answered (the emulator's request log).
 """
 
 from __future__ import annotations
@@ -45,14 +49,18 @@ async def run(
     async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=120)) as session:
         fleet = [SimAgent(session, stack.api_url, i) for i in range(agents)]
         semaphore = asyncio.Semaphore(50)
+        registered: list[float] = []
+        enrolled: list[float] = []
 
         async def come_up(agent: SimAgent) -> None:
             async with semaphore:  # a fleet booting together, at the pace one bench process can drive
                 await agent.register()
+                registered.append(time.time())
                 agent.start_polling()
                 infos = [container(agent.index, n) for n in range(per_agent)]
                 await agent.send([agent.inventory_event(infos)])
                 await agent.enroll()
+                enrolled.append(time.time())
 
         before = await cfwatch.counters(session, stack.emulator_url)
         started = time.time()
@@ -70,8 +78,14 @@ async def run(
                 result["agents_behind"] = dict(list(progress.get("agents_behind", {}).items())[:20])
             else:
                 result.pop("agents_behind", None)
+            log = await cfwatch.control(session, stack.emulator_url + "/__emulator/requests?limit=100000")
+            result["timeline"] = {
+                "registrations_done": round(max(registered) - started, 2),
+                "enrolments_done": round(max(enrolled) - started, 2),
+                **_spans(log["requests"], started),
+            }
             if converged:
-                result["seconds"] = round(await _last_write(session, stack.emulator_url) - started, 2)
+                result["seconds"] = round(_last_write(log["requests"]) - started, 2)
                 result["calls_over_minimum"] = round(result["calls"] / minimum_calls, 3)
                 # What the calls actually made cost in rate-limit windows alone (the minimum counts minimum calls).
                 windows = math.ceil(result["calls"] / stack.rate_limit) - 1
@@ -109,11 +123,29 @@ async def _wait_converged(
         await asyncio.sleep(3)
 
 
-async def _last_write(session: aiohttp.ClientSession, emulator: str) -> float:
-    log = await cfwatch.control(session, emulator + "/__emulator/requests?limit=100000")
+def _last_write(requests: list[dict[str, Any]]) -> float:
     times = [
-        cfwatch.epoch(e["timestamp"])
-        for e in log["requests"]
-        if e["method"] in cfwatch.WRITES and 200 <= e["status"] < 300
+        cfwatch.epoch(e["timestamp"]) for e in requests if e["method"] in cfwatch.WRITES and 200 <= e["status"] < 300
     ]
     return float(max(times))
+
+
+SPANS = {
+    "tunnel_creates": "POST /accounts/{account_id}/cfd_tunnel",
+    "configuration_puts": "PUT /accounts/{account_id}/cfd_tunnel/{tunnel_id}/configurations",
+    "dns_batches": "POST /zones/{zone_id}/dns_records/batch",
+}
+
+
+def _spans(requests: list[dict[str, Any]], started: float) -> dict[str, list[float]]:
+    """[first, last] answered call of each kind, in seconds from ``started``."""
+    spans: dict[str, list[float]] = {}
+    for name, endpoint in SPANS.items():
+        times = [
+            cfwatch.epoch(e["timestamp"]) - started
+            for e in requests
+            if e["endpoint"] == endpoint and 200 <= e["status"] < 300
+        ]
+        if times:
+            spans[name] = [round(min(times), 2), round(max(times), 2)]
+    return spans

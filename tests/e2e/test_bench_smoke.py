@@ -64,6 +64,14 @@ def test_convergence_latencies_and_calls_are_numbers(results: dict[str, Any]) ->
         assert _number(steady, key) > 0
 
 
+def test_a_single_starts_time_is_broken_down_by_hop(results: dict[str, Any]) -> None:
+    for latency in (0, 100):
+        hops = results["convergence"][f"single_{latency}ms"]["hops_median_ms"]
+        for hop in ("agent_to_api", "api_to_reconciler", "reconciler_to_commit", "commit_to_worker",
+                    "worker_to_first_call", "first_call_to_converged", "control_plane", "end_to_end"):  # fmt: skip
+            assert _number(hops, hop) >= 0, f"{hop} at {latency} ms per call"
+
+
 def test_restart_unchanged_writes_nothing_after_a_counted_first_publish(results: dict[str, Any]) -> None:
     restart = results["convergence"]["restart_50_unchanged"]
     first = restart["first_publish"]
@@ -84,10 +92,14 @@ def test_calls_per_rule_are_counted_against_the_minimum(results: dict[str, Any])
         assert _number(burst, "minimum") >= 1
 
 
-def test_fleet_converged_and_memory_was_read(results: dict[str, Any]) -> None:
+def test_fleet_converged_with_its_timeline_and_memory_was_read(results: dict[str, Any]) -> None:
     scale = results["scale"]
     assert scale["converged"] is True
     assert _number(scale, "seconds") > 0 and _number(scale, "calls") > 0
+    timeline = scale["timeline"]
+    assert _number(timeline, "registrations_done") <= _number(timeline, "enrolments_done")
+    for step in ("tunnel_creates", "configuration_puts", "dns_batches"):
+        assert _number(timeline, step, 0) <= _number(timeline, step, 1), f"{step}: the first call, then the last"
     for service in ("api", "reconciler-1", "dns-worker", "cloudflare", "redis-server"):
         assert _number(results["memory"], service) > 0
 
