@@ -191,7 +191,8 @@ def _hops(conv: dict[str, Any]) -> list[str]:
         "`flareport_trace_hop_seconds` histograms of the processes (docs/operations.md, 'Tracing one event'). "
         "The simulated agent stamps its receipt just before posting, so the agent's own outbox is not in "
         "'agent -> API'. A start makes two jobs (DNS and ingress): the hops from the reconciler's commit on are "
-        "averaged over both, and the last two rows are totals.",
+        "averaged over both, the control plane's share runs to the first call of either, and the last two rows "
+        "are totals.",
         "",
     ]
     rows = [[label, *(s.get("hops_median_ms", {}).get(hop) for s in singles), what] for hop, label, what in HOP_ROWS]

@@ -11,7 +11,7 @@ Each process observes the hops that end in it, from the ``Trace`` the event (or 
     commit_to_worker         dns-worker  committed -> read from cf-jobs by a dns-worker
     worker_to_first_call     dns-worker  read -> the job's first Cloudflare call started
     first_call_to_converged  dns-worker  first call -> the job finished (Cloudflare holds the desired state)
-    control_plane            dns-worker  received by the agent -> the first Cloudflare call: Flareport's own share
+    control_plane            dns-worker  received by the agent -> the first call of its jobs: Flareport's own share
     end_to_end               dns-worker  the engine's event time (or the agent's receipt) -> the job finished
 
 The agent and the API observe their hops once per batch (request), for the batch's oldest event: the one that
