@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import docker
+from prometheus_client import REGISTRY
 
 from flareport_agent.agent import Agent, Tuning
 from flareport_agent.client import MasterClient
@@ -110,6 +111,9 @@ async def engine(workdir: Path, count: int) -> dict[str, float]:
             "latency_p95_ms": round(statistics.quantiles(latencies, n=20)[-1] * 1000, 1),
             "latency_max_ms": round(max(latencies) * 1000, 1),
             "engine_delivery_p50_ms": round(statistics.median(delivery) * 1000, 1),
+            # The agent's own hops of each event's trace (flareport_common.tracing), from its histograms.
+            "engine_to_agent_mean_ms": _hop_mean_ms("engine_to_agent"),
+            "agent_outbox_mean_ms": _hop_mean_ms("agent_outbox"),
         }
     finally:
         with ThreadPoolExecutor(8) as pool:
@@ -117,6 +121,13 @@ async def engine(workdir: Path, count: int) -> dict[str, float]:
         client.close()
         await master.stop()
         await asyncio.to_thread(podman.stop)
+
+
+def _hop_mean_ms(hop: str) -> float:
+    """Mean milliseconds of one hop this process observed (the agent ran in it); -1 when it observed none."""
+    total = REGISTRY.get_sample_value("flareport_trace_hop_seconds_sum", {"hop": hop}) or 0.0
+    count = REGISTRY.get_sample_value("flareport_trace_hop_seconds_count", {"hop": hop}) or 0.0
+    return round(total / count * 1000, 1) if count else -1.0
 
 
 async def pipeline(count: int) -> dict[str, float]:

@@ -207,6 +207,17 @@ def _engine_sentence(engine: dict[str, Any]) -> str:
         f"(bench/agent_events.py, {_fmt(engine.get('containers'))} containers started 4 at a time): "
         f"p50 {_fmt(engine.get('latency_p50_ms'))} ms, p95 {_fmt(engine.get('latency_p95_ms'))} ms; a plain "
         f"event-stream client sees the engine's events after p50 {_fmt(engine.get('engine_delivery_p50_ms'))} ms."
+        + _agent_hops(engine)
+    )
+
+
+def _agent_hops(engine: dict[str, Any]) -> str:
+    outbox, read = engine.get("agent_outbox_mean_ms"), engine.get("engine_to_agent_mean_ms")
+    if outbox is None or outbox < 0:
+        return ""
+    return (
+        f" The agent's trace hops there (means): the engine's event time to the agent reading it {_fmt(read)} ms, "
+        f"the agent's outbox (read -> batch accepted, 4 starts at a time) {_fmt(outbox)} ms."
     )
 
 
