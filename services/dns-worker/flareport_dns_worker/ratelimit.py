@@ -8,9 +8,10 @@ The rule is a sliding window: at most ``B`` calls in any span of ``S``, where th
 margin and the span ``S`` the window plus 5%. Redis keeps the times of the calls admitted within the last span;
 a call is admitted when fewer than ``B`` of them are younger than ``S``, else it waits until the oldest that
 counts leaves the span. Whatever windows Cloudflare counts in (fixed ones starting wherever they like, or sliding
-ones), a window of length ``N``'s window holds at most ``B < N`` of our calls, and the margins absorb the jitter
-between admitting a call and Cloudflare counting it: a call admitted late but counted early (the span's extra 5%)
-and calls bunched by network or event-loop delays (the budget's 5%).
+ones), one of them holds at most ``B < N`` of our calls, and the margins absorb the jitter between admitting a
+call and Cloudflare counting it: the span's extra 5% covers a call that reaches Cloudflare later than calls
+admitted after it (so Cloudflare sees them closer together than we admitted them), the budget's 5% covers calls
+bunched by network or event-loop delays.
 
 No limiter that keeps to that rule admits any call earlier: a backlog of ``2,100`` calls with ``N = 1,200`` goes
 out in two windows (the first ``B`` at once, the rest one span later), where a token bucket that refills
