@@ -16,6 +16,11 @@ Windows, each starting with nothing in flight:
   and nothing changed, until the agent's resent inventory is processed. The stopped processes' CPU from the start of
   the window to their exit counts, and the new ones' from their first instruction (their imports included),
   as a restarted control plane pays both.
+
+Where the CPU goes: ``py-spy record -r 200 -f raw -o out.txt -p <pid>`` on a process of a running stack (or
+``py-spy record ... -- python -m flareport_cli <service>`` for its start), then the stacks in ``out.txt`` counted by
+frame. A restart is nearly all imports (``python -X importtime -m flareport_cli <service>``); an idle process's
+wake-ups show best as Redis commands (``MONITOR``) or system calls (``strace -f -c -p <pid>``).
 """
 
 from __future__ import annotations
