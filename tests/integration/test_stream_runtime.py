@@ -419,3 +419,30 @@ async def test_consumer_survives_a_flushall_while_it_is_blocked_reading(
     finally:
         await client.aclose()
         await admin.aclose()
+
+
+async def test_an_idle_consumer_blocks_long_and_stop_ends_the_blocked_read_at_once(
+    redis_server: LocalRedis, prefix: str
+) -> None:
+    # No read timeout on this client, so the read may block the whole minute it asks for.
+    client = aioredis.Redis.from_url(redis_server.url, socket_timeout=None)
+    admin = aioredis.Redis.from_url(redis_server.url)
+    config = make_config(prefix, block_ms=60_000, claim_interval_s=60.0)
+    runtime = consumer(client, config, lambda message, delivery: asyncio.sleep(0))
+
+    async def blocked_in_xreadgroup() -> bool:
+        clients = await admin.client_list()
+        return any(c.get("cmd") == "xreadgroup" and "b" in c.get("flags", "") for c in clients)
+
+    task = asyncio.create_task(runtime.run())
+    try:
+        await wait_for(blocked_in_xreadgroup, what="the consumer blocked in XREADGROUP")
+        runtime.stop()
+        done, _ = await asyncio.wait([task], timeout=10)
+        assert done, "stop() should end a read blocked for a minute, not wait for it"
+        assert await pending_count(admin, config) == 0, "nothing was delivered, so nothing is left pending"
+    finally:
+        if not task.done():
+            task.cancel()
+        await client.aclose()
+        await admin.aclose()

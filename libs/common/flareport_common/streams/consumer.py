@@ -173,9 +173,9 @@ class StreamConsumer(Generic[M]):
                         next_claim = time.monotonic() + self.config.claim_interval_s
                     due = self.config.trim_interval_s and time.monotonic() >= next_trim
                     if due and self.processed != trimmed_at:
-                        trimmed_at = self.processed
+                        finished = self.processed
                         await self._trimmer.trim()
-                        next_trim = time.monotonic() + self.config.trim_interval_s
+                        trimmed_at, next_trim = finished, time.monotonic() + self.config.trim_interval_s
                     # Block until the next reclaim is due: an idle consumer wakes once per claim interval.
                     until_claim = int((next_claim - time.monotonic()) * 1000)
                     await self._read_new(block_ms=max(1, min(self._block_cap_ms, until_claim)))
@@ -265,6 +265,9 @@ class StreamConsumer(Generic[M]):
         stopping = asyncio.ensure_future(self._stopping.wait())
         try:
             await asyncio.wait((task, stopping), return_when=asyncio.FIRST_COMPLETED)
+        except BaseException:  # this loop itself cancelled: the read goes with it
+            task.cancel()
+            raise
         finally:
             stopping.cancel()
         if task.done():
