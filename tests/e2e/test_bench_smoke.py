@@ -46,7 +46,8 @@ def results(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 
 
 def test_every_section_ran_without_an_error(results: dict[str, Any]) -> None:
-    for section in ("convergence", "cloudflare_calls", "scale", "memory", "api", "reconciler", "targets", "meta"):
+    sections = ("convergence", "cloudflare_calls", "scale", "memory", "api", "reconciler", "cpu", "targets", "meta")
+    for section in sections:
         assert section in results, section
         value = results[section]
         errors = [v.get("error") for v in (value if isinstance(value, list) else [value]) if isinstance(v, dict)]
@@ -110,6 +111,15 @@ def test_api_and_reconciler_throughput_are_numbers(results: dict[str, Any]) -> N
     assert [run["replicas"] for run in results["reconciler"]] == [1, 2]
     for run in results["reconciler"]:
         assert _number(run, "snapshots", "events_per_s") > 0
+
+
+def test_cpu_seconds_are_numbers_for_every_measured_process_and_window(results: dict[str, Any]) -> None:
+    cpu = results["cpu"]
+    for window in ("single", "burst", "restart"):
+        for process in [*cpu["processes"], "total"]:
+            assert _number(cpu, window, "cpu_s", process) >= 0, f"{window}: {process}"
+    assert _number(cpu, "restart", "cpu_s", "total") > 0, "a restart imports and starts three processes"
+    assert _number(cpu, "idle", "per_30s", "total") >= 0
 
 
 def test_every_target_has_a_verdict_or_says_it_was_not_measured(results: dict[str, Any]) -> None:
