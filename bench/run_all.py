@@ -96,9 +96,17 @@ def run(size: dict[str, Any], workdir: Path) -> dict[str, Any]:
         from flareport_cli.localpodman import podman_available
 
         real = bool(size["cpu_real_agent"]) and podman_available()  # without Podman, a simulated agent
-        return cpu.main_sync(workdir / "cpu", real_agent=real, idle_seconds=size["cpu_idle_seconds"],
-                             singles=size["cpu_singles"], burst=size["cpu_burst"],
-                             running=size["cpu_running"])  # fmt: skip
+        sizes = {"idle_seconds": size["cpu_idle_seconds"], "singles": size["cpu_singles"], "burst": size["cpu_burst"],
+                 "running": size["cpu_running"]}  # fmt: skip
+        try:
+            return cpu.main_sync(workdir / "cpu", real_agent=real, **sizes)
+        except Exception as exc:  # the engine's trouble must not cost the control plane's numbers
+            if not real:
+                raise
+            traceback.print_exc()
+            result = cpu.main_sync(workdir / "cpu-simulated", real_agent=False, **sizes)
+            result["agent"] += f"; the real agent's run failed: {type(exc).__name__}: {exc}"
+            return result
 
     section(results, "convergence", whole_stack)
     section(results, "cloudflare_calls", dns_worker_calls)
