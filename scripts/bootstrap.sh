@@ -49,10 +49,10 @@ if [ ! -x "$VENV/bin/python" ]; then
     "$PYTHON" -m venv "$VENV"
 fi
 stamp="$VENV/.flareport-installed"
-if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ constraints.txt -nt "$stamp" ]; then
     echo "bootstrap: installing the project and its dev extras into $VENV"
     # Build-backend chatter goes to a log; it is shown only when the install fails.
-    if ! { "$VENV/bin/python" -m pip install -q --upgrade pip && "$VENV/bin/python" -m pip install -q -e '.[dev]'; } \
+    if ! { "$VENV/bin/python" -m pip install -q --upgrade pip && "$VENV/bin/python" -m pip install -q -c constraints.txt -e '.[dev]'; } \
         >"$VENV/install.log" 2>&1; then
         cat "$VENV/install.log" >&2
         echo "bootstrap: installing the project failed (log above, also in $VENV/install.log)" >&2
