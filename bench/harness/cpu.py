@@ -28,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import json
 import statistics
+import subprocess
 import sys
 import time
 import urllib.request
@@ -78,18 +79,22 @@ class RealHost:
         self.stack = stack
         self.podman = IsolatedPodman(workdir / "podman")
         self.podman.start()
-        self.image = self.podman.build_busybox_image()
-        self.docker = docker.DockerClient(base_url=self.podman.docker_host, timeout=60)
         self.made: list[Any] = []
         self.tunnel_id = ""
         self.agent_id = ""
         self.count = 0
-        key = _admin(stack, "POST", "/api/v1/keys", {"label": "cpu-bench"})["key"]
-        stack.spawn(
-            "agent", "agent", FLAREPORT_MASTER_URL=stack.api_url, FLAREPORT_API_KEY=key,
-            DOCKER_HOST=self.podman.docker_host, AGENT_DATA_DIR=str(workdir / "agent"),
-            CLOUDFLARED_IMAGE=self.image, FLAREPORT_HEALTH_PORT=str(free_port()),
-        )  # fmt: skip
+        try:
+            self.image = self.podman.build_busybox_image()
+            self.docker = docker.DockerClient(base_url=self.podman.docker_host, timeout=60)
+            key = _admin(stack, "POST", "/api/v1/keys", {"label": "cpu-bench"})["key"]
+            stack.spawn(
+                "agent", "agent", FLAREPORT_MASTER_URL=stack.api_url, FLAREPORT_API_KEY=key,
+                DOCKER_HOST=self.podman.docker_host, AGENT_DATA_DIR=str(workdir / "agent"),
+                CLOUDFLARED_IMAGE=self.image, FLAREPORT_HEALTH_PORT=str(free_port()),
+            )  # fmt: skip
+        except BaseException:  # the caller gets no host to close: the Podman service must not outlive the run
+            self.podman.close()
+            raise
 
     def enroll(self, within: float = 120) -> None:
         deadline = time.monotonic() + within
@@ -122,8 +127,23 @@ class RealHost:
         return hosts
 
     def close(self) -> None:
-        self.docker.close()
-        self.podman.close()
+        try:
+            self.docker.close()
+        finally:
+            self.podman.close()  # removes every container of the host
+            _unmount_under(self.podman.workdir)
+
+
+def _unmount_under(directory: Path) -> None:
+    """Podman's overlay driver can leave its graph root mounted on itself after the service stopped (seen when
+    ``podman import`` and the service started together): the work directory could not be removed then."""
+    try:
+        points = [line.split()[1] for line in Path("/proc/self/mounts").read_text().splitlines()]
+    except OSError:
+        return
+    for point in reversed(points):  # the latest mounts first: nested ones before their parents
+        if Path(point).is_relative_to(directory.resolve()):
+            subprocess.run(["umount", point], capture_output=True, check=False)
 
 
 class SimHost:
