@@ -124,6 +124,7 @@ def evaluate(results: dict[str, Any]) -> list[dict[str, Any]]:
             "did not converge within the time allowed" if scale else "not measured",
         )
     _cpu_targets(results.get("cpu") or {}, add)
+    _compose_targets(results.get("compose_up") or {}, add)
     rss = _get(scale, "rss_mb", "reconciler-1")
     add("reconciler_rss", f"reconciler RSS < 300 MB at {scale.get('hostnames', 20000):,} hostnames", _unit(rss, "MB"),
         None if rss is None else rss < 300, "whole-stack fleet run")  # fmt: skip
@@ -175,3 +176,39 @@ def _cpu_targets(cpu: dict[str, Any], add: Any) -> None:
         _unit(restart, "CPU-s"), None if restart is None else restart <= CPU_RESTART50_S,
         f"api, reconciler and dns-worker stopped and started, their imports included{who}; DockFlare: "
         f"{low}-{high} CPU-s")  # fmt: skip
+
+
+# Issue 20's targets for ``docker compose up`` of 20 containers through the real agent (harness.composeup):
+# Cloudflare calls per added latency, and the time from the last start to all converged at 0 ms.
+COMPOSE_CALLS = {0: 20, 100: 10}
+COMPOSE_AFTER_LAST_S = 0.5
+
+
+def compose_cell(compose: dict[str, Any], containers: int, latency: int) -> dict[str, Any] | None:
+    return next(
+        (c for c in compose.get("cells") or () if c.get("containers") == containers and c.get("latency_ms") == latency),
+        None,
+    )
+
+
+def _compose_targets(compose: dict[str, Any], add: Any) -> None:
+    before = _get(compose, "before", "dockflare") or {}
+    for latency, limit in COMPOSE_CALLS.items():
+        cell = compose_cell(compose, 20, latency)
+        target = f"compose up of 20, {latency} ms per call: <= {limit} Cloudflare calls"
+        if cell is None or not cell.get("converged"):
+            add(f"compose20_{latency}ms", target, None, None if cell is None else False,
+                (cell or {}).get("error") or compose.get("error") or "not measured")  # fmt: skip
+            continue
+        add(f"compose20_{latency}ms", target, f"{cell['calls']} calls", cell["calls"] <= limit,
+            f"{cell['writes']} writes, {cell['reads']} reads; DockFlare: "
+            f"{_get(before, f'{latency}ms', 'calls')} calls")  # fmt: skip
+    cell = compose_cell(compose, 20, 0)
+    target = f"compose up of 20, 0 ms per call: all converged within {COMPOSE_AFTER_LAST_S} s of the last start"
+    if cell is None or not cell.get("converged"):
+        add("compose20_after_last", target, None, None if cell is None else False,
+            (cell or {}).get("error") or compose.get("error") or "not measured")  # fmt: skip
+        return
+    seconds = cell["after_last_start_s"]
+    detail = f"{cell['after_first_start_s']} s after the first start; the engine's starts took {cell['engine_s']} s"
+    add("compose20_after_last", target, _unit(seconds, "s"), seconds <= COMPOSE_AFTER_LAST_S, detail)

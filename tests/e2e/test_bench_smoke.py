@@ -126,3 +126,21 @@ def test_every_target_has_a_verdict_or_says_it_was_not_measured(results: dict[st
     targets = results["targets"]
     assert len(targets) >= 10
     assert all(t["met"] in (True, False, None) and t["target"] for t in targets)
+
+
+def test_compose_up_through_the_real_agent_has_calls_and_times_for_every_cell(results: dict[str, Any]) -> None:
+    compose = results["compose_up"]
+    if compose.get("skipped"):  # no Podman on this machine: the section says so instead of giving numbers
+        pytest.skip(compose["error"])
+    assert not compose.get("error"), compose.get("error")
+    cells = compose["cells"]
+    assert [(c["containers"], c["latency_ms"]) for c in cells] == [(3, 0), (3, 100)]
+    for cell in cells:
+        where = f"{cell['containers']} containers at {cell['latency_ms']} ms per call"
+        assert cell["converged"] is True, f"{where}: {cell.get('error')}"
+        # At least one DNS batch and one configuration PUT published the cell's hostnames, counted in its calls.
+        assert _number(cell, "calls") >= _number(cell, "writes") >= 2, where
+        # The starts come one after another, and convergence is after the last one.
+        assert 0 < _number(cell, "engine_s") < _number(cell, "after_first_start_s"), where
+        assert _number(cell, "after_last_start_s") > 0, where
+    assert any(t["key"] == "compose20_after_last" for t in results["targets"])

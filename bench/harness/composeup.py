@@ -1,0 +1,194 @@
+"""Issue 20: ``docker compose up`` through the real agent, and the Cloudflare calls it costs.
+
+One stack (redis, emulator, api, reconciler, dns-worker) and a real agent (``python -m flareport_cli agent``)
+watching its own Podman host (``cpu.RealHost``). Per cell (containers x added emulator latency per call), the
+containers are created and started one after another with the ``docker`` SDK, as ``docker compose up`` does: no
+pause between them beyond the SDK's own calls, each with DockFlare-style labels publishing one hostname. So the
+agent sees start events ~100-200 ms apart (what the engine takes per container), the arrival pattern a lone
+change and a burst both miss.
+
+Per cell:
+- ``calls``, ``writes``, ``reads`` (and per method / endpoint): the emulator's counters from the first start to
+  the moment everything is converged and nothing moved for ``QUIET_SECONDS`` (late jobs of a window count);
+- ``engine_s``: the SDK's share, the first container's start call to the last one's return (each container is
+  created just before its start, as compose does);
+- ``after_first_start_s`` / ``after_last_start_s``: from the first start call / the last start's return to every
+  hostname converged: its CNAME and ingress rule in the emulator (the write times the emulator recorded,
+  ``cfwatch.Watcher``) and its rule's status ``active`` in the API's read model (polled once the emulator shows all
+  of them, every ``STATUS_POLL_SECONDS``: that is the resolution of this part).
+
+One container is published before the cells (its hostname is not counted): the zone id, the record list and the
+tunnel's configuration are then cached as on a host where Flareport already runs, and every cell starts alike.
+Cells keep their containers running (removing them would make deletion jobs during the next cell); all are
+removed at the end, also when a cell failed. Every wait has a deadline: a stack that does not converge makes an
+``error`` entry in its cell, and the next cell still runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from . import cfwatch
+from .agents import ADMIN
+from .cpu import RealHost
+from .stack import ZONE, BenchStack
+
+# Measured before issue 20 on this kind of machine (20 containers started ~120 ms apart): calls, and seconds
+# until all converged where given.
+BEFORE = {
+    "dockflare": {"0ms": {"calls": 100}, "100ms": {"calls": 100, "seconds": 11.1}},
+    "flareport": {"0ms": {"calls": 57}, "100ms": {"calls": "32-33", "seconds": 2.85}},
+}
+QUIET_SECONDS = 1.0
+STATUS_POLL_SECONDS = 0.02
+
+
+def labels(host: str) -> dict[str, str]:
+    """What a DockFlare user's compose file carries (the agent reads ``dockflare.`` labels as its own)."""
+    return {"dockflare.enable": "true", "dockflare.hostname": host, "dockflare.service": "http://web:80"}
+
+
+def compose_up(host: RealHost, names: list[str], hostnames: list[str]) -> tuple[float, float]:
+    """Create and start each container in turn (in a worker thread); (first start call, last start returned) as
+    wall-clock times, the clock the emulator stamps its writes with."""
+    first = last = 0.0
+    for index, (name, hostname) in enumerate(zip(names, hostnames, strict=True)):
+        made = host.docker.containers.create(host.image, name=name, labels=labels(hostname), network_mode="none")
+        host.made.append(made)
+        if index == 0:
+            first = time.time()
+        made.start()
+        last = time.time()
+    return first, last
+
+
+class Runner:
+    def __init__(self, stack: BenchStack, session: aiohttp.ClientSession, watcher: cfwatch.Watcher) -> None:
+        self.stack = stack
+        self.session = session
+        self.watcher = watcher
+        self.redis = stack.redis()
+
+    async def settle(self, within: float) -> None:
+        """Nothing in flight in the streams and no Cloudflare call for ``QUIET_SECONDS``."""
+        deadline = time.monotonic() + within
+        last = await self._total_calls()
+        calm_since = time.monotonic()
+        while time.monotonic() - calm_since < QUIET_SECONDS:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"the stack did not settle within {within:.0f} s")
+            await asyncio.sleep(0.1)
+            total = await self._total_calls()
+            if total != last or not await self.stack.idle(self.redis):
+                last, calm_since = total, time.monotonic()
+
+    async def _total_calls(self) -> int:
+        return sum((await cfwatch.counters(self.session, self.stack.emulator_url))["counters"].values())
+
+    async def active_at(self, hostnames: list[str], within: float) -> dict[str, float]:
+        """When each hostname's rule was first seen with status ``active`` in the API's read model."""
+        deadline = time.monotonic() + within
+        wanted = set(hostnames)
+        seen: dict[str, float] = {}
+        while True:
+            async with self.session.get(
+                self.stack.api_url + "/api/v1/rules", params={"status": "active"}, headers=ADMIN
+            ) as response:
+                response.raise_for_status()
+                rules = (await response.json())["rules"]
+            now = time.time()
+            for rule in rules:
+                if rule["hostname"] in wanted:
+                    seen.setdefault(rule["hostname"], now)
+            if len(seen) == len(wanted):
+                return seen
+            if time.monotonic() > deadline:
+                missing = sorted(wanted - seen.keys())
+                raise TimeoutError(f"{len(missing)} of {len(wanted)} rules not active, e.g. {missing[:1]}")
+            await asyncio.sleep(STATUS_POLL_SECONDS)
+
+    async def publish(self, host: RealHost, hostnames: list[str], names: list[str], within: float) -> dict[str, Any]:
+        """Start the containers back to back and wait until all are converged; the cell's numbers."""
+        before = await cfwatch.counters(self.session, self.stack.emulator_url)
+        for hostname in hostnames:
+            self.watcher.expect(hostname, host.tunnel_id, time.time())
+        deadline = time.monotonic() + within
+        first, last = await asyncio.to_thread(compose_up, host, names, hostnames)
+        if not await self.watcher.wait(hostnames, max(1.0, deadline - time.monotonic())):
+            missing = [h for h in hostnames if h not in self.watcher.dns_seen or h not in self.watcher.ingress_seen]
+            raise TimeoutError(f"{len(missing)} of {len(hostnames)} hostnames not in the emulator after {within:.0f} s")
+        written = max(max(self.watcher.dns_seen[h], self.watcher.ingress_seen[h]) for h in hostnames)
+        active = await self.active_at(hostnames, max(1.0, deadline - time.monotonic()))
+        converged = max(written, *active.values())
+        await self.settle(max(5.0, deadline - time.monotonic()))
+        after = await cfwatch.counters(self.session, self.stack.emulator_url)
+        by_endpoint = {k: v - before["counters"].get(k, 0) for k, v in after["counters"].items()}
+        by_endpoint = {k: v for k, v in sorted(by_endpoint.items(), key=lambda kv: -kv[1]) if v}
+        by_method: Counter[str] = Counter()
+        for endpoint, count in by_endpoint.items():
+            by_method[endpoint.split(" ", 1)[0]] += count
+        return {
+            **cfwatch.summarise(before, after), "by_method": dict(by_method), "by_endpoint": by_endpoint,
+            "engine_s": round(last - first, 3), "after_first_start_s": round(converged - first, 3),
+            "after_last_start_s": round(converged - last, 3),
+            "cloudflare_done_after_last_start_s": round(written - last, 3),
+        }  # fmt: skip
+
+
+async def run(
+    stack: BenchStack, workdir: Path, *, counts: list[int], latencies: list[int], within: float
+) -> dict[str, Any]:
+    result: dict[str, Any] = {"agent": "real (Podman)", "before": BEFORE, "quiet_s": QUIET_SECONDS, "cells": []}
+    host = await asyncio.to_thread(RealHost, stack, workdir)
+    timeout = aiohttp.ClientTimeout(total=60)
+    try:
+        await asyncio.to_thread(host.enroll)
+        async with (
+            aiohttp.ClientSession(timeout=timeout) as session,
+            cfwatch.Watcher(session, stack.emulator_url) as watcher,
+        ):
+            runner = Runner(stack, session, watcher)
+            try:
+                await runner.settle(120)
+                warm = await runner.publish(host, [f"compose-warmup.{ZONE}"], ["fpbench-compose-warmup"], within)
+                result["warmup"] = {k: warm[k] for k in ("calls", "after_first_start_s")}
+                for count in counts:
+                    for latency in latencies:
+                        result["cells"].append(await _cell(runner, host, count, latency, within))
+            finally:
+                await cfwatch.set_latency(session, stack.emulator_url, 0)
+                await runner.redis.aclose()
+    finally:
+        await asyncio.to_thread(host.close)  # removes every container of the host, whatever happened above
+    return result
+
+
+async def _cell(runner: Runner, host: RealHost, count: int, latency: int, within: float) -> dict[str, Any]:
+    cell: dict[str, Any] = {"containers": count, "latency_ms": latency}
+    names = [f"fpbench-compose{count}-{latency}ms-{n}" for n in range(count)]
+    hostnames = [f"compose{count}-{latency}ms-{n}.{ZONE}" for n in range(count)]
+    try:
+        await cfwatch.set_latency(runner.session, runner.stack.emulator_url, 0)
+        await runner.settle(within)
+        await cfwatch.set_latency(runner.session, runner.stack.emulator_url, latency)
+        cell.update(await runner.publish(host, hostnames, names, within))
+        cell["converged"] = True
+    except Exception as exc:  # a cell that does not converge is an error entry; the next cell still runs
+        cell.update(converged=False, error=f"{type(exc).__name__}: {exc}")
+    return cell
+
+
+def main_sync(workdir: Path, *, counts: list[int], latencies: list[int], within: float = 180.0) -> dict[str, Any]:
+    from flareport_cli.localpodman import podman_available
+
+    if not podman_available():
+        # Only a real engine's back-to-back starts say anything here: no numbers rather than simulated ones.
+        return {"error": "podman and runc are not installed: compose up needs a real engine", "skipped": True}
+    with BenchStack(workdir / "stack") as stack:
+        return asyncio.run(run(stack, workdir, counts=counts, latencies=latencies, within=within))
