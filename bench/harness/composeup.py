@@ -76,7 +76,8 @@ class Runner:
         self.redis = stack.redis()
 
     async def settle(self, within: float) -> None:
-        """Nothing in flight in the streams and no Cloudflare call for ``QUIET_SECONDS``."""
+        """Nothing in flight in the streams, no target held for its coalescing window (its job would come later,
+        with nothing in the streams meanwhile), and no Cloudflare call for ``QUIET_SECONDS``."""
         deadline = time.monotonic() + within
         last = await self._total_calls()
         calm_since = time.monotonic()
@@ -85,8 +86,12 @@ class Runner:
                 raise TimeoutError(f"the stack did not settle within {within:.0f} s")
             await asyncio.sleep(0.1)
             total = await self._total_calls()
-            if total != last or not await self.stack.idle(self.redis):
+            if total != last or not await self._idle():
                 last, calm_since = total, time.monotonic()
+
+    async def _idle(self) -> bool:
+        waiting = await self.redis.zcard(self.stack.keys.targets_waiting)
+        return not waiting and await self.stack.idle(self.redis)
 
     async def _total_calls(self) -> int:
         return sum((await cfwatch.counters(self.session, self.stack.emulator_url))["counters"].values())
