@@ -40,7 +40,9 @@ MANY = "MANY: keys of several hostnames (claims:<h>, hostname:<h>, rule:<h>) and
 ALLOWED_SCRIPTS: dict[str, str] = {
     "accept_events": GLOBAL + " (the agent's last-seq and rate bucket share {agent:*}; the events stream is shared)",
     "take_token": "UNTAGGED: cf:rate-calls, cf:rate-bucket and cf:pause-until (the rate limit every dns-worker shares)",
-    "target_commit": GLOBAL + " (a target's state, the targets index and the cf-jobs stream)",
+    "target_commit": GLOBAL + " (a target's state, the targets index, targets:waiting and the cf-jobs stream)",
+    "target_mark": GLOBAL + " (a target's state and targets:waiting, the targets held for their window)",
+    "target_result": GLOBAL + " (a target's state and targets:waiting, the targets held for their window)",
     "write_rules": MANY + ", the rules index and readmodel-version",
     "write_refresh": MANY + ", dirty-hostnames and readmodel-version",
     "read_hostnames": MANY + " and dirty-hostnames (read only, one consistent view)",

@@ -146,7 +146,9 @@ async def drained(redis: aioredis.Redis, stream: str, group: str = GROUP_RECONCI
 
 
 async def all_drained(redis: aioredis.Redis, keys: Keys) -> bool:
-    return all([await drained(redis, s) for s in (keys.events, keys.intents, keys.cf_results)])
+    """Every message handled, and no target held for its coalescing window (its plan is still to come)."""
+    streams = all([await drained(redis, s) for s in (keys.events, keys.intents, keys.cf_results)])
+    return streams and await redis.zcard(keys.targets_waiting) == 0
 
 
 async def settle(redis: aioredis.Redis, keys: Keys, worker: FakeDnsWorker, *, ok: bool = True) -> list[CfJobMessage]:

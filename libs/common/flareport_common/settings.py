@@ -137,6 +137,12 @@ class ReconcilerSettings:
     sweep_interval_seconds: float = 2.0
     # A Cloudflare job without a result for this long is presumed lost and its target planned again.
     job_timeout_seconds: int = 600
+    # Coalescing (docs/reconciler.md, "Coalescing"): changes reaching a target written less than a window ago wait
+    # for the window's end and go out as one job. The window's base, its bound (0: every change planned at once,
+    # no window), and the size of a change from which it waits a window even on a quiet target (more is coming).
+    coalesce_window_ms: int = 300
+    coalesce_max_window_ms: int = 5000
+    coalesce_burst_hostnames: int = 200
     # After the API recovered an agent key (Redis had lost its data), owned DNS records and ingress rules that no
     # known rule lists are kept this long, so agents that have not reported again yet lose nothing.
     recovery_hold_seconds: int = 600
@@ -469,6 +475,15 @@ def load_reconciler(environ: Mapping[str, str]) -> ReconcilerSettings:
         ),
         recovery_hold_seconds=env.integer(
             "FLAREPORT_RECOVERY_HOLD_SECONDS", default=_RECONCILER["recovery_hold_seconds"], minimum=0
+        ),
+        coalesce_window_ms=env.integer(
+            "FLAREPORT_COALESCE_WINDOW_MS", default=_RECONCILER["coalesce_window_ms"], minimum=0, maximum=60_000
+        ),
+        coalesce_max_window_ms=env.integer(
+            "FLAREPORT_COALESCE_MAX_WINDOW_MS", default=_RECONCILER["coalesce_max_window_ms"], minimum=0, maximum=60_000
+        ),
+        coalesce_burst_hostnames=env.integer(
+            "FLAREPORT_COALESCE_BURST_HOSTNAMES", default=_RECONCILER["coalesce_burst_hostnames"], minimum=1
         ),
         agent_origin_allow=_origin_kinds(env, ORIGIN_ALLOW_ENV),
         agent_allow_wildcard=env.flag("FLAREPORT_AGENT_ALLOW_WILDCARD", default=_RECONCILER["agent_allow_wildcard"]),

@@ -6,6 +6,9 @@ side, and how each item is taken: ``upkeep``).
   all atomically — so a deletion happens exactly once in effect and survives the replica dying right after.
 * Dirty hostnames older than the plan timeout (left by a replica that died between writing claims and
   finishing their refresh) are refreshed again.
+* Held plans left behind: a target held for its coalescing window (``coalesce``) whose replica died before the
+  window ended stays in ``Keys.targets_waiting``; once it is ``stale_plan_ms`` overdue it is touched again, which
+  takes it over and plans it.
 * Offline detection: agents whose last contact is older than AGENT_OFFLINE_SECONDS become ``offline``;
   nothing is removed (their cloudflared may still be serving).
 * Pruning: inventory entries of containers stopped longer than the retention period (``max(grace period, 1 h)``
@@ -32,6 +35,7 @@ from flareport_reconciler.inventory import prunable
 from flareport_reconciler.jobs import pruning
 from flareport_reconciler.records import update_agent
 from flareport_reconciler.spine import Spine
+from flareport_reconciler.targets import Target
 from flareport_reconciler.upkeep import Upkeep
 
 log = structlog.get_logger("flareport.reconciler.background")
@@ -39,6 +43,9 @@ log = structlog.get_logger("flareport.reconciler.background")
 GRACE_DELETIONS = Counter("flareport_reconciler_grace_deletions_total", "Rules removed after their grace period.")
 OFFLINE = Counter("flareport_reconciler_agents_offline_total", "Agents marked offline after missing heartbeats.")
 SWEPT = Counter("flareport_reconciler_swept_hostnames_total", "Hostnames refreshed by the sweeper (left by a crash).")
+SWEPT_TARGETS = Counter(
+    "flareport_reconciler_swept_targets_total", "Targets whose held plan the sweeper took over (left by a crash)."
+)
 PRUNED = Counter("flareport_reconciler_pruned_containers_total", "Inventory entries of long-stopped containers pruned.")
 BACKGROUND_ERRORS = Counter("flareport_reconciler_background_errors_total", "Failed background passes.", ["task"])
 
@@ -86,6 +93,9 @@ class Background:
         stale_ms = 2 * self.r.coalescer.stale_plan_ms
         if due is None or (due.oldest_mark_ms is not None and due.oldest_mark_ms <= now * 1000 - stale_ms):
             await self._guard("sweep", self.sweep_dirty())
+        held_cutoff = now * 1000 - self.r.coalescer.stale_plan_ms
+        if due is None or (due.oldest_held_ms is not None and due.oldest_held_ms <= held_cutoff):
+            await self._guard("held", self.sweep_held())
         cutoff = now - self.r.settings.agent_offline_seconds
         if due is None or (due.oldest_seen is not None and due.oldest_seen <= cutoff):
             await self._guard("offline", self.detect_offline())
@@ -139,6 +149,18 @@ class Background:
             log.info("background.sweeping", hostnames=len(marks))
             await self.r.converge(marks)
         return len(marks)
+
+    async def sweep_held(self) -> int:
+        older_than = int(time.time() * 1000) - self.r.coalescer.stale_plan_ms
+        names = await self.r.coalescer.overdue(older_than, BATCH)
+        targets = [t for t in map(Target.parse, names) if t is not None]
+        if len(targets) < len(names):  # not a target name (written by hand?): it would be found again every pass
+            await self.r.coalescer.forget_waiting([n for n in names if Target.parse(n) is None])
+        if targets:
+            SWEPT_TARGETS.inc(len(targets))
+            log.info("background.sweeping_held", targets=len(targets))
+            await self.r.touch(targets)
+        return len(targets)
 
     async def detect_offline(self) -> int:
         cutoff = time.time() - self.r.settings.agent_offline_seconds

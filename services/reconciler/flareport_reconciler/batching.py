@@ -61,6 +61,10 @@ class AgentBatches:
 
     async def _run_batch(self, agent_id: str, agent: _Agent) -> None:
         async with self._running:
+            # One turn of the loop first: the handlers of the other messages of the same stream read are already
+            # scheduled and queue their events without waiting, so an agent's burst posted at once becomes one
+            # batch (one job per target) instead of a first batch of one event and then the rest.
+            await asyncio.sleep(0)
             # Taken only now: what was queued while waiting for a free slot joins this batch.
             batch, agent.queue = agent.queue[:MAX_BATCH], agent.queue[MAX_BATCH:]
             try:

@@ -7,19 +7,30 @@ Each target (``tunnel:<id>``, ``zone:<name>``, ``access:<host><path>``) has a st
 desired version) and ``members`` (the rule keys of that job, for rule statuses when its result comes).
 
 * ``mark``: a change touched the target. If nothing is in flight the caller takes the target (``plan:<token>``)
-  and plans at once — a lone change pays no waiting window. Otherwise ``pending`` is set and the caller is done:
-  the change is folded into the next job.
+  and plans it: at once for a lone change (it pays no waiting window), or at the end of the target's window (see
+  below). Otherwise ``pending`` is set and the caller is done: the change is folded into the next job.
 * ``commit``: the planner's job. If the version equals the last emitted one no job is sent (and the target is
   released, or planned again if something became pending meanwhile). Otherwise the job is XADDed to the jobs
   stream *in the same script*, so the state never says "in flight" about a job that does not exist.
-* ``result``: the job's result. The in-flight job is cleared; if a change is pending the caller plans again.
-  The last finished job is remembered (``done``, ``done_members``): the same result delivered again (its first
-  handler died before updating the rule statuses) is still applied to the statuses, and nothing else, as long as
-  no later job has been sent.
+* ``result``: the job's result. The in-flight job is cleared; if a change is pending the caller plans again, at
+  the end of the window. The last finished job is remembered (``done``, ``done_members``): the same result
+  delivered again (its first handler died before updating the rule statuses) is still applied to the statuses,
+  and nothing else, as long as no later job has been sent.
 
 So a target has at most one job in flight and one pending, whatever the number of replicas. A replica that
 dies while planning, or a job whose result never comes, holds the target only until ``stale_plan_ms`` /
 ``stale_job_ms`` pass: the next change (or the sweeper) then takes it over.
+
+**The window.** Containers started one after another (``docker compose up``: one every 100-200 ms) would each
+find the target idle again and each cost a job of its own (a DNS batch, a configuration read and write). So once
+a target was written (its last job's result came ``done_at``), changes arriving within its window are held and
+planned together when the window ends; and a change of ``burst_weight`` hostnames or more (a full batch from an
+agent: more is on its way) waits a window too. A lone change on a quiet target is still planned at once. The
+window (``lua/coalesce_window.lua``) is ``base_ms``, or three times the last job's duration when Cloudflare is
+slow, grows with the number of jobs the target had lately and as the shared rate budget runs low (``pressure``),
+and never exceeds ``max_ms`` (docs/reconciler.md, "Coalescing"). A target held for a window is in
+``Keys.targets_waiting`` until its plan commits: the replica holding it plans it when the window ends, and if that
+replica died, the sweeper finds it there once ``stale_plan_ms`` passed.
 """
 
 from __future__ import annotations
@@ -32,11 +43,13 @@ import redis.asyncio as aioredis
 
 from flareport_common import lua
 from flareport_common.keys import Keys
+from flareport_common.replies import text
 from flareport_common.streams.codec import FIELD
 
 _MARK = lua.load("flareport_reconciler", "target_mark")
 _COMMIT = lua.load("flareport_reconciler", "target_commit")
 _RESULT = lua.load("flareport_reconciler", "target_result")
+_BEGIN = lua.load("flareport_reconciler", "target_begin")
 
 
 class Marked(IntEnum):
@@ -69,6 +82,16 @@ class ResultOutcome:
     current: bool  # the result is for the job in flight, or for the last finished job (delivered again)
     plan_again: bool  # a change is pending: the caller now holds the target and must plan it
     members: bytes
+    delay_ms: int = 0  # when plan_again: plan after this long (the target's window)
+
+
+@dataclass(frozen=True, slots=True)
+class Window:
+    """The coalescing window's parameters (see the module docstring). ``max_ms`` 0: every change planned at once."""
+
+    base_ms: int = 0
+    max_ms: int = 0
+    burst_weight: int = 200
 
 
 class Coalescer:
@@ -78,44 +101,99 @@ class Coalescer:
     run on the client, and sent with EVAL from ``mark_many``'s pipeline (see ``scripts``)."""
 
     def __init__(
-        self, redis: aioredis.Redis, keys: Keys, *, stale_plan_ms: int = 30_000, stale_job_ms: int = 600_000
+        self,
+        redis: aioredis.Redis,
+        keys: Keys,
+        *,
+        stale_plan_ms: int = 30_000,
+        stale_job_ms: int = 600_000,
+        window: Window | None = None,
     ) -> None:
         self._redis = redis
         self._keys = keys
         self._mark = redis.register_script(_MARK.source)
         self._commit = redis.register_script(_COMMIT.source)
         self._result = redis.register_script(_RESULT.source)
+        self._begin = redis.register_script(_BEGIN.source)
         self.stale_plan_ms = stale_plan_ms
         self.stale_job_ms = stale_job_ms
+        self.window = window or Window()
 
-    def _mark_args(self, now_ms: int, token: str, force: bool) -> list[Any]:
-        return [now_ms, token, self.stale_plan_ms, self.stale_job_ms, "1" if force else "0"]
+    def _mark_args(self, now_ms: int, token: str, force: bool, target: str, weight: int, pressure: int) -> list[Any]:
+        w = self.window
+        return [
+            now_ms, token, self.stale_plan_ms, self.stale_job_ms, "1" if force else "0",
+            target, weight, w.base_ms, w.max_ms, w.burst_weight, pressure,
+        ]  # fmt: skip
 
-    async def mark(self, target: str, token: str, now_ms: int, *, force: bool = False) -> bool:
-        """True: the caller holds the target and must plan it now. ``force`` forgets the last version."""
-        keys = [self._keys.target_state(target)]
-        return Marked(int(await self._mark(keys=keys, args=self._mark_args(now_ms, token, force)))) == Marked.HELD
+    def _mark_keys(self, target: str) -> list[str]:
+        return [self._keys.target_state(target), self._keys.targets_waiting]
 
-    async def mark_many(self, targets: list[str], tokens: list[str], now_ms: int, force: list[bool]) -> list[bool]:
+    async def mark(
+        self, target: str, token: str, now_ms: int, *, force: bool = False, weight: int = 1, pressure: int = 1
+    ) -> int | None:
+        """None: folded into the next job. Else the caller holds the target and must plan it after that many ms
+        (0: now). ``force`` forgets the last version; ``weight``: hostnames the change touched."""
+        code, delay = await self._mark(
+            keys=self._mark_keys(target), args=self._mark_args(now_ms, token, force, target, weight, pressure)
+        )
+        return int(delay) if Marked(int(code)) == Marked.HELD else None
+
+    async def mark_many(
+        self,
+        targets: list[str],
+        tokens: list[str],
+        now_ms: int,
+        force: list[bool],
+        *,
+        weight: int = 1,
+        pressure: int = 1,
+    ) -> list[int | None]:
         """``mark`` for several targets in one round trip (a pipeline of the same script); ``force`` per target."""
+        if not targets:
+            return []
         pipe = self._redis.pipeline(transaction=False)
         for target, token, forced in zip(targets, tokens, force, strict=True):
             # EVAL, not the registered script: that would add a SCRIPT EXISTS round trip to every pipeline.
-            _MARK.eval(pipe, [self._keys.target_state(target)], self._mark_args(now_ms, token, forced))
-        return [Marked(int(held)) == Marked.HELD for held in await pipe.execute()] if targets else []
+            args = self._mark_args(now_ms, token, forced, target, weight, pressure)
+            _MARK.eval(pipe, self._mark_keys(target), args)
+        answers = await pipe.execute()
+        return [int(delay) if Marked(int(code)) == Marked.HELD else None for code, delay in answers]
+
+    async def begin(self, target: str, token: str) -> bool:
+        """A plan held for a window starts: what was folded in meanwhile is no longer pending. False: lost."""
+        return bool(int(await self._begin(keys=[self._keys.target_state(target)], args=[token])))
 
     async def commit(
         self, target: str, token: str, job_id: str, version: str, payload: bytes, members: bytes, now_ms: int
     ) -> Committed:
         """Send the job (``payload``, under the stream codec's field) unless ``version`` is the last one sent."""
-        keys = [self._keys.target_state(target), self._keys.cf_jobs, self._keys.targets_index]
+        keys = [
+            self._keys.target_state(target), self._keys.cf_jobs, self._keys.targets_index, self._keys.targets_waiting
+        ]  # fmt: skip
         args: list[Any] = [token, job_id, version, payload, members, now_ms, target, FIELD]
         return Committed(int(await self._commit(keys=keys, args=args)))
 
-    async def result(self, target: str, job_id: str, ok: bool, token: str, now_ms: int) -> ResultOutcome:
-        args: list[Any] = [job_id, "1" if ok else "0", now_ms, token]
-        code, members = await self._result(keys=[self._keys.target_state(target)], args=args)
+    async def result(
+        self, target: str, job_id: str, ok: bool, token: str, now_ms: int, *, pressure: int = 1
+    ) -> ResultOutcome:
+        w = self.window
+        args: list[Any] = [job_id, "1" if ok else "0", now_ms, token, target, w.base_ms, w.max_ms, pressure]
+        code, members, delay = await self._result(keys=self._mark_keys(target), args=args)
         answer = Answered(int(code))
         return ResultOutcome(
-            current=answer != Answered.STALE, plan_again=answer == Answered.PLAN_AGAIN, members=bytes(members or b"")
+            current=answer != Answered.STALE,
+            plan_again=answer == Answered.PLAN_AGAIN,
+            members=bytes(members or b""),
+            delay_ms=int(delay),
         )
+
+    async def overdue(self, older_than_ms: int, limit: int) -> list[str]:
+        """Targets whose window ended before ``older_than_ms`` and that are still not planned (their replica
+        died): the sweeper takes them over."""
+        names = await self._redis.zrangebyscore(self._keys.targets_waiting, "-inf", older_than_ms, start=0, num=limit)
+        return [text(n) for n in names]
+
+    async def forget_waiting(self, names: list[str]) -> None:
+        if names:
+            await self._redis.zrem(self._keys.targets_waiting, *names)

@@ -74,6 +74,8 @@ class Replica:
     async def run(self) -> None:
         await self.ensure_groups()
         await asyncio.gather(*(c.run() for c in self.consumers), self.background.run())
+        # Plans held for a coalescing window are made now rather than left for another replica's sweeper.
+        await self.reconciler.spine.flush()
 
     def stop(self) -> None:
         for consumer in self.consumers:

@@ -5,7 +5,8 @@ Every change to what is published walks the same modules, each once, in this ord
     source      claims.py     the agent's inventory, a manual rule, an admin's assignment, written with dirty marks
     refresh     refresh.py    the marked hostnames resolved (resolution.py) into rule documents (rules.py) and the
                               targets whose part changed (targets.py), written under a compare-and-set
-    touch       coalesce.py   each such target marked: held by this replica, or folded into the job in flight
+    touch       coalesce.py   each such target marked: held by this replica (planned now, or at the end of its
+                              window), or folded into the job in flight
     plan        planner.py    a held target's hostnames read and resolved (resolution.py), its job built (jobs.py)
     commit      coalesce.py   the job XADDed to cf-jobs if its version changed
     finish      refresh.py    the hostnames' dirty marks cleared, where nothing changed meanwhile
@@ -28,6 +29,9 @@ with marks in between, and what a replica killed between any two of them leaves 
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import contextvars
 from collections.abc import Iterable, Mapping, Sequence
 from collections.abc import Set as AbstractSet
 
@@ -58,8 +62,9 @@ from flareport_reconciler import agents, jobtrace
 from flareport_reconciler.accessgroups import AccessGroups
 from flareport_reconciler.agentquota import Limits
 from flareport_reconciler.batching import AgentBatches
+from flareport_reconciler.budget import Budget
 from flareport_reconciler.claims import Claims
-from flareport_reconciler.coalesce import Coalescer, Committed
+from flareport_reconciler.coalesce import Coalescer, Committed, Window
 from flareport_reconciler.emit import Emitter
 from flareport_reconciler.inventory import InventoryEvent
 from flareport_reconciler.planner import Planner, now_ms
@@ -72,6 +77,10 @@ log = structlog.get_logger("flareport.reconciler")
 IGNORED = Counter("flareport_reconciler_ignored_events_total", "Events ignored, by reason.", ["reason"])
 JOBS = Counter("flareport_reconciler_jobs_total", "Cloudflare jobs emitted, by job type.", ["type"])
 PLANS = Counter("flareport_reconciler_plans_total", "Target plans computed, by outcome.", ["outcome"])
+HELD = Counter("flareport_reconciler_plans_held_total", "Target plans held for the end of the target's window.")
+HELD_FAILED = Counter(
+    "flareport_reconciler_held_plan_failures_total", "Plans held for a window that failed (the sweeper retries them)."
+)
 
 REFRESH_CHUNK = 500  # hostnames resolved per refresh when all of them must be
 _members_encoder = msgspec.json.Encoder()
@@ -85,7 +94,15 @@ class Spine:
             keys,
             stale_plan_ms=int(settings.claim_idle_seconds * 1000),
             stale_job_ms=settings.job_timeout_seconds * 1000,
+            window=Window(
+                base_ms=settings.coalesce_window_ms,
+                max_ms=settings.coalesce_max_window_ms,
+                burst_weight=settings.coalesce_burst_hostnames,
+            ),
         )
+        self.budget = Budget(redis, keys)
+        # Plans held for their target's window, each with the event that ends its wait early (``flush``).
+        self._held: dict[asyncio.Task[None], asyncio.Event] = {}
         self.access = AccessGroups(redis, keys, owner_email=settings.access_owner_email)
         self.planner = Planner(redis, keys, self.access, hold_seconds=settings.recovery_hold_seconds)
         limits = Limits(containers=settings.agent_max_containers, hostnames=settings.agent_max_hostnames)
@@ -109,21 +126,71 @@ class Spine:
         refreshed = await self.refresher.refresh(marks, read, record)
         if refreshed is None:
             return
-        await self.touch(refreshed.touch, force=refreshed.force)
+        await self.touch(refreshed.touch, force=refreshed.force, weight=len(marks))
         await self.refresher.finish(refreshed)
 
-    async def touch(self, targets: Iterable[Target], *, force: bool | AbstractSet[Target] = False) -> None:
-        """Targets a change may affect: plan each at once, or fold the change into its next job. A forced target
-        (``force=True``: all of them) taken now sends a job even if its desired version is unchanged."""
+    async def touch(
+        self, targets: Iterable[Target], *, force: bool | AbstractSet[Target] = False, weight: int = 1
+    ) -> None:
+        """Targets a change of ``weight`` hostnames may affect: plan each at once, at the end of its window, or
+        fold the change into its next job. A forced target (``force=True``: all of them) taken sends a job even
+        if its desired version is unchanged."""
         ordered = sorted(set(targets))
+        if not ordered:
+            return
         tokens = [new_id() for _ in ordered]
         forced = [force if isinstance(force, bool) else t in force for t in ordered]
-        held = await self.coalescer.mark_many([str(t) for t in ordered], tokens, now_ms(), forced)
-        for target, token, mine in zip(ordered, tokens, held, strict=True):
-            if mine:
+        pressure = await self.budget.pressure()
+        delays = await self.coalescer.mark_many(
+            [str(t) for t in ordered], tokens, now_ms(), forced, weight=weight, pressure=pressure
+        )
+        for target, token, delay in zip(ordered, tokens, delays, strict=True):
+            if delay is None:
+                PLANS.labels("folded").inc()
+            elif delay > 0:
+                self._plan_later(target, token, delay)
+            else:
+                await self.plan(target, token)
+
+    def _plan_later(self, target: Target, token: str, delay_ms: int) -> None:
+        """Plan a held target when its window ends, in the background: the message that brought the change is
+        done (the target's state in Redis says it is held; should this replica die, the sweeper takes it over).
+        The task runs outside the batch's context: its job carries no trace (``jobtrace``)."""
+        HELD.inc()
+        wake = asyncio.Event()
+        task = asyncio.create_task(
+            self._held_plan(target, token, delay_ms, wake),
+            name=f"plan-later:{target}",
+            context=contextvars.Context(),
+        )
+        self._held[task] = wake
+        task.add_done_callback(self._held.pop)
+
+    async def _held_plan(self, target: Target, token: str, delay_ms: int, wake: asyncio.Event) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(wake.wait(), timeout=delay_ms / 1000)
+        try:
+            if await self.coalescer.begin(str(target), token):
                 await self.plan(target, token)
             else:
-                PLANS.labels("folded").inc()
+                PLANS.labels("lost").inc()
+        except Exception as exc:  # Redis away: the target stays held, and the sweeper plans it once it is stale
+            HELD_FAILED.inc()
+            log.warning("planner.held_plan_failed", target=str(target), error=repr(exc))
+
+    async def flush(self) -> None:
+        """Plan every target held for a window now (a replica stopping): nothing waits for the sweeper."""
+        held = list(self._held.items())
+        for _, wake in held:
+            wake.set()
+        if held:
+            await asyncio.gather(*(task for task, _ in held), return_exceptions=True)
+
+    async def held_plans_done(self) -> None:
+        """Wait until the plans held right now ran (tests and the stop path use it; it never ends them early)."""
+        tasks = list(self._held)
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
 
     async def plan(self, target: Target, token: str) -> None:
         """Plan a target this caller holds (``token``) and commit its job, until no change is pending."""
@@ -227,13 +294,19 @@ class Spine:
                 log.warning("reconciler.drift", target=message.target, errors=len(message.errors))
             return
         token = new_id()
+        occurred_ms = int(message.occurred_at.timestamp() * 1000)
+        pressure = await self.budget.pressure()
         outcome = await self.coalescer.result(
-            message.target, message.job_id, message.ok, token, int(message.occurred_at.timestamp() * 1000)
+            message.target, message.job_id, message.ok, token, occurred_ms, pressure=pressure
         )
         if not outcome.current:
             return
         members = msgspec.json.decode(outcome.members, type=list[str]) if outcome.members else []
         await apply_result(self.redis, self.keys, message, members)
         target = Target.parse(message.target)
-        if outcome.plan_again and target is not None:  # a result names the target of a job this service sent
+        if not outcome.plan_again or target is None:  # a result names the target of a job this service sent
+            return
+        if outcome.delay_ms > 0:
+            self._plan_later(target, token, outcome.delay_ms)
+        else:
             await self.plan(target, token)

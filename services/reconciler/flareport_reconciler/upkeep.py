@@ -33,6 +33,7 @@ class Due:
     oldest_mark_ms: float | None  # the oldest dirty mark (epoch milliseconds)
     oldest_seen: float | None  # the agent heard from longest ago (epoch seconds)
     recovery: bool  # the API restored an agent key after a loss of data
+    oldest_held_ms: float | None = None  # the earliest end of a target's coalescing window (epoch milliseconds)
 
 
 def _first_score(rows: list[tuple[object, float]]) -> float | None:
@@ -54,12 +55,14 @@ class Upkeep:
         pipe.zrange(self._keys.dirty_hostnames, 0, 0, withscores=True)
         pipe.zrange(self._keys.agents_last_seen, 0, 0, withscores=True)
         pipe.exists(self._keys.keys_recovered_at)
-        deletions, marks, seen, recovered = await pipe.execute()
+        pipe.zrange(self._keys.targets_waiting, 0, 0, withscores=True)
+        deletions, marks, seen, recovered, held = await pipe.execute()
         return Due(
             deletion_at=_first_score(deletions),
             oldest_mark_ms=_first_score(marks),
             oldest_seen=_first_score(seen),
             recovery=bool(recovered),
+            oldest_held_ms=_first_score(held),
         )
 
     # ---- grace deletions and marks left behind ---------------------------------------------------------------

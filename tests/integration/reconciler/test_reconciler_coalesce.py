@@ -6,7 +6,7 @@ import redis.asyncio as aioredis
 
 from flareport_common.keys import Keys
 from flareport_common.streams.codec import FIELD
-from flareport_reconciler.coalesce import Coalescer, Committed
+from flareport_reconciler.coalesce import Coalescer, Committed, Window
 
 T = "zone:example.com"
 
@@ -15,10 +15,10 @@ async def test_an_isolated_change_is_planned_at_once_and_later_ones_fold_into_th
     redis: aioredis.Redis, keys: Keys
 ) -> None:
     co = Coalescer(redis, keys)
-    assert await co.mark(T, "p1", 1_000) is True
+    assert await co.mark(T, "p1", 1_000) == 0
     assert await co.commit(T, "p1", "job1", "v1", b"{}", b"[]", 1_001) == Committed.SENT
     # Changes while job1 is in flight only set the pending flag, however many there are.
-    assert [await co.mark(T, f"p{n}", 1_002 + n) for n in range(2, 50)] == [False] * 48
+    assert [await co.mark(T, f"p{n}", 1_002 + n) for n in range(2, 50)] == [None] * 48
     assert await redis.xlen(keys.cf_jobs) == 1
     outcome = await co.result(T, "job1", True, "p50", 2_000)
     assert (outcome.current, outcome.plan_again) == (True, True)
@@ -30,10 +30,10 @@ async def test_an_isolated_change_is_planned_at_once_and_later_ones_fold_into_th
 
 async def test_an_unchanged_version_sends_nothing(redis: aioredis.Redis, keys: Keys) -> None:
     co = Coalescer(redis, keys)
-    assert await co.mark(T, "p1", 1_000)
+    assert await co.mark(T, "p1", 1_000) == 0
     assert await co.commit(T, "p1", "job1", "v1", b"{}", b"[]", 1_000) == Committed.SENT
     await co.result(T, "job1", True, "x", 1_100)
-    assert await co.mark(T, "p2", 1_200)
+    assert await co.mark(T, "p2", 1_200) == 0
     assert await co.commit(T, "p2", "job2", "v1", b"{}", b"[]", 1_200) == Committed.UNCHANGED
     assert await redis.xlen(keys.cf_jobs) == 1
 
@@ -51,7 +51,7 @@ async def test_stale_results_are_ignored_and_a_redelivered_one_only_updates_stat
     again = await co.result(T, "job1", True, "x", 1_200)
     assert (again.current, again.plan_again, again.members) == (True, False, b'["a.example.com"]')
     # Once a later job is sent, the old result is stale.
-    assert await co.mark(T, "p2", 1_300)
+    assert await co.mark(T, "p2", 1_300) == 0
     assert await co.commit(T, "p2", "job2", "v2", b"{}", b"[]", 1_300) == Committed.SENT
     assert (await co.result(T, "job1", True, "x", 1_400)).current is False
 
@@ -60,9 +60,9 @@ async def test_a_plan_abandoned_by_a_dead_replica_is_taken_over_after_the_timeou
     redis: aioredis.Redis, keys: Keys
 ) -> None:
     co = Coalescer(redis, keys, stale_plan_ms=500)
-    assert await co.mark(T, "dead", 1_000)
-    assert await co.mark(T, "p2", 1_200) is False
-    assert await co.mark(T, "p3", 1_600) is True
+    assert await co.mark(T, "dead", 1_000) == 0
+    assert await co.mark(T, "p2", 1_200) is None
+    assert await co.mark(T, "p3", 1_600) == 0
     assert await co.commit(T, "dead", "job-dead", "v1", b"{}", b"[]", 1_700) == Committed.LOST
     assert await co.commit(T, "p3", "job3", "v1", b"{}", b"[]", 1_700) == Committed.SENT
 
@@ -106,8 +106,8 @@ async def test_a_forced_mark_sends_an_unchanged_version_and_a_lost_result_frees_
     co = Coalescer(redis, keys, stale_job_ms=1_000)
     await co.mark(T, "p1", 1_000)
     await co.commit(T, "p1", "job1", "v1", b"{}", b"[]", 1_000)
-    assert await co.mark(T, "p2", 1_999) is False, "a job awaiting its result holds the target"
-    assert await co.mark(T, "p3", 2_000, force=True) is True, "a result that never came holds it only so long"
+    assert await co.mark(T, "p2", 1_999) is None, "a job awaiting its result holds the target"
+    assert await co.mark(T, "p3", 2_000, force=True) == 0, "a result that never came holds it only so long"
     assert await co.commit(T, "p3", "job3", "v1", b"{}", b"[]", 2_000) == Committed.SENT
 
 
@@ -119,6 +119,85 @@ async def test_many_targets_are_marked_in_one_round_trip_each_with_its_own_force
     await co.mark(T, "p0", 1_000)
     await co.commit(T, "p0", "job0", "v1", b"{}", b"[]", 1_000)
 
-    assert await co.mark_many([T, other], ["p1", "p2"], 1_100, [False, True]) == [False, True]
+    assert await co.mark_many([T, other], ["p1", "p2"], 1_100, [False, True]) == [None, 0]
     assert await co.mark_many([], [], 1_100, []) == []
     assert await redis.hget(keys.target_state(T), "pending") == b"1"
+
+
+# ---- the window -----------------------------------------------------------------------------------------------
+
+WINDOW = Window(base_ms=300, max_ms=5_000, burst_weight=50)
+
+
+async def _write(co: Coalescer, token: str, job: str, version: str, at: int, done: int) -> None:
+    """One whole round on an idle target: taken at once, a job sent at ``at``, its result at ``done``."""
+    assert await co.mark(T, token, at) == 0
+    assert await co.commit(T, token, job, version, b"{}", b"[]", at) == Committed.SENT
+    await co.result(T, job, True, "unused", done)
+
+
+async def test_a_change_soon_after_a_write_waits_for_the_window_and_later_ones_fold_into_it(
+    redis: aioredis.Redis, keys: Keys
+) -> None:
+    co = Coalescer(redis, keys, window=WINDOW)
+    await _write(co, "p1", "job1", "v1", 1_000, 1_050)
+    # 100 ms after the write: held until the window ends (1_050 + 300).
+    assert await co.mark(T, "p2", 1_150) == 200
+    assert await co.overdue(10_000, 10) == [T], "a held target is findable should its replica die"
+    assert [await co.mark(T, f"q{n}", 1_200 + n) for n in range(5)] == [None] * 5, "folded into the held plan"
+    assert await co.begin(T, "p2") is True
+    assert await redis.hget(keys.target_state(T), "pending") is None, "what waited is read by this plan"
+    assert await co.commit(T, "p2", "job2", "v2", b"{}", b"[]", 1_350) == Committed.SENT
+    assert await co.overdue(10_000, 10) == []
+    assert await redis.xlen(keys.cf_jobs) == 2, "six changes after the first write cost one job"
+
+
+async def test_a_change_on_a_quiet_target_is_planned_at_once_even_with_a_window(
+    redis: aioredis.Redis, keys: Keys
+) -> None:
+    co = Coalescer(redis, keys, window=WINDOW)
+    assert await co.mark(T, "p1", 1_000) == 0, "never written: no waiting"
+    assert await co.commit(T, "p1", "job1", "v1", b"{}", b"[]", 1_000) == Committed.SENT
+    await co.result(T, "job1", True, "unused", 1_020)
+    assert await co.mark(T, "p2", 1_020 + 301) == 0, "written longer than a window ago: no waiting"
+
+
+async def test_a_burst_waits_one_window_even_on_a_quiet_target_and_the_bound_holds(
+    redis: aioredis.Redis, keys: Keys
+) -> None:
+    co = Coalescer(redis, keys, window=WINDOW)
+    assert await co.mark(T, "p1", 1_000, weight=50) == 300
+    assert await co.mark_many([T], ["p2"], 1_001, [False]) == [None]
+    # Under a scarce budget the window grows fourfold, never past its bound.
+    bounded = Coalescer(redis, keys, window=Window(base_ms=2_000, max_ms=5_000, burst_weight=1))
+    assert await bounded.mark("zone:other.example", "p3", 1_000, pressure=4) == 5_000
+
+
+async def test_a_pending_change_after_a_result_waits_for_the_window_and_a_slow_job_widens_it(
+    redis: aioredis.Redis, keys: Keys
+) -> None:
+    co = Coalescer(redis, keys, window=WINDOW)
+    assert await co.mark(T, "p1", 1_000) == 0
+    assert await co.commit(T, "p1", "job1", "v1", b"{}", b"[]", 1_000) == Committed.SENT
+    assert await co.mark(T, "p2", 1_100) is None
+    # The job took 400 ms: the window is three times that (Cloudflare is slow, each job costs more).
+    outcome = await co.result(T, "job1", True, "p3", 1_400)
+    assert (outcome.plan_again, outcome.delay_ms) == (True, 1_200)
+    assert await co.overdue(1_400 + 1_200, 10) == [T]
+
+
+async def test_a_held_plan_whose_replica_died_is_overdue_then_taken_over(redis: aioredis.Redis, keys: Keys) -> None:
+    co = Coalescer(redis, keys, stale_plan_ms=500, window=WINDOW)
+    await _write(co, "p1", "job1", "v1", 1_000, 1_000)
+    assert await co.mark(T, "dead", 1_100) == 200, "held until 1_300 by a replica that then dies"
+    assert await co.overdue(1_300 + 499 - 500, 10) == [], "not overdue before its window ended"
+    assert await co.mark(T, "early", 1_700) is None, "still held within stale_plan_ms of its due time"
+    assert await co.mark(T, "sweeper", 1_801) == 0, "taken over once stale"
+    assert await co.begin(T, "dead") is False, "the dead replica's plan, should it wake, is lost"
+    assert await co.commit(T, "sweeper", "job2", "v2", b"{}", b"[]", 1_802) == Committed.SENT
+
+
+async def test_no_window_when_its_bound_is_zero(redis: aioredis.Redis, keys: Keys) -> None:
+    co = Coalescer(redis, keys, window=Window(base_ms=300, max_ms=0))
+    await _write(co, "p1", "job1", "v1", 1_000, 1_010)
+    assert await co.mark(T, "p2", 1_020, weight=10_000) == 0

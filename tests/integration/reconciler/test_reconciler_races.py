@@ -104,10 +104,10 @@ async def test_targets_a_refresh_did_not_get_to_touch_are_touched_by_the_next_on
     r = await enrolled(redis, keys, settings)
     touched: list[set[str]] = []
 
-    async def dies(targets: Any, *, force: Any = False) -> None:
+    async def dies(targets: Any, *, force: Any = False, weight: int = 1) -> None:
         raise ConnectionError("the replica died")
 
-    async def records(targets: Any, *, force: Any = False) -> None:
+    async def records(targets: Any, *, force: Any = False, weight: int = 1) -> None:
         touched.append({str(t) for t in targets})
 
     app = container("c1", "app.example.com")
@@ -129,7 +129,9 @@ async def test_targets_a_refresh_did_not_get_to_touch_are_touched_by_the_next_on
 
 
 async def answer_directly(r: Reconciler, worker: FakeDnsWorker) -> None:
-    """What the dns-worker and a replica's result consumer would do, here and now: answer every job sent."""
+    """What the dns-worker and a replica's result consumer would do, here and now: answer every job sent (plans
+    held for their target's window included: a target written moments ago waits for its window's end)."""
+    await r.spine.held_plans_done()
     for job in await worker.pull():
         version = getattr(job, "version", "")
         tag = str(type(job).__struct_config__.tag)

@@ -1,7 +1,8 @@
 -- Admits one Cloudflare call under the rate limit shared by every replica (flareport_dns_worker.ratelimit): at most
 -- `budget` calls in any span of `span_ms`. Reads Redis' own clock, so replica clocks do not matter.
 -- KEYS: calls_key         list of the Redis times (ms) of the calls admitted within the last span, oldest first
---       view_key          hash read by the API's status: tokens = calls that may start now, at = Redis time (ms)
+--       view_key          hash read by the API's status and the reconciler's coalescing window: tokens = calls
+--                         that may start now, budget = calls per span, at = Redis time (ms)
 --       pause_key         Redis time in ms until which nobody may call (set after a 429)
 -- ARGV: budget            calls per span
 --       span_ms           the span
@@ -27,6 +28,6 @@ if n >= budget then
 end
 redis.call('RPUSH', calls_key, tostring(now))
 redis.call('PEXPIRE', calls_key, span)
-redis.call('HSET', view_key, 'tokens', tostring(budget - n - 1), 'at', tostring(now))
+redis.call('HSET', view_key, 'tokens', tostring(budget - n - 1), 'budget', tostring(budget), 'at', tostring(now))
 redis.call('PEXPIRE', view_key, span)
 return 0

@@ -1,16 +1,28 @@
 -- A change touched a target (flareport_reconciler.coalesce): if nothing is in flight, or what is in flight is
 -- stale (its replica died while planning, or its job's result never came), the caller takes the target and plans
--- at once. Otherwise the change is folded into the next job as "pending".
+-- it: at once for a lone change, or at the end of the target's window when the target was written less than a
+-- window ago or the change is a burst's first part (``weight`` >= ``burst_weight`` hostnames). Otherwise the
+-- change is folded into the next job as "pending".
 -- KEYS: state_key       the target's state hash (inflight, since, pending, version, members, done...)
+--       waiting_key     the sorted set of targets held for a window (score: when their plan is due, ms)
 -- ARGV: now_ms          the time, in milliseconds
 --       token           the caller's plan token (the target is held as "plan:<token>")
---       stale_plan_ms   how long a plan holds the target
+--       stale_plan_ms   how long a plan holds the target (counted from when it is due)
 --       stale_job_ms    how long a job awaiting its result holds the target
 --       force           '1' to forget the last sent version (the next job is sent even if unchanged)
--- Returns HELD (the caller holds the target and must plan it) or PENDING.
-local state_key = KEYS[1]
+--       target          the target's name, for waiting_key
+--       weight          how many hostnames the change touched
+--       base_ms         the window's base (see coalesce_window)
+--       max_ms          the window's bound; 0: no window
+--       burst_weight    a change of at least this many hostnames waits a window even on a quiet target
+--       pressure        1, 2 or 4: how low the shared rate budget is
+-- Returns {PENDING, 0} or {HELD, delay_ms}: the caller holds the target and must plan it after delay_ms.
+-- uses: coalesce_window
+local state_key, waiting_key = KEYS[1], KEYS[2]
 local now_ms, token = tonumber(ARGV[1]), ARGV[2]
 local stale_plan_ms, stale_job_ms, force = tonumber(ARGV[3]), tonumber(ARGV[4]), ARGV[5] == '1'
+local target, weight, base_ms, max_ms = ARGV[6], tonumber(ARGV[7]), tonumber(ARGV[8]), tonumber(ARGV[9])
+local burst_weight, pressure = tonumber(ARGV[10]), tonumber(ARGV[11])
 local PENDING, HELD = 0, 1
 
 local inflight = redis.call('HGET', state_key, 'inflight')
@@ -20,10 +32,23 @@ if inflight then
   if string.sub(inflight, 1, 5) == 'plan:' then limit = stale_plan_ms end
   if now_ms - since < limit then
     redis.call('HSET', state_key, 'pending', '1')
-    return PENDING
+    return {PENDING, 0}
   end
 end
-redis.call('HSET', state_key, 'inflight', 'plan:' .. token, 'since', ARGV[1])
+local delay = 0
+local w = window_ms(state_key, now_ms, base_ms, max_ms, pressure)
+if w > 0 then
+  local done_at = tonumber(redis.call('HGET', state_key, 'done_at') or '')
+  if done_at ~= nil and now_ms - done_at < w then
+    delay = done_at + w - now_ms
+  elseif weight >= burst_weight then
+    delay = w
+  end
+end
+-- ``since`` is when the plan is due: a replica that dies while waiting holds the target only stale_plan_ms
+-- past that, and the sweeper finds it in waiting_key then.
+redis.call('HSET', state_key, 'inflight', 'plan:' .. token, 'since', tostring(now_ms + delay))
 redis.call('HDEL', state_key, 'pending')
 if force then redis.call('HDEL', state_key, 'version') end
-return HELD
+if delay > 0 then redis.call('ZADD', waiting_key, now_ms + delay, target) end
+return {HELD, delay}

@@ -1,17 +1,23 @@
--- A job's result for a target (flareport_reconciler.coalesce). The job in flight is cleared; if a change is
--- pending the caller takes the target to plan again. The last finished job is remembered (done, done_members):
--- the same result delivered again (its first handler died before updating the rule statuses) is still applied to
--- the statuses, and nothing else, as long as no later job has been sent.
+-- A job's result for a target (flareport_reconciler.coalesce). The job in flight is cleared and the target's
+-- write remembered (``done_at``, and the job's duration ``last_ms``, which its window grows with); if a change is
+-- pending the caller takes the target to plan it again at the end of the window. The last finished job is
+-- remembered (done, done_members): the same result delivered again (its first handler died before updating the
+-- rule statuses) is still applied to the statuses, and nothing else, as long as no later job has been sent.
 -- KEYS: state_key   the target's state hash
+--       waiting_key the sorted set of targets held for a window (score: when their plan is due, ms)
 -- ARGV: job_id      the job the result is for
 --       ok          '1' if the job succeeded; '0' forgets the sent version, so the next plan sends a job again
 --       now_ms      the time, in milliseconds
 --       token       the caller's plan token, should it have to plan again
--- Returns {code, the job's members ('' when unknown)}, the code one of STALE (neither the job in flight nor the
--- last finished one: ignore it), FINISHED, PLAN_AGAIN (the caller holds the target) or REPEATED (the last finished
--- job's result again: only its statuses apply).
-local state_key = KEYS[1]
-local job_id, ok, now_ms, token = ARGV[1], ARGV[2] == '1', ARGV[3], ARGV[4]
+--       target      the target's name, for waiting_key
+--       base_ms, max_ms, pressure   the window's parameters (see coalesce_window)
+-- Returns {code, the job's members ('' when unknown), delay_ms}, the code one of STALE (neither the job in flight
+-- nor the last finished one: ignore it), FINISHED, PLAN_AGAIN (the caller holds the target and plans it after
+-- delay_ms) or REPEATED (the last finished job's result again: only its statuses apply).
+-- uses: coalesce_window
+local state_key, waiting_key = KEYS[1], KEYS[2]
+local job_id, ok, now_ms, token = ARGV[1], ARGV[2] == '1', tonumber(ARGV[3]), ARGV[4]
+local target, base_ms, max_ms, pressure = ARGV[5], tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8])
 local STALE, FINISHED, PLAN_AGAIN, REPEATED = 0, 1, 2, 3
 
 local inflight = redis.call('HGET', state_key, 'inflight')
@@ -20,17 +26,24 @@ if inflight ~= job_id then
   -- it is still the newest word on these rules.
   local idle = (not inflight) or string.sub(inflight, 1, 5) == 'plan:'
   if idle and redis.call('HGET', state_key, 'done') == job_id then
-    return {REPEATED, redis.call('HGET', state_key, 'done_members') or ''}
+    return {REPEATED, redis.call('HGET', state_key, 'done_members') or '', 0}
   end
-  return {STALE, ''}
+  return {STALE, '', 0}
 end
 local members = redis.call('HGET', state_key, 'members') or ''
-redis.call('HSET', state_key, 'done', job_id, 'done_members', members)
+-- The sender's clock and the worker's may differ: a duration outside [0, max_ms] says nothing about Cloudflare.
+local took = now_ms - (tonumber(redis.call('HGET', state_key, 'since') or '') or now_ms)
+took = math.max(0, math.min(took, max_ms))
+redis.call('HSET', state_key, 'done', job_id, 'done_members', members, 'done_at', tostring(now_ms),
+  'last_ms', tostring(took))
 if not ok then redis.call('HDEL', state_key, 'version') end
 if redis.call('HGET', state_key, 'pending') == '1' then
-  redis.call('HSET', state_key, 'inflight', 'plan:' .. token, 'since', now_ms)
+  local delay = window_ms(state_key, now_ms, base_ms, max_ms, pressure)
+  redis.call('HSET', state_key, 'inflight', 'plan:' .. token, 'since', tostring(now_ms + delay))
   redis.call('HDEL', state_key, 'pending')
-  return {PLAN_AGAIN, members}
+  -- Even without a delay: a replica that dies before planning leaves the target for the sweeper to find.
+  redis.call('ZADD', waiting_key, now_ms + delay, target)
+  return {PLAN_AGAIN, members, delay}
 end
 redis.call('HDEL', state_key, 'inflight', 'since')
-return {FINISHED, members}
+return {FINISHED, members, 0}
