@@ -27,6 +27,7 @@ removed at the end, also when a cell failed. Every wait has a deadline: a stack 
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from collections import Counter
 from pathlib import Path
@@ -182,6 +183,8 @@ async def _cell(runner: Runner, host: RealHost, count: int, latency: int, within
         await cfwatch.set_latency(runner.session, runner.stack.emulator_url, 0)
         await runner.settle(within)
         await cfwatch.set_latency(runner.session, runner.stack.emulator_url, latency)
+        # The engine's pace, and so how many starts one job folds, depends on what else runs on the machine.
+        cell["load_1m"] = round(os.getloadavg()[0], 2)
         cell.update(await runner.publish(host, hostnames, names, within))
         cell["converged"] = True
     except Exception as exc:  # a cell that does not converge is an error entry; the next cell still runs

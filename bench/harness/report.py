@@ -391,10 +391,11 @@ def _compose_up(compose: dict[str, Any]) -> list[str]:
     for cell in compose.get("cells") or ():
         rows.append([cell["containers"], cell["latency_ms"], cell.get("calls"), cell.get("writes"), cell.get("reads"),
                      seconds(cell.get("engine_s")), seconds(cell.get("after_first_start_s")),
-                     seconds(cell.get("after_last_start_s")), cell.get("error") or ""])  # fmt: skip
+                     seconds(cell.get("after_last_start_s")), cell.get("load_1m"),
+                     cell.get("error") or ""])  # fmt: skip
     out += _table(["containers", "added latency per call (ms)", "calls", "writes", "reads",
                    "engine: first -> last start (s)", "converged after the first start (s)",
-                   "converged after the last start (s)", "error"], rows)  # fmt: skip
+                   "converged after the last start (s)", "machine load (1 min) before", "error"], rows)  # fmt: skip
     before = compose.get("before") or {}
     dockflare, flareport = before.get("dockflare") or {}, before.get("flareport") or {}
 
