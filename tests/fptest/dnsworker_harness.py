@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+import time
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import msgspec
@@ -54,9 +55,11 @@ def settings_for(redis_url: str, prefix: str, emu: RunningEmulator, **env: str |
     return load_dns_worker(environ)
 
 
-def service(settings: DnsWorkerSettings, redis: aioredis.Redis, name: str = "w1") -> DnsWorkerService:
+def service(
+    settings: DnsWorkerSettings, redis: aioredis.Redis, name: str = "w1", *, clock: Callable[[], float] = time.time
+) -> DnsWorkerService:
     # Short backoffs keep fault tests quick; the policy (capped exponential with jitter) is the same.
-    return DnsWorkerService(settings, redis, consumer=name, backoff_initial=0.02)
+    return DnsWorkerService(settings, redis, consumer=name, backoff_initial=0.02, clock=clock)
 
 
 async def drain(svc: DnsWorkerService) -> int:

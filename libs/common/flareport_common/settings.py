@@ -195,6 +195,10 @@ class DnsWorkerSettings:
     adopt_dockflare_access: bool = False
     # How often the account's tunnels and their connectors are listed into their read model (the tunnels page).
     tunnel_list_seconds: int = 60
+    # How long after a real read of a tunnel's configuration the worker may PUT from its cached copy without
+    # reading again. 0 (read before every PUT) by default: within a window, an edit made in the dashboard since
+    # that read is replaced by our PUT (seen, not undone): docs/dns-worker.md, "Trust window".
+    tunnel_config_trust_seconds: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -554,6 +558,9 @@ def load_dns_worker(environ: Mapping[str, str]) -> DnsWorkerSettings:
         ),
         tunnel_list_seconds=env.integer(
             "CLOUDFLARE_TUNNEL_LIST_SECONDS", default=_DNS_WORKER["tunnel_list_seconds"], minimum=10
+        ),
+        tunnel_config_trust_seconds=env.number(
+            "CLOUDFLARE_TUNNEL_CONFIG_TRUST_SECONDS", default=_DNS_WORKER["tunnel_config_trust_seconds"], minimum=0.0
         ),
     )
 

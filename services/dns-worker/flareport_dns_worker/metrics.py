@@ -78,3 +78,9 @@ TUNNEL_LISTINGS = Counter(
     "answer; the last good listing is kept).",
     ["outcome"],
 )
+CONFIG_CHANGED_ELSEWHERE = Counter(
+    "flareport_dnsworker_tunnel_config_changed_elsewhere_total",
+    "Tunnel configuration PUTs whose answer showed another write between the copy they were planned from and "
+    "them (the version did not go up by exactly one): that write was replaced. Each is logged as "
+    "tunnels.config_changed_elsewhere.",
+)

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
+from collections.abc import Callable
 
 import cloudflare
 import httpx
@@ -59,6 +61,7 @@ class DnsWorkerService:
         consumer: str | None = None,
         consumer_config: ConsumerConfig | None = None,
         backoff_initial: float = 0.2,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         keys = Keys(settings.common.key_prefix)
         self.settings = settings
@@ -110,7 +113,14 @@ class DnsWorkerService:
             dns=DnsSync(
                 self.api, redis, keys, zones, leases, owner=settings.owner_id, batch_size=settings.dns_batch_size
             ),
-            tunnels=Tunnels(self.api, redis, keys, delete_deadline_seconds=settings.tunnel_delete_deadline_seconds),
+            tunnels=Tunnels(
+                self.api,
+                redis,
+                keys,
+                delete_deadline_seconds=settings.tunnel_delete_deadline_seconds,
+                trust_seconds=settings.tunnel_config_trust_seconds,
+                clock=clock,
+            ),
             access=AccessSync(
                 self.api, redis, keys, tag=settings.access_tag, adopt_dockflare=settings.adopt_dockflare_access
             ),

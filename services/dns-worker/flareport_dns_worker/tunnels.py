@@ -1,16 +1,21 @@
 """Tunnels: find or create an agent's tunnel and fetch its token, delete tunnels we made, sync ingress.
 
 Ingress is synced with at most one GET and one PUT, and usually with no call at all: the observed state of
-each tunnel (the configuration we last saw or wrote, and the rule keys we own — see ``ingress_plan``) is in
-Redis. When the desired rules already match that copy, nothing is sent. When they do not, the worker reads
-the live configuration first — a PUT replaces the whole ingress, so writing from a stale copy could drop a
-rule someone added in the dashboard since — plans against it and PUTs only if it still differs.
+each tunnel (the configuration we last saw or wrote, its Cloudflare ``version``, the rule keys we own — see
+``ingress_plan`` — and when we last read it) is in Redis. When the desired rules already match that copy,
+nothing is sent. When they do not, the worker reads the live configuration first — a PUT replaces the whole
+ingress, so writing from a stale copy could drop a rule someone added in the dashboard since — plans against it
+and PUTs only if it still differs.
 
-One exception to "read before PUT": a tunnel this worker has just created. Its configuration is known (it
+A burst of changes may skip that GET: ``ingress_trust`` says for how long after a real read the cached copy
+stands in for it, and how a PUT's answer shows that someone else wrote in between (the tripwire).
+
+The other exception to "read before PUT": a tunnel this worker has just created. Its configuration is known (it
 has none), so ``ensure`` records that as the observed copy with a short trust window
 (``FRESH_TUNNEL_TRUST_SECONDS``); the first ingress sync within it PUTs without the GET. A tunnel found by
 name, a create whose answer was lost, or a window that has passed all get the GET as usual, so rules someone
-else added are kept. Any later sync reads first again: the mark is dropped with the first PUT.
+else added are kept. Any later sync reads first again: the mark is dropped with the first PUT, which opens no
+trust window (nothing was read).
 
 Tunnels are created remotely managed (``config_src: cloudflare``) so that ingress lives in Cloudflare and
 the agent only runs ``cloudflared tunnel run`` with the token. A new tunnel costs one call: the create is
@@ -38,7 +43,7 @@ import hmac
 import json
 import secrets
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -52,6 +57,7 @@ from flareport_common.messages.cfresults import CfError, TunnelEnsured
 from flareport_common.parcels import stash
 from flareport_dns_worker.cfclient import CfApiError, CfTransientError, CloudflareApi
 from flareport_dns_worker.ingress_plan import plan_ingress
+from flareport_dns_worker.ingress_trust import READ_AT, VERSION, changed_elsewhere, config_version, trusted_version
 from flareport_dns_worker.metrics import CONFLICTS
 from flareport_dns_worker.outcome import Outcome
 
@@ -96,12 +102,22 @@ Progress = Callable[[CfError], Awaitable[None]]
 
 class Tunnels:
     def __init__(
-        self, api: CloudflareApi, redis: aioredis.Redis, keys: Keys, *, delete_deadline_seconds: float = 600.0
+        self,
+        api: CloudflareApi,
+        redis: aioredis.Redis,
+        keys: Keys,
+        *,
+        delete_deadline_seconds: float = 600.0,
+        trust_seconds: float = 0.0,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self._api = api
         self._redis = redis
         self._keys = keys
         self._delete_deadline = delete_deadline_seconds
+        self._trust_seconds = trust_seconds
+        # Epoch seconds; the trust windows of cached configurations (pristine, read) are measured with it.
+        self._clock = clock
 
     # ---- ingress -------------------------------------------------------------------------------------------
 
@@ -111,36 +127,67 @@ class Tunnels:
         owned_raw = observed.get(b"owned")
         owned = set(json.loads(owned_raw)) if owned_raw is not None else None
         cached = observed.get(b"config")
+        now = self._clock()
         current: dict[str, Any] | None = None
+        base: int | None = None  # Cloudflare's version of ``current``, when known: what the PUT must answer + 1
+        trusted = False
         if cached is not None and not fresh:
             cached_config: dict[str, Any] = json.loads(cached)
             plan = plan_ingress(cached_config, job.rules, owned, prune=job.prune)
             if not plan.changed:
                 return Outcome(errors=list(plan.conflicts))
-            if _pristine(observed):
+            if _pristine(observed, now):
                 current = cached_config  # a tunnel we just created: its configuration is known without a GET
+            elif (version := trusted_version(observed, now=now, window_seconds=self._trust_seconds)) is not None:
+                current, base, trusted = cached_config, version, True
+        read_at: float | None = None
         if current is None:
+            read_at = self._clock()  # before the call (and its rate-limit wait): the window never outlasts the read
             try:
                 envelope = await self._api.request("GET", CONFIG, tunnel_id=job.tunnel_id)
             except CfApiError as error:
                 raise JobFailed(api_error(error)) from error
-            current = (envelope.get("result") or {}).get("config") or {}
+            result = envelope.get("result") or {}
+            current = result.get("config") or {}
+            base = config_version(result.get("version"))
         plan = plan_ingress(current, job.rules, owned, prune=job.prune)
         CONFLICTS.labels("ingress").inc(len(plan.conflicts))
         outcome = Outcome(errors=list(plan.conflicts))
-        config = current
+        config, version, overwritten = current, base, False
         if plan.changed:
             outcome.writes += 1
             try:
                 answer = await self._api.request("PUT", CONFIG, body={"config": plan.config}, tunnel_id=job.tunnel_id)
             except CfApiError as error:
                 raise JobFailed(api_error(error)) from error
-            config = (answer.get("result") or {}).get("config") or plan.config
-        pipe = self._redis.pipeline(transaction=True)
-        pipe.hset(key, mapping={"owned": json.dumps(sorted(plan.owned)), "config": json.dumps(config)})
+            except CfTransientError:
+                # The PUT may have been applied without its answer reaching us: the copy's version is unknown now,
+                # and the job's next delivery must read first rather than raise the tripwire over our own write.
+                await self._redis.hdel(key, READ_AT)
+                raise
+            result = answer.get("result") or {}
+            config = result.get("config") or plan.config
+            version = config_version(result.get("version"))
+            if base is not None and version is not None and version != base + 1:
+                overwritten = True
+                changed_elsewhere(job.tunnel_id, base, version, trusted=trusted)
+        fields: dict[Any, str] = {"owned": json.dumps(sorted(plan.owned)), "config": json.dumps(config)}
+        dropped: list[str] = []
+        if version is not None:
+            fields[VERSION] = str(version)
+        else:
+            dropped.append(VERSION)  # no version, no tripwire: the copy is never trusted without one
+        if overwritten:
+            dropped.append(READ_AT)  # someone else writes this tunnel: its next sync reads first
+        elif read_at is not None:
+            fields[READ_AT] = str(int(read_at * 1000))
         if plan.changed:
             # From now on others may have seen (and edited) what we wrote: later syncs read before writing.
-            pipe.hdel(key, PRISTINE_UNTIL)
+            dropped.append(PRISTINE_UNTIL)
+        pipe = self._redis.pipeline(transaction=True)
+        pipe.hset(key, mapping=fields)
+        if dropped:
+            pipe.hdel(key, *dropped)
         await pipe.execute()
         return outcome
 
@@ -245,7 +292,8 @@ class Tunnels:
         pipe.sadd(self._keys.cf_created_tunnels, tunnel_id)
         # The ingress target of this tunnel (``SyncTunnelIngress.target``): a new tunnel has no configuration.
         observed = self._keys.target_observed(f"tunnel:{tunnel_id}")
-        pipe.hset(observed, mapping={"config": "{}", PRISTINE_UNTIL: str(time.time() + FRESH_TUNNEL_TRUST_SECONDS)})
+        until = self._clock() + FRESH_TUNNEL_TRUST_SECONDS
+        pipe.hset(observed, mapping={"config": "{}", PRISTINE_UNTIL: str(until)})
         await pipe.execute()
         return tunnel, True
 
@@ -318,10 +366,10 @@ def _has_connections(error: CfApiError) -> bool:
     return error.code == TUNNEL_HAS_CONNECTIONS or "connection" in error.message.lower()
 
 
-def _pristine(observed: dict[Any, Any]) -> bool:
+def _pristine(observed: Mapping[Any, Any], now: float) -> bool:
     """True while a tunnel's cached configuration is still the empty one it was created with (see above)."""
     until = observed.get(PRISTINE_UNTIL.encode())
-    return until is not None and float(until) > time.time()
+    return until is not None and float(until) > now
 
 
 def _token_matches(token: str, token_sha256: str) -> bool:
