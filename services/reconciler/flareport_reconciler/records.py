@@ -16,7 +16,6 @@ from typing import Any
 import msgspec
 import redis.asyncio as aioredis
 from prometheus_client import Counter
-from redis.exceptions import WatchError
 
 from flareport_common import readversion
 from flareport_common.keys import Keys
@@ -27,7 +26,7 @@ from flareport_common.replies import text
 from flareport_reconciler.agents import AgentUpdate, PolicyDefaults, view_of
 from flareport_reconciler.resolution import AgentView
 from flareport_reconciler.rules import DocsChange, result_change
-from flareport_reconciler.scripts import DocumentWrite, Written, write_rules
+from flareport_reconciler.scripts import DocumentWrite, Written, write_agent, write_rules
 
 TX_RETRIES = Counter(
     "flareport_reconciler_transaction_retries_total",
@@ -80,49 +79,55 @@ async def get_agent(redis: aioredis.Redis, keys: Keys, agent_id: str) -> AgentRe
 
 async def update_agent(redis: aioredis.Redis, keys: Keys, agent_id: str, change: AgentUpdate) -> AgentRecord | None:
     """Apply ``change`` to the agent's record atomically; ``change`` returns None to leave it as it is."""
-    key = keys.agent(agent_id)
-    async with redis.pipeline(transaction=True) as pipe:
-        while True:
-            try:
-                await pipe.watch(key)
-                current = decode_agent(raw_bytes(await pipe.get(key)))
-                new = change(current)
-                if new is None:
-                    await pipe.reset()  # type: ignore[no-untyped-call]
-                    return current
-                pipe.multi()  # type: ignore[no-untyped-call]
-                pipe.set(key, encode(new))
-                pipe.sadd(keys.agents_index, agent_id)
-                readversion.bump(pipe, keys)
-                await pipe.execute()
-                return new
-            except WatchError:
-                TX_RETRIES.labels("agent").inc()
-                continue
+    return await _update_agent(redis, keys, agent_id, change, raw_bytes(await redis.get(keys.agent(agent_id))))
+
+
+async def _update_agent(
+    redis: aioredis.Redis, keys: Keys, agent_id: str, change: AgentUpdate, raw: bytes | None
+) -> AgentRecord | None:
+    """``update_agent`` from ``raw``, the record as the caller read it (None: absent). Optimistic like
+    ``update_rules``: a compare-and-set script writes the record only if it is still as read, one round trip where
+    WATCH, GET and MULTI/EXEC took three (1,000 agents' heartbeats, one each 15 s, made those a large share of the
+    reconciler's time in the scale bench)."""
+    while True:
+        current = decode_agent(raw)
+        new = change(current)
+        if new is None:
+            return current
+        written = await write_agent(redis, keys, agent_id, read=raw or b"", write=encode(new), seed=readversion.seed())
+        if written == Written.WRITTEN:
+            return new
+        TX_RETRIES.labels("agent").inc()
+        raw = raw_bytes(await redis.get(keys.agent(agent_id)))
 
 
 async def update_rules(redis: aioredis.Redis, keys: Keys, rule_keys: Iterable[str], change: DocsChange) -> None:
-    """Atomically replace the documents of ``rule_keys``: ``change`` maps current docs to new ones (None deletes)."""
+    """Atomically replace the documents of ``rule_keys``: ``change`` maps current docs to new ones (None deletes).
+    ``change`` must decide each document from that document alone (``rules.result_change`` does): only the
+    documents it changes are compared and written, so one that changed meanwhile but is left as it is does not
+    make the others wait."""
     names = sorted(set(rule_keys))
     if not names:
         return
     doc_keys = [keys.rule(k) for k in names]
     # Optimistic, two round trips per attempt: read, then a compare-and-set script applies the writes only if every
-    # document is still as read (as WATCH would, without WATCH's extra round trip and per-key commands).
+    # written document is still as read (as WATCH would, without WATCH's extra round trip and per-key commands).
+    # A zone job's result names every hostname of the zone (20,000 in the scale bench) while a result changes the
+    # status of the few its batches touched: sending the script every document it read cost megabytes per result.
     while True:
         raws = await redis.mget(doc_keys)
         current = {k: decode_rule(raw_bytes(r)) for k, r in zip(names, raws, strict=True)}
         new = change(current)
-        writes: list[bytes] = []
-        for name in names:
-            doc = new.get(name, current[name])
+        documents: list[DocumentWrite] = []
+        for name, raw in zip(names, raws, strict=True):
+            doc, before = new.get(name, current[name]), current[name]
             if doc is None:
-                writes.append(b"-" if current[name] is not None else b"")
-            else:
-                writes.append(encode(doc) if doc != current[name] else b"")
-        if not any(writes):
+                if before is not None:
+                    documents.append(DocumentWrite(name, raw_bytes(raw) or b"", b"-"))
+            elif doc != before:
+                documents.append(DocumentWrite(name, raw_bytes(raw) or b"", encode(doc)))
+        if not documents:
             return
-        documents = [DocumentWrite(n, raw_bytes(r) or b"", w) for n, r, w in zip(names, raws, writes, strict=True)]
         if await write_rules(redis, keys, documents, readversion.seed()) == Written.WRITTEN:
             return
         TX_RETRIES.labels("rules").inc()
@@ -139,10 +144,13 @@ async def record_contact(
     redis: aioredis.Redis, keys: Keys, agent_id: str, at: datetime, change: AgentUpdate
 ) -> AgentRecord | None:
     """Contact from the agent: its record changed (``agents.seen``) and its place in the offline detection's set
-    moved forward (never back: an older message handled late must not make the agent look silent)."""
-    record = await update_agent(redis, keys, agent_id, change)
-    await redis.zadd(keys.agents_last_seen, {agent_id: at.timestamp()}, gt=True)
-    return record
+    moved forward (never back: an older message handled late must not make the agent look silent). The set is
+    moved in the same round trip as the record is read: it depends on nothing read."""
+    async with redis.pipeline(transaction=False) as pipe:
+        pipe.get(keys.agent(agent_id))
+        pipe.zadd(keys.agents_last_seen, {agent_id: at.timestamp()}, gt=True)
+        raw, _ = await pipe.execute()
+    return await _update_agent(redis, keys, agent_id, change, raw_bytes(raw))
 
 
 async def record_registration(

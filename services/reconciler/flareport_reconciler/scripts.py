@@ -27,11 +27,12 @@ _READ_INVENTORY = lua.load("flareport_reconciler", "read_inventory")
 _READ_CLAIMS_HASHES = lua.load("flareport_reconciler", "read_claims_hashes")
 _FORGET_UNCLAIMED = lua.load("flareport_reconciler", "forget_unclaimed")
 _WRITE_RULES = lua.load("flareport_reconciler", "write_rules")
+_WRITE_AGENT = lua.load("flareport_reconciler", "write_agent")
 _DELETE_DUE = lua.load("flareport_reconciler", "delete_due")
 
 
 class Written(IntEnum):
-    """What a compare-and-set script (``write_rules``, ``refreshscripts.write_refresh``) answers."""
+    """What a compare-and-set script (``write_rules``, ``write_agent``, ``refreshscripts.write_refresh``) answers."""
 
     CHANGED = 0  # something read has changed since: nothing was written, read again
     WRITTEN = 1
@@ -159,3 +160,12 @@ async def write_rules(redis: aioredis.Redis, keys: Keys, documents: Sequence[Doc
     key_list = [keys.rules_index, keys.readmodel_version, *(keys.rule(d.rule_key) for d in documents)]
     args: list[Any] = [value for d in documents for value in (d.rule_key, d.read, d.write)]
     return Written(int(await _WRITE_RULES.eval(redis, key_list, [*args, seed])))
+
+
+async def write_agent(
+    redis: aioredis.Redis, keys: Keys, agent_id: str, *, read: bytes, write: bytes, seed: int
+) -> Written:
+    """``write_agent.lua``: write the agent's record only if it is still ``read`` (b"" when absent), adding the
+    agent to the index and raising the read-model counter (``seed`` starts it if absent)."""
+    key_list = [keys.agent(agent_id), keys.agents_index, keys.readmodel_version]
+    return Written(int(await _WRITE_AGENT.eval(redis, key_list, [agent_id, read, write, seed])))
