@@ -44,6 +44,7 @@ ALLOWED_SCRIPTS: dict[str, str] = {
     "target_mark": GLOBAL + " (a target's state and targets:waiting, the targets held for their window)",
     "target_result": GLOBAL + " (a target's state and targets:waiting, the targets held for their window)",
     "write_rules": MANY + ", the rules index and readmodel-version",
+    "write_agent": GLOBAL + " (an agent's record, the agents index and readmodel-version)",
     "write_refresh": MANY + ", dirty-hostnames and readmodel-version",
     "read_hostnames": MANY + " and dirty-hostnames (read only, one consistent view)",
     "finish_refresh": MANY + " and dirty-hostnames",
@@ -53,7 +54,6 @@ ALLOWED_SCRIPTS: dict[str, str] = {
 }
 # Transactions by the largest set of key shapes they touch (a run may touch fewer: a snapshot key is optional).
 ALLOWED_TRANSACTIONS: dict[str, tuple[frozenset[str], str]] = {
-    "agent record": (frozenset({"agents", "readmodel-version", "{agent:*}:record"}), GLOBAL),
     "key created": (
         frozenset({"apikey:*", "apikeys", "readmodel-version", "recovery:data-epoch", "{agent:*}:api-keys"}),
         GLOBAL + " (the key, the key index, the data-epoch marker of key recovery)",
