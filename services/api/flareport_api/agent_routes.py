@@ -89,12 +89,13 @@ async def register(request: web.Request) -> web.StreamResponse:
     )
     # Admitted like any event: a registration loop pays the agent's rate and waits out a deep backlog (429).
     await ingest.accept(ctx, agent_id, [(None, _encoder.encode(event))])
-    record = await readstore.agent(ctx.redis, ctx.keys, agent_id)
+    raw_record, raw_seq = await ctx.redis.mget([ctx.keys.agent(agent_id), ctx.keys.agent_last_seq(agent_id)])
+    record = readstore.agent_from(raw_record, ctx.keys, agent_id)
     return json_response(
         RegisterResponse(
             agent_id=agent_id,
             status=record.status if record is not None else "pending",
-            last_seq=await _last_seq(request, agent_id),
+            last_seq=max(int(raw_seq), 0) if raw_seq is not None else 0,
             heartbeat_interval_seconds=HEARTBEAT_INTERVAL_S,
             poll_wait_seconds=min(25.0, ctx.settings.max_wait_seconds),
         )
@@ -267,11 +268,12 @@ async def heartbeat(request: web.Request) -> web.StreamResponse:
     if isinstance(await ingest.admit(ctx, agent_id, [(None, _encoder.encode(beat))]), ingest.Refused):
         HEARTBEATS_DROPPED.inc()
     pipe = ctx.redis.pipeline(transaction=False)
-    # A short history for the admin's agent page (the reconciler keeps only last_seen).
+    # A short history for the admin's agent page (the reconciler keeps only last_seen), and the record read in
+    # the same round trip.
     pipe.lpush(history, _encoder.encode(summary))
     pipe.ltrim(history, 0, HEARTBEAT_HISTORY - 1)
-    await pipe.execute()
-    record = await readstore.agent(ctx.redis, ctx.keys, agent_id)
+    pipe.get(ctx.keys.agent(agent_id))
+    record = readstore.agent_from((await pipe.execute())[-1], ctx.keys, agent_id)
     waited = stored.registered_at is not None and now - stored.registered_at > REREGISTER_AFTER
     # A restored key means the reconciler lost the agent too (a record it made since, from a heartbeat or an ack,
     # lacks the enrolment and the inventory): register again now, whatever the read model shows.

@@ -261,12 +261,23 @@ class CommandHub:
         await self.ensure_group(agent_id)
         stream = self._keys.agent_commands(agent_id)
         again: list[Any] = []
-        if pending:
-            again += groups.entries(await self._redis.xreadgroup(GROUP_AGENT, agent_id, {stream: "0"}, count=BATCH))
-        if claim:
-            reply = await self._redis.xautoclaim(stream, GROUP_AGENT, agent_id, self._redeliver_ms, "0-0", count=BATCH)
-            again += list(reply[1])
-        fresh = groups.entries(await self._redis.xreadgroup(GROUP_AGENT, agent_id, {stream: ">"}, count=BATCH))
+        if pending or claim:
+            # The reads of a poll's start in one round trip (in this order, as one after the other would run):
+            # 1,000 agents' polls each paid three.
+            pipe = self._redis.pipeline(transaction=False)
+            if pending:
+                pipe.xreadgroup(GROUP_AGENT, agent_id, {stream: "0"}, count=BATCH)
+            if claim:
+                pipe.xautoclaim(stream, GROUP_AGENT, agent_id, self._redeliver_ms, "0-0", count=BATCH)
+            pipe.xreadgroup(GROUP_AGENT, agent_id, {stream: ">"}, count=BATCH)
+            replies = await pipe.execute()
+            if pending:
+                again += groups.entries(replies[0])
+            if claim:
+                again += list(replies[-2][1])
+            fresh = groups.entries(replies[-1])
+        else:
+            fresh = groups.entries(await self._redis.xreadgroup(GROUP_AGENT, agent_id, {stream: ">"}, count=BATCH))
         # Entries delivered to this agent earlier and not re-read now may lie between these ids: a batch of margin.
         ids = [text(entry_id) for entry_id, _ in again]
         counts = await groups.delivery_counts(self._redis, stream, GROUP_AGENT, agent_id, ids, others=BATCH)

@@ -49,8 +49,12 @@ def _decode(raw: Any, kind: type[T], where: str) -> T | None:
 
 
 async def agent(redis: aioredis.Redis, keys: Keys, agent_id: str) -> AgentRecord | None:
-    key = keys.agent(agent_id)
-    return _decode(await redis.get(key), AgentRecord, key)
+    return agent_from(await redis.get(keys.agent(agent_id)), keys, agent_id)
+
+
+def agent_from(raw: Any, keys: Keys, agent_id: str) -> AgentRecord | None:
+    """The agent's record from the raw value of ``keys.agent(agent_id)`` read with other commands."""
+    return _decode(raw, AgentRecord, keys.agent(agent_id))
 
 
 async def agents(redis: aioredis.Redis, keys: Keys) -> list[AgentRecord]:
