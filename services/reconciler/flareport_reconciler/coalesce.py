@@ -26,7 +26,7 @@ find the target idle again and each cost a job of its own (a DNS batch, a config
 a target was written (its last job's result came ``done_at``), changes arriving within its window are held and
 planned together when the window ends; and a change of ``burst_weight`` hostnames or more (a full batch from an
 agent: more is on its way) waits a window too. A lone change on a quiet target is still planned at once. The
-window (``lua/coalesce_window.lua``) is ``base_ms``, or three times the last job's duration when Cloudflare is
+window (``lua/coalesce_window.lua``) is ``base_ms``, or five times the last job's duration when Cloudflare is
 slow, grows with the number of jobs the target had lately and as the shared rate budget runs low (``pressure``),
 and never exceeds ``max_ms`` (docs/reconciler.md, "Coalescing"). A target held for a window is in
 ``Keys.targets_waiting`` until its plan commits: the replica holding it plans it when the window ends, and if that

@@ -1,12 +1,14 @@
 -- Fragment: a target's coalescing window (flareport_reconciler.coalesce, "The window"): how long after the
 -- target's last write further changes wait, so that they fold into one job at the window's end.
---   w = max(base_ms, DURATION_FACTOR x the last job's duration)   a slow Cloudflare makes every job cost more
+--   w = max(base_ms, DURATION_FACTOR x the last job's duration)   a slow Cloudflare makes every job cost more:
+--                                                                  a busy target has a job at Cloudflare at most
+--                                                                  about a sixth of the time
 --   x heat / HOT when more than HOT jobs were sent lately           a busy target folds more per job
 --   x pressure (1, 2 or 4: the caller's reading of the shared rate budget)
 --   at most max_ms; 0 when max_ms is 0 (coalescing by window off: every change is planned at once).
 -- heat is the number of jobs sent for the target, halving every HEAT_HALF_LIFE_MS (``heat_at``: when it was
 -- last brought up to date).
-local HEAT_HALF_LIFE_MS, HOT, DURATION_FACTOR = 10000, 8, 3
+local HEAT_HALF_LIFE_MS, HOT, DURATION_FACTOR = 10000, 8, 5
 
 local function decayed_heat(state_key, now_ms)
   local fields = redis.call('HMGET', state_key, 'heat', 'heat_at')
