@@ -3,12 +3,14 @@ window"): 1 while at least half of it is left, 2 below a half, 4 below a fifth o
 (a 429). Every host of an account shares the budget, so when it runs low each job should carry more changes.
 
 The dns-worker's rate limiter leaves its view in ``Keys.cf_rate_bucket`` (calls that may start now, the budget)
-and a 429's pause in ``Keys.cf_pause_until``. Reading them costs a round trip, so the answer is kept for a second:
-the window only needs the trend. A view that is missing (no call within the span) means the whole budget is left.
+and a 429's pause in ``Keys.cf_pause_until``. Reading them costs a round trip, so it is made in the background,
+at most once a second: the window only needs the trend. A view that is missing (no call within the span) means
+the whole budget is left.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable
 
@@ -47,25 +49,37 @@ def _number(raw: object) -> float | None:
 
 
 class Budget:
+    """The last reading, refreshed in the background at most once a second: ``pressure`` never waits for Redis, so
+    a change's way to its job pays no round trip for it (a reading up to a second old is as good for a trend)."""
+
     def __init__(self, redis: aioredis.Redis, keys: Keys, *, clock: Callable[[], float] = time.monotonic) -> None:
         self._redis = redis
         self._keys = keys
         self._clock = clock
         self._value = CALM
         self._until = float("-inf")
+        self._reading: asyncio.Task[int] | None = None
 
-    async def pressure(self) -> int:
-        now = self._clock()
-        if now < self._until:
-            return self._value
-        self._until = now + CACHE_SECONDS
+    def pressure(self) -> int:
+        """The last reading; starts a new one when it is older than a second."""
+        if self._clock() >= self._until and self._reading is None:
+            self._reading = asyncio.create_task(self.refresh(), name="budget-reading")
+            self._reading.add_done_callback(self._read)
+        return self._value
+
+    def _read(self, _: asyncio.Task[int]) -> None:
+        self._reading = None
+
+    async def refresh(self) -> int:
+        """Read the budget now (what ``pressure`` starts)."""
+        self._until = self._clock() + CACHE_SECONDS
         try:
             pipe = self._redis.pipeline(transaction=False)
             pipe.hmget(self._keys.cf_rate_bucket, ["tokens", "budget"])
             pipe.get(self._keys.cf_pause_until)
             (tokens, budget), paused = await pipe.execute()
         except RedisError as exc:
-            # The window is an optimisation: a failed reading keeps the last one rather than fail the plan.
+            # The window is an optimisation: a failed reading keeps the last one rather than fail anything.
             log.debug("budget.unreadable", error=repr(exc))
             return self._value
         self._value = pressure_of(_number(tokens), _number(budget), _number(paused), time.time() * 1000)

@@ -140,7 +140,7 @@ class Spine:
             return
         tokens = [new_id() for _ in ordered]
         forced = [force if isinstance(force, bool) else t in force for t in ordered]
-        pressure = await self.budget.pressure()
+        pressure = self.budget.pressure()
         delays = await self.coalescer.mark_many(
             [str(t) for t in ordered], tokens, now_ms(), forced, weight=weight, pressure=pressure
         )
@@ -295,7 +295,7 @@ class Spine:
             return
         token = new_id()
         occurred_ms = int(message.occurred_at.timestamp() * 1000)
-        pressure = await self.budget.pressure()
+        pressure = self.budget.pressure()
         outcome = await self.coalescer.result(
             message.target, message.job_id, message.ok, token, occurred_ms, pressure=pressure
         )
