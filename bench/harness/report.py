@@ -51,7 +51,21 @@ NOTES: dict[str, str] = {
     "with Cloudflare's real 300 s window each one is 5 minutes). The rest of the time is CPU (timeline below): the "
     "fleet's registrations, inventories and enrolments through the API, 1,000 tunnels' creates, first PUTs and "
     "rule statuses through reconciler and dns-worker, with the simulated fleet's heartbeats and long-polls, all on "
-    "2 cores shared with redis-server, the emulator and the bench itself.",
+    "2 cores shared with redis-server, the emulator and the bench itself. Issue 20 profiled the API, reconciler "
+    "and dns-worker with py-spy during this run: two thirds of the API's and reconciler's samples were in asyncio "
+    "and redis-py, i.e. Redis round trips (the socket write alone 10-12% of each), spread over many call sites; "
+    "the largest named ones were the reconciler's inventory snapshots (30%), tunnel and zone results (17-29%), "
+    "the agent record's WATCH/GET/MULTI writes for heartbeats, acks and contacts (6%), and in the API the key "
+    "lookup of every request (9%) and the long-polls (8%). Agent records are now written by one compare-and-set "
+    "script (a heartbeat: 4 round trips to 2), a job result compares and writes only the rules whose status it "
+    "changes (a zone result named all 20,000 and sent them all to the script), and the API's heartbeat, "
+    "registration and long-poll start read in one round trip what took two or three. Before: 4 runs on this shared "
+    "machine (1-minute load 1.9-6.2; one under py-spy), 42.9-73.2 s, 21-26 reconciler and 18 API CPU-s; after: "
+    "5 runs (load 1.5-4.1; one under py-spy), 27.0-39.0 s, 14-18 reconciler and 11-16 API CPU-s. The run is "
+    "still bound by CPU: all processes together spend about 50 CPU-s, so on 2 cores 15 s needs about half of that; the "
+    "single API process (one core at most) is the registrations' pace (its CPU-s about equal the registration "
+    "time), then each zone job is rebuilt from all 20,000 hostnames and its result read back for all of them "
+    "(docs/reconciler.md, Known limits).",
     "reconciler_rss": "The reconciler keeps inventories in Redis, not in memory; a high RSS would be caches.",
     "cpu_restart50": "Most of a restart is the three interpreters importing their libraries (aiohttp, redis, "
     "structlog, the Cloudflare SDK and its pydantic models) before any work: one DockFlare process imports once.",
@@ -292,6 +306,14 @@ def _scale(scale: dict[str, Any]) -> list[str]:
         rows = [[name.replace("_", " "), "", value] for name, value in timeline.items() if not isinstance(value, list)]
         rows += [[name.replace("_", " "), *value] for name, value in timeline.items() if isinstance(value, list)]
         out += _table(["step", "first", "last"], rows)
+    cpu = scale.get("cpu_seconds") or {}
+    if cpu:
+        out += [
+            f"CPU seconds per process from the first registration to converged (1-minute load average of the "
+            f"machine {scale.get('load_1min')} before, {scale.get('load_1min_after')} after; 2 cores):",
+            "",
+        ]
+        out += _table(list(cpu), [list(cpu.values())])
     by_endpoint = scale.get("calls_by_endpoint") or {}
     if by_endpoint:
         out += ["Where the calls went (the 12 busiest endpoints):", ""]

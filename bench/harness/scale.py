@@ -13,13 +13,17 @@ whole windows (the last window is not waited out).
 
 The timeline (seconds from the first registration) says where the time went: when the fleet's registrations and
 enrolments were done (the bench's side), and the first and last tunnel create, configuration PUT and DNS batch
-Cloudflare answered (the emulator's request log).
+Cloudflare answered (the emulator's request log). The CPU seconds each process spent from the first registration
+to convergence (``/proc/<pid>/stat``; ``bench`` is this process, which drives the simulated fleet) and the
+machine's 1-minute load average before and after say whether the run was short of cores: the stack is CPU-bound
+on a 2-core machine, and other work on it slows a run down.
 """
 
 from __future__ import annotations
 
 import asyncio
 import math
+import os
 import time
 from collections import Counter
 from typing import Any
@@ -28,7 +32,7 @@ import aiohttp
 
 from . import cfwatch
 from .agents import SimAgent, container
-from .stack import BenchStack
+from .stack import BenchStack, cpu_seconds
 
 
 async def run(
@@ -63,6 +67,8 @@ async def run(
                 enrolled.append(time.time())
 
         before = await cfwatch.counters(session, stack.emulator_url)
+        cpu_before = _cpu(stack)
+        result["load_1min"] = round(os.getloadavg()[0], 2)
         started = time.time()
         try:
             await asyncio.gather(*(come_up(a) for a in fleet))
@@ -93,6 +99,13 @@ async def run(
                 # What the calls actually made cost in rate-limit windows alone (the minimum counts minimum calls).
                 windows = math.ceil(result["calls"] / stack.rate_limit) - 1
                 result["rate_bound_seconds_for_calls_made"] = windows * stack.rate_window
+            cpu_after = _cpu(stack)
+            result["cpu_seconds"] = {
+                name: round(end - start, 1)
+                for name, start in cpu_before.items()
+                if start is not None and (end := cpu_after.get(name)) is not None
+            }
+            result["load_1min_after"] = round(os.getloadavg()[0], 2)
             result["rss_mb"] = stack.rss()
             result["dead_processes"] = stack.dead()
         finally:
@@ -139,6 +152,16 @@ async def _wait_converged(
         if time.time() > deadline:
             return False, progress
         await asyncio.sleep(3)
+
+
+def _cpu(stack: BenchStack) -> dict[str, float | None]:
+    """CPU seconds so far of each process of the stack and of this bench process (the simulated fleet)."""
+    found = {name: cpu_seconds(p.pid) for name, p in stack.processes.items()}
+    process = getattr(stack.redis_server, "_process", None)  # LocalRedis keeps its process private
+    if process is not None:
+        found["redis-server"] = cpu_seconds(process.pid)
+    found["bench"] = cpu_seconds(os.getpid())
+    return found
 
 
 def _last_write(requests: list[dict[str, Any]]) -> float:
