@@ -142,7 +142,7 @@ class ReconcilerSettings:
     # no window), and the size of a change from which it waits a window even on a quiet target (more is coming).
     coalesce_window_ms: int = 300
     coalesce_max_window_ms: int = 5000
-    coalesce_burst_hostnames: int = 200
+    coalesce_burst_hostnames: int = 50
     # After the API recovered an agent key (Redis had lost its data), owned DNS records and ingress rules that no
     # known rule lists are kept this long, so agents that have not reported again yet lose nothing.
     recovery_hold_seconds: int = 600

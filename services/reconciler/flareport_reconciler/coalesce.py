@@ -21,14 +21,15 @@ So a target has at most one job in flight and one pending, whatever the number o
 dies while planning, or a job whose result never comes, holds the target only until ``stale_plan_ms`` /
 ``stale_job_ms`` pass: the next change (or the sweeper) then takes it over.
 
-**The window.** Containers started one after another (``docker compose up``: one every 100-200 ms) would each
-find the target idle again and each cost a job of its own (a DNS batch, a configuration read and write). So once
-a target was written (its last job's result came ``done_at``), changes arriving within its window are held and
-planned together when the window ends; and a change of ``burst_weight`` hostnames or more (a full batch from an
-agent: more is on its way) waits a window too. A lone change on a quiet target is still planned at once. The
-window (``lua/coalesce_window.lua``) is ``base_ms``, or five times the last job's duration when Cloudflare is
-slow, grows with the number of jobs the target had lately and as the shared rate budget runs low (``pressure``),
-and never exceeds ``max_ms`` (docs/reconciler.md, "Coalescing"). A target held for a window is in
+**The window.** Containers started one after another (``docker compose up``: one every 100-200 ms) would each find
+the target idle again and each cost a job of its own (a DNS batch, a configuration read and write). So once a target
+was written (its last job's result came ``done_at``), changes arriving within its window are held and planned
+together when the window ends — or later, should changes still be arriving then: the hold is extended to a window
+after the newest one, up to ``max_ms`` in all (``target_begin.lua``). A change of ``burst_weight`` hostnames or more
+(a large batch from an agent: more is on its way) waits a window too. A lone change on a quiet target is still
+planned at once. The window (``lua/coalesce_window.lua``) is ``base_ms``, or five times the last job's duration when
+Cloudflare is slow, grows with the number of jobs the target had lately and as the shared rate budget runs low
+(``pressure``), and never exceeds ``max_ms`` (docs/reconciler.md, "Coalescing"). A target held for a window is in
 ``Keys.targets_waiting`` until its plan commits: the replica holding it plans it when the window ends, and if that
 replica died, the sweeper finds it there once ``stale_plan_ms`` passed.
 """
@@ -91,7 +92,7 @@ class Window:
 
     base_ms: int = 0
     max_ms: int = 0
-    burst_weight: int = 200
+    burst_weight: int = 50
 
 
 class Coalescer:
@@ -160,9 +161,16 @@ class Coalescer:
         answers = await pipe.execute()
         return [int(delay) if Marked(int(code)) == Marked.HELD else None for code, delay in answers]
 
-    async def begin(self, target: str, token: str) -> bool:
-        """A plan held for a window starts: what was folded in meanwhile is no longer pending. False: lost."""
-        return bool(int(await self._begin(keys=[self._keys.target_state(target)], args=[token])))
+    async def begin(
+        self, target: str, token: str, now_ms: int, *, pressure: int = 1, extend: bool = True
+    ) -> int | None:
+        """A plan held for a window is due. None: another replica took the target over. 0: plan now (what was
+        folded in is no longer pending). Otherwise changes are still arriving and the hold was extended by that
+        many ms (never past ``max_ms`` in all); ``extend=False`` begins now whatever arrives."""
+        w = self.window
+        args: list[Any] = [token, now_ms, target, w.base_ms, w.max_ms, pressure, "1" if extend else "0"]
+        answer = int(await self._begin(keys=self._mark_keys(target), args=args))
+        return None if answer < 0 else answer
 
     async def commit(
         self, target: str, token: str, job_id: str, version: str, payload: bytes, members: bytes, now_ms: int

@@ -167,13 +167,21 @@ class Spine:
         task.add_done_callback(self._held.pop)
 
     async def _held_plan(self, target: Target, token: str, delay_ms: int, wake: asyncio.Event) -> None:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(wake.wait(), timeout=delay_ms / 1000)
         try:
-            if await self.coalescer.begin(str(target), token):
-                await self.plan(target, token)
-            else:
-                PLANS.labels("lost").inc()
+            while True:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(wake.wait(), timeout=delay_ms / 1000)
+                # A stopping replica (``flush``) plans now; otherwise the hold lasts while changes keep arriving.
+                extended = await self.coalescer.begin(
+                    str(target), token, now_ms(), pressure=self.budget.pressure(), extend=not wake.is_set()
+                )
+                if extended is None:
+                    PLANS.labels("lost").inc()
+                    return
+                if extended == 0:
+                    await self.plan(target, token)
+                    return
+                delay_ms = extended
         except Exception as exc:  # Redis away: the target stays held, and the sweeper plans it once it is stale
             HELD_FAILED.inc()
             log.warning("planner.held_plan_failed", target=str(target), error=repr(exc))

@@ -145,9 +145,12 @@ async def test_a_change_soon_after_a_write_waits_for_the_window_and_later_ones_f
     assert await co.mark(T, "p2", 1_150) == 200
     assert await co.overdue(10_000, 10) == [T], "a held target is findable should its replica die"
     assert [await co.mark(T, f"q{n}", 1_200 + n) for n in range(5)] == [None] * 5, "folded into the held plan"
-    assert await co.begin(T, "p2") is True
+    # Due at 1_350, but the last change came at 1_204: still arriving, so the hold lasts a window after it.
+    assert await co.begin(T, "p2", 1_350) == 154
+    assert await co.overdue(1_503, 10) == [], "the extended hold is due at 1_504"
+    assert await co.begin(T, "p2", 1_504) == 0, "quiet for a window: planned now"
     assert await redis.hget(keys.target_state(T), "pending") is None, "what waited is read by this plan"
-    assert await co.commit(T, "p2", "job2", "v2", b"{}", b"[]", 1_350) == Committed.SENT
+    assert await co.commit(T, "p2", "job2", "v2", b"{}", b"[]", 1_504) == Committed.SENT
     assert await co.overdue(10_000, 10) == []
     assert await redis.xlen(keys.cf_jobs) == 2, "six changes after the first write cost one job"
 
@@ -193,7 +196,7 @@ async def test_a_held_plan_whose_replica_died_is_overdue_then_taken_over(redis: 
     assert await co.overdue(1_300 + 499 - 500, 10) == [], "not overdue before its window ended"
     assert await co.mark(T, "early", 1_700) is None, "still held within stale_plan_ms of its due time"
     assert await co.mark(T, "sweeper", 1_801) == 0, "taken over once stale"
-    assert await co.begin(T, "dead") is False, "the dead replica's plan, should it wake, is lost"
+    assert await co.begin(T, "dead", 1_802) is None, "the dead replica's plan, should it wake, is lost"
     assert await co.commit(T, "sweeper", "job2", "v2", b"{}", b"[]", 1_802) == Committed.SENT
 
 
@@ -201,3 +204,26 @@ async def test_no_window_when_its_bound_is_zero(redis: aioredis.Redis, keys: Key
     co = Coalescer(redis, keys, window=Window(base_ms=300, max_ms=0))
     await _write(co, "p1", "job1", "v1", 1_000, 1_010)
     assert await co.mark(T, "p2", 1_020, weight=10_000) == 0
+
+
+async def test_changes_that_keep_coming_extend_a_hold_up_to_its_bound_and_a_stopping_replica_plans_at_once(
+    redis: aioredis.Redis, keys: Keys
+) -> None:
+    co = Coalescer(redis, keys, window=Window(base_ms=300, max_ms=1_000, burst_weight=50))
+    await _write(co, "p1", "job1", "v1", 1_000, 1_000)
+    assert await co.mark(T, "p2", 1_100) == 200, "held from 1_100 until 1_300"
+    now = 1_100
+    for step in range(1, 12):  # a container every 120 ms, each folded into the held plan
+        now = 1_100 + 120 * step
+        assert await co.mark(T, f"c{step}", now) is None
+    # At 2_420 the hold began 1_320 ms ago: past its 1_000 ms bound, so planned although changes still arrive.
+    assert await co.begin(T, "p2", now) == 0
+    assert await co.commit(T, "p2", "job2", "v2", b"{}", b"[]", now) == Committed.SENT
+
+    other = "zone:other.example"
+    await co.mark(other, "o1", 5_000)
+    await co.commit(other, "o1", "job-o1", "v1", b"{}", b"[]", 5_000)
+    await co.result(other, "job-o1", True, "unused", 5_000)
+    assert await co.mark(other, "o2", 5_100) == 200
+    assert await co.mark(other, "o3", 5_250) is None
+    assert await co.begin(other, "o2", 5_300, extend=False) == 0, "a stopping replica does not wait for more"

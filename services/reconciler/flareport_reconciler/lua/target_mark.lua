@@ -2,7 +2,7 @@
 -- stale (its replica died while planning, or its job's result never came), the caller takes the target and plans
 -- it: at once for a lone change, or at the end of the target's window when the target was written less than a
 -- window ago or the change is a burst's first part (``weight`` >= ``burst_weight`` hostnames). Otherwise the
--- change is folded into the next job as "pending".
+-- change is folded into the next job as "pending" (``last_change``: when, for target_begin's extension).
 -- KEYS: state_key       the target's state hash (inflight, since, pending, version, members, done...)
 --       waiting_key     the sorted set of targets held for a window (score: when their plan is due, ms)
 -- ARGV: now_ms          the time, in milliseconds
@@ -31,7 +31,7 @@ if inflight then
   local limit = stale_job_ms
   if string.sub(inflight, 1, 5) == 'plan:' then limit = stale_plan_ms end
   if now_ms - since < limit then
-    redis.call('HSET', state_key, 'pending', '1')
+    redis.call('HSET', state_key, 'pending', '1', 'last_change', tostring(now_ms))
     return {PENDING, 0}
   end
 end
@@ -50,5 +50,8 @@ end
 redis.call('HSET', state_key, 'inflight', 'plan:' .. token, 'since', tostring(now_ms + delay))
 redis.call('HDEL', state_key, 'pending')
 if force then redis.call('HDEL', state_key, 'version') end
-if delay > 0 then redis.call('ZADD', waiting_key, now_ms + delay, target) end
+if delay > 0 then
+  redis.call('ZADD', waiting_key, now_ms + delay, target)
+  redis.call('HSET', state_key, 'held_from', tostring(now_ms))
+end
 return {HELD, delay}

@@ -39,7 +39,8 @@ redis.call('HSET', state_key, 'done', job_id, 'done_members', members, 'done_at'
 if not ok then redis.call('HDEL', state_key, 'version') end
 if redis.call('HGET', state_key, 'pending') == '1' then
   local delay = window_ms(state_key, now_ms, base_ms, max_ms, pressure)
-  redis.call('HSET', state_key, 'inflight', 'plan:' .. token, 'since', tostring(now_ms + delay))
+  redis.call('HSET', state_key, 'inflight', 'plan:' .. token, 'since', tostring(now_ms + delay),
+    'held_from', tostring(now_ms))
   redis.call('HDEL', state_key, 'pending')
   -- Even without a delay: a replica that dies before planning leaves the target for the sweeper to find.
   redis.call('ZADD', waiting_key, now_ms + delay, target)
