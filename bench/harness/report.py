@@ -23,16 +23,17 @@ NOTES: dict[str, str] = {
     "inventory transaction, refresh and plan before the commit, and the dns-worker's applied-version check, lease "
     "and observed-state reads before its first call, each a few Redis round trips on 2 shared cores.",
     "single_100ms": "Besides the engine's part (see above), the control plane's part is two sequential calls: the "
-    "dns-worker reads the tunnel configuration before every PUT (a PUT replaces the whole ingress and foreign rules "
-    "are preserved), then writes; the DNS write runs in parallel. Skipping the GET when the cached configuration "
-    "version is current would remove one 100 ms round trip.",
+    "dns-worker reads the tunnel configuration before every PUT (a PUT replaces the whole ingress, and rules added "
+    "in the dashboard must be kept), then writes; the DNS write runs in parallel. Nothing proves a cached "
+    "configuration current without that read, so it stays by default (CLOUDFLARE_TUNNEL_CONFIG_TRUST_SECONDS "
+    "trades it for a window in which a dashboard edit can be overwritten: docs/dns-worker.md).",
     "burst20_100ms": "By design a lone change is planned at once (no waiting window) and what arrives while its job "
     "is in flight is folded into one pending job, so a burst costs the first container's job plus one or more jobs "
     "for the rest (each a DNS batch, a configuration GET and a PUT). A short linger (tens of ms) before planning "
     "a target would fold a burst into one DNS batch and one PUT; the GET before the PUT is the third call.",
-    "burst1000_whole stack": "Same cause as the burst of 20: while the burst's events are still arriving (200 per "
-    "batch through API and reconciler) each round of the one-in-flight/one-pending coalescing writes the rules "
-    "known so far. The dns-worker alone, fed the coalesced jobs, is close to the minimum (table below).",
+    "burst1000_whole stack": "The writes are at the minimum (the coalescing window holds the burst's first batch "
+    "and extends while batches keep arriving, so the rules go out in one round); the extra call is the tunnel "
+    "configuration's GET before its PUT, which keeps rules added in the dashboard.",
     "burst1000_dns-worker": "The writes are at the minimum; the extra calls are the cold-cache reads (zone lookup, "
     "record list, configuration GET before the PUT): a constant 3 that matters for small bursts only.",
     "no_429": "The dns-worker's shared limiter is configured with the emulator's limit and window; a 429 means "
