@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 
 import redis.asyncio as aioredis
 import structlog
@@ -40,8 +40,26 @@ class Leases:
         deadline = time.monotonic() + wait
         while not await self._redis.set(key, token, nx=True, px=self.lease_ms):
             if time.monotonic() >= deadline:
-                raise TemporaryError(f"target {target} is being written by another worker", delay=self.lease_ms / 3000)
+                raise busy(target, self.lease_ms)
             await asyncio.sleep(0.05)
+        async with self.held(key, token, target):
+            yield
+
+    async def take(self, key: str, reads: Sequence[str]) -> tuple[str | None, list[bytes | None]]:
+        """Try the lease once and read ``reads`` (GET) in the same round trip: the token when taken (the caller
+        then enters ``held`` or calls ``give_back``), None when another holder has it. Taken, the values are
+        current: whoever writes them holds this lease. Not taken, they say what the holder last finished."""
+        token = uuid.uuid4().hex
+        pipe = self._redis.pipeline(transaction=False)
+        pipe.set(key, token, nx=True, px=self.lease_ms)
+        for read in reads:
+            pipe.get(read)
+        taken, *values = await pipe.execute()
+        return (token if taken else None), values
+
+    @contextlib.asynccontextmanager
+    async def held(self, key: str, token: str, target: str) -> AsyncIterator[None]:
+        """Keep a lease taken with ``token`` renewed for the block, and release it after."""
         renewer = asyncio.create_task(self._keep(key, token, target), name=f"lease-{target}")
         try:
             yield
@@ -49,7 +67,10 @@ class Leases:
             renewer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await renewer
-            await self._release(key, token=token)
+            await self.give_back(key, token)
+
+    async def give_back(self, key: str, token: str) -> None:
+        await self._release(key, token=token)
 
     async def _keep(self, key: str, token: str, target: str) -> None:
         while True:
@@ -62,3 +83,8 @@ class Leases:
             if not renewed:
                 log.error("lease.lost", target=target)
                 return
+
+
+def busy(target: str, lease_ms: int) -> TemporaryError:
+    """The job comes back after a third of a lease: by then the holder has finished or renewed."""
+    return TemporaryError(f"target {target} is being written by another worker", delay=lease_ms / 3000)

@@ -44,7 +44,7 @@ from flareport_dns_worker import jobtrace
 from flareport_dns_worker.access import AccessSync
 from flareport_dns_worker.cfclient import CfApiError, CfTransientError
 from flareport_dns_worker.dns_sync import DnsSync
-from flareport_dns_worker.lease import Leases
+from flareport_dns_worker.lease import Leases, busy
 from flareport_dns_worker.metrics import DRIFT_REPAIRS, JOB_SECONDS, JOBS
 from flareport_dns_worker.outcome import Outcome
 from flareport_dns_worker.tunnel_list import MIN_REFRESH_SECONDS, TunnelList
@@ -131,15 +131,22 @@ class Worker:
                 return await self._run(job, lambda: self._tunnels.delete(job, self._progress(job)), version="")
         if isinstance(job, VerifyTarget):
             return await self._verify(job)
-        applied = await self._applied(job)
+        # The lease and what was applied last, in one round trip (this is the path of every change to its first
+        # Cloudflare call): a job already applied, by us before a redelivery or by another replica, is answered
+        # from that without writing, whether or not the lease was free.
+        lease = self._keys.target_lease(job.target)
+        token, (applied_raw, desired_raw) = await self._leases.take(
+            lease, (self._keys.target_applied(job.target), self._keys.target_desired(job.target))
+        )
+        applied = _applied(job, applied_raw, desired_raw)
         if applied is not None and not await self._granted_since(job, applied[1]):
+            if token is not None:
+                await self._leases.give_back(lease, token)
             await self._publish(job, Outcome(errors=list(applied[1])), version=applied[0])
             return "skipped"
-        async with self._leases.hold(self._keys.target_lease(job.target), job.target):
-            applied = await self._applied(job)  # another replica may have finished it while we waited
-            if applied is not None and not await self._granted_since(job, applied[1]):
-                await self._publish(job, Outcome(errors=list(applied[1])), version=applied[0])
-                return "skipped"
+        if token is None:
+            raise busy(job.target, self._leases.lease_ms)
+        async with self._leases.held(lease, token, job.target):
             return await self._run(job, lambda: self._sync(job, fresh=False), version=job.version, record=job)
 
     async def _sync(self, job: VersionedJob, *, fresh: bool) -> Outcome:
@@ -198,23 +205,6 @@ class Worker:
         names = {e.hostname for e in errors if e.kind == "conflict" and e.hostname}
         return isinstance(job, SyncDnsZone) and bool(names) and bool(await self._dns.granted(names))
 
-    async def _applied(self, job: VersionedJob) -> tuple[str, tuple[CfError, ...]] | None:
-        """Version and errors to report when ``job`` needs no work: its own when applied, the newer when stale."""
-        pipe = self._redis.pipeline(transaction=False)
-        pipe.get(self._keys.target_applied(job.target))
-        pipe.get(self._keys.target_desired(job.target))
-        applied, desired = await pipe.execute()
-        if applied is None:
-            return None
-        version = str(applied.decode())
-        state = _applied_codec.decode(desired) if desired is not None else None
-        errors = state.errors if state is not None else ()
-        if version == job.version and not _prunes_what_was_kept(job, state):
-            return version, errors
-        if state is not None and state.job.occurred_at > job.occurred_at:
-            return version, errors
-        return None
-
     async def _publish(self, job: CfJobMessage, outcome: Outcome, *, version: str, drift: bool = False) -> None:
         result = JobResult(
             job_id=job.id,
@@ -254,6 +244,20 @@ class Worker:
                 correlation_id=job.correlation_id,
             )
         await self._producer.send(self._keys.cf_results, failed)
+
+
+def _applied(job: VersionedJob, applied: bytes | None, desired: bytes | None) -> tuple[str, tuple[CfError, ...]] | None:
+    """Version and errors to report when ``job`` needs no work: its own when applied, the newer when stale."""
+    if applied is None:
+        return None
+    version = applied.decode()
+    state = _applied_codec.decode(desired) if desired is not None else None
+    errors = state.errors if state is not None else ()
+    if version == job.version and not _prunes_what_was_kept(job, state):
+        return version, errors
+    if state is not None and state.job.occurred_at > job.occurred_at:
+        return version, errors
+    return None
 
 
 def _prunes_what_was_kept(job: VersionedJob, state: Applied | None) -> bool:

@@ -1,0 +1,83 @@
+"""A job and the target's lease: the lease and the last applied version are read in one round trip, and whatever
+that read finds, a busy target is never written twice at once and a job already applied is never written again."""
+
+from __future__ import annotations
+
+import pytest
+import redis.asyncio as aioredis
+
+from flareport_cfemu.testing import RunningEmulator
+from flareport_cli.localredis import LocalRedis
+from flareport_common.errors import TemporaryError
+from flareport_common.keys import Keys
+from flareport_common.messages.cfjobs import IngressEntry, SyncTunnelIngress
+from flareport_common.streams.consumer import Delivery
+from fptest.dnsworker_harness import ingress_of, job_results, service, settings_for
+
+from .conftest import TUNNEL_ID
+
+DELIVERY = Delivery(stream="cf-jobs", message_id="1-0", deliveries=1)
+
+
+def ingress_job(version: str, *names: str) -> SyncTunnelIngress:
+    rules = tuple(IngressEntry(hostname=n, service="http://web:8080") for n in names)
+    return SyncTunnelIngress(tunnel_id=TUNNEL_ID, version=version, rules=rules)
+
+
+def calls(emu: RunningEmulator) -> int:
+    return int(emu.emulator.requests(limit=0)["total"])
+
+
+def hostnames(emu: RunningEmulator) -> list[str]:
+    return [str(rule.get("hostname")) for rule in ingress_of(emu, TUNNEL_ID) if rule.get("hostname")]
+
+
+async def test_a_target_leased_by_another_worker_is_not_written_and_the_job_comes_back(
+    emu: RunningEmulator, redis: aioredis.Redis, redis_server: LocalRedis, keys: Keys, prefix: str
+) -> None:
+    svc = service(settings_for(redis_server.url, prefix, emu), redis)
+    job = ingress_job("v1", "app.example.com")
+    lease = keys.target_lease(job.target)
+    try:
+        await redis.set(lease, "another worker", px=60_000)
+        emu.emulator.clear_requests()
+        with pytest.raises(TemporaryError, match="being written by another worker"):
+            await svc.worker.handle(job, DELIVERY)
+        assert calls(emu) == 0, "a busy target must not be read or written"
+        assert await redis.get(lease) == b"another worker", "the holder's lease is left as it was"
+        assert "app.example.com" not in hostnames(emu)
+
+        await redis.delete(lease)  # the holder finished without applying this version: now it goes out
+        await svc.worker.handle(job, DELIVERY)
+        assert "app.example.com" in hostnames(emu)
+        assert await redis.exists(lease) == 0, "the lease is released after the job"
+    finally:
+        await svc.close()
+
+
+async def test_a_job_already_applied_is_answered_without_calls_whether_or_not_the_lease_is_free(
+    emu: RunningEmulator, redis: aioredis.Redis, redis_server: LocalRedis, keys: Keys, prefix: str
+) -> None:
+    svc = service(settings_for(redis_server.url, prefix, emu), redis)
+    job = ingress_job("v1", "app.example.com")
+    lease = keys.target_lease(job.target)
+    try:
+        await svc.worker.handle(job, DELIVERY)
+        assert "app.example.com" in hostnames(emu)
+
+        # Redelivered (a reclaim) while another worker holds the lease for a later job: answered from what
+        # was applied, without waiting for the lease and without touching it.
+        await redis.set(lease, "another worker", px=60_000)
+        emu.emulator.clear_requests()
+        await svc.worker.handle(job, DELIVERY)
+        assert calls(emu) == 0
+        assert await redis.get(lease) == b"another worker"
+
+        # Redelivered with the lease free: answered the same way, and the lease taken for the look is given back.
+        await redis.delete(lease)
+        await svc.worker.handle(job, DELIVERY)
+        assert calls(emu) == 0
+        assert await redis.exists(lease) == 0, "a skipped job must not leave the target leased"
+        assert [(r.version, r.ok) for r in await job_results(redis, keys)] == [("v1", True)] * 3
+    finally:
+        await svc.close()
