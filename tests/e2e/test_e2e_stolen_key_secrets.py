@@ -88,6 +88,9 @@ def test_a_key_revoked_while_its_polls_wait_gets_401_and_a_third_poll_429(
 
         key_id = next(k["key_id"] for k in stack.admin("GET", "/api/v1/keys")["keys"] if k["agent_id"] == agent_id)
         stack.admin("POST", f"/api/v1/keys/{key_id}/revoke")
+        # The revocation wakes the key's polls: they end now, long before the 50 s they asked to wait, and free
+        # their slots.
+        wait_for_sync(lambda: all(poll.done() for poll in polls), timeout=20, what="the revoked key's polls ended")
         # The admin enrols the host meanwhile: its tunnel is created and the token sent to its command stream.
         stack.admin("POST", f"/api/v1/agents/{agent_id}/enroll", {"tunnel_name": "stolen"})
         wait_for_sync(

@@ -170,7 +170,11 @@ async def commands(request: web.Request) -> web.StreamResponse:
         if stored.redeliver:
             await ctx.store.clear_redeliver(stored)
         found = await ctx.hub.poll(
-            agent_id, wait, from_start=stored.redeliver, alive=lambda: request.transport is not None
+            agent_id,
+            wait,
+            from_start=stored.redeliver,
+            alive=lambda: request.transport is not None,
+            valid=lambda: ctx.auth.still_valid(stored, agent_id),
         )
         # The key may have been revoked, or its agent removed, while the poll waited: nothing (no secret above
         # all) goes to a key that is not valid now. What was read stays pending and goes to a valid key later.

@@ -196,8 +196,7 @@ class Authenticator:
         """Before a long-poll answers: the key that opened it is still valid for ``agent_id`` now. A revocation or
         a removal while the poll waited ends it with 401, so nothing (no tunnel token, no rolled key) is handed to
         a key that is no longer valid. Not a guess, so not counted by the brake."""
-        now = await self._store.current(stored)
-        if now is None or now.status == "revoked" or now.agent_id != agent_id:
+        if not await self.still_valid(stored, agent_id):
             AUTH_FAILURES.labels("key_revoked").inc()
             raise ApiError(
                 401,
@@ -205,6 +204,11 @@ class Authenticator:
                 "this agent key was revoked (or its agent removed) while the request waited",
                 headers={"WWW-Authenticate": 'Bearer realm="flareport"'},
             )
+
+    async def still_valid(self, stored: StoredKey, agent_id: str) -> bool:
+        """Is the key that authenticated a request still valid for ``agent_id`` now (not revoked, not moved)?"""
+        now = await self._store.current(stored)
+        return now is not None and now.status != "revoked" and now.agent_id == agent_id
 
     async def agent_for(self, request: web.Request, agent_id: str) -> StoredKey:
         """An authenticated agent key that is bound to ``agent_id`` (403 otherwise)."""

@@ -31,7 +31,7 @@ import asyncio
 import contextlib
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import msgspec
@@ -206,8 +206,11 @@ class CommandHub:
         *,
         from_start: bool = False,
         alive: Callable[[], bool] | None = None,
+        valid: Callable[[], Awaitable[bool]] | None = None,
     ) -> list[CommandEnvelope]:
-        """Commands for the agent, waiting up to ``wait_s`` for one; ``alive`` says whether anyone still listens."""
+        """Commands for the agent, waiting up to ``wait_s`` for one; ``alive`` says whether anyone still listens,
+        ``valid`` whether the key that opened the poll still holds (asked when a wake-up found nothing: a key
+        revoked or an agent removed wakes its polls, ``notify``, and they end now rather than at their deadline)."""
         event = asyncio.Event()
         self._waiters.setdefault(agent_id, set()).add(event)
         if alive is not None:
@@ -228,6 +231,8 @@ class CommandHub:
                     break  # the client went away (``sweep_gone``): read nothing for it, free its slot
                 event.clear()
                 found = await self._read(agent_id, pending=False, claim=False)
+                if not found and valid is not None and not await valid():
+                    break
             for envelope in found:
                 COMMANDS_DELIVERED.labels(type(envelope.command).__name__).inc()
             return found
@@ -337,3 +342,9 @@ class CommandHub:
         groups.queue_dead_letter(pipe, self._keys.dead_letters, letter)
         await pipe.execute()
         log.error("longpoll.undecodable_command", stream=stream, entry_id=entry_id, error=error)
+
+
+async def notify(redis: aioredis.Redis, keys: Keys, agent_id: str) -> None:
+    """Wake the agent's waiting polls in every API process (the channel the reconciler announces commands on):
+    after its key was revoked or it was removed, they look again and end."""
+    await redis.publish(keys.command_notifications, agent_id)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import msgspec
 
-from flareport_api import quotas, readstore, validation
+from flareport_api import longpoll, quotas, readstore, validation
 from flareport_api.apierror import ApiError, invalid, not_found
 from flareport_api.schemas import (
     Accepted,
@@ -173,4 +173,5 @@ async def remove(ctx: ApiContext, agent_id: str, *, force: bool) -> Accepted:
         )
     # A removed agent must not come back with its old key.
     await ctx.store.revoke_agent_keys(agent_id)
+    await longpoll.notify(ctx.redis, ctx.keys, agent_id)  # its waiting polls end now, with 401
     return await intents.send(ctx, AgentRemoved(agent_id=agent_id))

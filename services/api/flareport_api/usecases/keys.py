@@ -7,7 +7,7 @@ delivered by the reconciler as a command, a host left without any valid key has 
 
 from __future__ import annotations
 
-from flareport_api import validation
+from flareport_api import longpoll, validation
 from flareport_api.apierror import ApiError, not_found
 from flareport_api.keystore import StoredKey
 from flareport_api.schemas import KeyRolledResponse
@@ -40,6 +40,8 @@ async def revoke(ctx: ApiContext, stored: StoredKey) -> StoredKey:
     revoked host must not keep names nobody can update any more, nor block others from them. Returns the key as it
     is now."""
     await ctx.store.revoke(stored)
+    if stored.agent_id is not None:
+        await longpoll.notify(ctx.redis, ctx.keys, stored.agent_id)  # its waiting polls end now, with 401
     if stored.agent_id is not None and not any(
         other.status == "active" for other in await ctx.store.of_agent(stored.agent_id)
     ):
