@@ -21,6 +21,7 @@ the compare-and-set, then (the spine's ``touch``) the targets, and the finish.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -175,8 +176,16 @@ class Refresher:
             view = view_of(record)
             if view is not None:
                 known[record.agent_id] = view
-        agents = {**await agent_views(self._redis, self._keys, wanted), **known}
-        catalog = await self._access.catalog()
+        # The documents these hostnames had and most likely have again (a rule's document is named after its
+        # hostname, or after it and a path, as before), read with the agents and the Access catalog: one wait.
+        likely = sorted(set(names).union(*(state.docs for state in previous.values())))
+        viewed, catalog, likely_raws = await asyncio.gather(
+            agent_views(self._redis, self._keys, wanted),
+            self._access.catalog(),
+            self._redis.mget([self._keys.rule(n) for n in likely]),
+        )
+        agents = {**viewed, **known}
+        fetched = dict(zip(likely, likely_raws, strict=True))
         outcome = _Outcome()
         all_docs: dict[str, RuleRecord] = {}
         held: dict[str, str] = {}  # document -> the label (or "held back") of an Access error
@@ -206,7 +215,10 @@ class Refresher:
                 outcome.state_writes[hostname] = b"-" if new_raw is None else new_raw
         names_docs = sorted(all_docs.keys() | stale)
         if names_docs:
-            raws = await self._redis.mget([self._keys.rule(n) for n in names_docs])
+            missing = [n for n in names_docs if n not in fetched]
+            if missing:
+                fetched.update(zip(missing, await self._redis.mget([self._keys.rule(n) for n in missing]), strict=True))
+            raws = [fetched[n] for n in names_docs]
             current = {n: decode_rule(raw_bytes(r)) for n, r in zip(names_docs, raws, strict=True)}
             new = merge_docs(all_docs)(current)
             for name, raw in zip(names_docs, raws, strict=True):

@@ -82,6 +82,7 @@ HELD_FAILED = Counter(
     "flareport_reconciler_held_plan_failures_total", "Plans held for a window that failed (the sweeper retries them)."
 )
 
+PARALLEL_PLANS = 4  # targets planned side by side (see ``touch``)
 REFRESH_CHUNK = 500  # hostnames resolved per refresh when all of them must be
 _members_encoder = msgspec.json.Encoder()
 
@@ -144,13 +145,23 @@ class Spine:
         delays = await self.coalescer.mark_many(
             [str(t) for t in ordered], tokens, now_ms(), forced, weight=weight, pressure=pressure
         )
+        now: list[tuple[Target, str]] = []
         for target, token, delay in zip(ordered, tokens, delays, strict=True):
             if delay is None:
                 PLANS.labels("folded").inc()
             elif delay > 0:
                 self._plan_later(target, token, delay)
             else:
-                await self.plan(target, token)
+                now.append((target, token))
+        # A change usually touches a tunnel and a zone: planned side by side, the second job does not wait for the
+        # first one's reads and commit. A few at a time, so a reconcile of every target does not open as many
+        # Redis connections as it has targets.
+        for start in range(0, len(now), PARALLEL_PLANS):
+            chunk = now[start : start + PARALLEL_PLANS]
+            outcomes = await asyncio.gather(*(self.plan(t, tok) for t, tok in chunk), return_exceptions=True)
+            for outcome in outcomes:
+                if isinstance(outcome, BaseException):
+                    raise outcome
 
     def _plan_later(self, target: Target, token: str, delay_ms: int) -> None:
         """Plan a held target when its window ends, in the background: the message that brought the change is
@@ -237,15 +248,23 @@ class Spine:
         applied = await self.claims.apply_inventory(agent_id, events)
         record = applied.record
         newest = max(event.occurred_at for event in events)
+        seen = None
         if record is None or agents.contact_worth_recording(record, newest):
             seen = agents.seen(agent_id, newest, seq=max(event.seq for event in events))
+        if seen is not None and (record is None or applied.retired):
+            # A record the contact creates is one the plan must see; a retired agent's events stop here.
             await record_contact(self.redis, self.keys, agent_id, newest, seen)
+            seen = None
         if applied.retired:
             IGNORED.labels("agent_retired").inc(len(events))
             return
         if not applied.marks:
             IGNORED.labels("stale_or_duplicate").inc(len(events))
         await self.converge(applied.marks, applied.read, record)
+        if seen is not None:
+            # After the plan, off the way of the change to its job: contact moves the agent's last-seen time and
+            # brings an offline agent back, and resolution reads neither (``agents.view_of``).
+            await record_contact(self.redis, self.keys, agent_id, newest, seen)
 
     async def manual_rule_upserted(self, message: ManualRuleUpserted) -> None:
         marks = await self.claims.upsert_manual(message.rule_id, message.rule, message.agent_id, message.tunnel_id)
