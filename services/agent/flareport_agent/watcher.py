@@ -114,7 +114,13 @@ class DockerWatcher:
                 guard = ReplayGuard(floor_ns=_engine_time_ns(client))
                 stream = client.events(decode=True, filters={"type": "container"})
                 with self._lock:
-                    self._stream = stream
+                    # A stop while this thread was connecting found no stream to close: close it here, or the
+                    # read below would block until the engine sends an event, and the agent's exit with it.
+                    stopping = self._stop.is_set()
+                    self._stream = None if stopping else stream
+                if stopping:
+                    stream.close()
+                    break
                 containers = client.api.containers(filters={"status": "running"})
                 self.connected = True
                 self.backoff.reset()
