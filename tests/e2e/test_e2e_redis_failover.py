@@ -40,6 +40,7 @@ class HaStack:
 def ha(stack_factory: StackFactory, tmp_path_factory: pytest.TempPathFactory) -> Iterator[HaStack]:
     # A replica per failover: no test waits for an old primary's return (Sentinel notices it only every 10 s).
     sentinels = LocalSentinelSet(Path(tmp_path_factory.mktemp("sentinels")), replicas=3).start()
+    stack: E2EStack | None = None
     try:
         stack = stack_factory(
             **sentinels.env,
@@ -51,6 +52,10 @@ def ha(stack_factory: StackFactory, tmp_path_factory: pytest.TempPathFactory) ->
         agent_id = stack.wait_new_agent(set())["agent_id"]
         yield HaStack(stack, sentinels, {"host1": agent_id}, {"host1": stack.enroll(agent_id, "ha-host1")})
     finally:
+        # The services first, while their Redis is there: stopped without it, each waits out its shutdown
+        # timeout trying to reach it.
+        if stack is not None:
+            stack.close()
         sentinels.stop()
 
 

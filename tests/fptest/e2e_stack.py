@@ -86,6 +86,7 @@ class E2EStack:
         environ.update(settings or {})
         self._environ = environ
         self.dev: DevStack | None = None
+        self._closed = False
 
     # ----------------------------------------------------------------- lifecycle
     def start(self) -> E2EStack:
@@ -160,6 +161,10 @@ class E2EStack:
         return self.dev._python("-m", "flareport_cli")
 
     def close(self) -> None:
+        """Stop everything; a second call does nothing (a fixture may close a stack before what it depends on)."""
+        if self._closed:
+            return
+        self._closed = True
         for host in self.hosts.values():
             host.podman.remove_all()
         if self.dev is not None:
