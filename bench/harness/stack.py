@@ -225,7 +225,10 @@ class BenchStack:
         return aioredis.Redis.from_url(self.redis_server.url)
 
     async def idle(self, redis: aioredis.Redis) -> bool:
-        """Every stream of the control plane delivered and acknowledged: nothing is being worked on."""
+        """Every stream of the control plane delivered and acknowledged, and no target held for its coalescing
+        window: nothing is being worked on, and nothing is about to be."""
+        if await redis.zcard(self.keys.targets_waiting):
+            return False
         streams = [(self.keys.events, GROUP_RECONCILER), (self.keys.intents, GROUP_RECONCILER)]
         streams += [(self.keys.cf_results, GROUP_RECONCILER), (self.keys.cf_jobs, GROUP_DNS_WORKER)]
         for stream, group in streams:
