@@ -20,11 +20,7 @@ async def test_an_agent_stopped_while_it_connects_to_the_engine_leaves_no_watche
         return running.agent._watcher is not None
 
     await wait_for(watching, what="the watcher started")
-    watcher = running.agent._watcher
-    assert watcher is not None
-    await running.stop()
-    thread = watcher._thread
-    assert thread is not None and not thread.is_alive(), "the watcher thread outlived the agent"
+    await stop_and_check_watcher(running)
 
 
 async def test_an_agent_stopped_once_connected_leaves_no_watcher_behind(
@@ -36,6 +32,10 @@ async def test_an_agent_stopped_once_connected_leaves_no_watcher_behind(
         return running.agent.docker_connected
 
     await wait_for(connected, what="the engine's event stream")
+    await stop_and_check_watcher(running)
+
+
+async def stop_and_check_watcher(running: RunningAgent) -> None:
     watcher = running.agent._watcher
     assert watcher is not None
     await running.stop()
