@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ from flareport_cli.localredis import LocalRedis
 from flareport_common.errors import PermanentError, TemporaryError
 from flareport_common.messages import DeadLetter
 from flareport_common.streams import ConsumerConfig, Delivery, Producer, StreamConsumer
+from flareport_common.streams.codec import encode
 from fptest.messages import Work
 from fptest.waiting import wait_for
 
@@ -446,3 +448,50 @@ async def test_an_idle_consumer_blocks_long_and_stop_ends_the_blocked_read_at_on
             task.cancel()
         await client.aclose()
         await admin.aclose()
+
+
+async def test_an_idle_consumer_reclaims_less_often_yet_takes_over_a_dead_consumers_message_in_time(
+    redis_factory: Callable[..., LocalRedis], prefix: str
+) -> None:
+    # Its own server: the test counts the XAUTOCLAIMs Redis answered.
+    server = redis_factory(aof=False)
+    client = aioredis.Redis.from_url(server.url)
+    # A reclaim every 50 ms at first; while they find nothing the interval doubles, up to a third of the idle time.
+    config = make_config(prefix, consumer="live", claim_idle_ms=1_200, claim_interval_s=0.05)
+    assert config.longest_claim_interval_s == 0.4
+    handled: list[tuple[int, float]] = []
+
+    async def handle(message: Work, delivery: Delivery) -> None:
+        handled.append((message.n, time.monotonic()))
+
+    async def reclaims() -> int:
+        stats = await client.info("commandstats")
+        return int(stats.get("cmdstat_xautoclaim", {}).get("calls", 0))
+
+    try:
+        async with running(consumer(client, config, handle)):
+            await wait_for(lambda: _positive(reclaims()), what="the consumer's first reclaim")
+            before, began = await reclaims(), time.monotonic()
+            await asyncio.sleep(2.0)  # a window to count in, not a wait for something to happen
+            counted = await reclaims() - before
+            at_base_pace = (time.monotonic() - began) / config.claim_interval_s
+            assert counted <= 12, f"an idle consumer reclaimed {counted} times in 2 s (at 50 ms: {at_base_pace:.0f})"
+
+            # A consumer takes a message and dies: the live one, backed off, takes it over within the bound. Added and
+            # delivered in one transaction, so the live consumer's blocked read never sees it as new.
+            pipe = client.pipeline(transaction=True)
+            pipe.xadd(config.stream, encode(Work(n=9)))  # type: ignore[arg-type]
+            pipe.xreadgroup(config.group, "dead", {config.stream: ">"}, count=1)
+            await pipe.execute()
+            delivered = time.monotonic()
+            bound = config.claim_idle_ms / 1000 + config.longest_claim_interval_s
+            await wait_for(lambda: _true(bool(handled)), timeout=bound + 5, what="the dead consumer's message")
+            took = handled[0][1] - delivered
+            assert handled[0][0] == 9
+            assert 1.2 <= took <= bound + 1.0, f"taken over {took:.2f} s after its delivery (bound {bound:.2f} s)"
+    finally:
+        await client.aclose()
+
+
+async def _positive(count: Awaitable[int]) -> bool:
+    return await count > 0

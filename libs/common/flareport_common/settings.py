@@ -79,7 +79,9 @@ class ApiSettings:
     # limit of its own: 16 MiB is some 40,000 containers, more than one engine runs.
     max_events_body_bytes: int = 16 * 1_048_576
     # Long-poll: a periodic re-check of every waiting agent, so a missed pub/sub notification costs at most this.
-    command_poll_seconds: float = 2.0
+    # Notifications are lost only when the subscription breaks, and every waiter looks once it is back, so this is
+    # the bound for a loss nobody saw, and an idle API pays it (one XINFO round trip) every interval.
+    command_poll_seconds: float = 10.0
     # A delivered command not acknowledged within this time is delivered again.
     command_redeliver_seconds: float = 60.0
     max_wait_seconds: float = 60.0

@@ -12,6 +12,7 @@ when the master rejects the key and reopens it with a slow re-register, and appl
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import ipaddress
 import socket
@@ -39,6 +40,7 @@ from flareport_agent.swarmtunnel import tunnel_manager
 from flareport_agent.swarmwatch import ServiceWatcher
 from flareport_agent.tracker import Tracker
 from flareport_agent.tunnel import TunnelManager, TunnelResult
+from flareport_agent.tunnelcache import TunnelStateCache
 from flareport_common import tracing
 from flareport_common.backoff import Backoff
 from flareport_common.health import bound_port, start_health_server
@@ -55,6 +57,7 @@ CAPABILITIES = ("events", "inventory", "commands", "cloudflared")
 EXTERNAL_CAPABILITIES = ("events", "inventory", "commands", "external-cloudflared")
 
 
+@functools.cache  # every heartbeat carries it, and a metadata lookup walks the installed distributions
 def agent_version() -> str:
     try:
         return metadata.version("flareport")
@@ -146,6 +149,7 @@ class Agent:
         self.stopped = asyncio.Event()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._tunnel_lock = asyncio.Lock()
+        self.tunnel_cache = TunnelStateCache()  # what heartbeats report, read again only after a change
         self._watcher: watching.DockerWatcher | None = None
         self.executor = CommandExecutor(
             state=self.state,
@@ -166,7 +170,15 @@ class Agent:
         return docker.from_env()
 
     async def in_tunnel(self, operation: Callable[[TunnelManager], T]) -> T:
-        """Run a blocking cloudflared operation in a worker thread with its own short-lived Docker client."""
+        """Run a blocking cloudflared operation in a worker thread with its own short-lived Docker client; the
+        state heartbeats report is read again after it."""
+        self.tunnel_cache.forget()
+        try:
+            return await self._tunnel_call(operation)
+        finally:
+            self.tunnel_cache.forget()
+
+    async def _tunnel_call(self, operation: Callable[[TunnelManager], T]) -> T:
 
         def run() -> T:
             # A Swarm manager runs cloudflared as a service, any other engine as a container (swarmtunnel.py);
@@ -273,13 +285,15 @@ class Agent:
     async def _consume(self, queue: asyncio.Queue[watching.WatchItem]) -> None:
         while True:
             item = await queue.get()
-            if isinstance(item, watching.Snapshot):
+            if isinstance(item, watching.Snapshot):  # the watcher (re)connected: events may have been missed
+                self.tunnel_cache.forget()
                 inventory = self.tracker.snapshot(item.containers)
                 log.info("docker.inventory", containers=len(inventory.containers))
                 self._log_errors(inventory.containers)
                 self.outbox.put(inventory)
             elif isinstance(item, watching.Event):
                 log.debug("docker.event", action=item.raw.get("Action"), id=str(item.raw.get("id", ""))[:12])
+                self.tunnel_cache.seen(item.raw)
                 event = self.tracker.event(item.raw)
                 if event is not None:
                     event = traced(event, item)
@@ -352,9 +366,17 @@ class Agent:
                 await asyncio.to_thread(self.save_state)
 
     async def tunnel_state(self) -> TunnelState:
+        tunnel_id = self.state.tunnel_id
+        kept = self.tunnel_cache.current(tunnel_id)
+        if kept is not None and self.docker_connected:  # connected: an event would have said it changed
+            return kept
         try:
-            tunnel_id = self.state.tunnel_id
-            return await self.in_tunnel(lambda tm: tm.state(tunnel_id))
+            ticket = self.tunnel_cache.begin()
+            # Only the container form is kept (tunnelcache.py): its changes come as the watcher's events.
+            state, container = await self._tunnel_call(lambda tm: (tm.state(tunnel_id), type(tm) is TunnelManager))
+            if container and not self.settings.external_cloudflared:
+                self.tunnel_cache.keep(ticket, tunnel_id, state)
+            return state
         except Exception as exc:  # the engine is unreachable: report that instead of failing the heartbeat
             log.debug("cloudflared.inspect_failed", error=str(exc))
             return TunnelState(container_state="unknown", tunnel_id=self.state.tunnel_id)

@@ -6,9 +6,10 @@ with the agent id as consumer name, so Redis keeps, per agent, what was delivere
 * Waiting costs no Redis connection: the process keeps ONE pub/sub subscription on
   ``Keys.command_notifications``; the reconciler PUBLISHes an agent id after XADDing to its stream, and the
   hub wakes that agent's waiters, which then do a short non-blocking XREADGROUP.
-* Notifications are best-effort (pub/sub drops messages while disconnected), so a fallback timer checks every
-  waiting agent's stream each ``command_poll_seconds`` (one pipelined XINFO GROUPS for all of them) and wakes
-  those with undelivered entries: a lost notification costs at most one interval, never a command.
+* Notifications are best-effort (pub/sub drops messages while disconnected): when the subscription breaks, and
+  again once it is back, every waiter looks once; and a fallback timer checks every waiting agent's stream each
+  ``command_poll_seconds`` (10 s; one pipelined XINFO GROUPS for all of them) and wakes those with undelivered
+  entries: a notification lost otherwise costs at most one interval, never a command.
 * A waiter registers *before* it reads, so a notification that lands between an empty read and the wait
   still wakes it.
 * Redelivery: every poll first claims (XAUTOCLAIM) entries delivered more than ``command_redeliver_seconds``
@@ -86,6 +87,8 @@ class CommandHub:
             pubsub = self._pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
             try:
                 await pubsub.subscribe(self._keys.command_notifications)
+                if backoff.attempts:  # subscribed again: what was published while it was down is lost, look now
+                    self.wake_all()
                 backoff.reset()
                 async for message in pubsub.listen():
                     if message.get("type") == "message":

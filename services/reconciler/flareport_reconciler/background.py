@@ -19,12 +19,20 @@ side, and how each item is taken: ``upkeep``).
   (``jobs.pruning``); when FLAREPORT_RECOVERY_HOLD_SECONDS have passed one replica plans every target again.
 * Drift check: every DRIFT_CHECK_SECONDS one replica (a lease) plans every known target again and sends a
   ``verify_target`` job for each, so drift made in the Cloudflare dashboard is found and repaired.
+
+When passes run: a pass reads the oldest item of each kind (one round trip), and the next pass is when the earliest
+of them falls due, but no sooner than FLAREPORT_SWEEP_INTERVAL_SECONDS after this one and no later than
+``IDLE_PASSES`` of those intervals (16 s at the default 2 s). So an idle replica wakes every 16 s, not every 2 s;
+what it cannot know of is found within that bound: items other replicas wrote after its pass (a deletion scheduled
+by a replica that died since, a mark or hold it left behind). A grace deletion this replica schedules wakes it for
+its end (``Claims.on_deletion``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import time
 
 import structlog
@@ -36,7 +44,7 @@ from flareport_reconciler.jobs import pruning
 from flareport_reconciler.records import update_agent
 from flareport_reconciler.spine import Spine
 from flareport_reconciler.targets import Target
-from flareport_reconciler.upkeep import Upkeep
+from flareport_reconciler.upkeep import Due, Upkeep
 
 log = structlog.get_logger("flareport.reconciler.background")
 
@@ -54,6 +62,8 @@ BATCH = 200
 PRUNE_AFTER_SECONDS = 3600.0
 # Often enough that stops of containers never heard running (``inventory.ORPHAN_RETENTION_SECONDS``) go soon.
 PRUNE_INTERVAL_SECONDS = 60.0
+# With nothing due sooner, a pass every this many sweep intervals: the bound on finding what another replica left.
+IDLE_PASSES = 8
 
 
 class Background:
@@ -61,27 +71,72 @@ class Background:
         self.r = spine
         self.store = Upkeep(spine.redis, spine.keys)
         self._stopping = asyncio.Event()
+        self._woken = asyncio.Event()
+        # The earliest end of a grace period written here since the last pass began (epoch seconds): its probe may
+        # have read Redis before that write committed.
+        self._wake_at = math.inf
+        spine.claims.on_deletion = self.wake_at
 
     def stop(self) -> None:
         self._stopping.set()
+        self._woken.set()
+
+    def wake_at(self, at: float) -> None:
+        """A grace period written here ends at ``at`` (epoch seconds): pass then, if the loop would wait longer."""
+        if at < self._wake_at:
+            self._wake_at = at
+            self._woken.set()
 
     async def run(self) -> None:
         settings = self.r.settings
         next_drift = time.monotonic() + settings.drift_check_seconds
         next_prune = time.monotonic() + PRUNE_INTERVAL_SECONDS
         while not self._stopping.is_set():
-            await self.pass_once()
+            self._wake_at = math.inf
+            due = await self.pass_once()
             if time.monotonic() >= next_prune:
                 await self._guard("prune", self.prune_stopped())
                 next_prune = time.monotonic() + PRUNE_INTERVAL_SECONDS
             if time.monotonic() >= next_drift:
                 await self._guard("drift", self.drift_check())
                 next_drift = time.monotonic() + settings.drift_check_seconds
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), timeout=settings.sweep_interval_seconds)
+            timers = min(next_prune, next_drift) - time.monotonic()
+            await self._sleep(self.wait_after(due, time.time(), timers))
 
-    async def pass_once(self) -> None:
-        """Each kind of work only when its oldest item is due: an idle pass is one round trip to Redis."""
+    async def _sleep(self, seconds: float) -> None:
+        """Wait ``seconds``, or less when ``wake_at`` names an earlier time (never less than a sweep interval
+        after the pass: a burst of changes does not make a pass each)."""
+        floor = time.time() + self.r.settings.sweep_interval_seconds
+        end = time.time() + seconds
+        while not self._stopping.is_set():
+            self._woken.clear()
+            left = max(min(end, self._wake_at), floor) - time.time()
+            if left <= 0:
+                return
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._woken.wait(), timeout=left)
+
+    def wait_after(self, due: Due | None, now: float, timers: float) -> float:
+        """Seconds until the next pass: when the earliest known item falls due (or the prune or drift timer
+        fires, ``timers`` from now), between one sweep interval and ``IDLE_PASSES`` of them."""
+        interval = self.r.settings.sweep_interval_seconds
+        if due is None or due.recovery:  # Redis away, or a hold to end: its end is not in the probe
+            return interval
+        stale_s = self.r.coalescer.stale_plan_ms / 1000
+        times = [now + timers]
+        if due.deletion_at is not None:
+            times.append(due.deletion_at)
+        if due.oldest_mark_ms is not None:
+            times.append(due.oldest_mark_ms / 1000 + 2 * stale_s)
+        if due.oldest_held_ms is not None:
+            times.append(due.oldest_held_ms / 1000 + stale_s)
+        if due.oldest_seen is not None:
+            times.append(due.oldest_seen + self.r.settings.agent_offline_seconds)
+        return min(max(min(times) - now, interval), interval * IDLE_PASSES)
+
+    async def pass_once(self) -> Due | None:
+        """Each kind of work only when its oldest item is due: an idle pass is one round trip to Redis. Returns
+        what the probe read (None: it failed)."""
         try:
             due = await self.store.due()
         except Exception as exc:  # Redis away: the guards below say so, each retried next pass
@@ -101,6 +156,7 @@ class Background:
             await self._guard("offline", self.detect_offline())
         if due is None or due.recovery:
             await self._guard("recovery", self.end_recovery_hold())
+        return due
 
     async def end_recovery_hold(self, now: float | None = None) -> bool:
         """Once the hold after a loss of data is over, plan every target again (one replica), so records and

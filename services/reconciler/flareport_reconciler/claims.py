@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import msgspec
@@ -161,6 +161,8 @@ class Claims:
         self.limits = limits or agentquota.Limits(
             containers=DEFAULT_QUOTAS.containers, hostnames=DEFAULT_QUOTAS.hostnames
         )
+        # Told the end of each grace period written here (the background loop sleeps until the earliest it knows of).
+        self.on_deletion: Callable[[float], None] | None = None
 
     # ---- step 1: write sources and claims ----------------------------------------------------------------------
 
@@ -314,6 +316,9 @@ class Claims:
             agent_set = k.agent_hostnames(agent_id) if agent_id is not None else None
             tunnel_set = k.target_hostnames(str(Target.tunnel(tunnel_id))) if tunnel_id is not None else None
             write_claims(pipe, k, gone, added, agent_hostnames=agent_set, tunnel_hostnames=tunnel_set)
+            ends = [c.delete_at for c in added if c.delete_at is not None]
+            if ends and self.on_deletion is not None:
+                self.on_deletion(min(ends))
         return self.mark_dirty(pipe, {h for h, _ in old} | {h for h, _ in new})
 
     def mark_dirty(self, pipe: aioredis.client.Pipeline, hostnames: Iterable[str]) -> dict[str, int]:

@@ -15,7 +15,7 @@ Agent keys and enrolments do not wait for this: the API has a replica acknowledg
 (``REDIS_WAIT_REPLICAS``).
 
 How a failover is noticed: the data set's replication id (``INFO replication`` ``master_replid``) changes whenever a
-replica is promoted or Redis restarts. Every replica of the reconciler reads it every few seconds and, when it
+replica is promoted or Redis restarts. Every replica of the reconciler reads it every 10 s and, when it
 differs from the id it last swapped (or once a minute anyway), swaps it into ``Keys.redis_history`` with ``SET ...
 GET``; the one that finds an older id there does the healing, once (if it fails half way, it puts the older id back
 for the next check). An unchanged id costs one read: an idle reconciler makes no writes. A first start (no id stored
@@ -45,7 +45,9 @@ HEALED = Counter(
 )
 CHECK_ERRORS = Counter("flareport_reconciler_redis_history_errors_total", "Failed checks of Redis' replication id.")
 
-CHECK_INTERVAL_SECONDS = 2.0
+# A failover also breaks every connection, which the stream consumers survive on their own; this only bounds how
+# long the agents wait to be asked for the inventories it may have lost.
+CHECK_INTERVAL_SECONDS = 10.0
 # An unchanged id is swapped in again this often anyway: a replica whose healing failed half way put the older id
 # back, and another replica that had already seen the new id must notice that too.
 CONFIRM_SECONDS = 60.0

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 import redis.asyncio as aioredis
 
 from flareport_common.keys import Keys
 from flareport_common.replies import text
+from flareport_reconciler.background import Background
+from flareport_reconciler.upkeep import Due
 from fptest.reconciler_harness import Replicas
 
 
@@ -38,3 +41,35 @@ async def test_a_pass_handles_a_silent_agent_and_leaves_one_heard_from_recently(
     await replicas.items[0].background.pass_once()
     left = {text(m) for m in await redis.zrange(keys.agents_last_seen, 0, -1)}
     assert left == {"recent"}, "the silent agent was handled (and left the set), the recent one stays"
+
+
+async def test_an_idle_replica_passes_when_the_earliest_item_falls_due_and_at_most_every_eight_intervals(
+    replicas: Replicas,
+) -> None:
+    background = replicas.items[0].background
+    interval = background.r.settings.sweep_interval_seconds  # 0.1 s here
+    now = 10_000.0
+    nothing = Due(deletion_at=None, oldest_mark_ms=None, oldest_seen=None, recovery=False)
+    assert background.wait_after(nothing, now, timers=3600) == 8 * interval, "nothing due: the longest wait"
+    soon = Due(deletion_at=now + 0.5, oldest_mark_ms=None, oldest_seen=None, recovery=False)
+    assert background.wait_after(soon, now, timers=3600) == 0.5, "a grace period ending in 0.5 s: a pass then"
+    late = Due(deletion_at=now - 1, oldest_mark_ms=None, oldest_seen=None, recovery=False)
+    assert background.wait_after(late, now, timers=3600) == interval, "overdue: the next pass one interval on"
+    offline = background.r.settings.agent_offline_seconds
+    silent = Due(deletion_at=None, oldest_mark_ms=None, oldest_seen=now - offline + 0.3, recovery=False)
+    assert abs(background.wait_after(silent, now, timers=3600) - 0.3) < 1e-6, "an agent about to go offline"
+    held = Due(deletion_at=None, oldest_mark_ms=None, oldest_seen=None, recovery=True)
+    assert background.wait_after(held, now, timers=3600) == interval, "a recovery hold: every interval, as before"
+    assert background.wait_after(None, now, timers=3600) == interval, "Redis away: try again one interval on"
+
+
+async def test_a_grace_period_this_replica_writes_ends_the_backgrounds_wait_for_it(replicas: Replicas) -> None:
+    # A loop of its own, not the replica's running one (whose passes would take the wake-up first).
+    background = Background(replicas.items[0].background.r)
+    began = time.monotonic()
+    wait = asyncio.create_task(background._sleep(60))
+    await asyncio.sleep(0)
+    assert background.r.claims.on_deletion is not None
+    background.r.claims.on_deletion(time.time() + 0.3)
+    await asyncio.wait_for(wait, timeout=10)
+    assert time.monotonic() - began < 5, "the wait ended when the grace period did, not a minute later"

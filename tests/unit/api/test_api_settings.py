@@ -13,7 +13,7 @@ BASE = {"MASTER_API_KEY": "0123456789abcdef0123"}
 def test_defaults_keep_a_lost_notification_cheap_and_redeliver_after_a_minute() -> None:
     settings = load_api(BASE)
     assert (settings.command_poll_seconds, settings.command_redeliver_seconds, settings.max_wait_seconds) == (
-        2.0,
+        10.0,
         60.0,
         60.0,
     )

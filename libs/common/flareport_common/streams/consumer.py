@@ -21,10 +21,14 @@ Why it looks the way it does:
 * Producers add without ``MAXLEN``; at most every ``trim_interval_s``, and only once this consumer finished a
   message since the last trim, it trims the stream below the oldest entry any group still needs
   (``streams.trim``), so an entry is never removed before every group handled it.
-* Idle costs nothing: the read blocks until the next reclaim is due (at most ``block_ms``, and at most 80% of the
-  connections' read timeout: a read that outlived it would be dropped as a timeout and its connection made
-  again), ``stop()`` interrupts it at once, and the keep-alive timer runs only while handlers do. An idle
-  consumer makes one XAUTOCLAIM and one or two XREADGROUPs per ``claim_interval_s``.
+* Idle costs nothing: the read blocks until the next reclaim is due (at most ``block_ms``; its connection's read
+  timeout is stretched by the block, or a read that outlived it would be dropped as a timeout and its connection
+  made again), ``stop()`` interrupts it at once, and the keep-alive timer runs only while handlers do. A reclaim
+  that walked the whole pending list and found nothing doubles the wait to the next one, up to
+  ``claim_interval_max_s``; a reclaim that found something, or new entries read, bring it back to
+  ``claim_interval_s``. So an idle consumer makes one XAUTOCLAIM and one XREADGROUP per ``claim_interval_max_s``
+  (by default a third of ``claim_idle_ms``: 10 s of 30 s), and a dead consumer's message is taken over at most
+  ``claim_idle_ms + claim_interval_max_s`` after it was delivered or last kept fresh (40 s of 30 s).
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import inspect
+import math
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -76,10 +81,13 @@ class ConsumerConfig:
     dead_letter_stream: str
     count: int = 100
     # The longest a read blocks; it blocks less when the next reclaim is due sooner. ``stop()`` interrupts it.
-    block_ms: int = 5_000
+    block_ms: int = 60_000
     concurrency: int = 32
     claim_idle_ms: int = 30_000
     claim_interval_s: float = 5.0
+    # While reclaims find nothing, the interval doubles up to this (None: a third of ``claim_idle_ms``; never less
+    # than ``claim_interval_s``). It bounds how long after ``claim_idle_ms`` a dead consumer's message waits.
+    claim_interval_max_s: float | None = None
     max_deliveries: int = 5
     grace_seconds: float = 10.0
     # Upper bound on a handler-requested retry delay; kept below the idle timeout so a message being
@@ -89,6 +97,11 @@ class ConsumerConfig:
     metrics_label: str | None = None
     # How often the stream is trimmed below what every group handled (0: never, e.g. another process trims).
     trim_interval_s: float = 1.0
+
+    @property
+    def longest_claim_interval_s(self) -> float:
+        most = self.claim_idle_ms / 3000 if self.claim_interval_max_s is None else self.claim_interval_max_s
+        return max(self.claim_interval_s, most)
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,7 +156,8 @@ class StreamConsumer(Generic[M]):
         self._m_seconds = STREAM_HANDLER_SECONDS.labels(*self._labels)
         self._log = log.bind(stream=config.metrics_label or config.stream, group=config.group)
         self._trimmer = StreamTrimmer(redis, config.stream)
-        self._block_cap_ms = read_cap_ms(redis, config.block_ms)
+        self._read_margin_s = read_timeout_s(redis)
+        self._claim_every = config.claim_interval_s  # the reclaim interval now: longer while reclaims find nothing
 
     # ---- lifecycle -------------------------------------------------------------------------------------------
 
@@ -169,8 +183,9 @@ class StreamConsumer(Generic[M]):
                         await self._consume_own_pending()
                         first = False
                     if time.monotonic() >= next_claim:
-                        await self._reclaim_once(self.config.claim_idle_ms)
-                        next_claim = time.monotonic() + self.config.claim_interval_s
+                        claimed = await self._reclaim_once(self.config.claim_idle_ms)
+                        self._claim_every = self._next_claim_interval(claimed)
+                        next_claim = time.monotonic() + self._claim_every
                     due = self.config.trim_interval_s and time.monotonic() >= next_trim
                     if due and self.processed != trimmed_at:
                         finished = self.processed
@@ -178,7 +193,10 @@ class StreamConsumer(Generic[M]):
                         trimmed_at, next_trim = finished, time.monotonic() + self.config.trim_interval_s
                     # Block until the next reclaim is due: an idle consumer wakes once per claim interval.
                     until_claim = int((next_claim - time.monotonic()) * 1000)
-                    await self._read_new(block_ms=max(1, min(self._block_cap_ms, until_claim)))
+                    if await self._read_new(block_ms=max(1, min(self.config.block_ms, until_claim))):
+                        # The stream is busy again: so may its other consumers be, and one of them may die.
+                        self._claim_every = self.config.claim_interval_s
+                        next_claim = min(next_claim, time.monotonic() + self._claim_every)
                     backoff.reset()
                 except REDIS_TRANSIENT as exc:
                     await self._on_redis_error(exc, backoff)
@@ -219,6 +237,14 @@ class StreamConsumer(Generic[M]):
             await self._trimmer.trim()
         return self.processed - before
 
+    def _next_claim_interval(self, claimed: int) -> float:
+        """The wait until the next reclaim. Doubled only after a reclaim that walked the whole pending list
+        (its cursor is back at the start) and found nothing: a long pending list is walked at the base pace."""
+        base = self.config.claim_interval_s
+        if claimed or self._claim_cursor != "0-0":
+            return base
+        return min(self._claim_every * 2, self.config.longest_claim_interval_s)
+
     async def ensure_group(self) -> None:
         """Create the group (and the stream) if missing; only "already exists" is ignored."""
         await groups.ensure_group(self._redis, self.config.stream, self.config.group)
@@ -243,18 +269,44 @@ class StreamConsumer(Generic[M]):
         """
         if not await self._wait_for_slot(None if block_ms is None else block_ms / 1000):
             return 0
-        read = self._redis.xreadgroup(
-            self.config.group,
-            self.config.consumer,
-            {self.config.stream: ">"},
-            count=min(self.config.count, self._free_slots()),
-            block=block_ms,
-        )
-        response = await (read if block_ms is None else self._unless_stopped(read))
+        count = min(self.config.count, self._free_slots())
+        if block_ms is None:
+            response = await self._redis.xreadgroup(
+                self.config.group, self.config.consumer, {self.config.stream: ">"}, count=count
+            )
+        else:
+            response = await self._unless_stopped(self._blocking_read(count, block_ms))
         entries = groups.entries(response)
         for entry_id, fields in entries:
             self._dispatch(text(entry_id), fields, 1)
         return len(entries)
+
+    async def _blocking_read(self, count: int, block_ms: int) -> Any:
+        """XREADGROUP ... BLOCK on a connection of the pool whose read timeout is stretched by the block: with the
+        connections' own timeout (redis-py's default 5 s) a longer block would fail as a timeout, so an idle consumer
+        had to read again every few seconds. A dead connection is still noticed: the read gives up its margin after
+        the block. Any error or a cancellation drops the connection, as redis-py does, so that no late answer
+        reaches another command."""
+        c = self.config
+        args = ("XREADGROUP", "GROUP", c.group, c.consumer, "COUNT", count, "BLOCK", block_ms)
+        pool = self._redis.connection_pool
+        connection = await pool.get_connection()  # type: ignore[no-untyped-call]
+        try:
+            await connection.send_command(*args, "STREAMS", c.stream, ">")
+            # redis-py's own per-read timeout answers None when it runs out, as an empty read does, and leaves the
+            # late answer on the connection: the deadline is kept here instead.
+            async with asyncio.timeout(block_ms / 1000 + self._read_margin_s):
+                response = await connection.read_response(timeout=math.inf)
+        except TimeoutError as exc:
+            await connection.disconnect(nowait=True)
+            raise RedisTimeoutError(f"no answer to a read blocked {block_ms} ms") from exc
+        except BaseException:
+            await connection.disconnect(nowait=True)
+            raise
+        finally:
+            await pool.release(connection)
+        parse = self._redis.response_callbacks.get("XREADGROUP")
+        return parse(response) if parse is not None and response is not None else response
 
     async def _unless_stopped(self, read: Awaitable[Any]) -> Any:
         """The blocking read's answer, or None when ``stop()`` came first. Cancelling the read closes its
@@ -524,10 +576,9 @@ class StreamConsumer(Generic[M]):
             self._log.warning("stream.cancelled_on_stop", count=len(pending))
 
 
-def read_cap_ms(redis: aioredis.Redis, block_ms: int) -> int:
-    """The longest a blocking read may wait on this client: ``block_ms``, but well under the connections' read
-    timeout (redis-py's default is 5 s, Sentinel connections have their own), or the read would fail as a timeout
-    and its connection be dropped and made again."""
+def read_timeout_s(redis: aioredis.Redis) -> float:
+    """The read timeout of the client's connections (the one the class gives when the client sets none), added to a
+    blocking read's block as its margin; 5 s when there is none."""
     pool = redis.connection_pool
     kwargs: dict[str, Any] = getattr(pool, "connection_kwargs", {})
     if "socket_timeout" in kwargs:
@@ -535,8 +586,8 @@ def read_cap_ms(redis: aioredis.Redis, block_ms: int) -> int:
     else:  # not set for this client: the connection class's own default applies (redis-py 8: 5 s)
         timeout = _class_default(pool.connection_class, "socket_timeout")
     if not isinstance(timeout, int | float) or timeout <= 0:
-        return block_ms
-    return max(50, min(block_ms, int(float(timeout) * 1000 * 0.8)))
+        return 5.0
+    return float(timeout)
 
 
 def _class_default(cls: type, name: str) -> Any:
