@@ -54,7 +54,7 @@ _HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 413: "body_too_large
 @web.middleware
 async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
-        return await handler(request)
+        return await _read_once_more(request, handler)
     except ApiError as exc:
         return error_response(exc.status, exc.code, exc.message, field=exc.field, headers=exc.headers)
     except web.HTTPException as exc:
@@ -68,6 +68,22 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     except Exception:
         log.exception("api.unhandled_error", path=request.path, method=request.method)
         return error_response(500, "internal_error", "internal error (logged)")
+
+
+async def _read_once_more(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """A read that met a connection Redis had closed (a restart, a failover) runs once more on fresh connections.
+    After Redis comes back, every idle connection in the pool is dead and each would fail one request with 503:
+    the first failure drops them all, and the read (GET and HEAD change nothing, so repeating one is safe) goes on.
+    A write is never repeated: whether it reached Redis is unknown, so it answers 503 and its caller decides."""
+    try:
+        return await handler(request)
+    except RedisConnectionError as exc:
+        ctx = request.app.get(CONTEXT)
+        if request.method not in ("GET", "HEAD") or ctx is None:
+            raise
+        log.info("api.redis_reconnecting", error=str(exc), path=request.path)
+        await ctx.redis.connection_pool.disconnect(inuse_connections=False)
+        return await handler(request)
 
 
 async def serve_openapi(request: web.Request) -> web.StreamResponse:
