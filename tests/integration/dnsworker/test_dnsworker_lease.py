@@ -3,6 +3,8 @@ that read finds, a busy target is never written twice at once and a job already 
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+
 import pytest
 import redis.asyncio as aioredis
 
@@ -12,6 +14,7 @@ from flareport_common.errors import TemporaryError
 from flareport_common.keys import Keys
 from flareport_common.messages.cfjobs import IngressEntry, SyncTunnelIngress
 from flareport_common.streams.consumer import Delivery
+from flareport_dns_worker.service import DnsWorkerService
 from fptest.dnsworker_harness import ingress_of, job_results, service, settings_for
 
 from .conftest import TUNNEL_ID
@@ -24,6 +27,15 @@ def ingress_job(version: str, *names: str) -> SyncTunnelIngress:
     return SyncTunnelIngress(tunnel_id=TUNNEL_ID, version=version, rules=rules)
 
 
+@pytest.fixture
+async def svc(
+    emu: RunningEmulator, redis: aioredis.Redis, redis_server: LocalRedis, prefix: str
+) -> AsyncIterator[DnsWorkerService]:
+    running = service(settings_for(redis_server.url, prefix, emu), redis)
+    yield running
+    await running.close()
+
+
 def calls(emu: RunningEmulator) -> int:
     return int(emu.emulator.requests(limit=0)["total"])
 
@@ -33,51 +45,43 @@ def hostnames(emu: RunningEmulator) -> list[str]:
 
 
 async def test_a_target_leased_by_another_worker_is_not_written_and_the_job_comes_back(
-    emu: RunningEmulator, redis: aioredis.Redis, redis_server: LocalRedis, keys: Keys, prefix: str
+    emu: RunningEmulator, redis: aioredis.Redis, keys: Keys, svc: DnsWorkerService
 ) -> None:
-    svc = service(settings_for(redis_server.url, prefix, emu), redis)
     job = ingress_job("v1", "app.example.com")
     lease = keys.target_lease(job.target)
-    try:
-        await redis.set(lease, "another worker", px=60_000)
-        emu.emulator.clear_requests()
-        with pytest.raises(TemporaryError, match="being written by another worker"):
-            await svc.worker.handle(job, DELIVERY)
-        assert calls(emu) == 0, "a busy target must not be read or written"
-        assert await redis.get(lease) == b"another worker", "the holder's lease is left as it was"
-        assert "app.example.com" not in hostnames(emu)
-
-        await redis.delete(lease)  # the holder finished without applying this version: now it goes out
+    await redis.set(lease, "another worker", px=60_000)
+    emu.emulator.clear_requests()
+    with pytest.raises(TemporaryError, match="being written by another worker"):
         await svc.worker.handle(job, DELIVERY)
-        assert "app.example.com" in hostnames(emu)
-        assert await redis.exists(lease) == 0, "the lease is released after the job"
-    finally:
-        await svc.close()
+    assert calls(emu) == 0, "a busy target must not be read or written"
+    assert await redis.get(lease) == b"another worker", "the holder's lease is left as it was"
+    assert "app.example.com" not in hostnames(emu)
+
+    await redis.delete(lease)  # the holder finished without applying this version: now it goes out
+    await svc.worker.handle(job, DELIVERY)
+    assert "app.example.com" in hostnames(emu)
+    assert await redis.exists(lease) == 0, "the lease is released after the job"
 
 
 async def test_a_job_already_applied_is_answered_without_calls_whether_or_not_the_lease_is_free(
-    emu: RunningEmulator, redis: aioredis.Redis, redis_server: LocalRedis, keys: Keys, prefix: str
+    emu: RunningEmulator, redis: aioredis.Redis, keys: Keys, svc: DnsWorkerService
 ) -> None:
-    svc = service(settings_for(redis_server.url, prefix, emu), redis)
     job = ingress_job("v1", "app.example.com")
     lease = keys.target_lease(job.target)
-    try:
-        await svc.worker.handle(job, DELIVERY)
-        assert "app.example.com" in hostnames(emu)
+    await svc.worker.handle(job, DELIVERY)
+    assert "app.example.com" in hostnames(emu)
 
-        # Redelivered (a reclaim) while another worker holds the lease for a later job: answered from what
-        # was applied, without waiting for the lease and without touching it.
-        await redis.set(lease, "another worker", px=60_000)
-        emu.emulator.clear_requests()
-        await svc.worker.handle(job, DELIVERY)
-        assert calls(emu) == 0
-        assert await redis.get(lease) == b"another worker"
+    # Redelivered (a reclaim) while another worker holds the lease for a later job: answered from what
+    # was applied, without waiting for the lease and without touching it.
+    await redis.set(lease, "another worker", px=60_000)
+    emu.emulator.clear_requests()
+    await svc.worker.handle(job, DELIVERY)
+    assert calls(emu) == 0
+    assert await redis.get(lease) == b"another worker"
 
-        # Redelivered with the lease free: answered the same way, and the lease taken for the look is given back.
-        await redis.delete(lease)
-        await svc.worker.handle(job, DELIVERY)
-        assert calls(emu) == 0
-        assert await redis.exists(lease) == 0, "a skipped job must not leave the target leased"
-        assert [(r.version, r.ok) for r in await job_results(redis, keys)] == [("v1", True)] * 3
-    finally:
-        await svc.close()
+    # Redelivered with the lease free: answered the same way, and the lease taken for the look is given back.
+    await redis.delete(lease)
+    await svc.worker.handle(job, DELIVERY)
+    assert calls(emu) == 0
+    assert await redis.exists(lease) == 0, "a skipped job must not leave the target leased"
+    assert [(r.version, r.ok) for r in await job_results(redis, keys)] == [("v1", True)] * 3

@@ -42,10 +42,8 @@ async def revoke(ctx: ApiContext, stored: StoredKey) -> StoredKey:
     await ctx.store.revoke(stored)
     if stored.agent_id is not None:
         await longpoll.notify(ctx.redis, ctx.keys, stored.agent_id)  # its waiting polls end now, with 401
-    if stored.agent_id is not None and not any(
-        other.status == "active" for other in await ctx.store.of_agent(stored.agent_id)
-    ):
-        await intents.send(ctx, AgentKeysRevoked(agent_id=stored.agent_id))
+        if not any(other.status == "active" for other in await ctx.store.of_agent(stored.agent_id)):
+            await intents.send(ctx, AgentKeysRevoked(agent_id=stored.agent_id))
     return await find(ctx, stored.key_id)
 
 
