@@ -174,11 +174,11 @@ async def commands(request: web.Request) -> web.StreamResponse:
             wait,
             from_start=stored.redeliver,
             alive=lambda: request.transport is not None,
-            valid=lambda: ctx.auth.still_valid(stored, agent_id),
+            valid=lambda: ctx.auth.still_valid(request, stored, agent_id),
         )
         # The key may have been revoked, or its agent removed, while the poll waited: nothing (no secret above
         # all) goes to a key that is not valid now. What was read stays pending and goes to a valid key later.
-        await ctx.auth.recheck(stored, agent_id)
+        await ctx.auth.recheck(request, stored, agent_id)
     finally:
         await ctx.hub.release(agent_id, slot)
     return json_response(CommandBatch(commands=tuple(found)))

@@ -192,11 +192,11 @@ class Authenticator:
         await self._store.touch(stored)
         return stored
 
-    async def recheck(self, stored: StoredKey, agent_id: str) -> None:
+    async def recheck(self, request: web.Request, stored: StoredKey, agent_id: str) -> None:
         """Before a long-poll answers: the key that opened it is still valid for ``agent_id`` now. A revocation or
         a removal while the poll waited ends it with 401, so nothing (no tunnel token, no rolled key) is handed to
         a key that is no longer valid. Not a guess, so not counted by the brake."""
-        if not await self.still_valid(stored, agent_id):
+        if not await self.still_valid(request, stored, agent_id):
             AUTH_FAILURES.labels("key_revoked").inc()
             raise ApiError(
                 401,
@@ -205,9 +205,17 @@ class Authenticator:
                 headers={"WWW-Authenticate": 'Bearer realm="flareport"'},
             )
 
-    async def still_valid(self, stored: StoredKey, agent_id: str) -> bool:
-        """Is the key that authenticated a request still valid for ``agent_id`` now (not revoked, not moved)?"""
+    async def still_valid(self, request: web.Request, stored: StoredKey, agent_id: str) -> bool:
+        """Is the key that authenticated a request still valid for ``agent_id`` now (not revoked, not moved)?
+
+        Revocation and removal keep the record (status ``revoked``), so a record that is gone means Redis lost its
+        data while the request waited: the presented key then goes through the same restore as a new request would
+        (``KeyStore.lookup``). Calling that a revocation would send the agent into its long back-off for a key
+        that is still good."""
         now = await self._store.current(stored)
+        if now is None:
+            token = bearer(request)
+            now = await self._store.lookup(token) if token is not None else None
         return now is not None and now.status != "revoked" and now.agent_id == agent_id
 
     async def agent_for(self, request: web.Request, agent_id: str) -> StoredKey:

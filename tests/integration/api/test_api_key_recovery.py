@@ -13,11 +13,13 @@ import msgspec
 import redis.asyncio as aioredis
 from aiohttp.test_utils import TestClient, TestServer
 
+from flareport_api import longpoll
 from flareport_api.app import create_app
 from flareport_common.messages import EventMessage, IntentMessage, KeyRolled
 from flareport_common.readmodel import AgentRecord
 from flareport_common.settings import ApiSettings
 from fptest.api_helpers import stream_messages, tag
+from fptest.waiting import wait_for
 
 from .conftest import Api
 
@@ -196,3 +198,22 @@ async def test_the_agent_is_told_to_register_even_if_the_reconciler_recorded_it_
     await api.redis.set(api.keys.agent(agent_id), msgspec.json.encode(record))
     await api.redis.sadd(api.keys.agents_index, agent_id)
     assert (await heartbeat(api, key, agent_id))[1]["reregister"] is True
+
+
+async def test_a_long_poll_waiting_through_the_loss_ends_without_refusing_the_key(api: Api, prefix: str) -> None:
+    """A poll that wakes after the loss finds no record for its key: that is the loss, not a revocation. Taking it
+    for one sent the agent into its long back-off (a re-register attempt a minute) instead of registering again."""
+    key = await api.new_key()
+    agent_id = (await api.register(key))["agent_id"]
+    poll = asyncio.create_task(
+        api.client.get(f"/api/v1/agents/{agent_id}/commands", params={"wait": "3"}, headers=api.bearer(key))
+    )
+    await wait_for(lambda: api.redis.zcard(api.keys.agent_longpolls(agent_id)), what="the poll waiting")
+    await lose_everything(api.redis, prefix)
+    await longpoll.notify(api.redis, api.keys, agent_id)  # what wakes it does not matter: the fallback pass would
+
+    response = await asyncio.wait_for(poll, 15)  # a valid key's poll waits out its time
+    assert response.status == 200, await response.text()
+    assert (await response.json())["commands"] == []
+    status, body = await heartbeat(api, key, agent_id)
+    assert (status, body["reregister"]) == (200, True), body
