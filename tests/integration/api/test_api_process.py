@@ -3,19 +3,23 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 import signal
+from pathlib import Path
 from typing import Any
 
 import aiohttp
 import msgspec
 import redis.asyncio as aioredis
 
+from flareport_cli.localredis import LocalRedis
 from flareport_common.keys import Keys
 from flareport_common.messages import EventMessage, IntentMessage, StartTunnel
 from flareport_common.readmodel import CommandRecord
 from flareport_common.streams.codec import encode
 from fptest.api_helpers import MASTER, stream_messages, tag
+from fptest.cli_helpers import api_process as start_api_process
 from fptest.waiting import wait_for
 
 ADMIN = {"Authorization": f"Bearer {MASTER}"}
@@ -134,3 +138,16 @@ async def test_sigterm_releases_a_waiting_long_poll_and_exits_cleanly(
     api_process.process.send_signal(signal.SIGTERM)
     assert (await asyncio.wait_for(poll, timeout=15))["commands"] == []
     assert await asyncio.to_thread(api_process.process.wait, 15) == 0
+
+
+def test_a_stopped_api_writes_its_last_log_lines_before_it_leaves(
+    redis_server: LocalRedis, prefix: str, tmp_path: Path
+) -> None:
+    """The process leaves without the interpreter's teardown once the API stopped (``exit_now``): only after its
+    orderly stop, with the stop's exit status, and with everything it logged up to its last line written."""
+    log_path = tmp_path / "api.log"
+    with start_api_process(redis_server.url, prefix, log_path, {"LOG_LEVEL": "info"}) as api:
+        api.process.send_signal(signal.SIGTERM)
+        assert api.process.wait(15) == 0
+    events = [json.loads(line).get("event") for line in log_path.read_text().splitlines() if line.startswith("{")]
+    assert events[-1] == "api.stopped", events[-5:]
