@@ -45,17 +45,22 @@ class Leases:
         async with self.held(key, token, target):
             yield
 
-    async def take(self, key: str, reads: Sequence[str]) -> tuple[str | None, list[bytes | None]]:
-        """Try the lease once and read ``reads`` (GET) in the same round trip: the token when taken (the caller
-        then enters ``held`` or calls ``give_back``), None when another holder has it. Taken, the values are
-        current: whoever writes them holds this lease. Not taken, they say what the holder last finished."""
+    async def take(
+        self, key: str, reads: Sequence[str], hashes: Sequence[str] = ()
+    ) -> tuple[str | None, list[bytes | None], list[dict[bytes, bytes]]]:
+        """Try the lease once and read ``reads`` (GET) and ``hashes`` (HGETALL) in the same round trip: the token
+        when taken (the caller then enters ``held`` or calls ``give_back``), None when another holder has it.
+        Taken, the values are current: whoever writes them holds this lease. Not taken, they say what the holder
+        last finished."""
         token = uuid.uuid4().hex
         pipe = self._redis.pipeline(transaction=False)
         pipe.set(key, token, nx=True, px=self.lease_ms)
         for read in reads:
             pipe.get(read)
+        for name in hashes:
+            pipe.hgetall(name)
         taken, *values = await pipe.execute()
-        return (token if taken else None), values
+        return (token if taken else None), values[: len(reads)], values[len(reads) :]
 
     @contextlib.asynccontextmanager
     async def held(self, key: str, token: str, target: str) -> AsyncIterator[None]:

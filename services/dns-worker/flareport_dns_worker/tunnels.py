@@ -121,9 +121,12 @@ class Tunnels:
 
     # ---- ingress -------------------------------------------------------------------------------------------
 
-    async def sync_ingress(self, job: SyncTunnelIngress, *, fresh: bool = False) -> Outcome:
+    async def sync_ingress(
+        self, job: SyncTunnelIngress, *, fresh: bool = False, prefetched: dict[bytes, bytes] | None = None
+    ) -> Outcome:
+        """``prefetched``: the target's cached state when the caller read it with the lease it holds."""
         key = self._keys.target_observed(job.target)
-        observed: dict[Any, Any] = await self._redis.hgetall(key)
+        observed: dict[Any, Any] = prefetched if prefetched is not None else await self._redis.hgetall(key)
         owned_raw = observed.get(b"owned")
         owned = set(json.loads(owned_raw)) if owned_raw is not None else None
         cached = observed.get(b"config")

@@ -135,8 +135,11 @@ class Worker:
         # Cloudflare call): a job already applied, by us before a redelivery or by another replica, is answered
         # from that without writing, whether or not the lease was free.
         lease = self._keys.target_lease(job.target)
-        token, (applied_raw, desired_raw) = await self._leases.take(
-            lease, (self._keys.target_applied(job.target), self._keys.target_desired(job.target))
+        # A tunnel's cached configuration too: its job needs it before its first call, and it is written only
+        # under this lease (nobody else's write can slip in between once the lease is ours).
+        observed = (self._keys.target_observed(job.target),) if isinstance(job, SyncTunnelIngress) else ()
+        token, (applied_raw, desired_raw), cached = await self._leases.take(
+            lease, (self._keys.target_applied(job.target), self._keys.target_desired(job.target)), observed
         )
         applied = _applied(job, applied_raw, desired_raw)
         if applied is not None and not await self._granted_since(job, applied[1]):
@@ -147,13 +150,16 @@ class Worker:
         if token is None:
             raise busy(job.target, self._leases.lease_ms)
         async with self._leases.held(lease, token, job.target):
-            return await self._run(job, lambda: self._sync(job, fresh=False), version=job.version, record=job)
+            prefetched = cached[0] if cached else None
+            return await self._run(
+                job, lambda: self._sync(job, fresh=False, observed=prefetched), version=job.version, record=job
+            )
 
-    async def _sync(self, job: VersionedJob, *, fresh: bool) -> Outcome:
+    async def _sync(self, job: VersionedJob, *, fresh: bool, observed: dict[bytes, bytes] | None = None) -> Outcome:
         if isinstance(job, SyncDnsZone):
             return await self._dns.sync(job, fresh=fresh)
         if isinstance(job, SyncTunnelIngress):
-            return await self._tunnels.sync_ingress(job, fresh=fresh)
+            return await self._tunnels.sync_ingress(job, fresh=fresh, prefetched=observed)
         return await self._access.sync(job, fresh=fresh)
 
     async def _run(
