@@ -69,21 +69,23 @@ class Planner:
         return decisions
 
     async def build(self, target: Target) -> Built:
+        index = self._keys.target_hostnames(str(target))
         reads = self._redis.pipeline(transaction=False)
         reads.hget(self._keys.target_state(str(target)), "version")
         reads.hget(self._keys.tunnel_agents, target.name)
         reads.get(self._keys.keys_recovered_at)
-        stored, agent, recovered_at = await reads.execute()
+        if target.kind == "zone":  # a zone's hostnames need nothing read before: in the same round trip
+            reads.smembers(index)
+        stored, agent, recovered_at, *members = await reads.execute()
         prune = pruning(recovered_at, self._hold_seconds, time.time())
         if target.kind == "tunnel":
-            sources = [self._keys.target_hostnames(str(target))]
+            sources = [index]
             if agent is not None:
                 sources.append(self._keys.agent_hostnames(text(agent)))
             hostnames = {text(h) for h in await self._redis.sunion(sources)}
             decisions = await self.decisions_for(hostnames, index_keys=sources)
         elif target.kind == "zone":
-            index = self._keys.target_hostnames(str(target))
-            hostnames = {text(h) for h in await self._redis.smembers(index)}
+            hostnames = {text(h) for h in members[0]}
             decisions = await self.decisions_for(hostnames, index_keys=[index])
         else:  # an Access app: one rule's, of one hostname
             decisions = await self.decisions_for([target.hostname])
