@@ -6,7 +6,7 @@ from __future__ import annotations
 import redis.asyncio as aioredis
 
 from flareport_common.streams import ConsumerConfig
-from flareport_common.streams.consumer import read_timeout_s
+from flareport_common.streams.consumerset import read_timeout_s
 
 
 async def test_the_read_margin_is_the_connections_read_timeout() -> None:

@@ -29,14 +29,14 @@ Why it looks the way it does:
   ``claim_interval_s``. So an idle consumer makes one XAUTOCLAIM and one XREADGROUP per ``claim_interval_max_s``
   (by default a third of ``claim_idle_ms``: 10 s of 30 s), and a dead consumer's message is taken over at most
   ``claim_idle_ms + claim_interval_max_s`` after it was delivered or last kept fresh (40 s of 30 s).
+* The read loop itself is ``streams.consumerset``: several consumers of one group (the reconciler's three streams)
+  share one loop, one reclaim round trip and one XREADGROUP, so an idle process wakes as often as with one stream.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import inspect
-import math
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -45,9 +45,7 @@ from typing import Any, Generic, TypeVar
 import msgspec
 import redis.asyncio as aioredis
 import structlog
-from redis.exceptions import BusyLoadingError, ResponseError
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis.exceptions import ResponseError
 
 from flareport_common.backoff import Backoff
 from flareport_common.errors import PermanentError, TemporaryError
@@ -64,13 +62,11 @@ from flareport_common.metrics import (
 from flareport_common.replies import text
 from flareport_common.streams import groups
 from flareport_common.streams.codec import FIELD, display_fields, message_json
+from flareport_common.streams.consumerset import REDIS_TRANSIENT, ConsumerSet
 from flareport_common.streams.trim import StreamTrimmer
 
 M = TypeVar("M")
 log = structlog.get_logger("flareport.streams")
-
-# Errors after which Redis is worth trying again (the server restarted, the network blipped, it is loading).
-REDIS_TRANSIENT = (RedisConnectionError, RedisTimeoutError, BusyLoadingError, OSError)
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,8 +152,8 @@ class StreamConsumer(Generic[M]):
         self._m_seconds = STREAM_HANDLER_SECONDS.labels(*self._labels)
         self._log = log.bind(stream=config.metrics_label or config.stream, group=config.group)
         self._trimmer = StreamTrimmer(redis, config.stream)
-        self._read_margin_s = read_timeout_s(redis)
-        self._claim_every = config.claim_interval_s  # the reclaim interval now: longer while reclaims find nothing
+        self._next_trim = 0.0
+        self._trimmed_at = -1  # ``processed`` at the last trim: nothing finished since, nothing new to trim
 
     # ---- lifecycle -------------------------------------------------------------------------------------------
 
@@ -170,53 +166,8 @@ class StreamConsumer(Generic[M]):
         return self._stopping.is_set()
 
     async def run(self) -> None:
-        backoff = Backoff()
-        keepalive = asyncio.create_task(self._keepalive_loop(), name="stream-keepalive")
-        next_claim = next_trim = 0.0
-        trimmed_at = -1  # ``processed`` at the last trim: nothing finished since, nothing new to trim
-        first = True
-        try:
-            while not self._stopping.is_set():
-                try:
-                    if first:
-                        await self.ensure_group()
-                        await self._consume_own_pending()
-                        first = False
-                    if time.monotonic() >= next_claim:
-                        claimed = await self._reclaim_once(self.config.claim_idle_ms)
-                        self._claim_every = self._next_claim_interval(claimed)
-                        next_claim = time.monotonic() + self._claim_every
-                    due = self.config.trim_interval_s and time.monotonic() >= next_trim
-                    if due and self.processed != trimmed_at:
-                        finished = self.processed
-                        await self._trimmer.trim()
-                        trimmed_at, next_trim = finished, time.monotonic() + self.config.trim_interval_s
-                    # Block until the next reclaim is due: an idle consumer wakes once per claim interval.
-                    until_claim = int((next_claim - time.monotonic()) * 1000)
-                    if await self._read_new(block_ms=max(1, min(self.config.block_ms, until_claim))):
-                        # The stream is busy again: so may its other consumers be, and one of them may die.
-                        self._claim_every = self.config.claim_interval_s
-                        next_claim = min(next_claim, time.monotonic() + self._claim_every)
-                    backoff.reset()
-                except REDIS_TRANSIENT as exc:
-                    await self._on_redis_error(exc, backoff)
-                except ResponseError as exc:
-                    if not groups.stream_lost(exc):
-                        # Not ours to fix (a key of the wrong type, a script error): say so, wait, try again,
-                        # but never let one Redis reply end the service.
-                        self._log.error("stream.redis_error", error=str(exc))
-                        await self._on_redis_error(exc, backoff)
-                        continue
-                    # Redis lost the stream or the group (restarted without data, FLUSHALL while we were blocked
-                    # reading: UNBLOCKED): make them again.
-                    STREAM_REDIS_ERRORS.labels(*self._labels).inc()
-                    self._log.warning("stream.group_missing", error=str(exc))
-                    first = True
-        finally:
-            keepalive.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await keepalive
-            await self._drain(self.config.grace_seconds)
+        """Consume until ``stop()``: the read loop of a set of one (``streams.consumerset``)."""
+        await ConsumerSet((self,)).run()
 
     async def run_burst(self, *, claim_idle_ms: int | None = None) -> int:
         """Handle everything available now (own pending, reclaimable, new) and return how many were finished."""
@@ -230,20 +181,12 @@ class StreamConsumer(Generic[M]):
             await self._wait_all()
             if self._claim_cursor == "0-0" and claimed == 0:
                 break
-        while await self._read_new(block_ms=None) > 0:
+        while await self._read_new() > 0:
             pass
         await self._wait_all()
         if self.config.trim_interval_s:
             await self._trimmer.trim()
         return self.processed - before
-
-    def _next_claim_interval(self, claimed: int) -> float:
-        """The wait until the next reclaim. Doubled only after a reclaim that walked the whole pending list
-        (its cursor is back at the start) and found nothing: a long pending list is walked at the base pace."""
-        base = self.config.claim_interval_s
-        if claimed or self._claim_cursor != "0-0":
-            return base
-        return min(self._claim_every * 2, self.config.longest_claim_interval_s)
 
     async def ensure_group(self) -> None:
         """Create the group (and the stream) if missing; only "already exists" is ignored."""
@@ -254,80 +197,19 @@ class StreamConsumer(Generic[M]):
     def _free_slots(self) -> int:
         return self.config.concurrency - len(self._tasks)
 
-    async def _wait_for_slot(self, wait_s: float | None) -> bool:
-        """Wait until a handler slot is free (``None``: as long as it takes)."""
+    async def _read_new(self) -> int:
+        """Burst mode: read what fits in the free slots, without blocking. It waits for a slot first, so a busy
+        consumer is never mistaken for an empty stream."""
         while self._free_slots() <= 0:
-            await asyncio.wait(list(self._tasks), timeout=wait_s, return_when=asyncio.FIRST_COMPLETED)
-            if wait_s is not None:
-                break
-        return self._free_slots() > 0
-
-    async def _read_new(self, *, block_ms: int | None) -> int:
-        """Read what fits in the free slots. Blocking mode gives up waiting for a slot after ``block_ms`` (so the
-        loop can reclaim and notice a stop); burst mode (``block_ms=None``) waits for a slot, so a busy consumer
-        is never mistaken for an empty stream.
-        """
-        if not await self._wait_for_slot(None if block_ms is None else block_ms / 1000):
-            return 0
+            await asyncio.wait(list(self._tasks), return_when=asyncio.FIRST_COMPLETED)
         count = min(self.config.count, self._free_slots())
-        if block_ms is None:
-            response = await self._redis.xreadgroup(
-                self.config.group, self.config.consumer, {self.config.stream: ">"}, count=count
-            )
-        else:
-            response = await self._unless_stopped(self._blocking_read(count, block_ms))
+        response = await self._redis.xreadgroup(
+            self.config.group, self.config.consumer, {self.config.stream: ">"}, count=count
+        )
         entries = groups.entries(response)
         for entry_id, fields in entries:
             self._dispatch(text(entry_id), fields, 1)
         return len(entries)
-
-    async def _blocking_read(self, count: int, block_ms: int) -> Any:
-        """XREADGROUP ... BLOCK on a connection of the pool whose read timeout is stretched by the block: with the
-        connections' own timeout (redis-py's default 5 s) a longer block would fail as a timeout, so an idle consumer
-        had to read again every few seconds. A dead connection is still noticed: the read gives up its margin after
-        the block. Any error or a cancellation drops the connection, as redis-py does, so that no late answer
-        reaches another command."""
-        c = self.config
-        args = ("XREADGROUP", "GROUP", c.group, c.consumer, "COUNT", count, "BLOCK", block_ms)
-        pool = self._redis.connection_pool
-        connection = await pool.get_connection()  # type: ignore[no-untyped-call]
-        try:
-            await connection.send_command(*args, "STREAMS", c.stream, ">")
-            # redis-py's own per-read timeout answers None when it runs out, as an empty read does, and leaves the
-            # late answer on the connection: the deadline is kept here instead.
-            async with asyncio.timeout(block_ms / 1000 + self._read_margin_s):
-                response = await connection.read_response(timeout=math.inf)
-        except TimeoutError as exc:
-            await connection.disconnect(nowait=True)
-            raise RedisTimeoutError(f"no answer to a read blocked {block_ms} ms") from exc
-        except BaseException:
-            await connection.disconnect(nowait=True)
-            raise
-        finally:
-            await pool.release(connection)
-        parse = self._redis.response_callbacks.get("XREADGROUP")
-        return parse(response) if parse is not None and response is not None else response
-
-    async def _unless_stopped(self, read: Awaitable[Any]) -> Any:
-        """The blocking read's answer, or None when ``stop()`` came first. Cancelling the read closes its
-        connection (redis-py disconnects on cancellation), so no late answer reaches another command; entries Redis
-        delivered meanwhile stay pending for a reclaim, as after a crash.
-        """
-        task = asyncio.ensure_future(read)
-        stopping = asyncio.ensure_future(self._stopping.wait())
-        try:
-            await asyncio.wait((task, stopping), return_when=asyncio.FIRST_COMPLETED)
-        except BaseException:  # this loop itself cancelled: the read goes with it
-            task.cancel()
-            raise
-        finally:
-            stopping.cancel()
-        if task.done():
-            return task.result()
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError, *REDIS_TRANSIENT):
-            await task
-        return None
 
     async def _consume_own_pending(self) -> None:
         """Messages this consumer name was given before a restart (same name = same pending list)."""
@@ -346,14 +228,20 @@ class StreamConsumer(Generic[M]):
     async def _reclaim_once(self, min_idle_ms: int) -> int:
         if self._free_slots() <= 0:
             return 0
-        cursor, entries, deleted = await self._redis.xautoclaim(
-            self.config.stream,
-            self.config.group,
-            self.config.consumer,
-            min_idle_ms,
-            self._claim_cursor,
-            count=self._free_slots(),
-        )
+        pipe = self._redis.pipeline(transaction=False)
+        self._queue_reclaim(pipe, min_idle_ms)
+        (reply,) = await pipe.execute()
+        return await self._reclaimed(reply)
+
+    def _queue_reclaim(self, pipe: aioredis.client.Pipeline, min_idle_ms: int) -> None:
+        """Queue one XAUTOCLAIM step (from the carried cursor, at most the free slots) in ``pipe``: a consumer set
+        sends its streams' steps in one round trip."""
+        c = self.config
+        pipe.xautoclaim(c.stream, c.group, c.consumer, min_idle_ms, self._claim_cursor, count=self._free_slots())
+
+    async def _reclaimed(self, reply: Any) -> int:
+        """Handle a reply of ``_queue_reclaim``'s XAUTOCLAIM; how many entries it claimed."""
+        cursor, entries, deleted = reply
         self._claim_cursor = text(cursor)
         if deleted:
             # Trimmed away while pending: Redis already dropped them from the pending list; say so loudly.
@@ -363,6 +251,15 @@ class StreamConsumer(Generic[M]):
             self._log.info("stream.reclaimed", count=len(entries))
             await self._dispatch_claimed(entries)
         return len(entries)
+
+    async def _trim_if_due(self) -> None:
+        """Trim at most every ``trim_interval_s``, and only once a message was finished since the last trim."""
+        every = self.config.trim_interval_s
+        if not every or self.processed == self._trimmed_at or time.monotonic() < self._next_trim:
+            return
+        finished = self.processed
+        await self._trimmer.trim()
+        self._trimmed_at, self._next_trim = finished, time.monotonic() + every
 
     async def _dispatch_claimed(self, entries: list[Any]) -> None:
         ids = [text(entry_id) for entry_id, _ in entries]
@@ -553,13 +450,6 @@ class StreamConsumer(Generic[M]):
                     self.config.stream, self.config.group, self.config.consumer, 0, list[Any](ids), justid=True
                 )
 
-    async def _on_redis_error(self, exc: BaseException, backoff: Backoff) -> None:
-        STREAM_REDIS_ERRORS.labels(*self._labels).inc()
-        delay = backoff.next()
-        self._log.warning("stream.redis_unavailable", error=str(exc) or type(exc).__name__, retry_in=round(delay, 3))
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._stopping.wait(), timeout=delay)
-
     async def _wait_all(self) -> None:
         while self._tasks:
             await asyncio.wait(list(self._tasks))
@@ -574,32 +464,6 @@ class StreamConsumer(Generic[M]):
         if pending:
             await asyncio.wait(pending)
             self._log.warning("stream.cancelled_on_stop", count=len(pending))
-
-
-def read_timeout_s(redis: aioredis.Redis) -> float:
-    """The read timeout of the client's connections (the one the class gives when the client sets none), added to a
-    blocking read's block as its margin; 5 s when there is none."""
-    pool = redis.connection_pool
-    kwargs: dict[str, Any] = getattr(pool, "connection_kwargs", {})
-    if "socket_timeout" in kwargs:
-        timeout = kwargs["socket_timeout"]
-    else:  # not set for this client: the connection class's own default applies (redis-py 8: 5 s)
-        timeout = _class_default(pool.connection_class, "socket_timeout")
-    if not isinstance(timeout, int | float) or timeout <= 0:
-        return 5.0
-    return float(timeout)
-
-
-def _class_default(cls: type, name: str) -> Any:
-    """The default of ``name`` in the first ``__init__`` along the class's MRO that declares it."""
-    for klass in cls.__mro__:
-        init = klass.__dict__.get("__init__")
-        if init is None:
-            continue
-        parameter = inspect.signature(init).parameters.get(name)
-        if parameter is not None:
-            return None if parameter.default is inspect.Parameter.empty else parameter.default
-    return None
 
 
 def _describe(exc: BaseException) -> str:

@@ -54,6 +54,15 @@ def entries(response: Any) -> list[Any]:
     return list(response[0][1])
 
 
+def stream_entries(response: Any) -> list[tuple[str, list[Any]]]:
+    """Each stream's name and ``(entry id, fields)`` pairs in an XREADGROUP reply over several streams."""
+    if not response:
+        return []
+    if isinstance(response, dict):
+        return [(text(stream), list(value[0])) for stream, value in response.items()]
+    return [(text(stream), list(items)) for stream, items in response]
+
+
 async def delivery_counts(
     redis: aioredis.Redis, stream: str, group: str, consumer: str, ids: list[str], *, others: int
 ) -> dict[str, int]:
