@@ -1,10 +1,13 @@
 """The admin's Access groups and the account facts, as resolving ``access.*`` labels needs them. Store: Redis.
 
 Groups are written here from the intents stream (``access_group_upserted`` / ``_deleted``); the account facts by
-the dns-worker. Both are read whole, in one round trip, by every refresh and every plan that resolves claims.
+the dns-worker. Both are read whole, in one round trip, by every refresh and every plan that resolves claims (an
+inventory change reads them in its transaction, and the plans made right after its refresh use that read).
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 import msgspec
 import redis.asyncio as aioredis
@@ -31,9 +34,16 @@ class AccessGroups:
     async def catalog(self) -> AccessCatalog:
         """The access groups and account facts that resolving Access labels needs (one round trip)."""
         pipe = self._redis.pipeline(transaction=False)
+        self.queue_catalog(pipe)
+        raw_groups, raw_facts = await pipe.execute()
+        return self.decode_catalog(raw_groups, raw_facts)
+
+    def queue_catalog(self, pipe: aioredis.client.Pipeline) -> None:
+        """Queue the catalog's two reads (in a transaction, or in a pipeline); ``decode_catalog`` their replies."""
         pipe.hgetall(self._keys.access_groups)
         pipe.hgetall(self._keys.access_facts)
-        raw_groups, raw_facts = await pipe.execute()
+
+    def decode_catalog(self, raw_groups: dict[Any, Any], raw_facts: dict[Any, Any]) -> AccessCatalog:
         groups = {}
         for key, value in raw_groups.items():
             group_id = text(key)

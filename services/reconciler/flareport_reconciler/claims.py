@@ -45,7 +45,13 @@ from flareport_reconciler.inventory import (
 )
 from flareport_reconciler.records import TX_RETRIES, decode_agent, raw_bytes
 from flareport_reconciler.records import encode as encode_doc
-from flareport_reconciler.refresh import HostnameRead, parse_read, read_hostnames_command
+from flareport_reconciler.refresh import (
+    HostnameRead,
+    Prefetched,
+    parse_read,
+    queue_prefetch,
+    read_hostnames_command,
+)
 from flareport_reconciler.resolution import Claim, zone_of
 from flareport_reconciler.scripts import (
     NewClaim,
@@ -75,6 +81,7 @@ class Applied:
     record: AgentRecord | None = None
     retired: bool = False
     read: dict[str, HostnameRead] = field(default_factory=dict)
+    prefetched: Prefetched | None = None  # the documents and catalog the refresh reads next (``queue_prefetch``)
 
 
 def container_claims(
@@ -172,8 +179,8 @@ class Claims:
 
         Three round trips: WATCH, one MGET of everything the events depend on (entries, snapshot, pruning floor,
         agent record), and the MULTI/EXEC, which also reads back what ``refresh`` needs next (so the refresh does
-        not read again what was just written). Claims keep their first claim time inside the transaction (a Lua
-        script), so the claims hashes need no WATCH.
+        not read again what was just written, nor wait for the documents and the Access catalog). Claims keep their
+        first claim time inside the transaction (a Lua script), so the claims hashes need no WATCH.
         """
         k = self._keys
         async with self._redis.pipeline(transaction=True) as pipe:
@@ -219,9 +226,13 @@ class Claims:
                     hostnames = sorted(marks)
                     if hostnames:
                         read_hostnames_command(pipe, k, hostnames)
+                        queue_prefetch(pipe, k, hostnames)
                     replies = await pipe.execute()
-                    read = parse_read(hostnames, replies[-1]) if hostnames else {}
-                    return Applied(marks=marks, record=record, read=read)
+                    if not hostnames:
+                        return Applied(marks=marks, record=record)
+                    read = parse_read(hostnames, replies[-4])
+                    prefetched = Prefetched.parse(hostnames, replies[-3:])
+                    return Applied(marks=marks, record=record, read=read, prefetched=prefetched)
                 except WatchError:
                     TX_RETRIES.labels("claims").inc()
                     continue

@@ -19,7 +19,7 @@ from flareport_reconciler.accessgroups import AccessGroups
 from flareport_reconciler.claims import read_claims
 from flareport_reconciler.jobs import Built, job_for, pruning
 from flareport_reconciler.records import agent_views
-from flareport_reconciler.resolution import Decision, resolve_hostname
+from flareport_reconciler.resolution import AccessCatalog, Decision, resolve_hostname
 from flareport_reconciler.scripts import forget_unclaimed
 from flareport_reconciler.targets import (
     Target,
@@ -49,9 +49,12 @@ class Planner:
         """Every target a job was ever sent for (``coalesce`` indexes them as it commits)."""
         return parse_all(text(t) for t in await self._redis.smembers(self._keys.targets_index))
 
-    async def decisions_for(self, hostnames: Iterable[str], *, index_keys: Sequence[str] = ()) -> list[Decision]:
-        """Resolve ``hostnames``; those without any claim left are removed from ``index_keys`` (the sets they
-        were found in), atomically and only if still unclaimed, so indexes do not grow forever.
+    async def decisions_for(
+        self, hostnames: Iterable[str], *, index_keys: Sequence[str] = (), catalog: AccessCatalog | None = None
+    ) -> list[Decision]:
+        """Resolve ``hostnames`` (with ``catalog`` when the caller has a current one); those without any claim
+        left are removed from ``index_keys`` (the sets they were found in), atomically and only if still
+        unclaimed, so indexes do not grow forever.
         """
         names = sorted(set(hostnames))
         if not names:
@@ -61,14 +64,17 @@ class Planner:
         if unclaimed and index_keys:
             await forget_unclaimed(self._redis, self._keys, index_keys, unclaimed)
         wanted = (c.agent_id for host in per_host for c in host.claims if c.agent_id)
-        # Independent reads, sent together (on two of the pool's connections): one wait instead of two.
-        agents, catalog = await asyncio.gather(agent_views(self._redis, self._keys, wanted), self._access.catalog())
+        if catalog is None:
+            # Independent reads, sent together (on two of the pool's connections): one wait instead of two.
+            agents, current = await asyncio.gather(agent_views(self._redis, self._keys, wanted), self._access.catalog())
+        else:
+            agents, current = await agent_views(self._redis, self._keys, wanted), catalog
         decisions: list[Decision] = []
         for host in per_host:
-            decisions.extend(resolve_hostname(host.effective, agents, assigned=host.assigned, catalog=catalog))
+            decisions.extend(resolve_hostname(host.effective, agents, assigned=host.assigned, catalog=current))
         return decisions
 
-    async def build(self, target: Target) -> Built:
+    async def build(self, target: Target, catalog: AccessCatalog | None = None) -> Built:
         index = self._keys.target_hostnames(str(target))
         reads = self._redis.pipeline(transaction=False)
         reads.hget(self._keys.target_state(str(target)), "version")
@@ -83,10 +89,10 @@ class Planner:
             if agent is not None:
                 sources.append(self._keys.agent_hostnames(text(agent)))
             hostnames = {text(h) for h in await self._redis.sunion(sources)}
-            decisions = await self.decisions_for(hostnames, index_keys=sources)
+            decisions = await self.decisions_for(hostnames, index_keys=sources, catalog=catalog)
         elif target.kind == "zone":
             hostnames = {text(h) for h in members[0]}
-            decisions = await self.decisions_for(hostnames, index_keys=[index])
+            decisions = await self.decisions_for(hostnames, index_keys=[index], catalog=catalog)
         else:  # an Access app: one rule's, of one hostname
-            decisions = await self.decisions_for([target.hostname])
+            decisions = await self.decisions_for([target.hostname], catalog=catalog)
         return job_for(target, decisions, last_version=None if stored is None else text(stored), prune=prune)

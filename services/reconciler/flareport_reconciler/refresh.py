@@ -15,8 +15,9 @@ and carries the targets whose part changed as ``pending`` until they were touche
 ``finish_refresh.lua`` drop ``pending`` and the mark. A replica dying in between leaves the mark, and the sweeper's
 refresh touches the pending targets.
 
-Round trips: the read (none when the caller read it in its transaction), the agents not at hand, the documents,
-the compare-and-set, then (the spine's ``touch``) the targets, and the finish.
+Round trips: the read, the agents not at hand, the documents and the catalog (all but the agents none when the
+caller read them in its transaction, as the inventory's does: ``queue_prefetch``), the compare-and-set, then (the
+spine's ``touch``) the targets, and the finish.
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ from flareport_reconciler.refreshscripts import (
     write_refresh,
 )
 from flareport_reconciler.refreshscripts import read_hostnames as read_hostnames_script
-from flareport_reconciler.resolution import AgentView, resolve_hostname
+from flareport_reconciler.resolution import AccessCatalog, AgentView, resolve_hostname
 from flareport_reconciler.rules import doc_key, merge_docs, template
 from flareport_reconciler.scripts import DocumentWrite, Written
 from flareport_reconciler.targets import Target, parse_all, parts_of
@@ -86,6 +87,28 @@ def read_hostnames_command(pipe: aioredis.client.Pipeline, keys: Keys, hostnames
     queue_read_hostnames(pipe, keys, hostnames)
 
 
+def queue_prefetch(pipe: aioredis.client.Pipeline, keys: Keys, hostnames: Sequence[str]) -> None:
+    """Queue, after the hostnames' read, what their refresh reads next: the documents named after them (as most
+    are) and the Access catalog (three replies; ``Prefetched.parse``). Read in the source step's transaction, the
+    refresh that follows needs no wait of its own before its compare-and-set (which checks the documents)."""
+    pipe.mget([keys.rule(h) for h in hostnames])
+    pipe.hgetall(keys.access_groups)
+    pipe.hgetall(keys.access_facts)
+
+
+@dataclass(frozen=True, slots=True)
+class Prefetched:
+    """The replies of ``queue_prefetch``: documents by name, and the catalog as Redis returned it."""
+
+    docs: dict[str, Any]
+    catalog: tuple[dict[Any, Any], dict[Any, Any]]
+
+    @staticmethod
+    def parse(hostnames: Sequence[str], replies: Sequence[Any]) -> Prefetched:
+        docs, groups, facts = replies
+        return Prefetched(dict(zip(hostnames, docs, strict=True)), (groups, facts))
+
+
 def parse_read(hostnames: Sequence[str], reply: list[Any]) -> dict[str, HostnameRead]:
     return {h: HostnameRead(r[0], raw_bytes(r[1]), raw_bytes(r[2])) for h, r in zip(hostnames, reply, strict=True)}
 
@@ -120,6 +143,7 @@ class Refreshed:
     names: list[str]
     read: Mapping[str, HostnameRead]
     outcome: _Outcome
+    catalog: AccessCatalog  # what the refresh resolved with: the plans right after use it too
 
     @property
     def touch(self) -> set[Target]:
@@ -142,31 +166,37 @@ class Refresher:
         hostnames: Iterable[str],
         read: Mapping[str, HostnameRead] | None = None,
         record: AgentRecord | None = None,
+        prefetched: Prefetched | None = None,
     ) -> Refreshed | None:
         """Resolve ``hostnames`` and write their documents and state; ``read`` holds what they resolve from if
-        the caller just read it in its transaction, and ``record`` an agent record read there too (no need to read
-        either again). None when there is nothing to refresh. The caller touches the targets, then ``finish``es.
+        the caller just read it in its transaction, ``record`` an agent record and ``prefetched`` documents and
+        the catalog read there too (no need to read any again). None when there is nothing to refresh. The caller
+        touches the targets, then ``finish``es.
         """
         names = sorted(set(hostnames))
         if not names:
             return None
         if read is None or not all(h in read for h in names):
-            read = await read_hostnames(self._redis, self._keys, names)
+            read, prefetched = await read_hostnames(self._redis, self._keys, names), None
         while True:
-            outcome = await self._resolve(names, read, record)
+            outcome, catalog = await self._resolve(names, read, record, prefetched)
             if not outcome.writes_anything() or await self._write(names, read, outcome):
-                return Refreshed(names, read, outcome)
+                return Refreshed(names, read, outcome, catalog)
             TX_RETRIES.labels("refresh").inc()
-            # Something changed since the read: read it all again, agents too.
-            read, record = await read_hostnames(self._redis, self._keys, names), None
+            # Something changed since the read: read it all again, agents, documents and catalog too.
+            read, record, prefetched = await read_hostnames(self._redis, self._keys, names), None, None
 
     async def finish(self, refreshed: Refreshed) -> None:
         """After the targets were touched: drop the pending targets and the marks (see ``_finish``)."""
         await self._finish(refreshed.names, refreshed.read, refreshed.outcome)
 
     async def _resolve(
-        self, names: list[str], read: Mapping[str, HostnameRead], record: AgentRecord | None
-    ) -> _Outcome:
+        self,
+        names: list[str],
+        read: Mapping[str, HostnameRead],
+        record: AgentRecord | None,
+        prefetched: Prefetched | None,
+    ) -> tuple[_Outcome, AccessCatalog]:
         per_host = {h: decode_hash(read[h].claims) for h in names}
         previous = {h: _decode_state(read[h].state) for h in names}
         wanted = {c.agent_id for host in per_host.values() for c in host.claims if c.agent_id}
@@ -178,14 +208,18 @@ class Refresher:
                 known[record.agent_id] = view
         # The documents these hostnames had and most likely have again (a rule's document is named after its
         # hostname, or after it and a path, as before), read with the agents and the Access catalog: one wait.
-        likely = sorted(set(names).union(*(state.docs for state in previous.values())))
-        viewed, catalog, likely_raws = await asyncio.gather(
-            agent_views(self._redis, self._keys, wanted),
-            self._access.catalog(),
-            self._redis.mget([self._keys.rule(n) for n in likely]),
-        )
+        fetched: dict[str, Any] = dict(prefetched.docs) if prefetched is not None else {}
+        likely = sorted(set(names).union(*(state.docs for state in previous.values())) - fetched.keys())
+        if prefetched is not None and not wanted and not likely:  # everything at hand (a lone change): no wait
+            viewed, catalog, likely_raws = {}, self._access.decode_catalog(*prefetched.catalog), []
+        else:
+            viewed, catalog, likely_raws = await asyncio.gather(
+                agent_views(self._redis, self._keys, wanted),
+                self._catalog(prefetched),
+                self._redis.mget([self._keys.rule(n) for n in likely]) if likely else _nothing(),
+            )
         agents = {**viewed, **known}
-        fetched = dict(zip(likely, likely_raws, strict=True))
+        fetched.update(zip(likely, likely_raws, strict=True))
         outcome = _Outcome()
         all_docs: dict[str, RuleRecord] = {}
         held: dict[str, str] = {}  # document -> the label (or "held back") of an Access error
@@ -239,7 +273,12 @@ class Refresher:
                 outcome.doc_names.append(name)
                 outcome.doc_expected.append(raw_bytes(raw) or b"")
                 outcome.doc_writes.append(write)
-        return outcome
+        return outcome, catalog
+
+    async def _catalog(self, prefetched: Prefetched | None) -> AccessCatalog:
+        if prefetched is None:
+            return await self._access.catalog()
+        return self._access.decode_catalog(*prefetched.catalog)
 
     async def _write(self, names: list[str], read: Mapping[str, HostnameRead], outcome: _Outcome) -> bool:
         hosts = [
@@ -257,6 +296,10 @@ class Refresher:
             return
         hosts = [HostnameFinish(h, read[h].score, read[h].claims, outcome.written[h], outcome.final[h]) for h in todo]
         await finish_refresh(self._redis, self._keys, hosts)
+
+
+async def _nothing() -> list[Any]:
+    return []
 
 
 def _decode_state(raw: bytes | None) -> HostnameState:

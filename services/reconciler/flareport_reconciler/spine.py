@@ -69,7 +69,8 @@ from flareport_reconciler.emit import Emitter
 from flareport_reconciler.inventory import InventoryEvent
 from flareport_reconciler.planner import Planner, now_ms
 from flareport_reconciler.records import apply_result, record_contact
-from flareport_reconciler.refresh import HostnameRead, Refresher
+from flareport_reconciler.refresh import HostnameRead, Prefetched, Refresher
+from flareport_reconciler.resolution import AccessCatalog
 from flareport_reconciler.targets import Target
 
 log = structlog.get_logger("flareport.reconciler")
@@ -120,21 +121,29 @@ class Spine:
         marks: Mapping[str, int],
         read: Mapping[str, HostnameRead] | None = None,
         record: AgentRecord | None = None,
+        prefetched: Prefetched | None = None,
     ) -> None:
         """Refresh the marked hostnames, touch the targets whose part changed, then finish (clear the marks).
-        ``read`` and ``record`` are what the source step already read in its transaction."""
-        refreshed = await self.refresher.refresh(marks, read, record)
+        ``read``, ``record`` and ``prefetched`` are what the source step already read in its transaction."""
+        refreshed = await self.refresher.refresh(marks, read, record, prefetched)
         if refreshed is None:
             return
-        await self.touch(refreshed.touch, force=refreshed.force, weight=len(marks))
+        await self.touch(refreshed.touch, force=refreshed.force, weight=len(marks), catalog=refreshed.catalog)
         await self.refresher.finish(refreshed)
 
     async def touch(
-        self, targets: Iterable[Target], *, force: bool | AbstractSet[Target] = False, weight: int = 1
+        self,
+        targets: Iterable[Target],
+        *,
+        force: bool | AbstractSet[Target] = False,
+        weight: int = 1,
+        catalog: AccessCatalog | None = None,
     ) -> None:
         """Targets a change of ``weight`` hostnames may affect: plan each at once, at the end of its window, or
         fold the change into its next job. A forced target (``force=True``: all of them) taken sends a job even
-        if its desired version is unchanged."""
+        if its desired version is unchanged. ``catalog``: the Access catalog the change was just resolved with,
+        for the plans made now (a change of it reconciles everything again, so one read milliseconds ago is as
+        good as a new one)."""
         ordered = sorted(set(targets))
         if not ordered:
             return
@@ -152,7 +161,7 @@ class Spine:
             else:
                 # One after the other: planned side by side, the second plan's reads delay the first job (measured:
                 # the first job later by about 1 ms, the second no sooner).
-                await self.plan(target, token)
+                await self.plan(target, token, catalog)
 
     def _plan_later(self, target: Target, token: str, delay_ms: int) -> None:
         """Plan a held target when its window ends, in the background: the message that brought the change is
@@ -202,10 +211,11 @@ class Spine:
         if tasks:
             await asyncio.gather(*tasks, return_exceptions=True)
 
-    async def plan(self, target: Target, token: str) -> None:
+    async def plan(self, target: Target, token: str, catalog: AccessCatalog | None = None) -> None:
         """Plan a target this caller holds (``token``) and commit its job, until no change is pending."""
         while True:
-            built = await self.planner.build(target)
+            built = await self.planner.build(target, catalog)
+            catalog = None  # a pending change planned again reads it again
             job = jobtrace.attach(built.job) if built.job is not None else None
             payload = encode(job)[FIELD] if job is not None else b""
             job_id = job.id if job is not None else ""
@@ -251,7 +261,7 @@ class Spine:
             return
         if not applied.marks:
             IGNORED.labels("stale_or_duplicate").inc(len(events))
-        await self.converge(applied.marks, applied.read, record)
+        await self.converge(applied.marks, applied.read, record, applied.prefetched)
         if seen is not None:
             # After the plan, off the way of the change to its job: contact moves the agent's last-seen time and
             # brings an offline agent back, and resolution reads neither (``agents.view_of``).
