@@ -147,6 +147,7 @@ class Agent:
         self.poll_wait_seconds = self.tuning.poll_wait_seconds or 25.0
         self.health_port: int | None = None
         self.stopped = asyncio.Event()
+        self._seq_moved = asyncio.Event()  # set when the master accepted events: ``_flush_state`` has work
         self._tasks: set[asyncio.Task[Any]] = set()
         self._tunnel_lock = asyncio.Lock()
         self.tunnel_cache = TunnelStateCache()  # what heartbeats report, read again only after a change
@@ -355,12 +356,18 @@ class Agent:
     def _accepted(self, last_seq: int) -> None:
         # Kept in memory and saved by ``_flush_state`` now and then: an fsync per batch would stall the event loop
         # under a burst, and the number is only a hint (registration returns the master's authoritative one).
-        self.state.last_seq = max(self.state.last_seq, last_seq)
+        if last_seq > self.state.last_seq:
+            self.state.last_seq = last_seq
+            self._seq_moved.set()
 
     async def _flush_state(self) -> None:
+        """Save the accepted sequence number at most every ``state_flush_seconds``, and only after it moved: an
+        idle agent has no timer here (it woke every 10 s to find nothing to save)."""
         saved = self.state.last_seq
         while True:
-            await asyncio.sleep(self.tuning.state_flush_seconds)
+            await self._seq_moved.wait()
+            await asyncio.sleep(self.tuning.state_flush_seconds)  # what else is accepted meanwhile goes in this save
+            self._seq_moved.clear()
             if self.state.last_seq != saved:
                 saved = self.state.last_seq
                 await asyncio.to_thread(self.save_state)

@@ -19,6 +19,8 @@ from flareport_common import protocol
 from flareport_common.messages.commands import CommandMessage
 
 R = TypeVar("R")
+# How long an idle connection to the master is kept for the next request (see ``_http``).
+KEEPALIVE_SECONDS = 60.0
 
 
 class MasterError(Exception):
@@ -86,7 +88,13 @@ class MasterClient:
 
     def _http(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
-            self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None, sock_connect=10))
+            # An idle connection is kept longer than the heartbeat interval (15 s): with aiohttp's default of 15 s it
+            # expired just before each heartbeat, which then paid a new TCP connection here and in the API. Kept below
+            # the API's own keep-alive (aiohttp's server: 75 s), so the client is the one that closes it.
+            connector = aiohttp.TCPConnector(keepalive_timeout=KEEPALIVE_SECONDS)
+            self._session = aiohttp.ClientSession(
+                connector=connector, timeout=aiohttp.ClientTimeout(total=None, sock_connect=10)
+            )
         return self._session
 
     def _agent_path(self, suffix: str) -> str:
