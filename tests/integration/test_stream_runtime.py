@@ -495,3 +495,27 @@ async def test_an_idle_consumer_reclaims_less_often_yet_takes_over_a_dead_consum
 
 async def _positive(count: Awaitable[int]) -> bool:
     return await count > 0
+
+
+async def test_a_consumer_whose_handlers_finished_keeps_no_timer_until_the_next_read(
+    redis: aioredis.Redis, prefix: str
+) -> None:
+    # Keep-alive every second; reclaims and the read's block a minute away. Once the message is handled, nothing
+    # should wake the idle consumer within the next few seconds (the keep-alive woke once more, to find nothing).
+    config = make_config(prefix, claim_idle_ms=3_000, claim_interval_s=60.0, block_ms=60_000)
+    handled: list[int] = []
+
+    async def handle(message: Work, delivery: Delivery) -> None:
+        handled.append(message.n)
+
+    loop = asyncio.get_running_loop()
+
+    async def done() -> bool:
+        return bool(handled) and await pending_count(redis, config) == 0
+
+    async with running(consumer(redis, config, handle)):
+        await Producer(redis).send(config.stream, Work(n=1))
+        await wait_for(done, timeout=10, what="the message handled and acknowledged")
+        soon = loop.time() + 5.0
+        scheduled = [h for h in loop._scheduled if not h.cancelled() and h.when() < soon]  # type: ignore[attr-defined]
+        assert not scheduled, f"nothing should wake the idle consumer within 5 s: {scheduled}"

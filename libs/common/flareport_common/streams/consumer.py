@@ -147,6 +147,8 @@ class StreamConsumer(Generic[M]):
         self._ack_done: asyncio.Future[None] | None = None
         self._flushes: set[asyncio.Task[None]] = set()
         self._busy = asyncio.Event()  # set while handlers run: the keep-alive timer sleeps otherwise
+        self._idle = asyncio.Event()  # set while none runs: ends the keep-alive's wait early (see there)
+        self._idle.set()
         self._m_acked = STREAM_MESSAGES.labels(*self._labels, "acked")
         self._m_inflight = STREAM_INFLIGHT.labels(*self._labels)
         self._m_seconds = STREAM_HANDLER_SECONDS.labels(*self._labels)
@@ -287,6 +289,7 @@ class StreamConsumer(Generic[M]):
         task = asyncio.create_task(self._process(entry_id, fields, deliveries), name=f"stream-msg-{entry_id}")
         self._tasks[task] = entry_id
         self._busy.set()
+        self._idle.clear()
         self._m_inflight.inc()
         task.add_done_callback(self._task_done)
 
@@ -294,6 +297,7 @@ class StreamConsumer(Generic[M]):
         self._tasks.pop(task, None)
         if not self._tasks:
             self._busy.clear()
+            self._idle.set()
         self._m_inflight.dec()
         if not task.cancelled() and task.exception() is not None:
             self._log.error("stream.task_crashed", error=repr(task.exception()))
@@ -441,7 +445,13 @@ class StreamConsumer(Generic[M]):
         interval = max(self.config.claim_idle_ms / 3000, 0.05)
         while True:
             await self._busy.wait()
-            await asyncio.sleep(interval)
+            # Handlers that all finish within the interval leave nothing to keep fresh: the wait ends with them, in
+            # their wake-up, instead of waking the idle process once more when the interval ends (an idle
+            # reconciler did so after every heartbeat it handled).
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(interval):
+                    await self._idle.wait()
+                    continue
             ids = list(self._tasks.values())
             if not ids:
                 continue
