@@ -15,7 +15,8 @@ Agent keys and enrolments do not wait for this: the API has a replica acknowledg
 (``REDIS_WAIT_REPLICAS``).
 
 How a failover is noticed: the data set's replication id (``INFO replication`` ``master_replid``) changes whenever a
-replica is promoted or Redis restarts. Every replica of the reconciler reads it every 10 s and, when it
+replica is promoted or Redis restarts. Every replica of the reconciler reads it every 10 s (``Watch``: in the
+wake-up of its stream reading when that comes first) and, when it
 differs from the id it last swapped (or once a minute anyway), swaps it into ``Keys.redis_history`` with ``SET ...
 GET``; the one that finds an older id there does the healing, once (if it fails half way, it puts the older id back
 for the next check). An unchanged id costs one read: an idle reconciler makes no writes. A first start (no id stored
@@ -27,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import time
 
 import structlog
@@ -48,6 +50,10 @@ CHECK_ERRORS = Counter("flareport_reconciler_redis_history_errors_total", "Faile
 # A failover also breaks every connection, which the stream consumers survive on their own; this only bounds how
 # long the agents wait to be asked for the inventories it may have lost.
 CHECK_INTERVAL_SECONDS = 10.0
+# The stream reading's longest sleep is this much shorter than the check interval (service.py): its wake-ups come
+# from Redis ending a blocked read, up to 100 ms late (Redis' hz 10), so with equal periods this check's own timer
+# would always fire first and wake the replica a second time.
+SHARED_WAKE_MARGIN_S = 0.5
 # An unchanged id is swapped in again this often anyway: a replica whose healing failed half way put the older id
 # back, and another replica that had already seen the new id must notice that too.
 CONFIRM_SECONDS = 60.0
@@ -91,18 +97,48 @@ async def _heal(reconciler: Reconciler, previous: str, current: str) -> None:
     HEALED.inc()
 
 
-async def watch(reconciler: Reconciler, stopping: asyncio.Event, interval: float = CHECK_INTERVAL_SECONDS) -> None:
-    """Check until ``stopping`` is set; an error (Redis unreachable mid-failover) only waits for the next check."""
-    swapped: str | None = None  # the id this replica last swapped in successfully
-    swapped_at = 0.0
-    while not stopping.is_set():
-        try:
-            replid = await replication_id(reconciler)
-            if replid is not None and (replid != swapped or time.monotonic() - swapped_at >= CONFIRM_SECONDS):
-                await check(reconciler, replid)
-                swapped, swapped_at = replid, time.monotonic()
-        except Exception as exc:  # the next check retries; healing is idempotent
-            CHECK_ERRORS.inc()
-            log.warning("failover.check_failed", error=repr(exc))
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stopping.wait(), timeout=interval)
+class Watch:
+    """Checks at most ``interval`` apart, on its own timer or earlier: ``awake`` is told when another loop of the
+    process (the stream reading, ``ConsumerSet.share_wakes``) is awake anyway, and a check that would fall due before
+    that loop wakes again runs now instead. An idle reconciler then makes its check in the wake-up of its stream
+    reading (every 9.5 s: ``SHARED_WAKE_MARGIN_S``), not in one of its own (it woke for it every 10 s too: a third
+    of its idle wake-ups). The own timer still runs a check ``interval`` after the last one, whatever happens."""
+
+    def __init__(self, reconciler: Reconciler, interval: float = CHECK_INTERVAL_SECONDS) -> None:
+        self._reconciler = reconciler
+        self.interval = interval
+        self._wake = asyncio.Event()  # a check due now (early), or stop
+        self._stopping = False
+        self._last = -math.inf  # when the last check began (monotonic)
+        self.checks = 0
+
+    def awake(self, sleeps_s: float) -> None:
+        """Another loop is awake and will sleep up to ``sleeps_s``: check now if the next check falls due before it
+        wakes again. The stream reading sleeps at most until its next reclaim pass, so a busy replica checks at most
+        once per pass (every 5 s), an idle one once per pass of 10 s, in the pass's wake-up."""
+        if self._last + self.interval <= time.monotonic() + sleeps_s:
+            self._wake.set()
+
+    def stop(self) -> None:
+        self._stopping = True
+        self._wake.set()
+
+    async def run(self) -> None:
+        """Check until ``stop()``; an error (Redis unreachable mid-failover) only waits for the next check."""
+        swapped: str | None = None  # the id this replica last swapped in successfully
+        swapped_at = 0.0
+        while not self._stopping:
+            self._wake.clear()
+            self._last = time.monotonic()
+            self.checks += 1
+            try:
+                replid = await replication_id(self._reconciler)
+                if replid is not None and (replid != swapped or time.monotonic() - swapped_at >= CONFIRM_SECONDS):
+                    await check(self._reconciler, replid)
+                    swapped, swapped_at = replid, time.monotonic()
+            except Exception as exc:  # the next check retries; healing is idempotent
+                CHECK_ERRORS.inc()
+                log.warning("failover.check_failed", error=repr(exc))
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(max(0.0, self._last + self.interval - time.monotonic())):
+                    await self._wake.wait()

@@ -37,12 +37,14 @@ async def serve(settings: ReconcilerSettings) -> int:
     runner = await start_health_server("0.0.0.0", settings.health_port, redis_ready, check="redis")
     log.info("reconciler.started", health_port=settings.health_port)
     # Heals what a Redis failover or restart lost (flareport_reconciler.failover); stops with the replica.
-    stopping = asyncio.Event()
-    healer = asyncio.create_task(failover.watch(replica.reconciler, stopping), name="failover-watch")
+    # Its checks share the stream reading's wake-ups: an idle replica wakes once per 10 s for both.
+    watch = failover.Watch(replica.reconciler)
+    replica.reading.share_wakes(watch.awake)
+    healer = asyncio.create_task(watch.run(), name="failover-watch")
     try:
         await replica.run()
     finally:
-        stopping.set()
+        watch.stop()
         await healer
         await runner.cleanup()
         await redis.aclose()

@@ -21,6 +21,7 @@ from flareport_common.settings import ReconcilerSettings
 from flareport_common.streams import ConsumerConfig, ConsumerSet, StreamConsumer
 from flareport_reconciler.agents import PolicyDefaults, configure_policy
 from flareport_reconciler.background import Background
+from flareport_reconciler.failover import CHECK_INTERVAL_SECONDS, SHARED_WAKE_MARGIN_S
 from flareport_reconciler.handlers import Reconciler
 
 # Handlers waiting on their agent's batch are cheap; many in flight make an agent's burst a few large batches.
@@ -50,6 +51,9 @@ class Replica:
                 count=min(concurrency, 100),
                 claim_idle_ms=idle_ms,
                 claim_interval_s=max(min(idle_ms / 2000, 5.0), 0.1),
+                # A little more often than the Redis history check falls due: that check runs in these wake-ups
+                # instead of waking the replica on a timer of its own (failover.Watch).
+                claim_interval_max_s=min(idle_ms / 3000, CHECK_INTERVAL_SECONDS - SHARED_WAKE_MARGIN_S),
                 metrics_label=label,
             )
 

@@ -25,7 +25,7 @@ import contextlib
 import inspect
 import math
 import time
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import redis.asyncio as aioredis
@@ -84,11 +84,19 @@ class ConsumerSet:
         self._claim_most = max(self._claim_base, min(c.longest_claim_interval_s for c in configs))
         self._claim_every = self._claim_base  # the reclaim interval now: longer while reclaims find nothing
         self._read_margin_s = read_timeout_s(self._redis)
+        self._wake_hooks: list[Callable[[float], None]] = []
         self._log = log.bind(streams=[c.metrics_label or c.stream for c in configs], group=self._group)
 
     def stop(self) -> None:
         """Stop reading; ``run()`` returns once in-flight handlers finished or their grace period ran out."""
         self._stopping.set()
+
+    def share_wakes(self, hook: Callable[[float], None]) -> None:
+        """Call ``hook(seconds)`` before each blocking read, with the longest the read may block: periodic work of
+        the process that falls due before then can start now, in this wake-up, rather than wake the process again
+        on a timer of its own (an idle process wakes for its streams every claim interval anyway). The hook must
+        only look and schedule (set an event), never wait: the read is not sent before it returns."""
+        self._wake_hooks.append(hook)
 
     async def run(self) -> None:
         backoff = Backoff()
@@ -112,7 +120,10 @@ class ConsumerSet:
                         await c._trim_if_due()
                     # Block until the next reclaim is due: an idle set wakes once per claim interval.
                     until_claim = int((next_claim - time.monotonic()) * 1000)
-                    if await self._read_new(max(1, min(self._block_ms, until_claim))):
+                    block_ms = max(1, min(self._block_ms, until_claim))
+                    for hook in self._wake_hooks:
+                        hook(block_ms / 1000)
+                    if await self._read_new(block_ms):
                         # The streams are busy again: so may their other consumers be, and one of them may die.
                         self._claim_every = self._claim_base
                         next_claim = min(next_claim, time.monotonic() + self._claim_every)
