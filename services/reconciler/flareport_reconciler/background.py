@@ -75,6 +75,9 @@ class Background:
         # The earliest end of a grace period written here since the last pass began (epoch seconds): its probe may
         # have read Redis before that write committed.
         self._wake_at = math.inf
+        # When the sleep under way ends (epoch seconds) if nothing is known to fall due before it (an idle pass), else
+        # None: see ``awake``.
+        self._idle_until: float | None = None
         spine.claims.on_deletion = self.wake_at
 
     def stop(self) -> None:
@@ -85,6 +88,15 @@ class Background:
         """A grace period written here ends at ``at`` (epoch seconds): pass then, if the loop would wait longer."""
         if at < self._wake_at:
             self._wake_at = at
+            self._woken.set()
+
+    def awake(self, sleeps_s: float) -> None:
+        """The stream reading (``ConsumerSet.share_wakes``) is awake and sleeps up to ``sleeps_s``: an idle pass that
+        would fall due before it wakes again runs now, in this wake-up, rather than wake the replica on its own
+        timer (an idle replica passed every 16 s in a wake-up of its own). A pass timed for a known item keeps its
+        time: sooner, the item would not be due yet."""
+        if self._idle_until is not None and time.time() + sleeps_s >= self._idle_until:
+            self._wake_at = -math.inf  # still no sooner than a sweep interval after the last pass (``_sleep``)
             self._woken.set()
 
     async def run(self) -> None:
@@ -101,20 +113,26 @@ class Background:
                 await self._guard("drift", self.drift_check())
                 next_drift = time.monotonic() + settings.drift_check_seconds
             timers = min(next_prune, next_drift) - time.monotonic()
-            await self._sleep(self.wait_after(due, time.time(), timers))
+            wait = self.wait_after(due, time.time(), timers)
+            await self._sleep(wait, idle=wait >= settings.sweep_interval_seconds * IDLE_PASSES)
 
-    async def _sleep(self, seconds: float) -> None:
+    async def _sleep(self, seconds: float, *, idle: bool = False) -> None:
         """Wait ``seconds``, or less when ``wake_at`` names an earlier time (never less than a sweep interval
-        after the pass: a burst of changes does not make a pass each)."""
+        after the pass: a burst of changes does not make a pass each). ``idle``: nothing is known to fall due
+        before, so ``awake`` may end the wait early."""
         floor = time.time() + self.r.settings.sweep_interval_seconds
         end = time.time() + seconds
-        while not self._stopping.is_set():
-            self._woken.clear()
-            left = max(min(end, self._wake_at), floor) - time.time()
-            if left <= 0:
-                return
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._woken.wait(), timeout=left)
+        self._idle_until = end if idle else None
+        try:
+            while not self._stopping.is_set():
+                self._woken.clear()
+                left = max(min(end, self._wake_at), floor) - time.time()
+                if left <= 0:
+                    return
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._woken.wait(), timeout=left)
+        finally:
+            self._idle_until = None
 
     def wait_after(self, due: Due | None, now: float, timers: float) -> float:
         """Seconds until the next pass: when the earliest known item falls due (or the prune or drift timer

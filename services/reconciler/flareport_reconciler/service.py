@@ -68,6 +68,8 @@ class Replica:
             redis, config(self.keys.cf_results, "cf-results", RESULTS_CONCURRENCY), CfResultMessage, r.on_result
         )
         self.reading = ConsumerSet(self.consumers)
+        # An idle background pass runs in the reading's wake-ups instead of on a timer of its own.
+        self.reading.share_wakes(self.background.awake)
 
     @property
     def consumers(

@@ -1,5 +1,6 @@
-"""The Redis history check shares the stream reading's wake-ups (issue 23: idle must be idle): an idle replica
-checks in the wake-up of its reclaim pass instead of on a timer of its own, yet never less often than its interval."""
+"""The Redis history check and the idle background pass share the stream reading's wake-ups (issue 23: idle must be
+idle): an idle replica does them in the wake-up of its reclaim pass instead of on timers of their own, yet never less
+often than their intervals."""
 
 from __future__ import annotations
 
@@ -11,10 +12,13 @@ from typing import Any, cast
 import pytest
 import redis.asyncio as aioredis
 
+from flareport_cli.localredis import LocalRedis
 from flareport_common.streams import ConsumerConfig, ConsumerSet, Delivery, StreamConsumer
 from flareport_reconciler import failover
 from flareport_reconciler.handlers import Reconciler
+from flareport_reconciler.service import Replica
 from fptest.messages import Work
+from fptest.reconciler_harness import reconciler_settings
 from fptest.waiting import wait_for
 
 
@@ -81,3 +85,33 @@ async def test_without_another_loop_the_watch_checks_every_interval(monkeypatch:
         await asyncio.wait_for(task, timeout=5)
     gaps = [b - a for a, b in itertools.pairwise(checks)]
     assert all(0.09 <= gap <= 0.2 for gap in gaps), f"one check per interval: {gaps}"
+
+
+async def test_an_idle_replicas_background_passes_run_in_its_reading_wake_ups(
+    redis_server: LocalRedis, redis: aioredis.Redis, prefix: str
+) -> None:
+    # Reading wakes about every 0.75 s (claim interval); an idle background pass is due 8 sweep intervals (1.2 s)
+    # after the last: between one and two of the reading's sleeps, as the reconciler's 9.5 s and 16 s.
+    settings = reconciler_settings(redis_server.url, prefix, claim_idle_seconds=1.5, sweep_interval_seconds=0.15)
+    replica = Replica(redis, settings, "r1")
+    passes: list[float] = []
+    wakes: list[float] = []
+    pass_once = replica.background.pass_once
+
+    async def recorded() -> Any:
+        passes.append(time.monotonic())
+        return await pass_once()
+
+    replica.background.pass_once = recorded  # type: ignore[method-assign]
+    replica.reading.share_wakes(lambda sleeps_s: wakes.append(time.monotonic()))
+    task = asyncio.create_task(replica.run())
+    try:
+        await wait_for(lambda: _at_least(passes, 8), timeout=30, what="eight background passes")
+    finally:
+        replica.stop()
+        await asyncio.wait_for(task, timeout=15)
+    steady = passes[3:]  # once the reading's interval has grown to its longest
+    gaps = [b - a for a, b in itertools.pairwise(steady)]
+    assert max(gaps) <= 1.2 + 0.1, f"idle passes stay at most 8 sweep intervals apart: {gaps}"
+    own = [p for p in steady if not any(0 <= p - w <= 0.02 for w in wakes)]
+    assert not own, f"{len(own)} of {len(steady)} idle passes woke on their own timer instead of the reading's"
