@@ -25,9 +25,9 @@ Why it looks the way it does:
   timeout is stretched by the block, or a read that outlived it would be dropped as a timeout and its connection
   made again), ``stop()`` interrupts it at once, and the keep-alive timer runs only while handlers do. A reclaim
   that walked the whole pending list and found nothing doubles the wait to the next one, up to
-  ``claim_interval_max_s``; a reclaim that found something, or new entries read, bring it back to
-  ``claim_interval_s``. So an idle consumer makes one XAUTOCLAIM and one XREADGROUP per ``claim_interval_max_s``
-  (by default a third of ``claim_idle_ms``: 10 s of 30 s), and a dead consumer's message is taken over at most
+  ``claim_interval_max_s``; a reclaim that found something brings it back to ``claim_interval_s`` (new entries
+  read do not). So an idle consumer makes one XAUTOCLAIM and one XREADGROUP per ``claim_interval_max_s`` (by
+  default a third of ``claim_idle_ms``: 10 s of 30 s), and a dead consumer's message is taken over at most
   ``claim_idle_ms + claim_interval_max_s`` after it was delivered or last kept fresh (40 s of 30 s).
 * The read loop itself is ``streams.consumerset``: several consumers of one group (the reconciler's three streams)
   share one loop, one reclaim round trip and one XREADGROUP, so an idle process wakes as often as with one stream.
