@@ -164,3 +164,33 @@ async def test_an_idle_set_reads_all_its_streams_at_once_yet_takes_over_a_dead_c
 
 async def _positive(count: Awaitable[int]) -> bool:
     return await count > 0
+
+
+async def test_a_full_stream_is_read_again_as_soon_as_a_slot_frees(redis: aioredis.Redis, prefix: str) -> None:
+    """A flood on one stream (one slot, handlers a few milliseconds long) while the others are idle: each freed slot
+    is filled at once. Left out of a read that blocks on the idle streams until the next reclaim, each entry waited
+    out that read (the reconciler's events stream under a flood: a batch per claim interval)."""
+    cfg = configs(prefix, concurrency=1, count=1, block_ms=60_000, claim_interval_s=30.0)
+    handled: list[int] = []
+
+    async def slow(message: Work, delivery: Delivery) -> None:
+        await asyncio.sleep(0.01)  # the handler's own work, not synchronisation
+        handled.append(message.n)
+
+    async def idle(message: Work, delivery: Delivery) -> None:
+        raise AssertionError("nothing is sent to the idle streams")
+
+    consumers = [StreamConsumer(redis, cfg["a"], Work, slow)]
+    consumers += [StreamConsumer(redis, cfg[name], Work, idle) for name in ("b", "c")]
+    reading = ConsumerSet(consumers)
+    producer = Producer(redis)
+    task = asyncio.create_task(reading.run())
+    try:
+        for n in range(10):
+            await producer.send(cfg["a"].stream, Work(n=n))
+        # 10 entries of 10 ms each; waiting out a blocked read per entry would take minutes.
+        await wait_for(lambda: _true(len(handled) == 10), timeout=20, what="the full stream's entries")
+        assert handled == list(range(10))
+    finally:
+        reading.stop()
+        await asyncio.wait_for(task, timeout=15)

@@ -10,7 +10,9 @@ What stays per stream, in its ``StreamConsumer``: handlers and their concurrency
 the keep-alive of running handlers, trimming, metrics, and order (one XREADGROUP answers each stream's entries in
 order, and they are dispatched in that order). A stream whose handler slots are all taken is left out of the read,
 and the read's COUNT (which XREADGROUP applies per stream) is the fewest free slots among the streams read: no
-stream is given more entries than it has room for.
+stream is given more entries than it has room for. While a stream is full the loop waits for one of its slots (at
+most ``SATURATED_WAIT_MS``) and then reads without blocking: a blocking read of the others would leave it unread
+until that read ended, whatever its handlers did meanwhile.
 
 Reclaims are common to the set: one pass claims on every stream, and the wait to the next pass doubles while a pass
 found nothing anywhere, up to the smallest ``claim_interval_max_s`` of the set; a pass that found something brings it
@@ -47,6 +49,9 @@ log = structlog.get_logger("flareport.streams")
 
 # Errors after which Redis is worth trying again (the server restarted, the network blipped, it is loading).
 REDIS_TRANSIENT = (RedisConnectionError, RedisTimeoutError, BusyLoadingError, OSError)
+# The longest the other streams wait while one stream's handler slots are all taken (its handlers stuck): a read
+# of theirs every second then, instead of one blocking read that would leave the full stream unread meanwhile.
+SATURATED_WAIT_MS = 1000
 
 
 class ConsumerSet:
@@ -178,15 +183,22 @@ class ConsumerSet:
     async def _read_new(self, block_ms: int) -> int:
         """Read, on every stream with free handler slots, what fits in them; waits up to ``block_ms`` (for entries,
         or for a slot when none is free) so the loop can reclaim and notice a stop."""
+        full = [c for c in self._consumers if c._free_slots() <= 0]
+        if full:
+            # A stream left out of a blocking read for want of slots would be read again only when that read ends
+            # (up to the claim interval), however soon its handlers finish: under a flood its freed slots sat idle
+            # and its entries waited seconds each. So wait for one of its slots first (handlers take milliseconds;
+            # the other streams wait as long, at most ``SATURATED_WAIT_MS``), then read without blocking.
+            running = [task for c in full for task in c._tasks]
+            wait_s = min(block_ms, SATURATED_WAIT_MS) / 1000
+            await asyncio.wait(running, timeout=wait_s, return_when=asyncio.FIRST_COMPLETED)
         ready = [c for c in self._consumers if c._free_slots() > 0]
         if not ready:
-            running = [task for c in self._consumers for task in c._tasks]
-            await asyncio.wait(running, timeout=block_ms / 1000, return_when=asyncio.FIRST_COMPLETED)
-            ready = [c for c in self._consumers if c._free_slots() > 0]
-            if not ready:
-                return 0
+            return 0
+        # Block only when every stream is in the read.
+        block = block_ms if len(ready) == len(self._consumers) else None
         count = min(min(c.config.count, c._free_slots()) for c in ready)
-        response = await self._unless_stopped(self._blocking_read([c.config.stream for c in ready], count, block_ms))
+        response = await self._unless_stopped(self._blocking_read([c.config.stream for c in ready], count, block))
         read = 0
         for stream, entries in groups.stream_entries(response):
             consumer = self._by_stream[stream]
@@ -195,20 +207,21 @@ class ConsumerSet:
             read += len(entries)
         return read
 
-    async def _blocking_read(self, streams: list[str], count: int, block_ms: int) -> Any:
+    async def _blocking_read(self, streams: list[str], count: int, block_ms: int | None) -> Any:
         """XREADGROUP ... BLOCK on a connection of the pool whose read timeout is stretched by the block: with the
         connections' own timeout (redis-py's default 5 s) a longer block would fail as a timeout, so an idle consumer
         had to read again every few seconds. A dead connection is still noticed: the read gives up its margin after
         the block. Any error or a cancellation drops the connection, as redis-py does, so that no late answer
         reaches another command."""
-        args = ("XREADGROUP", "GROUP", self._group, self._consumer, "COUNT", count, "BLOCK", block_ms, "STREAMS")
+        blocking = ("BLOCK", block_ms) if block_ms is not None else ()  # None: answer at once
+        args = ("XREADGROUP", "GROUP", self._group, self._consumer, "COUNT", count, *blocking, "STREAMS")
         pool = self._redis.connection_pool
         connection = await pool.get_connection()  # type: ignore[no-untyped-call]
         try:
             await connection.send_command(*args, *streams, *([">"] * len(streams)))
             # redis-py's own per-read timeout answers None when it runs out, as an empty read does, and leaves the
             # late answer on the connection: the deadline is kept here instead.
-            async with asyncio.timeout(block_ms / 1000 + self._read_margin_s):
+            async with asyncio.timeout((block_ms or 0) / 1000 + self._read_margin_s):
                 response = await connection.read_response(timeout=math.inf)
         except TimeoutError as exc:
             await connection.disconnect(nowait=True)
