@@ -98,10 +98,14 @@ class ConsumerSet:
         self._stopping.set()
 
     def share_wakes(self, hook: Callable[[float], None]) -> None:
-        """Call ``hook(seconds)`` before each blocking read, with the longest the read may block: periodic work of
-        the process that falls due before then can start now, in this wake-up, rather than wake the process again
-        on a timer of its own (an idle process wakes for its streams every claim interval anyway). The hook must
-        only look and schedule (set an event), never wait: the read is not sent before it returns."""
+        """Call ``hook(seconds)`` before each blocking read that follows an idle one (the set's own wake-up, not one
+        that brought work), with the longest the read may block: periodic work of the process that falls due before
+        then can start now, in this wake-up, rather than wake the process again on a timer of its own (an idle
+        process wakes for its streams every claim interval anyway). Not after a read that brought work: the
+        periodic work would then run beside the work a message brings, on its way to Cloudflare (a single start's
+        control-plane share went from 8 to 16 ms with the reconciler's failover check run there); the hook's owner
+        keeps its own timer for a busy process. The hook must only look and schedule (set an event), never wait:
+        the read is not sent before it returns."""
         self._wake_hooks.append(hook)
 
     async def run(self) -> None:
@@ -109,6 +113,7 @@ class ConsumerSet:
         keepalives = [asyncio.create_task(c._keepalive_loop(), name="stream-keepalive") for c in self._consumers]
         next_claim = 0.0
         first = True
+        idle = True  # the last read brought nothing and nothing runs: the next wake-up is the set's own
         try:
             while not self._stopping.is_set():
                 try:
@@ -127,12 +132,14 @@ class ConsumerSet:
                     # Block until the next reclaim is due: an idle set wakes once per claim interval.
                     until_claim = int((next_claim - time.monotonic()) * 1000)
                     block_ms = max(1, min(self._block_ms, until_claim))
-                    for hook in self._wake_hooks:
-                        hook(block_ms / 1000)
+                    if idle:
+                        for hook in self._wake_hooks:
+                            hook(block_ms / 1000)
                     # New entries read leave the reclaim interval as it is: bringing it back to the base made every
                     # heartbeat of an idle stack cost a reclaim wake-up 5 s later; the takeover bound depends only on
                     # the longest interval, and a reclaim that finds something brings the base back.
-                    await self._read_new(block_ms)
+                    read = await self._read_new(block_ms)
+                    idle = read == 0 and not any(c._tasks for c in self._consumers)
                     backoff.reset()
                 except REDIS_TRANSIENT as exc:
                     await self._on_redis_error(exc, backoff)
