@@ -73,9 +73,10 @@ ALLOWED_TRANSACTIONS: dict[str, tuple[frozenset[str], str]] = {
         frozenset({
             "claims:*", "dirty-hostnames", "hostname:*", "pending-deletions", "{agent:*}:container:*",
             "{agent:*}:containers", "{agent:*}:hostnames", "{agent:*}:snapshot", "{target:*}:hostnames",
-            "reconciler:manual-claims",
+            "reconciler:manual-claims", "rule:*", "access-groups", "access-facts",
         }),
-        MANY + ", the agent's inventory and the targets' hostname sets, in one WATCHed transaction",
+        MANY + ", the agent's inventory and the targets' hostname sets, in one WATCHed transaction; it also reads "
+        "the hostnames' rule documents and the Access catalog for the refresh that follows (refresh.queue_prefetch)",
     ),
     "tunnel observed": (
         frozenset({"cf:created-tunnels", "{target:*}:observed"}),
