@@ -19,21 +19,14 @@ from flareport_common.streams.codec import encode
 from fptest.messages import Work
 from fptest.waiting import wait_for
 
+from .test_stream_runtime import make_config
+
 STREAMS = ("a", "b", "c")
 
 
 def configs(prefix: str, **overrides: Any) -> dict[str, ConsumerConfig]:
-    settings: dict[str, Any] = {
-        "group": "workers",
-        "consumer": "c1",
-        "dead_letter_stream": f"{prefix}dead",
-        "block_ms": 50,
-        "claim_idle_ms": 60_000,
-        "claim_interval_s": 0.05,
-        "max_deliveries": 3,
-    }
-    settings.update(overrides)
-    return {name: ConsumerConfig(stream=f"{prefix}{name}", metrics_label=name, **settings) for name in STREAMS}
+    """One consumer's settings per stream, as the single-stream tests' (``make_config``)."""
+    return {name: make_config(prefix, stream=f"{prefix}{name}", metrics_label=name, **overrides) for name in STREAMS}
 
 
 async def _true(value: bool) -> bool:
