@@ -183,10 +183,11 @@ class Coalescer:
         return Committed(int(await self._commit(keys=keys, args=args)))
 
     async def result(
-        self, target: str, job_id: str, ok: bool, token: str, now_ms: int, *, pressure: int = 1
+        self, target: str, job_id: str, ok: bool, token: str, now_ms: int, *, pressure: int = 1, writes: int = 1
     ) -> ResultOutcome:
+        """``writes``: the Cloudflare writes the job made; its window grows with its duration per write."""
         w = self.window
-        args: list[Any] = [job_id, "1" if ok else "0", now_ms, token, target, w.base_ms, w.max_ms, pressure]
+        args: list[Any] = [job_id, "1" if ok else "0", now_ms, token, target, w.base_ms, w.max_ms, pressure, writes]
         code, members, delay = await self._result(keys=self._mark_keys(target), args=args)
         answer = Answered(int(code))
         return ResultOutcome(

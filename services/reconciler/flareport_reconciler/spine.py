@@ -325,7 +325,7 @@ class Spine:
         occurred_ms = int(message.occurred_at.timestamp() * 1000)
         pressure = self.budget.pressure()
         outcome = await self.coalescer.result(
-            message.target, message.job_id, message.ok, token, occurred_ms, pressure=pressure
+            message.target, message.job_id, message.ok, token, occurred_ms, pressure=pressure, writes=message.writes
         )
         if not outcome.current:
             return

@@ -189,6 +189,19 @@ async def test_a_pending_change_after_a_result_waits_for_the_window_and_a_slow_j
     assert await co.overdue(1_400 + 2_000, 10) == [T]
 
 
+async def test_a_large_job_of_many_writes_widens_the_window_by_its_time_per_write_only(
+    redis: aioredis.Redis, keys: Keys
+) -> None:
+    co = Coalescer(redis, keys, window=WINDOW)
+    assert await co.mark(T, "p1", 1_000) == 0
+    assert await co.commit(T, "p1", "job1", "v1", b"{}", b"[]", 1_000) == Committed.SENT
+    assert await co.mark(T, "p2", 1_100) is None
+    # 2 s for 20 DNS batches is 100 ms per write: Cloudflare answered fast, the job was large. Five times its whole
+    # duration (10 s, the 5 s bound) would hold the hostnames that came meanwhile to save one part-filled batch.
+    outcome = await co.result(T, "job1", True, "p3", 3_000, writes=20)
+    assert (outcome.plan_again, outcome.delay_ms) == (True, 500)
+
+
 async def test_a_held_plan_whose_replica_died_is_overdue_then_taken_over(redis: aioredis.Redis, keys: Keys) -> None:
     co = Coalescer(redis, keys, stale_plan_ms=500, window=WINDOW)
     await _write(co, "p1", "job1", "v1", 1_000, 1_000)

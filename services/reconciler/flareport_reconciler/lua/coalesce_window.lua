@@ -1,7 +1,7 @@
 -- Fragment: a target's coalescing window (flareport_reconciler.coalesce, "The window"): how long after the
 -- target's last write further changes wait, so that they fold into one job at the window's end.
---   w = max(base_ms, DURATION_FACTOR x the last job's duration)   a slow Cloudflare makes every job cost more:
---                                                                  a busy target has a job at Cloudflare at most
+--   w = max(base_ms, DURATION_FACTOR x the last job's duration     a slow Cloudflare makes every job cost more:
+--                    per write, ``last_ms``)                       a busy target has a job at Cloudflare at most
 --                                                                  about a sixth of the time
 --   x heat / HOT when more than HOT jobs were sent lately           a busy target folds more per job
 --   x pressure (1, 2 or 4: the caller's reading of the shared rate budget)

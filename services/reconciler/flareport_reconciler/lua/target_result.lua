@@ -1,5 +1,6 @@
 -- A job's result for a target (flareport_reconciler.coalesce). The job in flight is cleared and the target's
--- write remembered (``done_at``, and the job's duration ``last_ms``, which its window grows with); if a change is
+-- write remembered (``done_at``, and the job's duration per write ``last_ms``, which its window grows with); if a
+-- change is
 -- pending the caller takes the target to plan it again at the end of the window. The last finished job is
 -- remembered (done, done_members): the same result delivered again (its first handler died before updating the
 -- rule statuses) is still applied to the statuses, and nothing else, as long as no later job has been sent.
@@ -11,6 +12,7 @@
 --       token       the caller's plan token, should it have to plan again
 --       target      the target's name, for waiting_key
 --       base_ms, max_ms, pressure   the window's parameters (see coalesce_window)
+--       writes      the Cloudflare writes the job made (its duration is divided by them, at least 1)
 -- Returns {code, the job's members ('' when unknown), delay_ms}, the code one of STALE (neither the job in flight
 -- nor the last finished one: ignore it), FINISHED, PLAN_AGAIN (the caller holds the target and plans it after
 -- delay_ms) or REPEATED (the last finished job's result again: only its statuses apply).
@@ -18,6 +20,7 @@
 local state_key, waiting_key = KEYS[1], KEYS[2]
 local job_id, ok, now_ms, token = ARGV[1], ARGV[2] == '1', tonumber(ARGV[3]), ARGV[4]
 local target, base_ms, max_ms, pressure = ARGV[5], tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8])
+local writes = math.max(1, tonumber(ARGV[9] or '1') or 1)
 local STALE, FINISHED, PLAN_AGAIN, REPEATED = 0, 1, 2, 3
 
 local inflight = redis.call('HGET', state_key, 'inflight')
@@ -34,6 +37,11 @@ local members = redis.call('HGET', state_key, 'members') or ''
 -- The sender's clock and the worker's may differ: a duration outside [0, max_ms] says nothing about Cloudflare.
 local took = now_ms - (tonumber(redis.call('HGET', state_key, 'since') or '') or now_ms)
 took = math.max(0, math.min(took, max_ms))
+-- Per write: the window is there to fold changes into fewer calls. A job of one write (a tunnel's configuration,
+-- a few DNS records) took as long as Cloudflare's answers, and the next change folding into it saves a call. A job
+-- of many writes (thousands of DNS records in full batches) took long because it was large: waiting five times
+-- that after it would save at most one part-filled batch, and hold the hostnames that came meanwhile for seconds.
+took = math.floor(took / writes)
 redis.call('HSET', state_key, 'done', job_id, 'done_members', members, 'done_at', tostring(now_ms),
   'last_ms', tostring(took))
 if not ok then redis.call('HDEL', state_key, 'version') end
