@@ -26,6 +26,7 @@ from collections import Counter
 from collections.abc import Mapping
 from typing import Any, Protocol
 
+import aiohttp
 import cloudflare
 import structlog
 
@@ -160,6 +161,21 @@ def _retry_after(error: cloudflare.APIStatusError) -> float:
         return 5.0
 
 
+def _connection_failure(error: cloudflare.APIConnectionError) -> aiohttp.ClientConnectionError | None:
+    """The aiohttp connection error behind ``error`` that is not a timeout, if there is one.
+
+    The aiohttp transport (``service.make_sdk``) turns every aiohttp connection error (refused, reset, closed,
+    unknown host) into httpx's ConnectTimeout, which the SDK raises as APITimeoutError: without this, an unreachable
+    Cloudflare would be counted and reported as one that is too slow.
+    """
+    cause = error.__cause__
+    while cause is not None:
+        if isinstance(cause, aiohttp.ClientConnectionError) and not isinstance(cause, aiohttp.ServerTimeoutError):
+            return cause
+        cause = cause.__cause__
+    return None
+
+
 class Limiter(Protocol):
     """What a call needs from the rate limit: the shared Redis bucket (``ratelimit.RateLimiter``) in the worker,
     a process-local one in one-shot commands (``flareport doctor``)."""
@@ -228,12 +244,14 @@ class CloudflareApi:
                     raise CfApiError(status, code, message, endpoint, outer=outer) from error
                 CALLS.labels(endpoint, "server_error").inc()
                 reason = f"{endpoint}: {status} [{code}] {message}"
-            except cloudflare.APITimeoutError as error:
-                CALLS.labels(endpoint, "timeout").inc()
-                reason = f"{endpoint}: timed out ({error})"
-            except cloudflare.APIConnectionError as error:
-                CALLS.labels(endpoint, "connection_error").inc()
-                reason = f"{endpoint}: connection error ({error})"
+            except cloudflare.APIConnectionError as error:  # APITimeoutError is one
+                failure = _connection_failure(error)
+                if isinstance(error, cloudflare.APITimeoutError) and failure is None:
+                    CALLS.labels(endpoint, "timeout").inc()
+                    reason = f"{endpoint}: timed out ({error})"
+                else:
+                    CALLS.labels(endpoint, "connection_error").inc()
+                    reason = f"{endpoint}: connection error ({failure or error})"
             else:
                 CALLS.labels(endpoint, "ok").inc()
                 return response if isinstance(response, dict) else {"result": response}
