@@ -17,6 +17,12 @@ Per cell:
   ``cfwatch.Watcher``) and its rule's status ``active`` in the API's read model (polled once the emulator shows all
   of them, every ``STATUS_POLL_SECONDS``: that is the resolution of this part).
 
+Single starts (issue 23: "single start, engine share included"): ``singles`` containers started one at a time
+at 0 ms per call, each after the stack settled and a random pause of up to one engine event tick (Podman's file
+events logger is read every 250 ms, so where a start falls in that tick decides most of its delivery delay;
+the issue's figures randomised start times the same way). Per start: the SDK's start call to the last write
+the hostname needed (``start_to_written_ms``), the engine's share, and the medians of both.
+
 One container is published before the cells (its hostname is not counted): the zone id, the record list and the
 tunnel's configuration are then cached as on a host where Flareport already runs, and every cell starts alike.
 Cells keep their containers running (removing them would make deletion jobs during the next cell); all are
@@ -28,6 +34,8 @@ from __future__ import annotations
 
 import asyncio
 import os
+import random
+import statistics
 import time
 from collections import Counter
 from pathlib import Path
@@ -47,6 +55,9 @@ BEFORE = {
     "flareport": {"0ms": {"calls": 57}, "100ms": {"calls": "32-33", "seconds": 2.85}},
 }
 QUIET_SECONDS = 1.0
+# DockFlare 3.1.2, single start at 0 ms per call, engine included (median of 33 x 3 starts, issue 23).
+DOCKFLARE_SINGLE_MS = 177.0
+ENGINE_TICK_SECONDS = 0.25  # Podman's file events logger: how often a waiting events stream looks for new lines
 STATUS_POLL_SECONDS = 0.02
 
 
@@ -144,11 +155,12 @@ class Runner:
             "engine_s": round(last - first, 3), "after_first_start_s": round(converged - first, 3),
             "after_last_start_s": round(converged - last, 3),
             "cloudflare_done_after_last_start_s": round(written - last, 3),
+            "cloudflare_done_after_first_start_s": round(written - first, 3),
         }  # fmt: skip
 
 
 async def run(
-    stack: BenchStack, workdir: Path, *, counts: list[int], latencies: list[int], within: float
+    stack: BenchStack, workdir: Path, *, counts: list[int], latencies: list[int], within: float, singles: int = 0
 ) -> dict[str, Any]:
     result: dict[str, Any] = {"agent": "real (Podman)", "before": BEFORE, "quiet_s": QUIET_SECONDS, "cells": []}
     host = await asyncio.to_thread(RealHost, stack, workdir)
@@ -164,6 +176,8 @@ async def run(
                 await runner.settle(120)
                 warm = await runner.publish(host, [f"compose-warmup.{ZONE}"], ["fpbench-compose-warmup"], within)
                 result["warmup"] = {k: warm[k] for k in ("calls", "after_first_start_s")}
+                if singles:
+                    result["singles"] = await _singles(runner, host, singles, within)
                 for count in counts:
                     for latency in latencies:
                         result["cells"].append(await _cell(runner, host, count, latency, within))
@@ -192,11 +206,43 @@ async def _cell(runner: Runner, host: RealHost, count: int, latency: int, within
     return cell
 
 
-def main_sync(workdir: Path, *, counts: list[int], latencies: list[int], within: float = 180.0) -> dict[str, Any]:
+async def _singles(runner: Runner, host: RealHost, count: int, within: float) -> dict[str, Any]:
+    """``count`` lone starts at 0 ms per call, each on a settled stack, at a random point of the engine's tick."""
+    runs: list[dict[str, Any]] = []
+    try:
+        await cfwatch.set_latency(runner.session, runner.stack.emulator_url, 0)
+        for n in range(count):
+            await runner.settle(within)
+            # Randomises where the start falls in the engine's tick (not a wait for anything).
+            await asyncio.sleep(random.uniform(0, ENGINE_TICK_SECONDS))
+            cell = await runner.publish(host, [f"single-{n}.{ZONE}"], [f"fpbench-single-{n}"], within)
+            runs.append({
+                "start_to_written_ms": round(cell["cloudflare_done_after_first_start_s"] * 1000, 1),
+                "engine_start_ms": round(cell["engine_s"] * 1000, 1), "calls": cell["calls"],
+            })  # fmt: skip
+    except Exception as exc:  # what was measured stays; the error says why there is no more
+        return {"runs": runs, "error": f"{type(exc).__name__}: {exc}", **_single_medians(runs)}
+    return {"runs": runs, **_single_medians(runs)}
+
+
+def _single_medians(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    if not runs:
+        return {}
+    return {
+        "median_ms": round(statistics.median(r["start_to_written_ms"] for r in runs), 1),
+        "engine_start_median_ms": round(statistics.median(r["engine_start_ms"] for r in runs), 1),
+        "max_calls": max(r["calls"] for r in runs),
+        "dockflare_ms": DOCKFLARE_SINGLE_MS,
+    }
+
+
+def main_sync(
+    workdir: Path, *, counts: list[int], latencies: list[int], within: float = 180.0, singles: int = 0
+) -> dict[str, Any]:
     from flareport_cli.localpodman import podman_available
 
     if not podman_available():
         # Only a real engine's back-to-back starts say anything here: no numbers rather than simulated ones.
         return {"error": "podman and runc are not installed: compose up needs a real engine", "skipped": True}
     with BenchStack(workdir / "stack") as stack:
-        return asyncio.run(run(stack, workdir, counts=counts, latencies=latencies, within=within))
+        return asyncio.run(run(stack, workdir, counts=counts, latencies=latencies, within=within, singles=singles))
