@@ -22,7 +22,7 @@ single calls for that job only: the zone's next change is one batch call again.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -62,6 +62,13 @@ _records = msgspec.json.Decoder(list[DnsRecord])
 Current = dict[str, list[DnsRecord]]
 
 
+def _names_written(raw: Mapping[Any, Any]) -> dict[str, str] | None:
+    """A target's observed hash as record name -> zone id of what it wrote, or None when unknown."""
+    if not raw.get(SYNCED.encode()):
+        return None
+    return {text(k): text(v) for k, v in raw.items() if text(k) != SYNCED}
+
+
 class DnsSync:
     def __init__(
         self,
@@ -83,7 +90,10 @@ class DnsSync:
         self._batch_size = batch_size
         self._refusals = Refusals(redis, keys)
 
-    async def sync(self, job: SyncDnsZone, *, fresh: bool = False) -> Outcome:
+    async def sync(
+        self, job: SyncDnsZone, *, fresh: bool = False, observed: Mapping[Any, Any] | None = None
+    ) -> Outcome:
+        """``observed``: the target's observed hash (the names it wrote) when the caller read it with its lease."""
         zones = await self._zones.knowing(job.zone_name)
         wanted, errors = placed(job.records, job.zone_name, zones)
         for error in errors:
@@ -97,7 +107,7 @@ class DnsSync:
         # the wanted names is claimed: several targets can share one zone, and a record this target cannot
         # prove it wrote may well belong to another. A lost list can leave a stale record behind (still
         # marked, so it can be found); it can never delete someone else's.
-        managed = await self._managed(job.target) or {}
+        managed = (_names_written(observed) if observed is not None else await self._managed(job.target)) or {}
         new_managed: dict[str, str] = {}
         for zone_id in sorted(by_zone):
             names = {n for n, z in managed.items() if z == zone_id}
@@ -126,23 +136,37 @@ class DnsSync:
         # Jobs are leased per target, but another target can write in this zone too (cleaning up what it wrote
         # there in the past), and the zone's observed copy is shared: one writer per zone keeps that copy true.
         zone_target = f"zone-id:{zone_id}"
-        async with self._leases.hold(self._keys.target_lease(zone_target), zone_target, wait=60.0):
-            return await self._sync_zone_locked(zone_id, wanted, names, fresh, prune)
+        lease = self._keys.target_lease(zone_target)
+        # The zone's observed copy and its refused writes are written only under this lease: read in the round
+        # trip that takes it (this is the path of every change to its DNS batch). A fresh sync reads neither.
+        hashes = () if fresh else (self._keys.cf_zone_records(zone_id), self._keys.cf_zone_refused(zone_id))
+        token, read = await self._leases.take_reading(lease, zone_target, wait=60.0, hashes=hashes)
+        async with self._leases.held(lease, token, zone_target):
+            cached = (read[0], read[1]) if read else None
+            return await self._sync_zone_locked(zone_id, wanted, names, fresh, prune, cached)
 
     async def _sync_zone_locked(
-        self, zone_id: str, wanted: list[Wanted], names: set[str], fresh: bool, prune: bool
+        self,
+        zone_id: str,
+        wanted: list[Wanted],
+        names: set[str],
+        fresh: bool,
+        prune: bool,
+        cached: tuple[Mapping[Any, Any], Mapping[Any, Any]] | None = None,
     ) -> tuple[Outcome, set[str]]:
+        """``cached``: the zone's observed records and refused writes, read with its lease (not when fresh)."""
         # A fresh sync (verify_target, the periodic drift check) retries every write refused before.
         if fresh:
             await self._refusals.forget(zone_id)
             refused: dict[str, CfError] = {}
         else:
-            refused = await self._refusals.load(zone_id)
+            refused = await self._refusals.load(zone_id, cached[1] if cached is not None else None)
         refused_now: dict[str, CfError] = {}
         try:
             granted: set[str] = set()
             for attempt in range(3):
-                current = await self._current(zone_id, fresh=fresh or attempt > 0)
+                first = cached[0] if cached is not None and attempt == 0 else None
+                current = await self._current(zone_id, fresh=fresh or attempt > 0, raw=first)
                 plan = plan_dns(current, wanted, self._owner, names, prune=prune)
                 if plan.conflicts:
                     # Only a conflict costs the look at the admin's grants (``flareport rules adopt``).
@@ -187,11 +211,7 @@ class DnsSync:
 
     async def _managed(self, target: str) -> dict[str, str] | None:
         """Record name -> zone id of what this target wrote, or None when unknown."""
-        key = self._keys.target_observed(target)
-        raw: dict[Any, Any] = await self._redis.hgetall(key)
-        if not raw.get(SYNCED.encode()):
-            return None
-        return {text(k): text(v) for k, v in raw.items() if text(k) != SYNCED}
+        return _names_written(await self._redis.hgetall(self._keys.target_observed(target)))
 
     async def _save_managed(self, target: str, names: dict[str, str]) -> None:
         key = self._keys.target_observed(target)
@@ -201,10 +221,13 @@ class DnsSync:
         pipe.hset(key, mapping=fields)
         await pipe.execute()
 
-    async def _current(self, zone_id: str, *, fresh: bool) -> Current:
+    async def _current(self, zone_id: str, *, fresh: bool, raw: Mapping[Any, Any] | None = None) -> Current:
+        """The zone's records: the observed copy (``raw`` when the caller read it with the zone's lease), or
+        Cloudflare's list when ``fresh`` or when there is no complete copy."""
         key = self._keys.cf_zone_records(zone_id)
         if not fresh:
-            raw: dict[Any, Any] = await self._redis.hgetall(key)
+            if raw is None:
+                raw = await self._redis.hgetall(key)
             if raw.get(LOADED.encode()):
                 return {text(k): _records.decode(v) for k, v in raw.items() if text(k) != LOADED}
         listed = await self._api.list_all(RECORDS, per_page=MAX_PER_PAGE, zone_id=zone_id)

@@ -90,9 +90,11 @@ class Refusals:
         self._keys = keys
         self._seconds = seconds
 
-    async def load(self, zone_id: str) -> dict[str, CfError]:
-        """Fingerprint -> error of the zone's writes refused less than ``seconds`` ago."""
-        raw: dict[Any, Any] = await self._redis.hgetall(self._keys.cf_zone_refused(zone_id))
+    async def load(self, zone_id: str, raw: Mapping[Any, Any] | None = None) -> dict[str, CfError]:
+        """Fingerprint -> error of the zone's writes refused less than ``seconds`` ago. ``raw``: the zone's hash
+        when the caller read it already (with the zone's lease)."""
+        if raw is None:
+            raw = await self._redis.hgetall(self._keys.cf_zone_refused(zone_id))
         now = time.time()
         live: dict[str, CfError] = {}
         expired: list[Any] = []

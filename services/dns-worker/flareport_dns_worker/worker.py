@@ -135,9 +135,11 @@ class Worker:
         # Cloudflare call): a job already applied, by us before a redelivery or by another replica, is answered
         # from that without writing, whether or not the lease was free.
         lease = self._keys.target_lease(job.target)
-        # A tunnel's cached configuration too: its job needs it before its first call, and it is written only
-        # under this lease (nobody else's write can slip in between once the lease is ours).
-        observed = (self._keys.target_observed(job.target),) if isinstance(job, SyncTunnelIngress) else ()
+        # A tunnel's cached configuration, or the names a zone target wrote, too: its job needs it before its
+        # first call, and it is written only under this lease (nobody else's write can slip in between once the
+        # lease is ours).
+        reads_observed = isinstance(job, SyncTunnelIngress | SyncDnsZone)
+        observed = (self._keys.target_observed(job.target),) if reads_observed else ()
         token, (applied_raw, desired_raw), cached = await self._leases.take(
             lease, (self._keys.target_applied(job.target), self._keys.target_desired(job.target)), observed
         )
@@ -157,7 +159,7 @@ class Worker:
 
     async def _sync(self, job: VersionedJob, *, fresh: bool, observed: dict[bytes, bytes] | None = None) -> Outcome:
         if isinstance(job, SyncDnsZone):
-            return await self._dns.sync(job, fresh=fresh)
+            return await self._dns.sync(job, fresh=fresh, observed=observed)
         if isinstance(job, SyncTunnelIngress):
             return await self._tunnels.sync_ingress(job, fresh=fresh, prefetched=observed)
         return await self._access.sync(job, fresh=fresh)
