@@ -108,6 +108,7 @@ async def test_a_zone_job_that_waited_for_the_zone_sees_what_the_holder_wrote_an
     created = await emu.async_client().dns.records.create(
         zone_id=ZONE_ID, name="b.example.com", type="A", content="192.0.2.20", ttl=1
     )
+    assert created is not None
     record = DnsRecord(id=created.id, name="b.example.com", type="A", content="192.0.2.20", proxied=False)
     await redis.hset(keys.cf_zone_records(ZONE_ID), "b.example.com", msgspec.json.encode([record]))
     emu.emulator.clear_requests()
