@@ -63,7 +63,8 @@ async def seed(request: web.Request) -> web.Response:
 
 @routes.get(PREFIX + "/state")
 async def state(request: web.Request) -> web.Response:
-    return _ok(request.app[EMULATOR].dump())
+    # The live state, not a copy: json_response renders it before anything else runs on the loop.
+    return _ok(request.app[EMULATOR].state.view())
 
 
 @routes.post(PREFIX + "/reset")

@@ -58,7 +58,7 @@ class Persister:
         revision = self.state.revision
         if revision == self.saved_revision:
             return False
-        payload = json.dumps(self.state.dump(), indent=1, sort_keys=True).encode()
+        payload = json.dumps(self.state.view(), indent=1, sort_keys=True).encode()
         await asyncio.to_thread(write_atomically, self.path, payload)
         self.saved_revision = revision
         return True

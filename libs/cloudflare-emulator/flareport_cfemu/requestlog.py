@@ -11,7 +11,7 @@ A dropped connection is logged with status 0.
 from __future__ import annotations
 
 from collections import Counter, deque
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
 UNMATCHED = "<unmatched>"
@@ -26,6 +26,9 @@ class RequestEntry:
     timestamp: str
     duration_ms: float
     fault: str | None
+
+
+_ENTRY_FIELDS = tuple(f.name for f in fields(RequestEntry))
 
 
 class RequestLog:
@@ -52,10 +55,18 @@ class RequestLog:
         self.total = 0
 
     def snapshot(self, *, limit: int | None = None) -> dict[str, Any]:
-        entries = list(self.entries) if limit is None else list(self.entries)[-limit:]
+        """Counters and the last ``limit`` entries (all when ``None``, none when 0 - a read of the counters only)."""
+        entries = list(self.entries)
+        if limit is not None:
+            entries = entries[-limit:] if limit > 0 else []  # [-0:] would be every entry
         return {
             "total": self.total,
             "counters": dict(self.counters),
             "status_counters": dict(self.status_counters),
-            "requests": [asdict(e) for e in entries],
+            "requests": [_entry_json(e) for e in entries],
         }
+
+
+def _entry_json(entry: RequestEntry) -> dict[str, Any]:
+    # dataclasses.asdict's recursive deep copy, without its cost: every field is a scalar.
+    return {name: getattr(entry, name) for name in _ENTRY_FIELDS}

@@ -21,14 +21,18 @@ from datetime import UTC, datetime
 from typing import Any
 
 from flareport_cfemu.errors import bad_identifier
+from flareport_cfemu.zone_records import ZoneRecords
 
 Json = dict[str, Any]
 STATE_FORMAT = 1
+_SCALARS = frozenset({str, int, float, bool, type(None)})
 
 
 def now_iso() -> str:
     """UTC timestamp in Cloudflare's format, e.g. ``2024-05-01T12:00:00.123456Z``."""
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    # isoformat's "+00:00" swapped for "Z": the same text as strftime("%Y-%m-%dT%H:%M:%S.%fZ") at a third less
+    # cost, and every API request stamps its log entry.
+    return datetime.now(UTC).isoformat(timespec="microseconds")[:-6] + "Z"
 
 
 def new_hex_id() -> str:
@@ -41,9 +45,24 @@ def new_uuid() -> str:
     return str(uuid.uuid4())
 
 
+def json_copy(value: Any) -> Any:
+    """A deep copy of JSON-shaped data, as plain dicts and lists.
+
+    The stored objects are JSON data (dicts, lists, scalars), which this copies at a fraction of
+    ``copy.deepcopy``'s cost (no memo, no dispatch); anything else still goes through ``copy.deepcopy``.
+    """
+    if type(value) in _SCALARS:
+        return value
+    if isinstance(value, dict):
+        return {key: json_copy(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [json_copy(item) for item in value]
+    return copy.deepcopy(value)
+
+
 def public(obj: Json) -> Json:
     """A deep copy of ``obj`` without internal (underscore) fields, ready for a response."""
-    return {k: copy.deepcopy(v) for k, v in obj.items() if not k.startswith("_")}
+    return {k: json_copy(v) for k, v in obj.items() if not k.startswith("_")}
 
 
 @dataclass
@@ -52,8 +71,8 @@ class EmulatorState:
 
     accounts: dict[str, Json] = field(default_factory=dict)
     zones: dict[str, Json] = field(default_factory=dict)
-    # zone_id -> record_id -> record
-    dns_records: dict[str, dict[str, Json]] = field(default_factory=dict)
+    # zone_id -> record_id -> record, indexed by name (zone_records.py); plain dicts given here are wrapped
+    dns_records: dict[str, ZoneRecords] = field(default_factory=dict)
     tunnels: dict[str, Json] = field(default_factory=dict)
     # tunnel_id -> {"version", "config", "created_at"}
     tunnel_configs: dict[str, Json] = field(default_factory=dict)
@@ -66,6 +85,15 @@ class EmulatorState:
     # Access identity providers (login methods), keyed by id, each with its ``_account_id``
     identity_providers: dict[str, Json] = field(default_factory=dict)
     revision: int = 0
+    # (account id, tunnel name) -> ids of the tunnels created or renamed with that name: the candidates of the
+    # unique-name check, which looks at each tunnel itself (one renamed or deleted since is passed over), so only
+    # the creates and renames of tunnels_store (and loading) add to it, and nothing needs taking out.
+    tunnel_names: dict[tuple[str, str], set[str]] = field(default_factory=dict, init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        self.dns_records = {zone_id: ZoneRecords(records) for zone_id, records in self.dns_records.items()}
+        for tunnel in self.tunnels.values():
+            self.name_tunnel(tunnel)
 
     def touch(self) -> None:
         """Record that something changed (drives debounced persistence)."""
@@ -91,8 +119,15 @@ class EmulatorState:
             raise bad_identifier(path)
         return account
 
-    def records_of(self, zone_id: str) -> dict[str, Json]:
-        return self.dns_records.setdefault(zone_id, {})
+    def records_of(self, zone_id: str) -> ZoneRecords:
+        records = self.dns_records.get(zone_id)
+        if not isinstance(records, ZoneRecords):  # absent, or a plain dict put there from outside
+            records = self.dns_records[zone_id] = ZoneRecords(records or {})
+        return records
+
+    def name_tunnel(self, tunnel: Json) -> None:
+        """Note the tunnel's current name for the unique-name check (after a create or a rename)."""
+        self.tunnel_names.setdefault((tunnel["account_tag"], tunnel["name"]), set()).add(tunnel["id"])
 
     # --- accounts and zones (Flareport only reads zones; the controls create them) -------------
 
@@ -149,28 +184,36 @@ class EmulatorState:
             "_plan": plan,
         }
         self.zones[zone["id"]] = zone
-        self.dns_records.setdefault(zone["id"], {})
+        self.records_of(zone["id"])
         self.touch()
         return zone
 
     # --- dump / load ---------------------------------------------------------------------------
 
-    def dump(self) -> Json:
-        """The whole state (internal fields included) as JSON-able data."""
+    def view(self) -> Json:
+        """:meth:`dump`'s content over the live objects, for a caller that serialises it at once and keeps nothing.
+
+        The state endpoint and the state file render megabytes of JSON from it; a copy first doubled that cost.
+        """
         return {
             "format": STATE_FORMAT,
             "revision": self.revision,
-            "accounts": copy.deepcopy(self.accounts),
-            "zones": copy.deepcopy(self.zones),
-            "dns_records": copy.deepcopy(self.dns_records),
-            "tunnels": copy.deepcopy(self.tunnels),
-            "tunnel_configs": copy.deepcopy(self.tunnel_configs),
-            "access_apps": copy.deepcopy(self.access_apps),
-            "access_policies": copy.deepcopy(self.access_policies),
-            "access_tags": copy.deepcopy(self.access_tags),
-            "account_members": copy.deepcopy(self.account_members),
-            "identity_providers": copy.deepcopy(self.identity_providers),
+            "accounts": self.accounts,
+            "zones": self.zones,
+            "dns_records": self.dns_records,
+            "tunnels": self.tunnels,
+            "tunnel_configs": self.tunnel_configs,
+            "access_apps": self.access_apps,
+            "access_policies": self.access_policies,
+            "access_tags": self.access_tags,
+            "account_members": self.account_members,
+            "identity_providers": self.identity_providers,
         }
+
+    def dump(self) -> Json:
+        """The whole state (internal fields included) as JSON-able data, a copy the caller may keep or change."""
+        dumped: Json = json_copy(self.view())
+        return dumped
 
     @classmethod
     def load(cls, data: Json) -> EmulatorState:

@@ -166,11 +166,25 @@ class TokenPolicy:
 class TokenRegistry:
     """The tokens tests registered; any other accepted token is an active user token with every permission."""
 
+    # Unregistered tokens whose default policy is kept: a client uses one or a few tokens, and a flood of distinct
+    # ones (a test of the rate limit per token) must not grow memory without bound.
+    DEFAULTS_KEPT = 1024
+
     def __init__(self) -> None:
         self.tokens: dict[str, TokenPolicy] = {}
+        # An unregistered token's policy, built (a sha256) once rather than on every request it makes.
+        self._defaults: dict[str, TokenPolicy] = {}
 
     def policy(self, token: str) -> TokenPolicy:
-        return self.tokens.get(token) or TokenPolicy(id=_stable_id(token))
+        registered = self.tokens.get(token)
+        if registered is not None:
+            return registered
+        default = self._defaults.get(token)
+        if default is None:
+            if len(self._defaults) >= self.DEFAULTS_KEPT:
+                self._defaults.clear()
+            default = self._defaults[token] = TokenPolicy(id=_stable_id(token))
+        return default
 
     def register(self, data: Json) -> TokenPolicy:
         token = data.get("token")
@@ -182,6 +196,7 @@ class TokenRegistry:
 
     def clear(self) -> None:
         self.tokens.clear()
+        self._defaults.clear()
 
 
 TOKENS = web.AppKey("tokens", TokenRegistry)
