@@ -1,8 +1,10 @@
-"""Process lifecycle shared by the services: signal handling and a consumer name that is unique per process."""
+"""Process lifecycle shared by the services: signal handling, a consumer name that is unique per process, and the
+garbage collector's settings for a long-running service."""
 
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import signal
 import socket
@@ -31,3 +33,19 @@ def install_stop_handlers(stop: Callable[[], None]) -> asyncio.Event:
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, on_signal, signum)
     return stopped
+
+
+# Collections by generation (CPython's defaults: 700, 10, 10). A full collection walks every live object: with
+# 1,000 long-polls open, one in the API took 40-140 ms, every few seconds, and each command delivered meanwhile
+# waited that long (the p99 of command delivery jumped from ~7 ms to ~100 ms whenever one fell inside the
+# measurement). Fewer, later collections; cycles are still freed, only later.
+GC_THRESHOLDS = (10_000, 50, 100)
+
+
+def settle_gc() -> None:
+    """Once a service has started: what the start created (modules, classes, settings, clients: most of the heap,
+    alive until exit) leaves the collector's generations, and collections run less often (``GC_THRESHOLDS``)."""
+    # No gc.collect() first: the start's few garbage cycles stay (bounded, once), and a full collection here would
+    # add to every restart's CPU.
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)

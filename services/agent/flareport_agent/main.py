@@ -11,13 +11,14 @@ from collections.abc import Sequence
 
 from flareport_agent.agent import Agent
 from flareport_common.logs import setup_logging
-from flareport_common.runtime import install_stop_handlers
+from flareport_common.runtime import install_stop_handlers, settle_gc
 from flareport_common.settings import AgentSettings, load_agent, load_or_exit, secret_values
 
 
 async def serve(settings: AgentSettings) -> int:
     agent = Agent(settings)
     install_stop_handlers(agent.stop)
+    settle_gc()
     return await agent.run()
 
 

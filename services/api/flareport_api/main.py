@@ -13,7 +13,7 @@ from aiohttp import web
 
 from flareport_api.app import create_app
 from flareport_common.logs import setup_logging
-from flareport_common.runtime import install_stop_handlers
+from flareport_common.runtime import install_stop_handlers, settle_gc
 from flareport_common.settings import ApiSettings, load_api, load_or_exit, secret_values
 
 log = structlog.get_logger("flareport.api")
@@ -27,6 +27,7 @@ async def serve(settings: ApiSettings) -> int:
         site = web.TCPSite(runner, settings.host, settings.port, shutdown_timeout=SHUTDOWN_TIMEOUT_S)
         await site.start()
         log.info("api.listening", host=settings.host, port=settings.port)
+        settle_gc()
         stop = asyncio.Event()
         install_stop_handlers(stop.set)
         await stop.wait()

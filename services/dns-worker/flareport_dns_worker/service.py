@@ -21,7 +21,7 @@ from flareport_common.health import start_health_server
 from flareport_common.keys import GROUP_DNS_WORKER, Keys
 from flareport_common.messages.cfjobs import CfJobMessage
 from flareport_common.redisconn import connect, ready
-from flareport_common.runtime import consumer_name, install_stop_handlers
+from flareport_common.runtime import consumer_name, install_stop_handlers, settle_gc
 from flareport_common.settings import DnsWorkerSettings
 from flareport_common.streams.consumer import ConsumerConfig, StreamConsumer
 from flareport_common.streams.producer import Producer
@@ -167,6 +167,7 @@ async def serve(settings: DnsWorkerSettings) -> int:
     )
     preflight = asyncio.create_task(log_preflight(check), name="preflight")
     log.info("dns_worker.started", consumer=service.consumer.config.consumer, base_url=settings.cloudflare.api_base_url)
+    settle_gc()
     try:
         await service.consumer.run()
     finally:

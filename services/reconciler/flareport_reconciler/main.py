@@ -16,7 +16,7 @@ import structlog
 from flareport_common.health import start_health_server
 from flareport_common.logs import setup_logging
 from flareport_common.redisconn import connect, ready
-from flareport_common.runtime import consumer_name, install_stop_handlers
+from flareport_common.runtime import consumer_name, install_stop_handlers, settle_gc
 from flareport_common.settings import ReconcilerSettings, load_or_exit, load_reconciler, secret_values
 from flareport_reconciler import failover
 from flareport_reconciler.service import Replica
@@ -36,6 +36,7 @@ async def serve(settings: ReconcilerSettings) -> int:
 
     runner = await start_health_server("0.0.0.0", settings.health_port, redis_ready, check="redis")
     log.info("reconciler.started", health_port=settings.health_port)
+    settle_gc()
     # Heals what a Redis failover or restart lost (flareport_reconciler.failover); stops with the replica.
     # Its checks share the stream reading's wake-ups: an idle replica wakes once per 10 s for both.
     watch = failover.Watch(replica.reconciler)

@@ -292,6 +292,34 @@ async def test_a_missed_notification_costs_at_most_one_poll_interval(api: Api) -
     assert [c["command"]["token"] for c in batch["commands"]] == ["quiet"]
 
 
+async def test_a_missed_notification_reaches_an_agent_beyond_the_fallbacks_first_round_trip(api: Api) -> None:
+    """The fallback looks at the waiting agents' streams a chunk at a time (so 1,000 replies never hold the event
+    loop at once): an agent parked after the first chunk still gets a command nobody announced."""
+    import asyncio
+
+    agents = []
+    for n in range(55):
+        key = await api.new_key(f"host-{n}")
+        agents.append((key, (await api.register(key))["agent_id"]))
+    waiting = []
+    for count, (key, agent_id) in enumerate(agents, start=1):
+        waiting.append(asyncio.create_task(_poll(api, key, agent_id, wait=20)))
+
+        async def parked(count: int = count) -> bool:
+            metrics = await (await api.client.get("/metrics")).text()
+            line = next(x for x in metrics.splitlines() if x.startswith("flareport_api_longpolls_open "))
+            return float(line.split()[1]) >= count
+
+        await wait_for(parked, what=f"long-poll {count} to be waiting")  # parked in this order
+    last_agent = agents[-1][1]
+    await api.redis.xadd(api.keys.agent_commands(last_agent), encode(StartTunnel(tunnel_id="t", token="late")))  # type: ignore[arg-type]
+    batch = await asyncio.wait_for(waiting[-1], timeout=10)
+    assert [c["command"]["token"] for c in batch["commands"]] == ["late"]
+    for task in waiting[:-1]:
+        task.cancel()
+    await asyncio.gather(*waiting[:-1], return_exceptions=True)
+
+
 async def test_heartbeat_is_stamped_by_the_server_and_answers_the_read_model_status(api: Api) -> None:
     import msgspec
 
