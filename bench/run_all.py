@@ -52,7 +52,7 @@ FULL: dict[str, Any] = {
     "api_agents": 1000, "commands": 500, "ingest_seconds": 5.0,
     "rec_agents": 200, "rec_per_agent": 100, "rec_updates": 2000, "engine_containers": 20, "flood_seconds": 20.0,
     "cpu_idle_seconds": 30.0, "cpu_singles": 5, "cpu_burst": 20, "cpu_running": 50, "cpu_real_agent": True,
-    "compose_counts": [20, 100], "compose_latencies": [0, 100], "compose_singles": 25,
+    "compose_counts": [20, 100], "compose_latencies": [0, 100], "compose_singles": 30,
 }  # fmt: skip
 SMOKE: dict[str, Any] = {
     "singles": 1, "rate": 20.0, "seconds": 1.0, "big_burst": 50,
