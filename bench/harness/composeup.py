@@ -22,7 +22,9 @@ at 0 ms per call, each after the stack settled and a random pause of up to one e
 events logger is read every 250 ms, so where a start falls in that tick decides most of its delivery delay;
 the issue's figures randomised start times the same way). Per start: the engine's start event (its own time
 stamp) to the last write the hostname needed (``event_to_written_ms``, what DockFlare's figure measures), the
-SDK's start call to that write, the start call's own duration, and the medians.
+SDK's start call to that write, the start call's own duration, and the medians. Then a burst: 20 containers
+started all at once (4 at a time, the engine's pace here), from the engine's last start event to every hostname
+written (issue 23 compares it with DockFlare's 212 ms), and its calls.
 
 One container is published before the cells (its hostname is not counted): the zone id, the record list and the
 tunnel's configuration are then cached as on a host where Flareport already runs, and every cell starts alike.
@@ -40,6 +42,7 @@ import random
 import statistics
 import time
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +62,8 @@ BEFORE = {
 QUIET_SECONDS = 1.0
 # DockFlare 3.1.2, single start at 0 ms per call, engine included (median of 33 x 3 starts, issue 23).
 DOCKFLARE_SINGLE_MS = 177.0
+DOCKFLARE_BURST_MS = 212.0  # a burst of 20 at 0 ms per call, from the 20th start to all converged (issue 23)
+BURST = 20
 ENGINE_TICK_SECONDS = 0.25  # Podman's file events logger: how often a waiting events stream looks for new lines
 STATUS_POLL_SECONDS = 0.02
 
@@ -180,6 +185,7 @@ async def run(
                 result["warmup"] = {k: warm[k] for k in ("calls", "after_first_start_s")}
                 if singles:
                     result["singles"] = await _singles(runner, host, singles, within)
+                    result["burst"] = await _burst(runner, host, BURST, within)
                 for count in counts:
                     for latency in latencies:
                         result["cells"].append(await _cell(runner, host, count, latency, within))
@@ -208,21 +214,39 @@ async def _cell(runner: Runner, host: RealHost, count: int, latency: int, within
     return cell
 
 
+class EngineEvents:
+    """The engine's start events, read by a plain event-stream client in a thread: container id -> the engine's own
+    time stamp of its start (``timeNano``)."""
+
+    def __init__(self, host: RealHost) -> None:
+        self.started_at: dict[str, float] = {}
+        self._stream = host.docker.events(decode=True, filters={"type": "container"}, since=int(time.time()))
+        self._task = asyncio.create_task(asyncio.to_thread(self._watch))
+
+    def _watch(self) -> None:
+        with contextlib.suppress(Exception):  # ends when the stream is closed
+            for raw in self._stream:
+                if raw.get("Action") == "start":
+                    self.started_at[raw["id"]] = raw["timeNano"] / 1e9
+
+    def of(self, container: Any) -> float:
+        # Only ever asked once the agent acted on the container's start: this client has the event too.
+        event = self.started_at.get(container.id)
+        if event is None:
+            raise RuntimeError(f"no start event seen for container {container.name}")
+        return event
+
+    async def close(self) -> None:
+        self._stream.close()
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self._task, 30)
+
+
 async def _singles(runner: Runner, host: RealHost, count: int, within: float) -> dict[str, Any]:
     """``count`` lone starts at 0 ms per call, each on a settled stack, at a random point of the engine's tick.
-    Timed from the engine's start event (its ``timeNano``, read by a plain event-stream client here), as DockFlare's
-    figure is, and from the SDK's start call."""
+    Timed from the engine's start event (its own time stamp), as DockFlare's figure is, and from the start call."""
     runs: list[dict[str, Any]] = []
-    started_at: dict[str, float] = {}  # container id -> the engine's time of its start event
-    stream = host.docker.events(decode=True, filters={"type": "container"}, since=int(time.time()))
-
-    def watch() -> None:
-        with contextlib.suppress(Exception):  # ends when the stream is closed below
-            for raw in stream:
-                if raw.get("Action") == "start":
-                    started_at[raw["id"]] = raw["timeNano"] / 1e9
-
-    watcher = asyncio.create_task(asyncio.to_thread(watch))
+    events = EngineEvents(host)
     try:
         await cfwatch.set_latency(runner.session, runner.stack.emulator_url, 0)
         for n in range(count):
@@ -230,21 +254,58 @@ async def _singles(runner: Runner, host: RealHost, count: int, within: float) ->
             # Randomises where the start falls in the engine's tick (not a wait for anything).
             await asyncio.sleep(random.uniform(0, ENGINE_TICK_SECONDS))
             cell = await runner.publish(host, [f"single-{n}.{ZONE}"], [f"fpbench-single-{n}"], within)
-            event = started_at.get(host.made[-1].id)  # the agent acted on it, so this client has it too
-            if event is None:
-                raise RuntimeError(f"no start event seen for container fpbench-single-{n}")
             runs.append({
-                "event_to_written_ms": round((cell["written_at"] - event) * 1000, 1),
+                "event_to_written_ms": round((cell["written_at"] - events.of(host.made[-1])) * 1000, 1),
                 "start_to_written_ms": round(cell["cloudflare_done_after_first_start_s"] * 1000, 1),
                 "engine_start_ms": round(cell["engine_s"] * 1000, 1), "calls": cell["calls"],
             })  # fmt: skip
     except Exception as exc:  # what was measured stays; the error says why there is no more
         return {"runs": runs, "error": f"{type(exc).__name__}: {exc}", **_single_medians(runs)}
     finally:
-        stream.close()
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(watcher, 30)
+        await events.close()
     return {"runs": runs, **_single_medians(runs)}
+
+
+async def _burst(runner: Runner, host: RealHost, count: int, within: float) -> dict[str, Any]:
+    """``count`` containers started all at once (4 at a time, as the engine takes them) at 0 ms per call: from the
+    engine's last start event to every hostname written (issue 23: DockFlare 212 ms), and the calls."""
+    events = EngineEvents(host)
+    names = [f"fpbench-burst-{n}" for n in range(count)]
+    hostnames = [f"burst-{n}.{ZONE}" for n in range(count)]
+    try:
+        await cfwatch.set_latency(runner.session, runner.stack.emulator_url, 0)
+        await runner.settle(within)
+        before = await cfwatch.counters(runner.session, runner.stack.emulator_url)
+        for hostname in hostnames:
+            runner.watcher.expect(hostname, host.tunnel_id, time.time())
+        made = await asyncio.to_thread(start_together, host, names, hostnames)
+        if not await runner.watcher.wait(hostnames, within):
+            raise TimeoutError(f"the burst of {count} was not all in the emulator after {within:.0f} s")
+        written = max(max(runner.watcher.dns_seen[h], runner.watcher.ingress_seen[h]) for h in hostnames)
+        last_event = max(events.of(c) for c in made)
+        await runner.settle(within)
+        after = await cfwatch.counters(runner.session, runner.stack.emulator_url)
+        return {"containers": count, "last_event_to_written_ms": round((written - last_event) * 1000, 1),
+                "first_to_last_event_ms": round((last_event - min(events.of(c) for c in made)) * 1000, 1),
+                **cfwatch.summarise(before, after), "dockflare_ms": DOCKFLARE_BURST_MS}  # fmt: skip
+    except Exception as exc:  # a burst that does not converge is an error entry; the cells still run
+        return {"containers": count, "error": f"{type(exc).__name__}: {exc}"}
+    finally:
+        await events.close()
+
+
+def start_together(host: RealHost, names: list[str], hostnames: list[str]) -> list[Any]:
+    """Create and start the containers 4 at a time (the engine's own pace on this machine); the containers."""
+
+    def one(pair: tuple[str, str]) -> Any:
+        made = host.docker.containers.create(host.image, name=pair[0], labels=labels(pair[1]), network_mode="none")
+        made.start()
+        return made
+
+    with ThreadPoolExecutor(4) as pool:
+        made = list(pool.map(one, zip(names, hostnames, strict=True)))
+    host.made.extend(made)
+    return made
 
 
 def _single_medians(runs: list[dict[str, Any]]) -> dict[str, Any]:

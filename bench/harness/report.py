@@ -421,6 +421,7 @@ def _compose_up(compose: dict[str, Any]) -> list[str]:
         return None if value is None else f"{value:.2f}"
 
     out += _singles_with_engine(compose.get("singles") or {})
+    out += _burst_with_engine(compose.get("burst") or {})
     rows = []
     for cell in compose.get("cells") or ():
         rows.append([cell["containers"], cell["latency_ms"], cell.get("calls"), cell.get("writes"), cell.get("reads"),
@@ -465,6 +466,18 @@ def _singles_with_engine(singles: dict[str, Any]) -> list[str]:
     if singles.get("error"):
         out += [f"Stopped early: {singles['error']}", ""]
     return out
+
+
+def _burst_with_engine(burst: dict[str, Any]) -> list[str]:
+    if not burst:
+        return []
+    if burst.get("error"):
+        return [f"Burst of {burst.get('containers')} with the engine: not measured ({burst['error']}).", ""]
+    return [f"Burst with the engine: {burst['containers']} containers started all at once (4 at a time, the "
+            f"engine's pace here; their start events spread over {burst['first_to_last_event_ms']} ms), 0 ms per "
+            f"call: the engine's last start event to the last write {burst['last_event_to_written_ms']} ms "
+            f"(DockFlare 3.1.2: {burst['dockflare_ms']:.0f} ms), {burst['calls']} calls, {burst['writes']} writes.",
+            ""]  # fmt: skip
 
 
 def plots(results: dict[str, Any], directory: Path) -> list[Path]:
