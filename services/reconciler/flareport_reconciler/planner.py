@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 import redis.asyncio as aioredis
 
@@ -18,8 +18,8 @@ from flareport_common.replies import text
 from flareport_reconciler.accessgroups import AccessGroups
 from flareport_reconciler.claims import read_claims
 from flareport_reconciler.jobs import Built, job_for, pruning
-from flareport_reconciler.records import agent_views
-from flareport_reconciler.resolution import AccessCatalog, Decision, resolve_hostname
+from flareport_reconciler.records import agent_views, views_of
+from flareport_reconciler.resolution import AccessCatalog, AgentView, Decision, resolve_hostname
 from flareport_reconciler.scripts import forget_unclaimed
 from flareport_reconciler.targets import (
     Target,
@@ -50,11 +50,17 @@ class Planner:
         return parse_all(text(t) for t in await self._redis.smembers(self._keys.targets_index))
 
     async def decisions_for(
-        self, hostnames: Iterable[str], *, index_keys: Sequence[str] = (), catalog: AccessCatalog | None = None
+        self,
+        hostnames: Iterable[str],
+        *,
+        index_keys: Sequence[str] = (),
+        catalog: AccessCatalog | None = None,
+        known: Mapping[str, AgentView | None] | None = None,
     ) -> list[Decision]:
         """Resolve ``hostnames`` (with ``catalog`` when the caller has a current one); those without any claim
         left are removed from ``index_keys`` (the sets they were found in), atomically and only if still
-        unclaimed, so indexes do not grow forever.
+        unclaimed, so indexes do not grow forever. ``known``: agents whose records the caller read already (None:
+        no record), so that only the others are read.
         """
         names = sorted(set(hostnames))
         if not names:
@@ -63,12 +69,14 @@ class Planner:
         unclaimed = [name for name, host in zip(names, per_host, strict=True) if not host.claims and not host.assigned]
         if unclaimed and index_keys:
             await forget_unclaimed(self._redis, self._keys, index_keys, unclaimed)
-        wanted = (c.agent_id for host in per_host for c in host.claims if c.agent_id)
+        known = known or {}
+        wanted = [c.agent_id for host in per_host for c in host.claims if c.agent_id and c.agent_id not in known]
         if catalog is None:
             # Independent reads, sent together (on two of the pool's connections): one wait instead of two.
             agents, current = await asyncio.gather(agent_views(self._redis, self._keys, wanted), self._access.catalog())
         else:
             agents, current = await agent_views(self._redis, self._keys, wanted), catalog
+        agents.update((agent_id, view) for agent_id, view in known.items() if view is not None)
         decisions: list[Decision] = []
         for host in per_host:
             decisions.extend(resolve_hostname(host.effective, agents, assigned=host.assigned, catalog=current))
@@ -86,10 +94,17 @@ class Planner:
         prune = pruning(recovered_at, self._hold_seconds, time.time())
         if target.kind == "tunnel":
             sources = [index]
+            more = self._redis.pipeline(transaction=False)
             if agent is not None:
                 sources.append(self._keys.agent_hostnames(text(agent)))
-            hostnames = {text(h) for h in await self._redis.sunion(sources)}
-            decisions = await self.decisions_for(hostnames, index_keys=sources, catalog=catalog)
+                # The tunnel's agent claims (nearly) all of its hostnames: its record comes with them, in the same
+                # round trip, rather than after their claims.
+                more.get(self._keys.agent(text(agent)))
+            more.sunion(sources)
+            *record, members = await more.execute()
+            known = {text(agent): views_of(record).get(text(agent))} if agent is not None else {}
+            hostnames = {text(h) for h in members}
+            decisions = await self.decisions_for(hostnames, index_keys=sources, catalog=catalog, known=known)
         elif target.kind == "zone":
             hostnames = {text(h) for h in members[0]}
             decisions = await self.decisions_for(hostnames, index_keys=[index], catalog=catalog)

@@ -63,7 +63,11 @@ async def agent_views(
     ids = sorted(set(agent_ids))
     if not ids:
         return {}
-    raws = await redis.mget([keys.agent(a) for a in ids])
+    return views_of(await redis.mget([keys.agent(a) for a in ids]), defaults)
+
+
+def views_of(raws: Iterable[Any], defaults: PolicyDefaults | None = None) -> dict[str, AgentView]:
+    """Agent records as read (None where there is none) -> the views of the ones that exist."""
     views: dict[str, AgentView] = {}
     for raw in raws:
         record = decode_agent(raw_bytes(raw))
