@@ -195,15 +195,22 @@ def compose_cell(compose: dict[str, Any], containers: int, latency: int) -> dict
 SINGLE_ENGINE_FACTOR = 0.8
 
 
+def _measured(add: Any, key: str, target: str, part: dict[str, Any], field: str, compose: dict[str, Any]) -> Any:
+    """``part[field]``, or None after adding the row as not measured (with the error that says why)."""
+    value = part.get(field)
+    if value is None:
+        add(key, target, None, None, part.get("error") or compose.get("error") or "not measured")
+    return value
+
+
 def _single_engine_target(compose: dict[str, Any], add: Any) -> None:
     singles = compose.get("singles") or {}
     dockflare = float(singles.get("dockflare_ms") or 177.0)
     limit = round(SINGLE_ENGINE_FACTOR * dockflare, 1)
     target = (f"single start, 0 ms per call, engine included (real agent on Podman): median <= "
               f"{SINGLE_ENGINE_FACTOR} x DockFlare's {dockflare:.0f} ms = {limit} ms")  # fmt: skip
-    median = singles.get("median_ms")
+    median = _measured(add, "single_0ms_engine", target, singles, "median_ms", compose)
     if median is None:
-        add("single_0ms_engine", target, None, None, singles.get("error") or compose.get("error") or "not measured")
         return
     runs = singles.get("runs") or []
     detail = (f"{len(runs)} starts one at a time, the engine's start event -> the last write the hostname needed "
@@ -217,9 +224,8 @@ def _burst_engine_target(compose: dict[str, Any], add: Any) -> None:
     dockflare = float(burst.get("dockflare_ms") or 212.0)
     target = (f"burst of 20 with the engine, 0 ms per call: last start -> all converged <= DockFlare's "
               f"{dockflare:.0f} ms")  # fmt: skip
-    measured = burst.get("last_event_to_written_ms")
+    measured = _measured(add, "burst20_engine", target, burst, "last_event_to_written_ms", compose)
     if measured is None:
-        add("burst20_engine", target, None, None, burst.get("error") or compose.get("error") or "not measured")
         return
     detail = (f"the engine's last start event -> the last write; its 20 start events spread over "
               f"{burst.get('first_to_last_event_ms')} ms; {burst.get('calls')} calls")  # fmt: skip

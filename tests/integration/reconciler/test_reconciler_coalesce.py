@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import redis.asyncio as aioredis
 
 from flareport_common.keys import Keys
@@ -176,30 +177,26 @@ async def test_a_burst_waits_one_window_even_on_a_quiet_target_and_the_bound_hol
     assert await bounded.mark("zone:other.example", "p3", 1_000, pressure=4) == 5_000
 
 
-async def test_a_pending_change_after_a_result_waits_for_the_window_and_a_slow_job_widens_it(
-    redis: aioredis.Redis, keys: Keys
+@pytest.mark.parametrize(
+    ("done", "writes", "window"),
+    [
+        # The job took 400 ms for one write: the window is five times that (Cloudflare is slow, each job costs more).
+        (1_400, 1, 2_000),
+        # 2 s for 20 DNS batches is 100 ms per write: Cloudflare answered fast, the job was large. Five times its whole
+        # duration (10 s, the 5 s bound) would hold the hostnames that came meanwhile to save one part-filled batch.
+        (3_000, 20, 500),
+    ],
+)
+async def test_a_pending_change_after_a_result_waits_for_a_window_that_a_slow_write_widens(
+    redis: aioredis.Redis, keys: Keys, done: int, writes: int, window: int
 ) -> None:
     co = Coalescer(redis, keys, window=WINDOW)
     assert await co.mark(T, "p1", 1_000) == 0
     assert await co.commit(T, "p1", "job1", "v1", b"{}", b"[]", 1_000) == Committed.SENT
     assert await co.mark(T, "p2", 1_100) is None
-    # The job took 400 ms: the window is five times that (Cloudflare is slow, each job costs more).
-    outcome = await co.result(T, "job1", True, "p3", 1_400)
-    assert (outcome.plan_again, outcome.delay_ms) == (True, 2_000)
-    assert await co.overdue(1_400 + 2_000, 10) == [T]
-
-
-async def test_a_large_job_of_many_writes_widens_the_window_by_its_time_per_write_only(
-    redis: aioredis.Redis, keys: Keys
-) -> None:
-    co = Coalescer(redis, keys, window=WINDOW)
-    assert await co.mark(T, "p1", 1_000) == 0
-    assert await co.commit(T, "p1", "job1", "v1", b"{}", b"[]", 1_000) == Committed.SENT
-    assert await co.mark(T, "p2", 1_100) is None
-    # 2 s for 20 DNS batches is 100 ms per write: Cloudflare answered fast, the job was large. Five times its whole
-    # duration (10 s, the 5 s bound) would hold the hostnames that came meanwhile to save one part-filled batch.
-    outcome = await co.result(T, "job1", True, "p3", 3_000, writes=20)
-    assert (outcome.plan_again, outcome.delay_ms) == (True, 500)
+    outcome = await co.result(T, "job1", True, "p3", done, writes=writes)
+    assert (outcome.plan_again, outcome.delay_ms) == (True, window)
+    assert await co.overdue(done + window, 10) == [T]
 
 
 async def test_a_held_plan_whose_replica_died_is_overdue_then_taken_over(redis: aioredis.Redis, keys: Keys) -> None:
