@@ -101,9 +101,9 @@ class Planner:
                 # round trip, rather than after their claims.
                 more.get(self._keys.agent(text(agent)))
             more.sunion(sources)
-            *record, members = await more.execute()
+            *record, listed = await more.execute()
             known = {text(agent): views_of(record).get(text(agent))} if agent is not None else {}
-            hostnames = {text(h) for h in members}
+            hostnames = {text(h) for h in listed}
             decisions = await self.decisions_for(hostnames, index_keys=sources, catalog=catalog, known=known)
         elif target.kind == "zone":
             hostnames = {text(h) for h in members[0]}

@@ -1,7 +1,6 @@
 -- A job's result for a target (flareport_reconciler.coalesce). The job in flight is cleared and the target's
 -- write remembered (``done_at``, and the job's duration per write ``last_ms``, which its window grows with); if a
--- change is
--- pending the caller takes the target to plan it again at the end of the window. The last finished job is
+-- change is pending the caller takes the target to plan it again at the end of the window. The last finished job is
 -- remembered (done, done_members): the same result delivered again (its first handler died before updating the
 -- rule statuses) is still applied to the statuses, and nothing else, as long as no later job has been sent.
 -- KEYS: state_key   the target's state hash
