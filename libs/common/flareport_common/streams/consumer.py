@@ -254,11 +254,15 @@ class StreamConsumer(Generic[M]):
             await self._dispatch_claimed(entries)
         return len(entries)
 
-    async def _trim_if_due(self) -> None:
-        """Trim at most every ``trim_interval_s``, and only once a message was finished since the last trim."""
+    def _trim_due(self, now: float) -> bool:
+        """Whether a trim is due: at most every ``trim_interval_s``, once a message was finished since the last."""
         every = self.config.trim_interval_s
-        if not every or self.processed == self._trimmed_at or time.monotonic() < self._next_trim:
+        return bool(every) and self.processed != self._trimmed_at and now >= self._next_trim
+
+    async def _trim_if_due(self) -> None:
+        if not self._trim_due(time.monotonic()):
             return
+        every = self.config.trim_interval_s
         finished = self.processed
         await self._trimmer.trim()
         self._trimmed_at, self._next_trim = finished, time.monotonic() + every

@@ -18,7 +18,8 @@ Reclaims are common to the set: one pass claims on every stream, and the wait to
 found nothing anywhere, up to the smallest ``claim_interval_max_s`` of the set; a pass that found something brings it
 back to ``claim_interval_s`` (new entries read do not: each heartbeat of an idle stack cost a wake-up 5 s later). So
 the bound on taking over a dead consumer's message is the single stream's: at most ``claim_idle_ms +
-claim_interval_max_s`` after its delivery.
+claim_interval_max_s`` after its delivery (plus at most ``PERIODIC_DEFER_S``: periodic work that falls due while a
+handler runs waits for it, so that it never runs beside a message on its way to Cloudflare).
 """
 
 from __future__ import annotations
@@ -52,6 +53,9 @@ REDIS_TRANSIENT = (RedisConnectionError, RedisTimeoutError, BusyLoadingError, OS
 # The longest the other streams wait while one stream's handler slots are all taken (its handlers stuck): a read
 # of theirs every second then, instead of one blocking read that would leave the full stream unread meanwhile.
 SATURATED_WAIT_MS = 1000
+# The longest periodic work (reclaims, trims) that fell due waits for the handlers running: long enough for a
+# message's handler (milliseconds), short against the reclaim bound (claim_idle_ms + the claim interval).
+PERIODIC_DEFER_S = 0.25
 
 
 class ConsumerSet:
@@ -112,6 +116,7 @@ class ConsumerSet:
         backoff = Backoff()
         keepalives = [asyncio.create_task(c._keepalive_loop(), name="stream-keepalive") for c in self._consumers]
         next_claim = 0.0
+        deferred_until: float | None = None  # periodic work waiting for running handlers, until then at most
         first = True
         idle = True  # the last read brought nothing and nothing runs: the next wake-up is the set's own
         try:
@@ -123,15 +128,27 @@ class ConsumerSet:
                         for c in self._consumers:
                             await c._consume_own_pending()
                         first = False
-                    if time.monotonic() >= next_claim:
-                        claimed = await self._reclaim()
-                        self._claim_every = self._next_claim_interval(claimed)
-                        next_claim = time.monotonic() + self._claim_every
-                    for c in self._consumers:
-                        await c._trim_if_due()
-                    # Block until the next reclaim is due: an idle set wakes once per claim interval.
-                    until_claim = int((next_claim - time.monotonic()) * 1000)
-                    block_ms = max(1, min(self._block_ms, until_claim))
+                    now = time.monotonic()
+                    due = now >= next_claim or any(c._trim_due(now) for c in self._consumers)
+                    running = any(c._tasks for c in self._consumers)
+                    if due and running and (deferred_until is None or now < deferred_until):
+                        # A message's handler runs on this loop: the periodic round trips (reclaim, trims) would
+                        # run beside it on its way to Cloudflare, so they wait until it is done, at most
+                        # PERIODIC_DEFER_S (then they run anyway: a loop that is always busy still reclaims).
+                        if deferred_until is None:
+                            deferred_until = now + PERIODIC_DEFER_S
+                        block_ms = max(1, min(self._block_ms, int((deferred_until - now) * 1000)))
+                    else:
+                        deferred_until = None
+                        if now >= next_claim:
+                            claimed = await self._reclaim()
+                            self._claim_every = self._next_claim_interval(claimed)
+                            next_claim = time.monotonic() + self._claim_every
+                        for c in self._consumers:
+                            await c._trim_if_due()
+                        # Block until the next reclaim is due: an idle set wakes once per claim interval.
+                        until_claim = int((next_claim - time.monotonic()) * 1000)
+                        block_ms = max(1, min(self._block_ms, until_claim))
                     if idle:
                         for hook in self._wake_hooks:
                             hook(block_ms / 1000)
