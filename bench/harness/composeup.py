@@ -63,7 +63,6 @@ QUIET_SECONDS = 1.0
 # DockFlare 3.1.2, single start at 0 ms per call, engine included (median of 33 x 3 starts, issue 23).
 DOCKFLARE_SINGLE_MS = 177.0
 DOCKFLARE_BURST_MS = 212.0  # a burst of 20 at 0 ms per call, from the 20th start to all converged (issue 23)
-BURST = 20
 ENGINE_TICK_SECONDS = 0.25  # Podman's file events logger: how often a waiting events stream looks for new lines
 STATUS_POLL_SECONDS = 0.02
 
@@ -167,7 +166,14 @@ class Runner:
 
 
 async def run(
-    stack: BenchStack, workdir: Path, *, counts: list[int], latencies: list[int], within: float, singles: int = 0
+    stack: BenchStack,
+    workdir: Path,
+    *,
+    counts: list[int],
+    latencies: list[int],
+    within: float,
+    singles: int = 0,
+    burst: int = 0,
 ) -> dict[str, Any]:
     result: dict[str, Any] = {"agent": "real (Podman)", "before": BEFORE, "quiet_s": QUIET_SECONDS, "cells": []}
     host = await asyncio.to_thread(RealHost, stack, workdir)
@@ -185,7 +191,8 @@ async def run(
                 result["warmup"] = {k: warm[k] for k in ("calls", "after_first_start_s")}
                 if singles:
                     result["singles"] = await _singles(runner, host, singles, within)
-                    result["burst"] = await _burst(runner, host, BURST, within)
+                if burst:
+                    result["burst"] = await _burst(runner, host, burst, within)
                 for count in counts:
                     for latency in latencies:
                         result["cells"].append(await _cell(runner, host, count, latency, within))
@@ -321,7 +328,7 @@ def _single_medians(runs: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def main_sync(
-    workdir: Path, *, counts: list[int], latencies: list[int], within: float = 180.0, singles: int = 0
+    workdir: Path, *, counts: list[int], latencies: list[int], within: float = 180.0, singles: int = 0, burst: int = 0
 ) -> dict[str, Any]:
     from flareport_cli.localpodman import podman_available
 
@@ -329,4 +336,6 @@ def main_sync(
         # Only a real engine's back-to-back starts say anything here: no numbers rather than simulated ones.
         return {"error": "podman and runc are not installed: compose up needs a real engine", "skipped": True}
     with BenchStack(workdir / "stack") as stack:
-        return asyncio.run(run(stack, workdir, counts=counts, latencies=latencies, within=within, singles=singles))
+        return asyncio.run(
+            run(stack, workdir, counts=counts, latencies=latencies, within=within, singles=singles, burst=burst)
+        )

@@ -144,3 +144,18 @@ def test_compose_up_through_the_real_agent_has_calls_and_times_for_every_cell(re
         assert 0 < _number(cell, "engine_s") < _number(cell, "after_first_start_s"), where
         assert _number(cell, "after_last_start_s") > 0, where
     assert any(t["key"] == "compose20_after_last" for t in results["targets"])
+
+
+def test_single_starts_and_a_burst_with_the_engine_are_timed_from_its_events(results: dict[str, Any]) -> None:
+    compose = results["compose_up"]
+    if compose.get("skipped"):
+        pytest.skip(compose["error"])
+    singles, burst = compose["singles"], compose["burst"]
+    assert not singles.get("error") and not burst.get("error"), (singles, burst)
+    assert len(singles["runs"]) == 2, singles
+    for run in singles["runs"]:
+        assert _number(run, "event_to_written_ms") > 0 and _number(run, "start_to_written_ms") > 0, singles
+    assert _number(burst, "containers") == 3 and _number(burst, "last_event_to_written_ms") > 0, burst
+    assert _number(burst, "calls") >= _number(burst, "writes") >= 2, burst
+    verdicts = {t["key"]: t["met"] for t in results["targets"]}
+    assert verdicts.get("single_0ms_engine") is not None and verdicts.get("burst20_engine") is not None

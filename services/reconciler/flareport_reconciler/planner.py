@@ -26,6 +26,9 @@ from flareport_reconciler.targets import (
     parse_all,
 )
 
+# How many tunnels' agents a replica remembers (``Planner._tunnel_agent``): one each for thousands of hosts.
+TUNNEL_GUESSES = 10_000
+
 
 def now_ms() -> int:
     return int(time.time() * 1000)
@@ -44,6 +47,10 @@ class Planner:
         self._keys = keys
         self._access = access
         self._hold_seconds = hold_seconds
+        # tunnel id -> the agent ``tunnel_agents`` named at its last plan. A guess, checked in the same round trip
+        # that reads it: the mapping changes only when a tunnel moves, so the agent's record and hostnames come
+        # with the first reads instead of one round trip after them.
+        self._tunnel_agent: dict[str, str] = {}
 
     async def known_targets(self) -> list[Target]:
         """Every target a job was ever sent for (``coalesce`` indexes them as it commits)."""
@@ -90,19 +97,21 @@ class Planner:
         reads.get(self._keys.keys_recovered_at)
         if target.kind == "zone":  # a zone's hostnames need nothing read before: in the same round trip
             reads.smembers(index)
+        guess = self._tunnel_agent.get(target.name) if target.kind == "tunnel" else None
+        if guess is not None:
+            self._queue_tunnel_reads(reads, index, guess)
         stored, agent, recovered_at, *members = await reads.execute()
         prune = pruning(recovered_at, self._hold_seconds, time.time())
         if target.kind == "tunnel":
-            sources = [index]
-            more = self._redis.pipeline(transaction=False)
-            if agent is not None:
-                sources.append(self._keys.agent_hostnames(text(agent)))
-                # The tunnel's agent claims (nearly) all of its hostnames: its record comes with them, in the same
-                # round trip, rather than after their claims.
-                more.get(self._keys.agent(text(agent)))
-            more.sunion(sources)
-            *record, listed = await more.execute()
-            known = {text(agent): views_of(record).get(text(agent))} if agent is not None else {}
+            agent_id = None if agent is None else text(agent)
+            self._remember(target.name, agent_id)
+            if guess is None or agent_id != guess:  # no guess, or the tunnel moved: read what its agent is now
+                more = self._redis.pipeline(transaction=False)
+                self._queue_tunnel_reads(more, index, agent_id)
+                members = await more.execute()
+            sources = [index] if agent_id is None else [index, self._keys.agent_hostnames(agent_id)]
+            *record, listed = members
+            known = {agent_id: views_of(record).get(agent_id)} if agent_id is not None else {}
             hostnames = {text(h) for h in listed}
             decisions = await self.decisions_for(hostnames, index_keys=sources, catalog=catalog, known=known)
         elif target.kind == "zone":
@@ -111,3 +120,20 @@ class Planner:
         else:  # an Access app: one rule's, of one hostname
             decisions = await self.decisions_for([target.hostname], catalog=catalog)
         return job_for(target, decisions, last_version=None if stored is None else text(stored), prune=prune)
+
+    def _queue_tunnel_reads(self, pipe: aioredis.client.Pipeline, index: str, agent_id: str | None) -> None:
+        """A tunnel's hostnames (its index and its agent's) and its agent's record: the agent claims (nearly) all
+        of them, so its record comes with them rather than after their claims."""
+        if agent_id is None:
+            pipe.sunion([index])
+            return
+        pipe.get(self._keys.agent(agent_id))
+        pipe.sunion([index, self._keys.agent_hostnames(agent_id)])
+
+    def _remember(self, tunnel: str, agent_id: str | None) -> None:
+        if agent_id is None:
+            self._tunnel_agent.pop(tunnel, None)
+            return
+        if tunnel not in self._tunnel_agent and len(self._tunnel_agent) >= TUNNEL_GUESSES:
+            del self._tunnel_agent[next(iter(self._tunnel_agent))]  # the oldest guess: bounded memory
+        self._tunnel_agent[tunnel] = agent_id
