@@ -46,7 +46,7 @@ from flareport_cli.localredis import LocalRedis  # noqa: E402
 from flareport_common.logs import setup_logging  # noqa: E402
 
 FULL: dict[str, Any] = {
-    "singles": 5, "rate": 50.0, "seconds": 20.0, "big_burst": 1000,
+    "singles": 15, "rate": 50.0, "seconds": 20.0, "big_burst": 1000,
     "call_sizes": [1, 100, 1000, 20000], "access_sizes": [1, 100, 1000],
     "agents": 1000, "per_agent": 20, "rate_limit": 1200, "rate_window": 10, "scale_timeout": 300.0,
     "api_agents": 1000, "commands": 500, "ingest_seconds": 5.0,
