@@ -31,7 +31,7 @@ async def _start(r: Reconciler, agent_id: str, seq: int, name: str, hostname: st
     await r.spine.converge(applied.marks, applied.read, applied.record)
 
 
-async def _last_ingress(worker: FakeDnsWorker, tunnel_id: str) -> set[str]:
+def _last_ingress(worker: FakeDnsWorker, tunnel_id: str) -> set[str]:
     jobs = [j for j in worker.jobs if isinstance(j, SyncTunnelIngress) and j.tunnel_id == tunnel_id]
     assert jobs, f"no job for tunnel {tunnel_id}"
     return {rule.hostname for rule in jobs[-1].rules}
@@ -45,11 +45,11 @@ async def test_a_tunnel_handed_to_another_agent_is_planned_from_the_new_agents_h
     r = Reconciler(redis, keys, settings)
     await _start(r, "a1", 1, "c1", "one.example.com")
     await answer_directly(r, worker)
-    assert await _last_ingress(worker, "tun-x") == {"one.example.com"}
+    assert _last_ingress(worker, "tun-x") == {"one.example.com"}
 
     # The host behind tun-x is now a2's: a1 leaves the tunnel, a2 takes it over and starts a container.
     await _agent(redis, keys, "a1", None)
     await _agent(redis, keys, "a2", "tun-x")
     await _start(r, "a2", 1, "c2", "two.example.com")
     await answer_directly(r, worker)
-    assert "two.example.com" in await _last_ingress(worker, "tun-x"), "planned from the agent the tunnel had before"
+    assert "two.example.com" in _last_ingress(worker, "tun-x"), "planned from the agent the tunnel had before"
