@@ -38,6 +38,7 @@ class ScriptedClient(MasterClient):
         self.calls: list[str] = []
         self.failures: dict[str, list[MasterError]] = {}
         self.acks: list[tuple[str, CommandAckRequest]] = []
+        self.starting: list[int | None] = []  # each batch's coalescing hint (EventBatch.starting)
 
     def fail(self, call: str, *errors: MasterError) -> None:
         self.failures.setdefault(call, []).extend(errors)
@@ -53,8 +54,9 @@ class ScriptedClient(MasterClient):
         self.agent_id = "agent-1"
         return RegisterResponse(agent_id="agent-1", status="active")
 
-    async def send_events(self, events: tuple[AgentEvent, ...]) -> EventBatchResponse:
+    async def send_events(self, events: tuple[AgentEvent, ...], starting: int | None = None) -> EventBatchResponse:
         self._next("events")
+        self.starting.append(starting)
         return await self.send(events)
 
     async def poll_commands(self, wait: float) -> list[PolledCommand]:

@@ -29,6 +29,7 @@ from flareport_common.messages.events import (
     ContainerStart,
     ContainerStop,
     Inventory,
+    Starting,
     TunnelState,
     TunnelStatus,
 )
@@ -63,6 +64,11 @@ class RegisterResponse(msgspec.Struct, frozen=True, kw_only=True):
 
 class EventBatch(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     events: tuple[AgentEvent, ...]
+    # The labelled containers the agent saw created (lately: ``flareport_agent.tracker.STARTING_SECONDS``) and not
+    # yet started when it sent the batch. ``docker compose up`` creates every container before starting them: above
+    # 0, more starts are on their way; 0 after such a run says it is complete. Only a coalescing hint (a job waits a
+    # window, or goes at once): it never decides what is published. Absent: the agent does not say.
+    starting: Starting | None = None
 
 
 class EventBatchResponse(msgspec.Struct, frozen=True, kw_only=True):

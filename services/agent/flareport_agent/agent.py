@@ -341,6 +341,7 @@ class Agent:
                 max_batch=self.tuning.max_batch,
                 linger=self.tuning.linger_seconds,
                 on_accepted=self._accepted,
+                starting=self.tracker.starting,
             )
         )
         poller = CommandPoller(

@@ -165,8 +165,10 @@ class MasterClient:
         self.agent_id = response.agent_id
         return response
 
-    async def send_events(self, events: tuple[protocol.AgentEvent, ...]) -> protocol.EventBatchResponse:
-        batch = protocol.EventBatch(events=events)
+    async def send_events(
+        self, events: tuple[protocol.AgentEvent, ...], starting: int | None = None
+    ) -> protocol.EventBatchResponse:
+        batch = protocol.EventBatch(events=events, starting=starting)
         return await self._call("POST", self._agent_path("events"), batch, protocol.EventBatchResponse)
 
     async def poll_commands(self, wait: float) -> list[PolledCommand]:

@@ -134,8 +134,10 @@ class MasterLink:
         """One registration attempt now (the master lost this agent's record); failures follow the policy."""
         return await self.call("register", lambda: self._register(again=True), wait=False)
 
-    async def send_events(self, batch: tuple[AgentEvent, ...]) -> EventBatchResponse | Missed:
-        return await self.call("events", lambda: self.client.send_events(batch))
+    async def send_events(
+        self, batch: tuple[AgentEvent, ...], starting: int | None = None
+    ) -> EventBatchResponse | Missed:
+        return await self.call("events", lambda: self.client.send_events(batch, starting))
 
     async def poll_commands(self, wait: float) -> list[PolledCommand] | Missed:
         return await self.call("commands", lambda: self.client.poll_commands(wait))

@@ -116,9 +116,11 @@ async def send_loop(
     linger: float,
     on_accepted: Callable[[int], None],
     on_sent: Callable[[tuple[AgentEvent, ...]], None] | None = None,
+    starting: Callable[[], int] | None = None,
 ) -> None:
     """Send until cancelled. The link waits out an absent master and a rejected key (``linkpolicy.py``); a batch
-    is taken from the buffer afresh after every wait, as the buffer may have been replaced meanwhile."""
+    is taken from the buffer afresh after every wait, as the buffer may have been replaced meanwhile. ``starting``:
+    the containers created and not yet started, read as each batch goes (``EventBatch.starting``)."""
     probe: int | None = None  # a smaller batch while looking for the event the master refuses
     loop = asyncio.get_running_loop()
     last_sent = -math.inf  # when the last batch was accepted: a lone event after a quiet spell goes at once
@@ -131,7 +133,7 @@ async def send_loop(
         if not batch:
             outbox.done(generation, 0)
             continue
-        response = await link.send_events(batch)
+        response = await link.send_events(batch, starting() if starting is not None else None)
         if isinstance(response, Missed):
             if isinstance(response.error, RequestRejected):
                 EVENT_BATCHES.labels(outcome="rejected").inc()

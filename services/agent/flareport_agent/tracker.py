@@ -10,6 +10,10 @@ The tracker is pure (no I/O) so its rules are unit-tested without an engine:
   (Podman reports a plain stop as ``die`` without a ``stop`` event; Docker's later ``stop`` then finds nothing
   tracked and adds nothing). ``pause`` and ``destroy`` (Podman: ``remove``) of a tracked container report
   ``container_stop``.
+- ``create`` of a container whose labels enable it is remembered until it starts, is removed or is
+  ``STARTING_SECONDS`` old: ``starting()`` counts them, and the agent tells the master with each batch
+  (``EventBatch.starting``) that more starts are on their way (``docker compose up`` creates every container before
+  it starts them), so the master folds the run into fewer Cloudflare jobs and plans its last start at once.
 - A snapshot replaces everything: it yields one ``inventory`` event and becomes the tracked set (a kill remembered
   for a container the snapshot still lists stays remembered).
 
@@ -21,6 +25,8 @@ Containers of Swarm tasks are ignored: their services are reported instead (``sw
 from __future__ import annotations
 
 import re
+import time
+from collections.abc import Callable
 from typing import Any
 
 from flareport_agent.labels import parse_container
@@ -32,10 +38,21 @@ from flareport_common.protocol import AgentEvent
 _HEALTH = re.compile(r"\((healthy|unhealthy|health: starting)\)")
 _TERM_SIGNALS = {"15", "SIGTERM", "TERM"}
 _STOPS: dict[str, StopAction] = {"pause": "pause", "destroy": "destroy", "remove": "destroy", "stop": "stop"}
+_GONE = {"destroy", "remove", "die"}
+# A container created this long ago and still not started is not on its way (``docker create`` for later, a
+# dependency that never became healthy): it no longer makes the master wait.
+STARTING_SECONDS = 30.0
+MAX_CREATED = 10_000  # bounds the memory of creates never followed by anything
 
 
 class Tracker:
-    def __init__(self, *, label_prefix: str | None = None, ignore_label: tuple[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        label_prefix: str | None = None,
+        ignore_label: tuple[str, str] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.label_prefix = label_prefix
         # The agent's own cloudflared is never reported as a user container.
         self.ignore_label = ignore_label
@@ -44,6 +61,18 @@ class Tracker:
         # them too, or the master would take them for stopped.
         self.services: dict[str, ContainerInfo] = {}
         self._killed: set[str] = set()
+        self._clock = clock
+        self._created: dict[str, float] = {}  # container id -> when its create was seen, oldest first
+
+    def starting(self) -> int:
+        """Labelled containers created lately and not yet started (nor removed)."""
+        oldest = self._clock() - STARTING_SECONDS
+        while self._created:
+            cid, seen = next(iter(self._created.items()))
+            if seen >= oldest:
+                break
+            del self._created[cid]
+        return len(self._created)
 
     def inventory(self) -> Inventory:
         return Inventory(agent_id="", seq=0, containers=(*self.known.values(), *self.services.values()))
@@ -74,6 +103,8 @@ class Tracker:
             if info is not None and info.container_id:
                 known[info.container_id] = info
         self.known = known
+        # Creates missed while disconnected are not known either: none is said to be on its way rather than a guess.
+        self._created.clear()
         # A kill signalled just before the list keeps its meaning for the ``die`` that follows it.
         self._killed &= known.keys()
         return self.inventory()
@@ -87,6 +118,11 @@ class Tracker:
         if not cid:
             return None
         name = attrs.get("name", "")
+        if action == "create":
+            self._create(cid, attrs, name)
+            return None
+        if action in ("start", "unpause") or action in _GONE:
+            self._created.pop(cid, None)
         if action in ("start", "unpause"):
             self._killed.discard(cid)
             return self._started(cid, attrs, name, health=self.known[cid].health if cid in self.known else None)
@@ -113,6 +149,15 @@ class Tracker:
                 return None
             return ContainerStop(agent_id="", seq=0, container_id=cid, name=name or info.name, action=_STOPS[action])
         return None
+
+    def _create(self, cid: str, attrs: dict[str, str], name: str) -> None:
+        info = self._info(attrs, container_id=cid, name=name, image=attrs.get("image", ""), state="created")
+        if info is None:
+            return
+        self._created.pop(cid, None)  # created again: it moves to the end, the newest
+        if len(self._created) >= MAX_CREATED:
+            del self._created[next(iter(self._created))]
+        self._created[cid] = self._clock()
 
     def _started(self, cid: str, attrs: dict[str, str], name: str, *, health: str | None) -> AgentEvent | None:
         info = self._info(

@@ -142,7 +142,10 @@ async def events(request: web.Request) -> web.StreamResponse:
             # The agent's times are bounded here and serve the hop histograms only (flareport_common.tracing).
             trace = tracing.admitted(event.trace, now=now_us, new_id=event.id)
             traces.append(trace)
-            stamped = msgspec.structs.replace(event, agent_id=agent_id, occurred_at=now, trace=trace)
+            # The batch's coalescing hint on every event it carries, whatever the agent put on the events.
+            stamped = msgspec.structs.replace(
+                event, agent_id=agent_id, occurred_at=now, trace=trace, starting=batch.starting
+            )
         stamped_events.append((seq, _encoder.encode(stamped)))
     if not batch.events:
         return json_response(EventBatchResponse(accepted=0, last_seq=await _last_seq(request, agent_id)))

@@ -27,11 +27,14 @@ was written (its last job's result came ``done_at``), changes arriving within it
 together when the window ends — or later, should changes still be arriving then: the hold is extended to a window
 after the newest one, up to ``max_ms`` in all (``target_begin.lua``). A change of ``burst_weight`` hostnames or more
 (a large batch from an agent: more is on its way) waits a window too. A lone change on a quiet target is still
-planned at once. The window (``lua/coalesce_window.lua``) is ``base_ms``, or five times the last job's duration when
-Cloudflare is slow, grows with the number of jobs the target had lately and as the shared rate budget runs low
-(``pressure``), and never exceeds ``max_ms`` (docs/reconciler.md, "Coalescing"). A target held for a window is in
-``Keys.targets_waiting`` until its plan commits: the replica holding it plans it when the window ends, and if that
-replica died, the sweeper finds it there once ``stale_plan_ms`` passed.
+planned at once. An agent that has containers created and not yet started says so with its changes
+(``Run.MORE``): they wait a window too, and its word that none is left (``Run.ENDED``) plans a target held for that
+run at once, while the target is not hot and the budget not short. The window (``lua/coalesce_window.lua``) is
+``base_ms``, or five times the last job's duration when Cloudflare is slow, grows with the number of jobs the target
+had lately and as the shared rate budget runs low (``pressure``), and never exceeds ``max_ms`` (docs/reconciler.md,
+"Coalescing"). A target held for a window is in ``Keys.targets_waiting`` until its plan commits: the replica holding
+it plans it when the window ends, and if that replica died, the sweeper finds it there once ``stale_plan_ms``
+passed.
 """
 
 from __future__ import annotations
@@ -58,6 +61,14 @@ class Marked(IntEnum):
 
     PENDING = 0  # folded into the next job
     HELD = 1  # the caller holds the target and must plan it now
+
+
+class Run(IntEnum):
+    """What the change's agent said about the run of changes it belongs to (``EventBatch.starting``)."""
+
+    NONE = 0  # nothing: an old agent, or a change that no agent sent (an admin's, a reconcile)
+    MORE = 1  # the agent has containers created and not yet started: more changes are on their way
+    ENDED = 2  # none left to start: a target held for this run's window is planned now
 
 
 class Committed(IntEnum):
@@ -120,24 +131,34 @@ class Coalescer:
         self.stale_job_ms = stale_job_ms
         self.window = window or Window()
 
-    def _mark_args(self, now_ms: int, token: str, force: bool, target: str, weight: int, pressure: int) -> list[Any]:
+    def _mark_args(
+        self, now_ms: int, token: str, force: bool, target: str, weight: int, pressure: int, run: Run
+    ) -> list[Any]:
         w = self.window
         return [
             now_ms, token, self.stale_plan_ms, self.stale_job_ms, "1" if force else "0",
-            target, weight, w.base_ms, w.max_ms, w.burst_weight, pressure,
+            target, weight, w.base_ms, w.max_ms, w.burst_weight, pressure, int(run),
         ]  # fmt: skip
 
     def _mark_keys(self, target: str) -> list[str]:
         return [self._keys.target_state(target), self._keys.targets_waiting]
 
     async def mark(
-        self, target: str, token: str, now_ms: int, *, force: bool = False, weight: int = 1, pressure: int = 1
+        self,
+        target: str,
+        token: str,
+        now_ms: int,
+        *,
+        force: bool = False,
+        weight: int = 1,
+        pressure: int = 1,
+        run: Run = Run.NONE,
     ) -> int | None:
         """None: folded into the next job. Else the caller holds the target and must plan it after that many ms
-        (0: now). ``force`` forgets the last version; ``weight``: hostnames the change touched."""
-        code, delay = await self._mark(
-            keys=self._mark_keys(target), args=self._mark_args(now_ms, token, force, target, weight, pressure)
-        )
+        (0: now). ``force`` forgets the last version; ``weight``: hostnames the change touched; ``run``: what its
+        agent said of the changes still to come."""
+        args = self._mark_args(now_ms, token, force, target, weight, pressure, run)
+        code, delay = await self._mark(keys=self._mark_keys(target), args=args)
         return int(delay) if Marked(int(code)) == Marked.HELD else None
 
     async def mark_many(
@@ -149,6 +170,7 @@ class Coalescer:
         *,
         weight: int = 1,
         pressure: int = 1,
+        run: Run = Run.NONE,
     ) -> list[int | None]:
         """``mark`` for several targets in one round trip (a pipeline of the same script); ``force`` per target."""
         if not targets:
@@ -156,7 +178,7 @@ class Coalescer:
         pipe = self._redis.pipeline(transaction=False)
         for target, token, forced in zip(targets, tokens, force, strict=True):
             # EVAL, not the registered script: that would add a SCRIPT EXISTS round trip to every pipeline.
-            args = self._mark_args(now_ms, token, forced, target, weight, pressure)
+            args = self._mark_args(now_ms, token, forced, target, weight, pressure, run)
             _MARK.eval(pipe, self._mark_keys(target), args)
         answers = await pipe.execute()
         return [int(delay) if Marked(int(code)) == Marked.HELD else None for code, delay in answers]

@@ -64,7 +64,7 @@ from flareport_reconciler.agentquota import Limits
 from flareport_reconciler.batching import AgentBatches
 from flareport_reconciler.budget import Budget
 from flareport_reconciler.claims import Claims
-from flareport_reconciler.coalesce import Coalescer, Committed, Window
+from flareport_reconciler.coalesce import Coalescer, Committed, Run, Window
 from flareport_reconciler.emit import Emitter
 from flareport_reconciler.inventory import InventoryEvent
 from flareport_reconciler.planner import Planner, now_ms
@@ -122,13 +122,15 @@ class Spine:
         read: Mapping[str, HostnameRead] | None = None,
         record: AgentRecord | None = None,
         prefetched: Prefetched | None = None,
+        run: Run = Run.NONE,
     ) -> None:
         """Refresh the marked hostnames, touch the targets whose part changed, then finish (clear the marks).
-        ``read``, ``record`` and ``prefetched`` are what the source step already read in its transaction."""
+        ``read``, ``record`` and ``prefetched`` are what the source step already read in its transaction; ``run``
+        what the change's agent said of the changes still to come."""
         refreshed = await self.refresher.refresh(marks, read, record, prefetched)
         if refreshed is None:
             return
-        await self.touch(refreshed.touch, force=refreshed.force, weight=len(marks), catalog=refreshed.catalog)
+        await self.touch(refreshed.touch, force=refreshed.force, weight=len(marks), catalog=refreshed.catalog, run=run)
         await self.refresher.finish(refreshed)
 
     async def touch(
@@ -138,6 +140,7 @@ class Spine:
         force: bool | AbstractSet[Target] = False,
         weight: int = 1,
         catalog: AccessCatalog | None = None,
+        run: Run = Run.NONE,
     ) -> None:
         """Targets a change of ``weight`` hostnames may affect: plan each at once, at the end of its window, or
         fold the change into its next job. A forced target (``force=True``: all of them) taken sends a job even
@@ -151,7 +154,7 @@ class Spine:
         forced = [force if isinstance(force, bool) else t in force for t in ordered]
         pressure = self.budget.pressure()
         delays = await self.coalescer.mark_many(
-            [str(t) for t in ordered], tokens, now_ms(), forced, weight=weight, pressure=pressure
+            [str(t) for t in ordered], tokens, now_ms(), forced, weight=weight, pressure=pressure, run=run
         )
         for target, token, delay in zip(ordered, tokens, delays, strict=True):
             if delay is None:
@@ -261,7 +264,7 @@ class Spine:
             return
         if not applied.marks:
             IGNORED.labels("stale_or_duplicate").inc(len(events))
-        await self.converge(applied.marks, applied.read, record, applied.prefetched)
+        await self.converge(applied.marks, applied.read, record, applied.prefetched, run_of(events))
         if seen is not None:
             # After the plan, off the way of the change to its job: contact moves the agent's last-seen time and
             # brings an offline agent back, and resolution reads neither (``agents.view_of``).
@@ -338,3 +341,11 @@ class Spine:
             self._plan_later(target, token, outcome.delay_ms)
         else:
             await self.plan(target, token)
+
+
+def run_of(events: Sequence[InventoryEvent]) -> Run:
+    """What the batch's newest event says of the agent's changes still to come (``EventBatch.starting``)."""
+    starting = max(events, key=lambda event: event.seq).starting
+    if starting is None:
+        return Run.NONE
+    return Run.MORE if starting > 0 else Run.ENDED

@@ -192,3 +192,24 @@ async def test_the_agents_client_learns_the_refused_field_and_limit(api: Api) ->
         assert (over.value.status, over.value.code, over.value.field) == (413, "quota_exceeded", "containers")
     finally:
         await client.close()
+
+
+async def test_the_batchs_starting_hint_is_bounded_and_replaces_what_events_claim(api: Api) -> None:
+    key, agent_id = await enrolled(api)
+    url = f"/api/v1/agents/{agent_id}/events"
+    for bad in (-1, 100_001, "3", 1.5):
+        response = await api.client.post(
+            url, json={"events": [start(1, container(rule("a.example.com")))], "starting": bad},
+            headers=api.bearer(key),
+        )  # fmt: skip
+        body = await response.json()
+        assert (response.status, body["error"]["field"]) == (422, "starting"), bad
+    assert await container_events(api) == [], "a refused batch adds nothing"
+    # An event's own value is never taken: the batch's word (or none) is what the reconciler sees.
+    claimed = {**start(1, container(rule("a.example.com"))), "starting": 99}
+    response = await api.client.post(url, json={"events": [claimed], "starting": 2}, headers=api.bearer(key))
+    assert response.status == 200
+    second = {**start(2, container(rule("b.example.com"), cid="c2")), "starting": 99}
+    response = await api.client.post(url, json={"events": [second]}, headers=api.bearer(key))
+    assert response.status == 200
+    assert [e.starting for e in await container_events(api)] == [2, None]

@@ -7,7 +7,7 @@ import redis.asyncio as aioredis
 
 from flareport_common.keys import Keys
 from flareport_common.streams.codec import FIELD
-from flareport_reconciler.coalesce import Coalescer, Committed, Window
+from flareport_reconciler.coalesce import Coalescer, Committed, Run, Window
 
 T = "zone:example.com"
 
@@ -237,3 +237,79 @@ async def test_changes_that_keep_coming_extend_a_hold_up_to_its_bound_and_a_stop
     assert await co.mark(other, "o2", 5_100) == 200
     assert await co.mark(other, "o3", 5_250) is None
     assert await co.begin(other, "o2", 5_300, extend=False) == 0, "a stopping replica does not wait for more"
+
+
+async def test_a_run_its_agent_announced_waits_and_its_end_is_planned_at_once(
+    redis: aioredis.Redis, keys: Keys
+) -> None:
+    co = Coalescer(redis, keys, window=WINDOW)
+    # Containers created and not yet started: more starts are coming, so even a quiet target waits a window.
+    assert await co.mark(T, "p1", 1_000, run=Run.MORE) == 300
+    assert await co.mark(T, "p2", 1_250, run=Run.MORE) is None, "folded into the held plan"
+    assert await co.begin(T, "p1", 1_300) == 250, "still arriving: extended"
+    # The agent has nothing left to start: the run is complete, the held plan goes now, in this caller's hands.
+    assert await co.mark(T, "p3", 1_400, run=Run.ENDED) == 0
+    assert await co.overdue(10_000, 10) == [], "no longer waiting for its window"
+    assert await co.begin(T, "p1", 1_550) is None, "the replica that held it finds the target taken over"
+    assert await co.commit(T, "p3", "job1", "v1", b"{}", b"[]", 1_400) == Committed.SENT
+    assert await redis.xlen(keys.cf_jobs) == 1, "the whole run in one job"
+
+
+async def test_the_end_of_a_run_does_not_cut_a_window_nobody_announced(redis: aioredis.Redis, keys: Keys) -> None:
+    co = Coalescer(redis, keys, window=WINDOW)
+    await _write(co, "p1", "job1", "v1", 1_000, 1_000)
+    # Written moments ago: held for the window (containers started one after another, no creates announced).
+    assert await co.mark(T, "p2", 1_100, run=Run.ENDED) == 200
+    assert await co.mark(T, "p3", 1_200, run=Run.ENDED) is None, "folded in, the window stays"
+    assert await co.overdue(10_000, 10) == [T]
+
+
+async def test_the_end_of_a_run_that_arrives_during_a_job_is_planned_when_the_job_is_done(
+    redis: aioredis.Redis, keys: Keys
+) -> None:
+    co = Coalescer(redis, keys, window=WINDOW)
+    assert await co.mark(T, "p1", 1_000, run=Run.MORE) == 300
+    assert await co.begin(T, "p1", 1_300) == 0
+    assert await co.commit(T, "p1", "job1", "v1", b"{}", b"[]", 1_300) == Committed.SENT
+    assert await co.mark(T, "p2", 1_310, run=Run.MORE) is None
+    assert await co.mark(T, "p3", 1_320, run=Run.ENDED) is None
+    outcome = await co.result(T, "job1", True, "p4", 1_330)
+    assert (outcome.plan_again, outcome.delay_ms) == (True, 0), "no window after the run's last start"
+    # Without the end (more still coming), the pending change waits for the window as before.
+    other = "zone:other.example"
+    await co.mark(other, "o1", 1_000)
+    await co.commit(other, "o1", "job-o1", "v1", b"{}", b"[]", 1_000)
+    assert await co.mark(other, "o2", 1_010, run=Run.MORE) is None
+    assert (await co.result(other, "job-o1", True, "o3", 1_020)).delay_ms == 300
+
+
+async def test_the_end_of_a_run_folds_anyway_when_the_budget_is_short_cloudflare_slow_or_the_target_hot(
+    redis: aioredis.Redis, keys: Keys
+) -> None:
+    co = Coalescer(redis, keys, window=Window(base_ms=300, max_ms=5_000, burst_weight=50))
+    assert await co.mark(T, "p1", 1_000, run=Run.MORE) == 300
+    assert await co.mark(T, "p2", 1_100, run=Run.ENDED, pressure=2) is None, "a short budget: still folded"
+    assert await co.overdue(10_000, 10) == [T]
+    # The last job took 200 ms for its one write: each job costs real time, the run folds into the window's job.
+    slow = "zone:slow.example"
+    assert await co.mark(slow, "s1", 1_000) == 0
+    assert await co.commit(slow, "s1", "job-s1", "v1", b"{}", b"[]", 1_000) == Committed.SENT
+    await co.result(slow, "job-s1", True, "unused", 1_200)
+    assert await co.mark(slow, "s2", 5_000, run=Run.MORE) == 1_000
+    assert await co.mark(slow, "s3", 5_100, run=Run.ENDED) is None, "slow: the window stays"
+    # A target sent more jobs lately than the window's heat allows: an agent announcing and ending runs over and
+    # over gets no job per change.
+    hot = "zone:hot.example"
+    now = 10_000
+    for n in range(12):
+        await _write_at(co, hot, f"h{n}", now)
+        now += 500
+    assert await co.mark(hot, "m", now, run=Run.MORE) is not None
+    assert await co.mark(hot, "e", now + 10, run=Run.ENDED) is None, "hot: the window stays"
+
+
+async def _write_at(co: Coalescer, target: str, name: str, now: int) -> None:
+    assert await co.mark(target, f"{name}-plan", now) is not None
+    await co.begin(target, f"{name}-plan", now, extend=False)
+    assert await co.commit(target, f"{name}-plan", name, name, b"{}", b"[]", now) == Committed.SENT
+    await co.result(target, name, True, "unused", now + 5)

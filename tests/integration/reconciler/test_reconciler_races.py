@@ -104,10 +104,12 @@ async def test_targets_a_refresh_did_not_get_to_touch_are_touched_by_the_next_on
     r = await enrolled(redis, keys, settings)
     touched: list[set[str]] = []
 
-    async def dies(targets: Any, *, force: Any = False, weight: int = 1, catalog: Any = None) -> None:
+    async def dies(targets: Any, *, force: Any = False, weight: int = 1, catalog: Any = None, run: Any = None) -> None:
         raise ConnectionError("the replica died")
 
-    async def records(targets: Any, *, force: Any = False, weight: int = 1, catalog: Any = None) -> None:
+    async def records(
+        targets: Any, *, force: Any = False, weight: int = 1, catalog: Any = None, run: Any = None
+    ) -> None:
         touched.append({str(t) for t in targets})
 
     app = container("c1", "app.example.com")

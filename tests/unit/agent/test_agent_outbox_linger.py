@@ -84,3 +84,33 @@ async def test_a_lone_event_does_not_wait_for_a_long_linger() -> None:
     finally:
         task.cancel()
         await link.close()
+
+
+async def test_each_batch_says_how_many_containers_are_still_to_start_when_it_goes() -> None:
+    outbox = Outbox(capacity=100, last_seq=0, snapshot=lambda: Inventory(agent_id="", seq=0))
+    sent: list[tuple[AgentEvent, ...]] = []
+    to_start = [2]
+
+    async def send(batch: tuple[AgentEvent, ...]) -> EventBatchResponse:
+        sent.append(batch)
+        return EventBatchResponse(accepted=len(batch), last_seq=0)
+
+    client = ScriptedClient(send)
+    link = scripted_link(client)
+    await link.connect()
+    loop = send_loop(outbox, link, max_batch=50, linger=0, on_accepted=lambda _: None, starting=lambda: to_start[0])
+    task = asyncio.create_task(loop)
+    try:
+        for remaining in (1, 0):
+            outbox.put(stop(f"c{remaining}"))
+            count = len(sent) + 1
+
+            async def gone(count: int = count) -> bool:
+                return len(sent) == count
+
+            await wait_for(gone, what="the batch sent")
+            to_start[0] = remaining
+        assert client.starting == [2, 1], "read when each batch went, not when its events were buffered"
+    finally:
+        task.cancel()
+        await link.close()

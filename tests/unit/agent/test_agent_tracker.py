@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flareport_agent.tracker import Tracker
+from flareport_agent.tracker import STARTING_SECONDS, Tracker
 from flareport_common.messages.events import ContainerDie, ContainerStart, ContainerStop
 
 LABELS = {"dockflare.enable": "true", "dockflare.hostname": "a.example.com", "dockflare.service": "http://a:80"}
@@ -96,3 +96,28 @@ def test_a_kill_before_a_snapshot_that_still_lists_the_container_is_a_stop_at_th
     assert isinstance(stopped, ContainerStop) and stopped.action == "kill"
     tracker.event(ev("start", "b"))
     assert isinstance(tracker.event(ev("die", "b", exitCode="1")), ContainerDie), "b's old kill was forgotten"
+
+
+def test_containers_created_and_not_yet_started_are_counted_until_they_start_go_or_age() -> None:
+    now = [1_000.0]
+    tracker = Tracker(clock=lambda: now[0])
+    # docker compose up: every container created first, then started one after another.
+    for n in range(3):
+        assert tracker.event(ev("create", cid=f"c{n}")) is None, "a create is not a change to publish"
+    tracker.event({"Type": "container", "Action": "create", "Actor": {"ID": "plain", "Attributes": {"name": "db"}}})
+    assert tracker.starting() == 3, "only containers whose labels ask to be published"
+    tracker.event(ev("start", cid="c0"))
+    tracker.event(ev("remove", cid="c1"))
+    assert tracker.starting() == 1
+    tracker.event(ev("start", cid="c2"))
+    assert tracker.starting() == 0, "the run is complete"
+    # One created and never started (docker create for later) stops counting after STARTING_SECONDS.
+    tracker.event(ev("create", cid="later"))
+    now[0] += STARTING_SECONDS - 1
+    assert tracker.starting() == 1
+    now[0] += 2
+    assert tracker.starting() == 0
+    # A snapshot after a reconnect: creates missed meanwhile are unknown, so none is said to be on its way.
+    tracker.event(ev("create", cid="c9"))
+    tracker.snapshot([])
+    assert tracker.starting() == 0

@@ -7,7 +7,7 @@ for that agent, so replicas consuming in any order converge on the same state.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import msgspec
 
@@ -16,6 +16,12 @@ from flareport_common.messages.rules import ContainerInfo
 from flareport_common.messages.trace import Trace
 
 StopAction = Literal["stop", "die", "kill", "destroy", "pause"]
+
+MAX_STARTING = 100_000
+# How many labelled containers the agent had created and not yet started when it sent the event's batch
+# (``protocol.EventBatch.starting``): more changes are on their way while it is above 0. Stamped by the API from the
+# batch (an agent's per-event value is replaced); None when the agent did not say. A hint for coalescing only.
+Starting = Annotated[int, msgspec.Meta(ge=0, le=MAX_STARTING)]
 
 
 class AgentRegistered(Message, frozen=True, kw_only=True, tag="agent_registered"):
@@ -36,6 +42,7 @@ class ContainerStart(Message, frozen=True, kw_only=True, tag="container_start"):
     seq: int
     container: ContainerInfo
     trace: Trace | None = None  # where the event was when (messages.trace); never decides anything
+    starting: Starting | None = None
 
 
 class ContainerStop(Message, frozen=True, kw_only=True, tag="container_stop"):
@@ -47,6 +54,7 @@ class ContainerStop(Message, frozen=True, kw_only=True, tag="container_stop"):
     name: str = ""
     action: StopAction = "stop"
     trace: Trace | None = None  # where the event was when (messages.trace); never decides anything
+    starting: Starting | None = None
 
 
 class ContainerDie(Message, frozen=True, kw_only=True, tag="container_die"):
@@ -58,6 +66,7 @@ class ContainerDie(Message, frozen=True, kw_only=True, tag="container_die"):
     name: str = ""
     exit_code: int | None = None
     trace: Trace | None = None  # where the event was when (messages.trace); never decides anything
+    starting: Starting | None = None
 
 
 class Inventory(Message, frozen=True, kw_only=True, tag="inventory"):
@@ -67,6 +76,7 @@ class Inventory(Message, frozen=True, kw_only=True, tag="inventory"):
     seq: int
     containers: tuple[ContainerInfo, ...] = ()
     trace: Trace | None = None  # where the event was when (messages.trace); never decides anything
+    starting: Starting | None = None
 
 
 class TunnelState(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):

@@ -2,7 +2,7 @@
 -- in less than a window ago — the hold is extended to a window after that change, so a run of changes (containers
 -- started one after another) goes out as one job once it pauses; a hold never lasts longer than max_ms in all.
 -- Otherwise the changes folded in are about to be read, so they are no longer pending: a change arriving from now
--- on sets pending again and brings one more plan after this one's job.
+-- on sets pending again and brings one more plan after this one's job (and the run they announced is planned).
 -- KEYS: state_key     the target's state hash (last_change: the newest change folded in; held_from: the hold's start)
 --       waiting_key   the sorted set of targets held for a window
 -- ARGV: token         the caller's plan token
@@ -29,5 +29,5 @@ if extend and fields[1] == '1' and last ~= nil then
     return due - now_ms
   end
 end
-redis.call('HDEL', state_key, 'pending', 'last_change', 'held_from')
+redis.call('HDEL', state_key, 'pending', 'last_change', 'held_from', 'announced', 'run_ended')
 return 0

@@ -1,8 +1,13 @@
 -- A change touched a target (flareport_reconciler.coalesce): if nothing is in flight, or what is in flight is
 -- stale (its replica died while planning, or its job's result never came), the caller takes the target and plans
 -- it: at once for a lone change, or at the end of the target's window when the target was written less than a
--- window ago or the change is a burst's first part (``weight`` >= ``burst_weight`` hostnames). Otherwise the
--- change is folded into the next job as "pending" (``last_change``: when, for target_begin's extension).
+-- window ago, the change is a burst's first part (``weight`` >= ``burst_weight`` hostnames) or its agent says more
+-- is coming (``run`` MORE: it has containers created and not yet started). Otherwise the change is folded into the
+-- next job as "pending" (``last_change``: when, for target_begin's extension).
+-- A held target remembers that a run was announced (``announced``). A change whose agent says the run ended
+-- (``run`` ENDED: nothing created is left to start) takes over a plan still waiting for its window and plans at
+-- once, or, when a plan or job is underway, makes the next plan go without a window (``run_ended``); only while
+-- Cloudflare answers fast, the target is not hot and the rate budget is not short (run_may_end).
 -- KEYS: state_key       the target's state hash (inflight, since, pending, version, members, done...)
 --       waiting_key     the sorted set of targets held for a window (score: when their plan is due, ms)
 -- ARGV: now_ms          the time, in milliseconds
@@ -16,14 +21,16 @@
 --       max_ms          the window's bound; 0: no window
 --       burst_weight    a change of at least this many hostnames waits a window even on a quiet target
 --       pressure        1, 2 or 4: how low the shared rate budget is
+--       run             0 no word from the agent, 1 MORE (more changes are on their way), 2 ENDED (the run ended)
 -- Returns {PENDING, 0} or {HELD, delay_ms}: the caller holds the target and must plan it after delay_ms.
 -- uses: coalesce_window
 local state_key, waiting_key = KEYS[1], KEYS[2]
 local now_ms, token = tonumber(ARGV[1]), ARGV[2]
 local stale_plan_ms, stale_job_ms, force = tonumber(ARGV[3]), tonumber(ARGV[4]), ARGV[5] == '1'
 local target, weight, base_ms, max_ms = ARGV[6], tonumber(ARGV[7]), tonumber(ARGV[8]), tonumber(ARGV[9])
-local burst_weight, pressure = tonumber(ARGV[10]), tonumber(ARGV[11])
+local burst_weight, pressure, run = tonumber(ARGV[10]), tonumber(ARGV[11]), tonumber(ARGV[12] or '0')
 local PENDING, HELD = 0, 1
+local MORE, ENDED = 1, 2
 
 local inflight = redis.call('HGET', state_key, 'inflight')
 if inflight then
@@ -31,6 +38,20 @@ if inflight then
   local limit = stale_job_ms
   if string.sub(inflight, 1, 5) == 'plan:' then limit = stale_plan_ms end
   if now_ms - since < limit then
+    local announced = redis.call('HGET', state_key, 'announced') == '1'
+    if run == ENDED and announced and run_may_end(state_key, now_ms, base_ms, pressure) then
+      if string.sub(inflight, 1, 5) == 'plan:' and redis.call('HEXISTS', state_key, 'held_from') == 1 then
+        -- The plan waits for a window the run's end makes pointless: this caller takes it over and plans now
+        -- (the waiting replica's plan finds the target taken and stops: target_begin answers -1).
+        redis.call('HSET', state_key, 'inflight', 'plan:' .. token, 'since', tostring(now_ms))
+        redis.call('HDEL', state_key, 'pending', 'last_change', 'held_from', 'announced', 'run_ended')
+        redis.call('ZREM', waiting_key, target)
+        if force then redis.call('HDEL', state_key, 'version') end
+        return {HELD, 0}
+      end
+      redis.call('HSET', state_key, 'run_ended', '1')
+    end
+    if run == MORE then redis.call('HSET', state_key, 'announced', '1') end
     redis.call('HSET', state_key, 'pending', '1', 'last_change', tostring(now_ms))
     return {PENDING, 0}
   end
@@ -44,14 +65,22 @@ if w > 0 then
   elseif weight >= burst_weight then
     delay = w
   end
+  if run == MORE then delay = math.max(delay, w) end
 end
 -- ``since`` is when the plan is due: a replica that dies while waiting holds the target only stale_plan_ms
 -- past that, and the sweeper finds it in waiting_key then.
 redis.call('HSET', state_key, 'inflight', 'plan:' .. token, 'since', tostring(now_ms + delay))
-redis.call('HDEL', state_key, 'pending')
+redis.call('HDEL', state_key, 'pending', 'run_ended')
 if force then redis.call('HDEL', state_key, 'version') end
 if delay > 0 then
   redis.call('ZADD', waiting_key, now_ms + delay, target)
   redis.call('HSET', state_key, 'held_from', tostring(now_ms))
+  if run == MORE then
+    redis.call('HSET', state_key, 'announced', '1')
+  else
+    redis.call('HDEL', state_key, 'announced')
+  end
+else
+  redis.call('HDEL', state_key, 'announced')
 end
 return {HELD, delay}

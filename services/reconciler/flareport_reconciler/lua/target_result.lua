@@ -1,6 +1,7 @@
 -- A job's result for a target (flareport_reconciler.coalesce). The job in flight is cleared and the target's
 -- write remembered (``done_at``, and the job's duration per write ``last_ms``, which its window grows with); if a
--- change is pending the caller takes the target to plan it again at the end of the window. The last finished job is
+-- change is pending the caller takes the target to plan it again at the end of the window (at once when its agent
+-- said the run it announced ended, see target_mark). The last finished job is
 -- remembered (done, done_members): the same result delivered again (its first handler died before updating the
 -- rule statuses) is still applied to the statuses, and nothing else, as long as no later job has been sent.
 -- KEYS: state_key   the target's state hash
@@ -46,6 +47,12 @@ redis.call('HSET', state_key, 'done', job_id, 'done_members', members, 'done_at'
 if not ok then redis.call('HDEL', state_key, 'version') end
 if redis.call('HGET', state_key, 'pending') == '1' then
   local delay = window_ms(state_key, now_ms, base_ms, max_ms, pressure)
+  -- A change pending since its agent said its run ended (target_mark): the run is all here, plan it now.
+  if redis.call('HGET', state_key, 'run_ended') == '1' and run_may_end(state_key, now_ms, base_ms, pressure) then
+    delay = 0
+    redis.call('HDEL', state_key, 'announced')
+  end
+  redis.call('HDEL', state_key, 'run_ended')
   redis.call('HSET', state_key, 'inflight', 'plan:' .. token, 'since', tostring(now_ms + delay),
     'held_from', tostring(now_ms))
   redis.call('HDEL', state_key, 'pending')
@@ -53,5 +60,5 @@ if redis.call('HGET', state_key, 'pending') == '1' then
   redis.call('ZADD', waiting_key, now_ms + delay, target)
   return {PLAN_AGAIN, members, delay}
 end
-redis.call('HDEL', state_key, 'inflight', 'since')
+redis.call('HDEL', state_key, 'inflight', 'since', 'announced', 'run_ended')
 return {FINISHED, members, 0}
