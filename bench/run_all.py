@@ -53,6 +53,7 @@ FULL: dict[str, Any] = {
     "rec_agents": 200, "rec_per_agent": 100, "rec_updates": 2000, "engine_containers": 20, "flood_seconds": 20.0,
     "cpu_idle_seconds": 30.0, "cpu_singles": 5, "cpu_burst": 20, "cpu_running": 50, "cpu_real_agent": True,
     "compose_counts": [20, 100], "compose_latencies": [0, 100], "compose_singles": 30, "compose_burst": 20,
+    "compose_bursts": 5,
 }  # fmt: skip
 SMOKE: dict[str, Any] = {
     "singles": 1, "rate": 20.0, "seconds": 1.0, "big_burst": 50,
@@ -62,6 +63,7 @@ SMOKE: dict[str, Any] = {
     "rec_agents": 10, "rec_per_agent": 10, "rec_updates": 50, "engine_containers": 0, "flood_seconds": 2.0,
     "cpu_idle_seconds": 2.0, "cpu_singles": 1, "cpu_burst": 3, "cpu_running": 5, "cpu_real_agent": False,
     "compose_counts": [3], "compose_latencies": [0, 100], "compose_singles": 2, "compose_burst": 3,
+    "compose_bursts": 1,
 }  # fmt: skip
 SECTIONS = ("convergence", "cloudflare_calls", "scale", "api", "reconciler", "event_flood", "cpu", "agent_engine",
             "compose_up")  # fmt: skip
@@ -119,7 +121,7 @@ def run(size: dict[str, Any], workdir: Path, only: frozenset[str] = frozenset(SE
     def compose_up() -> Any:
         return composeup.main_sync(workdir / "compose-up", counts=size["compose_counts"],
                                    latencies=size["compose_latencies"], singles=size["compose_singles"],
-                                   burst=size["compose_burst"])  # fmt: skip
+                                   burst=size["compose_burst"], bursts=size["compose_bursts"])  # fmt: skip
 
     if "convergence" in only:
         section(results, "convergence", whole_stack)

@@ -11,6 +11,10 @@ The minimum number of calls: one tunnel create and one configuration PUT per age
 size) batches; the rate-limit-bound minimum time is the windows that many calls need: (ceil(calls / limit) - 1)
 whole windows (the last window is not waited out).
 
+``limiter_floor_s``: the earliest the last call could go under the dns-worker's sliding-window rate limit, given when
+the calls before it went (the n-th call waits until the (n - budget)-th is a span old): a run that ends near it was
+paced by how early its first calls were made, that is by how fast the fleet came up.
+
 The timeline (seconds from the first registration) says where the time went: when the fleet's registrations and
 enrolments were done (the bench's side), and the first and last tunnel create, configuration PUT and DNS batch
 Cloudflare answered (the emulator's request log). The CPU seconds each process spent from the first registration
@@ -29,6 +33,8 @@ from collections import Counter
 from typing import Any
 
 import aiohttp
+
+from flareport_dns_worker.ratelimit import budget_of, span_seconds
 
 from . import cfwatch
 from .agents import SimAgent, container
@@ -93,6 +99,9 @@ async def run(
                 "enrolments_done": round(max(enrolled) - started, 2),
                 **_spans(log["requests"], started),
             }
+            floor = _limiter_floor(log["requests"], started, stack.rate_limit, stack.rate_window)
+            if floor is not None:
+                result["limiter_floor_s"] = floor
             if converged:
                 result["seconds"] = round(_last_write(log["requests"]) - started, 2)
                 result["calls_over_minimum"] = round(result["calls"] / minimum_calls, 3)
@@ -162,6 +171,18 @@ def _cpu(stack: BenchStack) -> dict[str, float | None]:
         found["redis-server"] = cpu_seconds(process.pid)
     found["bench"] = cpu_seconds(os.getpid())
     return found
+
+
+def _limiter_floor(requests: list[dict[str, Any]], started: float, limit: int, window: float) -> float | None:
+    """The earliest the run's last call could go under the dns-worker's sliding window, given when the others went:
+    the n-th call waits until the (n - budget)-th is a span old. Near ``seconds``, the run was as fast as the pace
+    of its first calls allowed: to end sooner, those had to be made sooner (the limit counts every call, from the
+    stack's start too)."""
+    times = sorted(cfwatch.epoch(e["timestamp"]) for e in requests if e["status"] != 429)
+    budget = budget_of(limit)
+    if len(times) <= budget:
+        return None
+    return round(times[len(times) - 1 - budget] + span_seconds(window) - started, 2)
 
 
 def _last_write(requests: list[dict[str, Any]]) -> float:

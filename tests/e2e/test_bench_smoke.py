@@ -134,9 +134,12 @@ def test_compose_up_through_the_real_agent_has_calls_and_times_for_every_cell(re
         pytest.skip(compose["error"])
     assert not compose.get("error"), compose.get("error")
     cells = compose["cells"]
-    assert [(c["containers"], c["latency_ms"]) for c in cells] == [(3, 0), (3, 100)]
+    assert [(c["containers"], c["latency_ms"], c["created_first"]) for c in cells] == [
+        (3, 0, False), (3, 100, False), (3, 0, True), (3, 100, True)
+    ]  # fmt: skip
     for cell in cells:
         where = f"{cell['containers']} containers at {cell['latency_ms']} ms per call"
+        where += " (all created first)" if cell["created_first"] else ""
         assert cell["converged"] is True, f"{where}: {cell.get('error')}"
         # At least one DNS batch and one configuration PUT published the cell's hostnames, counted in its calls.
         assert _number(cell, "calls") >= _number(cell, "writes") >= 2, where

@@ -36,14 +36,24 @@ from flareport_dns_worker.scripts import PauseCalls, TakeToken
 SPAN_MARGIN = 0.05
 
 
+def budget_of(requests: int) -> int:
+    """The calls admitted in any span: ``requests`` less the margin."""
+    return max(1, requests - max(1, requests // 20)) if requests > 1 else 1
+
+
+def span_seconds(window_seconds: float) -> float:
+    """The span a budget is counted over: the window plus its margin."""
+    return window_seconds * (1 + SPAN_MARGIN)
+
+
 class RateLimiter:
     def __init__(self, redis: aioredis.Redis, keys: Keys, *, requests: int, window_seconds: float) -> None:
         self._redis = redis
         self._keys = keys
         # An admitted call reaches Cloudflare a moment later, and those moments jitter: a small margin in calls
         # (5%, at least one) keeps requests bunched by network or event-loop delays inside Cloudflare's count.
-        self.budget = max(1, requests - max(1, requests // 20)) if requests > 1 else 1
-        self.span_ms = max(1, round(window_seconds * 1000 * (1 + SPAN_MARGIN)))
+        self.budget = budget_of(requests)
+        self.span_ms = max(1, round(span_seconds(window_seconds) * 1000))
         self._take = TakeToken(redis)
         self._pause = PauseCalls(redis)
         # One caller of this process asks at a time, in the order they came: waiting callers would otherwise all

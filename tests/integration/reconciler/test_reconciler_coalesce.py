@@ -313,3 +313,15 @@ async def _write_at(co: Coalescer, target: str, name: str, now: int) -> None:
     await co.begin(target, f"{name}-plan", now, extend=False)
     assert await co.commit(target, f"{name}-plan", name, name, b"{}", b"[]", now) == Committed.SENT
     await co.result(target, name, True, "unused", now + 5)
+
+
+async def test_the_end_of_a_run_reaching_a_plan_already_due_is_read_by_it_without_extending_its_hold(
+    redis: aioredis.Redis, keys: Keys
+) -> None:
+    co = Coalescer(redis, keys, window=WINDOW)
+    assert await co.mark(T, "p1", 1_000, run=Run.MORE) == 300
+    # Due at 1_300; its replica has not begun it yet when the run's last change comes: nothing to take over (the
+    # plan about to be built reads the change), and the hold is not extended for it.
+    assert await co.mark(T, "p2", 1_310, run=Run.ENDED) is None
+    assert await co.begin(T, "p1", 1_320) == 0
+    assert await co.commit(T, "p1", "job1", "v1", b"{}", b"[]", 1_320) == Committed.SENT

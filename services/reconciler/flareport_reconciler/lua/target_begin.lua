@@ -18,9 +18,10 @@ local token, now_ms, target = ARGV[1], tonumber(ARGV[2]), ARGV[3]
 local base_ms, max_ms, pressure, extend = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6]), ARGV[7] == '1'
 
 if redis.call('HGET', state_key, 'inflight') ~= 'plan:' .. token then return -1 end
-local fields = redis.call('HMGET', state_key, 'pending', 'last_change', 'held_from')
+local fields = redis.call('HMGET', state_key, 'pending', 'last_change', 'held_from', 'run_ended')
 local last, from = tonumber(fields[2]), tonumber(fields[3])
-if extend and fields[1] == '1' and last ~= nil then
+-- A change that ended the run its agent announced (target_mark) is the last one coming: no extension.
+if extend and fields[1] == '1' and last ~= nil and fields[4] ~= '1' then
   local due = last + window_ms(state_key, now_ms, base_ms, max_ms, pressure)
   if from ~= nil then due = math.min(due, from + max_ms) end
   if due > now_ms then

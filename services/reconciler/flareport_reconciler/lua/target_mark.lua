@@ -40,9 +40,10 @@ if inflight then
   if now_ms - since < limit then
     local announced = redis.call('HGET', state_key, 'announced') == '1'
     if run == ENDED and announced and run_may_end(state_key, now_ms, base_ms, pressure) then
-      if string.sub(inflight, 1, 5) == 'plan:' and redis.call('HEXISTS', state_key, 'held_from') == 1 then
-        -- The plan waits for a window the run's end makes pointless: this caller takes it over and plans now
-        -- (the waiting replica's plan finds the target taken and stops: target_begin answers -1).
+      if string.sub(inflight, 1, 5) == 'plan:' and since > now_ms then
+        -- The plan waits for a window (``since`` is when it is due) the run's end makes pointless: this caller
+        -- takes it over and plans now (the waiting replica's plan finds the target taken: target_begin answers -1).
+        -- A plan already due or being built reads this change anyway, and plans without extending its hold.
         redis.call('HSET', state_key, 'inflight', 'plan:' .. token, 'since', tostring(now_ms))
         redis.call('HDEL', state_key, 'pending', 'last_change', 'held_from', 'announced', 'run_ended')
         redis.call('ZREM', waiting_key, target)
