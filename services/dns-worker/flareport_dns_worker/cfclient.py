@@ -22,6 +22,7 @@ the paths are the contract the emulator checks, the raw ``result_info`` lets a l
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import Counter
 from collections.abc import Mapping
 from typing import Any, Protocol
@@ -31,7 +32,7 @@ import cloudflare
 import structlog
 
 from flareport_common.backoff import Backoff
-from flareport_dns_worker import jobtrace
+from flareport_dns_worker import calltime, jobtrace
 from flareport_dns_worker.metrics import CALLS, RATE_LIMITED
 
 Json = dict[str, Any]
@@ -224,6 +225,7 @@ class CloudflareApi:
             await self._limiter.acquire()
             self.calls[endpoint] += 1
             jobtrace.cloudflare_call()
+            sent = time.monotonic()
             try:
                 response = await self._send(method, path, params, body)
             except cloudflare.APIStatusError as error:
@@ -255,6 +257,8 @@ class CloudflareApi:
             else:
                 CALLS.labels(endpoint, "ok").inc()
                 return response if isinstance(response, dict) else {"result": response}
+            finally:
+                calltime.spent(time.monotonic() - sent)  # on the wire: not the limiter's queue nor a backoff
             attempts += 1
             if method not in IDEMPOTENT:
                 raise CfTransientError(reason, ambiguous=True, status=status)

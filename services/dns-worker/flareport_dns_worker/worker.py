@@ -40,7 +40,7 @@ from flareport_common.messages.cfjobs import (
 from flareport_common.messages.cfresults import CfError, JobResult, TunnelEnsured
 from flareport_common.streams.consumer import Delivery
 from flareport_common.streams.producer import Producer
-from flareport_dns_worker import jobtrace
+from flareport_dns_worker import calltime, jobtrace
 from flareport_dns_worker.access import AccessSync
 from flareport_dns_worker.cfclient import CfApiError, CfTransientError
 from flareport_dns_worker.dns_sync import DnsSync
@@ -96,6 +96,7 @@ class Worker:
         with (
             structlog.contextvars.bound_contextvars(target=job.target, job_type=job_type),
             jobtrace.handling(getattr(job, "trace", None)),
+            calltime.measuring(),
         ):
             try:
                 outcome = await self._handle(job)
@@ -222,6 +223,7 @@ class Worker:
             ok=True,
             errors=tuple(outcome.errors),
             writes=outcome.writes,
+            cloudflare_ms=calltime.total_ms(),
             drift_repaired=drift,
             notes=tuple(outcome.notes),
             correlation_id=job.correlation_id,
@@ -249,6 +251,7 @@ class Worker:
                 version=version or getattr(job, "version", ""),
                 ok=False,
                 errors=(error,),
+                cloudflare_ms=calltime.total_ms(),
                 correlation_id=job.correlation_id,
             )
         await self._producer.send(self._keys.cf_results, failed)

@@ -205,11 +205,24 @@ class Coalescer:
         return Committed(int(await self._commit(keys=keys, args=args)))
 
     async def result(
-        self, target: str, job_id: str, ok: bool, token: str, now_ms: int, *, pressure: int = 1, writes: int = 1
+        self,
+        target: str,
+        job_id: str,
+        ok: bool,
+        token: str,
+        now_ms: int,
+        *,
+        pressure: int = 1,
+        writes: int = 1,
+        cloudflare_ms: int | None = None,
     ) -> ResultOutcome:
-        """``writes``: the Cloudflare writes the job made; its window grows with its duration per write."""
+        """``writes``: the Cloudflare writes the job made; its window grows with its duration per write, which is
+        ``cloudflare_ms`` (its calls' answer time, from the worker) when known, else commit to result."""
         w = self.window
-        args: list[Any] = [job_id, "1" if ok else "0", now_ms, token, target, w.base_ms, w.max_ms, pressure, writes]
+        took = -1 if cloudflare_ms is None else max(0, cloudflare_ms)
+        args: list[Any] = [
+            job_id, "1" if ok else "0", now_ms, token, target, w.base_ms, w.max_ms, pressure, writes, took
+        ]  # fmt: skip
         code, members, delay = await self._result(keys=self._mark_keys(target), args=args)
         answer = Answered(int(code))
         return ResultOutcome(

@@ -328,7 +328,14 @@ class Spine:
         occurred_ms = int(message.occurred_at.timestamp() * 1000)
         pressure = self.budget.pressure()
         outcome = await self.coalescer.result(
-            message.target, message.job_id, message.ok, token, occurred_ms, pressure=pressure, writes=message.writes
+            message.target,
+            message.job_id,
+            message.ok,
+            token,
+            occurred_ms,
+            pressure=pressure,
+            writes=message.writes,
+            cloudflare_ms=message.cloudflare_ms,
         )
         if not outcome.current:
             return

@@ -325,3 +325,17 @@ async def test_the_end_of_a_run_reaching_a_plan_already_due_is_read_by_it_withou
     assert await co.mark(T, "p2", 1_310, run=Run.ENDED) is None
     assert await co.begin(T, "p1", 1_320) == 0
     assert await co.commit(T, "p1", "job1", "v1", b"{}", b"[]", 1_320) == Committed.SENT
+
+
+async def test_the_window_grows_with_cloudflares_answer_time_not_with_a_job_that_waited_its_turn(
+    redis: aioredis.Redis, keys: Keys
+) -> None:
+    co = Coalescer(redis, keys, window=WINDOW)
+    for target, answered, window in ((T, 20, 300), ("zone:slow.example", 400, 2_000)):
+        assert await co.mark(target, "p1", 1_000) == 0
+        assert await co.commit(target, "p1", "job1", "v1", b"{}", b"[]", 1_000) == Committed.SENT
+        assert await co.mark(target, "p2", 1_100) is None
+        # Five seconds from commit to result (the job queued behind a spent rate budget), its one call answered in
+        # ``answered`` ms: the window is five times that, at least the base.
+        outcome = await co.result(target, "job1", True, "p3", 6_000, writes=1, cloudflare_ms=answered)
+        assert (outcome.plan_again, outcome.delay_ms) == (True, window), target

@@ -41,6 +41,9 @@ class JobResult(Message, frozen=True, kw_only=True, tag="job_result"):
     errors: tuple[CfError, ...] = ()
     # Cloudflare writes this job made (0 when the target already matched).
     writes: int = 0
+    # How long its Cloudflare calls took to be answered, in all (not the time it waited for the rate limiter, its
+    # lease or its turn): the coalescing window grows with it. None from a worker that does not say.
+    cloudflare_ms: int | None = None
     drift_repaired: bool = False
     notes: tuple[CfNote, ...] = ()
 

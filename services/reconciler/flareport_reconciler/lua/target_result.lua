@@ -13,6 +13,8 @@
 --       target      the target's name, for waiting_key
 --       base_ms, max_ms, pressure   the window's parameters (see coalesce_window)
 --       writes      the Cloudflare writes the job made (its duration is divided by them, at least 1)
+--       cloudflare_ms how long the job's calls took to be answered (the worker's count), or -1: then its duration
+--                   is from its commit (``since``) to now
 -- Returns {code, the job's members ('' when unknown), delay_ms}, the code one of STALE (neither the job in flight
 -- nor the last finished one: ignore it), FINISHED, PLAN_AGAIN (the caller holds the target and plans it after
 -- delay_ms) or REPEATED (the last finished job's result again: only its statuses apply).
@@ -21,6 +23,7 @@ local state_key, waiting_key = KEYS[1], KEYS[2]
 local job_id, ok, now_ms, token = ARGV[1], ARGV[2] == '1', tonumber(ARGV[3]), ARGV[4]
 local target, base_ms, max_ms, pressure = ARGV[5], tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8])
 local writes = math.max(1, tonumber(ARGV[9] or '1') or 1)
+local answered = tonumber(ARGV[10] or '-1') or -1
 local STALE, FINISHED, PLAN_AGAIN, REPEATED = 0, 1, 2, 3
 
 local inflight = redis.call('HGET', state_key, 'inflight')
@@ -36,6 +39,9 @@ end
 local members = redis.call('HGET', state_key, 'members') or ''
 -- The sender's clock and the worker's may differ: a duration outside [0, max_ms] says nothing about Cloudflare.
 local took = now_ms - (tonumber(redis.call('HGET', state_key, 'since') or '') or now_ms)
+-- Commit to result also holds the job's waits in the stream, for its lease and for the shared rate limiter: under
+-- load every job would look slow. The worker's own count of its calls' answer time is what Cloudflare took.
+if answered >= 0 then took = answered end
 took = math.max(0, math.min(took, max_ms))
 -- Per write: the window is there to fold changes into fewer calls. A job of one write (a tunnel's configuration,
 -- a few DNS records) took as long as Cloudflare's answers, and the next change folding into it saves a call. A job
