@@ -26,13 +26,21 @@ local function window_ms(state_key, now_ms, base_ms, max_ms, pressure)
   return math.floor(math.min(w * pressure, max_ms))
 end
 
--- An agent's word that the run of changes it announced has ended (coalesce.Run.ENDED) plans a target held for that
--- run at once; only while Cloudflare answers fast (the window is not widened by the last job's duration), the
--- target is not hot and the shared rate budget is not short. A slow Cloudflare makes every job cost real time, so
--- the run still folds into the window's job; an agent that keeps announcing and ending runs gets no more jobs than
--- the window allows (heat); a short budget folds anyway.
-local function run_may_end(state_key, now_ms, base_ms, pressure)
-  if pressure > 1 or decayed_heat(state_key, now_ms) > HOT then return false end
+-- An agent's word that the run of changes it announced has ended (coalesce.Run.ENDED) is honoured only while
+-- Cloudflare answers fast (the window is not widened by the last job's duration) and the shared rate budget is not
+-- short: a slow Cloudflare makes every job cost real time and a short budget every call, so the run still folds
+-- into the window's job.
+local function run_end_honoured(state_key, base_ms, pressure)
+  if pressure > 1 then return false end
   local last = tonumber(redis.call('HGET', state_key, 'last_ms') or '0') or 0
   return DURATION_FACTOR * last <= base_ms
+end
+
+-- The earliest the run's end may send the target's next job: a window after its last job was sent (``heat_at``).
+-- So an agent that keeps announcing and ending runs gets no more jobs than one that sends a change every window
+-- already could.
+local function run_end_due(state_key, now_ms, base_ms, max_ms, pressure)
+  local sent = tonumber(redis.call('HGET', state_key, 'heat_at') or '')
+  if sent == nil then return now_ms end
+  return math.max(now_ms, sent + window_ms(state_key, now_ms, base_ms, max_ms, pressure))
 end

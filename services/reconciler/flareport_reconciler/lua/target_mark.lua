@@ -7,7 +7,8 @@
 -- A held target remembers that a run was announced (``announced``). A change whose agent says the run ended
 -- (``run`` ENDED: nothing created is left to start) takes over a plan still waiting for its window and plans at
 -- once, or, when a plan or job is underway, makes the next plan go without a window (``run_ended``); only while
--- Cloudflare answers fast, the target is not hot and the rate budget is not short (run_may_end).
+-- Cloudflare answers fast and the rate budget is not short (run_end_honoured), and never sooner than a window
+-- after the target's last job was sent (run_end_due).
 -- KEYS: state_key       the target's state hash (inflight, since, pending, version, members, done...)
 --       waiting_key     the sorted set of targets held for a window (score: when their plan is due, ms)
 -- ARGV: now_ms          the time, in milliseconds
@@ -39,11 +40,13 @@ if inflight then
   if string.sub(inflight, 1, 5) == 'plan:' then limit = stale_plan_ms end
   if now_ms - since < limit then
     local announced = redis.call('HGET', state_key, 'announced') == '1'
-    if run == ENDED and announced and run_may_end(state_key, now_ms, base_ms, pressure) then
-      if string.sub(inflight, 1, 5) == 'plan:' and since > now_ms then
+    if run == ENDED and announced and run_end_honoured(state_key, base_ms, pressure) then
+      local due = run_end_due(state_key, now_ms, base_ms, max_ms, pressure)
+      if string.sub(inflight, 1, 5) == 'plan:' and since > now_ms and due <= now_ms then
         -- The plan waits for a window (``since`` is when it is due) the run's end makes pointless: this caller
         -- takes it over and plans now (the waiting replica's plan finds the target taken: target_begin answers -1).
-        -- A plan already due or being built reads this change anyway, and plans without extending its hold.
+        -- A plan already due or being built reads this change anyway, and plans without extending its hold; so
+        -- does one that may not go yet (its last job was sent less than a window ago).
         redis.call('HSET', state_key, 'inflight', 'plan:' .. token, 'since', tostring(now_ms))
         redis.call('HDEL', state_key, 'pending', 'last_change', 'held_from', 'announced', 'run_ended')
         redis.call('ZREM', waiting_key, target)

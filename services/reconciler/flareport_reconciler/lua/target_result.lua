@@ -53,9 +53,10 @@ redis.call('HSET', state_key, 'done', job_id, 'done_members', members, 'done_at'
 if not ok then redis.call('HDEL', state_key, 'version') end
 if redis.call('HGET', state_key, 'pending') == '1' then
   local delay = window_ms(state_key, now_ms, base_ms, max_ms, pressure)
-  -- A change pending since its agent said its run ended (target_mark): the run is all here, plan it now.
-  if redis.call('HGET', state_key, 'run_ended') == '1' and run_may_end(state_key, now_ms, base_ms, pressure) then
-    delay = 0
+  -- A change pending since its agent said its run ended (target_mark): the run is all here, plan it as soon as a
+  -- window has passed since this job was sent, not a window from now.
+  if redis.call('HGET', state_key, 'run_ended') == '1' and run_end_honoured(state_key, base_ms, pressure) then
+    delay = math.min(delay, run_end_due(state_key, now_ms, base_ms, max_ms, pressure) - now_ms)
     redis.call('HDEL', state_key, 'announced')
   end
   redis.call('HDEL', state_key, 'run_ended')
