@@ -28,8 +28,9 @@ together when the window ends — or later, should changes still be arriving the
 after the newest one, up to ``max_ms`` in all (``target_begin.lua``). A change of ``burst_weight`` hostnames or more
 (a large batch from an agent: more is on its way) waits a window too. A lone change on a quiet target is still
 planned at once. An agent that has containers created and not yet started says so with its changes
-(``Run.MORE``): they wait a window too, and its word that none is left (``Run.ENDED``) plans a target held for that
-run at once, while the target is not hot and the budget not short. The window (``lua/coalesce_window.lua``) is
+(``Run.NEXT``, ``Run.MORE``): they wait a window too, and its word that none is left (``Run.ENDED``) plans a target
+held for that run at once, while the budget is not short, a window after the target's last job at the earliest (and
+for a run of single containers only while Cloudflare answers fast). The window (``lua/coalesce_window.lua``) is
 ``base_ms``, or five times the last job's duration when Cloudflare is slow, grows with the number of jobs the target
 had lately and as the shared rate budget runs low (``pressure``), and never exceeds ``max_ms`` (docs/reconciler.md,
 "Coalescing"). A target held for a window is in ``Keys.targets_waiting`` until its plan commits: the replica holding
@@ -67,8 +68,9 @@ class Run(IntEnum):
     """What the change's agent said about the run of changes it belongs to (``EventBatch.starting``)."""
 
     NONE = 0  # nothing: an old agent, or a change that no agent sent (an admin's, a reconcile)
-    MORE = 1  # the agent has containers created and not yet started: more changes are on their way
+    NEXT = 1  # the agent has one container created and not yet started: another change is on its way
     ENDED = 2  # none left to start: a target held for this run's window is planned now
+    MORE = 3  # several created and not yet started (docker compose up): more changes are on their way
 
 
 class Committed(IntEnum):

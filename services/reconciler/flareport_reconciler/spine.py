@@ -355,4 +355,4 @@ def run_of(events: Sequence[InventoryEvent]) -> Run:
     starting = max(events, key=lambda event: event.seq).starting
     if starting is None:
         return Run.NONE
-    return Run.MORE if starting > 0 else Run.ENDED
+    return Run.MORE if starting > 1 else Run.NEXT if starting == 1 else Run.ENDED

@@ -297,8 +297,15 @@ async def test_the_end_of_a_run_folds_anyway_when_the_budget_is_short_cloudflare
     assert await co.mark(slow, "s1", 1_000) == 0
     assert await co.commit(slow, "s1", "job-s1", "v1", b"{}", b"[]", 1_000) == Committed.SENT
     await co.result(slow, "job-s1", True, "unused", 1_200)
-    assert await co.mark(slow, "s2", 5_000, run=Run.MORE) == 1_000
-    assert await co.mark(slow, "s3", 5_100, run=Run.ENDED) is None, "slow: the window stays"
+    assert await co.mark(slow, "s2", 5_000, run=Run.NEXT) == 1_000
+    assert await co.mark(slow, "s3", 5_100, run=Run.ENDED) is None, "slow: a run of single containers still folds"
+    # Several containers were waiting to start (docker compose up): the run is all there when it ends.
+    assert await co.begin(slow, "s2", 6_100) == 0
+    assert await co.commit(slow, "s2", "job-s2", "v2", b"{}", b"[]", 6_100) == Committed.SENT
+    await co.result(slow, "job-s2", True, "unused", 6_300)
+    assert await co.mark(slow, "s4", 8_000, run=Run.MORE) == 1_000
+    assert await co.mark(slow, "s5", 8_100, run=Run.NEXT) is None
+    assert await co.mark(slow, "s6", 8_200, run=Run.ENDED) == 0
     # Its last job was sent less than a window ago: an agent announcing and ending runs over and over gets no job
     # per change, only what a change every window would get.
     recent = "zone:recent.example"

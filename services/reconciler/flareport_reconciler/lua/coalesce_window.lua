@@ -26,12 +26,15 @@ local function window_ms(state_key, now_ms, base_ms, max_ms, pressure)
   return math.floor(math.min(w * pressure, max_ms))
 end
 
--- An agent's word that the run of changes it announced has ended (coalesce.Run.ENDED) is honoured only while
--- Cloudflare answers fast (the window is not widened by the last job's duration) and the shared rate budget is not
--- short: a slow Cloudflare makes every job cost real time and a short budget every call, so the run still folds
--- into the window's job.
-local function run_end_honoured(state_key, base_ms, pressure)
-  if pressure > 1 then return false end
+-- An agent's word that the run of changes it announced has ended (coalesce.Run.ENDED) is honoured only while the
+-- shared rate budget is not short (a short budget folds anyway), and for a run announced by one container at a time
+-- (``announced`` 1: coalesce.Run.NEXT, the agent had one container created and not started, which scripts creating
+-- and starting containers in turn show between every two starts) only while Cloudflare answers fast too (the window
+-- is not widened by the last job's duration): a slow Cloudflare makes a job of such a run's every pause cost real
+-- time. A run announced by several containers waiting (``announced`` 2: docker compose up) is all there when it ends.
+local function run_end_honoured(state_key, base_ms, pressure, announced)
+  if pressure > 1 or announced < 1 then return false end
+  if announced >= 2 then return true end
   local last = tonumber(redis.call('HGET', state_key, 'last_ms') or '0') or 0
   return DURATION_FACTOR * last <= base_ms
 end

@@ -2,13 +2,14 @@
 -- stale (its replica died while planning, or its job's result never came), the caller takes the target and plans
 -- it: at once for a lone change, or at the end of the target's window when the target was written less than a
 -- window ago, the change is a burst's first part (``weight`` >= ``burst_weight`` hostnames) or its agent says more
--- is coming (``run`` MORE: it has containers created and not yet started). Otherwise the change is folded into the
--- next job as "pending" (``last_change``: when, for target_begin's extension).
--- A held target remembers that a run was announced (``announced``). A change whose agent says the run ended
--- (``run`` ENDED: nothing created is left to start) takes over a plan still waiting for its window and plans at
--- once, or, when a plan or job is underway, makes the next plan go without a window (``run_ended``); only while
--- Cloudflare answers fast and the rate budget is not short (run_end_honoured), and never sooner than a window
--- after the target's last job was sent (run_end_due).
+-- is coming (``run`` NEXT or MORE: it has one or several containers created and not yet started). Otherwise the
+-- change is folded into the next job as "pending" (``last_change``: when, for target_begin's extension).
+-- A held target remembers that a run was announced (``announced``: 1 by NEXT, 2 by MORE, the highest). A change
+-- whose agent says the run ended (``run`` ENDED: nothing created is left to start) takes over a plan still waiting
+-- for its window and plans at once, or, when a plan or job is underway, makes the next plan go without extending
+-- its hold (``run_ended``); only while the rate budget is not short, for a run of single containers only while
+-- Cloudflare answers fast (run_end_honoured), and never sooner than a window after the target's last job was sent
+-- (run_end_due).
 -- KEYS: state_key       the target's state hash (inflight, since, pending, version, members, done...)
 --       waiting_key     the sorted set of targets held for a window (score: when their plan is due, ms)
 -- ARGV: now_ms          the time, in milliseconds
@@ -22,7 +23,8 @@
 --       max_ms          the window's bound; 0: no window
 --       burst_weight    a change of at least this many hostnames waits a window even on a quiet target
 --       pressure        1, 2 or 4: how low the shared rate budget is
---       run             0 no word from the agent, 1 MORE (more changes are on their way), 2 ENDED (the run ended)
+--       run             0 no word from the agent, 1 NEXT (one container is still to start), 2 ENDED (the run
+--                       ended), 3 MORE (several are still to start)
 -- Returns {PENDING, 0} or {HELD, delay_ms}: the caller holds the target and must plan it after delay_ms.
 -- uses: coalesce_window
 local state_key, waiting_key = KEYS[1], KEYS[2]
@@ -31,7 +33,16 @@ local stale_plan_ms, stale_job_ms, force = tonumber(ARGV[3]), tonumber(ARGV[4]),
 local target, weight, base_ms, max_ms = ARGV[6], tonumber(ARGV[7]), tonumber(ARGV[8]), tonumber(ARGV[9])
 local burst_weight, pressure, run = tonumber(ARGV[10]), tonumber(ARGV[11]), tonumber(ARGV[12] or '0')
 local PENDING, HELD = 0, 1
-local MORE, ENDED = 1, 2
+local NEXT, ENDED, MORE = 1, 2, 3
+local strength = 0
+if run == NEXT then strength = 1 elseif run == MORE then strength = 2 end
+
+-- The run's announcement the target's hold keeps: the strongest of its changes'.
+local function announce()
+  if strength > (tonumber(redis.call('HGET', state_key, 'announced') or '0') or 0) then
+    redis.call('HSET', state_key, 'announced', tostring(strength))
+  end
+end
 
 local inflight = redis.call('HGET', state_key, 'inflight')
 if inflight then
@@ -39,8 +50,8 @@ if inflight then
   local limit = stale_job_ms
   if string.sub(inflight, 1, 5) == 'plan:' then limit = stale_plan_ms end
   if now_ms - since < limit then
-    local announced = redis.call('HGET', state_key, 'announced') == '1'
-    if run == ENDED and announced and run_end_honoured(state_key, base_ms, pressure) then
+    local announced = tonumber(redis.call('HGET', state_key, 'announced') or '0') or 0
+    if run == ENDED and run_end_honoured(state_key, base_ms, pressure, announced) then
       local due = run_end_due(state_key, now_ms, base_ms, max_ms, pressure)
       if string.sub(inflight, 1, 5) == 'plan:' and since > now_ms and due <= now_ms then
         -- The plan waits for a window (``since`` is when it is due) the run's end makes pointless: this caller
@@ -55,7 +66,7 @@ if inflight then
       end
       redis.call('HSET', state_key, 'run_ended', '1')
     end
-    if run == MORE then redis.call('HSET', state_key, 'announced', '1') end
+    announce()
     redis.call('HSET', state_key, 'pending', '1', 'last_change', tostring(now_ms))
     return {PENDING, 0}
   end
@@ -69,7 +80,7 @@ if w > 0 then
   elseif weight >= burst_weight then
     delay = w
   end
-  if run == MORE then delay = math.max(delay, w) end
+  if strength > 0 then delay = math.max(delay, w) end
 end
 -- ``since`` is when the plan is due: a replica that dies while waiting holds the target only stale_plan_ms
 -- past that, and the sweeper finds it in waiting_key then.
@@ -79,11 +90,8 @@ if force then redis.call('HDEL', state_key, 'version') end
 if delay > 0 then
   redis.call('ZADD', waiting_key, now_ms + delay, target)
   redis.call('HSET', state_key, 'held_from', tostring(now_ms))
-  if run == MORE then
-    redis.call('HSET', state_key, 'announced', '1')
-  else
-    redis.call('HDEL', state_key, 'announced')
-  end
+  redis.call('HDEL', state_key, 'announced')
+  announce()
 else
   redis.call('HDEL', state_key, 'announced')
 end

@@ -55,7 +55,8 @@ if redis.call('HGET', state_key, 'pending') == '1' then
   local delay = window_ms(state_key, now_ms, base_ms, max_ms, pressure)
   -- A change pending since its agent said its run ended (target_mark): the run is all here, plan it as soon as a
   -- window has passed since this job was sent, not a window from now.
-  if redis.call('HGET', state_key, 'run_ended') == '1' and run_end_honoured(state_key, base_ms, pressure) then
+  local announced = tonumber(redis.call('HGET', state_key, 'announced') or '0') or 0
+  if redis.call('HGET', state_key, 'run_ended') == '1' and run_end_honoured(state_key, base_ms, pressure, announced) then
     delay = math.min(delay, run_end_due(state_key, now_ms, base_ms, max_ms, pressure) - now_ms)
     redis.call('HDEL', state_key, 'announced')
   end
