@@ -38,7 +38,7 @@ from flareport_common.protocol import AgentEvent
 _HEALTH = re.compile(r"\((healthy|unhealthy|health: starting)\)")
 _TERM_SIGNALS = {"15", "SIGTERM", "TERM"}
 _STOPS: dict[str, StopAction] = {"pause": "pause", "destroy": "destroy", "remove": "destroy", "stop": "stop"}
-_GONE = {"destroy", "remove", "die"}
+_NOT_WAITING = {"start", "destroy", "remove", "die"}  # a created container that no longer waits to start
 # A container created this long ago and still not started is not on its way (``docker create`` for later, a
 # dependency that never became healthy): it no longer makes the master wait.
 STARTING_SECONDS = 30.0
@@ -121,7 +121,7 @@ class Tracker:
         if action == "create":
             self._create(cid, attrs, name)
             return None
-        if action in ("start", "unpause") or action in _GONE:
+        if action in _NOT_WAITING:
             self._created.pop(cid, None)
         if action in ("start", "unpause"):
             self._killed.discard(cid)

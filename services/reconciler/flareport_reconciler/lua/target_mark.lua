@@ -37,11 +37,9 @@ local NEXT, ENDED, MORE = 1, 2, 3
 local strength = 0
 if run == NEXT then strength = 1 elseif run == MORE then strength = 2 end
 
--- The run's announcement the target's hold keeps: the strongest of its changes'.
-local function announce()
-  if strength > (tonumber(redis.call('HGET', state_key, 'announced') or '0') or 0) then
-    redis.call('HSET', state_key, 'announced', tostring(strength))
-  end
+-- The run's announcement the target's hold keeps: the strongest of its changes' (``current``: what it keeps now).
+local function announce(current)
+  if strength > current then redis.call('HSET', state_key, 'announced', tostring(strength)) end
 end
 
 local inflight = redis.call('HGET', state_key, 'inflight')
@@ -66,7 +64,7 @@ if inflight then
       end
       redis.call('HSET', state_key, 'run_ended', '1')
     end
-    announce()
+    announce(announced)
     redis.call('HSET', state_key, 'pending', '1', 'last_change', tostring(now_ms))
     return {PENDING, 0}
   end
@@ -85,14 +83,12 @@ end
 -- ``since`` is when the plan is due: a replica that dies while waiting holds the target only stale_plan_ms
 -- past that, and the sweeper finds it in waiting_key then.
 redis.call('HSET', state_key, 'inflight', 'plan:' .. token, 'since', tostring(now_ms + delay))
-redis.call('HDEL', state_key, 'pending', 'run_ended')
+-- A new hold: what earlier runs announced no longer holds.
+redis.call('HDEL', state_key, 'pending', 'run_ended', 'announced')
 if force then redis.call('HDEL', state_key, 'version') end
 if delay > 0 then
   redis.call('ZADD', waiting_key, now_ms + delay, target)
   redis.call('HSET', state_key, 'held_from', tostring(now_ms))
-  redis.call('HDEL', state_key, 'announced')
-  announce()
-else
-  redis.call('HDEL', state_key, 'announced')
+  announce(0)
 end
 return {HELD, delay}
