@@ -15,6 +15,8 @@ def test_agent_defaults() -> None:
     assert settings.data_dir == "/app/data"
     assert settings.cloudflared_image.startswith("cloudflare/cloudflared:")
     assert settings.docker_host is None and settings.label_prefix is None
+    assert settings.event_streams == "auto"
+    assert load_agent({**AGENT_ENV, "AGENT_EVENT_STREAMS": "1"}).event_streams == "1"
 
 
 def test_dockflare_aliases_are_accepted_and_flareport_names_win() -> None:
@@ -46,6 +48,7 @@ def test_dockflare_aliases_are_accepted_and_flareport_names_win() -> None:
         ),
         (load_agent, {**AGENT_ENV, "CLOUDFLARED_IMAGE": "cloudflared"}, "CLOUDFLARED_IMAGE: expected repo:tag or"),
         (load_agent, {**AGENT_ENV, "CLOUDFLARED_IMAGE": "c/d@sha256:abc"}, "CLOUDFLARED_IMAGE: expected repo:tag or"),
+        (load_agent, {**AGENT_ENV, "AGENT_EVENT_STREAMS": "3"}, "AGENT_EVENT_STREAMS: expected one of auto, 1, 2"),
         (load_api, {"MASTER_API_KEY": "short"}, "MASTER_API_KEY: must be at least 16 characters"),
         (
             load_api,

@@ -18,6 +18,7 @@ from flareport_common.errors import SettingsError
 ACCESS_ID = "CF_ACCESS_CLIENT_ID"
 ACCESS_SECRET = "CF_ACCESS_CLIENT_SECRET"  # noqa: S105 - a variable's name, not a secret
 EXTERNAL = ("FLAREPORT_EXTERNAL_CLOUDFLARED", "USE_EXTERNAL_CLOUDFLARED")
+EVENT_STREAMS = "AGENT_EVENT_STREAMS"
 # Docker's own rule for network names; anything else the engine refuses only when cloudflared is first started.
 _NETWORK_NAME = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}")
 # Service token parts go into HTTP headers: printable ASCII without spaces keeps a pasted newline from splitting one.
@@ -56,4 +57,5 @@ def agent_options(env: Env, defaults: Mapping[str, Any]) -> dict[str, Any]:
         "cloudflared_network": network,
         "cloudflared_metrics_port": metrics_port,
         "external_cloudflared": external,
+        "event_streams": env.choice(EVENT_STREAMS, default=defaults["event_streams"], choices=("auto", "1", "2")),
     }

@@ -222,6 +222,8 @@ class AgentSettings:
     cloudflared_metrics_port: int | None = None  # None: cloudflared's own default (loopback inside its container)
     # cloudflared runs elsewhere, run by the operator: the agent never starts or stops one (docs/agent.md).
     external_cloudflared: bool = False
+    # Subscriptions to the engine's events: ``auto`` (2 on Podman, half its events tick apart; else 1), ``1``, ``2``.
+    event_streams: str = "auto"
 
 
 def _defaults(settings: type[Any]) -> dict[str, Any]:

@@ -232,7 +232,9 @@ class Agent:
         try:
             self._spawn(self._restore_tunnel())
             queue: asyncio.Queue[watching.WatchItem] = asyncio.Queue()
-            self._watcher = watching.DockerWatcher(self.docker_factory, queue, asyncio.get_running_loop())
+            self._watcher = watching.DockerWatcher(
+                self.docker_factory, queue, asyncio.get_running_loop(), event_streams=self.settings.event_streams
+            )
             self._watcher.start()
             self._spawn(self._consume(queue))
             self._spawn(self._start_talking())

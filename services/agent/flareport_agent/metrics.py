@@ -19,6 +19,20 @@ DOCKER_EVENTS_REPEATED = Counter(
     "Times the Docker event stream repeated events it had delivered (Podman truncating its events file); each one "
     "makes the agent subscribe again and list the containers afresh.",
 )
+DOCKER_EVENTS_FIRST = Counter(
+    "flareport_agent_docker_events_first_total",
+    "Container events by the stream that delivered them first: 'first', or 'second' (Podman only: a second "
+    "subscription half of Podman's 250 ms events tick after the first; its copies seen second are dropped).",
+    ["stream"],
+)
+DOCKER_EVENT_STREAMS = Gauge(
+    "flareport_agent_docker_event_streams",
+    "Subscriptions to the engine's events: 2 on Podman (AGENT_EVENT_STREAMS auto or 2), else 1.",
+)
+DOCKER_REALIGNED = Counter(
+    "flareport_agent_docker_event_stream_realigned_total",
+    "Times the second event stream subscribed again because it polled too close to the first.",
+)
 DOCKER_RECONNECTS = Counter(
     "flareport_agent_docker_reconnects_total", "Times the Docker event stream ended or failed and was reopened."
 )
