@@ -463,7 +463,9 @@ def _singles_with_engine(singles: dict[str, Any]) -> list[str]:
     out = ["### Single starts with the engine", "",
            f"{len(runs)} containers started one at a time through the real agent at 0 ms per call, each on a "
            "settled stack and at a random point of the engine's 250 ms event tick (Podman's file events logger is "
-           "read that often: where a start falls in the tick decides most of its delivery delay). From the engine's "
+           "read that often by each subscriber: where a start falls in the tick decides most of its delivery delay; "
+           "the agent subscribes twice, half a tick apart, so an event waits at most 125 ms for one of them, "
+           "docs/agent.md). From the engine's "
            "start event (its own time stamp, as DockFlare's figure is measured) to the emulator's last write the "
            "hostname needed. The engine stamps the event during the start call, so timed from the call (second "
            "column) a start takes longer by that part of the call:", ""]  # fmt: skip
