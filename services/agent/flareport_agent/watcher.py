@@ -240,15 +240,20 @@ class DockerWatcher:
                 if not current:
                     stream.close()
                     continue
-                backoff.reset()
                 for raw in stream:
                     if not isinstance(raw, dict):
                         continue
+                    backoff.reset()  # it delivers: a later end is no sign of a failing engine or proxy
                     if not guard.fresh(raw):
                         break  # a truncated events file: the first stream lists the containers again
                     self._admit(raw, halftick.SECOND)
                     if self._second_stream is not stream:
                         break  # closed to be placed again (or stopping)
+                else:
+                    with self._lock:
+                        # Ended by itself (a proxy cutting streams, an engine going away): back off, as the
+                        # first stream does, rather than subscribing again and again.
+                        failed = self._second_stream is stream
             except Exception as exc:  # the engine or the socket failed: the first stream reports it, this retries
                 with self._lock:
                     # A stream closed on purpose (placed again, stopping) fails its read: that is no failure.
