@@ -29,6 +29,9 @@ from typing import Any
 TICK = 0.25  # seconds between two polls of Podman's events file by one follower (its tail library's interval)
 HALF = TICK / 2
 TOLERANCE = 0.035  # the second follower's offset may stray this far from half a tick before it subscribes again
+# At most one new placement per this long: on an engine without a tick (Docker pushes each event to every
+# subscriber at once, ``AGENT_EVENT_STREAMS=2``) copies always come together, and placing again would not help.
+REALIGN_SECONDS = 60.0
 KEEP_SECONDS = 5.0  # a copy comes within one tick of the other; longer only across a reconnect
 MAX_KEYS = 10_000  # a flood of events within KEEP_SECONDS keeps memory bounded (an older copy then passes twice)
 
@@ -65,6 +68,7 @@ class Merge:
         self.offset: float | None = None  # the second follower's polls after the first's, modulo a tick
         self.anchor: float | None = None  # when the first follower last delivered or subscribed
         self.generation = 0  # raised at each subscription of the first follower
+        self._realigned: float | None = None  # when the second follower was last placed again for drifting
 
     def subscribed(self, at: float) -> None:
         """The first follower subscribed at ``at``: its polls start then; the second must place itself again."""
@@ -106,12 +110,16 @@ class Merge:
             put()
             return True
 
-    def misaligned(self) -> bool:
-        """Whether the last pair of copies showed the followers polling too close together."""
+    def misaligned(self, now: float) -> bool:
+        """Whether the last pair of copies showed the followers polling too close together, and the second may be
+        placed again (not within ``REALIGN_SECONDS`` of its last placement for drifting)."""
         offset = self.offset
-        return offset is not None and abs(offset - HALF) > TOLERANCE
+        if offset is None or abs(offset - HALF) <= TOLERANCE:
+            return False
+        return self._realigned is None or now - self._realigned >= REALIGN_SECONDS
 
-    def realigning(self) -> None:
+    def realigning(self, now: float) -> None:
         """The second follower subscribes again: its old offset no longer says anything."""
         with self._lock:
             self.offset = None
+            self._realigned = now

@@ -201,13 +201,13 @@ class DockerWatcher:
         DOCKER_EVENT_STREAMS.set(2 if second else 1)
 
     def _admit(self, raw: dict[str, Any], stream: int) -> None:
-        received = now_us()
-        if self.merge.admit(raw, stream, time.monotonic(), lambda: self._put(Event(raw, received))):
+        received, read_at = now_us(), time.monotonic()
+        if self.merge.admit(raw, stream, read_at, lambda: self._put(Event(raw, received))):
             DOCKER_EVENTS.labels(action=str(raw.get("Action", "")).split(":", 1)[0]).inc()
             DOCKER_EVENTS_FIRST.labels(stream="first" if stream == halftick.FIRST else "second").inc()
-        elif self.merge.misaligned():
+        elif self.merge.misaligned(read_at):
             # The two streams poll too close together: the second subscribes again, half a tick after the first.
-            self.merge.realigning()
+            self.merge.realigning(read_at)
             DOCKER_REALIGNED.inc()
             self._close_second()
 

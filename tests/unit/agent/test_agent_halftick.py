@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from flareport_agent.halftick import FIRST, HALF, KEEP_SECONDS, SECOND, TICK, Merge, start_at
+from flareport_agent.halftick import FIRST, HALF, KEEP_SECONDS, REALIGN_SECONDS, SECOND, TICK, Merge, start_at
 
 T0 = 1_780_000_000_000_000_000
 
@@ -42,14 +42,30 @@ def test_a_pair_of_copies_measures_how_far_apart_the_streams_poll() -> None:
     merge.admit(ev("start", "a", T0), FIRST, 100.000, passed.put("a"))
     merge.admit(ev("start", "a", T0), SECOND, 100.120, passed.put("a"))
     assert merge.offset == pytest.approx(0.120)
-    assert not merge.misaligned()
+    assert not merge.misaligned(100.120)
     # The second stream ahead by 40 ms is 210 ms behind, modulo a tick: too close to the first one's polls.
     merge.admit(ev("start", "b", T0 + 1), SECOND, 200.000, passed.put("b"))
     merge.admit(ev("start", "b", T0 + 1), FIRST, 200.040, passed.put("b"))
     assert merge.offset == pytest.approx(TICK - 0.040)
-    assert merge.misaligned()
-    merge.realigning()
-    assert merge.offset is None and not merge.misaligned()
+    assert merge.misaligned(200.040)
+    merge.realigning(200.040)
+    assert merge.offset is None and not merge.misaligned(200.040)
+
+
+def test_the_second_stream_is_placed_again_at_most_once_a_minute() -> None:
+    """Docker pushes each event to every subscriber at once (no tick): copies always come together, and placing
+    the second subscription again after every event would only churn."""
+    merge, passed = Merge(), Passed()
+    for n, now in enumerate((10.0, 11.0, 10.0 + REALIGN_SECONDS)):
+        merge.admit(ev("start", f"c{n}", T0 + n), FIRST, now, passed.put("c"))
+        merge.admit(ev("start", f"c{n}", T0 + n), SECOND, now + 0.001, passed.put("c"))
+        if n == 0:
+            assert merge.misaligned(now)
+            merge.realigning(now)
+        elif n == 1:
+            assert not merge.misaligned(now), "placed again a second ago"
+        else:
+            assert merge.misaligned(now)
 
 
 def test_a_snapshot_lets_the_other_copy_of_an_earlier_event_through_after_it() -> None:
@@ -84,10 +100,10 @@ def test_the_first_streams_subscription_starts_a_new_placement() -> None:
     merge, passed = Merge(), Passed()
     merge.admit(ev("start", "a", T0), FIRST, 1.0, passed.put("a"))
     merge.admit(ev("start", "a", T0), SECOND, 1.01, passed.put("a"))
-    assert merge.misaligned()
+    assert merge.misaligned(1.01)
     before = merge.generation
     merge.subscribed(5.0)
-    assert merge.generation == before + 1 and merge.anchor == 5.0 and not merge.misaligned()
+    assert merge.generation == before + 1 and merge.anchor == 5.0 and not merge.misaligned(5.0)
 
 
 @pytest.mark.parametrize(("now", "anchor", "lead"), [(10.0, 9.99, 0.002), (10.0, 3.3, 0.0), (10.0, 10.4, 0.01)])
