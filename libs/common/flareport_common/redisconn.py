@@ -21,11 +21,17 @@ from typing import Any
 import redis.asyncio as aioredis
 import structlog
 from prometheus_client import Counter
-from redis.asyncio.connection import SSLConnection, parse_url
-from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
+from redis.asyncio.connection import Connection, SSLConnection, parse_url
+from redis.asyncio.sentinel import (
+    Sentinel,
+    SentinelConnectionPool,
+    SentinelManagedConnection,
+    SentinelManagedSSLConnection,
+)
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from flareport_common.redispack import packed
 from flareport_common.redissettings import RedisNodes
 from flareport_common.replies import text
 from flareport_common.settings import CommonSettings
@@ -73,7 +79,11 @@ def connect(settings: CommonSettings, *, max_connections: int = 64, wait_seconds
     if nodes.tls or settings.redis_url.startswith("rediss://"):
         kwargs.update(_tls(nodes.tls_ca_file))
         kwargs["connection_class"] = SSLConnection
-    pool = aioredis.BlockingConnectionPool.from_url(settings.redis_url, **kwargs)
+    # As redis-py's ``from_url`` (the URL's options win), then the class it picks (by the scheme: a unix socket,
+    # TLS) swapped for one that packs commands in C (``redispack``).
+    kwargs.update(parse_url(settings.redis_url))
+    kwargs["connection_class"] = packed(kwargs.get("connection_class") or Connection)
+    pool = aioredis.BlockingConnectionPool(**kwargs)
     return aioredis.Redis(connection_pool=pool)
 
 
@@ -90,8 +100,11 @@ def _sentinel_client(settings: CommonSettings, kwargs: dict[str, Any]) -> aiored
         password=url.get("password") or nodes.password,
         db=db or 0,
     )
-    if nodes.tls or settings.redis_url.startswith("rediss://"):
+    tls = nodes.tls or settings.redis_url.startswith("rediss://")
+    if tls:
         kwargs.update(ssl=True, **_tls(nodes.tls_ca_file))
+    # What the Sentinel pool would pick (redis-py: by ``ssl``), packing commands in C (``redispack``).
+    kwargs["connection_class"] = packed(SentinelManagedSSLConnection if tls else SentinelManagedConnection)
     sentinels = Sentinel(nodes.sentinels, sentinel_kwargs=_sentinel_options(nodes))  # type: ignore[no-untyped-call]
     client: SentinelRedis = sentinels.master_for(
         nodes.master_name, redis_class=SentinelRedis, connection_pool_class=_BlockingSentinelPool, **kwargs
