@@ -93,6 +93,7 @@ class DockerWatcher:
     _second_stream: Any = None
     _subscribed: threading.Condition = field(default_factory=threading.Condition)
     _second_wanted: bool = False
+    _floor_ns: int | None = None  # the engine's clock when the first stream last subscribed (``ReplayGuard``)
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="docker-events", daemon=True)
@@ -137,8 +138,11 @@ class DockerWatcher:
             client: docker.DockerClient | None = None
             try:
                 client = self.client_factory()
-                guard = ReplayGuard(floor_ns=_engine_time_ns(client))
                 second = self._wants_second(client)
+                if second:
+                    self._start_second()  # its client is made while this one reads the clock and subscribes
+                self._floor_ns = _engine_time_ns(client)
+                guard = ReplayGuard(floor_ns=self._floor_ns)
                 stream = client.events(decode=True, filters={"type": "container"})
                 with self._lock:
                     # A stop while this thread was connecting found no stream to close: close it here, or the
@@ -188,6 +192,12 @@ class DockerWatcher:
             return _is_podman(client)
         return self.event_streams == "2"
 
+    def _start_second(self) -> None:
+        """Start the second stream's thread (once), before the first stream subscribes: it gets ready meanwhile."""
+        if self._second is None:
+            self._second = threading.Thread(target=self._run_second, name="docker-events-2", daemon=True)
+            self._second.start()
+
     def _first_subscribed(self, second: bool) -> None:
         """The first stream's polls start now: (re)place the second stream half a tick after them."""
         self.merge.subscribed(time.monotonic())
@@ -195,9 +205,6 @@ class DockerWatcher:
         with self._subscribed:
             self._second_wanted = second
             self._subscribed.notify_all()
-        if second and self._second is None:
-            self._second = threading.Thread(target=self._run_second, name="docker-events-2", daemon=True)
-            self._second.start()
         DOCKER_EVENT_STREAMS.set(2 if second else 1)
 
     def _admit(self, raw: dict[str, Any], stream: int) -> None:
@@ -212,22 +219,30 @@ class DockerWatcher:
             self._close_second()
 
     def _run_second(self) -> None:
-        """The second stream: subscribed half a tick after the first one's polls, its events merged with them."""
+        """The second stream: subscribed half a tick after the first one's polls, its events merged with them.
+
+        Its client is made before the first stream subscribes, and kept while its streams end on purpose (placed
+        again): each placement is then only the wait for the right moment and one ``/events`` call. On a busy
+        Podman a client's ``/version`` alone took hundreds of milliseconds, and a fresh agent's first events
+        came before the second stream was up."""
         lead = 0.002  # how long a subscription takes to answer; measured at each one
         backoff = Backoff(initial=0.2, maximum=10.0)
+        client: docker.DockerClient | None = None
         while not self._stop.is_set():
-            with self._subscribed:
-                while not self._stop.is_set() and not (self._second_wanted and self.merge.anchor is not None):
-                    self._subscribed.wait()
-                generation = self.merge.generation
-            if self._stop.is_set():
-                break
             failed = False
-            client: docker.DockerClient | None = None
             stream: Any = None
             try:
-                client = self.client_factory()
-                guard = ReplayGuard(floor_ns=_engine_time_ns(client))
+                if client is None:
+                    client = self.client_factory()
+                with self._subscribed:
+                    while not self._stop.is_set() and not (self._second_wanted and self.merge.anchor is not None):
+                        self._subscribed.wait()
+                    generation = self.merge.generation
+                if self._stop.is_set():
+                    break
+                # The first stream's floor holds for this later subscription too, and asking the engine's clock
+                # again (``/info``, slow on a busy Podman: a second or more) would place this stream that late.
+                guard = ReplayGuard(floor_ns=self._floor_ns)
                 anchor = self.merge.anchor
                 if anchor is not None and self._stop.wait(_until(halftick.start_at(time.monotonic(), anchor, lead))):
                     break
@@ -263,10 +278,13 @@ class DockerWatcher:
             finally:
                 with self._lock:
                     self._second_stream = None
+            if failed:
                 if client is not None:
                     _close_client(client)
-            if failed:
+                client = None
                 self._stop.wait(backoff.next())
+        if client is not None:
+            _close_client(client)
 
 
 def _until(moment: float) -> float:
@@ -289,13 +307,15 @@ def _close_client(client: docker.DockerClient) -> None:
 
 
 def _is_podman(client: docker.DockerClient) -> bool:
-    """Whether the engine is Podman (its ``/version`` names a ``Podman Engine`` component); False when unknown."""
+    """Whether the engine is Podman: its ``/_ping`` answers with a ``Libpod-Api-Version`` header (or a ``Libpod``
+    server). ``/version`` would say it too, but Podman runs conmon and the OCI runtime to answer it (300 ms here).
+    False when unknown: one stream, as on Docker."""
     try:
-        components = client.version().get("Components") or []
-    except Exception as exc:  # refused or failed: one stream, as on Docker
-        log.debug("docker.version_unknown", error=str(exc))
+        headers = client.api.get(f"{client.api.base_url}/_ping", timeout=10).headers
+    except Exception as exc:  # refused or failed
+        log.debug("docker.ping_failed", error=str(exc))
         return False
-    return any(isinstance(c, dict) and "podman" in str(c.get("Name", "")).lower() for c in components)
+    return "Libpod-Api-Version" in headers or str(headers.get("Server", "")).startswith("Libpod")
 
 
 def _engine_time_ns(client: docker.DockerClient) -> int | None:
