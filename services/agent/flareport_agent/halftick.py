@@ -26,6 +26,8 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
+from flareport_agent.replay import EventKey, event_key
+
 TICK = 0.25  # seconds between two polls of Podman's events file by one follower (its tail library's interval)
 HALF = TICK / 2
 TOLERANCE = 0.035  # the second follower's offset may stray this far from half a tick before it subscribes again
@@ -37,17 +39,6 @@ MAX_KEYS = 10_000  # a flood of events within KEEP_SECONDS keeps memory bounded 
 
 FIRST = 0
 SECOND = 1
-
-_Key = tuple[int, str, str]
-
-
-def event_key(raw: dict[str, Any]) -> _Key | None:
-    """What both copies of one event share: its time to the nanosecond, its container and its action."""
-    stamp = raw.get("timeNano")
-    if not isinstance(stamp, int) or isinstance(stamp, bool):
-        return None
-    actor = raw.get("Actor") or {}
-    return (stamp, str(actor.get("ID") or raw.get("id") or ""), str(raw.get("Action") or raw.get("status") or ""))
 
 
 def start_at(now: float, anchor: float, lead: float) -> float:
@@ -63,8 +54,8 @@ class Merge:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._seen: dict[_Key, tuple[int, float]] = {}
-        self._order: deque[tuple[float, _Key]] = deque()
+        self._seen: dict[EventKey, tuple[int, float]] = {}
+        self._order: deque[tuple[float, EventKey]] = deque()
         self.offset: float | None = None  # the second follower's polls after the first's, modulo a tick
         self.anchor: float | None = None  # when the first follower last delivered or subscribed
         self.generation = 0  # raised at each subscription of the first follower

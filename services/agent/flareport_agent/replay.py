@@ -30,7 +30,17 @@ from typing import Any
 # Wide enough for the reordering between Podman's writers, far narrower than what a truncation repeats.
 TOLERANCE_NS = 2_000_000_000
 
-_Key = tuple[int, str, str]
+EventKey = tuple[int, str, str]
+
+
+def event_key(raw: dict[str, Any]) -> EventKey | None:
+    """What identifies one event across deliveries: its time to the nanosecond, its container and its action;
+    None for an event without ``timeNano``."""
+    stamp = raw.get("timeNano")
+    if not isinstance(stamp, int) or isinstance(stamp, bool):
+        return None
+    actor = raw.get("Actor") or {}
+    return (stamp, str(actor.get("ID") or raw.get("id") or ""), str(raw.get("Action") or raw.get("status") or ""))
 
 
 class ReplayGuard:
@@ -42,17 +52,16 @@ class ReplayGuard:
         self.floor = floor_ns or 0
         self.newest = 0
         # The events of the last ``tolerance_ns``, oldest first (arrival order is nearly time order).
-        self._window: deque[tuple[int, _Key]] = deque()
-        self._seen: set[_Key] = set()
+        self._window: deque[tuple[int, EventKey]] = deque()
+        self._seen: set[EventKey] = set()
 
     def fresh(self, raw: dict[str, Any]) -> bool:
-        stamp = raw.get("timeNano")
-        if not isinstance(stamp, int) or isinstance(stamp, bool):
+        key = event_key(raw)
+        if key is None:
             return True
+        stamp = key[0]
         if stamp < self.floor or stamp < self.newest - self.tolerance_ns:
             return False
-        actor = raw.get("Actor") or {}
-        key = (stamp, str(actor.get("ID") or raw.get("id") or ""), str(raw.get("Action") or raw.get("status") or ""))
         if key in self._seen:
             return False
         self._seen.add(key)
