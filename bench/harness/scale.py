@@ -73,6 +73,8 @@ async def run(
                 enrolled.append(time.time())
 
         before = await cfwatch.counters(session, stack.emulator_url)
+        redis = stack.redis()
+        commands_before = await _commands(redis)
         cpu_before = _cpu(stack)
         result["load_1min"] = round(os.getloadavg()[0], 2)
         started = time.time()
@@ -114,12 +116,14 @@ async def run(
                 for name, start in cpu_before.items()
                 if start is not None and (end := cpu_after.get(name)) is not None
             }
+            result["redis_commands"] = _per_agent(await _commands(redis), commands_before, agents)
             result["load_1min_after"] = round(os.getloadavg()[0], 2)
             result["rss_mb"] = stack.rss()
             result["dead_processes"] = stack.dead()
         finally:
             for agent in fleet:
                 await agent.stop_polling()
+            await redis.aclose()
     return result
 
 
@@ -171,6 +175,29 @@ def _cpu(stack: BenchStack) -> dict[str, float | None]:
         found["redis-server"] = cpu_seconds(process.pid)
     found["bench"] = cpu_seconds(os.getpid())
     return found
+
+
+async def _commands(redis: Any) -> dict[str, tuple[int, int]]:
+    """Redis's own count of each command and its microseconds so far (``INFO commandstats``)."""
+    stats = await redis.info("commandstats")
+    return {
+        name.removeprefix("cmdstat_"): (int(value["calls"]), int(value["usec"]))
+        for name, value in stats.items()
+        if isinstance(value, dict)
+    }
+
+
+def _per_agent(after: dict[str, tuple[int, int]], before: dict[str, tuple[int, int]], agents: int) -> dict[str, Any]:
+    """The run's Redis commands per agent, busiest first: where the stack's round trips and Redis's CPU went
+    (``usec`` is Redis's own time running them, scripts included)."""
+    made = {
+        name: (calls - before.get(name, (0, 0))[0], usec - before.get(name, (0, 0))[1])
+        for name, (calls, usec) in after.items()
+    }
+    busiest = sorted(((n, c, u) for n, (c, u) in made.items() if c > 0), key=lambda row: -row[2])[:12]
+    by_command = {name: {"per_agent": round(calls / agents, 1), "cpu_s": round(usec / 1e6, 2)}
+                  for name, calls, usec in busiest}  # fmt: skip
+    return {"total_per_agent": round(sum(c for c, _ in made.values()) / agents, 1), "by_command": by_command}
 
 
 def _limiter_floor(requests: list[dict[str, Any]], started: float, limit: int, window: float) -> float | None:
