@@ -29,6 +29,8 @@ DEFAULT_CLOUDFLARED_IMAGE = "cloudflare/cloudflared:2025.9.0"
 DEFAULT_CLOUDFLARED_NETWORK = "cloudflare-net"
 DEFAULT_CLOUDFLARE_API_BASE_URL = "https://api.cloudflare.com/client/v4"
 DEFAULT_LOG_LEVEL = "info"
+# The event loops a process may run on (``FLAREPORT_EVENT_LOOP``; ``runtime.loop_factory``).
+EVENT_LOOPS = ("auto", "uvloop", "asyncio")
 DEFAULT_LOG_FORMAT = "auto"  # console when attached to a terminal, JSON otherwise
 _KEY_ID = re.compile(r"key_[0-9a-f]{16}")
 
@@ -43,6 +45,7 @@ class CommonSettings:
     tz: str | None = None
     # Sentinel, and the data nodes' credentials and TLS beyond REDIS_URL (flareport_common.redissettings).
     redis_nodes: RedisNodes = field(default_factory=RedisNodes)
+    event_loop: str = "auto"  # uvloop where installed (``runtime.loop_factory``), or ``uvloop``, ``asyncio``
 
 
 @dataclass(frozen=True, slots=True)
@@ -224,6 +227,7 @@ class AgentSettings:
     external_cloudflared: bool = False
     # Subscriptions to the engine's events: ``auto`` (2 on Podman, half its events tick apart; else 1), ``1``, ``2``.
     event_streams: str = "auto"
+    event_loop: str = "auto"  # as CommonSettings.event_loop
 
 
 def _defaults(settings: type[Any]) -> dict[str, Any]:
@@ -248,6 +252,10 @@ def _log(env: Env) -> tuple[str, str]:
     return level, fmt
 
 
+def _event_loop(env: Env) -> str:
+    return env.choice("FLAREPORT_EVENT_LOOP", default=_COMMON["event_loop"], choices=EVENT_LOOPS)
+
+
 def load_logging(environ: Mapping[str, str]) -> tuple[str, str]:
     """``LOG_LEVEL`` and ``LOG_FORMAT`` alone, for a process with no other settings here (the socket guard)."""
     return _log(Env(environ))
@@ -264,6 +272,7 @@ def load_common(env: Env) -> CommonSettings:
         log_format=fmt,
         tz=env.optional("TZ"),
         redis_nodes=load_redis_nodes(env, redis_url),
+        event_loop=_event_loop(env),
     )
 
 
@@ -593,6 +602,7 @@ def load_agent(environ: Mapping[str, str]) -> AgentSettings:
         log_format=fmt,
         tz=env.optional("TZ"),
         health_port=env.integer("FLAREPORT_HEALTH_PORT", default=_AGENT["health_port"], minimum=0, maximum=65535),
+        event_loop=_event_loop(env),
         **agent_options(env, _AGENT),
     )
 
