@@ -35,7 +35,7 @@ def test_uvloop_asked_for_and_missing_stops_with_one_line_naming_the_variable(
 ) -> None:
     monkeypatch.setitem(sys.modules, "uvloop", None)
     with pytest.raises(SystemExit) as stopped:
-        runtime.run_or_exit(_loop_module(), "uvloop")
+        settings.load_or_exit(settings.load_reconciler, {"FLAREPORT_EVENT_LOOP": "uvloop"})
     assert stopped.value.code == 2
     assert capsys.readouterr().err.strip() == (
         "flareport: invalid configuration: FLAREPORT_EVENT_LOOP: uvloop is not installed"

@@ -8,7 +8,6 @@ import gc
 import os
 import signal
 import socket
-import sys
 import uuid
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
@@ -19,12 +18,8 @@ from flareport_common.settings import EVENT_LOOPS
 T = TypeVar("T")
 
 
-class EventLoopUnavailable(RuntimeError):
-    """``FLAREPORT_EVENT_LOOP=uvloop`` on a machine without uvloop."""
-
-
 def loop_factory(kind: str) -> tuple[str, Callable[[], asyncio.AbstractEventLoop]]:
-    """The event loop a service runs on (``FLAREPORT_EVENT_LOOP``), and its name.
+    """The event loop a service runs on (``FLAREPORT_EVENT_LOOP``, checked by the settings loader), and its name.
 
     uvloop (libuv, in C) by default: every Redis round trip and HTTP request of a service goes through the loop, and
     on uvloop one costs about 40% less CPU than on asyncio's own loop in Python (a Redis GET's round trip measured
@@ -37,7 +32,7 @@ def loop_factory(kind: str) -> tuple[str, Callable[[], asyncio.AbstractEventLoop
             import uvloop
         except ImportError:
             if kind == "uvloop":
-                raise EventLoopUnavailable("FLAREPORT_EVENT_LOOP: uvloop is not installed") from None
+                raise
         else:
             return "uvloop", uvloop.new_event_loop
     return "asyncio", asyncio.new_event_loop
@@ -45,23 +40,10 @@ def loop_factory(kind: str) -> tuple[str, Callable[[], asyncio.AbstractEventLoop
 
 def run(main: Coroutine[Any, Any, T], event_loop: str = "auto") -> T:
     """``asyncio.run`` on the loop ``event_loop`` names (``loop_factory``)."""
-    try:
-        name, factory = loop_factory(event_loop)
-    except EventLoopUnavailable:
-        main.close()  # never awaited: no warning about it on the way out
-        raise
+    name, factory = loop_factory(event_loop)
     get_logger("flareport.runtime").info("process.event_loop", loop=name)
     with asyncio.Runner(loop_factory=factory) as runner:
         return runner.run(main)
-
-
-def run_or_exit(main: Coroutine[Any, Any, T], event_loop: str) -> T:
-    """``run``, or stop the process with one line naming the variable (exit status 2), as a bad setting does."""
-    try:
-        return run(main, event_loop)
-    except EventLoopUnavailable as exc:
-        print(f"flareport: invalid configuration: {exc}", file=sys.stderr)
-        raise SystemExit(2) from None
 
 
 def consumer_name(service: str) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import importlib.util
 import ipaddress
 import os
 import re
@@ -253,7 +254,12 @@ def _log(env: Env) -> tuple[str, str]:
 
 
 def _event_loop(env: Env) -> str:
-    return env.choice("FLAREPORT_EVENT_LOOP", default=_COMMON["event_loop"], choices=EVENT_LOOPS)
+    kind = env.choice("FLAREPORT_EVENT_LOOP", default=_COMMON["event_loop"], choices=EVENT_LOOPS)
+    # Asked for by name and missing: a setting this machine cannot honour stops the process as any bad one does,
+    # before it starts anything (``auto`` falls back to asyncio's loop instead).
+    if kind == "uvloop" and importlib.util.find_spec("uvloop") is None:
+        raise SettingsError("FLAREPORT_EVENT_LOOP: uvloop is not installed")
+    return kind
 
 
 def load_logging(environ: Mapping[str, str]) -> tuple[str, str]:

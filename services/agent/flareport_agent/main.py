@@ -10,7 +10,7 @@ from collections.abc import Sequence
 
 from flareport_agent.agent import Agent
 from flareport_common.logs import setup_logging
-from flareport_common.runtime import install_stop_handlers, run_or_exit, settle_gc
+from flareport_common.runtime import install_stop_handlers, run, settle_gc
 from flareport_common.settings import AgentSettings, load_agent, load_or_exit, secret_values
 
 
@@ -29,4 +29,4 @@ def main(argv: Sequence[str]) -> int:
     ).parse_args(list(argv))
     settings = load_or_exit(load_agent)
     setup_logging(settings.log_level, settings.log_format, service="agent", secrets=secret_values(settings))
-    return run_or_exit(serve(settings), settings.event_loop)
+    return run(serve(settings), settings.event_loop)

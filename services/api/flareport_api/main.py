@@ -13,7 +13,7 @@ from aiohttp import web
 
 from flareport_api.app import create_app
 from flareport_common.logs import setup_logging
-from flareport_common.runtime import install_stop_handlers, run_or_exit, settle_gc
+from flareport_common.runtime import install_stop_handlers, run, settle_gc
 from flareport_common.settings import ApiSettings, load_api, load_or_exit, secret_values
 
 log = structlog.get_logger("flareport.api")
@@ -46,4 +46,4 @@ def main(argv: Sequence[str]) -> int:
     ).parse_args(list(argv))
     settings = load_or_exit(load_api)
     setup_logging(settings.common.log_level, settings.common.log_format, service="api", secrets=secret_values(settings))
-    return run_or_exit(serve(settings), settings.common.event_loop)
+    return run(serve(settings), settings.common.event_loop)

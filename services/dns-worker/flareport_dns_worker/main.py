@@ -8,7 +8,7 @@ import argparse
 from collections.abc import Sequence
 
 from flareport_common.logs import setup_logging
-from flareport_common.runtime import run_or_exit
+from flareport_common.runtime import run
 from flareport_common.settings import load_dns_worker, load_or_exit, secret_values
 from flareport_dns_worker.service import serve
 
@@ -23,4 +23,4 @@ def main(argv: Sequence[str]) -> int:
     setup_logging(
         settings.common.log_level, settings.common.log_format, service="dns-worker", secrets=secret_values(settings)
     )
-    return run_or_exit(serve(settings), settings.common.event_loop)
+    return run(serve(settings), settings.common.event_loop)

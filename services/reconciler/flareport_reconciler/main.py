@@ -16,7 +16,7 @@ import structlog
 from flareport_common.health import start_health_server
 from flareport_common.logs import setup_logging
 from flareport_common.redisconn import connect, ready
-from flareport_common.runtime import consumer_name, install_stop_handlers, run_or_exit, settle_gc
+from flareport_common.runtime import consumer_name, install_stop_handlers, run, settle_gc
 from flareport_common.settings import ReconcilerSettings, load_or_exit, load_reconciler, secret_values
 from flareport_reconciler import failover
 from flareport_reconciler.service import Replica
@@ -64,4 +64,4 @@ def main(argv: Sequence[str]) -> int:
     setup_logging(
         settings.common.log_level, settings.common.log_format, service="reconciler", secrets=secret_values(settings)
     )
-    return run_or_exit(serve(settings), settings.common.event_loop)
+    return run(serve(settings), settings.common.event_loop)
