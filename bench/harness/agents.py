@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections import Counter
 from typing import Any
 
 import aiohttp
@@ -34,6 +35,10 @@ def hostname(agent: int, n: int) -> str:
 
 
 class SimAgent:
+    # The API's 429s the simulated fleet waited out, by request path kind: a run slowed by the API's own
+    # protection (an agent's rate, a deep backlog) says so in its report.
+    refusals: Counter[str] = Counter()
+
     def __init__(self, session: aiohttp.ClientSession, api_url: str, index: int) -> None:
         self.session = session
         self.api_url = api_url
@@ -54,6 +59,7 @@ class SimAgent:
                 method, self.api_url + path, json=body, headers=headers or self.headers
             ) as response:
                 if response.status == 429 and attempt < 19:  # the API's own protection: back off as an agent does
+                    SimAgent.refusals[path.split("?")[0].rsplit("/", 1)[-1]] += 1
                     await asyncio.sleep(float(response.headers.get("Retry-After", "1")))
                     continue
                 if response.status >= 300:
@@ -61,9 +67,14 @@ class SimAgent:
                 return await response.json()
         raise RuntimeError("unreachable")
 
-    async def register(self) -> None:
+    async def provision(self) -> None:
+        """The admin creates the agent's key (an operator does that before the host boots)."""
         created = await self._json("POST", "/api/v1/keys", {"label": f"bench-{self.index}"}, ADMIN)
         self.headers = {"Authorization": f"Bearer {created['key']}"}
+
+    async def register(self) -> None:
+        if not self.headers:
+            await self.provision()
         answer = await self._json("POST", "/api/v1/agents/register", {"display_name": f"bench {self.index}"})
         self.agent_id = answer["agent_id"]
         self.seq = int(answer.get("last_seq") or 0)
