@@ -12,10 +12,10 @@ desired version) and ``members`` (the rule keys of that job, for rule statuses w
 * ``commit``: the planner's job. If the version equals the last emitted one no job is sent (and the target is
   released, or planned again if something became pending meanwhile). Otherwise the job is XADDed to the jobs
   stream *in the same script*, so the state never says "in flight" about a job that does not exist.
-* ``result``: the job's result. The in-flight job is cleared; if a change is pending the caller plans again, at
-  the end of the window. The last finished job is remembered (``done``, ``done_members``): the same result
-  delivered again (its first handler died before updating the rule statuses) is still applied to the statuses,
-  and nothing else, as long as no later job has been sent.
+* ``result``: the job's result. The in-flight job is cleared; if a change is pending the caller plans again, a
+  window after the newest change (at once if that is past). The last finished job is remembered (``done``,
+  ``done_members``): the same result delivered again (its first handler died before updating the rule statuses)
+  is still applied to the statuses, and nothing else, as long as no later job has been sent.
 
 So a target has at most one job in flight and one pending, whatever the number of replicas. A replica that
 dies while planning, or a job whose result never comes, holds the target only until ``stale_plan_ms`` /

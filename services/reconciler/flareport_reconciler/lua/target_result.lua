@@ -1,7 +1,7 @@
 -- A job's result for a target (flareport_reconciler.coalesce). The job in flight is cleared and the target's
 -- write remembered (``done_at``, and the job's duration per write ``last_ms``, which its window grows with); if a
--- change is pending the caller takes the target to plan it again at the end of the window (at once when its agent
--- said the run it announced ended, see target_mark). The last finished job is
+-- change is pending the caller takes the target to plan it again a window after the newest change (at once when
+-- its agent said the run it announced ended, see target_mark). The last finished job is
 -- remembered (done, done_members): the same result delivered again (its first handler died before updating the
 -- rule statuses) is still applied to the statuses, and nothing else, as long as no later job has been sent.
 -- KEYS: state_key   the target's state hash
@@ -52,7 +52,13 @@ redis.call('HSET', state_key, 'done', job_id, 'done_members', members, 'done_at'
   'last_ms', tostring(took))
 if not ok then redis.call('HDEL', state_key, 'version') end
 if redis.call('HGET', state_key, 'pending') == '1' then
-  local delay = window_ms(state_key, now_ms, base_ms, max_ms, pressure)
+  local w = window_ms(state_key, now_ms, base_ms, max_ms, pressure)
+  -- A window after the newest change folded in, as target_begin extends a hold: changes that came while the job
+  -- waited its turn (a spent rate budget holds a zone's job for seconds) and none since are all there is, and
+  -- waiting a whole window after the result would only delay them.
+  local last = tonumber(redis.call('HGET', state_key, 'last_change') or '')
+  local delay = w
+  if last ~= nil then delay = math.max(0, math.min(w, last + w - now_ms)) end
   -- A change pending since its agent said its run ended (target_mark): the run is all here, plan it as soon as a
   -- window has passed since this job was sent, not a window from now.
   local announced = tonumber(redis.call('HGET', state_key, 'announced') or '0') or 0
