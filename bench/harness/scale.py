@@ -1,11 +1,13 @@
 """Issue 9, items 3 and 6: a fleet from cold start to converged under Cloudflare's rate limit, and memory.
 
 A fresh stack whose emulator enforces the rate limit (the window is time-compressed: the same number of requests
-per window, a shorter window; the dns-worker is told the same limit and window). ``agents`` simulated agents each
-register, send their inventory of ``per_agent`` containers (one hostname each) and are enrolled, which creates one
-tunnel per agent. Converged = every hostname has its CNAME and every tunnel its ingress rules. The time is from the
-first registration to the last write that was needed; calls and 429s are counted by the emulator. The services'
-resident memory is read from /proc once everything is published (item 6).
+per window, a shorter window; the dns-worker is told the same limit and window). The admin creates ``agents`` keys
+first, as an operator provisions them before the hosts boot (``keys_provisioned_s``, not part of the run). Then
+that many simulated agents each register, send their inventory of ``per_agent`` containers (one hostname each) and
+are enrolled, which creates one tunnel per agent. Converged = every hostname has its CNAME and every tunnel its
+ingress rules. The time is from the first registration to the last write that was needed; calls and 429s are
+counted by the emulator (the API's own 429s the fleet waited out: ``api_429s``). The services' resident memory is
+read from /proc once everything is published (item 6).
 
 The minimum number of calls: one tunnel create and one configuration PUT per agent, plus ceil(hostnames / DNS batch
 size) batches; the rate-limit-bound minimum time is the windows that many calls need: (ceil(calls / limit) - 1)
