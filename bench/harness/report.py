@@ -48,35 +48,21 @@ NOTES: dict[str, str] = {
     "loops' turn-around (p50 is a few ms). Fewer polls per API process (more replicas), or a machine where the "
     "simulated agents do not share the cores, would tell the API's own share.",
     "ingest": "One API process validates and XADDs every event; pipelining the XADDs of a request would raise it.",
-    "scale": "A new tunnel costs its create and its first configuration PUT: the token comes with the create, the "
-    "name is looked up only when the create is refused, and a tunnel this worker just created is not read before "
-    "its first PUT. The calls above the minimum are the few cold-cache reads (endpoint table below); every call "
-    "costs rate-limit budget (the calls made need the windows stated here, 5% more with the rate limit's margin; "
-    "with Cloudflare's real 300 s window each one is 5 minutes). The dns-worker's limiter is a sliding window (any "
-    "window Cloudflare counts in then holds at most its budget): the n-th call waits until the (n - 1,140)-th is "
-    "10.5 s old, so the minimum's two windows are reached only by a run that makes its first ~970 calls within "
-    "4.5 s; the row's limiter bound is where the run's own first calls put the last one. The rest of the time is "
-    "CPU (timeline below): the "
-    "fleet's registrations, inventories and enrolments through the API, 1,000 tunnels' creates, first PUTs and "
-    "rule statuses through reconciler and dns-worker, with the simulated fleet's heartbeats and long-polls, all on "
-    "2 cores shared with redis-server, the emulator and the bench itself. Issue 20 profiled the API, reconciler "
-    "and dns-worker with py-spy during this run: two thirds of the API's and reconciler's samples were in asyncio "
-    "and redis-py, i.e. Redis round trips (the socket write alone 10-12% of each), spread over many call sites; "
-    "the largest named ones were the reconciler's inventory snapshots (30%), tunnel and zone results (17-29%), "
-    "the agent record's WATCH/GET/MULTI writes for heartbeats, acks and contacts (6%), and in the API the key "
-    "lookup of every request (9%) and the long-polls (8%). Agent records are now written by one compare-and-set "
-    "script (a heartbeat: 4 round trips to 2), a job result compares and writes only the rules whose status it "
-    "changes (a zone result named all 20,000 and sent them all to the script), and the API's heartbeat, "
-    "registration and long-poll start read in one round trip what took two or three. Before: 4 runs on this shared "
-    "machine (1-minute load 1.9-6.2; one under py-spy), 42.9-73.2 s, 21-26 reconciler and 18 API CPU-s; after: "
-    "5 runs (load 1.5-4.1; one under py-spy), 27.0-39.0 s, 14-18 reconciler and 11-16 API CPU-s. The run is "
-    "still bound by CPU: all processes together spend about 50 CPU-s, so on 2 cores 15 s needs about half of that; the "
-    "single API process (one core at most) is the registrations' pace (its CPU-s about equal the registration "
-    "time), then each zone job is rebuilt from all 20,000 hostnames and its result read back for all of them "
-    "(docs/reconciler.md, Known limits). A later profile (py-spy at 50 Hz, one run of 31.5 s) puts the work per "
-    "agent first: the dns-worker spent 37% of its samples in the Cloudflare SDK's HTTP path for the 2,000 tunnel "
-    "creates and configuration PUTs (the socket writes alone 20%), the reconciler 28% in the inventory snapshots "
-    "and 15% in their refresh, against 7% in planning, and the API 15% in long-polls and 12% in key lookups.",
+    "scale": "The calls are at their minimum: a new tunnel costs its create and its first configuration PUT (the "
+    "token comes with the create, and a tunnel this worker just created is not read before its first PUT), the "
+    "DNS records go in full batches, and the few calls above the minimum are cold-cache reads (endpoint table "
+    "below). The time is CPU. The dns-worker's limiter is a sliding window (any window Cloudflare counts in then "
+    "holds at most its budget): the n-th call waits until the (n - 1,140)-th is 10.5 s old, so the minimum's two "
+    "windows are reached only by a run that makes its first ~970 calls within 4.5 s. The row's limiter bound is "
+    "where the run's own first calls put the last one; the run ends about a second after it (its last zone job: "
+    "planned from all 20,000 hostnames, then its batches one after another). The first calls go at the pace the "
+    "fleet comes up (timeline below): on 2 cores shared by the API, reconciler, dns-worker, redis-server, the "
+    "emulator and the 1,000 simulated agents (CPU table below), each agent costs about 30 ms of CPU, and every "
+    "request an agent makes about 2 ms of it all told (a run without the fleet's first heartbeats spent 2 CPU-s "
+    "less and its bound came 0.9 s sooner); an agent coming up makes seven (register, heartbeat, inventory, two "
+    "long-polls, an ack and the admin's enrolment) besides its two Cloudflare calls. With Cloudflare's real "
+    "window of 5 minutes the fleet is up long before the first window ends, and the run is bound by the windows "
+    "alone.",
     "reconciler_rss": "The reconciler keeps inventories in Redis, not in memory; a high RSS would be caches.",
     "cpu_restart50": "Most of a restart is the three interpreters importing their libraries (aiohttp, redis, "
     "structlog, the Cloudflare SDK and its pydantic models) before any work: one DockFlare process imports once. "
@@ -300,6 +286,10 @@ def _scale(scale: dict[str, Any]) -> list[str]:
            f"enforces {scale['rate_limit']} requests per {scale['rate_window_s']} s window: Cloudflare's 1,200 per "
            f"300 s with the window compressed {300 / scale['rate_window_s']:.0f}x (the dns-worker is configured the "
            "same way).", ""]  # fmt: skip
+    if scale.get("keys_provisioned_s") is not None:
+        out += [f"The admin created the fleet's keys first, in {scale['keys_provisioned_s']} s, as an operator "
+                "provisions them before the hosts boot: not part of the time. The fleet waited out "
+                f"{sum((scale.get('api_429s') or {}).values())} 429s of the API's own protection.", ""]  # fmt: skip
     out += _table(["converged", "time (s)", "rate-limit-bound minimum (s)", "calls", "writes", "reads",
                    "minimum calls", "429s"],
                   [[scale["converged"], scale.get("seconds"), scale["minimum_seconds"], scale.get("calls"),
