@@ -66,8 +66,9 @@ def list_swarm(client: docker.DockerClient) -> Listing:
 
 @dataclass(slots=True)
 class EventNudge:
-    """Reads the engine's service and container events in a thread and sets ``wake`` for each one; reconnects
-    with capped backoff, quietly (the listing loop works without it, only later)."""
+    """Reads the engine's service and container events in a thread and sets ``wake`` for each one, and once each
+    time it has subscribed (changes made before that are in no stream it reads); reconnects with capped backoff,
+    quietly (the listing loop works without it, only later)."""
 
     client_factory: Callable[[], docker.DockerClient]
     loop: asyncio.AbstractEventLoop
@@ -105,6 +106,10 @@ class EventNudge:
                 if self._stop.is_set():
                     break
                 backoff.reset()
+                # Subscribed only now: a change made since the last listing (the first one runs before this thread
+                # starts; a reconnect follows an outage) came before the stream and would wait for the next round.
+                # One more listing answers it.
+                self.loop.call_soon_threadsafe(self.wake.set)
                 for _ in stream:
                     self.loop.call_soon_threadsafe(self.wake.set)
             except RuntimeError:
