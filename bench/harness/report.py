@@ -58,9 +58,10 @@ NOTES: dict[str, str] = {
     "planned from all 20,000 hostnames, then its batches one after another). The first calls go at the pace the "
     "fleet comes up (timeline below): on 2 cores shared by the API, reconciler, dns-worker, redis-server, the "
     "emulator and the 1,000 simulated agents (CPU table below), each agent costs about 30 ms of CPU, and every "
-    "request an agent makes about 2 ms of it all told (a run without the fleet's first heartbeats spent 2 CPU-s "
-    "less and its bound came 0.9 s sooner); an agent coming up makes seven (register, heartbeat, inventory, two "
-    "long-polls, an ack and the admin's enrolment) besides its two Cloudflare calls. With Cloudflare's real "
+    "request an agent makes about 2 ms of it all told (measured apart from this report's run: a run without the "
+    "fleet's first heartbeats spent 2 CPU-s less and its bound came 0.9 s sooner); an agent coming up makes "
+    "seven (register, heartbeat, inventory, two long-polls, an ack and the admin's enrolment) besides its two "
+    "Cloudflare calls. With Cloudflare's real "
     "window of 5 minutes the fleet is up long before the first window ends, and the run is bound by the windows "
     "alone.",
     "reconciler_rss": "The reconciler keeps inventories in Redis, not in memory; a high RSS would be caches.",
