@@ -5,11 +5,14 @@ from __future__ import annotations
 import base64
 import json
 import re
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 
+from flareport_common.keys import DEFAULT_PREFIX, Keys
 from fptest.e2e_stack import E2EStack, Host, http
 from fptest.waiting import wait_for_sync
 
@@ -213,3 +216,40 @@ def test_a_started_containers_trace_is_observed_hop_by_hop_in_every_service(stac
         wait_for_sync(all_observed, timeout=30, interval=0.2, what="every service's hops observed")
     except AssertionError:
         raise AssertionError(f"hops never observed after the container's start: {missing}") from None
+
+
+def test_heartbeats_move_an_agents_last_seen_without_rewriting_its_record(stack: E2EStack) -> None:
+    # A heartbeat that says what the last one said is contact, nothing more: the record (and with it the read-model
+    # counter every open admin page re-renders on) stays as it is, and the API still shows when the agent was seen.
+    key = stack.admin("POST", "/api/v1/keys", {"label": "beating"})["key"]
+    status, registered = stack.api("POST", "/api/v1/agents/register", {"display_name": "beating"}, key=key)
+    assert status == 200, registered
+    agent_id = registered["agent_id"]
+    store = redis.Redis.from_url(stack.env["REDIS_URL"])
+    record_key = Keys(stack.env.get("FLAREPORT_KEY_PREFIX", DEFAULT_PREFIX)).agent(agent_id)
+    beat = {"tunnel": {"container_state": "absent"}, "docker_reachable": True}
+
+    def heartbeat() -> datetime:
+        status, answer = stack.api("POST", f"/api/v1/agents/{agent_id}/heartbeat", beat, key=key)
+        assert status == 200, answer
+        sent = datetime.fromisoformat(answer["server_time"])
+
+        def shown() -> bool:
+            last_seen = stack.agent(agent_id).get("last_seen")
+            return last_seen is not None and datetime.fromisoformat(last_seen) >= sent - timedelta(milliseconds=1)
+
+        wait_for_sync(shown, timeout=30, interval=0.05, what="the heartbeat's time as the agent's last seen")
+        return sent
+
+    try:
+        heartbeat()  # the first one records what it reports
+        written = store.get(record_key)
+        assert written is not None
+        first = heartbeat()
+        second = heartbeat()
+        assert second > first
+        assert store.get(record_key) == written, "two heartbeats that changed nothing rewrote the agent's record"
+        listed = next(a for a in stack.agents() if a["agent_id"] == agent_id)
+        assert datetime.fromisoformat(listed["last_seen"]) >= second - timedelta(milliseconds=1), "the list agrees"
+    finally:
+        store.close()

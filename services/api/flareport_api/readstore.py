@@ -8,6 +8,7 @@ index is a detail of the reconciler's storage, not of the contract.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import msgspec
@@ -49,7 +50,11 @@ def _decode(raw: Any, kind: type[T], where: str) -> T | None:
 
 
 async def agent(redis: aioredis.Redis, keys: Keys, agent_id: str) -> AgentRecord | None:
-    return agent_from(await redis.get(keys.agent(agent_id)), keys, agent_id)
+    pipe = redis.pipeline(transaction=False)
+    pipe.get(keys.agent(agent_id))
+    pipe.zscore(keys.agents_last_seen, agent_id)
+    raw, contact = await pipe.execute()
+    return with_contact(agent_from(raw, keys, agent_id), contact)
 
 
 def agent_from(raw: Any, keys: Keys, agent_id: str) -> AgentRecord | None:
@@ -61,9 +66,28 @@ async def agents(redis: aioredis.Redis, keys: Keys) -> list[AgentRecord]:
     ids = await index_members(redis, keys.agents_index)
     if not ids:
         return []
-    raws = await _get_many(redis, [keys.agent(i) for i in ids])
-    found = (_decode(raw, AgentRecord, keys.agent(i)) for i, raw in zip(ids, raws, strict=True))
+    pipe = redis.pipeline(transaction=False)
+    for i in ids:
+        pipe.get(keys.agent(i))
+    pipe.zmscore(keys.agents_last_seen, ids)
+    *raws, contacts = await pipe.execute()
+    found = (
+        with_contact(_decode(raw, AgentRecord, keys.agent(i)), contact)
+        for i, raw, contact in zip(ids, raws, contacts, strict=True)
+    )
     return [record for record in found if record is not None]
+
+
+def with_contact(record: AgentRecord | None, contact: Any) -> AgentRecord | None:
+    """The record with its last contact: the reconciler writes the record only when something else changed, and
+    keeps the time of every contact in the offline detection's sorted set (``Keys.agents_last_seen``, epoch seconds);
+    the newer of the two is the agent's last contact."""
+    if record is None or contact is None:
+        return record
+    at = datetime.fromtimestamp(float(contact), UTC)
+    if record.last_seen is not None and record.last_seen >= at:
+        return record
+    return msgspec.structs.replace(record, last_seen=at)
 
 
 async def rules(redis: aioredis.Redis, keys: Keys) -> list[RuleRecord]:

@@ -161,7 +161,10 @@ def seen(
     agent_id: str, at: datetime, *, seq: int | None = None, version: str | None = None, **fields: object
 ) -> AgentUpdate:
     """Contact from the agent (server time); an offline agent comes back. Skips writes that would change nothing
-    but a timestamp less than a second newer, which bursts are made of."""
+    but the contact's time and sequence number: the time is kept in the offline detection's sorted set
+    (``record_contact`` moves it), and readers take the newer of the two. Rewritten at every heartbeat, the record
+    raised the read-model counter 67 times a second at rest with 1,000 agents, and every open admin page re-rendered
+    at each of them."""
 
     def change(record: AgentRecord | None) -> AgentRecord | None:
         fresh = record is None
@@ -192,10 +195,10 @@ def contact_worth_recording(record: AgentRecord, at: datetime) -> bool:
 
 
 def only_time_moved(before: AgentRecord, after: AgentRecord) -> bool:
+    """Nothing but the contact's time moved (a first contact is written: the record has no time yet)."""
     if before.last_seen is None or after.last_seen is None:
         return False
-    recent = (after.last_seen - before.last_seen).total_seconds() < 1.0
-    return recent and msgspec.structs.replace(before, last_seen=after.last_seen, last_seq=after.last_seq) == after
+    return msgspec.structs.replace(before, last_seen=after.last_seen, last_seq=after.last_seq) == after
 
 
 def went_silent(cutoff: float) -> AgentUpdate:

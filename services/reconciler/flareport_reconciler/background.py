@@ -240,7 +240,9 @@ class Background:
         cutoff = time.time() - self.r.settings.agent_offline_seconds
         count = 0
         for agent_id in await self.store.silent_agents(cutoff):
-            record = await update_agent(self.r.redis, self.r.keys, agent_id, went_silent(cutoff))
+            # The set read above may be older than a contact that came meanwhile and, changing nothing else, moved
+            # only the set: the write checks the set again.
+            record = await update_agent(self.r.redis, self.r.keys, agent_id, went_silent(cutoff), silent_before=cutoff)
             if record is not None and record.status == "offline":
                 count += 1
                 OFFLINE.inc()

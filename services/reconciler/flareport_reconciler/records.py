@@ -81,13 +81,23 @@ async def get_agent(redis: aioredis.Redis, keys: Keys, agent_id: str) -> AgentRe
     return decode_agent(raw_bytes(await redis.get(keys.agent(agent_id))))
 
 
-async def update_agent(redis: aioredis.Redis, keys: Keys, agent_id: str, change: AgentUpdate) -> AgentRecord | None:
-    """Apply ``change`` to the agent's record atomically; ``change`` returns None to leave it as it is."""
-    return await _update_agent(redis, keys, agent_id, change, raw_bytes(await redis.get(keys.agent(agent_id))))
+async def update_agent(
+    redis: aioredis.Redis, keys: Keys, agent_id: str, change: AgentUpdate, *, silent_before: float | None = None
+) -> AgentRecord | None:
+    """Apply ``change`` to the agent's record atomically; ``change`` returns None to leave it as it is.
+    ``silent_before`` (epoch seconds): leave it as it is too if the agent was heard after that (offline detection)."""
+    raw = raw_bytes(await redis.get(keys.agent(agent_id)))
+    return await _update_agent(redis, keys, agent_id, change, raw, silent_before=silent_before)
 
 
 async def _update_agent(
-    redis: aioredis.Redis, keys: Keys, agent_id: str, change: AgentUpdate, raw: bytes | None
+    redis: aioredis.Redis,
+    keys: Keys,
+    agent_id: str,
+    change: AgentUpdate,
+    raw: bytes | None,
+    *,
+    silent_before: float | None = None,
 ) -> AgentRecord | None:
     """``update_agent`` from ``raw``, the record as the caller read it (None: absent). Optimistic like
     ``update_rules``: a compare-and-set script writes the record only if it is still as read, one round trip where
@@ -98,9 +108,14 @@ async def _update_agent(
         new = change(current)
         if new is None:
             return current
-        written = await write_agent(redis, keys, agent_id, read=raw or b"", write=encode(new), seed=readversion.seed())
+        seed = readversion.seed()
+        written = await write_agent(
+            redis, keys, agent_id, read=raw or b"", write=encode(new), seed=seed, silent_before=silent_before
+        )
         if written == Written.WRITTEN:
             return new
+        if written == Written.HEARD:
+            return current
         TX_RETRIES.labels("agent").inc()
         raw = raw_bytes(await redis.get(keys.agent(agent_id)))
 

@@ -36,6 +36,7 @@ class Written(IntEnum):
 
     CHANGED = 0  # something read has changed since: nothing was written, read again
     WRITTEN = 1
+    HEARD = 2  # ``write_agent`` with ``silent_before``: the agent was heard since; nothing was written
 
 
 class DueDeletion(IntEnum):
@@ -163,9 +164,21 @@ async def write_rules(redis: aioredis.Redis, keys: Keys, documents: Sequence[Doc
 
 
 async def write_agent(
-    redis: aioredis.Redis, keys: Keys, agent_id: str, *, read: bytes, write: bytes, seed: int
+    redis: aioredis.Redis,
+    keys: Keys,
+    agent_id: str,
+    *,
+    read: bytes,
+    write: bytes,
+    seed: int,
+    silent_before: float | None = None,
 ) -> Written:
     """``write_agent.lua``: write the agent's record only if it is still ``read`` (b"" when absent), adding the
-    agent to the index and raising the read-model counter (``seed`` starts it if absent)."""
+    agent to the index and raising the read-model counter (``seed`` starts it if absent); with ``silent_before``,
+    only if the agent's last contact (``Keys.agents_last_seen``) is not later either."""
     key_list = [keys.agent(agent_id), keys.agents_index, keys.readmodel_version]
-    return Written(int(await _WRITE_AGENT.eval(redis, key_list, [agent_id, read, write, seed])))
+    args: list[str | bytes | int | float] = [agent_id, read, write, seed]
+    if silent_before is not None:
+        key_list.append(keys.agents_last_seen)
+        args.append(repr(silent_before))
+    return Written(int(await _WRITE_AGENT.eval(redis, key_list, args)))

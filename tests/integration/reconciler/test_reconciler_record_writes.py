@@ -75,6 +75,37 @@ async def test_a_heartbeat_that_changes_nothing_worth_a_write_leaves_the_record_
     assert await redis.zscore(keys.agents_last_seen, "a1") == later.timestamp(), "the contact itself is recorded"
 
 
+async def test_a_heartbeat_minutes_later_that_changes_nothing_else_moves_only_the_last_seen_set(
+    redis: aioredis.Redis, keys: Keys
+) -> None:
+    await records.update_agent(redis, keys, "a1", lambda _: AgentRecord(agent_id="a1", display_name="a1", last_seen=T0))
+    before = (await redis.get(keys.agent("a1")), await redis.get(keys.readmodel_version))
+    later = T0 + timedelta(minutes=5)
+
+    await records.record_contact(redis, keys, "a1", later, agents.seen("a1", later))
+
+    assert (await redis.get(keys.agent("a1")), await redis.get(keys.readmodel_version)) == before
+    assert await redis.zscore(keys.agents_last_seen, "a1") == later.timestamp()
+
+
+async def test_the_offline_detection_spares_an_agent_heard_after_it_read_the_last_seen_set(
+    redis: aioredis.Redis, keys: Keys
+) -> None:
+    for agent_id in ("heard", "silent"):
+        active = AgentRecord(agent_id=agent_id, display_name=agent_id, status="active", tunnel_id="t", last_seen=T0)
+        await records.update_agent(redis, keys, agent_id, lambda _, r=active: r)  # type: ignore[misc]
+        await redis.zadd(keys.agents_last_seen, {agent_id: T0.timestamp()})
+    cutoff = (T0 + timedelta(minutes=1)).timestamp()  # both silent when the detection read the set
+    heard = T0 + timedelta(minutes=2)
+    await records.record_contact(redis, keys, "heard", heard, agents.seen("heard", heard))  # moves only the set
+
+    for agent_id in ("heard", "silent"):
+        await records.update_agent(redis, keys, agent_id, agents.went_silent(cutoff), silent_before=cutoff)
+
+    statuses = {a: records.decode_agent(records.raw_bytes(await redis.get(keys.agent(a)))) for a in ("heard", "silent")}
+    assert {a: r.status if r else None for a, r in statuses.items()} == {"heard": "active", "silent": "offline"}
+
+
 def rule(name: str, service: str = "http://web:80") -> RuleRecord:
     return RuleRecord(key=name, hostname=name, service=service)
 

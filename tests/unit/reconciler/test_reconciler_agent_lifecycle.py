@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -21,6 +21,15 @@ def test_an_offline_agent_heard_again_is_active_with_a_tunnel_and_pending_withou
     assert after(record("offline"), "heard") == "pending"
     changed = seen("a1", AT)(record("offline", tunnel_id="t1", last_seen=AT))
     assert changed is not None and changed.status == "active"
+
+
+def test_contact_that_moves_only_the_time_leaves_the_record_to_the_last_seen_set() -> None:
+    later = AT + timedelta(minutes=5)
+    assert seen("a1", later, seq=7)(record("active", tunnel_id="t1", last_seen=AT)) is None
+    changed = seen("a1", later, docker_reachable=False)(record("active", tunnel_id="t1", last_seen=AT))
+    assert changed is not None and changed.last_seen == later, "a change is written, with the time it was seen"
+    first = seen("a1", later)(record("pending"))
+    assert first is not None and first.last_seen == later, "a first contact is written"
 
 
 def test_contact_does_not_bring_back_a_retired_agent() -> None:
