@@ -95,6 +95,9 @@ class SimAgent:
     async def _heartbeats(self) -> None:
         path = f"/api/v1/agents/{self.agent_id}/heartbeat"
         body = {"tunnel": {"container_state": "running"}}
+        if self.tunnel_id is None:
+            # As a real agent without a tunnel does: its registration said all a first beat would.
+            await asyncio.sleep(HEARTBEAT_SECONDS)
         while True:
             with contextlib.suppress(aiohttp.ClientError, RuntimeError, TimeoutError):
                 await self._json("POST", path, body)

@@ -43,6 +43,7 @@ class MasterDouble:
     acks: dict[str, protocol.CommandAckRequest] = field(default_factory=dict)
     ack_keys: dict[str, str] = field(default_factory=dict)
     refused: int = 0
+    polls: int = 0  # command polls answered or waiting
     refused_paths: list[str] = field(default_factory=list)
     last_seq: int = 0
     port: int | None = None
@@ -168,6 +169,7 @@ class MasterDouble:
         )
 
     async def _poll(self, request: web.Request) -> web.Response:
+        self.polls += 1
         wait = float(request.query.get("wait", "0"))
         if not self._commands:
             self._new_command.clear()

@@ -375,6 +375,10 @@ class Agent:
                 saved = self.state.last_seq
                 await asyncio.to_thread(self.save_state)
 
+    def _nothing_to_report_at_boot(self) -> bool:
+        """A fresh agent: no tunnel of its own yet, and no operator's cloudflared whose state only heartbeats carry."""
+        return not self.settings.external_cloudflared and not self.state.tunnel_id
+
     async def tunnel_state(self) -> TunnelState:
         tunnel_id = self.state.tunnel_id
         kept = self.tunnel_cache.current(tunnel_id)
@@ -395,6 +399,12 @@ class Agent:
         self.outbox.put(TunnelStatus(agent_id="", tunnel=await self.tunnel_state()))
 
     async def _heartbeats(self) -> None:
+        await self.link.opened()
+        if self._nothing_to_report_at_boot():
+            # Its registration said all a first beat would (it is alive, it runs no tunnel); Docker's state and what
+            # follows come with the next beat. When a fleet boots together, that is a request to the API and a
+            # message to the reconciler fewer per host at the busiest moment.
+            await asyncio.sleep(self.heartbeat_seconds)
         while True:
             await self.link.opened()
             request = HeartbeatRequest(
