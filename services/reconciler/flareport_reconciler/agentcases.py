@@ -34,7 +34,6 @@ from flareport_common.messages.intents import AgentKeysRevoked
 from flareport_reconciler import agents
 from flareport_reconciler.records import (
     forget_tunnel_owner,
-    record_contact,
     record_registration,
     set_tunnel_owner,
     tunnel_owner,
@@ -84,8 +83,7 @@ class AgentCases:
         await self._seen(message.agent_id, message.occurred_at)
 
     async def _seen(self, agent_id: str, at: datetime, *, version: str | None = None, **fields: object) -> None:
-        change = agents.seen(agent_id, at, seq=None, version=version, **fields)
-        await record_contact(self._redis, self._keys, agent_id, at, change)
+        await self.spine.record_contact(agent_id, at, agents.seen(agent_id, at, seq=None, version=version, **fields))
 
     # ---- intents ----------------------------------------------------------------------------------------------
 

@@ -187,11 +187,14 @@ def seen(
     return change
 
 
-def contact_worth_recording(record: AgentRecord, at: datetime) -> bool:
-    """Inside a burst, an event a second after the last recorded contact changes nothing worth a write."""
+def contact_worth_recording(record: AgentRecord, at: datetime, recorded: datetime | None = None) -> bool:
+    """Inside a burst, an event less than a second after the last recorded contact changes nothing worth a write.
+    ``recorded``: the latest contact this replica recorded (``contacts.RecentContacts``), newer than the record's
+    when only the time moved."""
     if record.status == "offline" or record.last_seen is None:
         return True
-    return (at - record.last_seen).total_seconds() >= 1.0
+    last = record.last_seen if recorded is None else max(record.last_seen, recorded)
+    return (at - last).total_seconds() >= 1.0
 
 
 def only_time_moved(before: AgentRecord, after: AgentRecord) -> bool:

@@ -34,6 +34,7 @@ import contextlib
 import contextvars
 from collections.abc import Iterable, Mapping, Sequence
 from collections.abc import Set as AbstractSet
+from datetime import datetime
 
 import msgspec
 import redis.asyncio as aioredis
@@ -65,6 +66,7 @@ from flareport_reconciler.batching import AgentBatches
 from flareport_reconciler.budget import Budget
 from flareport_reconciler.claims import Claims
 from flareport_reconciler.coalesce import Coalescer, Committed, Run, Window
+from flareport_reconciler.contacts import RecentContacts
 from flareport_reconciler.emit import Emitter
 from flareport_reconciler.inventory import InventoryEvent
 from flareport_reconciler.planner import Planner, now_ms
@@ -111,6 +113,7 @@ class Spine:
         self.refresher = Refresher(redis, keys, self.access)
         self.emit = Emitter(redis, keys)
         self.batches = AgentBatches(self.inventory)
+        self.contacts = RecentContacts()
         self.redis = redis
         self.keys = keys
 
@@ -253,11 +256,11 @@ class Spine:
         record = applied.record
         newest = max(event.occurred_at for event in events)
         seen = None
-        if record is None or agents.contact_worth_recording(record, newest):
+        if record is None or agents.contact_worth_recording(record, newest, self.contacts.get(agent_id)):
             seen = agents.seen(agent_id, newest, seq=max(event.seq for event in events))
         if seen is not None and (record is None or applied.retired):
             # A record the contact creates is one the plan must see; a retired agent's events stop here.
-            await record_contact(self.redis, self.keys, agent_id, newest, seen)
+            await self.record_contact(agent_id, newest, seen)
             seen = None
         if applied.retired:
             IGNORED.labels("agent_retired").inc(len(events))
@@ -268,7 +271,13 @@ class Spine:
         if seen is not None:
             # After the plan, off the way of the change to its job: contact moves the agent's last-seen time and
             # brings an offline agent back, and resolution reads neither (``agents.view_of``).
-            await record_contact(self.redis, self.keys, agent_id, newest, seen)
+            await self.record_contact(agent_id, newest, seen)
+
+    async def record_contact(self, agent_id: str, at: datetime, change: agents.AgentUpdate) -> AgentRecord | None:
+        """``records.record_contact``, remembered (``contacts``) so the burst it belongs to records it once."""
+        record = await record_contact(self.redis, self.keys, agent_id, at, change)
+        self.contacts.put(agent_id, at)
+        return record
 
     async def manual_rule_upserted(self, message: ManualRuleUpserted) -> None:
         marks = await self.claims.upsert_manual(message.rule_id, message.rule, message.agent_id, message.tunnel_id)
