@@ -58,14 +58,13 @@ NOTES: dict[str, str] = {
     "where the run's own first calls put the last one; the run ends about a second after it (its last zone job: "
     "planned from all 20,000 hostnames, then its batches one after another). The first calls go at the pace the "
     "fleet comes up (timeline below): on 2 cores shared by the API, reconciler, dns-worker, redis-server, the "
-    "emulator and the 1,000 simulated agents (CPU table below), each agent costs about 30 ms of CPU, and every "
-    "request an agent makes about 2 ms of it all told (measured apart from this report's run: a run without the "
-    "fleet's first heartbeats spent 2 CPU-s less and its bound came 0.9 s sooner; counted in another run, an agent "
-    "coming up costs about 90 Redis round trips across the services, spread over a dozen use cases); an agent "
-    "coming up makes seven requests (register, heartbeat, inventory, two long-polls, an ack and the admin's "
-    "enrolment) besides its two Cloudflare calls. With Cloudflare's real "
-    "window of 5 minutes the fleet is up long before the first window ends, and the run is bound by the windows "
-    "alone.",
+    "emulator and the 1,000 simulated agents (CPU table below), each agent costs about 27 ms of CPU. Counted in "
+    "runs apart from this report's: an agent coming up makes six requests (register, inventory, two long-polls, an "
+    "ack and the admin's enrolment; a fresh agent's first heartbeat now waits an interval, which took 2 CPU-s and "
+    "0.8 s off the run) and costs about 85 Redis round trips across the services, spread over a dozen use cases, "
+    "besides its two Cloudflare calls. The last zone job's ~60 batches go one after another, about 10 ms each (the "
+    "run's last 0.6 s). With Cloudflare's real window of 5 minutes the fleet is up long before the first window "
+    "ends, and the run is bound by the windows alone.",
     "reconciler_rss": "The reconciler keeps inventories in Redis, not in memory; a high RSS would be caches.",
     "cpu_restart50": "Most of a restart is the three interpreters importing their libraries (aiohttp, redis, "
     "structlog, the Cloudflare SDK and its pydantic models) before any work: one DockFlare process imports once. "
