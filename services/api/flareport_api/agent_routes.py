@@ -196,11 +196,18 @@ async def ack(request: web.Request) -> web.StreamResponse:
     if body.error is not None and len(body.error) > 4000:
         raise invalid("error", "error must be at most 4000 characters")
     stream = ctx.keys.agent_commands(agent_id)
-    entries = await ctx.redis.xrange(stream, command_id, command_id, count=1)
-    if not entries:
+    # The command and whether it is still pending, in one round trip: neither read depends on the other.
+    reads = ctx.redis.pipeline(transaction=False)
+    reads.xrange(stream, command_id, command_id, count=1)
+    reads.xpending_range(stream, GROUP_AGENT, min=command_id, max=command_id, count=1)
+    entries, pending = await reads.execute(raise_on_error=False)
+    if isinstance(entries, Exception):
+        raise entries
+    if not entries:  # no such command: the stream (and its group) may not even exist, so the second read failed
         raise ApiError(404, "unknown_command", f"no command {command_id} for this agent")
+    if isinstance(pending, Exception):
+        raise pending
     command = _decode_command(entries[0][1])
-    pending = await ctx.redis.xpending_range(stream, GROUP_AGENT, min=command_id, max=command_id, count=1)
     ref = None if command is None else secret_ref(command)
     if not pending:
         if ref is not None:  # its secret is deleted at the ack; again here in case that ack's request failed after

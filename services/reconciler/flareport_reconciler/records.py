@@ -175,10 +175,13 @@ async def record_contact(
 async def record_registration(
     redis: aioredis.Redis, keys: Keys, message: AgentRegistered, change: AgentUpdate
 ) -> AgentRecord | None:
-    """A registration: the record changed (``agents.registered``) and the agent's last contact set to it."""
-    record = await update_agent(redis, keys, message.agent_id, change)
-    await redis.zadd(keys.agents_last_seen, {message.agent_id: message.occurred_at.timestamp()})
-    return record
+    """A registration: the record changed (``agents.registered``) and the agent's last contact set to it, in the
+    round trip that reads the record (the contact depends on nothing read)."""
+    async with redis.pipeline(transaction=False) as pipe:
+        pipe.get(keys.agent(message.agent_id))
+        pipe.zadd(keys.agents_last_seen, {message.agent_id: message.occurred_at.timestamp()})
+        raw, _ = await pipe.execute()
+    return await _update_agent(redis, keys, message.agent_id, change, raw_bytes(raw))
 
 
 async def tunnel_owner(redis: aioredis.Redis, keys: Keys, tunnel_id: str) -> str | None:
