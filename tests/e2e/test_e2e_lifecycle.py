@@ -241,6 +241,9 @@ def test_heartbeats_move_an_agents_last_seen_without_rewriting_its_record(stack:
         wait_for_sync(shown, timeout=30, interval=0.05, what="the heartbeat's time as the agent's last seen")
         return sent
 
+    inventories = [{"type": "inventory", "agent_id": agent_id, "seq": seq, "containers": []} for seq in (1, 2)]
+    status, accepted = stack.api("POST", f"/api/v1/agents/{agent_id}/events", {"events": inventories}, key=key)
+    assert (status, accepted["accepted"]) == (200, 2), accepted
     try:
         heartbeat()  # the first one records what it reports
         written = store.get(record_key)
@@ -251,5 +254,6 @@ def test_heartbeats_move_an_agents_last_seen_without_rewriting_its_record(stack:
         assert store.get(record_key) == written, "two heartbeats that changed nothing rewrote the agent's record"
         listed = next(a for a in stack.agents() if a["agent_id"] == agent_id)
         assert datetime.fromisoformat(listed["last_seen"]) >= second - timedelta(milliseconds=1), "the list agrees"
+        assert (listed["last_seq"], stack.agent(agent_id)["last_seq"]) == (2, 2), "the last event accepted"
     finally:
         store.close()

@@ -53,8 +53,9 @@ async def agent(redis: aioredis.Redis, keys: Keys, agent_id: str) -> AgentRecord
     pipe = redis.pipeline(transaction=False)
     pipe.get(keys.agent(agent_id))
     pipe.zscore(keys.agents_last_seen, agent_id)
-    raw, contact = await pipe.execute()
-    return with_contact(agent_from(raw, keys, agent_id), contact)
+    pipe.get(keys.agent_last_seq(agent_id))
+    raw, contact, seq = await pipe.execute()
+    return with_contact(agent_from(raw, keys, agent_id), contact, seq)
 
 
 def agent_from(raw: Any, keys: Keys, agent_id: str) -> AgentRecord | None:
@@ -69,25 +70,39 @@ async def agents(redis: aioredis.Redis, keys: Keys) -> list[AgentRecord]:
     pipe = redis.pipeline(transaction=False)
     for i in ids:
         pipe.get(keys.agent(i))
+        pipe.get(keys.agent_last_seq(i))
     pipe.zmscore(keys.agents_last_seen, ids)
-    *raws, contacts = await pipe.execute()
+    *reads, contacts = await pipe.execute()
     found = (
-        with_contact(_decode(raw, AgentRecord, keys.agent(i)), contact)
-        for i, raw, contact in zip(ids, raws, contacts, strict=True)
+        with_contact(_decode(raw, AgentRecord, keys.agent(i)), contact, seq)
+        for i, raw, seq, contact in zip(ids, reads[0::2], reads[1::2], contacts, strict=True)
     )
     return [record for record in found if record is not None]
 
 
-def with_contact(record: AgentRecord | None, contact: Any) -> AgentRecord | None:
-    """The record with its last contact: the reconciler writes the record only when something else changed, and
-    keeps the time of every contact in the offline detection's sorted set (``Keys.agents_last_seen``, epoch seconds);
-    the newer of the two is the agent's last contact."""
-    if record is None or contact is None:
-        return record
-    at = datetime.fromtimestamp(float(contact), UTC)
-    if record.last_seen is not None and record.last_seen >= at:
-        return record
-    return msgspec.structs.replace(record, last_seen=at)
+def with_contact(record: AgentRecord | None, contact: Any, seq: Any = None) -> AgentRecord | None:
+    """The record with the agent's latest contact and sequence number. The reconciler writes the record only when
+    something besides those changed: it keeps the time of every contact in the offline detection's sorted set
+    (``Keys.agents_last_seen``, epoch seconds), and the API the highest event sequence number it accepted
+    (``Keys.agent_last_seq``). The newer of each pair is the agent's."""
+    if record is None:
+        return None
+    changes: dict[str, Any] = {}
+    if contact is not None:
+        at = datetime.fromtimestamp(float(contact), UTC)
+        if record.last_seen is None or at > record.last_seen:
+            changes["last_seen"] = at
+    accepted = _int_or_none(seq)
+    if accepted is not None and accepted > record.last_seq:
+        changes["last_seq"] = accepted
+    return msgspec.structs.replace(record, **changes) if changes else record
+
+
+def _int_or_none(raw: Any) -> int | None:
+    try:
+        return None if raw is None else int(raw)
+    except ValueError:  # not the API's own integer: shown as the record has it
+        return None
 
 
 async def rules(redis: aioredis.Redis, keys: Keys) -> list[RuleRecord]:
