@@ -12,7 +12,6 @@ from typing import Any
 import pytest
 import redis
 
-from flareport_common.keys import DEFAULT_PREFIX, Keys
 from fptest.e2e_stack import E2EStack, Host, http
 from fptest.waiting import wait_for_sync
 
@@ -226,7 +225,7 @@ def test_heartbeats_move_an_agents_last_seen_without_rewriting_its_record(stack:
     assert status == 200, registered
     agent_id = registered["agent_id"]
     store = redis.Redis.from_url(stack.env["REDIS_URL"])
-    record_key = Keys(stack.env.get("FLAREPORT_KEY_PREFIX", DEFAULT_PREFIX)).agent(agent_id)
+    record_key = stack.keys.agent(agent_id)
     beat = {"tunnel": {"container_state": "absent"}, "docker_reachable": True}
 
     def heartbeat() -> datetime:

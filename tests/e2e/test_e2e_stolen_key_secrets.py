@@ -20,7 +20,6 @@ import redis
 
 from flareport_api.keyproof import KeyMinter
 from flareport_cli.dev import DEMO_ACCOUNT_ID
-from flareport_common.keys import DEFAULT_PREFIX, Keys
 from flareport_common.settings import derived_agent_key_secret
 from fptest.e2e_stack import E2EStack, http
 from fptest.redis_scan import keys_holding
@@ -45,10 +44,6 @@ def store(enrolled: Enrolled) -> Iterator[redis.Redis]:
         client.close()
 
 
-def keys_of(stack: E2EStack) -> Keys:
-    return Keys(stack.env.get("FLAREPORT_KEY_PREFIX", DEFAULT_PREFIX))
-
-
 def commands_acked(stack: E2EStack, agent_id: str, kind: str) -> list[dict[str, Any]]:
     history = stack.admin("GET", f"/api/v1/agents/{agent_id}")["commands"]
     return [c for c in history if c["command_type"] == kind and c.get("acked_at")]
@@ -71,7 +66,7 @@ def test_a_key_revoked_while_its_polls_wait_gets_401_and_a_third_poll_429(
     enrolled: Enrolled, store: redis.Redis
 ) -> None:
     stack = enrolled.stack
-    keys = keys_of(stack)
+    keys = stack.keys
     key = stack.admin("POST", "/api/v1/keys", {"label": "stolen"})["key"]
     status, registered = stack.api("POST", "/api/v1/agents/register", {"display_name": "stolen"}, key=key)
     assert status == 200, registered
@@ -109,7 +104,7 @@ def test_a_key_minted_with_the_secret_is_refused_while_redis_holds_its_data(
     enrolled: Enrolled, store: redis.Redis
 ) -> None:
     stack, victim = enrolled.stack, enrolled.agent_id
-    keys = keys_of(stack)
+    keys = stack.keys
     minter = KeyMinter(stack.env.get("FLAREPORT_AGENT_KEY_SECRET") or derived_agent_key_secret(stack.master_key))
     for minted in (minter.mint(victim)[0], minter.mint()[0]):
         status, body = stack.api("POST", f"/api/v1/agents/{victim}/heartbeat", {"docker_reachable": True}, key=minted)

@@ -27,6 +27,7 @@ from docker.models.containers import Container
 from flareport_cli.dev import DevStack
 from flareport_cli.localredis import free_port
 from flareport_cli.supervisor import Child, Supervisor
+from flareport_common.keys import DEFAULT_PREFIX, Keys
 from fptest.e2e_podman import IsolatedPodman
 from fptest.waiting import wait_for_sync
 
@@ -183,6 +184,11 @@ class E2EStack:
     def env(self) -> dict[str, str]:
         assert self.dev is not None
         return self.dev.env
+
+    @property
+    def keys(self) -> Keys:
+        """The stack's Redis key names (its services' prefix)."""
+        return Keys(self.env.get("FLAREPORT_KEY_PREFIX", DEFAULT_PREFIX))
 
     @property
     def api_url(self) -> str:

@@ -50,12 +50,7 @@ def _decode(raw: Any, kind: type[T], where: str) -> T | None:
 
 
 async def agent(redis: aioredis.Redis, keys: Keys, agent_id: str) -> AgentRecord | None:
-    pipe = redis.pipeline(transaction=False)
-    pipe.get(keys.agent(agent_id))
-    pipe.zscore(keys.agents_last_seen, agent_id)
-    pipe.get(keys.agent_last_seq(agent_id))
-    raw, contact, seq = await pipe.execute()
-    return with_contact(agent_from(raw, keys, agent_id), contact, seq)
+    return (await _agents_with_contact(redis, keys, [agent_id]))[0]
 
 
 def agent_from(raw: Any, keys: Keys, agent_id: str) -> AgentRecord | None:
@@ -67,17 +62,23 @@ async def agents(redis: aioredis.Redis, keys: Keys) -> list[AgentRecord]:
     ids = await index_members(redis, keys.agents_index)
     if not ids:
         return []
+    return [record for record in await _agents_with_contact(redis, keys, ids) if record is not None]
+
+
+async def _agents_with_contact(redis: aioredis.Redis, keys: Keys, ids: list[str]) -> list[AgentRecord | None]:
+    """The records of ``ids`` (None where absent or undecodable), each with its latest contact and sequence number
+    (``with_contact``), in one round trip. A pipeline of GETs rather than MGET: the keys may live in different Redis
+    Cluster slots."""
     pipe = redis.pipeline(transaction=False)
     for i in ids:
         pipe.get(keys.agent(i))
         pipe.get(keys.agent_last_seq(i))
     pipe.zmscore(keys.agents_last_seen, ids)
     *reads, contacts = await pipe.execute()
-    found = (
+    return [
         with_contact(_decode(raw, AgentRecord, keys.agent(i)), contact, seq)
         for i, raw, seq, contact in zip(ids, reads[0::2], reads[1::2], contacts, strict=True)
-    )
-    return [record for record in found if record is not None]
+    ]
 
 
 def with_contact(record: AgentRecord | None, contact: Any, seq: Any = None) -> AgentRecord | None:

@@ -160,14 +160,21 @@ async def apply_result(redis: aioredis.Redis, keys: Keys, result: JobResult, mem
 
 
 async def record_contact(
-    redis: aioredis.Redis, keys: Keys, agent_id: str, at: datetime, change: AgentUpdate
+    redis: aioredis.Redis,
+    keys: Keys,
+    agent_id: str,
+    at: datetime,
+    change: AgentUpdate,
+    *,
+    forward_only: bool = True,
 ) -> AgentRecord | None:
     """Contact from the agent: its record changed (``agents.seen``) and its place in the offline detection's set
-    moved forward (never back: an older message handled late must not make the agent look silent). The set is
-    moved in the same round trip as the record is read: it depends on nothing read."""
+    moved forward (never back: an older message handled late must not make the agent look silent; a registration
+    sets it, ``forward_only=False``). The set is moved in the same round trip as the record is read: it depends on
+    nothing read."""
     async with redis.pipeline(transaction=False) as pipe:
         pipe.get(keys.agent(agent_id))
-        pipe.zadd(keys.agents_last_seen, {agent_id: at.timestamp()}, gt=True)
+        pipe.zadd(keys.agents_last_seen, {agent_id: at.timestamp()}, gt=forward_only)
         raw, _ = await pipe.execute()
     return await _update_agent(redis, keys, agent_id, change, raw_bytes(raw))
 
@@ -175,13 +182,8 @@ async def record_contact(
 async def record_registration(
     redis: aioredis.Redis, keys: Keys, message: AgentRegistered, change: AgentUpdate
 ) -> AgentRecord | None:
-    """A registration: the record changed (``agents.registered``) and the agent's last contact set to it, in the
-    round trip that reads the record (the contact depends on nothing read)."""
-    async with redis.pipeline(transaction=False) as pipe:
-        pipe.get(keys.agent(message.agent_id))
-        pipe.zadd(keys.agents_last_seen, {message.agent_id: message.occurred_at.timestamp()})
-        raw, _ = await pipe.execute()
-    return await _update_agent(redis, keys, message.agent_id, change, raw_bytes(raw))
+    """A registration: the record changed (``agents.registered``) and the agent's last contact set to it."""
+    return await record_contact(redis, keys, message.agent_id, message.occurred_at, change, forward_only=False)
 
 
 async def tunnel_owner(redis: aioredis.Redis, keys: Keys, tunnel_id: str) -> str | None:
