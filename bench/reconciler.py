@@ -68,6 +68,7 @@ async def quiet(redis: aioredis.Redis, keys: Keys) -> bool:
     rounds = ACTIVITY["rounds"]
     idle = not ACTIVITY["busy"] and await all_drained(redis, keys)
     idle = idle and await drained(redis, keys.cf_jobs, GROUP_DNS_WORKER)
+    idle = idle and await drained(redis, keys.cf_jobs_zones, GROUP_DNS_WORKER)
     return idle and not ACTIVITY["busy"] and ACTIVITY["rounds"] == rounds
 
 

@@ -243,6 +243,7 @@ class BenchStack:
             return False
         streams = [(self.keys.events, GROUP_RECONCILER), (self.keys.intents, GROUP_RECONCILER)]
         streams += [(self.keys.cf_results, GROUP_RECONCILER), (self.keys.cf_jobs, GROUP_DNS_WORKER)]
+        streams += [(self.keys.cf_jobs_zones, GROUP_DNS_WORKER)]
         for stream, group in streams:
             if not await redis.exists(stream):
                 continue

@@ -63,17 +63,20 @@ def service(
 
 
 async def drain(svc: DnsWorkerService) -> int:
-    """Handle every job now in the stream. ``run_burst`` stops reading when all its handler slots stay busy for
-    a moment (it takes that for an empty stream), so repeat it until a pass finds nothing.
+    """Handle every job now in the two jobs streams. ``run_burst`` stops reading when all its handler slots stay busy
+    for a moment (it takes that for an empty stream), so repeat it until a pass finds nothing.
     """
     total = 0
-    while handled := await svc.consumer.run_burst():
+    while handled := await svc.run_burst():
         total += handled
     return total
 
 
 async def send(redis: aioredis.Redis, keys: Keys, jobs: Iterable[CfJobMessage]) -> None:
-    await Producer(redis).send_many(keys.cf_jobs, jobs)
+    """Each job on its target's stream, as the reconciler sends it (a zone's on the zones' lane)."""
+    producer = Producer(redis)
+    for job in jobs:
+        await producer.send(keys.cf_jobs_for(job.target), job)
 
 
 async def results(redis: aioredis.Redis, keys: Keys) -> list[CfResultMessage]:

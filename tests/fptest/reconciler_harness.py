@@ -77,7 +77,7 @@ class Replicas:
 
 
 class FakeDnsWorker:
-    """Consumes the cf-jobs stream as the dns-worker group would and answers when the test says so."""
+    """Consumes the cf-jobs streams as the dns-worker group would and answers when the test says so."""
 
     def __init__(self, redis: aioredis.Redis, keys: Keys) -> None:
         self.redis = redis
@@ -86,20 +86,21 @@ class FakeDnsWorker:
         self._producer = Producer(redis)
 
     async def pull(self) -> list[CfJobMessage]:
-        try:
-            await self.redis.xgroup_create(self.keys.cf_jobs, GROUP_DNS_WORKER, id="0", mkstream=True)
-        except aioredis.ResponseError as exc:
-            if "BUSYGROUP" not in str(exc):
-                raise
         new: list[CfJobMessage] = []
-        while True:
-            reply: Any = await self.redis.xreadgroup(GROUP_DNS_WORKER, "fake", {self.keys.cf_jobs: ">"}, count=1000)
-            if not reply:
-                break
-            entries: list[Any] = reply[0][1]
-            for entry_id, fields in entries:
-                new.append(_jobs.decode(fields[b"m"]))
-                await self.redis.xack(self.keys.cf_jobs, GROUP_DNS_WORKER, entry_id)
+        for stream in (self.keys.cf_jobs, self.keys.cf_jobs_zones):  # both lanes, as the dns-worker reads them
+            try:
+                await self.redis.xgroup_create(stream, GROUP_DNS_WORKER, id="0", mkstream=True)
+            except aioredis.ResponseError as exc:
+                if "BUSYGROUP" not in str(exc):
+                    raise
+            while True:
+                reply: Any = await self.redis.xreadgroup(GROUP_DNS_WORKER, "fake", {stream: ">"}, count=1000)
+                if not reply:
+                    break
+                entries: list[Any] = reply[0][1]
+                for entry_id, fields in entries:
+                    new.append(_jobs.decode(fields[b"m"]))
+                    await self.redis.xack(stream, GROUP_DNS_WORKER, entry_id)
         self.jobs.extend(new)
         return new
 

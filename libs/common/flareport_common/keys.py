@@ -34,6 +34,18 @@ class Keys:
         return f"{self.prefix}stream:cf-jobs"
 
     @property
+    def cf_jobs_zones(self) -> str:
+        """The DNS zones' jobs, apart from the other targets' (``cf_jobs_for``)."""
+        return f"{self.prefix}stream:cf-jobs-zones"
+
+    def cf_jobs_for(self, target: str) -> str:
+        """The jobs stream of a target (``kind:name``). A zone's jobs have a lane of their own: one zone job carries
+        the DNS changes of many hostnames and a zone has one job in flight at a time, so behind a backlog of tunnel
+        and Access jobs (one each per tunnel or app, thousands when a fleet starts) every hostname of the zone would
+        wait for that backlog, once per job of the zone (docs/dns-worker.md, "Lanes")."""
+        return self.cf_jobs_zones if target.startswith("zone:") else self.cf_jobs
+
+    @property
     def cf_results(self) -> str:
         return f"{self.prefix}stream:cf-results"
 

@@ -85,7 +85,10 @@ async def status(request: web.Request) -> web.StreamResponse:
     ctx = context(request)
     await ctx.auth.admin(request)
     keys = ctx.keys
-    streams = [await _stream_status(request, s) for s in (keys.events, keys.intents, keys.cf_jobs, keys.cf_results)]
+    streams = [
+        await _stream_status(request, s)
+        for s in (keys.events, keys.intents, keys.cf_jobs, keys.cf_jobs_zones, keys.cf_results)
+    ]
     streams.append(await _stream_status(request, keys.dead_letters))
     now = utcnow()
     paused = _ms_time(await ctx.redis.get(keys.cf_pause_until))

@@ -1,4 +1,4 @@
-"""``flareport dns-worker``: settings -> logging (secrets redacted) -> health server and the cf-jobs consumer
+"""``flareport dns-worker``: settings -> logging (secrets redacted) -> health server and the consumers of the two jobs streams
 (``service.serve``) until SIGTERM/SIGINT -> stop reading, let running jobs finish, close every client.
 """
 

@@ -19,6 +19,9 @@ steadily (an earlier version, with a tenth of the budget as its burst) needed ne
 
 A 429 (someone else spent the budget: another tool, the dashboard) sets ``pause-until`` for everyone: the
 script refuses every call until then, so all replicas stop together and resume after ``Retry-After``.
+
+Within a process, waiting callers ask in turn, the zone lane's first (``turns``): when the budget runs out, the
+calls that carry a whole zone's DNS changes are not queued behind every tunnel's.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ import redis.asyncio as aioredis
 from flareport_common.keys import Keys
 from flareport_dns_worker.metrics import RATE_LIMIT_WAIT_SECONDS, RATE_LIMIT_WAITS
 from flareport_dns_worker.scripts import PauseCalls, TakeToken
+from flareport_dns_worker.turns import URGENT, Turns
 
 # The span's margin over the window, as a fraction of the window.
 SPAN_MARGIN = 0.05
@@ -56,15 +60,16 @@ class RateLimiter:
         self.span_ms = max(1, round(span_seconds(window_seconds) * 1000))
         self._take = TakeToken(redis)
         self._pause = PauseCalls(redis)
-        # One caller of this process asks at a time, in the order they came: waiting callers would otherwise all
-        # wake when the oldest call leaves the span, and all but one ask again in vain.
-        self._turn = asyncio.Lock()
+        # One caller of this process asks at a time, in the order they came (the zone lane's first, ``turns``):
+        # waiting callers would otherwise all wake when the oldest call leaves the span, and all but one ask again
+        # in vain.
+        self._turns = Turns()
 
     async def acquire(self) -> float:
         """Wait until a call is admitted; returns the seconds waited."""
         started = time.monotonic()
         waited = False
-        async with self._turn:
+        async with self._turns.turn(urgent=URGENT.get()):
             while True:
                 wait = await self.try_acquire()
                 if wait <= 0:

@@ -1,14 +1,20 @@
-"""Wiring: settings -> SDK client, rate limiter, leases, syncs, worker and the cf-jobs consumer.
+"""Wiring: settings -> SDK client, rate limiter, leases, syncs, worker and the consumers of the two jobs streams.
 
 ``DnsWorkerService`` owns every client it makes (``close()`` releases them). Tests build it around their own
-Redis and emulator and drive the consumer with ``run_burst()`` or ``run()``; ``serve`` is the process: health
-server, signal handling, graceful stop.
+Redis and emulator and drive the consumers with ``run_burst()`` or ``reading.run()``; ``serve`` is the process:
+health server, signal handling, graceful stop.
+
+Two lanes, one read loop (docs/dns-worker.md, "Lanes"): ``cf-jobs`` (tunnels, Access apps, verifications) and
+``cf-jobs-zones`` (the zones' DNS jobs, which the reconciler sends there). Each has its own handler slots, so a zone
+job is read at once however many tunnel jobs wait for the rate limit, and its calls take their turn at the limiter
+before theirs (``turns``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import time
 from collections.abc import Callable
 
@@ -19,11 +25,12 @@ import structlog
 
 from flareport_common.health import start_health_server
 from flareport_common.keys import GROUP_DNS_WORKER, Keys
-from flareport_common.messages.cfjobs import CfJobMessage
+from flareport_common.messages.cfjobs import CfJobMessage, EnsureTunnel, SyncDnsZone
 from flareport_common.redisconn import connect, ready
 from flareport_common.runtime import consumer_name, install_stop_handlers, settle_gc
 from flareport_common.settings import DnsWorkerSettings
-from flareport_common.streams.consumer import ConsumerConfig, StreamConsumer
+from flareport_common.streams.consumer import ConsumerConfig, Delivery, StreamConsumer
+from flareport_common.streams.consumerset import ConsumerSet
 from flareport_common.streams.producer import Producer
 from flareport_dns_worker.access import AccessSync
 from flareport_dns_worker.access_facts import AccessFactsFinder
@@ -34,11 +41,25 @@ from flareport_dns_worker.preflight import Preflight, log_preflight
 from flareport_dns_worker.ratelimit import RateLimiter
 from flareport_dns_worker.tunnel_list import TunnelList
 from flareport_dns_worker.tunnels import Tunnels
+from flareport_dns_worker.turns import URGENT
 from flareport_dns_worker.worker import Worker
 from flareport_dns_worker.zones import ZoneDirectory
 
 log = structlog.get_logger("flareport.dns_worker")
+
+
+def urgent(job: CfJobMessage) -> bool:
+    """Whether the job's calls go before others' at the rate limiter (``turns``): those that other work waits on.
+    A zone job is a chain of DNS batches that every hostname of the zone waits on; a tunnel's creation is what its
+    configuration and its hostnames' DNS records (which point at the tunnel's id) wait on. A configuration PUT, an
+    Access app, a verification or a deletion is the end of its chain."""
+    return isinstance(job, EnsureTunnel | SyncDnsZone)
+
+
 STARTUP_DNS_ZONES = 5  # zones whose DNS list the start-up preflight reads (doctor reads up to 25)
+# Zone jobs handled at once by one process: a zone has one job in flight, so this is how many zones move together;
+# each job is a chain of calls, and every slot here is a caller ahead of the tunnel lane at the rate limiter.
+ZONE_LANE_CONCURRENCY = 8
 
 
 def make_sdk(settings: DnsWorkerSettings) -> cloudflare.AsyncCloudflare:
@@ -136,8 +157,24 @@ class DnsWorkerService:
         # One target at a time per process (the lease covers other processes), so a burst of jobs for one zone
         # queues here instead of bouncing off the lease.
         self.consumer: StreamConsumer[CfJobMessage] = StreamConsumer(
-            redis, config, CfJobMessage, self.worker.handle, key=lambda job: job.target
+            redis, config, CfJobMessage, self._handle, key=lambda job: job.target
         )
+        zones_config = dataclasses.replace(
+            config, stream=keys.cf_jobs_zones, metrics_label="cf-jobs-zones", concurrency=ZONE_LANE_CONCURRENCY
+        )
+        self.zone_consumer: StreamConsumer[CfJobMessage] = StreamConsumer(
+            redis, zones_config, CfJobMessage, self._handle, key=lambda job: job.target
+        )
+        self.reading = ConsumerSet((self.consumer, self.zone_consumer))
+
+    async def _handle(self, job: CfJobMessage, delivery: Delivery) -> None:
+        # The message's own task: its calls take their turn at the limiter first when others wait on them.
+        URGENT.set(urgent(job))
+        await self.worker.handle(job, delivery)
+
+    async def run_burst(self) -> int:
+        """Handle everything both lanes hold now; how many messages were finished."""
+        return await self.zone_consumer.run_burst() + await self.consumer.run_burst()
 
     async def close(self) -> None:
         # Closes the aiohttp session under the SDK client too (else aiohttp warns of an unclosed session).
@@ -152,7 +189,7 @@ async def serve(settings: DnsWorkerSettings) -> int:
         return await ready(redis)
 
     health = await start_health_server("0.0.0.0", settings.health_port, redis_ready)
-    stopping = install_stop_handlers(service.consumer.stop)
+    stopping = install_stop_handlers(service.reading.stop)
     facts = asyncio.create_task(service.access_facts.run(stopping), name="access-facts")
     tunnel_list = asyncio.create_task(service.tunnel_list.run(stopping), name="tunnel-list")
     # The token checked once at start (what `flareport doctor` checks), logged as warnings; jobs do not wait for it.
@@ -169,7 +206,7 @@ async def serve(settings: DnsWorkerSettings) -> int:
     log.info("dns_worker.started", consumer=service.consumer.config.consumer, base_url=settings.cloudflare.api_base_url)
     settle_gc()
     try:
-        await service.consumer.run()
+        await service.reading.run()
     finally:
         stopping.set()
         facts.cancel()

@@ -201,7 +201,8 @@ class Coalescer:
     ) -> Committed:
         """Send the job (``payload``, under the stream codec's field) unless ``version`` is the last one sent."""
         keys = [
-            self._keys.target_state(target), self._keys.cf_jobs, self._keys.targets_index, self._keys.targets_waiting
+            self._keys.target_state(target), self._keys.cf_jobs_for(target), self._keys.targets_index,
+            self._keys.targets_waiting,
         ]  # fmt: skip
         args: list[Any] = [token, job_id, version, payload, members, now_ms, target, FIELD]
         return Committed(int(await self._commit(keys=keys, args=args)))

@@ -1,5 +1,5 @@
 """What the reconciler sends to the other services: jobs outside coalescing (tunnels, verification) to the
-dns-worker's cf-jobs stream, and commands to an agent's command stream. Store: Redis.
+dns-worker's cf-jobs streams, and commands to an agent's command stream. Store: Redis.
 
 A target's sync job is not sent from here: ``coalesce`` XADDs it in the same script that records it in flight.
 Every command is XADDed to the agent's stream and its id PUBLISHed on the notifications channel, which wakes the
@@ -38,7 +38,12 @@ class Emitter:
         await self._producer.send(self._keys.cf_jobs, job)
 
     async def verify(self, targets: Iterable[Target]) -> None:
-        await self._producer.send_many(self._keys.cf_jobs, (VerifyTarget(target=str(t)) for t in targets))
+        by_stream: dict[str, list[VerifyTarget]] = {}
+        for target in targets:
+            name = str(target)
+            by_stream.setdefault(self._keys.cf_jobs_for(name), []).append(VerifyTarget(target=name))
+        for stream, jobs in by_stream.items():
+            await self._producer.send_many(stream, jobs)
 
     async def secret_ref(self, agent_id: str, ref: str | None, legacy: str | None) -> str:
         """Where the agent's secret waits (``flareport_common.parcels``). A message from a producer of an older

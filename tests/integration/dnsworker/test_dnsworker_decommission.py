@@ -25,7 +25,7 @@ async def test_decommission_waits_for_the_connections_to_drain_showing_why_then_
     emu.emulator.configure(connection_linger_seconds=3600)
     replicas = await Replicas(reconciler_settings(redis_server.url, prefix), count=1).start()
     svc = service(settings_for(redis_server.url, prefix, emu, CLOUDFLARE_TUNNEL_DELETE_DEADLINE_SECONDS=120), redis)
-    running = asyncio.create_task(svc.consumer.run())
+    running = asyncio.create_task(svc.reading.run())
     try:
         producer = Producer(redis)
         await producer.send(keys.events, AgentRegistered(agent_id="a1", display_name="host a1"))
@@ -65,7 +65,7 @@ async def test_decommission_waits_for_the_connections_to_drain_showing_why_then_
         await wait_for(gone, timeout=60, what="the agent to be removed once its tunnel is deleted")
         assert emu.emulator.state.tunnels[tunnel_id]["deleted_at"] is not None
     finally:
-        svc.consumer.stop()
+        svc.reading.stop()
         await asyncio.wait_for(running, timeout=30)
         await svc.close()
         await replicas.stop()

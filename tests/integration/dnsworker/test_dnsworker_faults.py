@@ -128,7 +128,7 @@ async def test_two_replicas_never_write_one_target_at_the_same_time(
     versions = [[f"n{j}.example.com" for j in range(i + 1)] for i in range(8)]
     try:
         await send(redis, keys, [dns_job(names, f"v{i}") for i, names in enumerate(versions)])
-        await asyncio.gather(one.consumer.run_burst(), two.consumer.run_burst())
+        await asyncio.gather(one.run_burst(), two.run_burst())
         spans = intervals(emu, BATCH)
         assert spans, "the replicas must have written"
         for (_, end), (start, _) in itertools.pairwise(spans):

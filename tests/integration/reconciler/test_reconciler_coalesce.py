@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import msgspec
 import pytest
 import redis.asyncio as aioredis
 
 from flareport_common.keys import Keys
+from flareport_common.messages import VerifyTarget
+from flareport_common.messages.cfjobs import CfJobMessage
 from flareport_common.streams.codec import FIELD
 from flareport_reconciler.coalesce import Coalescer, Committed, Run, Window
+from flareport_reconciler.emit import Emitter
+from flareport_reconciler.targets import Target
+
+decode_job = msgspec.json.Decoder(CfJobMessage).decode
 
 T = "zone:example.com"
 
@@ -20,13 +27,13 @@ async def test_an_isolated_change_is_planned_at_once_and_later_ones_fold_into_th
     assert await co.commit(T, "p1", "job1", "v1", b"{}", b"[]", 1_001) == Committed.SENT
     # Changes while job1 is in flight only set the pending flag, however many there are.
     assert [await co.mark(T, f"p{n}", 1_002 + n) for n in range(2, 50)] == [None] * 48
-    assert await redis.xlen(keys.cf_jobs) == 1
+    assert await redis.xlen(keys.cf_jobs_zones) == 1
     outcome = await co.result(T, "job1", True, "p50", 2_000)
     assert (outcome.current, outcome.plan_again) == (True, True)
     assert await co.commit(T, "p50", "job2", "v2", b"{}", b"[]", 2_001) == Committed.SENT
     done = await co.result(T, "job2", True, "p51", 3_000)
     assert (done.current, done.plan_again) == (True, False)
-    assert await redis.xlen(keys.cf_jobs) == 2
+    assert await redis.xlen(keys.cf_jobs_zones) == 2
 
 
 async def test_an_unchanged_version_sends_nothing(redis: aioredis.Redis, keys: Keys) -> None:
@@ -36,7 +43,7 @@ async def test_an_unchanged_version_sends_nothing(redis: aioredis.Redis, keys: K
     await co.result(T, "job1", True, "x", 1_100)
     assert await co.mark(T, "p2", 1_200) == 0
     assert await co.commit(T, "p2", "job2", "v1", b"{}", b"[]", 1_200) == Committed.UNCHANGED
-    assert await redis.xlen(keys.cf_jobs) == 1
+    assert await redis.xlen(keys.cf_jobs_zones) == 1
 
 
 async def test_stale_results_are_ignored_and_a_redelivered_one_only_updates_statuses(
@@ -83,7 +90,7 @@ async def test_a_job_goes_to_the_jobs_stream_under_the_codec_field_and_its_targe
     await co.mark(T, "p1", 1_000)
     await co.commit(T, "p1", "job1", "v1", b'{"job": 1}', b"[]", 1_000)
 
-    entries = await redis.xrange(keys.cf_jobs) or []
+    entries = await redis.xrange(keys.cf_jobs_zones) or []
     assert [fields for _, fields in entries] == [{FIELD: b'{"job": 1}'}], (
         "consumers read the message under the stream codec's field"
     )
@@ -153,7 +160,7 @@ async def test_a_change_soon_after_a_write_waits_for_the_window_and_later_ones_f
     assert await redis.hget(keys.target_state(T), "pending") is None, "what waited is read by this plan"
     assert await co.commit(T, "p2", "job2", "v2", b"{}", b"[]", 1_504) == Committed.SENT
     assert await co.overdue(10_000, 10) == []
-    assert await redis.xlen(keys.cf_jobs) == 2, "six changes after the first write cost one job"
+    assert await redis.xlen(keys.cf_jobs_zones) == 2, "six changes after the first write cost one job"
 
 
 async def test_a_change_on_a_quiet_target_is_planned_at_once_even_with_a_window(
@@ -277,7 +284,7 @@ async def test_a_run_its_agent_announced_waits_and_its_end_is_planned_at_once(
     assert await co.overdue(10_000, 10) == [], "no longer waiting for its window"
     assert await co.begin(T, "p1", 1_550) is None, "the replica that held it finds the target taken over"
     assert await co.commit(T, "p3", "job1", "v1", b"{}", b"[]", 1_400) == Committed.SENT
-    assert await redis.xlen(keys.cf_jobs) == 1, "the whole run in one job"
+    assert await redis.xlen(keys.cf_jobs_zones) == 1, "the whole run in one job"
 
 
 async def test_the_end_of_a_run_does_not_cut_a_window_nobody_announced(redis: aioredis.Redis, keys: Keys) -> None:
@@ -376,3 +383,33 @@ async def test_the_window_grows_with_cloudflares_answer_time_not_with_a_job_that
         # comes: a window after the newest change).
         outcome = await co.result(target, "job1", True, "p3", 6_000, writes=1, cloudflare_ms=answered)
         assert (outcome.plan_again, outcome.delay_ms) == (True, window), target
+
+
+async def test_a_zones_jobs_go_to_the_zones_lane_and_the_other_targets_jobs_to_cf_jobs(
+    redis: aioredis.Redis, keys: Keys
+) -> None:
+    co = Coalescer(redis, keys)
+    for n, target in enumerate((T, "tunnel:t1", "access:app.example.com")):
+        assert await co.mark(target, f"p{n}", 1_000) == 0
+        assert await co.commit(target, f"p{n}", f"job{n}", "v1", target.encode(), b"[]", 1_000) == Committed.SENT
+    lanes = {stream: await _payloads(redis, stream) for stream in (keys.cf_jobs, keys.cf_jobs_zones)}
+    assert lanes == {keys.cf_jobs: [b"tunnel:t1", b"access:app.example.com"], keys.cf_jobs_zones: [T.encode()]}
+
+
+async def test_an_admins_verification_of_every_target_reaches_each_on_its_lane(
+    redis: aioredis.Redis, keys: Keys
+) -> None:
+    await Emitter(redis, keys).verify([Target.zone("example.com"), Target.tunnel("t1"), Target.zone("example.org")])
+    lanes = {
+        stream: [(type(job), job.target) for job in map(decode_job, await _payloads(redis, stream))]
+        for stream in (keys.cf_jobs, keys.cf_jobs_zones)
+    }
+    assert lanes == {
+        keys.cf_jobs: [(VerifyTarget, "tunnel:t1")],
+        keys.cf_jobs_zones: [(VerifyTarget, "zone:example.com"), (VerifyTarget, "zone:example.org")],
+    }
+
+
+async def _payloads(redis: aioredis.Redis, stream: str) -> list[bytes]:
+    entries: list[tuple[bytes, dict[bytes, bytes]]] = await redis.xrange(stream) or []  # type: ignore[assignment]
+    return [fields[FIELD] for _, fields in entries]

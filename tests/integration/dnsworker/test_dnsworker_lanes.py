@@ -1,0 +1,70 @@
+"""The zones' lane: a zone's DNS job is read at once and its calls go ahead of a backlog waiting for the rate limit.
+
+A fleet coming up queues thousands of tunnel and Access jobs; a zone has one job in flight, carrying the records of
+every hostname that changed. Queued behind that backlog in one stream, and behind its calls at the rate limiter,
+the zone's records would wait for the whole backlog, once per job of the zone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import redis.asyncio as aioredis
+
+from flareport_cfemu.testing import RunningEmulator
+from flareport_cli.localredis import LocalRedis
+from flareport_common.keys import Keys
+from flareport_common.messages.cfjobs import (
+    AccessPolicyDef,
+    DesiredAccessApp,
+    DesiredRecord,
+    SyncAccessApp,
+    SyncDnsZone,
+)
+from fptest.dnsworker_harness import BATCH, records_named, send, service, settings_for
+from fptest.waiting import wait_for
+
+from .conftest import TUNNEL_ID
+
+CREATE_APP = "POST /accounts/{account_id}/access/apps"
+
+
+def access_job(n: int) -> SyncAccessApp:
+    hostname = f"app{n}.example.com"
+    allow = AccessPolicyDef(name="staff", decision="allow", include=({"email_domain": {"domain": "example.com"}},))
+    return SyncAccessApp(hostname=hostname, version="v1", app=DesiredAccessApp(hostname=hostname, inline=(allow,)))
+
+
+async def test_a_zone_job_is_written_ahead_of_a_backlog_of_access_jobs_waiting_for_the_rate_limit(
+    emu: RunningEmulator, redis: aioredis.Redis, redis_server: LocalRedis, keys: Keys, prefix: str
+) -> None:
+    # 20 calls per second (21 less the limiter's margin): 60 Access apps take three windows.
+    settings = settings_for(
+        redis_server.url, prefix, emu, CLOUDFLARE_RATE_LIMIT_REQUESTS=21, CLOUDFLARE_RATE_LIMIT_WINDOW_SECONDS=1
+    )
+    svc = service(settings, redis)
+    running = asyncio.create_task(svc.reading.run())
+    try:
+        await send(redis, keys, [access_job(n) for n in range(60)])
+        log = emu.emulator.log
+        await wait_for(lambda: _true(log.count(CREATE_APP) >= 10), what="the Access backlog to reach Cloudflare")
+        before = log.count(CREATE_APP)
+        zone = SyncDnsZone(
+            zone_name="example.com", version="v1", records=(DesiredRecord(name="web.example.com", tunnel_id=TUNNEL_ID),)
+        )
+        await send(redis, keys, [zone])
+
+        await wait_for(lambda: _true(log.count(BATCH) == 1), timeout=30, what="the zone's records to be written")
+        overtaken = log.count(CREATE_APP) - before
+        assert overtaken < 10, f"the zone's job waited for {overtaken} queued Access calls (of 60)"
+        assert [r["content"] for r in records_named(emu, "web.example.com")] == [f"{TUNNEL_ID}.cfargotunnel.com"]
+        assert await redis.xlen(keys.cf_jobs_zones) <= 1, "the zone's job came and went on the zones' lane"
+        await wait_for(lambda: _true(log.count(CREATE_APP) == 60), timeout=30, what="the Access backlog to drain")
+    finally:
+        svc.reading.stop()
+        await running
+        await svc.close()
+
+
+async def _true(value: bool) -> bool:
+    return value
