@@ -1,5 +1,5 @@
-"""``flareport dns-worker``: settings -> logging (secrets redacted) -> health server and the consumers of the two jobs streams
-(``service.serve``) until SIGTERM/SIGINT -> stop reading, let running jobs finish, close every client.
+"""``flareport dns-worker``: settings -> logging (secrets redacted) -> health server and the consumers of the two
+jobs streams (``service.serve``) until SIGTERM/SIGINT -> stop reading, let running jobs finish, close every client.
 """
 
 from __future__ import annotations
