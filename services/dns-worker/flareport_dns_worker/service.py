@@ -46,6 +46,10 @@ from flareport_dns_worker.worker import Worker
 from flareport_dns_worker.zones import ZoneDirectory
 
 log = structlog.get_logger("flareport.dns_worker")
+STARTUP_DNS_ZONES = 5  # zones whose DNS list the start-up preflight reads (doctor reads up to 25)
+# Zone jobs handled at once by one process: a zone has one job in flight, so this is how many zones move together;
+# each job is a chain of calls, and every slot here is a caller ahead of the tunnel lane at the rate limiter.
+ZONE_LANE_CONCURRENCY = 8
 
 
 def urgent(job: CfJobMessage) -> bool:
@@ -54,12 +58,6 @@ def urgent(job: CfJobMessage) -> bool:
     configuration and its hostnames' DNS records (which point at the tunnel's id) wait on. A configuration PUT, an
     Access app, a verification or a deletion is the end of its chain."""
     return isinstance(job, EnsureTunnel | SyncDnsZone)
-
-
-STARTUP_DNS_ZONES = 5  # zones whose DNS list the start-up preflight reads (doctor reads up to 25)
-# Zone jobs handled at once by one process: a zone has one job in flight, so this is how many zones move together;
-# each job is a chain of calls, and every slot here is a caller ahead of the tunnel lane at the rate limiter.
-ZONE_LANE_CONCURRENCY = 8
 
 
 def make_sdk(settings: DnsWorkerSettings) -> cloudflare.AsyncCloudflare:
