@@ -90,6 +90,12 @@ class Keys:
     def command_notifications(self) -> str:
         return f"{self.prefix}notify:commands"
 
+    # A channel nobody listens to: a PUBLISH on it, then WAIT, tells that replicas hold every write made before
+    # (``redisconn.replicated``).
+    @property
+    def replicated_channel(self) -> str:
+        return f"{self.prefix}replicated"
+
     # Rules read model and time-ordered deletions.
     def rule(self, rule_key: str) -> str:
         return f"{self.prefix}rule:{rule_key}"

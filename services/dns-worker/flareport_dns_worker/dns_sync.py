@@ -33,6 +33,8 @@ import structlog
 from flareport_common.keys import Keys
 from flareport_common.messages.cfjobs import DesiredRecord, SyncDnsZone
 from flareport_common.messages.cfresults import CfError, CfNote
+from flareport_common.redisconn import replicated
+from flareport_common.redissettings import RedisNodes
 from flareport_common.replies import text
 from flareport_dns_worker.cfclient import CfApiError, CfTransientError, CloudflareApi
 from flareport_dns_worker.dns_plan import (
@@ -80,8 +82,10 @@ class DnsSync:
         *,
         owner: str,
         batch_size: int,
+        nodes: RedisNodes | None = None,
     ) -> None:
         self._leases = leases
+        self._nodes = nodes or RedisNodes()
         self._api = api
         self._redis = redis
         self._keys = keys
@@ -111,7 +115,7 @@ class DnsSync:
         new_managed: dict[str, str] = {}
         for zone_id in sorted(by_zone):
             names = {n for n, z in managed.items() if z == zone_id}
-            zone_outcome, kept = await self._sync_zone(zone_id, by_zone[zone_id], names, fresh, job.prune)
+            zone_outcome, kept = await self._sync_zone(job.target, zone_id, by_zone[zone_id], names, fresh, job.prune)
             outcome.add(zone_outcome)
             new_managed.update(dict.fromkeys(kept, zone_id))
         # Names in zones that no longer hold any wanted record still need cleaning up.
@@ -124,14 +128,14 @@ class DnsSync:
                 # Nothing to write there: the names stay this target's, for the next pruning job to clean up.
                 new_managed.update(dict.fromkeys(names, zone_id))
                 continue
-            zone_outcome, kept = await self._sync_zone(zone_id, [], names, fresh, job.prune)
+            zone_outcome, kept = await self._sync_zone(job.target, zone_id, [], names, fresh, job.prune)
             outcome.add(zone_outcome)
             new_managed.update(dict.fromkeys(kept, zone_id))
         await self._save_managed(job.target, new_managed)
         return outcome
 
     async def _sync_zone(
-        self, zone_id: str, wanted: list[Wanted], names: set[str], fresh: bool, prune: bool
+        self, target: str, zone_id: str, wanted: list[Wanted], names: set[str], fresh: bool, prune: bool
     ) -> tuple[Outcome, set[str]]:
         # Jobs are leased per target, but another target can write in this zone too (cleaning up what it wrote
         # there in the past), and the zone's observed copy is shared: one writer per zone keeps that copy true.
@@ -143,10 +147,11 @@ class DnsSync:
         token, read = await self._leases.take_reading(lease, zone_target, wait=60.0, hashes=hashes)
         async with self._leases.held(lease, token, zone_target):
             cached = (read[0], read[1]) if read else None
-            return await self._sync_zone_locked(zone_id, wanted, names, fresh, prune, cached)
+            return await self._sync_zone_locked(target, zone_id, wanted, names, fresh, prune, cached)
 
     async def _sync_zone_locked(
         self,
+        target: str,
         zone_id: str,
         wanted: list[Wanted],
         names: set[str],
@@ -178,8 +183,10 @@ class DnsSync:
                 outcome = Outcome(errors=[*plan.conflicts, *again])
                 CONFLICTS.labels("dns").inc(len(plan.conflicts))
                 LEFT_OUT.labels("refused").inc(len(again))
+                marking = {p.name for p in plan.posts} | {p.name for p in plan.patches}
+                aside = await self._claim_ahead(target, zone_id, marking - names)
                 try:
-                    await self._apply(zone_id, plan, current, outcome, refused_now, final=attempt == 2)
+                    await self._apply(zone_id, plan, current, outcome, refused_now, final=attempt == 2, aside=aside)
                 except Reread as reason:
                     log.info("dns.reread", zone_id=zone_id, reason=str(reason))
                     await self._redis.hdel(self._keys.cf_zone_records(zone_id), LOADED)
@@ -213,6 +220,28 @@ class DnsSync:
         """Record name -> zone id of what this target wrote, or None when unknown."""
         return _names_written(await self._redis.hgetall(self._keys.target_observed(target)))
 
+    async def _claim_ahead(self, target: str, zone_id: str, names: set[str]) -> bool:
+        """Before the batches that mark ``names`` ours: add them to the target's list and set the zone's copy aside
+        as incomplete, and have a replica hold both (REDIS_WAIT_REPLICAS, as agent keys and enrolments). True when
+        the copy was set aside (``_apply`` marks it complete again once the answers are in it).
+
+        The list is what lets a later job remove a record this target wrote, and the copy is what that job plans
+        from. Both were written only after Cloudflare's answer, so a Redis failover could lose them while Cloudflare
+        kept the record (and lose the stop of its container that came next): the record, marked ours, was in no
+        list and not in the copy, and was never removed. Now a promoted replica holds the name in the list and a
+        copy that is not complete, which the next job reads again from Cloudflare. A name listed ahead whose write
+        fails or never comes costs nothing: a record is removed only when Cloudflare holds it with our marker, and
+        the list is written whole again after the job. ``SYNCED`` too: a list known to hold at least these names
+        prunes at most them."""
+        if not names:
+            return False
+        pipe = self._redis.pipeline(transaction=True)
+        pipe.hset(self._keys.target_observed(target), mapping={**dict.fromkeys(sorted(names), zone_id), SYNCED: "1"})
+        pipe.hdel(self._keys.cf_zone_records(zone_id), LOADED)
+        await pipe.execute()
+        await replicated(self._redis, self._nodes, self._keys.replicated_channel, what="dns-names")
+        return True
+
     async def _save_managed(self, target: str, names: dict[str, str]) -> None:
         key = self._keys.target_observed(target)
         pipe = self._redis.pipeline(transaction=True)
@@ -244,15 +273,19 @@ class DnsSync:
         await pipe.execute()
         return dict(current)
 
-    async def _store(self, zone_id: str, current: Current, names: Iterable[str]) -> None:
+    async def _store(self, zone_id: str, current: Current, names: Iterable[str], *, complete: bool = False) -> None:
+        """Fold ``names``' records into the zone's copy; ``complete``: mark the copy complete again (set aside by
+        ``_claim_ahead``), in the same transaction."""
         key = self._keys.cf_zone_records(zone_id)
-        pipe = self._redis.pipeline(transaction=False)
+        pipe = self._redis.pipeline(transaction=complete)
         for name in set(names):
             records = current.get(name) or []
             if records:
                 pipe.hset(key, name, msgspec.json.encode(records))
             else:
                 pipe.hdel(key, name)
+        if complete:
+            pipe.hset(key, LOADED, b"1")
         await pipe.execute()
 
     # ---- writes ----------------------------------------------------------------------------------------------
@@ -266,8 +299,12 @@ class DnsSync:
         refused: dict[str, CfError],
         *,
         final: bool,
+        aside: bool = False,
     ) -> None:
-        for chunk in plan.batches(self._batch_size):
+        """``aside``: the zone's copy was set aside before the calls (``_claim_ahead``): complete again with the
+        last chunk's answers."""
+        chunks = plan.batches(self._batch_size)
+        for n, chunk in enumerate(chunks, 1):
             body: dict[str, Any] = {}
             if chunk.deletes:
                 body["deletes"] = [{"id": d.record_id} for d in chunk.deletes]
@@ -293,7 +330,7 @@ class DnsSync:
                 await self._singles(zone_id, chunk, current, outcome, refused, final=final)
             else:
                 _absorb(current, envelope.get("result") or {}, chunk)
-            await self._store(zone_id, current, touched)
+            await self._store(zone_id, current, touched, complete=aside and n == len(chunks))
 
     async def _singles(
         self,

@@ -136,7 +136,14 @@ class DnsWorkerService:
             Producer(redis, metrics_label="cf-results"),
             leases,
             dns=DnsSync(
-                self.api, redis, keys, zones, leases, owner=settings.owner_id, batch_size=settings.dns_batch_size
+                self.api,
+                redis,
+                keys,
+                zones,
+                leases,
+                owner=settings.owner_id,
+                batch_size=settings.dns_batch_size,
+                nodes=settings.common.redis_nodes,
             ),
             tunnels=Tunnels(
                 self.api,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import uuid
 
@@ -25,6 +26,7 @@ from fptest.dnsworker_harness import (
     settings_for,
     token_of,
 )
+from fptest.waiting import wait_for
 
 from .conftest import DASHBOARD_RULE, TUNNEL_ID
 
@@ -182,3 +184,40 @@ async def test_claim_of_a_missing_tunnel_fails_without_creating_or_falling_back_
         assert emu.emulator.count(CREATE_TUNNEL) == 0 and list(emu.emulator.state.tunnels) == [TUNNEL_ID]
     finally:
         await svc.close()
+
+
+async def test_a_record_created_just_before_a_failover_that_lost_the_workers_bookkeeping_is_still_removed(
+    emu: RunningEmulator, redis: aioredis.Redis, redis_server: LocalRedis, keys: Keys, prefix: str
+) -> None:
+    """Redis replicates asynchronously: the replica Sentinel promotes holds what the worker wrote before its call to
+    Cloudflare, not necessarily what it wrote after the answer. Here the target's name list and the zone's copy are
+    put back to what they were while the batch creating ``late`` was in flight; the next job, which no longer wants
+    ``late`` (its container stopped), must still remove the record Cloudflare holds."""
+    svc = service(settings_for(redis_server.url, prefix, emu), redis)
+    target, zone_cache = keys.target_observed("zone:example.com"), keys.cf_zone_records(emu.zone_id)
+    try:
+        await send(redis, keys, [zone_job(["app.example.com"], "v1")])
+        await drain(svc)
+        emu.emulator.set_faults([{"endpoint": BATCH, "latency_ms": 300}])
+        await send(redis, keys, [zone_job(["app.example.com", "late.example.com"], "v2")])
+        running = asyncio.create_task(drain(svc))
+        await wait_for(lambda: _true(svc.api.calls[BATCH] == 2), what="the batch creating late.example.com sent")
+        at_the_call = {key: await redis.dump(key) for key in (target, zone_cache)}
+        await running
+        assert records_named(emu, "late.example.com"), "the batch created the record"
+        emu.emulator.set_faults([])
+        for key, dumped in at_the_call.items():  # the failover: the promoted replica's copy of both keys
+            await redis.delete(key)
+            if dumped is not None:
+                await redis.restore(key, 0, dumped)
+
+        await send(redis, keys, [zone_job(["app.example.com"], "v3")])
+        await drain(svc)
+        assert records_named(emu, "late.example.com") == [], "the record of a name nobody wants any more stays"
+        assert len(records_named(emu, "app.example.com")) == 1
+    finally:
+        await svc.close()
+
+
+async def _true(value: bool) -> bool:
+    return value

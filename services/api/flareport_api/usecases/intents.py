@@ -29,7 +29,7 @@ async def _replicated(ctx: ApiContext, intent: Message) -> None:
     (a replica round trip) costs nothing noticeable; agents' events do not wait (the reconciler heals those after
     a failover)."""
     await replicated(
-        ctx.redis, ctx.settings.common.redis_nodes, f"{ctx.keys.prefix}replicated", what=type(intent).__name__
+        ctx.redis, ctx.settings.common.redis_nodes, ctx.keys.replicated_channel, what=type(intent).__name__
     )
 
 
