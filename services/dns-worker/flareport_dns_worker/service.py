@@ -152,6 +152,7 @@ class DnsWorkerService:
                 delete_deadline_seconds=settings.tunnel_delete_deadline_seconds,
                 trust_seconds=settings.tunnel_config_trust_seconds,
                 clock=clock,
+                nodes=settings.common.redis_nodes,
             ),
             access=AccessSync(
                 self.api, redis, keys, tag=settings.access_tag, adopt_dockflare=settings.adopt_dockflare_access

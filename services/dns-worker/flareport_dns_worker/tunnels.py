@@ -43,7 +43,7 @@ import hmac
 import json
 import secrets
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -55,6 +55,8 @@ from flareport_common.keys import Keys
 from flareport_common.messages.cfjobs import DeleteTunnel, EnsureTunnel, SyncTunnelIngress
 from flareport_common.messages.cfresults import CfError, TunnelEnsured
 from flareport_common.parcels import stash
+from flareport_common.redisconn import replicated
+from flareport_common.redissettings import RedisNodes
 from flareport_dns_worker.cfclient import CfApiError, CfTransientError, CloudflareApi
 from flareport_dns_worker.ingress_plan import plan_ingress
 from flareport_dns_worker.ingress_trust import READ_AT, VERSION, changed_elsewhere, config_version, trusted_version
@@ -110,8 +112,10 @@ class Tunnels:
         delete_deadline_seconds: float = 600.0,
         trust_seconds: float = 0.0,
         clock: Callable[[], float] = time.time,
+        nodes: RedisNodes | None = None,
     ) -> None:
         self._api = api
+        self._nodes = nodes or RedisNodes()
         self._redis = redis
         self._keys = keys
         self._delete_deadline = delete_deadline_seconds
@@ -158,6 +162,7 @@ class Tunnels:
         outcome = Outcome(errors=list(plan.conflicts))
         config, version, overwritten = current, base, False
         if plan.changed:
+            await self._claim_ahead(key, owned, plan.owned)
             outcome.writes += 1
             try:
                 answer = await self._api.request("PUT", CONFIG, body={"config": plan.config}, tunnel_id=job.tunnel_id)
@@ -193,6 +198,23 @@ class Tunnels:
             pipe.hdel(key, *dropped)
         await pipe.execute()
         return outcome
+
+    async def _claim_ahead(self, key: str, owned: set[str] | None, after: Iterable[str]) -> None:
+        """Before a PUT that writes rule keys the owned set lacks: add them (keeping every key owned now, as the PUT
+        may fail) and drop the cached configuration, and have a replica hold that (REDIS_WAIT_REPLICAS); the write
+        after the answer puts both back. The set is what lets a later job remove a rule of ours, and the cached copy
+        is what a later job compares with first. Both written only after the answer, a Redis failover could lose
+        them while Cloudflare kept the rule, which then counted as someone else's (or was not even seen) and stayed.
+        A key owned ahead whose rule never gets written costs nothing: the plan removes only rules the live
+        configuration holds, and the set is written whole after the PUT; a job after a failed PUT reads first."""
+        new = set(after) - (owned or set())
+        if not new:
+            return
+        pipe = self._redis.pipeline(transaction=True)
+        pipe.hset(key, "owned", json.dumps(sorted(new | (owned or set()))))
+        pipe.hdel(key, "config")
+        await pipe.execute()
+        await replicated(self._redis, self._nodes, self._keys.replicated_channel, what="ingress-rules")
 
     # ---- lifecycle -----------------------------------------------------------------------------------------
 

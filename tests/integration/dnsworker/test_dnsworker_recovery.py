@@ -16,6 +16,7 @@ from flareport_common.messages.cfjobs import DesiredRecord, EnsureTunnel, Ingres
 from flareport_common.messages.cfresults import TunnelEnsured
 from fptest.dnsworker_harness import (
     BATCH,
+    PUT_CONFIG,
     drain,
     ingress_of,
     job_results,
@@ -221,3 +222,39 @@ async def test_a_record_created_just_before_a_failover_that_lost_the_workers_boo
 
 async def _true(value: bool) -> bool:
     return value
+
+
+async def test_an_ingress_rule_written_just_before_a_failover_that_lost_the_workers_bookkeeping_is_still_removed(
+    emu: RunningEmulator, redis: aioredis.Redis, redis_server: LocalRedis, keys: Keys, prefix: str
+) -> None:
+    """As above for a tunnel: the rule keys the worker wrote are what let it remove a rule of ours later (cloudflared's
+    rules carry no owner mark). Put back to what Redis held while the PUT adding ``late`` was in flight, they must
+    still let the next job remove that rule, and leave the rule someone added in the dashboard alone."""
+    svc = service(settings_for(redis_server.url, prefix, emu), redis)
+    target = keys.target_observed(f"tunnel:{TUNNEL_ID}")
+    try:
+        await send(redis, keys, [ingress_job(["app.example.com"], "v1")])
+        await drain(svc)
+        emu.emulator.set_faults([{"endpoint": PUT_CONFIG, "latency_ms": 300}])
+        await send(redis, keys, [ingress_job(["app.example.com", "late.example.com"], "v2")])
+        running = asyncio.create_task(drain(svc))
+        await wait_for(lambda: _true(svc.api.calls[PUT_CONFIG] == 2), what="the PUT adding late.example.com sent")
+        at_the_call = await redis.dump(target)
+        await running
+        assert "late.example.com" in _hostnames(emu), "the PUT wrote the rule"
+        emu.emulator.set_faults([])
+        await redis.delete(target)  # the failover: the promoted replica's copy
+        if at_the_call is not None:
+            await redis.restore(target, 0, at_the_call)
+
+        await send(redis, keys, [ingress_job(["app.example.com"], "v3")])
+        await drain(svc)
+        hostnames = _hostnames(emu)
+        assert "late.example.com" not in hostnames, "the rule of a name nobody wants any more stays"
+        assert "app.example.com" in hostnames and DASHBOARD_RULE["hostname"] in hostnames
+    finally:
+        await svc.close()
+
+
+def _hostnames(emu: RunningEmulator) -> list[str]:
+    return [str(rule.get("hostname")) for rule in ingress_of(emu, TUNNEL_ID)]
