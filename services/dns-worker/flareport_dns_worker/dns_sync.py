@@ -235,7 +235,9 @@ class DnsSync:
         prunes at most them."""
         if not names:
             return False
-        pipe = self._redis.pipeline(transaction=True)
+        # Two keys of two slots, not one transaction (Redis Cluster would refuse it): either write alone is safe (a
+        # name listed ahead, a copy read again), and the WAIT after both covers both.
+        pipe = self._redis.pipeline(transaction=False)
         pipe.hset(self._keys.target_observed(target), mapping={**dict.fromkeys(sorted(names), zone_id), SYNCED: "1"})
         pipe.hdel(self._keys.cf_zone_records(zone_id), LOADED)
         await pipe.execute()
