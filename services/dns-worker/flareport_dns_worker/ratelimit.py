@@ -20,8 +20,8 @@ steadily (an earlier version, with a tenth of the budget as its burst) needed ne
 A 429 (someone else spent the budget: another tool, the dashboard) sets ``pause-until`` for everyone: the
 script refuses every call until then, so all replicas stop together and resume after ``Retry-After``.
 
-Within a process, waiting callers ask in turn, the zone lane's first (``turns``): when the budget runs out, the
-calls that carry a whole zone's DNS changes are not queued behind every tunnel's.
+Within a process, waiting callers ask in turn, urgent jobs' first (``turns``): when the budget runs out, the
+calls that carry a whole zone's DNS changes, or create a tunnel, are not queued behind every configuration PUT.
 """
 
 from __future__ import annotations
@@ -60,7 +60,7 @@ class RateLimiter:
         self.span_ms = max(1, round(span_seconds(window_seconds) * 1000))
         self._take = TakeToken(redis)
         self._pause = PauseCalls(redis)
-        # One caller of this process asks at a time, in the order they came (the zone lane's first, ``turns``):
+        # One caller of this process asks at a time, in the order they came (urgent jobs' first, ``turns``):
         # waiting callers would otherwise all wake when the oldest call leaves the span, and all but one ask again
         # in vain.
         self._turns = Turns()

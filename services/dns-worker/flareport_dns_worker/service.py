@@ -6,8 +6,8 @@ health server, signal handling, graceful stop.
 
 Two lanes, one read loop (docs/dns-worker.md, "Lanes"): ``cf-jobs`` (tunnels, Access apps, verifications) and
 ``cf-jobs-zones`` (the zones' DNS jobs, which the reconciler sends there). Each has its own handler slots, so a zone
-job is read at once however many tunnel jobs wait for the rate limit, and its calls take their turn at the limiter
-before theirs (``turns``).
+job is read at once however many tunnel jobs wait for the rate limit. Its calls, and a tunnel creation's, take their
+turn at the limiter before the others' (``urgent``, ``turns``).
 """
 
 from __future__ import annotations

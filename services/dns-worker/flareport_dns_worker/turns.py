@@ -2,9 +2,10 @@
 
 A plain ``asyncio.Lock`` is FIFO: when the budget runs out, a zone job's next DNS batch waits behind every tunnel
 and Access call queued before it, and a zone job is a chain of batches (one job in flight per zone), so each of
-its batches waited for the whole queue again. Callers marked urgent (``URGENT``, set by the zone lane's handler,
-docs/dns-worker.md "Lanes") take the next turn before any other waiting caller; among themselves, and among the
-others, first come is first served. Nobody takes a turn past the callers already waiting (no barging).
+its batches waited for the whole queue again. Callers marked urgent (``URGENT``, set per job by the worker's
+handler: ``service.urgent``, docs/dns-worker.md "Lanes") take the next turn before any other waiting caller;
+among themselves, and among the others, first come is first served. Nobody takes a turn past the callers already
+waiting (no barging).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from collections import deque
 from collections.abc import AsyncIterator
 from contextvars import ContextVar
 
-# Set for the calls of a job of the zone lane; read when the call asks for its turn.
+# Set for the calls of an urgent job (``service.urgent``); read when the call asks for its turn.
 URGENT: ContextVar[bool] = ContextVar("flareport_urgent_calls", default=False)
 
 
