@@ -12,8 +12,16 @@ from flareport_cfemu.testing import RunningEmulator
 from flareport_cfemu.tunnels_store import token_for
 from flareport_cli.localredis import LocalRedis
 from flareport_common.keys import Keys
-from flareport_common.messages.cfjobs import DesiredRecord, EnsureTunnel, IngressEntry, SyncDnsZone, SyncTunnelIngress
+from flareport_common.messages.cfjobs import (
+    CfJobMessage,
+    DesiredRecord,
+    EnsureTunnel,
+    IngressEntry,
+    SyncDnsZone,
+    SyncTunnelIngress,
+)
 from flareport_common.messages.cfresults import TunnelEnsured
+from flareport_dns_worker.service import DnsWorkerService
 from fptest.dnsworker_harness import (
     BATCH,
     PUT_CONFIG,
@@ -27,7 +35,7 @@ from fptest.dnsworker_harness import (
     settings_for,
     token_of,
 )
-from fptest.waiting import wait_for
+from fptest.waiting import already, wait_for
 
 from .conftest import DASHBOARD_RULE, TUNNEL_ID
 
@@ -195,22 +203,11 @@ async def test_a_record_created_just_before_a_failover_that_lost_the_workers_boo
     put back to what they were while the batch creating ``late`` was in flight; the next job, which no longer wants
     ``late`` (its container stopped), must still remove the record Cloudflare holds."""
     svc = service(settings_for(redis_server.url, prefix, emu), redis)
-    target, zone_cache = keys.target_observed("zone:example.com"), keys.cf_zone_records(emu.zone_id)
+    observed = [keys.target_observed("zone:example.com"), keys.cf_zone_records(emu.zone_id)]
     try:
-        await send(redis, keys, [zone_job(["app.example.com"], "v1")])
-        await drain(svc)
-        emu.emulator.set_faults([{"endpoint": BATCH, "latency_ms": 300}])
-        await send(redis, keys, [zone_job(["app.example.com", "late.example.com"], "v2")])
-        running = asyncio.create_task(drain(svc))
-        await wait_for(lambda: _true(svc.api.calls[BATCH] == 2), what="the batch creating late.example.com sent")
-        at_the_call = {key: await redis.dump(key) for key in (target, zone_cache)}
-        await running
+        first, second = zone_job(["app.example.com"], "v1"), zone_job(["app.example.com", "late.example.com"], "v2")
+        await _failover_during_the_call(svc, emu, redis, keys, BATCH, first, second, observed)
         assert records_named(emu, "late.example.com"), "the batch created the record"
-        emu.emulator.set_faults([])
-        for key, dumped in at_the_call.items():  # the failover: the promoted replica's copy of both keys
-            await redis.delete(key)
-            if dumped is not None:
-                await redis.restore(key, 0, dumped)
 
         await send(redis, keys, [zone_job(["app.example.com"], "v3")])
         await drain(svc)
@@ -220,10 +217,6 @@ async def test_a_record_created_just_before_a_failover_that_lost_the_workers_boo
         await svc.close()
 
 
-async def _true(value: bool) -> bool:
-    return value
-
-
 async def test_an_ingress_rule_written_just_before_a_failover_that_lost_the_workers_bookkeeping_is_still_removed(
     emu: RunningEmulator, redis: aioredis.Redis, redis_server: LocalRedis, keys: Keys, prefix: str
 ) -> None:
@@ -231,21 +224,12 @@ async def test_an_ingress_rule_written_just_before_a_failover_that_lost_the_work
     rules carry no owner mark). Put back to what Redis held while the PUT adding ``late`` was in flight, they must
     still let the next job remove that rule, and leave the rule someone added in the dashboard alone."""
     svc = service(settings_for(redis_server.url, prefix, emu), redis)
-    target = keys.target_observed(f"tunnel:{TUNNEL_ID}")
+    observed = [keys.target_observed(f"tunnel:{TUNNEL_ID}")]
     try:
-        await send(redis, keys, [ingress_job(["app.example.com"], "v1")])
-        await drain(svc)
-        emu.emulator.set_faults([{"endpoint": PUT_CONFIG, "latency_ms": 300}])
-        await send(redis, keys, [ingress_job(["app.example.com", "late.example.com"], "v2")])
-        running = asyncio.create_task(drain(svc))
-        await wait_for(lambda: _true(svc.api.calls[PUT_CONFIG] == 2), what="the PUT adding late.example.com sent")
-        at_the_call = await redis.dump(target)
-        await running
+        first = ingress_job(["app.example.com"], "v1")
+        second = ingress_job(["app.example.com", "late.example.com"], "v2")
+        await _failover_during_the_call(svc, emu, redis, keys, PUT_CONFIG, first, second, observed)
         assert "late.example.com" in _hostnames(emu), "the PUT wrote the rule"
-        emu.emulator.set_faults([])
-        await redis.delete(target)  # the failover: the promoted replica's copy
-        if at_the_call is not None:
-            await redis.restore(target, 0, at_the_call)
 
         await send(redis, keys, [ingress_job(["app.example.com"], "v3")])
         await drain(svc)
@@ -254,6 +238,33 @@ async def test_an_ingress_rule_written_just_before_a_failover_that_lost_the_work
         assert "app.example.com" in hostnames and DASHBOARD_RULE["hostname"] in hostnames
     finally:
         await svc.close()
+
+
+async def _failover_during_the_call(
+    svc: DnsWorkerService,
+    emu: RunningEmulator,
+    redis: aioredis.Redis,
+    keys: Keys,
+    endpoint: str,
+    first: CfJobMessage,
+    second: CfJobMessage,
+    observed: list[str],
+) -> None:
+    """Apply ``first``, then ``second`` with ``endpoint`` answering slowly, and put the worker's ``observed`` keys back
+    to what Redis held while ``second``'s call was in flight: the promoted replica's copy after a failover."""
+    await send(redis, keys, [first])
+    await drain(svc)
+    emu.emulator.set_faults([{"endpoint": endpoint, "latency_ms": 300}])
+    await send(redis, keys, [second])
+    running = asyncio.create_task(drain(svc))
+    await wait_for(lambda: already(svc.api.calls[endpoint] == 2), what=f"the second job's {endpoint} sent")
+    at_the_call = {key: await redis.dump(key) for key in observed}
+    await running
+    emu.emulator.set_faults([])
+    for key, dumped in at_the_call.items():
+        await redis.delete(key)
+        if dumped is not None:
+            await redis.restore(key, 0, dumped)
 
 
 def _hostnames(emu: RunningEmulator) -> list[str]:
