@@ -28,6 +28,12 @@ async def wait_for(
         await asyncio.sleep(interval)
 
 
+async def already(value: T) -> T:
+    """``value`` as an awaitable: the condition of ``wait_for`` when what it waits on is in memory (a counter, a
+    flag, a list a test fills)."""
+    return value
+
+
 def wait_for_sync(
     condition: Callable[[], T], *, timeout: float = 30.0, interval: float = 0.02, what: str = "condition"
 ) -> T:

@@ -17,7 +17,7 @@ from flareport_common.messages import DeadLetter
 from flareport_common.streams import ConsumerConfig, ConsumerSet, Delivery, Producer, StreamConsumer
 from flareport_common.streams.codec import encode
 from fptest.messages import Work
-from fptest.waiting import wait_for
+from fptest.waiting import already, wait_for
 
 from .test_stream_runtime import make_config
 
@@ -27,10 +27,6 @@ STREAMS = ("a", "b", "c")
 def configs(prefix: str, **overrides: Any) -> dict[str, ConsumerConfig]:
     """One consumer's settings per stream, as the single-stream tests' (``make_config``)."""
     return {name: make_config(prefix, stream=f"{prefix}{name}", metrics_label=name, **overrides) for name in STREAMS}
-
-
-async def _true(value: bool) -> bool:
-    return value
 
 
 async def _pending(redis: aioredis.Redis, config: ConsumerConfig) -> int:
@@ -57,7 +53,7 @@ async def test_each_stream_keeps_its_handler_order_acks_and_dead_letters(redis: 
             for name in STREAMS:
                 await producer.send(cfg[name].stream, Work(n=n if name != "b" else 100 + n))
         await redis.xadd(cfg["c"].stream, {"junk": "1"})  # undecodable: dead-lettered from its own stream
-        await wait_for(lambda: _true(all(len(v) == 20 for v in seen.values())), what="every stream handled")
+        await wait_for(lambda: already(all(len(v) == 20 for v in seen.values())), what="every stream handled")
         await wait_for(lambda: _positive(redis.xlen(cfg["c"].dead_letter_stream)), what="the junk entry's dead letter")
         for config in cfg.values():
             assert await _pending(redis, config) == 0, f"{config.stream}: everything acknowledged"
@@ -92,12 +88,12 @@ async def test_a_stream_whose_slots_are_taken_does_not_hold_up_the_others(redis:
         await producer.send(cfg["a"].stream, Work(n=2))
         for n in range(5):
             await producer.send(cfg["b"].stream, Work(n=n))
-        await wait_for(lambda: _true(len(handled) == 5), what="stream b handled while stream a's slot is taken")
+        await wait_for(lambda: already(len(handled) == 5), what="stream b handled while stream a's slot is taken")
         assert all(name == "b" for name, _ in handled)
         info = await redis.xinfo_groups(cfg["a"].stream)
         assert int(info[0]["pending"]) == 1, "stream a was given no more than its one free slot"
         release.set()
-        await wait_for(lambda: _true(len(handled) == 7), what="stream a handled once its slot is free")
+        await wait_for(lambda: already(len(handled) == 7), what="stream a handled once its slot is free")
     finally:
         release.set()
         reading.stop()
@@ -144,7 +140,7 @@ async def test_an_idle_set_reads_all_its_streams_at_once_yet_takes_over_a_dead_c
         await pipe.execute()
         delivered = time.monotonic()
         bound = cfg["c"].claim_idle_ms / 1000 + cfg["c"].longest_claim_interval_s
-        await wait_for(lambda: _true(bool(handled)), timeout=bound + 5, what="the dead consumer's message")
+        await wait_for(lambda: already(bool(handled)), timeout=bound + 5, what="the dead consumer's message")
         name, n, at = handled[0]
         assert (name, n) == ("c", 9)
         took = at - delivered
@@ -182,7 +178,7 @@ async def test_a_full_stream_is_read_again_as_soon_as_a_slot_frees(redis: aiored
         for n in range(10):
             await producer.send(cfg["a"].stream, Work(n=n))
         # 10 entries of 10 ms each; waiting out a blocked read per entry would take minutes.
-        await wait_for(lambda: _true(len(handled) == 10), timeout=20, what="the full stream's entries")
+        await wait_for(lambda: already(len(handled) == 10), timeout=20, what="the full stream's entries")
         assert handled == list(range(10))
     finally:
         reading.stop()

@@ -24,7 +24,7 @@ from flareport_common.messages import DeadLetter
 from flareport_common.streams import ConsumerConfig, Delivery, Producer, StreamConsumer
 from flareport_common.streams.codec import encode
 from fptest.messages import Work
-from fptest.waiting import wait_for
+from fptest.waiting import already, wait_for
 
 TESTS = Path(__file__).parents[1]
 WorkHandler = Callable[[Work, Delivery], Awaitable[None]]
@@ -235,7 +235,7 @@ async def test_slow_handler_is_kept_alive_and_not_reclaimed(redis: aioredis.Redi
     slow = consumer(redis, make_config(prefix, "slow", claim_idle_ms=idle_ms), recorder("slow"))
     other = consumer(redis, make_config(prefix, "other", claim_idle_ms=idle_ms), recorder("other"))
     async with running(slow):
-        await wait_for(lambda: _true(bool(calls)), what="the slow consumer to start")
+        await wait_for(lambda: already(bool(calls)), what="the slow consumer to start")
         async with running(other):
             # Three idle timeouts pass while the slow handler runs; its keepalive must hold the message.
             deadline = asyncio.get_running_loop().time() + 3 * idle_ms / 1000
@@ -246,10 +246,6 @@ async def test_slow_handler_is_kept_alive_and_not_reclaimed(redis: aioredis.Redi
             release.set()
             await wait_for(lambda: _is_zero(pending_count(redis, slow.config)), what="ack")
     assert calls == ["slow"], "no other consumer may run a message whose handler is still working"
-
-
-async def _true(value: bool) -> bool:
-    return value
 
 
 async def test_handlers_of_one_key_never_overlap(redis: aioredis.Redis, prefix: str) -> None:
@@ -338,7 +334,7 @@ async def test_consumer_survives_redis_restart(redis_factory: Callable[..., Loca
     try:
         async with running(runtime) as task:
             await producer.send_many(config.stream, [Work(n=i) for i in range(50)])
-            await wait_for(lambda: _true(len(seen) == 50), what="the first 50 messages")
+            await wait_for(lambda: already(len(seen) == 50), what="the first 50 messages")
             await asyncio.to_thread(server.restart, kill=True)
 
             async def sent() -> bool:
@@ -349,7 +345,7 @@ async def test_consumer_survives_redis_restart(redis_factory: Callable[..., Loca
                 return True
 
             await wait_for(sent, what="the second half accepted by the restarted Redis")
-            await wait_for(lambda: _true(len(seen) == 100), timeout=30, what="messages sent after the restart")
+            await wait_for(lambda: already(len(seen) == 100), timeout=30, what="messages sent after the restart")
             assert not task.done(), "the consumer loop must keep running through a Redis restart"
     finally:
         await client.aclose()
@@ -371,7 +367,7 @@ async def test_consumer_recreates_its_group_after_redis_lost_its_data(
     try:
         async with running(runtime) as task:
             await Producer(client).send(config.stream, Work(n=1))
-            await wait_for(lambda: _true(seen == {1}), what="the first message")
+            await wait_for(lambda: already(seen == {1}), what="the first message")
             await asyncio.to_thread(server.restart)  # no persistence: stream and group are gone
 
             # Whether the consumer recreates its group before or after this XADD, the group is created at "0",
@@ -385,7 +381,7 @@ async def test_consumer_recreates_its_group_after_redis_lost_its_data(
                 return True
 
             await wait_for(sent, what="a message accepted by the restarted Redis")
-            await wait_for(lambda: _true(2 in seen), timeout=30, what="a message sent after the data loss")
+            await wait_for(lambda: already(2 in seen), timeout=30, what="a message sent after the data loss")
             assert not task.done()
     finally:
         await client.aclose()
@@ -411,12 +407,12 @@ async def test_consumer_survives_a_flushall_while_it_is_blocked_reading(
     try:
         async with running(runtime) as task:
             await Producer(client).send(config.stream, Work(n=1))
-            await wait_for(lambda: _true(seen == {1}), what="the first message")
+            await wait_for(lambda: already(seen == {1}), what="the first message")
             await wait_for(blocked_in_xreadgroup, what="the consumer blocked in XREADGROUP")
             # Redis answers the blocked read "UNBLOCKED the stream key no longer exists".
             await admin.flushall()
             await Producer(admin).send(config.stream, Work(n=2))
-            await wait_for(lambda: _true(2 in seen), timeout=30, what="a message sent after the FLUSHALL")
+            await wait_for(lambda: already(2 in seen), timeout=30, what="a message sent after the FLUSHALL")
             assert not task.done(), "the consumer kept running"
     finally:
         await client.aclose()
@@ -485,7 +481,7 @@ async def test_an_idle_consumer_reclaims_less_often_yet_takes_over_a_dead_consum
             await pipe.execute()
             delivered = time.monotonic()
             bound = config.claim_idle_ms / 1000 + config.longest_claim_interval_s
-            await wait_for(lambda: _true(bool(handled)), timeout=bound + 5, what="the dead consumer's message")
+            await wait_for(lambda: already(bool(handled)), timeout=bound + 5, what="the dead consumer's message")
             took = handled[0][1] - delivered
             assert handled[0][0] == 9
             assert 1.2 <= took <= bound + 1.0, f"taken over {took:.2f} s after its delivery (bound {bound:.2f} s)"

@@ -18,24 +18,20 @@ from flareport_common.messages.events import Inventory
 from flareport_common.settings import AgentSettings
 from fptest.agent_harness import FAST, Containers, RunningAgent
 from fptest.agent_master_double import MasterDouble
-from fptest.waiting import wait_for
+from fptest.waiting import already, wait_for
 
 # Longer than any test waits: a beat seen here was sent at once, not on the interval.
 SLOW_BEAT = replace(FAST, heartbeat_seconds=600.0)
-
-
-async def _true(value: bool) -> bool:
-    return value
 
 
 async def test_a_fresh_agent_lets_its_registration_stand_for_its_first_heartbeat(
     master: MasterDouble, containers: Containers, start_agent: Callable[..., RunningAgent]
 ) -> None:
     start_agent(SLOW_BEAT)
-    await wait_for(lambda: _true(any(isinstance(e, Inventory) for e in master.events)), what="the agent's inventory")
+    await wait_for(lambda: already(any(isinstance(e, Inventory) for e in master.events)), what="the agent's inventory")
     polls = master.polls
     # Two more long-polls (1 s each here): the agent has been talking to the master for a while.
-    await wait_for(lambda: _true(master.polls >= polls + 2), timeout=20, what="two more command polls")
+    await wait_for(lambda: already(master.polls >= polls + 2), timeout=20, what="two more command polls")
 
     assert master.registrations, "it registered"
     assert master.heartbeats == [], "a fresh agent sent a first heartbeat that said nothing its registration did not"
@@ -52,5 +48,5 @@ async def test_an_agent_with_a_tunnel_sends_its_first_heartbeat_at_once(
     (data / "state.json").write_text(json.dumps({"agent_id": master.agent_id, "tunnel_id": "tun-saved"}))
     start_agent(SLOW_BEAT)
 
-    await wait_for(lambda: _true(bool(master.heartbeats)), timeout=20, what="a first heartbeat at once")
+    await wait_for(lambda: already(bool(master.heartbeats)), timeout=20, what="a first heartbeat at once")
     assert master.heartbeats[0].tunnel.tunnel_id == "tun-saved"

@@ -24,7 +24,7 @@ from flareport_common.protocol import CommandAckRequest
 from flareport_common.settings import AgentSettings
 from fptest.agent_harness import Containers, RunningAgent
 from fptest.agent_master_double import MasterDouble
-from fptest.waiting import wait_for
+from fptest.waiting import already, wait_for
 
 TOKEN = "eyJhIjoiYWNjb3VudCIsInQiOiJ0dW5uZWwiLCJzIjoic2VjcmV0In0="
 # A real image on the engine, so nothing but the agent's own check stands between a command and running it.
@@ -190,7 +190,7 @@ async def test_an_open_data_dir_of_ours_is_tightened_with_a_warning(
     os.chmod(data / "state.json", 0o644)
     with structlog.testing.capture_logs() as logs:
         running = start_agent()
-        await wait_for(lambda: _true(len(master.registrations) > 0), what="registration")
+        await wait_for(lambda: already(len(master.registrations) > 0), what="registration")
     assert mode(data) == 0o700
     assert mode(data / "state.json") == 0o600
     tightened = {e["path"]: e for e in logs if e["event"] == "state.restricted"}
@@ -237,15 +237,11 @@ async def test_the_loopback_master_of_the_harness_gets_no_warning(
 ) -> None:
     with structlog.testing.capture_logs() as logs:
         start_agent()
-        await wait_for(lambda: _true(len(master.registrations) > 0), what="registration")
+        await wait_for(lambda: already(len(master.registrations) > 0), what="registration")
     assert master.url.startswith("http://127.0.0.1:")
     assert not [e for e in logs if e["event"] == "master.cleartext_url"]
 
 
 def _metric(name: str) -> float | None:
     value: float | None = REGISTRY.get_sample_value(name)
-    return value
-
-
-async def _true(value: bool) -> bool:
     return value

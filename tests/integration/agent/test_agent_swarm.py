@@ -21,7 +21,7 @@ from flareport_common.protocol import CommandAckRequest
 from fptest.agent_harness import FAST, RunningAgent
 from fptest.agent_master_double import MasterDouble
 from fptest.dockerd import LocalDockerd
-from fptest.waiting import wait_for
+from fptest.waiting import already, wait_for
 
 pytestmark = pytest.mark.parametrize("engine", ["swarm"], indirect=True)
 SWARM = replace(FAST, swarm_poll_seconds=0.2)
@@ -72,7 +72,7 @@ async def test_a_labelled_service_is_published_while_it_has_running_tasks(
     assert reported_ids == {service.id}, "the task's container is not reported on its own"
 
     ack = master.push(ResyncInventory())
-    await wait_for(lambda: _true(ack in master.acks), what="the resync acked")
+    await wait_for(lambda: already(ack in master.acks), what="the resync acked")
 
     async def inventory_has_service() -> bool:
         last = [e for e in master.events if isinstance(e, Inventory)][-1]
@@ -96,10 +96,6 @@ async def test_a_labelled_service_is_published_while_it_has_running_tasks(
     service.remove()
     steps.append("stop:destroy")
     await wait_for(lambda: reported(steps), what="the removal reported as destroy")
-
-
-async def _true(value: bool) -> bool:
-    return value
 
 
 async def acked(master: MasterDouble, command_id: str) -> CommandAckRequest:
@@ -140,7 +136,7 @@ async def test_cloudflared_runs_as_a_service_with_the_token_in_a_swarm_secret(
 
     await wait_for(task_running, what="the cloudflared task running")
     await wait_for(
-        lambda: _true(any(h.tunnel.container_state == "running" for h in master.heartbeats)),
+        lambda: already(any(h.tunnel.container_state == "running" for h in master.heartbeats)),
         what="a heartbeat reporting the service's task running",
     )
     again = await acked(master, master.push(StartTunnel(tunnel_id="tun-s", token=TOKEN)))

@@ -19,7 +19,7 @@ from flareport_common.messages.events import TunnelStatus
 from flareport_common.protocol import CommandAckRequest
 from fptest.agent_harness import Containers, RunningAgent, both_engines
 from fptest.agent_master_double import MasterDouble
-from fptest.waiting import wait_for
+from fptest.waiting import already, wait_for
 
 TOKEN = "eyJhIjoiYWNjb3VudCIsInQiOiJ0dW5uZWwiLCJzIjoic2VjcmV0In0="
 
@@ -69,7 +69,7 @@ async def test_start_tunnel_runs_cloudflared_with_the_token_only_in_its_environm
 
     await wait_for(status_reported, what="a tunnel_status event with the running container")
     await wait_for(
-        lambda: _true(any(h.tunnel.tunnel_id == "tun-1" for h in master.heartbeats)),
+        lambda: already(any(h.tunnel.tunnel_id == "tun-1" for h in master.heartbeats)),
         what="a heartbeat carrying the tunnel",
     )
 
@@ -80,10 +80,6 @@ async def test_start_tunnel_runs_cloudflared_with_the_token_only_in_its_environm
     stopped = await acked(master, master.push(StopTunnel()))
     assert stopped.ok and stopped.result["action"] == "stopped"
     assert cloudflared(dclient) == []
-
-
-async def _true(value: bool) -> bool:
-    return value
 
 
 async def test_an_image_the_engine_cannot_pull_is_reported_in_the_ack_and_the_agent_goes_on(
@@ -148,7 +144,7 @@ async def test_restart_without_master_brings_cloudflared_back_from_disk(
     assert container.labels[TUNNEL_ID_LABEL] == "tun-3"
     registrations = len(master.registrations)
     await master.start()  # same port: the agent registers when it comes back and sends its inventory
-    await wait_for(lambda: _true(len(master.registrations) > registrations), what="registration after the outage")
+    await wait_for(lambda: already(len(master.registrations) > registrations), what="registration after the outage")
     await second.stop()
 
 
@@ -165,7 +161,7 @@ async def test_unknown_command_is_acked_with_an_error_and_rotate_key_switches_ke
     assert master.ack_keys[rotate_id] == "agent-key-0123456789", "the rotation is acked with the old key"
     master.keys.discard("agent-key-0123456789")
     beats = len(master.heartbeats)
-    await wait_for(lambda: _true(len(master.heartbeats) > beats + 1), what="heartbeats with the rotated key")
+    await wait_for(lambda: already(len(master.heartbeats) > beats + 1), what="heartbeats with the rotated key")
     saved = json.loads((Path(running.agent.settings.data_dir) / "state.json").read_text())
     assert saved["rotated_key"] == "rotated-key-abcdefghijkl"
 
@@ -189,13 +185,13 @@ async def test_revoked_key_stops_calls_until_the_master_accepts_it_again(
     master: MasterDouble, containers: Containers, start_agent: Callable[..., RunningAgent]
 ) -> None:
     start_agent()
-    await wait_for(lambda: _true(len(master.heartbeats) > 0), what="a first heartbeat")
+    await wait_for(lambda: already(len(master.heartbeats) > 0), what="a first heartbeat")
     master.mode = "unauthorized"
 
     def register_attempts() -> int:
         return sum(1 for path in master.refused_paths if path.endswith("/register"))
 
-    await wait_for(lambda: _true(register_attempts() >= 2), what="slow re-register attempts with the revoked key")
+    await wait_for(lambda: already(register_attempts() >= 2), what="slow re-register attempts with the revoked key")
     others = [path for path in master.refused_paths if not path.endswith("/register")]
     # At most the calls already on their way when the key was revoked: one per loop (events, commands, heartbeat).
     assert len(others) <= 3, f"calls other than re-register continued after the key was rejected: {others}"
@@ -204,10 +200,10 @@ async def test_revoked_key_stops_calls_until_the_master_accepts_it_again(
     inventories = sum(1 for e in master.events if type(e).__name__ == "Inventory")
     master.mode = "ok"
     await wait_for(
-        lambda: _true(len(master.registrations) > registrations), what="a slow re-register once the key works"
+        lambda: already(len(master.registrations) > registrations), what="a slow re-register once the key works"
     )
     await wait_for(
-        lambda: _true(sum(1 for e in master.events if type(e).__name__ == "Inventory") > inventories),
+        lambda: already(sum(1 for e in master.events if type(e).__name__ == "Inventory") > inventories),
         what="the inventory resent after re-registering",
     )
 
@@ -216,12 +212,12 @@ async def test_master_that_lost_the_agent_gets_a_new_registration_and_inventory(
     master: MasterDouble, containers: Containers, start_agent: Callable[..., RunningAgent]
 ) -> None:
     start_agent()
-    await wait_for(lambda: _true(len(master.heartbeats) > 0), what="a first heartbeat")
+    await wait_for(lambda: already(len(master.heartbeats) > 0), what="a first heartbeat")
     registrations = len(master.registrations)
     inventories = sum(1 for e in master.events if type(e).__name__ == "Inventory")
     master.reregister_once = True
-    await wait_for(lambda: _true(len(master.registrations) > registrations), what="registration when told to")
+    await wait_for(lambda: already(len(master.registrations) > registrations), what="registration when told to")
     await wait_for(
-        lambda: _true(sum(1 for e in master.events if type(e).__name__ == "Inventory") > inventories),
+        lambda: already(sum(1 for e in master.events if type(e).__name__ == "Inventory") > inventories),
         what="the inventory resent after the master asked to re-register",
     )

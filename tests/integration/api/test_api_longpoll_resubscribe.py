@@ -11,7 +11,7 @@ import redis.asyncio as aioredis
 
 from flareport_api.longpoll import CommandHub
 from flareport_common.keys import Keys
-from fptest.waiting import wait_for
+from fptest.waiting import already, wait_for
 
 
 async def test_every_waiter_looks_when_the_subscription_breaks_and_again_once_it_is_back(
@@ -38,11 +38,7 @@ async def test_every_waiter_looks_when_the_subscription_breaks_and_again_once_it
     try:
         await wait_for(subscribed, what="the hub's subscription")
         await redis.client_kill_filter(_type="pubsub")  # what a Redis restart or failover does to it
-        await wait_for(lambda: _true(len(looked) >= 2), timeout=10, what="a look on the break and one once back")
+        await wait_for(lambda: already(len(looked) >= 2), timeout=10, what="a look on the break and one once back")
         assert await subscribers() == 1, "subscribed again"
     finally:
         await hub.stop_listening(listener)
-
-
-async def _true(value: bool) -> bool:
-    return value

@@ -22,7 +22,7 @@ from flareport_common.messages.cfjobs import (
     SyncDnsZone,
 )
 from fptest.dnsworker_harness import BATCH, records_named, send, service, settings_for
-from fptest.waiting import wait_for
+from fptest.waiting import already, wait_for
 
 from .conftest import TUNNEL_ID
 
@@ -47,24 +47,20 @@ async def test_a_zone_job_is_written_ahead_of_a_backlog_of_access_jobs_waiting_f
     try:
         await send(redis, keys, [access_job(n) for n in range(60)])
         log = emu.emulator.log
-        await wait_for(lambda: _true(log.count(CREATE_APP) >= 10), what="the Access backlog to reach Cloudflare")
+        await wait_for(lambda: already(log.count(CREATE_APP) >= 10), what="the Access backlog to reach Cloudflare")
         before = log.count(CREATE_APP)
         zone = SyncDnsZone(
             zone_name="example.com", version="v1", records=(DesiredRecord(name="web.example.com", tunnel_id=TUNNEL_ID),)
         )
         await send(redis, keys, [zone])
 
-        await wait_for(lambda: _true(log.count(BATCH) == 1), timeout=30, what="the zone's records to be written")
+        await wait_for(lambda: already(log.count(BATCH) == 1), timeout=30, what="the zone's records to be written")
         overtaken = log.count(CREATE_APP) - before
         assert overtaken < 10, f"the zone's job waited for {overtaken} queued Access calls (of 60)"
         assert [r["content"] for r in records_named(emu, "web.example.com")] == [f"{TUNNEL_ID}.cfargotunnel.com"]
         assert await redis.xlen(keys.cf_jobs_zones) <= 1, "the zone's job came and went on the zones' lane"
-        await wait_for(lambda: _true(log.count(CREATE_APP) == 60), timeout=30, what="the Access backlog to drain")
+        await wait_for(lambda: already(log.count(CREATE_APP) == 60), timeout=30, what="the Access backlog to drain")
     finally:
         svc.reading.stop()
         await running
         await svc.close()
-
-
-async def _true(value: bool) -> bool:
-    return value

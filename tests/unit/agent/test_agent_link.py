@@ -15,7 +15,7 @@ from flareport_agent.link import Missed
 from flareport_agent.linkpolicy import POLICY, Call, Kind, Reaction
 from flareport_common.protocol import CommandAckRequest, HeartbeatRequest, RegisterResponse
 from fptest.agent_link import FAST_LINK, ScriptedClient, scripted_link
-from fptest.waiting import wait_for
+from fptest.waiting import already, wait_for
 
 
 def errors(call: str, kind: str) -> float:
@@ -55,10 +55,10 @@ async def test_a_rejected_key_stops_every_call_but_a_slow_reregister_and_is_logg
     client.fail("register", KeyRejected("HTTP 401 key_revoked", status=401))
     with capture_logs() as logs:
         poll = asyncio.create_task(link.poll_commands(0))
-        await wait_for(lambda: _true(not link.is_open), what="the gate closed by the rejected key")
+        await wait_for(lambda: already(not link.is_open), what="the gate closed by the rejected key")
         heartbeat = asyncio.create_task(link.heartbeat(HeartbeatRequest()))
         # The failed re-register, then the one that gets through.
-        await wait_for(lambda: _true(client.calls.count("register") == 3), what="two slow re-register attempts")
+        await wait_for(lambda: already(client.calls.count("register") == 3), what="two slow re-register attempts")
         missed = await asyncio.wait_for(poll, 5)
         assert isinstance(missed, Missed) and missed.reaction is Reaction.REVOKE
         assert not isinstance(await asyncio.wait_for(heartbeat, 5), Missed)
@@ -102,7 +102,3 @@ async def test_a_registration_the_master_refuses_as_invalid_is_retried_only_slow
     await asyncio.wait_for(link.connect(), 5)
     assert client.calls == ["register", "register"] and len(registered) == 1
     await link.close()
-
-
-async def _true(value: bool) -> bool:
-    return value
