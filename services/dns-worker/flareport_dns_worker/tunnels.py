@@ -162,11 +162,13 @@ class Tunnels:
         outcome = Outcome(errors=list(plan.conflicts))
         config, version, overwritten = current, base, False
         if plan.changed:
-            await self._claim_ahead(key, owned, plan.owned)
+            claimed = await self._claim_ahead(key, owned, plan.owned)
             outcome.writes += 1
             try:
                 answer = await self._api.request("PUT", CONFIG, body={"config": plan.config}, tunnel_id=job.tunnel_id)
             except CfApiError as error:
+                if claimed:  # refused: nothing was written, so the keys owned ahead were never ours
+                    await self._restore_owned(key, owned)
                 raise JobFailed(api_error(error)) from error
             except CfTransientError:
                 # The PUT may have been applied without its answer reaching us: the copy's version is unknown now,
@@ -199,22 +201,32 @@ class Tunnels:
         await pipe.execute()
         return outcome
 
-    async def _claim_ahead(self, key: str, owned: set[str] | None, after: Iterable[str]) -> None:
+    async def _claim_ahead(self, key: str, owned: set[str] | None, after: Iterable[str]) -> bool:
         """Before a PUT that writes rule keys the owned set lacks: add them (keeping every key owned now, as the PUT
         may fail) and drop the cached configuration, and have a replica hold that (REDIS_WAIT_REPLICAS); the write
         after the answer puts both back. The set is what lets a later job remove a rule of ours, and the cached copy
         is what a later job compares with first. Both written only after the answer, a Redis failover could lose
         them while Cloudflare kept the rule, which then counted as someone else's (or was not even seen) and stayed.
         A key owned ahead whose rule never gets written costs nothing: the plan removes only rules the live
-        configuration holds, and the set is written whole after the PUT; a job after a failed PUT reads first."""
+        configuration holds, and the set is written whole after the PUT; a job after a failed PUT reads first. A PUT
+        Cloudflare refused wrote nothing: ``_restore_owned`` takes the keys back, so that a rule someone adds for one
+        of them later is never taken for ours. True when keys were added."""
         new = set(after) - (owned or set())
         if not new:
-            return
+            return False
         pipe = self._redis.pipeline(transaction=True)
         pipe.hset(key, "owned", json.dumps(sorted(new | (owned or set()))))
         pipe.hdel(key, "config")
         await pipe.execute()
         await replicated(self._redis, self._nodes, self._keys.replicated_channel, what="ingress-rules")
+        return True
+
+    async def _restore_owned(self, key: str, owned: set[str] | None) -> None:
+        """The owned set as it was before ``_claim_ahead`` (none: unknown, as it was)."""
+        if owned is None:
+            await self._redis.hdel(key, "owned")
+        else:
+            await self._redis.hset(key, "owned", json.dumps(sorted(owned)))
 
     # ---- lifecycle -----------------------------------------------------------------------------------------
 

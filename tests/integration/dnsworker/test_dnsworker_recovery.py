@@ -269,3 +269,28 @@ async def _failover_during_the_call(
 
 def _hostnames(emu: RunningEmulator) -> list[str]:
     return [str(rule.get("hostname")) for rule in ingress_of(emu, TUNNEL_ID)]
+
+
+async def test_a_rule_key_owned_ahead_of_a_put_cloudflare_refused_never_makes_a_later_dashboard_rule_ours(
+    emu: RunningEmulator, redis: aioredis.Redis, redis_server: LocalRedis, keys: Keys, prefix: str
+) -> None:
+    """Keys are owned ahead of a PUT only for as long as the PUT may have been applied. Cloudflare refused this one
+    (a 400 changes nothing), so ``late.example.com`` was never ours: the rule someone then adds for it in the
+    dashboard stays when the container that wanted it is gone."""
+    svc = service(settings_for(redis_server.url, prefix, emu), redis)
+    try:
+        await send(redis, keys, [ingress_job(["app.example.com"], "v1")])
+        await drain(svc)
+        emu.emulator.set_faults([{"endpoint": PUT_CONFIG, "sequence": [400], "error_code": 1056}])
+        await send(redis, keys, [ingress_job(["app.example.com", "late.example.com"], "v2")])
+        await drain(svc)
+        assert "late.example.com" not in _hostnames(emu), "Cloudflare refused the PUT"
+        emu.emulator.set_faults([])
+        manual = {"hostname": "late.example.com", "service": "http://10.0.0.7:80"}
+        emu.emulator.state.tunnel_configs[TUNNEL_ID]["config"]["ingress"].insert(0, manual)
+
+        await send(redis, keys, [ingress_job(["app.example.com"], "v3")])
+        await drain(svc)
+        assert manual in ingress_of(emu, TUNNEL_ID), "a rule added in the dashboard was removed as if it were ours"
+    finally:
+        await svc.close()
