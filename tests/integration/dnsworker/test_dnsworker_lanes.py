@@ -38,9 +38,10 @@ def access_job(n: int) -> SyncAccessApp:
 async def test_a_zone_job_is_written_ahead_of_a_backlog_of_access_jobs_waiting_for_the_rate_limit(
     emu: RunningEmulator, redis: aioredis.Redis, redis_server: LocalRedis, keys: Keys, prefix: str
 ) -> None:
-    # 20 calls per second (21 less the limiter's margin): 60 Access apps take three windows.
+    # 10 calls per second (11 less the limiter's margin): 60 Access apps take six windows. Measured under load: the
+    # zone's record comes after 7 of them; 22 without the lane, 50 with a first-come limiter.
     settings = settings_for(
-        redis_server.url, prefix, emu, CLOUDFLARE_RATE_LIMIT_REQUESTS=21, CLOUDFLARE_RATE_LIMIT_WINDOW_SECONDS=1
+        redis_server.url, prefix, emu, CLOUDFLARE_RATE_LIMIT_REQUESTS=11, CLOUDFLARE_RATE_LIMIT_WINDOW_SECONDS=1
     )
     svc = service(settings, redis)
     running = asyncio.create_task(svc.reading.run())
@@ -56,7 +57,7 @@ async def test_a_zone_job_is_written_ahead_of_a_backlog_of_access_jobs_waiting_f
 
         await wait_for(lambda: already(log.count(BATCH) == 1), timeout=30, what="the zone's records to be written")
         overtaken = log.count(CREATE_APP) - before
-        assert overtaken < 10, f"the zone's job waited for {overtaken} queued Access calls (of 60)"
+        assert overtaken < 15, f"the zone's job waited for {overtaken} queued Access calls (of 60)"
         assert [r["content"] for r in records_named(emu, "web.example.com")] == [f"{TUNNEL_ID}.cfargotunnel.com"]
         assert await redis.xlen(keys.cf_jobs_zones) <= 1, "the zone's job came and went on the zones' lane"
         await wait_for(lambda: already(log.count(CREATE_APP) == 60), timeout=30, what="the Access backlog to drain")
