@@ -38,17 +38,20 @@ def access_job(n: int) -> SyncAccessApp:
 async def test_a_zone_job_is_written_ahead_of_a_backlog_of_access_jobs_waiting_for_the_rate_limit(
     emu: RunningEmulator, redis: aioredis.Redis, redis_server: LocalRedis, keys: Keys, prefix: str
 ) -> None:
-    # 10 calls per second (11 less the limiter's margin): 60 Access apps take six windows. Measured under load: the
-    # zone's record comes after 7 of them; 22 without the lane, 50 with a first-come limiter.
+    # 10 calls per second (11 less the limiter's margin): 100 Access apps take ten windows. The bound is not tight:
+    # while the zone's job is between two calls (planning, a Redis write, a call in flight) the Access calls take
+    # the budget that frees up, in bursts of up to a window's worth, so the count depends on the machine's load.
+    # Measured: the zone's record comes after 7-8 of them (15 in the worst CI run at 60); 64 without the lane (it
+    # waits for the backlog not read yet), 91 with a first-come limiter (behind every caller already reading).
     settings = settings_for(
         redis_server.url, prefix, emu, CLOUDFLARE_RATE_LIMIT_REQUESTS=11, CLOUDFLARE_RATE_LIMIT_WINDOW_SECONDS=1
     )
     svc = service(settings, redis)
     running = asyncio.create_task(svc.reading.run())
     try:
-        await send(redis, keys, [access_job(n) for n in range(60)])
+        await send(redis, keys, [access_job(n) for n in range(100)])
         log = emu.emulator.log
-        await wait_for(lambda: already(log.count(CREATE_APP) >= 10), what="the Access backlog to reach Cloudflare")
+        await wait_for(lambda: already(log.count(CREATE_APP) >= 5), what="the Access backlog to reach Cloudflare")
         before = log.count(CREATE_APP)
         zone = SyncDnsZone(
             zone_name="example.com", version="v1", records=(DesiredRecord(name="web.example.com", tunnel_id=TUNNEL_ID),)
@@ -57,10 +60,10 @@ async def test_a_zone_job_is_written_ahead_of_a_backlog_of_access_jobs_waiting_f
 
         await wait_for(lambda: already(log.count(BATCH) == 1), timeout=30, what="the zone's records to be written")
         overtaken = log.count(CREATE_APP) - before
-        assert overtaken < 15, f"the zone's job waited for {overtaken} queued Access calls (of 60)"
+        assert overtaken < 30, f"the zone's job waited for {overtaken} queued Access calls (of 100)"
         assert [r["content"] for r in records_named(emu, "web.example.com")] == [f"{TUNNEL_ID}.cfargotunnel.com"]
         assert await redis.xlen(keys.cf_jobs_zones) <= 1, "the zone's job came and went on the zones' lane"
-        await wait_for(lambda: already(log.count(CREATE_APP) == 60), timeout=30, what="the Access backlog to drain")
+        await wait_for(lambda: already(log.count(CREATE_APP) == 100), timeout=30, what="the Access backlog to drain")
     finally:
         svc.reading.stop()
         await running
