@@ -48,6 +48,7 @@ from flareport_common.streams import Producer
 log = structlog.get_logger("flareport.api")
 OPENAPI = web.AppKey("openapi", dict[str, Any])
 REDIS_POOL_SIZE = 128
+CLIENT_CLOSED = 499
 _HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 413: "body_too_large"}
 
 
@@ -65,6 +66,12 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     except (RedisConnectionError, RedisTimeoutError, BusyLoadingError) as exc:
         log.warning("api.redis_unavailable", error=str(exc), path=request.path)
         return error_response(503, "redis_unavailable", "Redis is not reachable; retry later")
+    except ConnectionResetError:
+        # The client went away before its body arrived (an agent stopping mid-request, a proxy's timeout). Nothing
+        # was read, so nothing was done; not a server error: no 500 in the metrics operators alert on, no error log.
+        # 499 is the status proxies (nginx) record for it; the client never sees it.
+        log.info("api.client_disconnected", path=request.path, method=request.method)
+        return error_response(CLIENT_CLOSED, "client_closed_request", "the client closed the connection mid-request")
     except Exception:
         log.exception("api.unhandled_error", path=request.path, method=request.method)
         return error_response(500, "internal_error", "internal error (logged)")
