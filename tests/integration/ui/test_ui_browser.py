@@ -200,3 +200,30 @@ async def test_admin_journey_in_a_real_browser(
 
     await page.click("text=Log out")
     await expect(page).to_have_url(re.compile(r"/ui/login"))
+
+
+async def test_last_seen_keeps_counting_on_an_open_page(
+    api_url: str, browser: Browser, redis: aioredis.Redis, keys: Keys
+) -> None:
+    # Live updates follow the read model, and nothing in it changes while an agent is quiet: the page's own clock
+    # must move "50s ago" on, or an open dashboard shows an agent as just seen for as long as it stays open.
+    page = await browser.new_page()
+    await page.goto(api_url + "/ui/login")
+    await page.fill("input[name=username]", "admin")
+    await page.fill("input[name=password]", PASSWORD)
+    await page.click("button[type=submit]")
+    await expect(page.locator("h1")).to_contain_text("Hostnames")
+    seen = utcnow() - timedelta(seconds=50)
+    record = AgentRecord(
+        agent_id="agt_quiet", display_name="quiet-host", status="active", registered_at=seen, last_seen=seen
+    )
+    await put_agent(redis, keys, record)
+    version = await redis.get(keys.readmodel_version)
+
+    await page.goto(api_url + "/ui/agents")
+    cell = page.locator("table.agents time.ago").first
+    await expect(cell).to_have_text(re.compile(r"^5\ds ago$"))
+    await expect(cell).to_have_text("1m ago", timeout=20_000)
+    assert await redis.get(keys.readmodel_version) == version, "nothing changed in the read model meanwhile"
+    await page.goto(api_url + "/ui/agents/agt_quiet")
+    await expect(page.locator("dl.facts time.ago").nth(1)).to_have_text("1m ago")

@@ -17,6 +17,7 @@ from typing import Any
 from urllib.parse import quote
 
 import jinja2
+import markupsafe
 from aiohttp import web
 from multidict import MultiDictProxy
 
@@ -58,6 +59,16 @@ def ago(value: datetime | None) -> str:
     return f"{seconds}s ago"
 
 
+def ago_element(value: datetime | None) -> markupsafe.Markup | str:
+    """``ago`` in a ``<time class="ago">`` carrying the moment itself: the page's script keeps the text current (an
+    open page otherwise says "5s ago" for as long as nothing else changes, since live updates follow the read model,
+    and a heartbeat does not change it). The markup is built from a datetime's ISO form and our own words only."""
+    if value is None:
+        return "never"
+    moment = value.isoformat(timespec="seconds")
+    return markupsafe.Markup('<time class="ago" datetime="{0}" title="{0}">{1}</time>').format(moment, ago(value))
+
+
 def countdown(value: datetime | None) -> str:
     if value is None:
         return ""
@@ -76,7 +87,7 @@ def environment() -> jinja2.Environment:
         trim_blocks=True,
         lstrip_blocks=True,
     )
-    env.filters["ago"] = ago
+    env.filters["ago"] = ago_element
     env.filters["countdown"] = countdown
     env.filters["iso"] = lambda v: v.isoformat(timespec="seconds") if v else ""
     env.filters["effective"] = effective  # the settings page: this process's configuration, secrets masked

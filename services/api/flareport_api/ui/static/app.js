@@ -1,6 +1,6 @@
 // Flareport web UI: progressive enhancement only. Every page works without this file.
 // - live updates: listen to /ui/events (server-sent events); on "changed", re-fetch this page and swap <main>
-// - copy buttons, confirmation of destructive forms, ticking pending-deletion countdowns
+// - copy buttons, confirmation of destructive forms, ticking pending-deletion countdowns and "5s ago" times
 "use strict";
 
 function copyFrom(id, button) {
@@ -22,6 +22,24 @@ function tickCountdowns() {
   }
 }
 
+// The same words as the server's ``ago`` (ui/guards.py), from the moment each <time class="ago"> carries.
+function agoText(seconds) {
+  if (seconds < 0) return "just now";
+  for (const [unit, size] of [["d", 86400], ["h", 3600], ["m", 60]]) {
+    if (seconds >= size) return Math.floor(seconds / size) + unit + " ago";
+  }
+  return seconds + "s ago";
+}
+
+function tickAgo() {
+  for (const el of document.querySelectorAll("time.ago[datetime]")) {
+    const at = Date.parse(el.getAttribute("datetime"));
+    if (!Number.isNaN(at)) el.textContent = agoText(Math.floor((Date.now() - at) / 1000));
+  }
+}
+
+function tick() { tickCountdowns(); tickAgo(); }
+
 async function refreshMain() {
   // Do not throw away what the admin is typing.
   const active = document.activeElement;
@@ -35,7 +53,7 @@ async function refreshMain() {
     fresh.querySelectorAll(".flash").forEach((el) => el.remove());
     document.querySelectorAll("#main > .flash").forEach((el) => fresh.prepend(el));
     document.getElementById("main").replaceWith(fresh);
-    tickCountdowns();
+    tick();
   }
 }
 
@@ -62,4 +80,4 @@ document.addEventListener("submit", (event) => {
   const form = event.target.closest("form[data-confirm]");
   if (form && !window.confirm(form.dataset.confirm)) event.preventDefault();
 });
-document.addEventListener("DOMContentLoaded", () => { live(); tickCountdowns(); setInterval(tickCountdowns, 1000); });
+document.addEventListener("DOMContentLoaded", () => { live(); tick(); setInterval(tick, 1000); });
