@@ -29,6 +29,7 @@ from typing import Any
 import msgspec
 import redis.asyncio as aioredis
 import structlog
+from redis.typing import EncodableT, FieldT
 
 from flareport_common.keys import Keys
 from flareport_common.messages.cfjobs import DesiredRecord, SyncDnsZone
@@ -279,15 +280,24 @@ class DnsSync:
         """Fold ``names``' records into the zone's copy; ``complete``: mark the copy complete again (set aside by
         ``_claim_ahead``), in the same transaction."""
         key = self._keys.cf_zone_records(zone_id)
-        pipe = self._redis.pipeline(transaction=complete)
+        # One HSET and one HDEL for the whole chunk: a batch of 200 names was 200 commands to pack and run.
+        kept: dict[FieldT, EncodableT] = {}
+        gone: list[str] = []
         for name in set(names):
             records = current.get(name) or []
             if records:
-                pipe.hset(key, name, msgspec.json.encode(records))
+                kept[name] = msgspec.json.encode(records)
             else:
-                pipe.hdel(key, name)
+                gone.append(name)
         if complete:
-            pipe.hset(key, LOADED, b"1")
+            kept[LOADED] = b"1"
+        if not kept and not gone:
+            return
+        pipe = self._redis.pipeline(transaction=complete)
+        if kept:
+            pipe.hset(key, mapping=kept)
+        if gone:
+            pipe.hdel(key, *gone)
         await pipe.execute()
 
     # ---- writes ----------------------------------------------------------------------------------------------
