@@ -66,15 +66,22 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     except (RedisConnectionError, RedisTimeoutError, BusyLoadingError) as exc:
         log.warning("api.redis_unavailable", error=str(exc), path=request.path)
         return error_response(503, "redis_unavailable", "Redis is not reachable; retry later")
-    except ConnectionResetError:
-        # The client went away before its body arrived (an agent stopping mid-request, a proxy's timeout). Nothing
-        # was read, so nothing was done; not a server error: no 500 in the metrics operators alert on, no error log.
-        # 499 is the status proxies (nginx) record for it; the client never sees it.
-        log.info("api.client_disconnected", path=request.path, method=request.method)
-        return error_response(CLIENT_CLOSED, "client_closed_request", "the client closed the connection mid-request")
-    except Exception:
+    except Exception as exc:
+        if isinstance(exc, ConnectionResetError) and _client_gone(request):
+            # The client went away before its body arrived (an agent stopping mid-request, a proxy's timeout).
+            # Nothing was read, so nothing was done; not a server error: no 500 in the metrics operators alert on,
+            # no error log. 499 is the status proxies (nginx) record for it; the client never sees it.
+            log.info("api.client_disconnected", path=request.path, method=request.method)
+            return error_response(CLIENT_CLOSED, "client_closed_request", "the client closed the connection")
         log.exception("api.unhandled_error", path=request.path, method=request.method)
         return error_response(500, "internal_error", "internal error (logged)")
+
+
+def _client_gone(request: web.Request) -> bool:
+    """Whether the request's own connection is closed: a reset met on another connection (an HTTP call the API
+    makes itself, to an identity provider) is an error of ours to log, not the client's hang-up."""
+    transport = request.transport
+    return transport is None or transport.is_closing()
 
 
 async def _read_once_more(request: web.Request, handler: Handler) -> web.StreamResponse:
