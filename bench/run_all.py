@@ -60,7 +60,7 @@ SMOKE: dict[str, Any] = {
     "singles": 1, "rate": 20.0, "seconds": 1.0, "big_burst": 50,
     "call_sizes": [1, 100], "access_sizes": [1],
     "agents": 20, "per_agent": 5, "rate_limit": 60, "rate_window": 2, "scale_timeout": 60.0,
-    "scale_long_window": 0,
+    "scale_long_window": 4,
     "api_agents": 20, "commands": 20, "ingest_seconds": 1.0,
     "rec_agents": 10, "rec_per_agent": 10, "rec_updates": 50, "engine_containers": 0, "flood_seconds": 2.0,
     "cpu_idle_seconds": 2.0, "cpu_singles": 1, "cpu_burst": 3, "cpu_running": 5, "cpu_real_agent": False,

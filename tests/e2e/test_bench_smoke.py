@@ -35,7 +35,9 @@ def results(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
                "--markdown", str(out / "benchmarks.md"), "--img-dir", str(out / "img")]  # fmt: skip
     done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=280, check=False)
     assert done.returncode == 0, f"run_all.py --smoke failed:\n{done.stdout[-3000:]}\n{done.stderr[-5000:]}"
-    assert (out / "benchmarks.md").read_text().startswith("# Benchmarks")
+    report = (out / "benchmarks.md").read_text()
+    assert report.startswith("# Benchmarks")
+    assert "The same fleet with a 4 s window" in report, "the scale section reports the longer window's run"
     loaded: dict[str, Any] = json.loads((out / "smoke.json").read_text())
     plots = sorted(p.name for p in (out / "img").glob("bench-*.png"))
     if importlib.util.find_spec("matplotlib") is None:  # a dev dependency: without it the run says so, and no plots
@@ -46,7 +48,8 @@ def results(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 
 
 def test_every_section_ran_without_an_error(results: dict[str, Any]) -> None:
-    sections = ("convergence", "cloudflare_calls", "scale", "memory", "api", "reconciler", "cpu", "targets", "meta")
+    sections = ("convergence", "cloudflare_calls", "scale", "scale_long", "memory", "api", "reconciler", "cpu",
+                "targets", "meta")  # fmt: skip
     for section in sections:
         assert section in results, section
         value = results[section]
@@ -103,6 +106,9 @@ def test_fleet_converged_with_its_timeline_and_memory_was_read(results: dict[str
         assert _number(timeline, step, 0) <= _number(timeline, step, 1), f"{step}: the first call, then the last"
     for service in ("api", "reconciler-1", "dns-worker", "cloudflare", "redis-server"):
         assert _number(results["memory"], service) > 0
+    longer = results["scale_long"]
+    assert (longer["converged"], longer["rate_window_s"], longer["agents"]) == (True, 4, scale["agents"])
+    assert _number(longer, "seconds") > 0 and _number(longer, "calls") >= _number(longer, "minimum_calls")
 
 
 def test_api_and_reconciler_throughput_are_numbers(results: dict[str, Any]) -> None:
