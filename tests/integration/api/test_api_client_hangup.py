@@ -5,10 +5,10 @@ proxy timing out, is no server error."""
 from __future__ import annotations
 
 import asyncio
-import re
 from pathlib import Path
 
 import aiohttp
+from prometheus_client.parser import text_string_to_metric_families
 
 from flareport_cli.localredis import LocalRedis
 from fptest.api_helpers import MASTER
@@ -19,9 +19,10 @@ ROUTE = "/api/v1/agents/{agent_id}/heartbeat"
 
 
 def _sample(metrics: str, name: str, status: str | None = None) -> float:
-    labels = f'route="{ROUTE}"' + (f',status="{status}"' if status else "")
-    found = re.search(rf"^{name}\{{{re.escape(labels)}\}} (\S+)$", metrics, re.MULTILINE)
-    return float(found.group(1)) if found else 0.0
+    """The heartbeat route's sample of ``name`` (with ``status``, when given); 0 when there is none yet."""
+    wanted = {"route": ROUTE, **({"status": status} if status else {})}
+    samples = (sample for family in text_string_to_metric_families(metrics) for sample in family.samples)
+    return next((sample.value for sample in samples if sample.name == name and sample.labels == wanted), 0.0)
 
 
 async def test_a_client_that_hangs_up_mid_body_is_counted_as_such_not_as_a_server_error(
