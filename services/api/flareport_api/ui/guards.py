@@ -65,8 +65,13 @@ def ago_element(value: datetime | None) -> markupsafe.Markup | str:
     and a heartbeat does not change it). The markup is built from a datetime's ISO form and our own words only."""
     if value is None:
         return "never"
-    moment = value.isoformat(timespec="seconds")
+    moment = iso(value)
     return markupsafe.Markup('<time class="ago" datetime="{0}" title="{0}">{1}</time>').format(moment, ago(value))
+
+
+def iso(value: datetime | None) -> str:
+    """A moment as the pages show it in attributes (``datetime``, ``data-at``), which the page's script parses."""
+    return value.isoformat(timespec="seconds") if value else ""
 
 
 def countdown(value: datetime | None) -> str:
@@ -89,7 +94,7 @@ def environment() -> jinja2.Environment:
     )
     env.filters["ago"] = ago_element
     env.filters["countdown"] = countdown
-    env.filters["iso"] = lambda v: v.isoformat(timespec="seconds") if v else ""
+    env.filters["iso"] = iso
     env.filters["effective"] = effective  # the settings page: this process's configuration, secrets masked
     return env
 
