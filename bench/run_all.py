@@ -43,6 +43,7 @@ from bench.harness import calls, composeup, convergence, cpu, external, report, 
 from bench.harness.stack import BenchStack  # noqa: E402
 
 from flareport_cli.localredis import LocalRedis  # noqa: E402
+from flareport_common import runtime  # noqa: E402
 from flareport_common.logs import setup_logging  # noqa: E402
 
 FULL: dict[str, Any] = {
@@ -59,7 +60,8 @@ FULL: dict[str, Any] = {
 SMOKE: dict[str, Any] = {
     "singles": 1, "rate": 20.0, "seconds": 1.0, "big_burst": 50,
     "call_sizes": [1, 100], "access_sizes": [1],
-    "agents": 20, "per_agent": 5, "rate_limit": 60, "rate_window": 2, "scale_timeout": 60.0,
+    # 41 calls against a budget of 29 per window: the smoke fleet waits for a second window, as the full one does.
+    "agents": 20, "per_agent": 5, "rate_limit": 30, "rate_window": 2, "scale_timeout": 60.0,
     "scale_long_window": 4,
     "api_agents": 20, "commands": 20, "ingest_seconds": 1.0,
     "rec_agents": 10, "rec_per_agent": 10, "rec_updates": 50, "engine_containers": 0, "flood_seconds": 2.0,
@@ -101,7 +103,9 @@ def run(size: dict[str, Any], workdir: Path, only: frozenset[str] = frozenset(SE
     def fleet(window: float, name: str = "scale") -> Any:
         limits = {"rate_limit": size["rate_limit"], "rate_window": window}
         with BenchStack(workdir / name, **limits) as stack:
-            return asyncio.run(scale.run(stack, agents=size["agents"], per_agent=size["per_agent"],
+            # The simulated fleet stands in for a thousand hosts whose CPU is not this machine's: it runs on the
+            # services' own loop (uvloop), which leaves the stack under measurement more of the cores it shares.
+            return runtime.run(scale.run(stack, agents=size["agents"], per_agent=size["per_agent"],
                                          within=size["scale_timeout"]))  # fmt: skip
 
     def cpu_seconds() -> Any:

@@ -5,7 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from .targets import evaluate
+from flareport_dns_worker.ratelimit import span_seconds
+
+from .targets import ISSUE20_FACTOR, evaluate
 
 
 def evaluate_targets(results: dict[str, Any]) -> list[dict[str, Any]]:
@@ -327,6 +329,7 @@ def _scale(scale: dict[str, Any], long: dict[str, Any]) -> list[str]:
             "",
         ]
         out += _table(list(cpu), [list(cpu.values())])
+    out += _pacing(scale)
     by_endpoint = scale.get("calls_by_endpoint") or {}
     if by_endpoint:
         out += ["Where the calls went (the 12 busiest endpoints):", ""]
@@ -336,6 +339,27 @@ def _scale(scale: dict[str, Any], long: dict[str, Any]) -> list[str]:
     rss = scale.get("rss_mb") or {}
     out += _table(list(rss), [list(rss.values())])
     return out
+
+
+def _pacing(scale: dict[str, Any]) -> list[str]:
+    """What the fleet spent before the call that paced the last one, and the cores the 1.5x target needed."""
+    pacing = scale.get("pacing") or {}
+    if not pacing or not scale.get("minimum_seconds"):
+        return []
+    span = span_seconds(scale["rate_window_s"])
+    target = scale["minimum_seconds"] * ISSUE20_FACTOR
+    by = target - span
+    needed = f"{pacing['total_cpu_s'] / by:.1f} cores" if by > 0 else "more than any machine has"
+    cpu = pacing["cpu_s"]
+    return [
+        f"The call that paced the last one (call {pacing['call']:,}: the limiter lets the last call go once that "
+        f"one is {span:g} s old) went {pacing['at_s']} s after the first registration; by then the processes had "
+        f"spent {pacing['total_cpu_s']} CPU-s, {pacing['cores']} of the machine's 2 cores. To end within "
+        f"{ISSUE20_FACTOR}x the minimum ({target:g} s) it had to go by {by:g} s: the same work in that time needs "
+        f"{needed}.",
+        "",
+        *_table(list(cpu), [list(cpu.values())]),
+    ]
 
 
 def _scale_long(long: dict[str, Any]) -> list[str]:

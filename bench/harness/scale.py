@@ -30,8 +30,10 @@ from __future__ import annotations
 import asyncio
 import math
 import os
+import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from typing import Any
 
 import aiohttp
@@ -91,6 +93,8 @@ async def run(
         cpu_before = _cpu(stack)
         result["load_1min"] = round(os.getloadavg()[0], 2)
         started = time.time()
+        trail = CpuTrail(lambda: _cpu(stack))
+        trail.start()
         try:
             await asyncio.gather(*(come_up(a) for a in fleet))
             result["registered_s"] = round(time.time() - started, 2)
@@ -117,6 +121,10 @@ async def run(
             floor = _limiter_floor(log["requests"], started, stack.rate_limit, stack.rate_window)
             if floor is not None:
                 result["limiter_floor_s"] = floor
+            trail.stop()
+            pacing = _pacing(log["requests"], started, stack.rate_limit, trail)
+            if pacing is not None:
+                result["pacing"] = pacing
             if converged:
                 result["seconds"] = round(_last_write(log["requests"]) - started, 2)
                 result["calls_over_minimum"] = round(result["calls"] / minimum_calls, 3)
@@ -135,6 +143,7 @@ async def run(
             result["rss_mb"] = stack.rss()
             result["dead_processes"] = stack.dead()
         finally:
+            trail.stop()
             for agent in fleet:
                 await agent.stop_polling()
             await redis.aclose()
@@ -224,6 +233,57 @@ def _limiter_floor(requests: list[dict[str, Any]], started: float, limit: int, w
     if len(times) <= budget:
         return None
     return round(times[len(times) - 1 - budget] + span_seconds(window) - started, 2)
+
+
+class CpuTrail:
+    """Every process's CPU seconds so far, sampled every ``every`` seconds by a thread of its own (the bench's
+    loop is busy driving the fleet, and a sample must not wait for its turn there): ``at`` says what each process
+    had spent by a moment of the run."""
+
+    def __init__(self, sample: Callable[[], dict[str, float | None]], every: float = 0.25) -> None:
+        self._sample = sample
+        self._every = every
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="cpu-trail", daemon=True)
+        self.samples: list[tuple[float, dict[str, float | None]]] = []
+
+    def start(self) -> None:
+        self.samples.append((time.time(), self._sample()))
+        self._thread.start()
+
+    def stop(self) -> None:
+        if not self._stop.is_set():
+            self._stop.set()
+            self._thread.join()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._every):
+            self.samples.append((time.time(), self._sample()))
+
+    def at(self, moment: float) -> dict[str, float | None]:
+        """The sample nearest ``moment`` (within ``every`` / 2 of it while the trail ran)."""
+        return min(self.samples, key=lambda sample: abs(sample[0] - moment))[1]
+
+
+def _pacing(requests: list[dict[str, Any]], started: float, limit: int, trail: CpuTrail) -> dict[str, Any] | None:
+    """The call that paced the last one (see ``_limiter_floor``: the last call waits until it is a span old), when
+    it went, and what each process had spent by then: the CPU the fleet needed to make its first calls, on which
+    the run's time depends while the fleet comes up slower than the windows allow."""
+    times = sorted(cfwatch.epoch(e["timestamp"]) for e in requests if e["status"] != 429)
+    budget = budget_of(limit)
+    if len(times) <= budget or not trail.samples:
+        return None
+    at = times[len(times) - 1 - budget]
+    start, end = trail.at(started), trail.at(at)
+    spent = {name: round(e - b, 2) for name, b in start.items() if b is not None and (e := end.get(name)) is not None}
+    total = sum(spent.values())
+    return {
+        "call": len(times) - budget,
+        "at_s": round(at - started, 2),
+        "cpu_s": spent,
+        "total_cpu_s": round(total, 2),
+        "cores": round(total / (at - started), 2) if at > started else None,
+    }
 
 
 def _last_write(requests: list[dict[str, Any]]) -> float:

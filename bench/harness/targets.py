@@ -123,7 +123,7 @@ def evaluate(results: dict[str, Any]) -> list[dict[str, Any]]:
             f"{scale.get('rate_bound_seconds_for_calls_made')} s of windows; given when the first calls went, "
             f"the rate limiter's sliding window allowed the last call at {scale.get('limiter_floor_s')} s")  # fmt: skip
         # Issue 20's target for the same run: within 1.5x the rate-limit-bound minimum.
-        issue20 = scale["minimum_seconds"] * 1.5
+        issue20 = scale["minimum_seconds"] * ISSUE20_FACTOR
         add("scale_issue20", f"{scale['hostnames']:,} hostnames converge within 1.5x the rate-limit-bound minimum "
             f"({scale['minimum_seconds']} s x 1.5 = {issue20:.1f} s)", f"{scale['seconds']} s",
             scale["seconds"] <= issue20, "the run of the row above, and its why")  # fmt: skip
@@ -160,6 +160,7 @@ ISSUE20_SINGLE_MS = (215.0, 388.0)
 
 # Issue 23's CPU targets against DockFlare 3.1.2's figures (harness.cpu.DOCKFLARE).
 CPU_SINGLE_FACTOR = 1.5
+ISSUE20_FACTOR = 1.5  # issue 20: the fleet converges within this many times the rate-limit-bound minimum
 CPU_BURST20_S = 0.6
 CPU_IDLE_PER_30S = 0.05
 CPU_RESTART50_S = 2.0

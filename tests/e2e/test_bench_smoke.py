@@ -38,6 +38,7 @@ def results(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     report = (out / "benchmarks.md").read_text()
     assert report.startswith("# Benchmarks")
     assert "The same fleet with a 4 s window" in report, "the scale section reports the longer window's run"
+    assert "The call that paced the last one" in report, "the scale section says what the first calls cost"
     loaded: dict[str, Any] = json.loads((out / "smoke.json").read_text())
     plots = sorted(p.name for p in (out / "img").glob("bench-*.png"))
     if importlib.util.find_spec("matplotlib") is None:  # a dev dependency: without it the run says so, and no plots
@@ -106,6 +107,12 @@ def test_fleet_converged_with_its_timeline_and_memory_was_read(results: dict[str
         assert _number(timeline, step, 0) <= _number(timeline, step, 1), f"{step}: the first call, then the last"
     for service in ("api", "reconciler-1", "dns-worker", "cloudflare", "redis-server"):
         assert _number(results["memory"], service) > 0
+    # More calls than one window's budget: the last waited for the call that paced it, and what the fleet had
+    # spent by then is known.
+    pacing = scale["pacing"]
+    assert pacing["call"] >= _number(scale, "calls") - 29  # the limit counts the calls before the run too
+    assert 0 < _number(pacing, "at_s") <= _number(scale, "seconds")
+    assert _number(pacing, "total_cpu_s") > 0 and _number(pacing, "cpu_s", "api") > 0
     longer = results["scale_long"]
     assert (longer["converged"], longer["rate_window_s"], longer["agents"]) == (True, 4, scale["agents"])
     assert _number(longer, "seconds") > 0 and _number(longer, "calls") >= _number(longer, "minimum_calls")
