@@ -34,7 +34,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 import aiohttp
 
@@ -118,13 +118,11 @@ async def run(
                 "enrolments_done": round(max(enrolled) - started, 2),
                 **_spans(log["requests"], started),
             }
-            floor = _limiter_floor(log["requests"], started, stack.rate_limit, stack.rate_window)
-            if floor is not None:
-                result["limiter_floor_s"] = floor
             trail.stop()
-            pacing = _pacing(log["requests"], started, stack.rate_limit, trail)
-            if pacing is not None:
-                result["pacing"] = pacing
+            paced = _pacing_call(log["requests"], stack.rate_limit)
+            if paced is not None:
+                result["limiter_floor_s"] = round(paced.at + span_seconds(stack.rate_window) - started, 2)
+                result["pacing"] = _pacing(paced, started, trail)
             if converged:
                 result["seconds"] = round(_last_write(log["requests"]) - started, 2)
                 result["calls_over_minimum"] = round(result["calls"] / minimum_calls, 3)
@@ -223,16 +221,21 @@ def _per_agent(after: dict[str, tuple[int, int]], before: dict[str, tuple[int, i
     return {"total_per_agent": round(sum(c for c, _ in made.values()) / agents, 1), "by_command": by_command}
 
 
-def _limiter_floor(requests: list[dict[str, Any]], started: float, limit: int, window: float) -> float | None:
-    """The earliest the run's last call could go under the dns-worker's sliding window, given when the others went:
-    the n-th call waits until the (n - budget)-th is a span old. Near ``seconds``, the run was as fast as the pace
-    of its first calls allowed: to end sooner, those had to be made sooner (the limit counts every call, from the
-    stack's start too)."""
+class PacingCall(NamedTuple):
+    number: int  # counted from the stack's start: the limit counts every call
+    at: float  # when Cloudflare logged it (epoch seconds)
+
+
+def _pacing_call(requests: list[dict[str, Any]], limit: int) -> PacingCall | None:
+    """The call that paced the run's last one under the dns-worker's sliding window (the n-th call waits until the
+    (n - budget)-th is a span old), or None when every call fits one budget. A span after it is the earliest the
+    last call could go given when the others went (``limiter_floor_s``): a run that ends near that was as fast as
+    the pace of its first calls allowed, and to end sooner those had to be made sooner."""
     times = sorted(cfwatch.epoch(e["timestamp"]) for e in requests if e["status"] != 429)
     budget = budget_of(limit)
     if len(times) <= budget:
         return None
-    return round(times[len(times) - 1 - budget] + span_seconds(window) - started, 2)
+    return PacingCall(len(times) - budget, times[len(times) - 1 - budget])
 
 
 class CpuTrail:
@@ -265,24 +268,18 @@ class CpuTrail:
         return min(self.samples, key=lambda sample: abs(sample[0] - moment))[1]
 
 
-def _pacing(requests: list[dict[str, Any]], started: float, limit: int, trail: CpuTrail) -> dict[str, Any] | None:
-    """The call that paced the last one (see ``_limiter_floor``: the last call waits until it is a span old), when
-    it went, and what each process had spent by then: the CPU the fleet needed to make its first calls, on which
-    the run's time depends while the fleet comes up slower than the windows allow."""
-    times = sorted(cfwatch.epoch(e["timestamp"]) for e in requests if e["status"] != 429)
-    budget = budget_of(limit)
-    if len(times) <= budget or not trail.samples:
-        return None
-    at = times[len(times) - 1 - budget]
-    start, end = trail.at(started), trail.at(at)
+def _pacing(paced: PacingCall, started: float, trail: CpuTrail) -> dict[str, Any]:
+    """When the pacing call went and what each process had spent by then: the CPU the fleet needed to make its
+    first calls, on which the run's time depends while the fleet comes up slower than the windows allow."""
+    start, end = trail.at(started), trail.at(paced.at)
     spent = {name: round(e - b, 2) for name, b in start.items() if b is not None and (e := end.get(name)) is not None}
     total = sum(spent.values())
     return {
-        "call": len(times) - budget,
-        "at_s": round(at - started, 2),
+        "call": paced.number,
+        "at_s": round(paced.at - started, 2),
         "cpu_s": spent,
         "total_cpu_s": round(total, 2),
-        "cores": round(total / (at - started), 2) if at > started else None,
+        "cores": round(total / (paced.at - started), 2) if paced.at > started else None,
     }
 
 

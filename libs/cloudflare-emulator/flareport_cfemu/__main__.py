@@ -74,7 +74,8 @@ async def serve(args: argparse.Namespace) -> None:
 
 def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop]:
     """uvloop when installed (FLAREPORT_CFEMU_LOOP=asyncio opts out): the emulator stands in for Cloudflare,
-    whose CPU is not the machine's, so it should take as little of the cores it shares with the stack as it can."""
+    whose CPU is not the machine's, so it should take as little of the cores it shares with the stack as it can.
+    Its own choice, not flareport_common.runtime's: the emulator depends on no Flareport package."""
     if os.environ.get("FLAREPORT_CFEMU_LOOP", "auto") != "asyncio":
         try:
             import uvloop
