@@ -119,6 +119,14 @@ class SimAgent:
                 with contextlib.suppress(aiohttp.ClientError, RuntimeError):
                     await self._json("POST", f"{path}/{envelope['command_id']}/ack", {"ok": True})
 
+    async def stop_heartbeats(self) -> None:
+        """Keep polling but stop the heartbeats (the agent goes offline after the API's grace, not at once)."""
+        beats = self._tasks[1:]
+        for task in beats:
+            task.cancel()
+        await asyncio.gather(*beats, return_exceptions=True)
+        self._tasks = self._tasks[:1]
+
     async def stop_polling(self) -> None:
         for task in self._tasks:
             task.cancel()

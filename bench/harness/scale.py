@@ -23,6 +23,10 @@ Cloudflare answered (the emulator's request log). The CPU seconds each process s
 to convergence (``/proc/<pid>/stat``; ``bench`` is this process, which drives the simulated fleet) and the
 machine's 1-minute load average before and after say whether the run was short of cores: the stack is CPU-bound
 on a 2-core machine, and other work on it slows a run down.
+
+``one_start``: once converged, and once the fleet's calls have left the limiter's span, one more container is
+started on a few agents in turn (``_one_start``): the time to publish it and the CPU each process spent on it, in
+a zone holding the whole fleet's hostnames.
 """
 
 from __future__ import annotations
@@ -42,11 +46,11 @@ from flareport_dns_worker.ratelimit import budget_of, span_seconds
 
 from . import cfwatch
 from .agents import SimAgent, container
-from .stack import BenchStack, cpu_seconds
+from .stack import BenchStack, cpu_seconds, cpu_seconds_precise
 
 
 async def run(
-    stack: BenchStack, *, agents: int, per_agent: int, within: float, batch_size: int = 200
+    stack: BenchStack, *, agents: int, per_agent: int, within: float, batch_size: int = 200, one_start: bool = True
 ) -> dict[str, Any]:
     hostnames = agents * per_agent
     minimum_calls = 2 * agents + math.ceil(hostnames / batch_size)
@@ -139,6 +143,12 @@ async def run(
             result["redis_commands"] = _per_agent(await _commands(redis), commands_before, agents)
             result["load_1min_after"] = round(os.getloadavg()[0], 2)
             result["rss_mb"] = stack.rss()
+            if converged and one_start:
+                # Once the fleet's calls have left the rate limit's span: a start measured with the budget spent
+                # would wait for the limiter and its wider windows, not for the work the zone's size makes.
+                free = _last_call(log["requests"]) + span_seconds(stack.rate_window)
+                await asyncio.sleep(max(0.0, free - time.time()))
+                result["one_start"] = await _one_start(session, stack, fleet, per_agent)
             result["dead_processes"] = stack.dead()
         finally:
             trail.stop()
@@ -188,14 +198,96 @@ async def _wait_converged(
         await asyncio.sleep(3)
 
 
-def _cpu(stack: BenchStack) -> dict[str, float | None]:
+def _cpu(stack: BenchStack, read: Callable[[int], float | None] = cpu_seconds) -> dict[str, float | None]:
     """CPU seconds so far of each process of the stack and of this bench process (the simulated fleet)."""
-    found = {name: cpu_seconds(p.pid) for name, p in stack.processes.items()}
+    return {name: read(pid) for name, pid in _pids(stack).items()}
+
+
+def _pids(stack: BenchStack) -> dict[str, int]:
+    found = {name: p.pid for name, p in stack.processes.items()}
     process = getattr(stack.redis_server, "_process", None)  # LocalRedis keeps its process private
     if process is not None:
-        found["redis-server"] = cpu_seconds(process.pid)
-    found["bench"] = cpu_seconds(os.getpid())
+        found["redis-server"] = process.pid
+    found["bench"] = os.getpid()
     return found
+
+
+# Containers started one at a time once the fleet converged (``_one_start``): enough for a median, few enough to keep
+# the run short.
+ONE_STARTS = 3
+# What counts as settled between them: the stack's processes together spent less than this in ``_QUIET_S``.
+_QUIET_CPU_S = 0.02
+_QUIET_S = 0.5
+
+
+async def _one_start(
+    session: aiohttp.ClientSession, stack: BenchStack, fleet: list[SimAgent], per_agent: int
+) -> dict[str, Any]:
+    """One more container started on an agent of the converged fleet, ``ONE_STARTS`` times in turn, each once the
+    stack has settled: how long it took to publish (the DNS batch and the configuration PUT that carry it, written
+    after the agent sent the start) and what it cost each process, in a zone that holds the whole fleet's
+    hostnames. A start costs the same in a zone of a few hostnames only if nothing on its way grows with the zone."""
+    # The fleet's heartbeats (one per agent every 15 s, in waves as the fleet came up in waves) would be counted
+    # into the starts' CPU and delay their settling: the fleet keeps polling but stops beating for the measurement.
+    await asyncio.gather(*(agent.stop_heartbeats() for agent in fleet))
+    starts: list[dict[str, Any]] = []
+    for k in range(min(ONE_STARTS, len(fleet))):
+        agent = fleet[k]
+        await _settled(stack, time.time() + 60)
+        counted = await cfwatch.counters(session, stack.emulator_url)
+        cpu_before = _cpu(stack, cpu_seconds_precise)  # a start costs milliseconds: clock ticks are too coarse
+        sent = time.time()
+        await agent.send([agent.start_event(container(agent.index, per_agent + k))])
+        published = await _published_after(session, stack, agent.tunnel_id or "", sent, sent + 60)
+        await _settled(stack, time.time() + 60)
+        cpu_after = _cpu(stack, cpu_seconds_precise)
+        starts.append({
+            "ms": None if published is None else round((published - sent) * 1000, 1),
+            "calls": cfwatch.summarise(counted, await cfwatch.counters(session, stack.emulator_url))["calls"],
+            "cpu_s": {name: round(end - begin, 3) for name, begin in cpu_before.items()
+                      if name != "bench" and begin is not None and (end := cpu_after.get(name)) is not None},
+        })  # fmt: skip
+    return {"zone_hostnames": len(fleet) * per_agent, "starts": starts}
+
+
+async def _published_after(
+    session: aiohttp.ClientSession, stack: BenchStack, tunnel_id: str, after: float, deadline: float
+) -> float | None:
+    """When the later of the two writes that publish a started container went (a DNS batch and the tunnel's
+    configuration PUT, both answered after ``after``), or None if they did not by ``deadline``."""
+    put = SPANS["configuration_puts"]
+    while time.time() < deadline:
+        log = await cfwatch.control(session, stack.emulator_url + "/__emulator/requests?limit=20")
+        written: dict[str, float] = {}
+        for entry in log["requests"]:
+            at = cfwatch.epoch(entry["timestamp"])
+            if at < after or not 200 <= entry["status"] < 300:
+                continue
+            if entry["endpoint"] == SPANS["dns_batches"]:
+                written["dns"] = max(written.get("dns", 0.0), at)
+            elif entry["endpoint"] == put and f"/cfd_tunnel/{tunnel_id}/" in entry["path"]:
+                written["ingress"] = max(written.get("ingress", 0.0), at)
+        if len(written) == 2:
+            return max(written.values())
+        await asyncio.sleep(0.01)
+    return None
+
+
+async def _settled(stack: BenchStack, deadline: float) -> None:
+    """Wait until the stack's processes (this one aside) together spend less than ``_QUIET_CPU_S`` in ``_QUIET_S``:
+    the results of what went before are applied, and a start measured now pays only for itself."""
+
+    def busy() -> float:
+        # Nanoseconds' resolution: clock ticks of 10 ms per process would swing a quiet sum past the threshold.
+        return sum(v for name, v in _cpu(stack, cpu_seconds_precise).items() if name != "bench" and v is not None)
+
+    last = busy()
+    while time.time() < deadline:
+        await asyncio.sleep(_QUIET_S)
+        now = busy()
+        if now - last < _QUIET_CPU_S:
+            return
+        last = now
 
 
 async def _commands(redis: Any) -> dict[str, tuple[int, int]]:
@@ -281,6 +373,10 @@ def _pacing(paced: PacingCall, started: float, trail: CpuTrail) -> dict[str, Any
         "total_cpu_s": round(total, 2),
         "cores": round(total / (paced.at - started), 2) if paced.at > started else None,
     }
+
+
+def _last_call(requests: list[dict[str, Any]]) -> float:
+    return max((cfwatch.epoch(e["timestamp"]) for e in requests), default=0.0)
 
 
 def _last_write(requests: list[dict[str, Any]]) -> float:

@@ -39,6 +39,7 @@ def results(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     assert report.startswith("# Benchmarks")
     assert "The same fleet with a 4 s window" in report, "the scale section reports the longer window's run"
     assert "The call that paced the last one" in report, "the scale section says what the first calls cost"
+    assert "Then one more container started on 3 agents" in report, "the scale section says what one start costs"
     loaded: dict[str, Any] = json.loads((out / "smoke.json").read_text())
     plots = sorted(p.name for p in (out / "img").glob("bench-*.png"))
     if importlib.util.find_spec("matplotlib") is None:  # a dev dependency: without it the run says so, and no plots
@@ -113,7 +114,16 @@ def test_fleet_converged_with_its_timeline_and_memory_was_read(results: dict[str
     assert pacing["call"] >= _number(scale, "calls") - 29  # the limit counts the calls before the run too
     assert 0 < _number(pacing, "at_s") <= _number(scale, "seconds")
     assert _number(pacing, "total_cpu_s") > 0 and _number(pacing, "cpu_s", "api") > 0
+    # One more start on each of three agents of the converged fleet: published (both writes), with its calls and
+    # what it cost the services; measured on the scale row's stack only.
+    one = scale["one_start"]
+    assert one["zone_hostnames"] == scale["hostnames"] and len(one["starts"]) == 3
+    for start in one["starts"]:
+        assert _number(start, "ms") > 0 and _number(start, "calls") >= 2  # its DNS batch and configuration PUT
+        assert _number(start, "cpu_s", "reconciler-1") > 0 and _number(start, "cpu_s", "dns-worker") > 0
+        assert "bench" not in start["cpu_s"]  # the fleet's own process is not the stack's cost
     longer = results["scale_long"]
+    assert "one_start" not in longer
     assert (longer["converged"], longer["rate_window_s"], longer["agents"]) == (True, 4, scale["agents"])
     assert _number(longer, "seconds") > 0 and _number(longer, "calls") >= _number(longer, "minimum_calls")
 
