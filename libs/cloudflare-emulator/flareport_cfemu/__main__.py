@@ -34,6 +34,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--state-file", type=Path, help="persist the state to this JSON file and load it at start")
     parser.add_argument("--rate-limit", type=int, default=1200, help="requests per window per token (default 1200)")
     parser.add_argument("--rate-window", type=float, default=300.0, help="rate-limit window in seconds (default 300)")
+    parser.add_argument(
+        "--address-rate-limit", type=int, default=200, help="requests per second per address (default 200; 0: none)"
+    )
     parser.add_argument("--batch-limit", type=int, help="DNS batch size limit for every zone (default: by plan)")
     parser.add_argument("--comment-limit", type=int, help="DNS comment length limit (default: by plan)")
     parser.add_argument("--token", help="the only bearer token accepted (default: any non-empty token)")
@@ -45,6 +48,7 @@ async def serve(args: argparse.Namespace) -> None:
         token=args.token,
         rate_limit=args.rate_limit,
         rate_window_seconds=args.rate_window,
+        address_rate_limit=args.address_rate_limit,
         batch_limit=args.batch_limit,
         comment_limit=args.comment_limit,
         state_file=args.state_file,

@@ -28,6 +28,7 @@ TUNABLE_FIELDS = frozenset(
     {
         "rate_limit",
         "rate_window_seconds",
+        "address_rate_limit",
         "batch_limit",
         "comment_limit",
         "max_record_tags",
@@ -47,6 +48,8 @@ class EmulatorConfig:
     # Fixed-window budget per token: Cloudflare allows 1,200 requests per 5 minutes.
     rate_limit: int = 1200
     rate_window_seconds: float = 300.0
+    # Requests per second from one client address: Cloudflare allows 200 (0: no such limit).
+    address_rate_limit: int = 200
     # ``None`` = by zone plan (see PLAN_* above).
     batch_limit: int | None = None
     comment_limit: int | None = None

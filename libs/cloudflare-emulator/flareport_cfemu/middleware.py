@@ -3,8 +3,8 @@
 Order matters and mirrors what a client of Cloudflare observes:
 
 1. authentication - a missing or wrong ``Authorization: Bearer`` is a 401 with code 10000;
-2. rate limit - the token's fixed window; past the budget a 429 with code 971 and
-   ``Retry-After`` (the refused request still counts in the request log);
+2. rate limits - the client address's requests per second, then the token's fixed window; past either a 429
+   with code 971 and ``Retry-After`` (the refused request still counts in the request log);
 3. faults - added latency, an injected status, or a dropped connection;
 4. the handler - whose :class:`ApiError` becomes Cloudflare's error envelope; an unknown route
    is 404 / 7000, a known route with the wrong method 405 / 7001;
@@ -53,7 +53,11 @@ async def _guarded(
 ) -> tuple[web.StreamResponse, str | None]:
     token = _token(request, emulator)
     config = emulator.config
-    retry_after = emulator.limiter.hit(token, limit=config.rate_limit, window_seconds=config.rate_window_seconds)
+    retry_after = None
+    if config.address_rate_limit > 0:
+        retry_after = emulator.address_limiter.hit(request.remote or "", limit=config.address_rate_limit)
+    if retry_after is None:
+        retry_after = emulator.limiter.hit(token, limit=config.rate_limit, window_seconds=config.rate_window_seconds)
     if retry_after is not None:
         error = ApiError(429, errors.RATE_LIMITED, "Please wait and consider throttling your request speed")
         return error_response(error, headers={"Retry-After": str(retry_after)}), "rate_limited"

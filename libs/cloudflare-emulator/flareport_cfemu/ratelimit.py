@@ -1,4 +1,4 @@
-"""Cloudflare's API rate limit: a fixed budget per token per window.
+"""Cloudflare's API rate limits: a fixed budget per token per window, and requests per second per address.
 
 Cloudflare allows 1,200 requests per five minutes per user/account token; past the budget
 "all API calls for the next five minutes will be blocked" with HTTP 429 and error 971.  The
@@ -6,12 +6,18 @@ emulator keeps one fixed window per token, started by the token's first request:
 beyond ``limit`` inside the window are refused with ``Retry-After`` set to the seconds left
 (rounded up, at least 1).  Refused requests do not extend the window.  The clock is
 injectable so that unit tests can move time without sleeping.
+
+Cloudflare also allows at most 200 requests per second from one IP address ("Client API per IP: 200/second").
+How it counts them is not documented; the emulator takes the strictest reading: at most ``limit`` requests from
+one address in *any* span of one second (a sliding span, not fixed windows), the refused ones not counted, and a
+refusal answered like the token's (429, code 971, ``Retry-After: 1``). An assumption, as the code and message are.
 """
 
 from __future__ import annotations
 
 import math
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -46,3 +52,25 @@ class RateLimiter:
 
     def reset(self) -> None:
         self._windows.clear()
+
+
+class AddressLimiter:
+    """Requests per address in any one-second span."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._recent: dict[str, deque[float]] = {}
+
+    def hit(self, address: str, *, limit: int) -> int | None:
+        """Count one request from ``address``; ``None`` if allowed, else the Retry-After value in seconds."""
+        now = self._clock()
+        recent = self._recent.setdefault(address, deque())
+        while recent and recent[0] <= now - 1.0:
+            recent.popleft()
+        if len(recent) >= limit:
+            return 1
+        recent.append(now)
+        return None
+
+    def reset(self) -> None:
+        self._recent.clear()

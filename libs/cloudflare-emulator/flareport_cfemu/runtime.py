@@ -15,7 +15,7 @@ from aiohttp import web
 from flareport_cfemu import tunnels_store
 from flareport_cfemu.config import TUNABLE_FIELDS, EmulatorConfig
 from flareport_cfemu.faults import FaultInjector, FaultRule
-from flareport_cfemu.ratelimit import RateLimiter
+from flareport_cfemu.ratelimit import AddressLimiter, RateLimiter
 from flareport_cfemu.requestlog import RequestLog
 from flareport_cfemu.seed import apply_seed
 from flareport_cfemu.state import EmulatorState
@@ -28,6 +28,7 @@ class Emulator:
         self.state = state
         self.config = config
         self.limiter = RateLimiter()
+        self.address_limiter = AddressLimiter()
         self.faults = FaultInjector(config.fault_seed)
         self.log = RequestLog(config.request_log_size)
 
@@ -66,6 +67,7 @@ class Emulator:
         self.log.clear()
         self.faults.clear()
         self.limiter.reset()
+        self.address_limiter.reset()
 
     # --- behaviour ----------------------------------------------------------------------------
 
@@ -77,6 +79,8 @@ class Emulator:
         self.config = dataclasses.replace(self.config, **changes)
         if {"rate_limit", "rate_window_seconds"} & set(changes):
             self.limiter.reset()
+        if "address_rate_limit" in changes:
+            self.address_limiter.reset()
         return self.config
 
     def set_faults(self, rules: list[FaultRule | Json]) -> list[FaultRule]:

@@ -174,6 +174,8 @@ class CloudflareSettings:
     api_base_url: str = DEFAULT_CLOUDFLARE_API_BASE_URL
     rate_limit_requests: int = 1200
     rate_limit_window_seconds: int = 300
+    # Cloudflare also refuses more than 200 requests per second from one IP address (0: no such cap).
+    rate_limit_per_second: int = 200
 
 
 @dataclass(frozen=True, slots=True)
@@ -538,6 +540,9 @@ def load_cloudflare(env: Env) -> CloudflareSettings:
         ),
         rate_limit_window_seconds=env.integer(
             "CLOUDFLARE_RATE_LIMIT_WINDOW_SECONDS", default=_CLOUDFLARE["rate_limit_window_seconds"], minimum=1
+        ),
+        rate_limit_per_second=env.integer(
+            "CLOUDFLARE_RATE_LIMIT_PER_SECOND", default=_CLOUDFLARE["rate_limit_per_second"], minimum=0
         ),
     )
 

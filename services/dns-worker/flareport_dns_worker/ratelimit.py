@@ -17,6 +17,12 @@ No limiter that keeps to that rule admits any call earlier: a backlog of ``2,100
 out in two windows (the first ``B`` at once, the rest one span later), where a token bucket that refills
 steadily (an earlier version, with a tenth of the budget as its burst) needed nearly twice as long.
 
+Cloudflare also refuses more than 200 requests per second from one IP address. The same rule caps that: at most
+``budget_of(per_second)`` calls (190) in any span of ``span_seconds(1)`` (1.05 s), counted over every replica as if
+they all called from one address (the safe reading: replicas behind one NAT do). It binds only where the window's
+budget would let calls go faster, at the start of a fleet's first window: 1,140 calls admitted at once would
+otherwise go as fast as the workers make them (more than 300 a second against a fast Cloudflare).
+
 A 429 (someone else spent the budget: another tool, the dashboard) sets ``pause-until`` for everyone: the
 script refuses every call until then, so all replicas stop together and resume after ``Retry-After``.
 
@@ -51,13 +57,18 @@ def span_seconds(window_seconds: float) -> float:
 
 
 class RateLimiter:
-    def __init__(self, redis: aioredis.Redis, keys: Keys, *, requests: int, window_seconds: float) -> None:
+    def __init__(
+        self, redis: aioredis.Redis, keys: Keys, *, requests: int, window_seconds: float, per_second: int = 0
+    ) -> None:
         self._redis = redis
         self._keys = keys
         # An admitted call reaches Cloudflare a moment later, and those moments jitter: a small margin in calls
         # (5%, at least one) keeps requests bunched by network or event-loop delays inside Cloudflare's count.
         self.budget = budget_of(requests)
         self.span_ms = max(1, round(span_seconds(window_seconds) * 1000))
+        # The per-second cap (0: none), with the same margins.
+        self.second_budget = budget_of(per_second) if per_second > 0 else 0
+        self.second_span_ms = round(span_seconds(1.0) * 1000) if per_second > 0 else 0
         self._take = TakeToken(redis)
         self._pause = PauseCalls(redis)
         # One caller of this process asks at a time, in the order they came (urgent jobs' first, ``turns``):
@@ -89,7 +100,13 @@ class RateLimiter:
         again."""
         keys = self._keys
         wait_ms = await self._take(
-            keys.cf_rate_calls, keys.cf_rate_bucket, keys.cf_pause_until, budget=self.budget, span_ms=self.span_ms
+            keys.cf_rate_calls,
+            keys.cf_rate_bucket,
+            keys.cf_pause_until,
+            budget=self.budget,
+            span_ms=self.span_ms,
+            second_budget=self.second_budget,
+            second_span_ms=self.second_span_ms,
         )
         return wait_ms / 1000
 

@@ -23,9 +23,20 @@ class TakeToken:
     def __init__(self, redis: aioredis.Redis) -> None:
         self._script = redis.register_script(_TAKE_TOKEN.source)
 
-    async def __call__(self, calls_key: str, view_key: str, pause_key: str, *, budget: int, span_ms: int) -> int:
+    async def __call__(
+        self,
+        calls_key: str,
+        view_key: str,
+        pause_key: str,
+        *,
+        budget: int,
+        span_ms: int,
+        second_budget: int = 0,
+        second_span_ms: int = 0,
+    ) -> int:
         """0 when the call was admitted, else the milliseconds to wait before asking again."""
-        return int(await self._script(keys=[calls_key, view_key, pause_key], args=[budget, span_ms]))
+        args = [budget, span_ms, second_budget, second_span_ms]
+        return int(await self._script(keys=[calls_key, view_key, pause_key], args=args))
 
 
 class PauseCalls:

@@ -95,7 +95,11 @@ class DnsWorkerService:
         self.sdk = make_sdk(settings)
         cf = settings.cloudflare
         self.limiter = RateLimiter(
-            redis, keys, requests=cf.rate_limit_requests, window_seconds=cf.rate_limit_window_seconds
+            redis,
+            keys,
+            requests=cf.rate_limit_requests,
+            window_seconds=cf.rate_limit_window_seconds,
+            per_second=cf.rate_limit_per_second,
         )
         self.api = CloudflareApi(
             self.sdk,

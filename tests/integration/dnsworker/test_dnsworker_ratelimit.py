@@ -56,3 +56,48 @@ async def test_a_429_pause_stops_every_replica_until_retry_after(redis: aioredis
     assert 25 < wait <= 30, f"the other replica must wait out the pause, got {wait}"
     await one.pause(5)  # a shorter Retry-After never shortens a pause already in force
     assert await two.try_acquire() > 25
+
+
+async def test_the_per_second_cap_holds_calls_the_window_would_admit(redis: aioredis.Redis, keys: Keys) -> None:
+    # Cloudflare refuses more than 200 requests per second from one address, whatever the window's budget left.
+    limiter = RateLimiter(redis, keys, requests=1200, window_seconds=300, per_second=200)
+    assert (limiter.second_budget, limiter.second_span_ms) == (190, 1050), "200 a second less a 5% margin"
+    taken = [await limiter.try_acquire() for _ in range(limiter.second_budget)]
+    assert taken == [0.0] * limiter.second_budget
+    wait = await limiter.try_acquire()
+    assert 0.9 < wait <= 1.05, f"the 191st call waits until the first is a second span old, got {wait}"
+    # Once the second's calls have left its span, the window's budget goes on where it stood.
+    deadline = asyncio.get_running_loop().time() + 5
+    while (wait := await limiter.try_acquire()) > 0:
+        assert asyncio.get_running_loop().time() < deadline, "the per-second cap never reopened"
+        await asyncio.sleep(wait)
+    view = await redis.hgetall(keys.cf_rate_bucket)
+    assert int(view[b"tokens"]) == limiter.budget - limiter.second_budget - 1, "the window counts every call"
+
+
+async def test_replicas_share_the_per_second_cap(redis: aioredis.Redis, keys: Keys) -> None:
+    one = RateLimiter(redis, keys, requests=1200, window_seconds=300, per_second=20)
+    two = RateLimiter(redis, keys, requests=1200, window_seconds=300, per_second=20)
+    results = [await (one if i % 2 else two).try_acquire() for i in range(one.second_budget + 1)]
+    assert results[:-1] == [0.0] * one.second_budget and results[-1] > 0, "replicas count as one address"
+
+
+async def test_a_window_shorter_than_a_second_still_keeps_the_per_second_cap(redis: aioredis.Redis, keys: Keys) -> None:
+    # The window's span (210 ms) would drop calls the per-second span (1,050 ms) still counts.
+    limiter = RateLimiter(redis, keys, requests=100, window_seconds=0.2, per_second=5)
+    admitted = 0
+    deadline = asyncio.get_running_loop().time() + 0.6
+    while asyncio.get_running_loop().time() < deadline:
+        wait = await limiter.try_acquire()
+        if wait == 0:
+            admitted += 1
+        else:
+            await asyncio.sleep(min(wait, 0.05))
+    assert admitted == limiter.second_budget == 4, f"{admitted} calls went within one second span"
+
+
+async def test_without_a_per_second_cap_the_window_alone_decides(redis: aioredis.Redis, keys: Keys) -> None:
+    limiter = RateLimiter(redis, keys, requests=400, window_seconds=300)
+    assert limiter.second_budget == 0
+    taken = [await limiter.try_acquire() for _ in range(limiter.budget)]
+    assert taken == [0.0] * limiter.budget and await limiter.try_acquire() > 100

@@ -47,3 +47,36 @@ async def test_rate_limit_can_be_changed_at_runtime(emulator_factory: Any) -> No
         with pytest.raises(cloudflare.RateLimitError) as caught:
             await acf.zones.get(zone_id=ZONE_ID)
     assert 55 <= int(caught.value.response.headers["Retry-After"]) <= 60
+
+
+async def test_more_requests_per_second_from_one_address_than_allowed_get_429(emulator_factory: Any) -> None:
+    # Cloudflare's per-IP limit (200 a second), scaled down: the token's window has room, the address has not.
+    running = await emulator_factory(EmulatorConfig(address_rate_limit=5, rate_limit=1200, rate_window_seconds=300))
+    async with running.async_client() as acf, running.async_client(token="another-token") as other:
+        started = time.monotonic()
+        for client in (acf, other, acf, other, acf):
+            await client.zones.get(zone_id=ZONE_ID)
+        with pytest.raises(cloudflare.RateLimitError) as caught:
+            await acf.zones.get(zone_id=ZONE_ID)  # another token does not help: the address is the same
+        assert time.monotonic() - started < 1.0, "the five requests must fall within one second for this test"
+        assert caught.value.response.headers["Retry-After"] == "1"
+        body: Any = caught.value.body
+        assert body["errors"][0]["code"] == 971
+        deadline = time.monotonic() + 5
+        while True:  # a second after the first request, the address may call again
+            try:
+                await other.zones.get(zone_id=ZONE_ID)
+                break
+            except cloudflare.RateLimitError:
+                assert time.monotonic() < deadline, "the address never got its requests back"
+                await asyncio.sleep(0.05)
+    assert running.emulator.limiter.usage("another-token") == 3, "a refused request spends no token budget"
+
+
+async def test_the_per_address_limit_can_be_turned_off_at_runtime(emulator_factory: Any) -> None:
+    running = await emulator_factory(EmulatorConfig(address_rate_limit=2))
+    running.emulator.configure(address_rate_limit=0)
+    async with running.async_client() as acf:
+        for _ in range(10):
+            await acf.zones.get(zone_id=ZONE_ID)
+    assert running.emulator.log.status_counters["GET /zones/{zone_id} 200"] == 10
