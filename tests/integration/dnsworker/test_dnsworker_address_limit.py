@@ -1,0 +1,41 @@
+"""Cloudflare's per-address limit (200 requests a second from one IP), scaled down to 20: a backlog of jobs with the
+window's budget to spare goes out at the per-second cap, and Cloudflare never answers 429."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import redis.asyncio as aioredis
+
+from flareport_cfemu.testing import RunningEmulator
+from flareport_cli.localredis import LocalRedis
+from flareport_common.keys import Keys
+from fptest.dnsworker_harness import send, service, settings_for
+from fptest.waiting import already, wait_for
+
+from .test_dnsworker_lanes import CREATE_APP, access_job
+
+
+async def test_a_backlog_goes_out_at_the_per_second_cap_without_a_429(
+    emu: RunningEmulator, redis: aioredis.Redis, redis_server: LocalRedis, keys: Keys, prefix: str
+) -> None:
+    emu.emulator.configure(address_rate_limit=20)
+    settings = settings_for(redis_server.url, prefix, emu, CLOUDFLARE_RATE_LIMIT_PER_SECOND=20)
+    assert settings.cloudflare.rate_limit_requests == 1200, "the window's budget has room for the whole backlog"
+    svc = service(settings, redis)
+    running = asyncio.create_task(svc.reading.run())
+    log = emu.emulator.log
+    try:
+        started = time.monotonic()
+        await send(redis, keys, [access_job(n) for n in range(60)])
+        await wait_for(lambda: already(log.count(CREATE_APP) == 60), timeout=30, what="the 60 Access apps")
+        took = time.monotonic() - started
+    finally:
+        svc.reading.stop()
+        await running
+        await svc.close()
+    refused = {k: v for k, v in log.status_counters.items() if k.endswith(" 429")}
+    assert refused == {}, f"Cloudflare refused calls for the address's rate: {refused}"
+    # 19 calls per 1.05 s (20 less the margin): the 60 creates (and the lookups before them) need three spans.
+    assert took > 2 * 1.05, f"60 calls went in {took:.2f} s: faster than the per-second cap allows"
