@@ -6,7 +6,7 @@ import statistics
 from pathlib import Path
 from typing import Any
 
-from flareport_dns_worker.ratelimit import span_seconds
+from flareport_dns_worker.ratelimit import budget_of, span_seconds
 
 from .targets import ISSUE20_FACTOR, evaluate
 
@@ -70,7 +70,11 @@ NOTES: dict[str, str] = {
     "SDK's request path (about 27%), leases and the limiter (about 8%): no part large enough that removing it "
     "would bring the work within 2 cores. With a window compressed less the fleet is up well before the first "
     "window ends, and the run is bound by the windows: the run with a 60 s window below (same fleet, same machine) "
-    "is measured for that.",
+    "is measured for that. Cloudflare also refuses more than 200 requests a second from one address, which the "
+    "dns-worker keeps below (190 per 1.05 s, over all replicas) and the emulator enforces: so the first window's "
+    "1,140 calls take at least 6 s even with CPU to spare, and the limits alone end this run no sooner than 15.75 s, "
+    "1.575x the minimum, which counts the window's limit only (the paragraph under the CPU table). Runs before that "
+    "cap made the pacing call at 5.1-8.0 s: in the fastest, faster than 190 a second.",
     "one_start": "A zone's job carries the zone's whole desired state: the reconciler plans it from the claims of "
     "every hostname in the zone, the dns-worker compares it with every record it manages there, and the result is "
     "read back into every rule's document. So one start costs time and CPU in proportion to its zone's size: "
@@ -367,12 +371,23 @@ def _pacing(scale: dict[str, Any]) -> list[str]:
     if by > 0:
         needed = (f"{pacing['total_cpu_s'] / by:.1f} cores, {services / by:.1f} for the services alone (api, "
                   f"reconciler, dns-worker, redis-server: {services:.2f} CPU-s)")  # fmt: skip
+    limits = ""
+    floor = scale.get("limits_floor_s")
+    if floor is not None and scale.get("rate_limit_per_second"):
+        per_second = scale["rate_limit_per_second"]
+        limits = (
+            f" But Cloudflare also refuses more than {per_second} requests a second from one address, and the "
+            f"dns-worker keeps {budget_of(per_second)} calls per {span_seconds(1.0):g} s below that: with every "
+            f"call ready at the start, its limits alone let the last call go no sooner than {floor} s "
+            f"({floor / scale['minimum_seconds']:.3f}x the minimum)"
+            + (", so no CPU makes the target." if floor > target else ".")
+        )
     return [
         f"The call that paced the last one (call {pacing['call']:,}: the limiter lets the last call go once that "
         f"one is {span:g} s old) went {pacing['at_s']} s after the first registration; by then the processes had "
         f"spent {pacing['total_cpu_s']} CPU-s, {pacing['cores']} of the machine's 2 cores. To end within "
         f"{ISSUE20_FACTOR}x the minimum ({target:g} s) it had to go by {by:g} s: the same work in that time needs "
-        f"{needed}.",
+        f"{needed}.{limits}",
         "",
         *_table(list(cpu), [list(cpu.values())]),
     ]

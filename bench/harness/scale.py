@@ -13,6 +13,9 @@ The minimum number of calls: one tunnel create and one configuration PUT per age
 size) batches; the rate-limit-bound minimum time is the windows that many calls need: (ceil(calls / limit) - 1)
 whole windows (the last window is not waited out).
 
+``limits_floor_s``: the earliest the last call could go under the dns-worker's two limits alone (the window's
+budget and the per-second cap below Cloudflare's 200 requests a second per address), every call ready at the start.
+
 ``limiter_floor_s``: the earliest the last call could go under the dns-worker's sliding-window rate limit, given when
 the calls before it went (the n-th call waits until the (n - budget)-th is a span old): a run that ends near it was
 paced by how early its first calls were made, that is by how fast the fleet came up.
@@ -60,6 +63,7 @@ async def run(
         "hostnames": hostnames,
         "rate_limit": stack.rate_limit,
         "rate_window_s": stack.rate_window,
+        "rate_limit_per_second": stack.per_second,
         "minimum_calls": minimum_calls,
         "minimum_seconds": (math.ceil(minimum_calls / stack.rate_limit) - 1) * stack.rate_window,
     }
@@ -127,6 +131,8 @@ async def run(
             if paced is not None:
                 result["limiter_floor_s"] = round(paced.at + span_seconds(stack.rate_window) - started, 2)
                 result["pacing"] = _pacing(paced, started, trail)
+                before_run = sum(before["counters"].values())
+                result["limits_floor_s"] = _limits_floor(paced.number - before_run, stack)
             if converged:
                 result["seconds"] = round(_last_write(log["requests"]) - started, 2)
                 result["calls_over_minimum"] = round(result["calls"] / minimum_calls, 3)
@@ -328,6 +334,16 @@ def _pacing_call(requests: list[dict[str, Any]], limit: int) -> PacingCall | Non
     if len(times) <= budget:
         return None
     return PacingCall(len(times) - budget, times[len(times) - 1 - budget])
+
+
+def _limits_floor(paced: int, stack: BenchStack) -> float:
+    """The earliest the last call could go under the dns-worker's limits alone, every call ready at the start: the
+    per-second cap lets the ``paced``-th call of the run go no sooner than a span per full second's budget before it,
+    and the last one goes a window's span after that."""
+    before = 0.0
+    if stack.per_second > 0:
+        before = ((max(paced, 1) - 1) // budget_of(stack.per_second)) * span_seconds(1.0)
+    return round(before + span_seconds(stack.rate_window), 2)
 
 
 class CpuTrail:

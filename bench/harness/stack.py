@@ -81,12 +81,15 @@ class BenchStack:
         reconcilers: int = 1,
         rate_limit: int = 10**9,
         rate_window: float = 300.0,
+        per_second: int = 200,
         extra_env: dict[str, str] | None = None,
     ) -> None:
         self.workdir = workdir
         self.reconcilers = reconcilers
         self.rate_limit = rate_limit
         self.rate_window = rate_window
+        # Cloudflare's requests per second from one address: the emulator refuses more, the dns-worker keeps below.
+        self.per_second = per_second
         self.extra_env = extra_env or {}
         self.redis_server: LocalRedis | None = None
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
@@ -120,6 +123,7 @@ class BenchStack:
             "CLOUDFLARE_ZONE_ID": ZONE_ID,
             "CLOUDFLARE_RATE_LIMIT_REQUESTS": str(self.rate_limit),
             "CLOUDFLARE_RATE_LIMIT_WINDOW_SECONDS": str(max(1, round(self.rate_window))),
+            "CLOUDFLARE_RATE_LIMIT_PER_SECOND": str(self.per_second),
             **self.extra_env,
         }
         self._start_emulator()
@@ -152,6 +156,7 @@ class BenchStack:
         command = [
             sys.executable, "-m", "flareport_cfemu", "--port", "0", "--seed", str(seed), "--token", TOKEN,
             "--rate-limit", str(self.rate_limit), "--rate-window", str(self.rate_window),
+            "--address-rate-limit", str(self.per_second),
         ]  # fmt: skip
         log = open(self.workdir / "cloudflare.err", "wb")  # noqa: SIM115 - open as long as the process
         self._logs.append(log)

@@ -114,6 +114,10 @@ def test_fleet_converged_with_its_timeline_and_memory_was_read(results: dict[str
     assert pacing["call"] >= _number(scale, "calls") - 29  # the limit counts the calls before the run too
     assert 0 < _number(pacing, "at_s") <= _number(scale, "seconds")
     assert _number(pacing, "total_cpu_s") > 0 and _number(pacing, "cpu_s", "api") > 0
+    # What the dns-worker's limits alone allow (the window's span, and the per-second cap below Cloudflare's 200 a
+    # second per address): never later than what the run took, never sooner than one span.
+    assert _number(scale, "rate_limit_per_second") == 200
+    assert _number(scale, "rate_window_s") < _number(scale, "limits_floor_s") <= _number(scale, "limiter_floor_s")
     # One more start on each of three agents of the converged fleet: published (both writes), with its calls and
     # what it cost the services; measured on the scale row's stack only.
     one = scale["one_start"]
