@@ -202,8 +202,13 @@ class DnsSync:
                 adopted = [CfNote(hostname=n, message=what) for n, what in plan.adopted.items() if n not in failed]
                 outcome.notes.extend(adopted)
                 ADOPTED.labels("dns").inc(len(adopted))
-                # Names whose cleanup failed (or kept, without pruning) stay managed: a later job removes them.
-                left = {n for n in names if any(owner_of(r.comment) == self._owner for r in current.get(n, ()))}
+                # Names whose cleanup failed (or kept, without pruning) stay managed: a later job removes them. Only
+                # the names the plan does not manage need the look (a zone's whole list would, at every job).
+                left = {
+                    n
+                    for n in names - plan.managed
+                    if any(owner_of(r.comment) == self._owner for r in current.get(n, ()))
+                }
                 return outcome, plan.managed | left
             raise AssertionError("unreachable: the last attempt never rereads")
         finally:
