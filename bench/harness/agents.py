@@ -49,6 +49,7 @@ class SimAgent:
         self.tunnel_id: str | None = None
         self.has_tunnel = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
+        self._beating: asyncio.Task[None] | None = None  # the heartbeats' task, one of ``_tasks``
         # One request at a time, in the order the events were numbered, as a real agent's outbox sends: two
         # requests in flight could arrive out of order, and the later-numbered one would make the other stale.
         self._sending = asyncio.Lock()
@@ -90,7 +91,8 @@ class SimAgent:
 
     def start_polling(self) -> None:
         """Long-poll commands and send heartbeats, as a running agent does (one without heartbeats goes offline)."""
-        self._tasks = [asyncio.create_task(self._poll()), asyncio.create_task(self._heartbeats())]
+        self._beating = asyncio.create_task(self._heartbeats())
+        self._tasks = [asyncio.create_task(self._poll()), self._beating]
 
     async def _heartbeats(self) -> None:
         path = f"/api/v1/agents/{self.agent_id}/heartbeat"
@@ -121,11 +123,12 @@ class SimAgent:
 
     async def stop_heartbeats(self) -> None:
         """Keep polling but stop the heartbeats (the agent goes offline after the API's grace, not at once)."""
-        beats = self._tasks[1:]
-        for task in beats:
-            task.cancel()
-        await asyncio.gather(*beats, return_exceptions=True)
-        self._tasks = self._tasks[:1]
+        beating, self._beating = self._beating, None
+        if beating is None:
+            return
+        beating.cancel()
+        await asyncio.gather(beating, return_exceptions=True)
+        self._tasks.remove(beating)
 
     async def stop_polling(self) -> None:
         for task in self._tasks:

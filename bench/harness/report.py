@@ -6,7 +6,7 @@ import statistics
 from pathlib import Path
 from typing import Any
 
-from flareport_dns_worker.ratelimit import budget_of, span_seconds
+from flareport_dns_worker.ratelimit import per_second_cap, span_seconds
 
 from .targets import ISSUE20_FACTOR, evaluate
 
@@ -375,9 +375,10 @@ def _pacing(scale: dict[str, Any]) -> list[str]:
     floor = scale.get("limits_floor_s")
     if floor is not None and scale.get("rate_limit_per_second"):
         per_second = scale["rate_limit_per_second"]
+        calls, second = per_second_cap(per_second)
         limits = (
             f" But Cloudflare also refuses more than {per_second} requests a second from one address, and the "
-            f"dns-worker keeps {budget_of(per_second)} calls per {span_seconds(1.0):g} s below that: with every "
+            f"dns-worker keeps {calls} calls per {second:g} s below that: with every "
             f"call ready at the start, its limits alone let the last call go no sooner than {floor} s "
             f"({floor / scale['minimum_seconds']:.3f}x the minimum)"
             + (", so no CPU makes the target." if floor > target else ".")

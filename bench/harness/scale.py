@@ -45,7 +45,7 @@ from typing import Any, NamedTuple
 
 import aiohttp
 
-from flareport_dns_worker.ratelimit import budget_of, span_seconds
+from flareport_dns_worker.ratelimit import budget_of, per_second_cap, span_seconds
 
 from . import cfwatch
 from .agents import SimAgent, container
@@ -209,6 +209,13 @@ def _cpu(stack: BenchStack, read: Callable[[int], float | None] = cpu_seconds) -
     return {name: read(pid) for name, pid in _pids(stack).items()}
 
 
+def _stack_cpu(stack: BenchStack) -> dict[str, float]:
+    """CPU seconds so far of the stack's own processes (this one aside), in nanoseconds' resolution: what a start
+    or a quiet moment costs is milliseconds, which clock ticks of 10 ms per process would swamp."""
+    read = _cpu(stack, cpu_seconds_precise)
+    return {name: value for name, value in read.items() if name != "bench" and value is not None}
+
+
 def _pids(stack: BenchStack) -> dict[str, int]:
     found = {name: p.pid for name, p in stack.processes.items()}
     process = getattr(stack.redis_server, "_process", None)  # LocalRedis keeps its process private
@@ -241,17 +248,17 @@ async def _one_start(
         agent = fleet[k]
         await _settled(stack, time.time() + 60)
         counted = await cfwatch.counters(session, stack.emulator_url)
-        cpu_before = _cpu(stack, cpu_seconds_precise)  # a start costs milliseconds: clock ticks are too coarse
+        cpu_before = _stack_cpu(stack)
         sent = time.time()
         await agent.send([agent.start_event(container(agent.index, per_agent + k))])
         published = await _published_after(session, stack, agent.tunnel_id or "", sent, sent + 60)
         await _settled(stack, time.time() + 60)
-        cpu_after = _cpu(stack, cpu_seconds_precise)
+        cpu_after = _stack_cpu(stack)
         starts.append({
             "ms": None if published is None else round((published - sent) * 1000, 1),
             "calls": cfwatch.summarise(counted, await cfwatch.counters(session, stack.emulator_url))["calls"],
-            "cpu_s": {name: round(end - begin, 3) for name, begin in cpu_before.items()
-                      if name != "bench" and begin is not None and (end := cpu_after.get(name)) is not None},
+            "cpu_s": {name: round(cpu_after[name] - begin, 3) for name, begin in cpu_before.items()
+                      if name in cpu_after},
         })  # fmt: skip
     return {"zone_hostnames": len(fleet) * per_agent, "starts": starts}
 
@@ -283,14 +290,10 @@ async def _settled(stack: BenchStack, deadline: float) -> None:
     """Wait until the stack's processes (this one aside) together spend less than ``_QUIET_CPU_S`` in ``_QUIET_S``:
     the results of what went before are applied, and a start measured now pays only for itself."""
 
-    def busy() -> float:
-        # Nanoseconds' resolution: clock ticks of 10 ms per process would swing a quiet sum past the threshold.
-        return sum(v for name, v in _cpu(stack, cpu_seconds_precise).items() if name != "bench" and v is not None)
-
-    last = busy()
+    last = sum(_stack_cpu(stack).values())
     while time.time() < deadline:
         await asyncio.sleep(_QUIET_S)
-        now = busy()
+        now = sum(_stack_cpu(stack).values())
         if now - last < _QUIET_CPU_S:
             return
         last = now
@@ -340,9 +343,8 @@ def _limits_floor(paced: int, stack: BenchStack) -> float:
     """The earliest the last call could go under the dns-worker's limits alone, every call ready at the start: the
     per-second cap lets the ``paced``-th call of the run go no sooner than a span per full second's budget before it,
     and the last one goes a window's span after that."""
-    before = 0.0
-    if stack.per_second > 0:
-        before = ((max(paced, 1) - 1) // budget_of(stack.per_second)) * span_seconds(1.0)
+    calls, span = per_second_cap(stack.per_second)
+    before = ((max(paced, 1) - 1) // calls) * span if calls else 0.0
     return round(before + span_seconds(stack.rate_window), 2)
 
 

@@ -56,6 +56,14 @@ def span_seconds(window_seconds: float) -> float:
     return window_seconds * (1 + SPAN_MARGIN)
 
 
+def per_second_cap(per_second: int) -> tuple[int, float]:
+    """The per-second cap as (calls, span in seconds): ``per_second`` less the margin over a second and its margin;
+    (0, 0.0) when ``per_second`` is 0 (no cap)."""
+    if per_second <= 0:
+        return 0, 0.0
+    return budget_of(per_second), span_seconds(1.0)
+
+
 class RateLimiter:
     def __init__(
         self, redis: aioredis.Redis, keys: Keys, *, requests: int, window_seconds: float, per_second: int = 0
@@ -67,8 +75,8 @@ class RateLimiter:
         self.budget = budget_of(requests)
         self.span_ms = max(1, round(span_seconds(window_seconds) * 1000))
         # The per-second cap (0: none), with the same margins.
-        self.second_budget = budget_of(per_second) if per_second > 0 else 0
-        self.second_span_ms = round(span_seconds(1.0) * 1000) if per_second > 0 else 0
+        self.second_budget, second_span = per_second_cap(per_second)
+        self.second_span_ms = round(second_span * 1000)
         self._take = TakeToken(redis)
         self._pause = PauseCalls(redis)
         # One caller of this process asks at a time, in the order they came (urgent jobs' first, ``turns``):
