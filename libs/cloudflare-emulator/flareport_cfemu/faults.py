@@ -11,6 +11,9 @@ tests that prove it need those days on demand.  A :class:`FaultRule` targets an 
 * ``error_rate`` with ``error_status`` - probability of failing each matching request;
 * ``drop_rate`` - probability of closing the connection without answering;
 * ``latency_ms`` - added before the request is handled (or failed);
+* ``arrival_delay_ms`` - the request reaches "Cloudflare" that much later: a slow path between client and
+  Cloudflare (a cold TLS connection, a congested link). It is counted by the rate limits only once it arrives. A
+  rule with an arrival delay does nothing else, and the delay acts before anything else (authentication too);
 * ``times`` - how many requests the rule may affect before it retires (``None`` = forever);
 * ``error_code`` / ``error_message`` / ``error_chain`` - the body of an injected 4xx/5xx: Cloudflare's code and
   message (default 10001 and a generic message) and, optionally, the ``[{code, message}]`` nested in the error's
@@ -38,6 +41,7 @@ class FaultRule:
     error_status: int = 500
     drop_rate: float = 0.0
     latency_ms: float = 0.0
+    arrival_delay_ms: float = 0.0
     retry_after: int = 1
     times: int | None = None
     error_code: int | None = None
@@ -54,6 +58,7 @@ class FaultRule:
             "error_status",
             "drop_rate",
             "latency_ms",
+            "arrival_delay_ms",
             "retry_after",
             "times",
             "error_code",
@@ -79,6 +84,10 @@ class FaultRule:
             raise ValueError("error_status must be a 4xx or 5xx status")
         if rule.latency_ms < 0:
             raise ValueError("latency_ms must not be negative")
+        if not isinstance(rule.arrival_delay_ms, int | float) or rule.arrival_delay_ms < 0:
+            raise ValueError("arrival_delay_ms must not be negative")
+        if rule.arrival_delay_ms and (rule.sequence or rule.error_rate or rule.drop_rate or rule.latency_ms):
+            raise ValueError("a rule with arrival_delay_ms must not fail, drop or slow the request too")
         if rule.error_code is not None and (isinstance(rule.error_code, bool) or not isinstance(rule.error_code, int)):
             raise ValueError("error_code must be an integer")
         for link in rule.error_chain:
@@ -102,6 +111,7 @@ class FaultRule:
             "error_status": self.error_status,
             "drop_rate": self.drop_rate,
             "latency_ms": self.latency_ms,
+            "arrival_delay_ms": self.arrival_delay_ms,
             "retry_after": self.retry_after,
             "times": self.times,
             "error_code": self.error_code,
@@ -135,11 +145,20 @@ class FaultInjector:
     def clear(self) -> None:
         self.rules = []
 
+    def arrival_delay(self, method: str, template: str) -> float:
+        """Milliseconds before the request reaches the emulator's counters (the arrival rules that match it)."""
+        delay = 0.0
+        for rule in self.rules:
+            if rule.arrival_delay_ms and rule.matches(method, template):
+                delay += rule.arrival_delay_ms
+                rule.fired += 1
+        return delay
+
     def decide(self, method: str, template: str) -> FaultDecision:
         latency = 0.0
         chosen: FaultDecision | None = None
         for rule in self.rules:
-            if not rule.matches(method, template):
+            if rule.arrival_delay_ms or not rule.matches(method, template):
                 continue
             latency += rule.latency_ms
             decision = self._rule_decision(rule) if chosen is None else None

@@ -2,6 +2,8 @@
 
 Order matters and mirrors what a client of Cloudflare observes:
 
+0. arrival - a fault rule's ``arrival_delay_ms`` holds the request back before anything counts it (a slow path
+   between the client and Cloudflare);
 1. authentication - a missing or wrong ``Authorization: Bearer`` is a 401 with code 10000;
 2. rate limits - the client address's requests per second, then the token's fixed window; past either a 429
    with code 971 and ``Retry-After`` (the refused request still counts in the request log);
@@ -51,6 +53,9 @@ def _token(request: web.Request, emulator: Emulator) -> str:
 async def _guarded(
     request: web.Request, handler: Handler, emulator: Emulator, template: str
 ) -> tuple[web.StreamResponse, str | None]:
+    arrival = emulator.faults.arrival_delay(request.method, template)
+    if arrival:
+        await asyncio.sleep(arrival / 1000)
     token = _token(request, emulator)
     config = emulator.config
     retry_after = None

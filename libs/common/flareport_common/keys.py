@@ -132,6 +132,11 @@ class Keys:
         return f"{self.prefix}cf:rate-calls"
 
     @property
+    def cf_rate_recent(self) -> str:
+        """Sorted set: the per-second cap's calls, by the Redis time (ms) each ended (or, in flight, its hold)."""
+        return f"{self.prefix}cf:rate-recent"
+
+    @property
     def cf_pause_until(self) -> str:
         return f"{self.prefix}cf:pause-until"
 

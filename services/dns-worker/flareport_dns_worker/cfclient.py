@@ -34,6 +34,7 @@ import structlog
 from flareport_common.backoff import Backoff
 from flareport_dns_worker import calltime, jobtrace
 from flareport_dns_worker.metrics import CALLS, RATE_LIMITED
+from flareport_dns_worker.ratelimit import Admission
 
 Json = dict[str, Any]
 log = structlog.get_logger("flareport.dns_worker.cloudflare")
@@ -181,7 +182,9 @@ class Limiter(Protocol):
     """What a call needs from the rate limit: the shared Redis bucket (``ratelimit.RateLimiter``) in the worker,
     a process-local one in one-shot commands (``flareport doctor``)."""
 
-    async def acquire(self) -> float: ...
+    async def acquire(self) -> Admission: ...
+
+    async def ended(self, admission: Admission) -> None: ...
 
     async def pause(self, seconds: float) -> None: ...
 
@@ -222,12 +225,16 @@ class CloudflareApi:
         limited = 0
         while True:
             status: int | None = None
-            await self._limiter.acquire()
+            admission = await self._limiter.acquire()
             self.calls[endpoint] += 1
             jobtrace.cloudflare_call()
             sent = time.monotonic()
             try:
-                response = await self._send(method, path, params, body)
+                try:
+                    response = await self._send(method, path, params, body)
+                finally:
+                    # Whatever the outcome (a cancellation too), the call has reached Cloudflare or never will.
+                    await asyncio.shield(self._limiter.ended(admission))
             except cloudflare.APIStatusError as error:
                 status = error.status_code
                 if status == 429:

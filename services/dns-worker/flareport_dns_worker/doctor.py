@@ -20,14 +20,18 @@ from flareport_common.settings import DnsWorkerSettings, load_dns_worker, load_o
 from flareport_dns_worker.cfclient import CloudflareApi
 from flareport_dns_worker.doctor_checks import check_redis, check_tunnel
 from flareport_dns_worker.preflight import OK, Preflight, Report
+from flareport_dns_worker.ratelimit import Admission
 from flareport_dns_worker.service import make_sdk
 
 
 class LocalLimiter:
     """The rate limit of a one-shot command: no shared bucket (a dozen reads), but a 429 still waits."""
 
-    async def acquire(self) -> float:
-        return 0.0
+    async def acquire(self) -> Admission:
+        return Admission("", 0.0)
+
+    async def ended(self, admission: Admission) -> None:
+        return None
 
     async def pause(self, seconds: float) -> None:
         await asyncio.sleep(min(seconds, 30.0))

@@ -17,11 +17,17 @@ No limiter that keeps to that rule admits any call earlier: a backlog of ``2,100
 out in two windows (the first ``B`` at once, the rest one span later), where a token bucket that refills
 steadily (an earlier version, with a tenth of the budget as its burst) needed nearly twice as long.
 
-Cloudflare also refuses more than 200 requests per second from one IP address. The same rule caps that: at most
-``budget_of(per_second)`` calls (190) in any span of ``span_seconds(1)`` (1.05 s), counted over every replica as if
-they all called from one address (the safe reading: replicas behind one NAT do). It binds only where the window's
-budget would let calls go faster, at the start of a fleet's first window: 1,140 calls admitted at once would
-otherwise go as fast as the workers make them (more than 300 a second against a fast Cloudflare).
+Cloudflare also refuses more than 200 requests per second from one IP address. The per-second cap keeps to it: at
+most ``budget_of(per_second)`` calls (190) in flight or ended within the last ``span_seconds(1)`` (1.05 s), counted
+over every replica as if they all called from one address (the safe reading: replicas behind one NAT do). Counting
+a call until a span after it *ended*, not after it was admitted, is what makes the cap hold whatever the network
+does: Cloudflare counts a call when it arrives, somewhere between its admission and its end, so any second
+Cloudflare looks at holds only calls the cap still counted when the last of them was admitted. (Counted from
+admission, a first burst slowed by new TLS connections could reach Cloudflare in the same second as the next
+burst on warm ones.) A call in flight counts until its ``hold`` (the request timeout: it cannot reach Cloudflare
+later), so a replica that dies mid-call frees its calls' places then. The cap binds only where the window's budget
+would let calls go faster, at the start of a fleet's first window: 1,140 calls admitted at once would otherwise go
+as fast as the workers make them (more than 300 a second against a fast Cloudflare).
 
 A 429 (someone else spent the budget: another tool, the dashboard) sets ``pause-until`` for everyone: the
 script refuses every call until then, so all replicas stop together and resume after ``Retry-After``.
@@ -33,14 +39,21 @@ calls that carry a whole zone's DNS changes, or create a tunnel, are not queued 
 from __future__ import annotations
 
 import asyncio
+import itertools
+import secrets
 import time
+from dataclasses import dataclass
 
 import redis.asyncio as aioredis
+import structlog
+from redis.exceptions import RedisError
 
 from flareport_common.keys import Keys
 from flareport_dns_worker.metrics import RATE_LIMIT_WAIT_SECONDS, RATE_LIMIT_WAITS
-from flareport_dns_worker.scripts import PauseCalls, TakeToken
+from flareport_dns_worker.scripts import EndCall, PauseCalls, TakeToken
 from flareport_dns_worker.turns import URGENT, Turns
+
+log = structlog.get_logger(__name__)
 
 # The span's margin over the window, as a fraction of the window.
 SPAN_MARGIN = 0.05
@@ -64,9 +77,24 @@ def per_second_cap(per_second: int) -> tuple[int, float]:
     return budget_of(per_second), span_seconds(1.0)
 
 
+@dataclass(frozen=True)
+class Admission:
+    """An admitted call: its ticket (to end it with ``RateLimiter.ended``) and how long it waited."""
+
+    ticket: str
+    waited: float
+
+
 class RateLimiter:
     def __init__(
-        self, redis: aioredis.Redis, keys: Keys, *, requests: int, window_seconds: float, per_second: int = 0
+        self,
+        redis: aioredis.Redis,
+        keys: Keys,
+        *,
+        requests: int,
+        window_seconds: float,
+        per_second: int = 0,
+        hold_seconds: float = 60.0,
     ) -> None:
         self._redis = redis
         self._keys = keys
@@ -77,20 +105,31 @@ class RateLimiter:
         # The per-second cap (0: none), with the same margins.
         self.second_budget, second_span = per_second_cap(per_second)
         self.second_span_ms = round(second_span * 1000)
+        self.hold_ms = max(1, round(hold_seconds * 1000))
         self._take = TakeToken(redis)
+        self._end = EndCall(redis)
         self._pause = PauseCalls(redis)
+        # Tickets unique across replicas and restarts: a random head per limiter, then a counter.
+        self._head = secrets.token_hex(6)
+        self._serial = itertools.count(1)
         # One caller of this process asks at a time, in the order they came (urgent jobs' first, ``turns``):
         # waiting callers would otherwise all wake when the oldest call leaves the span, and all but one ask again
         # in vain.
         self._turns = Turns()
 
-    async def acquire(self) -> float:
-        """Wait until a call is admitted; returns the seconds waited."""
+    def ticket(self) -> str:
+        """A new call's ticket."""
+        return f"{self._head}:{next(self._serial)}"
+
+    async def acquire(self) -> Admission:
+        """Wait until a call is admitted. The caller ends it with ``ended`` once Cloudflare answered (or the call
+        failed), else it keeps its place in the per-second cap until its hold."""
         started = time.monotonic()
         waited = False
+        ticket = self.ticket()
         async with self._turns.turn(urgent=URGENT.get()):
             while True:
-                wait = await self.try_acquire()
+                wait = await self.try_acquire(ticket)
                 if wait <= 0:
                     break
                 waited = True
@@ -101,22 +140,35 @@ class RateLimiter:
         if waited:
             RATE_LIMIT_WAITS.inc()
             RATE_LIMIT_WAIT_SECONDS.inc(seconds)
-        return seconds
+        return Admission(ticket, seconds)
 
-    async def try_acquire(self) -> float:
-        """Admit one call if the limit allows it now (returns 0), else return the seconds to wait before asking
-        again."""
+    async def try_acquire(self, ticket: str) -> float:
+        """Admit the call ``ticket`` if the limits allow it now (returns 0), else return the seconds to wait before
+        asking again."""
         keys = self._keys
         wait_ms = await self._take(
             keys.cf_rate_calls,
             keys.cf_rate_bucket,
             keys.cf_pause_until,
+            keys.cf_rate_recent,
             budget=self.budget,
             span_ms=self.span_ms,
             second_budget=self.second_budget,
             second_span_ms=self.second_span_ms,
+            ticket=ticket,
+            hold_ms=self.hold_ms,
         )
         return wait_ms / 1000
+
+    async def ended(self, admission: Admission) -> None:
+        """The call ended (answered, refused or failed): it counts for the per-second cap one span more."""
+        if not self.second_budget:
+            return
+        try:
+            await self._end(self._keys.cf_rate_recent, ticket=admission.ticket)
+        except (RedisError, OSError) as error:
+            # The call's outcome matters more than its bookkeeping: it keeps its place until its hold instead.
+            log.warning("cloudflare.rate_limit.end_failed", ticket=admission.ticket, error=str(error))
 
     async def pause(self, seconds: float) -> None:
         """Stop every replica's calls for ``seconds`` (a 429's Retry-After)."""

@@ -12,6 +12,7 @@ import redis.asyncio as aioredis
 from flareport_common import lua
 
 _TAKE_TOKEN = lua.load("flareport_dns_worker", "take_token")
+_END_CALL = lua.load("flareport_dns_worker", "end_call")
 _PAUSE_CALLS = lua.load("flareport_dns_worker", "pause_calls")
 _RENEW_LEASE = lua.load("flareport_dns_worker", "renew_lease")
 _RELEASE_LEASE = lua.load("flareport_dns_worker", "release_lease")
@@ -28,15 +29,28 @@ class TakeToken:
         calls_key: str,
         view_key: str,
         pause_key: str,
+        recent_key: str,
         *,
         budget: int,
         span_ms: int,
         second_budget: int = 0,
         second_span_ms: int = 0,
+        ticket: str = "",
+        hold_ms: int = 0,
     ) -> int:
         """0 when the call was admitted, else the milliseconds to wait before asking again."""
-        args = [budget, span_ms, second_budget, second_span_ms]
-        return int(await self._script(keys=[calls_key, view_key, pause_key], args=args))
+        args: list[int | str] = [budget, span_ms, second_budget, second_span_ms, ticket, hold_ms]
+        return int(await self._script(keys=[calls_key, view_key, pause_key, recent_key], args=args))
+
+
+class EndCall:
+    """``end_call.lua``: a call admitted under the per-second cap ended; it counts one second span more."""
+
+    def __init__(self, redis: aioredis.Redis) -> None:
+        self._script = redis.register_script(_END_CALL.source)
+
+    async def __call__(self, recent_key: str, *, ticket: str) -> None:
+        await self._script(keys=[recent_key], args=[ticket])
 
 
 class PauseCalls:

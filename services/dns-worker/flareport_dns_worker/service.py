@@ -100,6 +100,8 @@ class DnsWorkerService:
             requests=cf.rate_limit_requests,
             window_seconds=cf.rate_limit_window_seconds,
             per_second=cf.rate_limit_per_second,
+            # A call cannot reach Cloudflare after its client gave up on it.
+            hold_seconds=settings.request_timeout_seconds,
         )
         self.api = CloudflareApi(
             self.sdk,

@@ -44,3 +44,29 @@ async def test_a_backlog_goes_out_at_the_per_second_cap_without_a_429(
     assert refused == {}, f"Cloudflare refused calls for the address's rate: {refused}"
     # 95 calls per 1.05 s (100 less the margin): the 200 creates (and the lookups before them) need three spans.
     assert took > 2 * 1.05, f"200 calls went in {took:.2f} s: faster than the per-second cap allows"
+
+
+async def test_calls_that_reach_cloudflare_late_do_not_bunch_up_with_the_next_second_s(
+    emu: RunningEmulator, redis: aioredis.Redis, redis_server: LocalRedis, keys: Keys, prefix: str
+) -> None:
+    # The first calls reach Cloudflare 400 ms after they were sent (new TLS connections, a slow path), the later ones
+    # at once. Counted from their admission, the first second's calls would leave the cap's span while Cloudflare
+    # still counts them, and the next second's would arrive in the same second as them: 429s.
+    emu.emulator.configure(address_rate_limit=100)
+    emu.emulator.add_fault({"endpoint": "*", "arrival_delay_ms": 400, "times": 95})
+    settings = settings_for(redis_server.url, prefix, emu, CLOUDFLARE_RATE_LIMIT_PER_SECOND=100)
+    svc = service(settings, redis)
+    running = asyncio.create_task(svc.reading.run())
+    log = emu.emulator.log
+    created = f"{CREATE_APP} 201"
+    try:
+        await send(redis, keys, [access_job(n) for n in range(200)])
+        await wait_for(
+            lambda: already(log.status_counters[created] == 200), timeout=30, what="the 200 Access apps created"
+        )
+    finally:
+        svc.reading.stop()
+        await running
+        await svc.close()
+    refused = {k: v for k, v in log.status_counters.items() if k.endswith(" 429")}
+    assert refused == {}, f"Cloudflare refused calls for the address's rate: {refused}"

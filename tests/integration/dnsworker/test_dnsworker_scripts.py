@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import redis.asyncio as aioredis
 
-from flareport_dns_worker.scripts import PauseCalls, ReleaseLease, RenewLease, TakeToken
+from flareport_dns_worker.scripts import EndCall, PauseCalls, ReleaseLease, RenewLease, TakeToken
 
 
 async def _redis_ms(redis: aioredis.Redis) -> int:
@@ -17,7 +17,7 @@ async def _redis_ms(redis: aioredis.Redis) -> int:
 
 async def test_calls_are_admitted_up_to_the_budget_and_kept_for_one_span(redis: aioredis.Redis, prefix: str) -> None:
     take, calls, view = TakeToken(redis), f"{prefix}calls", f"{prefix}view"
-    waits = [await take(calls, view, f"{prefix}pause", budget=3, span_ms=60_000) for _ in range(3)]
+    waits = [await take(calls, view, f"{prefix}pause", f"{prefix}recent", budget=3, span_ms=60_000) for _ in range(3)]
     assert waits == [0, 0, 0], "a whole budget may go at once"
     assert await redis.llen(calls) == 3
     assert 59_000 < await redis.pttl(calls) <= 60_000, "the admitted calls are kept for one span"
@@ -29,7 +29,7 @@ async def test_a_full_span_answers_the_wait_until_its_oldest_call_leaves(redis: 
     now = await _redis_ms(redis)
     await redis.rpush(calls, now - 50_000, now - 10_000)
 
-    wait_ms = await take(calls, view, f"{prefix}pause", budget=2, span_ms=60_000)
+    wait_ms = await take(calls, view, f"{prefix}pause", f"{prefix}recent", budget=2, span_ms=60_000)
 
     assert 9_000 < wait_ms <= 10_000, f"the oldest call leaves the span in 10 s, got {wait_ms} ms"
     assert await redis.llen(calls) == 2, "a refused call is not counted"
@@ -40,7 +40,7 @@ async def test_calls_older_than_the_span_no_longer_count(redis: aioredis.Redis, 
     now = await _redis_ms(redis)
     await redis.rpush(calls, now - 70_000, now - 61_000, now - 1_000)
 
-    assert await take(calls, view, f"{prefix}pause", budget=2, span_ms=60_000) == 0
+    assert await take(calls, view, f"{prefix}pause", f"{prefix}recent", budget=2, span_ms=60_000) == 0
     assert [int(c) for c in await redis.lrange(calls, 0, 0)] == [now - 1_000], "only calls within the span are kept"
     assert await redis.llen(calls) == 2
 
@@ -50,7 +50,7 @@ async def test_after_a_lower_limit_the_wait_is_for_the_budget_th_newest(redis: a
     now = await _redis_ms(redis)
     await redis.rpush(calls, now - 40_000, now - 30_000, now - 20_000)  # admitted under a budget of 3
 
-    wait_ms = await take(calls, view, f"{prefix}pause", budget=2, span_ms=60_000)
+    wait_ms = await take(calls, view, f"{prefix}pause", f"{prefix}recent", budget=2, span_ms=60_000)
 
     assert 29_000 < wait_ms <= 30_000, f"two may be in the span: wait for the second newest to leave, got {wait_ms}"
 
@@ -59,10 +59,43 @@ async def test_a_pause_refuses_calls_until_it_ends_and_counts_nothing(redis: aio
     take, calls, pause = TakeToken(redis), f"{prefix}calls", f"{prefix}pause"
     await redis.set(pause, await _redis_ms(redis) + 20_000)
 
-    wait_ms = await take(calls, f"{prefix}view", pause, budget=5, span_ms=60_000)
+    wait_ms = await take(calls, f"{prefix}view", pause, f"{prefix}recent", budget=5, span_ms=60_000)
 
     assert 15_000 < wait_ms <= 20_000
     assert await redis.exists(calls) == 0
+
+
+async def _capped(take: TakeToken, prefix: str, ticket: str) -> int:
+    """One call under a window of 100 per minute and a per-second cap of 1, held 30 s while in flight."""
+    keys = (f"{prefix}calls", f"{prefix}view", f"{prefix}pause", f"{prefix}recent")
+    return await take(
+        *keys, budget=100, span_ms=60_000, second_budget=1, second_span_ms=1_000, ticket=ticket, hold_ms=30_000
+    )
+
+
+async def test_the_per_second_cap_holds_a_call_in_flight_until_its_hold(redis: aioredis.Redis, prefix: str) -> None:
+    take, recent = TakeToken(redis), f"{prefix}recent"
+    before = await _redis_ms(redis)
+
+    assert await _capped(take, prefix, "a") == 0
+    held = await redis.zscore(recent, "a")
+    assert held is not None and before + 30_000 <= held < before + 31_000, "in flight: counted until its hold"
+    assert await _capped(take, prefix, "b") == 25, "a full cap of calls in flight: ask again shortly"
+    assert await redis.zscore(recent, "b") is None, "a refused call is not counted"
+    assert await redis.llen(f"{prefix}calls") == 1, "nor does it spend the window"
+
+
+async def test_an_ended_call_counts_one_second_span_after_its_end(redis: aioredis.Redis, prefix: str) -> None:
+    take, end, recent = TakeToken(redis), EndCall(redis), f"{prefix}recent"
+    assert await _capped(take, prefix, "a") == 0
+
+    await end(recent, ticket="a")
+
+    wait_ms = await _capped(take, prefix, "b")
+    assert 900 < wait_ms <= 1_000, f"the ended call leaves the cap a second span after its end, got {wait_ms}"
+    await redis.zrem(recent, "a")  # as if a second span had passed
+    await end(recent, ticket="a")
+    assert await redis.zscore(recent, "a") is None, "a call no longer counted is not counted again when it ends"
 
 
 # ---- pause_calls.lua ------------------------------------------------------------------------------------------

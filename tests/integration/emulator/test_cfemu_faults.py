@@ -1,13 +1,15 @@
-"""Fault injection: status sequences, error rates, latency and dropped connections."""
+"""Fault injection: status sequences, error rates, latency, late arrivals and dropped connections."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 import cloudflare
 import pytest
 
 from flareport_cfemu.testing import ZONE_ID, RunningEmulator
+from fptest.waiting import already, wait_for
 
 ZONE = "GET /zones/{zone_id}"
 
@@ -78,3 +80,25 @@ async def test_faults_are_configurable_over_http(cfemu: RunningEmulator, acf: cl
         assert await control.faults() == []
         with pytest.raises(Exception, match="sequence steps"):
             await control.add_faults({"endpoint": ZONE, "sequence": ["boom"]})
+
+
+async def test_a_late_arrival_is_counted_by_the_address_limit_when_it_arrives(
+    cfemu: RunningEmulator, acf: cloudflare.AsyncCloudflare
+) -> None:
+    cfemu.emulator.configure(address_rate_limit=2)
+    rule = cfemu.emulator.add_fault({"endpoint": ZONE, "arrival_delay_ms": 500, "times": 2})
+    late = [asyncio.create_task(acf.zones.get(zone_id=ZONE_ID)) for _ in range(2)]
+    await wait_for(lambda: already(rule.fired == 2), timeout=5, what="both late requests on their way")
+    # Still on their way: they do not count yet, so the address's two requests this second go through.
+    assert [await acf.zones.get(zone_id=ZONE_ID) is not None for _ in range(2)] == [True, True]
+    outcomes = await asyncio.gather(*late, return_exceptions=True)
+    assert all(isinstance(o, cloudflare.RateLimitError) for o in outcomes), (
+        f"arriving within a second of the two others, both late requests are over the limit: {outcomes}"
+    )
+
+
+async def test_an_arrival_delay_does_nothing_else(cfemu: RunningEmulator) -> None:
+    with pytest.raises(ValueError, match="arrival_delay_ms must not fail, drop or slow"):
+        cfemu.emulator.add_fault({"endpoint": ZONE, "arrival_delay_ms": 100, "latency_ms": 100})
+    with pytest.raises(ValueError, match="arrival_delay_ms must not be negative"):
+        cfemu.emulator.add_fault({"endpoint": ZONE, "arrival_delay_ms": -1})
