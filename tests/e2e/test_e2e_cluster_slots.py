@@ -39,8 +39,10 @@ GLOBAL = "GLOBAL: an entity's keys and a stream/index/counter shared by all enti
 MANY = "MANY: keys of several hostnames (claims:<h>, hostname:<h>, rule:<h>) and the sets that index them"
 ALLOWED_SCRIPTS: dict[str, str] = {
     "accept_events": GLOBAL + " (the agent's last-seq and rate bucket share {agent:*}; the events stream is shared)",
-    "take_token": "UNTAGGED: cf:rate-calls, cf:rate-bucket, cf:pause-until and cf:rate-recent (the rate limit every"
-    " dns-worker shares)",
+    "take_token": "UNTAGGED: cf:rate-calls, cf:rate-bucket, cf:pause-until, cf:rate-recent, cf:rate-standing and"
+    " cf:rate-serial (the rate limit every dns-worker shares)",
+    "end_call": "UNTAGGED: cf:rate-recent, cf:rate-standing and cf:rate-serial (the rate limit every dns-worker"
+    " shares)",
     "target_commit": GLOBAL + " (a target's state, the targets index, targets:waiting and the cf-jobs stream)",
     "target_begin": GLOBAL + " (a target's state and targets:waiting, when a held plan's hold ends or is extended)",
     "target_mark": GLOBAL + " (a target's state and targets:waiting, the targets held for their window)",

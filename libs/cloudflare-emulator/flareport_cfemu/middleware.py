@@ -11,12 +11,16 @@ Order matters and mirrors what a client of Cloudflare observes:
 4. the handler - whose :class:`ApiError` becomes Cloudflare's error envelope; an unknown route
    is 404 / 7000, a known route with the wrong method 405 / 7001;
 5. the request log - every request, whatever happened, with its endpoint template and status.
+
+Every answer to an authenticated request, a refusal too, carries the token's ``Ratelimit`` and ``Ratelimit-Policy``
+headers as they stand after the request was counted (``ratelimit``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from collections.abc import Awaitable, Callable
 
@@ -89,6 +93,23 @@ async def _guarded(
     return await handler(request), decision.label
 
 
+def _with_rate_headers(request: web.Request, response: web.StreamResponse, emulator: Emulator) -> web.StreamResponse:
+    """The token's standing in Cloudflare's headers; none for a request without a valid token (none was counted)."""
+    try:
+        token = _token(request, emulator)
+    except ApiError:
+        return response
+    if response.prepared:
+        return response
+    config = emulator.config
+    left, reset = emulator.limiter.remaining(token, limit=config.rate_limit, window_seconds=config.rate_window_seconds)
+    response.headers["Ratelimit"] = f'"default";r={left};t={reset}'
+    response.headers["Ratelimit-Policy"] = (
+        f'"default";q={config.rate_limit};w={max(1, math.ceil(config.rate_window_seconds))}'
+    )
+    return response
+
+
 @web.middleware
 async def api_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     if not request.path.startswith(API_PREFIX + "/") and request.path != API_PREFIX:
@@ -100,10 +121,10 @@ async def api_middleware(request: web.Request, handler: Handler) -> web.StreamRe
     try:
         response, fault = await _guarded(request, handler, emulator, template)
         status = 0 if fault and "drop" in fault else response.status
-        return response
+        return _with_rate_headers(request, response, emulator)
     except ApiError as error:
         status = error.status
-        return error_response(error)
+        return _with_rate_headers(request, error_response(error), emulator)
     except web.HTTPMethodNotAllowed:
         status = 405
         return web.json_response(error_body(errors.METHOD_NOT_ALLOWED, "Method not allowed"), status=405)

@@ -7,6 +7,11 @@ beyond ``limit`` inside the window are refused with ``Retry-After`` set to the s
 (rounded up, at least 1).  Refused requests do not extend the window.  The clock is
 injectable so that unit tests can move time without sleeping.
 
+Every answer to an authenticated request carries the token's standing as Cloudflare's headers do
+(developers.cloudflare.com/fundamentals/api/reference/limits): ``Ratelimit: "default";r=<left>;t=<seconds to the
+reset>`` and ``Ratelimit-Policy: "default";q=<limit>;w=<window seconds>``. The policy name and that one item is
+all Cloudflare sends for this limit are assumptions; the format is the IETF draft's that Cloudflare cites.
+
 Cloudflare also allows at most 200 requests per second from one IP address ("Client API per IP: 200/second").
 How it counts them is not documented; the emulator takes the strictest reading: at most ``limit`` requests from
 one address in *any* span of one second (a sliding span, not fixed windows), the refused ones not counted, and a
@@ -45,6 +50,15 @@ class RateLimiter:
         if window.count <= limit:
             return None
         return max(1, math.ceil(window.started + window_seconds - now))
+
+    def remaining(self, token: str, *, limit: int, window_seconds: float) -> tuple[int, int]:
+        """What the ``Ratelimit`` header reports for ``token``: requests left in its window and the whole seconds
+        until the window resets (a token without a window has all of a window ahead of it)."""
+        now = self._clock()
+        window = self._windows.get(token)
+        if window is None or now >= window.started + window_seconds:
+            return limit, max(1, math.ceil(window_seconds))
+        return max(0, limit - window.count), max(1, math.ceil(window.started + window_seconds - now))
 
     def usage(self, token: str) -> int:
         window = self._windows.get(token)

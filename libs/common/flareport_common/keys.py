@@ -137,6 +137,17 @@ class Keys:
         return f"{self.prefix}cf:rate-recent"
 
     @property
+    def cf_rate_standing(self) -> str:
+        """Hash: Cloudflare's standing from its ``Ratelimit`` headers: calls it still allows us (``left``) until
+        its window resets (``until``, Redis time in ms)."""
+        return f"{self.prefix}cf:rate-standing"
+
+    @property
+    def cf_rate_serial(self) -> str:
+        """Counter: Cloudflare calls ever admitted (orders an answer's standing against the calls admitted since)."""
+        return f"{self.prefix}cf:rate-serial"
+
+    @property
     def cf_pause_until(self) -> str:
         return f"{self.prefix}cf:pause-until"
 

@@ -29,12 +29,14 @@ from typing import Any, Protocol
 
 import aiohttp
 import cloudflare
+import httpx
 import structlog
 
 from flareport_common.backoff import Backoff
 from flareport_dns_worker import calltime, jobtrace
 from flareport_dns_worker.metrics import CALLS, RATE_LIMITED
 from flareport_dns_worker.ratelimit import Admission
+from flareport_dns_worker.ratelimit_header import Standing, parse_ratelimit
 
 Json = dict[str, Any]
 log = structlog.get_logger("flareport.dns_worker.cloudflare")
@@ -155,6 +157,13 @@ def _first_error(body: object) -> tuple[int, str, int | None]:
     return 0, str(body), None
 
 
+async def _body(response: httpx.Response) -> object:
+    """The answer's body as the SDK gives it for ``cast_to=object``: JSON when Cloudflare says it is, else text."""
+    await response.aread()
+    content_type = response.headers.get("content-type", "*").split(";")[0]
+    return response.json() if content_type.endswith("json") else response.text
+
+
 def _retry_after(error: cloudflare.APIStatusError) -> float:
     raw = error.response.headers.get("retry-after", "")
     try:
@@ -184,7 +193,7 @@ class Limiter(Protocol):
 
     async def acquire(self) -> Admission: ...
 
-    async def ended(self, admission: Admission) -> None: ...
+    async def ended(self, admission: Admission, standing: Standing | None = None) -> None: ...
 
     async def pause(self, seconds: float) -> None: ...
 
@@ -229,12 +238,20 @@ class CloudflareApi:
             self.calls[endpoint] += 1
             jobtrace.cloudflare_call()
             sent = time.monotonic()
+            answered: httpx.Headers | None = None
             try:
                 try:
-                    response = await self._send(method, path, params, body)
+                    raw = await self._send(method, path, params, body)
+                    answered = raw.headers
+                except cloudflare.APIStatusError as error:
+                    answered = error.response.headers
+                    raise
                 finally:
-                    # Whatever the outcome (a cancellation too), the call has reached Cloudflare or never will.
-                    await asyncio.shield(self._limiter.ended(admission))
+                    # Whatever the outcome (a cancellation too), the call has reached Cloudflare or never will; an
+                    # answer tells how much of the user's budget Cloudflare still counts as left.
+                    standing = parse_ratelimit(answered.get("ratelimit")) if answered is not None else None
+                    await asyncio.shield(self._limiter.ended(admission, standing))
+                response = await _body(raw)
             except cloudflare.APIStatusError as error:
                 status = error.status_code
                 if status == 429:
@@ -275,19 +292,20 @@ class CloudflareApi:
             log.warning("cloudflare.retrying", endpoint=endpoint, reason=reason, attempt=attempts, retry_in=delay)
             await asyncio.sleep(delay)
 
-    async def _send(self, method: str, path: str, params: Mapping[str, Any] | None, body: Any) -> object:
+    async def _send(self, method: str, path: str, params: Mapping[str, Any] | None, body: Any) -> httpx.Response:
+        # The raw answer (its headers carry Cloudflare's rate-limit standing); the SDK still raises on a 4xx/5xx.
         options: Any = {"params": dict(params)} if params else {}
-        client = self.client
+        client, raw = self.client, httpx.Response
         if method == "GET":
-            return await client.get(path, cast_to=object, options=options)
+            return await client.get(path, cast_to=raw, options=options)
         if method == "POST":
-            return await client.post(path, cast_to=object, body=body, options=options)
+            return await client.post(path, cast_to=raw, body=body, options=options)
         if method == "PUT":
-            return await client.put(path, cast_to=object, body=body, options=options)
+            return await client.put(path, cast_to=raw, body=body, options=options)
         if method == "PATCH":
-            return await client.patch(path, cast_to=object, body=body, options=options)
+            return await client.patch(path, cast_to=raw, body=body, options=options)
         if method == "DELETE":
-            return await client.delete(path, cast_to=object, body=body, options=options)
+            return await client.delete(path, cast_to=raw, body=body, options=options)
         raise ValueError(f"unsupported method {method}")
 
     async def list_all(

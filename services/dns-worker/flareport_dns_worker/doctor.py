@@ -21,6 +21,7 @@ from flareport_dns_worker.cfclient import CloudflareApi
 from flareport_dns_worker.doctor_checks import check_redis, check_tunnel
 from flareport_dns_worker.preflight import OK, Preflight, Report
 from flareport_dns_worker.ratelimit import Admission
+from flareport_dns_worker.ratelimit_header import Standing
 from flareport_dns_worker.service import make_sdk
 
 
@@ -28,9 +29,9 @@ class LocalLimiter:
     """The rate limit of a one-shot command: no shared bucket (a dozen reads), but a 429 still waits."""
 
     async def acquire(self) -> Admission:
-        return Admission("", 0.0)
+        return Admission("", 0)
 
-    async def ended(self, admission: Admission) -> None:
+    async def ended(self, admission: Admission, standing: Standing | None = None) -> None:
         return None
 
     async def pause(self, seconds: float) -> None:

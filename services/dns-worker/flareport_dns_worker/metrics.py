@@ -6,7 +6,7 @@ cardinality stays bounded however many zones and tunnels there are.
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
 CALLS = Counter(
     "flareport_cloudflare_calls_total",
@@ -25,6 +25,11 @@ RATE_LIMIT_WAIT_SECONDS = Counter(
 RATE_LIMITED = Counter(
     "flareport_cloudflare_rate_limited_total",
     "429 answers from Cloudflare (each pauses every replica until Retry-After).",
+)
+CLOUDFLARE_REMAINING = Gauge(
+    "flareport_cloudflare_rate_limit_remaining",
+    "Requests left in Cloudflare's rate-limit window as its last answer to this process reported them (the "
+    "Ratelimit header; it counts every consumer of the user's budget: the dashboard and other tools too).",
 )
 JOB_SECONDS = Histogram(
     "flareport_dnsworker_job_duration_seconds",

@@ -49,7 +49,8 @@ import structlog
 from redis.exceptions import RedisError
 
 from flareport_common.keys import Keys
-from flareport_dns_worker.metrics import RATE_LIMIT_WAIT_SECONDS, RATE_LIMIT_WAITS
+from flareport_dns_worker.metrics import CLOUDFLARE_REMAINING, RATE_LIMIT_WAIT_SECONDS, RATE_LIMIT_WAITS
+from flareport_dns_worker.ratelimit_header import Standing
 from flareport_dns_worker.scripts import EndCall, PauseCalls, TakeToken
 from flareport_dns_worker.turns import URGENT, Turns
 
@@ -79,10 +80,11 @@ def per_second_cap(per_second: int) -> tuple[int, float]:
 
 @dataclass(frozen=True)
 class Admission:
-    """An admitted call: its ticket (to end it with ``RateLimiter.ended``) and how long it waited."""
+    """An admitted call: its ticket and serial (to end it with ``RateLimiter.ended``) and how long it waited."""
 
     ticket: str
-    waited: float
+    serial: int
+    waited: float = 0.0
 
 
 class RateLimiter:
@@ -106,6 +108,8 @@ class RateLimiter:
         self.second_budget, second_span = per_second_cap(per_second)
         self.second_span_ms = round(second_span * 1000)
         self.hold_ms = max(1, round(hold_seconds * 1000))
+        # What Cloudflare's standing must leave to everyone else (the dashboard, other tools): our own margin.
+        self.reserve = requests - self.budget
         self._take = TakeToken(redis)
         self._end = EndCall(redis)
         self._pause = PauseCalls(redis)
@@ -129,9 +133,10 @@ class RateLimiter:
         ticket = self.ticket()
         async with self._turns.turn(urgent=URGENT.get()):
             while True:
-                wait = await self.try_acquire(ticket)
-                if wait <= 0:
+                answer = await self.try_acquire(ticket)
+                if isinstance(answer, Admission):
                     break
+                wait = answer
                 waited = True
                 # Re-ask at least every 5 s: a pause can be lifted early only by expiring, but a long wait
                 # computed now may shrink if the limit's settings change with a redeploy.
@@ -140,17 +145,19 @@ class RateLimiter:
         if waited:
             RATE_LIMIT_WAITS.inc()
             RATE_LIMIT_WAIT_SECONDS.inc(seconds)
-        return Admission(ticket, seconds)
+        return Admission(ticket, answer.serial, seconds)
 
-    async def try_acquire(self, ticket: str) -> float:
-        """Admit the call ``ticket`` if the limits allow it now (returns 0), else return the seconds to wait before
-        asking again."""
+    async def try_acquire(self, ticket: str) -> Admission | float:
+        """Admit the call ``ticket`` if the limits allow it now, else return the seconds to wait before asking
+        again."""
         keys = self._keys
-        wait_ms = await self._take(
+        wait_ms, serial = await self._take(
             keys.cf_rate_calls,
             keys.cf_rate_bucket,
             keys.cf_pause_until,
             keys.cf_rate_recent,
+            keys.cf_rate_standing,
+            keys.cf_rate_serial,
             budget=self.budget,
             span_ms=self.span_ms,
             second_budget=self.second_budget,
@@ -158,14 +165,27 @@ class RateLimiter:
             ticket=ticket,
             hold_ms=self.hold_ms,
         )
-        return wait_ms / 1000
+        return Admission(ticket, serial) if wait_ms <= 0 else wait_ms / 1000
 
-    async def ended(self, admission: Admission) -> None:
-        """The call ended (answered, refused or failed): it counts for the per-second cap one span more."""
-        if not self.second_budget:
+    async def ended(self, admission: Admission, standing: Standing | None = None) -> None:
+        """The call ended (answered, refused or failed): it counts for the per-second cap one span more, and
+        ``standing``, Cloudflare's ``Ratelimit`` header in its answer, is kept to from now."""
+        if not self.second_budget and standing is None:
             return
+        if standing is not None:
+            CLOUDFLARE_REMAINING.set(standing.remaining)
+        keys = self._keys
         try:
-            await self._end(self._keys.cf_rate_recent, ticket=admission.ticket)
+            await self._end(
+                keys.cf_rate_recent,
+                keys.cf_rate_standing,
+                keys.cf_rate_serial,
+                ticket=admission.ticket if self.second_budget else "",
+                serial=admission.serial,
+                remaining=None if standing is None else standing.remaining,
+                reset_ms=0 if standing is None else standing.reset_seconds * 1000,
+                reserve=self.reserve,
+            )
         except (RedisError, OSError) as error:
             # The call's outcome matters more than its bookkeeping: it keeps its place until its hold instead.
             log.warning("cloudflare.rate_limit.end_failed", ticket=admission.ticket, error=str(error))

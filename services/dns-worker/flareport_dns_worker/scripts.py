@@ -30,6 +30,8 @@ class TakeToken:
         view_key: str,
         pause_key: str,
         recent_key: str,
+        standing_key: str,
+        serial_key: str,
         *,
         budget: int,
         span_ms: int,
@@ -37,20 +39,35 @@ class TakeToken:
         second_span_ms: int = 0,
         ticket: str = "",
         hold_ms: int = 0,
-    ) -> int:
-        """0 when the call was admitted, else the milliseconds to wait before asking again."""
+    ) -> tuple[int, int]:
+        """(0, the call's serial) when it was admitted, else (the milliseconds to wait before asking again, 0)."""
         args: list[int | str] = [budget, span_ms, second_budget, second_span_ms, ticket, hold_ms]
-        return int(await self._script(keys=[calls_key, view_key, pause_key, recent_key], args=args))
+        keys = [calls_key, view_key, pause_key, recent_key, standing_key, serial_key]
+        wait_ms, serial = await self._script(keys=keys, args=args)
+        return int(wait_ms), int(serial)
 
 
 class EndCall:
-    """``end_call.lua``: a call admitted under the per-second cap ended; it counts one second span more."""
+    """``end_call.lua``: a call ended; under the per-second cap it counts one second span more, and Cloudflare's
+    standing in its answer (``remaining`` None: none) is what the limiter keeps to."""
 
     def __init__(self, redis: aioredis.Redis) -> None:
         self._script = redis.register_script(_END_CALL.source)
 
-    async def __call__(self, recent_key: str, *, ticket: str) -> None:
-        await self._script(keys=[recent_key], args=[ticket])
+    async def __call__(
+        self,
+        recent_key: str,
+        standing_key: str,
+        serial_key: str,
+        *,
+        ticket: str,
+        serial: int,
+        remaining: int | None = None,
+        reset_ms: int = 0,
+        reserve: int = 0,
+    ) -> None:
+        args: list[int | str] = [ticket, serial, "" if remaining is None else remaining, reset_ms, reserve]
+        await self._script(keys=[recent_key, standing_key, serial_key], args=args)
 
 
 class PauseCalls:

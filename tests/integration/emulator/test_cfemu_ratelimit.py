@@ -7,6 +7,7 @@ import time
 from typing import Any
 
 import cloudflare
+import httpx
 import pytest
 
 from flareport_cfemu import EmulatorConfig
@@ -80,3 +81,24 @@ async def test_the_per_address_limit_can_be_turned_off_at_runtime(emulator_facto
         for _ in range(10):
             await acf.zones.get(zone_id=ZONE_ID)
     assert running.emulator.log.status_counters["GET /zones/{zone_id} 200"] == 10
+
+
+async def test_every_answer_reports_the_token_s_standing_in_cloudflare_s_headers(emulator_factory: Any) -> None:
+    running = await emulator_factory(EmulatorConfig(rate_limit=3, rate_window_seconds=60))
+    async with running.async_client() as acf:
+        first = await acf.zones.with_raw_response.get(zone_id=ZONE_ID)
+        assert first.headers["Ratelimit"] == '"default";r=2;t=60', "two left of three, the whole window ahead"
+        assert first.headers["Ratelimit-Policy"] == '"default";q=3;w=60'
+        await acf.zones.get(zone_id=ZONE_ID)
+        third = await acf.zones.with_raw_response.get(zone_id=ZONE_ID)
+        assert third.headers["Ratelimit"].startswith('"default";r=0;t=')
+        with pytest.raises(cloudflare.RateLimitError) as caught:
+            await acf.zones.get(zone_id=ZONE_ID)
+        assert caught.value.response.headers["Ratelimit"].startswith('"default";r=0;t='), "a refusal reports it too"
+        async with running.async_client(token="another-token") as other:
+            fresh = await other.zones.with_raw_response.get(zone_id=ZONE_ID)
+            assert fresh.headers["Ratelimit"] == '"default";r=2;t=60', "each token has its own standing"
+    async with httpx.AsyncClient() as anonymous:
+        refused = await anonymous.get(f"{running.base_url}/zones/{ZONE_ID}")
+    assert refused.status_code == 401
+    assert "Ratelimit" not in refused.headers, "nothing is counted for a request without a token"
