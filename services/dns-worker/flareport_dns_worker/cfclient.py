@@ -249,7 +249,9 @@ class CloudflareApi:
                 finally:
                     # Whatever the outcome (a cancellation too), the call has reached Cloudflare or never will; an
                     # answer tells how much of the user's budget Cloudflare still counts as left.
-                    standing = parse_ratelimit(answered.get("ratelimit")) if answered is not None else None
+                    standing = None
+                    if answered is not None:
+                        standing = parse_ratelimit(answered.get("ratelimit"), answered.get("ratelimit-policy"))
                     await asyncio.shield(self._limiter.ended(admission, standing))
                 response = await _body(raw)
             except cloudflare.APIStatusError as error:

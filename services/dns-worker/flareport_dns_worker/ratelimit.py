@@ -65,6 +65,11 @@ def budget_of(requests: int) -> int:
     return max(1, requests - max(1, requests // 20)) if requests > 1 else 1
 
 
+def reserve_of(requests: int) -> int:
+    """What a limit of ``requests`` leaves to others: the margin ``budget_of`` keeps."""
+    return requests - budget_of(requests)
+
+
 def span_seconds(window_seconds: float) -> float:
     """The span a budget is counted over: the window plus its margin."""
     return window_seconds * (1 + SPAN_MARGIN)
@@ -109,7 +114,7 @@ class RateLimiter:
         self.second_span_ms = round(second_span * 1000)
         self.hold_ms = max(1, round(hold_seconds * 1000))
         # What Cloudflare's standing must leave to everyone else (the dashboard, other tools): our own margin.
-        self.reserve = requests - self.budget
+        self.reserve = reserve_of(requests)
         self._take = TakeToken(redis)
         self._end = EndCall(redis)
         self._pause = PauseCalls(redis)
@@ -184,7 +189,7 @@ class RateLimiter:
                 serial=admission.serial,
                 remaining=None if standing is None else standing.remaining,
                 reset_ms=0 if standing is None else standing.reset_seconds * 1000,
-                reserve=self.reserve,
+                reserve=self.reserve if standing is None or not standing.quota else reserve_of(standing.quota),
             )
         except (RedisError, OSError) as error:
             # The call's outcome matters more than its bookkeeping: it keeps its place until its hold instead.

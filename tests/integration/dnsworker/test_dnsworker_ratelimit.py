@@ -9,6 +9,7 @@ import redis.asyncio as aioredis
 
 from flareport_common.keys import Keys
 from flareport_dns_worker.ratelimit import Admission, RateLimiter
+from flareport_dns_worker.ratelimit_header import Standing
 
 
 async def call(limiter: RateLimiter) -> float:
@@ -151,3 +152,24 @@ async def test_calls_of_a_replica_that_died_in_flight_free_their_places_after_th
         assert loop.time() - started < 3, "calls that never ended kept their places past their hold"
         await asyncio.sleep(wait)
     assert loop.time() - started > 1.0, "the dead calls counted for a span after their hold"
+
+
+async def test_cloudflare_s_standing_leaves_a_share_of_its_own_quota_to_others(
+    redis: aioredis.Redis, keys: Keys
+) -> None:
+    limiter = RateLimiter(redis, keys, requests=1200, window_seconds=300)
+    answered = await admit(limiter)
+    # A limit of 100 per window with 12 left: 5 of them (5% of 100) stay for the dashboard and other tools.
+    await limiter.ended(answered, Standing(remaining=12, reset_seconds=30, quota=100))
+    taken = [await call(limiter) for _ in range(8)]
+    assert taken[:7] == [0.0] * 7 and 25 < taken[7] <= 30, f"7 more calls, then wait for the reset: {taken}"
+
+
+async def test_without_its_quota_the_standing_leaves_the_limiter_s_own_margin(
+    redis: aioredis.Redis, keys: Keys
+) -> None:
+    limiter = RateLimiter(redis, keys, requests=1200, window_seconds=300)
+    answered = await admit(limiter)
+    await limiter.ended(answered, Standing(remaining=70, reset_seconds=30))
+    taken = [await call(limiter) for _ in range(11)]
+    assert taken[:10] == [0.0] * 10 and taken[10] > 25, f"70 left less the 60 kept for others: {taken}"

@@ -39,3 +39,10 @@ def test_a_header_that_cannot_be_read_is_ignored(header: str | None) -> None:
 
 def test_unreadable_items_are_skipped_when_another_is_readable() -> None:
     assert parse_ratelimit('"broken";r=x, "default";r=7;t=9') == Standing(7, 9)
+
+
+def test_the_quota_comes_from_the_policy_item_of_the_same_name() -> None:
+    header, policy = '"default";r=40;t=100, "burst";r=9;t=3', '"default";q=1200;w=300, "burst";q=10;w=5'
+    assert parse_ratelimit(header, policy) == Standing(9, 3, quota=10)
+    assert parse_ratelimit('"default";r=40;t=100', '"other";q=50;w=60') == Standing(40, 100), "no quota of its own"
+    assert parse_ratelimit('"default";r=40;t=100', "garbage") == Standing(40, 100)
