@@ -2,10 +2,11 @@
 
 Cloudflare allows 1,200 requests per five minutes per user/account token; past the budget
 "all API calls for the next five minutes will be blocked" with HTTP 429 and error 971.  The
-emulator keeps one fixed window per token, started by the token's first request: requests
-beyond ``limit`` inside the window are refused with ``Retry-After`` set to the seconds left
-(rounded up, at least 1).  Refused requests do not extend the window.  The clock is
-injectable so that unit tests can move time without sleeping.
+emulator keeps one fixed window per token, started by the token's first request. The first request beyond
+``limit`` blocks the token for a whole window from that moment (the strict reading of "the next five minutes":
+a block that ends with the window that was overrun would be the lenient one): every request until then is
+refused with ``Retry-After`` set to the seconds left (rounded up, at least 1), and the next request after it
+starts a new window.  The clock is injectable so that unit tests can move time without sleeping.
 
 Every answer to an authenticated request carries the token's standing as Cloudflare's headers do
 (developers.cloudflare.com/fundamentals/api/reference/limits): ``Ratelimit: "default";r=<left>;t=<seconds to the
@@ -31,6 +32,10 @@ from dataclasses import dataclass
 class _Window:
     started: float
     count: int
+    blocked_until: float | None = None  # set by the first request over the limit
+
+    def ends(self, window_seconds: float) -> float:
+        return self.blocked_until if self.blocked_until is not None else self.started + window_seconds
 
 
 class RateLimiter:
@@ -44,21 +49,23 @@ class RateLimiter:
         """Count one request; ``None`` if allowed, else the Retry-After value in seconds."""
         now = self._clock()
         window = self._windows.get(token)
-        if window is None or now >= window.started + window_seconds:
+        if window is None or now >= window.ends(window_seconds):
             window = self._windows[token] = _Window(started=now, count=0)
         window.count += 1
         if window.count <= limit:
             return None
-        return max(1, math.ceil(window.started + window_seconds - now))
+        if window.blocked_until is None:
+            window.blocked_until = now + window_seconds
+        return max(1, math.ceil(window.blocked_until - now))
 
     def remaining(self, token: str, *, limit: int, window_seconds: float) -> tuple[int, int]:
         """What the ``Ratelimit`` header reports for ``token``: requests left in its window and the whole seconds
         until the window resets (a token without a window has all of a window ahead of it)."""
         now = self._clock()
         window = self._windows.get(token)
-        if window is None or now >= window.started + window_seconds:
+        if window is None or now >= window.ends(window_seconds):
             return limit, max(1, math.ceil(window_seconds))
-        return max(0, limit - window.count), max(1, math.ceil(window.started + window_seconds - now))
+        return max(0, limit - window.count), max(1, math.ceil(window.ends(window_seconds) - now))
 
     def usage(self, token: str) -> int:
         window = self._windows.get(token)
