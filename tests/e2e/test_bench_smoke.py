@@ -118,6 +118,9 @@ def test_fleet_converged_with_its_timeline_and_memory_was_read(results: dict[str
     # second per address): never later than what the run took, never sooner than one span.
     assert _number(scale, "rate_limit_per_second") == 200
     assert _number(scale, "rate_window_s") < _number(scale, "limits_floor_s") <= _number(scale, "limiter_floor_s")
+    # The minimum keeps to both of Cloudflare's limits: never sooner than the window's alone would allow.
+    assert _number(scale, "minimum_seconds") >= _number(scale, "window_minimum_seconds") > 0
+    assert "scale_real" not in results, "Cloudflare's own window (five minutes) is for the full run only"
     # One more start on each of three agents of the converged fleet: published (both writes), with its calls and
     # what it cost the services; measured on the scale row's stack only.
     one = scale["one_start"]
