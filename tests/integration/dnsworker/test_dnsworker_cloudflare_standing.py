@@ -5,17 +5,14 @@ shows what everyone else spent, and the worker keeps to it."""
 
 from __future__ import annotations
 
-import asyncio
-
 import redis.asyncio as aioredis
 
 from flareport_cfemu.testing import ZONE_ID, RunningEmulator
 from flareport_cli.localredis import LocalRedis
 from flareport_common.keys import Keys
-from fptest.dnsworker_harness import send, service, settings_for
-from fptest.waiting import already, wait_for
+from fptest.dnsworker_harness import settings_for
 
-from .test_dnsworker_lanes import CREATE_APP, access_job
+from .test_dnsworker_address_limit import create_apps
 
 
 async def test_a_budget_spent_by_another_tool_is_not_overrun(
@@ -30,20 +27,7 @@ async def test_a_budget_spent_by_another_tool_is_not_overrun(
     async with emu.async_client() as other:
         for _ in range(80):
             await other.zones.get(zone_id=ZONE_ID)
-    svc = service(settings, redis)
-    running = asyncio.create_task(svc.reading.run())
-    log = emu.emulator.log
-    created = f"{CREATE_APP} 201"
-    try:
-        await send(redis, keys, [access_job(n) for n in range(40)])
-        await wait_for(
-            lambda: already(log.status_counters[created] == 40), timeout=30, what="the 40 Access apps created"
-        )
-    finally:
-        svc.reading.stop()
-        await running
-        await svc.close()
-    refused = {k: v for k, v in log.status_counters.items() if k.endswith(" 429")}
+    refused = await create_apps(emu, redis, keys, settings, 40)
     assert refused == {}, f"the worker overran the budget the other tool left it: {refused}"
     standing = await redis.hgetall(keys.cf_rate_standing)
     assert standing, "the worker kept Cloudflare's standing from its answers"
