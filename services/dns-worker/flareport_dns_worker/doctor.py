@@ -26,13 +26,18 @@ from flareport_dns_worker.service import make_sdk
 
 
 class LocalLimiter:
-    """The rate limit of a one-shot command: no shared bucket (a dozen reads), but a 429 still waits."""
+    """The rate limit of a one-shot command: no shared bucket (a dozen reads), but a 429 still waits. It keeps the
+    standing Cloudflare's answers reported (the fewest requests left), for the report."""
+
+    def __init__(self) -> None:
+        self.standing: Standing | None = None
 
     async def acquire(self) -> Admission:
         return Admission("", 0)
 
     async def ended(self, admission: Admission, standing: Standing | None = None) -> None:
-        return None
+        if standing is not None and (self.standing is None or standing.remaining <= self.standing.remaining):
+            self.standing = standing
 
     async def pause(self, seconds: float) -> None:
         await asyncio.sleep(min(seconds, 30.0))
@@ -60,10 +65,11 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
 
 async def preflight(settings: DnsWorkerSettings, tunnels: Sequence[str] = ()) -> Report:
     sdk = make_sdk(settings)
+    limiter = LocalLimiter()
     try:
         api = CloudflareApi(
             sdk,
-            LocalLimiter(),
+            limiter,
             account_id=settings.cloudflare.account_id,
             max_attempts=min(3, settings.max_call_attempts),
         )
@@ -77,9 +83,29 @@ async def preflight(settings: DnsWorkerSettings, tunnels: Sequence[str] = ()) ->
         await check_redis(settings, report)
         for ref in tunnels:
             await check_tunnel(api, settings, ref, report)
+        _rate_limit(report, limiter.standing, settings.cloudflare.rate_limit_requests)
         return report
     finally:
         await sdk.close()
+
+
+# Below this share of its quota left, the report warns: the dns-worker is about to wait for Cloudflare's reset.
+LOW_STANDING = 0.2
+
+
+def _rate_limit(report: Report, standing: Standing | None, configured: int) -> None:
+    """What Cloudflare's ``Ratelimit`` headers said of the budget, counted for the whole user (the dashboard and
+    every tool on the account): why a dns-worker may be waiting although its own calls are few."""
+    if standing is None:
+        return
+    quota = standing.quota or configured
+    report.rate_limit = {"remaining": standing.remaining, "reset_seconds": standing.reset_seconds, "quota": quota}
+    if standing.remaining < quota * LOW_STANDING:
+        report.warnings.append(
+            f"Cloudflare's rate limit: only {standing.remaining} of {quota} requests left until its window resets in "
+            f"{standing.reset_seconds} s; it counts every consumer of the account's budget (the dashboard, other "
+            "tools), and the dns-worker waits for the reset rather than overrun it"
+        )
 
 
 def _table(rows: list[list[str]]) -> list[str]:
@@ -97,6 +123,13 @@ def render(report: Report) -> str:
         rows.append([check.name, check.result, needed, check.permission or "-", check.detail])
     lines += _table(rows)
     lines.append("")
+    if report.rate_limit:
+        limit = report.rate_limit
+        lines += [
+            f"Cloudflare's rate limit: {limit['remaining']} of {limit['quota']} requests left, the window resets in "
+            f"{limit['reset_seconds']} s (counted for every consumer of the account's budget)",
+            "",
+        ]
     if report.zones:
         lines.append(f"Zones the token sees ({len(report.zones)}):")
         lines += ["  " + line for line in _table([["NAME", "ID", "STATUS"]] + [_zone_row(z) for z in report.zones])]

@@ -72,6 +72,8 @@ class Report:
     warnings: list[str] = field(default_factory=list)
     # Per tunnel named with ``flareport doctor --tunnel``: what the first syncs will adopt (takeover.py).
     takeovers: dict[str, Json] = field(default_factory=dict)
+    # Cloudflare's standing as its ``Ratelimit`` headers reported it: remaining, reset_seconds, quota.
+    rate_limit: Json = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -90,6 +92,7 @@ class Report:
             "checks": [asdict(check) for check in self.checks],
             "warnings": self.warnings,
             "takeovers": self.takeovers,
+            "rate_limit": self.rate_limit or None,
         }
 
 

@@ -226,7 +226,9 @@ def test_json_report_of_an_account_api_token(emulator: Emulator) -> None:
     run = doctor(emulator, token, "--json", CLOUDFLARE_ZONE_ID=ZONE)
     assert run.code == 0, run.out + run.err
     report = json.loads(run.out)
-    assert set(report) == {"ok", "account_id", "api_base_url", "token", "zones", "checks", "warnings", "takeovers"}
+    assert set(report) == {
+        "ok", "account_id", "api_base_url", "token", "zones", "checks", "warnings", "takeovers", "rate_limit"
+    }  # fmt: skip
     assert report["ok"] is True and report["account_id"] == ACCOUNT and report["warnings"] == []
     assert report["token"]["kind"] == "account" and report["token"]["status"] == "active"
     assert report["token"]["expires_on"] == "2999-01-01T00:00:00Z"
@@ -292,3 +294,33 @@ def test_a_missing_or_locally_managed_tunnel_fails(emulator: Emulator, ref: str,
     run = doctor(emulator, emulator.token(f"tok-{ref}-5a0b", permissions=EVERY_PERMISSION), "--tunnel", ref)
     assert run.code == 1, run.out + run.err
     assert run.row(f"tunnel {ref}")[1] == "failed" and expected in run.out
+
+
+def test_the_report_says_what_cloudflare_counts_as_left_of_the_budget(emulator: Emulator) -> None:
+    run = doctor(emulator, emulator.token("tok-rate-3c11", permissions=EVERY_PERMISSION))
+    assert run.code == 0, run.out + run.err
+    line = next(line for line in run.out.splitlines() if line.startswith("Cloudflare's rate limit:"))
+    left = int(line.split(": ", 1)[1].split(" ", 1)[0])
+    assert 1_150 < left < 1_200 and "of 1200 requests left" in line, line
+    assert "warning: Cloudflare's rate limit" not in run.out
+
+
+def test_a_budget_mostly_spent_elsewhere_is_a_warning(emulator: Emulator) -> None:
+    # Another tool (here: this test) spent most of the window's budget with the same token.
+    before = emulator.control("GET", "/__emulator/config")["result"]["rate_limit"]
+    emulator.control("POST", "/__emulator/config", {"rate_limit": 100})
+    try:
+        token = emulator.token("tok-spent-7d20", permissions=EVERY_PERMISSION)
+        for _ in range(85):
+            request = urllib.request.Request(  # noqa: S310 - loopback
+                f"{emulator.base_url}/zones", headers={"Authorization": f"Bearer {token}"}
+            )
+            with urllib.request.urlopen(request, timeout=10):  # noqa: S310 - loopback
+                pass
+        run = doctor(emulator, token, "--json")
+    finally:
+        emulator.control("POST", "/__emulator/config", {"rate_limit": before})
+    assert run.code == 0, run.out + run.err
+    report = json.loads(run.out)
+    assert report["rate_limit"]["quota"] == 100 and report["rate_limit"]["remaining"] < 15, report["rate_limit"]
+    assert any(w.startswith("Cloudflare's rate limit: only") for w in report["warnings"]), report["warnings"]
