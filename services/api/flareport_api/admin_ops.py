@@ -93,6 +93,9 @@ async def status(request: web.Request) -> web.StreamResponse:
     now = utcnow()
     paused = _ms_time(await ctx.redis.get(keys.cf_pause_until))
     tokens, at = await ctx.redis.hmget(keys.cf_rate_bucket, ["tokens", "at"])
+    left, until = await ctx.redis.hmget(keys.cf_rate_standing, ["left", "until"])
+    resets = _ms_time(until)
+    standing = _number(left) if resets is not None and resets > now else None
     return json_response(
         Status(
             streams=tuple(streams),
@@ -101,6 +104,8 @@ async def status(request: web.Request) -> web.StreamResponse:
             cloudflare_tokens=_number(tokens),
             cloudflare_tokens_at=_ms_time(at),
             cloudflare_paused_until=paused if paused is not None and paused > now else None,
+            cloudflare_left=None if standing is None else max(0, int(standing)),
+            cloudflare_resets_at=None if standing is None else resets,
             server_time=now,
         )
     )

@@ -341,6 +341,11 @@ class Status(msgspec.Struct, frozen=True, kw_only=True):
     cloudflare_tokens: float | None = None
     cloudflare_tokens_at: datetime | None = None
     cloudflare_paused_until: datetime | None = None
+    # What Cloudflare's own count (its Ratelimit headers, every consumer of the account's budget included) still
+    # allows the dns-workers, less what they keep for others, and when that window resets; None without a current
+    # reading.
+    cloudflare_left: int | None = None
+    cloudflare_resets_at: datetime | None = None
     server_time: datetime
 
 

@@ -229,6 +229,14 @@ async def test_reconcile_dead_letters_replay_and_status(api: Api) -> None:
     status = await call(api, "GET", "/api/v1/status", 200)
     assert (status["cloudflare_tokens"], status["cloudflare_tokens_at"]) == (17.5, "2023-11-14T22:13:20Z")
     assert status["cloudflare_paused_until"] is not None, "a Cloudflare 429 pause in force is shown"
+    assert (status["cloudflare_left"], status["cloudflare_resets_at"]) == (None, None), "no standing read yet"
+    resets = int((time.time() + 60) * 1000)
+    await api.redis.hset(api.keys.cf_rate_standing, mapping={"left": "42", "until": str(resets)})
+    status = await call(api, "GET", "/api/v1/status", 200)
+    assert status["cloudflare_left"] == 42 and status["cloudflare_resets_at"] is not None, "Cloudflare's count is shown"
+    await api.redis.hset(api.keys.cf_rate_standing, mapping={"left": "42", "until": str(resets - 120_000)})
+    status = await call(api, "GET", "/api/v1/status", 200)
+    assert status["cloudflare_left"] is None, "a standing whose window has reset says nothing"
 
 
 async def test_health_metrics_and_errors_for_unknown_routes(api: Api) -> None:

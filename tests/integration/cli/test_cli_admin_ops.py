@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from typing import Any
 
 from flareport_common.keys import Keys
@@ -21,11 +22,18 @@ def test_status_shows_counts_and_every_stream_with_its_groups(
     assert status.code == 0, status.err
     assert "agents:       0" in status.out and "rules:        0" in status.out
     assert "cloudflare:   no rate limit data yet" in status.out
+    assert "calls left until" not in status.out, "nothing said of Cloudflare's count before it answered"
     assert row(status, keys.intents)[1:] == ["1", "reconciler", "0", "0", "1"]
 
     body = run_cli("status", "--json").json()
     intents = next(s for s in body["streams"] if s["stream"] == keys.intents)
     assert intents["groups"][0]["name"] == "reconciler"
+
+    # Once a Cloudflare answer said how much of the account's budget is left (the dns-worker keeps it in Redis).
+    resets = int((time.time() + 120) * 1000)
+    readmodel.client.hset(keys.cf_rate_standing, mapping={"left": "37", "until": str(resets)})
+    status = run_cli("status")
+    assert "cf budget:    37 calls left until" in status.out, status.out
 
 
 def test_reconcile_writes_the_intent_with_scope_and_verify(api: ApiProcess, readmodel: ReadModel) -> None:

@@ -38,6 +38,15 @@ def stream_rows(streams: list[dict[str, Any]]) -> list[list[Any]]:
     return rows
 
 
+def _standing(body: dict[str, Any]) -> str | None:
+    """Cloudflare's own count of the account's budget (the dashboard and other tools included), when current."""
+    left = body.get("cloudflare_left")
+    if left is None:
+        return None
+    resets = render.when(body.get("cloudflare_resets_at"))
+    return f"{left} calls left until {resets} (Cloudflare's count, all consumers of the account)"
+
+
 def show_status(body: dict[str, Any]) -> None:
     tokens = body.get("cloudflare_tokens")
     paused = body.get("cloudflare_paused_until")
@@ -52,6 +61,7 @@ def show_status(body: dict[str, Any]) -> None:
             ("rules", body["rules"]),
             ("cloudflare", cloudflare),
             ("paused until", f"{render.when(paused)} (after a 429)" if paused else None),
+            ("cf budget", _standing(body)),
             ("server time", render.when(body.get("server_time"))),
         ]
     )
