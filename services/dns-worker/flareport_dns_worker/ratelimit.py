@@ -29,7 +29,14 @@ later), so a replica that dies mid-call frees its calls' places then. The cap bi
 would let calls go faster, at the start of a fleet's first window: 1,140 calls admitted at once would otherwise go
 as fast as the workers make them (more than 300 a second against a fast Cloudflare).
 
-A 429 (someone else spent the budget: another tool, the dashboard) sets ``pause-until`` for everyone: the
+Cloudflare counts its budget per user, over the dashboard and every tool, where the window above counts only our
+calls. Every answer's ``Ratelimit`` header (``ratelimit_header``) therefore becomes a standing every replica keeps
+to as well (``end_call.lua`` writes it, ``take_token.lua`` spends it): the requests Cloudflare says are left, less
+a reserve for everyone else (5% of that limit's quota) and less the calls admitted after the answered one (it may
+not have counted them yet); at none left, calls wait for the window's reset. Answers arriving out of order never
+raise it within one window.
+
+A 429 (someone else spent the budget faster than the standing could tell) sets ``pause-until`` for everyone: the
 script refuses every call until then, so all replicas stop together and resume after ``Retry-After``.
 
 Within a process, waiting callers ask in turn, urgent jobs' first (``turns``): when the budget runs out, the
