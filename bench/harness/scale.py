@@ -344,26 +344,26 @@ def _pacing_call(requests: list[dict[str, Any]], limit: int) -> PacingCall | Non
     return PacingCall(len(times) - budget, times[len(times) - 1 - budget])
 
 
-def cloudflare_minimum(calls: int, limit: int, window: float, per_second: int) -> float:
-    """The earliest the last of ``calls`` calls can go under Cloudflare's limits as documented, with no margin: at
-    most ``limit`` in any ``window`` and at most ``per_second`` in any second (0: no such limit), every call ready at
-    the start and sent the moment both allow it."""
+def cloudflare_minimum(calls: int, limit: int, window: float, per_second: int, second: float = 1.0) -> float:
+    """The earliest the last of ``calls`` calls can go under two limits, every call ready at the start and sent the
+    moment both allow it: at most ``limit`` in any ``window`` and at most ``per_second`` in any ``second`` (0: no
+    such limit). With Cloudflare's limits as documented it is the rate-limit-bound minimum; with the dns-worker's
+    (each less its margin) the earliest its limiter lets a run end (``_limits_floor``)."""
     times: list[float] = []
     for n in range(calls):
         at = times[n - limit] + window if n >= limit else 0.0
         if per_second and n >= per_second:
-            at = max(at, times[n - per_second] + 1.0)
+            at = max(at, times[n - per_second] + second)
         times.append(at)
     return round(times[-1], 2) if times else 0.0
 
 
 def _limits_floor(paced: int, stack: BenchStack) -> float:
     """The earliest the last call could go under the dns-worker's limits alone, every call ready at the start: the
-    per-second cap lets the ``paced``-th call of the run go no sooner than a span per full second's budget before it,
-    and the last one goes a window's span after that."""
-    calls, span = per_second_cap(stack.per_second)
-    before = ((max(paced, 1) - 1) // calls) * span if calls else 0.0
-    return round(before + span_seconds(stack.rate_window), 2)
+    ``paced``-th call of the run is the one a whole window's budget before the last."""
+    budget = budget_of(stack.rate_limit)
+    calls, second = per_second_cap(stack.per_second)
+    return cloudflare_minimum(max(paced, 1) + budget, budget, span_seconds(stack.rate_window), calls, second)
 
 
 class CpuTrail:
