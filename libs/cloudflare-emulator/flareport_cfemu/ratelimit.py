@@ -48,8 +48,8 @@ class RateLimiter:
     def hit(self, token: str, *, limit: int, window_seconds: float) -> int | None:
         """Count one request; ``None`` if allowed, else the Retry-After value in seconds."""
         now = self._clock()
-        window = self._windows.get(token)
-        if window is None or now >= window.ends(window_seconds):
+        window = self._current(token, now, window_seconds)
+        if window is None:
             window = self._windows[token] = _Window(started=now, count=0)
         window.count += 1
         if window.count <= limit:
@@ -62,10 +62,15 @@ class RateLimiter:
         """What the ``Ratelimit`` header reports for ``token``: requests left in its window and the whole seconds
         until the window resets (a token without a window has all of a window ahead of it)."""
         now = self._clock()
-        window = self._windows.get(token)
-        if window is None or now >= window.ends(window_seconds):
+        window = self._current(token, now, window_seconds)
+        if window is None:
             return limit, max(1, math.ceil(window_seconds))
         return max(0, limit - window.count), max(1, math.ceil(window.ends(window_seconds) - now))
+
+    def _current(self, token: str, now: float, window_seconds: float) -> _Window | None:
+        """The token's window (or block) in force at ``now``; None when the next request starts a new one."""
+        window = self._windows.get(token)
+        return None if window is None or now >= window.ends(window_seconds) else window
 
     def usage(self, token: str) -> int:
         window = self._windows.get(token)
