@@ -91,9 +91,13 @@ async def status(request: web.Request) -> web.StreamResponse:
     ]
     streams.append(await _stream_status(request, keys.dead_letters))
     now = utcnow()
-    paused = _ms_time(await ctx.redis.get(keys.cf_pause_until))
-    tokens, at = await ctx.redis.hmget(keys.cf_rate_bucket, ["tokens", "at"])
-    left, until = await ctx.redis.hmget(keys.cf_rate_standing, ["left", "until"])
+    # The dns-worker's rate-limit state, in one round trip.
+    reads = ctx.redis.pipeline(transaction=False)
+    reads.get(keys.cf_pause_until)
+    reads.hmget(keys.cf_rate_bucket, ["tokens", "at"])
+    reads.hmget(keys.cf_rate_standing, ["left", "until"])
+    raw_pause, (tokens, at), (left, until) = await reads.execute()
+    paused = _ms_time(raw_pause)
     resets = _ms_time(until)
     standing = _number(left) if resets is not None and resets > now else None
     return json_response(
