@@ -55,6 +55,21 @@ def service_labels(service: Mapping[str, Any]) -> dict[str, str]:
 _COMING_UP = {"new", "pending", "assigned", "accepted", "preparing", "ready", "starting", "running"}
 
 
+def settling(tasks: Iterable[Mapping[str, Any]]) -> bool:
+    """True while a task the orchestrator wants running is still coming up: not running yet, nor failed.
+
+    A task's container starts (and the engine says so in its events) a moment before its node reports the task
+    "running" to the manager; a listing made in between does not publish a new service yet, and no further event
+    follows. ``swarmwatch.py`` lists again soon while this holds, rather than at the next round."""
+    for task in tasks:
+        if not isinstance(task, Mapping) or task.get("DesiredState") != "running":
+            continue
+        state = str(_mapping(task.get("Status")).get("State") or "")
+        if state in _COMING_UP and state != "running":
+            return True
+    return False
+
+
 def task_counts(tasks: Iterable[Mapping[str, Any]]) -> tuple[dict[str, int], dict[str, int]]:
     """Per service ID: running tasks, and tasks that are running or coming up (see ``_COMING_UP``)."""
     running: dict[str, int] = {}

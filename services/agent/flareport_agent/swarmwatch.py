@@ -7,6 +7,9 @@ and sooner when the manager's own events say something changed: a thread (``Even
 and ``container`` events and only wakes the loop, which then lists again (bursts coalesced). A service created,
 updated, scaled or removed, or a task starting on the manager itself, shows at once; a task on another node
 within ``interval``, and a service that loses its last task keeps its hostnames for the grace period anyway.
+While a task is still coming up (``swarm.settling``) the loop lists again within a second, backing off to
+``interval``: a container's start event comes a moment before its node reports the task running, and no event
+follows to wake the loop again.
 
 The engine is asked each round whether it is a Swarm manager (``GET /info``, ``Swarm.ControlAvailable``): an agent
 on a plain engine, or a node that was demoted, lists nothing and reports nothing; a node that becomes a manager
@@ -38,6 +41,10 @@ log = get_logger("flareport.agent.swarm")
 # After a nudge, wait this long before listing: one change (a service created, its task scheduled and started)
 # comes as a burst of events, and one listing answers them all.
 COALESCE_SECONDS = 0.25
+# While a task is coming up (``swarm.settling``) the next listing comes after this, doubling each round up to the
+# interval: a task that starts is published within a second, one that can never be scheduled (no node fits it)
+# costs no more listings than an idle round after a few seconds.
+SETTLE_SECONDS = 0.25
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,9 +184,11 @@ class ServiceWatcher:
     async def run(self) -> None:
         wake = asyncio.Event()
         nudge: EventNudge | None = None
+        settle = Backoff(initial=SETTLE_SECONDS, maximum=self.interval)
         try:
             while True:
                 wake.clear()  # before listing: an event during the listing makes another round
+                coming_up = False
                 try:
                     listing = await asyncio.to_thread(self._list)
                 except Exception as exc:  # engine unreachable or refusing: keep what was reported, try again
@@ -191,6 +200,7 @@ class ServiceWatcher:
                 else:
                     try:
                         self.apply(listing)
+                        coming_up = swarm.settling(listing.tasks)
                     except Exception as exc:  # an answer of a shape nobody expected: never end Swarm watching
                         SWARM_LIST_FAILURES.inc()
                         log.error("swarm.list_failed", error=f"{type(exc).__name__}: {exc}", retry_in=self.interval)
@@ -199,6 +209,10 @@ class ServiceWatcher:
                     nudge.start()
                 # An engine that answered "not a manager" is asked less often; one not answered yet, as often.
                 pause = self.plain_interval if self._manager is False else self.interval
+                if coming_up:
+                    pause = min(pause, settle.next())
+                else:
+                    settle.reset()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(wake.wait(), pause)
                     await asyncio.sleep(COALESCE_SECONDS)  # woken: let the rest of the burst arrive
