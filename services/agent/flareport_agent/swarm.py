@@ -55,19 +55,20 @@ def service_labels(service: Mapping[str, Any]) -> dict[str, str]:
 _COMING_UP = {"new", "pending", "assigned", "accepted", "preparing", "ready", "starting", "running"}
 
 
-def settling(tasks: Iterable[Mapping[str, Any]]) -> bool:
-    """True while a task the orchestrator wants running is still coming up: not running yet, nor failed.
+def coming_up(tasks: Iterable[Mapping[str, Any]]) -> frozenset[str]:
+    """The IDs of the tasks the orchestrator wants running that are still coming up: not running yet, nor failed.
 
     A task's container starts (and the engine says so in its events) a moment before its node reports the task
     "running" to the manager; a listing made in between does not publish a new service yet, and no further event
-    follows. ``swarmwatch.py`` lists again soon while this holds, rather than at the next round."""
+    follows. ``swarmwatch.py`` lists again soon while this is not empty, rather than at the next round."""
+    out: set[str] = set()
     for task in tasks:
         if not isinstance(task, Mapping) or task.get("DesiredState") != "running":
             continue
         state = str(_mapping(task.get("Status")).get("State") or "")
         if state in _COMING_UP and state != "running":
-            return True
-    return False
+            out.add(str(task.get("ID") or ""))
+    return frozenset(out)
 
 
 def task_counts(tasks: Iterable[Mapping[str, Any]]) -> tuple[dict[str, int], dict[str, int]]:

@@ -7,9 +7,8 @@ and sooner when the manager's own events say something changed: a thread (``Even
 and ``container`` events and only wakes the loop, which then lists again (bursts coalesced). A service created,
 updated, scaled or removed, or a task starting on the manager itself, shows at once; a task on another node
 within ``interval``, and a service that loses its last task keeps its hostnames for the grace period anyway.
-While a task is still coming up (``swarm.settling``) the loop lists again within a second, backing off to
-``interval``: a container's start event comes a moment before its node reports the task running, and no event
-follows to wake the loop again.
+While a task is still coming up (``swarm.coming_up``) the loop lists again soon (``SettlePacer``): a container's
+start event comes a moment before its node reports the task running, and no event follows to wake the loop again.
 
 The engine is asked each round whether it is a Swarm manager (``GET /info``, ``Swarm.ControlAvailable``): an agent
 on a plain engine, or a node that was demoted, lists nothing and reports nothing; a node that becomes a manager
@@ -41,9 +40,7 @@ log = get_logger("flareport.agent.swarm")
 # After a nudge, wait this long before listing: one change (a service created, its task scheduled and started)
 # comes as a burst of events, and one listing answers them all.
 COALESCE_SECONDS = 0.25
-# While a task is coming up (``swarm.settling``) the next listing comes after this, doubling each round up to the
-# interval: a task that starts is published within a second, one that can never be scheduled (no node fits it)
-# costs no more listings than an idle round after a few seconds.
+# While a task is coming up (``swarm.coming_up``) the next listing comes after about this (``SettlePacer``).
 SETTLE_SECONDS = 0.25
 
 
@@ -133,6 +130,28 @@ class EventNudge:
 
 
 @dataclass(slots=True)
+class SettlePacer:
+    """How soon to list again while tasks are coming up: ``SETTLE_SECONDS`` after a task starts coming up, doubling
+    while no other task does, up to ``maximum`` (the round's interval). A task that starts is published within a
+    second; one that can never be scheduled (no node fits it) costs no more listings than an idle round after a few
+    seconds, and does not slow the next task: a task not seen coming up before starts the pace over."""
+
+    maximum: float
+    _seen: frozenset[str] = frozenset()
+    _backoff: Backoff = field(init=False)
+
+    def __post_init__(self) -> None:
+        self._backoff = Backoff(initial=SETTLE_SECONDS, maximum=self.maximum)
+
+    def next(self, coming_up: frozenset[str]) -> float | None:
+        """The pause before the next listing, or None when nothing is coming up (the round's own pause holds)."""
+        if coming_up - self._seen:
+            self._backoff.reset()
+        self._seen = coming_up
+        return self._backoff.next() if coming_up else None
+
+
+@dataclass(slots=True)
 class ServiceWatcher:
     client_factory: Callable[[], docker.DockerClient]
     tracker: Tracker
@@ -184,11 +203,11 @@ class ServiceWatcher:
     async def run(self) -> None:
         wake = asyncio.Event()
         nudge: EventNudge | None = None
-        settle = Backoff(initial=SETTLE_SECONDS, maximum=self.interval)
+        pacer = SettlePacer(self.interval)
         try:
             while True:
                 wake.clear()  # before listing: an event during the listing makes another round
-                coming_up = False
+                soon: float | None = None
                 try:
                     listing = await asyncio.to_thread(self._list)
                 except Exception as exc:  # engine unreachable or refusing: keep what was reported, try again
@@ -200,7 +219,7 @@ class ServiceWatcher:
                 else:
                     try:
                         self.apply(listing)
-                        coming_up = swarm.settling(listing.tasks)
+                        soon = pacer.next(swarm.coming_up(listing.tasks))
                     except Exception as exc:  # an answer of a shape nobody expected: never end Swarm watching
                         SWARM_LIST_FAILURES.inc()
                         log.error("swarm.list_failed", error=f"{type(exc).__name__}: {exc}", retry_in=self.interval)
@@ -209,10 +228,8 @@ class ServiceWatcher:
                     nudge.start()
                 # An engine that answered "not a manager" is asked less often; one not answered yet, as often.
                 pause = self.plain_interval if self._manager is False else self.interval
-                if coming_up:
-                    pause = min(pause, settle.next())
-                else:
-                    settle.reset()
+                if soon is not None:
+                    pause = min(pause, soon)
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(wake.wait(), pause)
                     await asyncio.sleep(COALESCE_SECONDS)  # woken: let the rest of the burst arrive

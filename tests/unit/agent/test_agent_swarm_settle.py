@@ -1,4 +1,5 @@
-"""The Swarm watcher lists again soon while a task is coming up (swarmwatch.ServiceWatcher, swarm.settling).
+"""The Swarm watcher lists again soon while a task is coming up (swarmwatch.ServiceWatcher and SettlePacer,
+swarm.coming_up).
 
 A task's container starts, and the manager's events say so, a moment before its node reports the task "running":
 a listing in between publishes nothing and no further event follows, so the new service waited for the next
@@ -12,8 +13,8 @@ from collections.abc import Iterator
 from typing import Any
 
 from flareport_agent.outbox import Outbox
-from flareport_agent.swarm import settling
-from flareport_agent.swarmwatch import ServiceWatcher
+from flareport_agent.swarm import coming_up
+from flareport_agent.swarmwatch import SETTLE_SECONDS, ServiceWatcher, SettlePacer
 from flareport_agent.tracker import Tracker
 from flareport_common.messages.events import ContainerStart, Inventory
 from fptest.waiting import wait_for
@@ -32,8 +33,8 @@ SERVICE = {
 }
 
 
-def task(state: str, desired: str = "running") -> dict[str, Any]:
-    return {"ServiceID": "svc1", "Status": {"State": state}, "DesiredState": desired}
+def task(state: str, desired: str = "running", task_id: str = "t1") -> dict[str, Any]:
+    return {"ID": task_id, "ServiceID": "svc1", "Status": {"State": state}, "DesiredState": desired}
 
 
 class SlowTaskEngine:
@@ -67,15 +68,28 @@ class SlowTaskEngine:
         self.closed.set()
 
 
-def test_a_task_on_its_way_to_running_is_settling_one_running_failed_or_shut_down_is_not() -> None:
+def test_a_task_on_its_way_to_running_is_coming_up_one_running_failed_or_shut_down_is_not() -> None:
     for state in ("new", "pending", "assigned", "accepted", "preparing", "ready", "starting"):
-        assert settling([task(state)]), state
+        assert coming_up([task(state)]) == {"t1"}, state
     for state in ("running", "failed", "rejected", "complete", "shutdown"):
-        assert not settling([task(state)]), state
-    assert not settling([task("preparing", desired="shutdown")]), "being taken down: nothing to wait for"
-    assert not settling([task("preparing", desired="ready")]), "prepared for an update; it starts on an event"
+        assert coming_up([task(state)]) == set(), state
+    assert coming_up([task("preparing", desired="shutdown")]) == set(), "being taken down: nothing to wait for"
+    assert coming_up([task("preparing", desired="ready")]) == set(), "prepared for an update; it starts on an event"
     odd: list[Any] = ["not a task", {"Status": "odd"}]
-    assert not settling(odd), "an answer of another shape waits for nothing"
+    assert coming_up(odd) == set(), "an answer of another shape waits for nothing"
+
+
+def test_the_pace_slows_while_the_same_task_stays_stuck_and_starts_over_for_a_new_one() -> None:
+    pacer = SettlePacer(maximum=5.0)
+    assert pacer.next(frozenset()) is None, "nothing coming up: the round's own pause"
+    stuck = frozenset({"unschedulable"})
+    pauses = [pacer.next(stuck) for _ in range(8)]
+    assert pauses[0] is not None and pauses[0] <= SETTLE_SECONDS, "soon after a task starts coming up"
+    assert all(p is not None and p >= 2.5 for p in pauses[-3:]), f"a stuck task costs an idle round's pace: {pauses}"
+    fresh = pacer.next(stuck | {"new-service-task"})
+    assert fresh is not None and fresh <= SETTLE_SECONDS, "a stuck task does not slow the next one"
+    assert pacer.next(stuck) is not None, "the stuck one is still waited for"
+    assert pacer.next(frozenset()) is None
 
 
 async def test_a_service_whose_task_runs_after_the_events_is_reported_without_waiting_for_the_next_round() -> None:
