@@ -183,7 +183,8 @@ async def test_what_the_container_form_left_behind_is_replaced_or_named_in_the_a
 async def test_changes_on_the_manager_show_at_once_not_at_the_next_listing(
     master: MasterDouble, manager: docker.DockerClient, start_agent: Callable[..., RunningAgent]
 ) -> None:
-    start_agent(replace(FAST, swarm_poll_seconds=120.0))  # only the manager's events can make it list again
+    # Only the manager's events, and a task still coming up after them, can make it list again before 120 s.
+    start_agent(replace(FAST, swarm_poll_seconds=120.0))
     await wait_for(master.inventory_seen, what="the first inventory snapshot")
     service = manager.services.create(
         BUSYBOX_IMAGE,
