@@ -8,8 +8,6 @@ round (120 s in the integration test that found it on a loaded CI machine)."""
 from __future__ import annotations
 
 import asyncio
-import threading
-from collections.abc import Iterator
 from typing import Any
 
 from flareport_agent.outbox import Outbox
@@ -17,6 +15,7 @@ from flareport_agent.swarm import coming_up
 from flareport_agent.swarmwatch import SETTLE_SECONDS, ServiceWatcher, SettlePacer
 from flareport_agent.tracker import Tracker
 from flareport_common.messages.events import ContainerStart, Inventory
+from fptest.quiet_engine import QuietEngine
 from fptest.waiting import wait_for
 
 SERVICE = {
@@ -37,14 +36,14 @@ def task(state: str, desired: str = "running", task_id: str = "t1") -> dict[str,
     return {"ID": task_id, "ServiceID": "svc1", "Status": {"State": state}, "DesiredState": desired}
 
 
-class SlowTaskEngine:
+class SlowTaskEngine(QuietEngine):
     """A manager whose one task reads "starting" for the first ``starting_for`` listings, then "running", and whose
     event stream stays silent: only the watcher's own listings can see the task come up."""
 
     def __init__(self, starting_for: int) -> None:
+        super().__init__()
         self.starting_for = starting_for
         self.listings = 0
-        self.closed = threading.Event()
         self.api = self
 
     def info(self) -> dict[str, Any]:
@@ -56,16 +55,6 @@ class SlowTaskEngine:
     def tasks(self) -> list[dict[str, Any]]:
         self.listings += 1
         return [task("starting" if self.listings <= self.starting_for else "running")]
-
-    def events(self, **_: Any) -> Iterator[dict[str, Any]]:
-        return self._quiet()
-
-    def _quiet(self) -> Iterator[dict[str, Any]]:
-        self.closed.wait(30)
-        yield from ()
-
-    def close(self) -> None:
-        self.closed.set()
 
 
 def test_a_task_on_its_way_to_running_is_coming_up_one_running_failed_or_shut_down_is_not() -> None:
