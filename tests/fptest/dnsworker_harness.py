@@ -55,6 +55,21 @@ def settings_for(redis_url: str, prefix: str, emu: RunningEmulator, **env: str |
     return load_dns_worker(environ)
 
 
+def limited_alike(
+    redis_url: str, prefix: str, emu: RunningEmulator, *, requests: int, window_seconds: float
+) -> DnsWorkerSettings:
+    """The emulator's per-token limit set to ``requests`` per ``window_seconds``, and a worker's settings configured
+    to the same limit (as an operator sets the worker to Cloudflare's)."""
+    emu.emulator.configure(rate_limit=requests, rate_window_seconds=window_seconds)
+    return settings_for(
+        redis_url,
+        prefix,
+        emu,
+        CLOUDFLARE_RATE_LIMIT_REQUESTS=requests,
+        CLOUDFLARE_RATE_LIMIT_WINDOW_SECONDS=window_seconds,
+    )
+
+
 def service(
     settings: DnsWorkerSettings, redis: aioredis.Redis, name: str = "w1", *, clock: Callable[[], float] = time.time
 ) -> DnsWorkerService:

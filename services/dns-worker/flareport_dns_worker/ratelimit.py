@@ -196,7 +196,7 @@ class RateLimiter:
                 serial=admission.serial,
                 remaining=None if standing is None else standing.remaining,
                 reset_ms=0 if standing is None else standing.reset_seconds * 1000,
-                reserve=self.reserve if standing is None or not standing.quota else reserve_of(standing.quota),
+                reserve=reserve_of(standing.quota) if standing is not None and standing.quota else self.reserve,
             )
         except (RedisError, OSError) as error:
             # The call's outcome matters more than its bookkeeping: it keeps its place until its hold instead.

@@ -5,7 +5,7 @@ limit, the requests left (``r``) and the seconds until its window resets (``t``)
 cumulatively over the dashboard, every API token and every tool using them
 (developers.cloudflare.com/fundamentals/api/reference/limits), so the header is the only view of what others
 spent. The dns-worker's own limiter (``ratelimit``) counts only its calls; ``take_token.lua`` also keeps to this
-view (see ``observe_standing.lua``).
+view (``end_call.lua`` records it).
 
 Several items are read as several limits, and the one with the fewest requests left decides. ``Ratelimit-Policy``
 (``"default";q=1200;w=300``) gives each limit's quota, by the same name: the reserve the worker leaves to others is

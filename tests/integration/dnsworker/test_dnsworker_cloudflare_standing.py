@@ -10,7 +10,7 @@ import redis.asyncio as aioredis
 from flareport_cfemu.testing import ZONE_ID, RunningEmulator
 from flareport_cli.localredis import LocalRedis
 from flareport_common.keys import Keys
-from fptest.dnsworker_harness import settings_for
+from fptest.dnsworker_harness import limited_alike
 
 from .test_dnsworker_address_limit import create_apps
 
@@ -19,10 +19,7 @@ async def test_a_budget_spent_by_another_tool_is_not_overrun(
     emu: RunningEmulator, redis: aioredis.Redis, redis_server: LocalRedis, keys: Keys, prefix: str
 ) -> None:
     # 100 requests per 6 s (Cloudflare's 1,200 per 5 minutes, scaled down), the worker configured alike.
-    emu.emulator.configure(rate_limit=100, rate_window_seconds=6)
-    settings = settings_for(
-        redis_server.url, prefix, emu, CLOUDFLARE_RATE_LIMIT_REQUESTS=100, CLOUDFLARE_RATE_LIMIT_WINDOW_SECONDS=6
-    )
+    settings = limited_alike(redis_server.url, prefix, emu, requests=100, window_seconds=6)
     # Another tool with the same token (a script, the dashboard's user) spends 80 of the window's 100.
     async with emu.async_client() as other:
         for _ in range(80):

@@ -19,6 +19,7 @@ from fptest.dnsworker_harness import (
     drain,
     ingress_of,
     job_results,
+    limited_alike,
     records_named,
     send,
     service,
@@ -51,7 +52,6 @@ def intervals(emu: RunningEmulator, endpoint: str | None) -> list[tuple[datetime
 async def test_429_5xx_and_dropped_connections_end_in_convergence_without_duplicates(
     emu: RunningEmulator, redis: aioredis.Redis, redis_server: LocalRedis, keys: Keys, prefix: str
 ) -> None:
-    emu.emulator.configure(rate_limit=20, rate_window_seconds=2)
     emu.emulator.set_faults(
         [
             {"endpoint": BATCH, "sequence": [500, 429, "drop"], "retry_after": 1},
@@ -59,9 +59,7 @@ async def test_429_5xx_and_dropped_connections_end_in_convergence_without_duplic
             {"endpoint": LIST_RECORDS, "sequence": [502]},
         ]
     )
-    settings = settings_for(
-        redis_server.url, prefix, emu, CLOUDFLARE_RATE_LIMIT_REQUESTS=20, CLOUDFLARE_RATE_LIMIT_WINDOW_SECONDS=2
-    )
+    settings = limited_alike(redis_server.url, prefix, emu, requests=20, window_seconds=2)
     svc = service(settings, redis)
     names = [f"svc{i}.example.com" for i in range(30)]
     rules = tuple(IngressEntry(hostname=n, service="http://web:80") for n in names)
@@ -99,10 +97,7 @@ async def test_a_batch_that_times_out_but_was_applied_is_not_written_twice(
 async def test_every_call_takes_a_token_so_a_tight_limit_is_never_exceeded(
     emu: RunningEmulator, redis: aioredis.Redis, redis_server: LocalRedis, keys: Keys, prefix: str
 ) -> None:
-    emu.emulator.configure(rate_limit=20, rate_window_seconds=2)
-    settings = settings_for(
-        redis_server.url, prefix, emu, CLOUDFLARE_RATE_LIMIT_REQUESTS=20, CLOUDFLARE_RATE_LIMIT_WINDOW_SECONDS=2
-    )
+    settings = limited_alike(redis_server.url, prefix, emu, requests=20, window_seconds=2)
     svc = service(settings, redis)
     # 24 changes of example.com, one record more each (one batch call each): more calls than one window allows.
     jobs = [dns_job([f"r{j}.example.com" for j in range(i + 1)], f"v{i}") for i in range(24)]
